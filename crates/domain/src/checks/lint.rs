@@ -1,0 +1,239 @@
+//! Lint check: structure, size and whether the proposal addresses every requirement.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest proposal that still passes lint, in bytes.
+pub const MAX_PROPOSAL_BYTES: usize = 64 * 1024;
+/// Proposals shorter than this (in characters) draw a warning: they rarely solve anything.
+pub const MIN_USEFUL_CHARS: usize = 40;
+/// Lines longer than this draw a warning.
+pub const MAX_LINE_CHARS: usize = 400;
+/// Share of a requirement's keywords a proposal must mention for it to count as addressed.
+pub const COVERAGE_THRESHOLD: f64 = 0.5;
+
+/// How many of the task's requirements a proposal addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RequirementCoverage {
+    pub total: usize,
+    pub covered: usize,
+    /// Indices (into the task's requirements) of those not addressed.
+    pub missing: Vec<usize>,
+}
+
+impl RequirementCoverage {
+    /// Covered share in [0, 1], or `None` when the task lists no requirement.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.covered as f64 / self.total as f64)
+    }
+}
+
+/// Errors fail the check; warnings only lower the score.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LintResult {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub coverage: RequirementCoverage,
+}
+
+impl LintResult {
+    pub fn passed(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Lints a proposal against the task's requirements.
+pub fn lint(content: &str, requirements: &[String]) -> LintResult {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+
+    if content.trim().is_empty() {
+        errors.push("proposal is empty".to_owned());
+    } else if content.trim().chars().count() < MIN_USEFUL_CHARS {
+        warnings.push(format!("proposal is very short (under {MIN_USEFUL_CHARS} characters)"));
+    }
+    if content.len() > MAX_PROPOSAL_BYTES {
+        errors
+            .push(format!("proposal is {} bytes, more than the {MAX_PROPOSAL_BYTES} allowed", content.len()));
+    }
+    if let Some(line) = unclosed_fence(content) {
+        errors.push(format!("code fence opened at line {line} is never closed"));
+    }
+    let long_lines = content.lines().filter(|l| l.chars().count() > MAX_LINE_CHARS).count();
+    if long_lines > 0 {
+        warnings.push(format!("{long_lines} line(s) longer than {MAX_LINE_CHARS} characters"));
+    }
+    let placeholders = content
+        .lines()
+        .filter(|l| l.contains("TODO") || l.contains("FIXME") || l.contains("unimplemented!"))
+        .count();
+    if placeholders > 0 {
+        warnings.push(format!("{placeholders} placeholder line(s) (TODO/FIXME/unimplemented!)"));
+    }
+
+    let coverage = coverage(content, requirements);
+    for &index in &coverage.missing {
+        errors.push(format!("requirement {} not addressed: {}", index + 1, abbreviate(&requirements[index])));
+    }
+    LintResult { errors, warnings, coverage }
+}
+
+/// The 1-based line of a code fence that is opened and never closed.
+fn unclosed_fence(content: &str) -> Option<usize> {
+    let mut open: Option<(usize, char, usize)> = None;
+    for (index, line) in content.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let Some(marker) = trimmed.chars().next().filter(|c| *c == '`' || *c == '~') else {
+            continue;
+        };
+        let run = trimmed.chars().take_while(|c| *c == marker).count();
+        if run < 3 {
+            continue;
+        }
+        match open {
+            None => open = Some((index + 1, marker, run)),
+            // A closing fence uses the same marker, at least as long, with nothing after it.
+            Some((_, m, len)) if m == marker && run >= len && trimmed[run..].trim().is_empty() => open = None,
+            Some(_) => {}
+        }
+    }
+    open.map(|(line, _, _)| line)
+}
+
+const STOPWORDS: &[&str] = &[
+    "the", "and", "for", "with", "that", "this", "must", "should", "shall", "will", "are", "not", "all",
+    "any", "each", "every", "from", "into", "have", "has", "its", "use", "using", "when", "then", "than",
+    "only", "also", "been", "can", "per", "via", "you", "your", "our", "their", "they", "them", "there",
+    "where", "which", "who", "what", "how", "make", "sure", "ensure", "support", "supports", "provide",
+    "provides", "need", "needs", "able", "least", "most",
+];
+
+fn stem(word: &str) -> &str {
+    for suffix in ["ing", "ed", "es", "s"] {
+        if let Some(stripped) = word.strip_suffix(suffix)
+            && stripped.len() >= 3
+        {
+            return stripped;
+        }
+    }
+    word
+}
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+fn keywords(requirement: &str) -> BTreeSet<String> {
+    words(requirement)
+        .filter(|w| w.chars().count() >= 3 && !STOPWORDS.contains(&w.as_str()))
+        .map(|w| stem(&w).to_owned())
+        .collect()
+}
+
+/// A requirement is addressed when the proposal mentions at least half of its keywords
+/// (stemmed, case-insensitive); one without keywords must appear verbatim.
+fn coverage(content: &str, requirements: &[String]) -> RequirementCoverage {
+    let vocabulary: BTreeSet<String> = words(content).map(|w| stem(&w).to_owned()).collect();
+    let lowered = content.to_lowercase();
+    let missing: Vec<usize> = requirements
+        .iter()
+        .enumerate()
+        .filter(|(_, requirement)| {
+            let keys = keywords(requirement);
+            if keys.is_empty() {
+                return !lowered.contains(&requirement.to_lowercase());
+            }
+            let hits = keys.iter().filter(|k| vocabulary.contains(*k)).count();
+            (hits as f64) < COVERAGE_THRESHOLD * keys.len() as f64
+        })
+        .map(|(index, _)| index)
+        .collect();
+    RequirementCoverage { total: requirements.len(), covered: requirements.len() - missing.len(), missing }
+}
+
+fn abbreviate(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    const GOOD: &str = "Add an index on users.email and paginate the listing with a keyset cursor.";
+
+    #[test]
+    fn well_formed_proposal_passes() {
+        let result = lint(GOOD, &[]);
+        assert!(result.passed(), "{result:?}");
+        assert!(result.warnings.is_empty());
+        assert_eq!(result.coverage.ratio(), None);
+    }
+
+    #[test]
+    fn empty_proposal_is_an_error() {
+        assert_eq!(lint(" \n", &[]).errors, ["proposal is empty"]);
+    }
+
+    #[test]
+    fn short_proposal_is_a_warning() {
+        let result = lint("use a map", &[]);
+        assert!(result.passed());
+        assert_eq!(result.warnings.len(), 1);
+    }
+
+    #[test]
+    fn unclosed_code_fence_is_an_error_with_its_line() {
+        let result = lint(&format!("{GOOD}\n```rust\nfn main() {{}}\n"), &[]);
+        assert_eq!(result.errors, ["code fence opened at line 2 is never closed"]);
+        assert!(lint(&format!("{GOOD}\n```rust\nfn main() {{}}\n```\n"), &[]).passed());
+        assert!(lint(&format!("{GOOD}\n~~~~\n```\nnested\n```\n~~~~\n"), &[]).passed());
+    }
+
+    #[test]
+    fn oversized_proposal_is_an_error() {
+        let result = lint(&"a".repeat(MAX_PROPOSAL_BYTES + 1), &[]);
+        assert!(result.errors.iter().any(|e| e.contains("more than the 65536 allowed")), "{result:?}");
+    }
+
+    #[test]
+    fn placeholders_and_long_lines_are_warnings() {
+        let text = format!("{GOOD}\n// TODO: the rest\n{}", "x".repeat(MAX_LINE_CHARS + 1));
+        let result = lint(&text, &[]);
+        assert!(result.passed());
+        assert_eq!(result.warnings.len(), 2, "{result:?}");
+    }
+
+    #[test]
+    fn requirements_are_counted_covered_or_missing() {
+        let requirements = reqs(&["Paginate the users listing", "Encrypt backups at rest", "p95 < 50ms"]);
+        let result = lint(GOOD, &requirements);
+        assert_eq!(result.coverage.total, 3);
+        assert_eq!(result.coverage.covered, 1);
+        assert_eq!(result.coverage.missing, [1, 2]);
+        assert_eq!(
+            result.errors,
+            [
+                "requirement 2 not addressed: Encrypt backups at rest",
+                "requirement 3 not addressed: p95 < 50ms"
+            ]
+        );
+    }
+
+    #[test]
+    fn requirement_matching_ignores_case_and_plural() {
+        let result =
+            lint("We add database MIGRATION scripts and a rollback.", &reqs(&["database migrations"]));
+        assert!(result.passed(), "{result:?}");
+        assert_eq!(result.coverage.ratio(), Some(1.0));
+    }
+}

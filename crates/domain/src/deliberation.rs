@@ -1,0 +1,528 @@
+//! The deliberation aggregate: a state machine the application layer drives.
+//!
+//! ```text
+//! Proposing ─▶ Reviewing{1} ─▶ Revising{1} ─▶ … ─▶ Reviewing{R} ─▶ Revising{R} ─▶ Scoring ─▶ Completed
+//!     └──────────────(R = 0, or fewer than 2 agents left)─────────────────────────▶ Scoring
+//! ```
+//!
+//! In each phase the aggregate says who owes a reply (`proposal_requests`, `review_assignments`,
+//! `revision_requests`); the driver calls the agents — concurrently, however it likes — and
+//! records each reply or failure, then calls [`Deliberation::advance`]. A failed agent is
+//! dropped with its proposal and reported; nothing is ever invented in its place.
+//!
+//! Review assignment is a ring over the surviving agents in seat order: in round `r` the agent
+//! at position `i` reviews the one at `i + offset(r)`, where `offset(r) = ((r − 1) mod (n − 1)) + 1`.
+//! So round 1 reviews the next peer, round 2 the one after, and nobody ever reviews itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Agent, AgentId};
+use crate::checks::{CheckSuite, DryRunOutcome};
+use crate::council::Council;
+use crate::error::{DomainError, Result};
+use crate::proposal::Proposal;
+use crate::ranking::{RankKey, rank};
+use crate::review::Review;
+use crate::scoring::{Score, ScoringWeights, check_score, peer_mean};
+use crate::task::Task;
+use crate::usage::TokenUsage;
+
+/// Number of peer-review rounds, 0..=5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rounds(u32);
+
+impl Rounds {
+    pub const MAX: u32 = 5;
+    pub const DEFAULT: Rounds = Rounds(1);
+
+    /// # Errors
+    /// Field `rounds` when negative or above 5.
+    pub fn new(value: i64) -> Result<Self> {
+        match u32::try_from(value) {
+            Ok(v) if v <= Self::MAX => Ok(Self(v)),
+            _ => {
+                Err(DomainError::invalid("rounds", format!("must be within 0..={}, got {value}", Self::MAX)))
+            }
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Rounds {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Where a deliberation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Proposing,
+    Reviewing { round: u32 },
+    Revising { round: u32 },
+    Scoring,
+    Completed,
+}
+
+impl Phase {
+    /// The agent action of this phase, as reported in failures and progress.
+    pub fn action(self) -> &'static str {
+        match self {
+            Phase::Proposing => "propose",
+            Phase::Reviewing { .. } => "review",
+            Phase::Revising { .. } => "revise",
+            Phase::Scoring => "score",
+            Phase::Completed => "complete",
+        }
+    }
+
+    /// The review round of this phase, 0 outside review and revision.
+    pub fn round(self) -> u32 {
+        match self {
+            Phase::Reviewing { round } | Phase::Revising { round } => round,
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Proposing => f.write_str("proposing"),
+            Phase::Reviewing { round } => write!(f, "reviewing (round {round})"),
+            Phase::Revising { round } => write!(f, "revising (round {round})"),
+            Phase::Scoring => f.write_str("scoring"),
+            Phase::Completed => f.write_str("completed"),
+        }
+    }
+}
+
+/// An agent dropped from the deliberation, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentFailure {
+    pub agent: AgentId,
+    /// `propose`, `review` or `revise`.
+    pub phase: String,
+    /// Review round for review/revise failures, 0 for propose.
+    pub round: u32,
+    pub reason: String,
+}
+
+/// One review to ask for: `reviewer` grades the proposal of `target` (shown without its author).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewAssignment {
+    pub reviewer: Agent,
+    pub target: AgentId,
+    pub proposal: String,
+    pub round: u32,
+}
+
+/// One revision to ask for: `author` revises `current` in the light of `reviews`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionRequest {
+    pub author: Agent,
+    pub current: String,
+    pub reviews: Vec<Review>,
+    pub round: u32,
+}
+
+/// A final proposal with everything that decided its rank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankedProposal {
+    pub rank: u32,
+    pub agent: Agent,
+    pub proposal: Proposal,
+    pub checks: CheckSuite,
+    pub check_score: Score,
+    /// Mean 0–10 grade of the last round that graded this proposal.
+    pub peer_score: Option<f64>,
+    pub score: Score,
+    /// Reviews this proposal received, all rounds, in order.
+    pub reviews: Vec<Review>,
+    pub usage: TokenUsage,
+}
+
+/// The result of a completed deliberation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliberationOutcome {
+    /// Best first; never empty.
+    pub results: Vec<RankedProposal>,
+    pub failures: Vec<AgentFailure>,
+    pub usage: TokenUsage,
+}
+
+impl DeliberationOutcome {
+    /// The rank-1 proposal.
+    pub fn winner(&self) -> &RankedProposal {
+        // A completed deliberation has at least one survivor: `finish` refuses otherwise.
+        &self.results[0]
+    }
+}
+
+/// The deliberation aggregate (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deliberation {
+    council: Council,
+    task: Task,
+    rounds: u32,
+    phase: Phase,
+    /// Surviving proposals in seat order.
+    proposals: Vec<Proposal>,
+    reviews: Vec<Review>,
+    failures: Vec<AgentFailure>,
+    dropped: BTreeSet<AgentId>,
+    pending: BTreeSet<AgentId>,
+    /// Reviewer → target for the current review round.
+    assignments: BTreeMap<AgentId, AgentId>,
+    /// Proposal contents as they stood when the current review round began, so a review
+    /// already assigned stays answerable even if its target drops out mid-round.
+    under_review: BTreeMap<AgentId, String>,
+    usage: BTreeMap<AgentId, TokenUsage>,
+}
+
+impl Deliberation {
+    /// Starts a deliberation in the proposing phase with every agent owing a proposal.
+    ///
+    /// The rounds actually run are `rounds` capped by the task's `max_iterations`.
+    pub fn new(council: Council, task: Task, rounds: Rounds) -> Self {
+        let rounds = task.constraints().max_iterations().map_or(rounds.get(), |cap| rounds.get().min(cap));
+        let pending = council.agents().iter().map(|a| a.id.clone()).collect();
+        Self {
+            council,
+            task,
+            rounds,
+            phase: Phase::Proposing,
+            proposals: Vec::new(),
+            reviews: Vec::new(),
+            failures: Vec::new(),
+            dropped: BTreeSet::new(),
+            pending,
+            assignments: BTreeMap::new(),
+            under_review: BTreeMap::new(),
+            usage: BTreeMap::new(),
+        }
+    }
+
+    pub fn council(&self) -> &Council {
+        &self.council
+    }
+
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// Review rounds this deliberation runs (after the `max_iterations` cap).
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Surviving proposals in seat order.
+    pub fn proposals(&self) -> &[Proposal] {
+        &self.proposals
+    }
+
+    /// Every review recorded so far.
+    pub fn reviews(&self) -> &[Review] {
+        &self.reviews
+    }
+
+    pub fn failures(&self) -> &[AgentFailure] {
+        &self.failures
+    }
+
+    /// Agents that still owe a reply in this phase.
+    pub fn pending(&self) -> &BTreeSet<AgentId> {
+        &self.pending
+    }
+
+    /// Usage summed over every agent so far.
+    pub fn total_usage(&self) -> TokenUsage {
+        self.usage.values().fold(TokenUsage::default(), |acc, u| acc + *u)
+    }
+
+    /// Agents asked to propose (every agent, in seat order) while proposing.
+    pub fn proposal_requests(&self) -> Vec<Agent> {
+        match self.phase {
+            Phase::Proposing => self.pending_agents(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// This round's reviews to ask for, in reviewer seat order.
+    pub fn review_assignments(&self) -> Vec<ReviewAssignment> {
+        let Phase::Reviewing { round } = self.phase else {
+            return Vec::new();
+        };
+        self.pending_agents()
+            .into_iter()
+            .filter_map(|reviewer| {
+                let target = self.assignments.get(&reviewer.id)?;
+                let proposal = self.under_review.get(target)?.clone();
+                Some(ReviewAssignment { reviewer, target: target.clone(), proposal, round })
+            })
+            .collect()
+    }
+
+    /// This round's revisions to ask for: authors that received at least one review.
+    pub fn revision_requests(&self) -> Vec<RevisionRequest> {
+        let Phase::Revising { round } = self.phase else {
+            return Vec::new();
+        };
+        self.pending_agents()
+            .into_iter()
+            .filter_map(|author| {
+                let current = self.proposal(&author.id)?.content().to_owned();
+                let reviews = self.reviews_of(&author.id, Some(round));
+                Some(RevisionRequest { author, current, reviews, round })
+            })
+            .collect()
+    }
+
+    /// Records an agent's proposal. Blank content counts as a failure of that agent.
+    ///
+    /// # Errors
+    /// `WrongPhase` outside proposing; `NotPending` when the agent owes no proposal.
+    pub fn record_proposal(&mut self, agent: &AgentId, content: String, created_at_ms: i64) -> Result<()> {
+        self.expect_phase("record a proposal", |p| matches!(p, Phase::Proposing))?;
+        self.take_pending(agent)?;
+        if content.trim().is_empty() {
+            self.drop_agent(agent, "returned an empty proposal".to_owned());
+        } else {
+            self.proposals.push(Proposal::new(agent.clone(), content, created_at_ms));
+            let council = &self.council;
+            self.proposals.sort_by_key(|p| council.agent(p.author()).map_or(usize::MAX, |a| a.seat));
+        }
+        Ok(())
+    }
+
+    /// Records a review by a reviewer of its assigned target in the current round.
+    ///
+    /// # Errors
+    /// `WrongPhase` outside reviewing; `NotPending` when the reviewer owes no review;
+    /// `Invalid` (field `target`) when the review is not of the assigned proposal.
+    pub fn record_review(&mut self, review: Review) -> Result<()> {
+        let round = self.phase.round();
+        self.expect_phase("record a review", |p| matches!(p, Phase::Reviewing { .. }))?;
+        if self.assignments.get(&review.reviewer) != Some(&review.target) || review.round != round {
+            return Err(DomainError::invalid(
+                "target",
+                format!(
+                    "{} was not assigned to review {} in round {}",
+                    review.reviewer, review.target, review.round
+                ),
+            ));
+        }
+        self.take_pending(&review.reviewer)?;
+        self.reviews.push(review);
+        Ok(())
+    }
+
+    /// Records an author's revised proposal. Blank content counts as a failure of that agent.
+    ///
+    /// # Errors
+    /// `WrongPhase` outside revising; `NotPending` when the author owes no revision.
+    pub fn record_revision(&mut self, agent: &AgentId, content: String) -> Result<()> {
+        self.expect_phase("record a revision", |p| matches!(p, Phase::Revising { .. }))?;
+        self.take_pending(agent)?;
+        if content.trim().is_empty() {
+            self.drop_agent(agent, "returned an empty revision".to_owned());
+        } else if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == agent) {
+            proposal.revise(content);
+        }
+        Ok(())
+    }
+
+    /// Drops an agent that failed in the current phase; its proposal leaves the deliberation.
+    ///
+    /// # Errors
+    /// `NotPending` when the agent owes nothing in this phase.
+    pub fn record_failure(&mut self, agent: &AgentId, reason: impl Into<String>) -> Result<()> {
+        self.take_pending(agent)?;
+        self.drop_agent(agent, reason.into());
+        Ok(())
+    }
+
+    /// Adds the cost of one backend call to an agent's usage (failed calls cost too).
+    pub fn record_usage(&mut self, agent: &AgentId, usage: TokenUsage) {
+        *self.usage.entry(agent.clone()).or_default() += usage;
+    }
+
+    /// Moves to the next phase once every pending reply is recorded, and returns it.
+    ///
+    /// # Errors
+    /// `NoSurvivors` when every agent has failed; `WrongPhase` while replies are pending or
+    /// when already scoring or completed.
+    pub fn advance(&mut self) -> Result<Phase> {
+        if !self.pending.is_empty() {
+            return Err(DomainError::WrongPhase {
+                action: "advance",
+                actual: format!("{} with {} replies pending", self.phase, self.pending.len()),
+            });
+        }
+        if self.proposals.is_empty() {
+            return Err(DomainError::NoSurvivors);
+        }
+        let next = match self.phase {
+            Phase::Proposing => self.review_round_or_scoring(1),
+            Phase::Reviewing { round } => Phase::Revising { round },
+            Phase::Revising { round } => self.review_round_or_scoring(round + 1),
+            Phase::Scoring | Phase::Completed => {
+                return Err(DomainError::WrongPhase { action: "advance", actual: self.phase.to_string() });
+            }
+        };
+        self.enter(next);
+        Ok(next)
+    }
+
+    /// Scores, ranks and completes the deliberation.
+    ///
+    /// `dry_runs` holds the dry-run outcome per surviving author; a missing entry counts as
+    /// "not run".
+    ///
+    /// # Errors
+    /// `WrongPhase` unless scoring; `NoSurvivors` when no proposal is left.
+    pub fn finish(
+        &mut self,
+        mut dry_runs: BTreeMap<AgentId, DryRunOutcome>,
+        weights: &ScoringWeights,
+    ) -> Result<DeliberationOutcome> {
+        self.expect_phase("finish", |p| matches!(p, Phase::Scoring))?;
+        if self.proposals.is_empty() {
+            return Err(DomainError::NoSurvivors);
+        }
+        let mut scored = Vec::with_capacity(self.proposals.len());
+        for proposal in &self.proposals {
+            let author = proposal.author().clone();
+            let Some(agent) = self.council.agent(&author).cloned() else {
+                continue;
+            };
+            let dry_run = dry_runs
+                .remove(&author)
+                .unwrap_or_else(|| DryRunOutcome::NotRun { reason: "not run".to_owned() });
+            let checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
+            let check_score = check_score(&checks);
+            let reviews = self.reviews_of(&author, None);
+            let last_graded_round = reviews.iter().filter(|r| r.score.is_some()).map(|r| r.round).max();
+            let peer_score = last_graded_round.and_then(|round| {
+                peer_mean(reviews.iter().filter(|r| r.round == round).filter_map(|r| r.score))
+            });
+            let score = weights.combine(check_score, peer_score);
+            let key = RankKey {
+                score,
+                failed_checks: checks.failed_count(),
+                created_at_ms: proposal.created_at_ms(),
+                agent: author.clone(),
+            };
+            let usage = self.usage.get(&author).copied().unwrap_or_default();
+            scored.push((
+                key,
+                RankedProposal {
+                    rank: 0,
+                    agent,
+                    proposal: proposal.clone(),
+                    checks,
+                    check_score,
+                    peer_score,
+                    score,
+                    reviews,
+                    usage,
+                },
+            ));
+        }
+        let results = rank(scored, |(key, _)| key)
+            .into_iter()
+            .map(|(rank, (_, ranked))| RankedProposal { rank, ..ranked })
+            .collect();
+        self.phase = Phase::Completed;
+        Ok(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+    }
+
+    fn review_round_or_scoring(&self, round: u32) -> Phase {
+        if round <= self.rounds && self.proposals.len() >= 2 {
+            Phase::Reviewing { round }
+        } else {
+            Phase::Scoring
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.assignments.clear();
+        self.under_review.clear();
+        let survivors: Vec<AgentId> = self.proposals.iter().map(|p| p.author().clone()).collect();
+        self.pending = match phase {
+            Phase::Reviewing { round } => {
+                let n = survivors.len();
+                let offset = ((round as usize - 1) % (n - 1)) + 1;
+                for (i, reviewer) in survivors.iter().enumerate() {
+                    self.assignments.insert(reviewer.clone(), survivors[(i + offset) % n].clone());
+                }
+                self.under_review =
+                    self.proposals.iter().map(|p| (p.author().clone(), p.content().to_owned())).collect();
+                survivors.into_iter().collect()
+            }
+            Phase::Revising { round } => survivors
+                .into_iter()
+                .filter(|author| self.reviews.iter().any(|r| r.round == round && &r.target == author))
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+    }
+
+    fn expect_phase(&self, action: &'static str, ok: impl Fn(Phase) -> bool) -> Result<()> {
+        if ok(self.phase) {
+            Ok(())
+        } else {
+            Err(DomainError::WrongPhase { action, actual: self.phase.to_string() })
+        }
+    }
+
+    fn take_pending(&mut self, agent: &AgentId) -> Result<()> {
+        if self.pending.remove(agent) {
+            Ok(())
+        } else {
+            Err(DomainError::NotPending { agent: agent.to_string(), phase: self.phase.to_string() })
+        }
+    }
+
+    fn drop_agent(&mut self, agent: &AgentId, reason: String) {
+        self.proposals.retain(|p| p.author() != agent);
+        if self.dropped.insert(agent.clone()) {
+            self.failures.push(AgentFailure {
+                agent: agent.clone(),
+                phase: self.phase.action().to_owned(),
+                round: self.phase.round(),
+                reason,
+            });
+        }
+    }
+
+    fn pending_agents(&self) -> Vec<Agent> {
+        self.council.agents().iter().filter(|a| self.pending.contains(&a.id)).cloned().collect()
+    }
+
+    fn proposal(&self, author: &AgentId) -> Option<&Proposal> {
+        self.proposals.iter().find(|p| p.author() == author)
+    }
+
+    fn reviews_of(&self, target: &AgentId, round: Option<u32>) -> Vec<Review> {
+        self.reviews
+            .iter()
+            .filter(|r| &r.target == target && round.is_none_or(|n| r.round == n))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,396 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::agent::ProfileName;
+use crate::review::PeerScore;
+use crate::role::Role;
+use crate::task::TaskConstraints;
+
+fn task_with(requirements: &[&str], max_iterations: i64) -> Task {
+    let constraints = TaskConstraints::new(
+        "correctness first".into(),
+        requirements.iter().map(|r| (*r).to_owned()).collect(),
+        BTreeMap::new(),
+        0,
+        max_iterations,
+    )
+    .unwrap();
+    Task::new("Design a rate limiter for the public API", constraints).unwrap()
+}
+
+fn deliberation(agents: usize, rounds: u32) -> Deliberation {
+    let council = Council::assemble(Role::Dev, agents, &[ProfileName::default_profile()]).unwrap();
+    Deliberation::new(council, task_with(&[], 0), Rounds::new(i64::from(rounds)).unwrap())
+}
+
+fn id(s: &str) -> AgentId {
+    AgentId::new(s).unwrap()
+}
+
+const TEXT: &str = "Use a token bucket per API key, stored in a shared cache, refilled lazily.";
+
+fn propose_all(d: &mut Deliberation) {
+    for agent in d.proposal_requests() {
+        d.record_proposal(&agent.id, format!("{TEXT} ({})", agent.id), agent.seat as i64).unwrap();
+    }
+}
+
+fn review_all(d: &mut Deliberation, grade: impl Fn(&ReviewAssignment) -> Option<f64>) {
+    for a in d.review_assignments() {
+        let score = grade(&a).map(|g| PeerScore::new(g).unwrap());
+        d.record_review(Review {
+            reviewer: a.reviewer.id.clone(),
+            target: a.target.clone(),
+            round: a.round,
+            critique: "tighten the refill rule".into(),
+            score,
+            issues: vec![],
+        })
+        .unwrap();
+    }
+}
+
+fn revise_all(d: &mut Deliberation) {
+    for r in d.revision_requests() {
+        d.record_revision(&r.author.id, format!("{} (rev {})", r.current, r.round)).unwrap();
+    }
+}
+
+fn pairs(d: &Deliberation) -> Vec<(String, String)> {
+    d.review_assignments().into_iter().map(|a| (a.reviewer.id.to_string(), a.target.to_string())).collect()
+}
+
+fn strs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+}
+
+#[test]
+fn every_agent_is_asked_to_propose_first() {
+    let d = deliberation(3, 1);
+    assert_eq!(d.phase(), Phase::Proposing);
+    let ids: Vec<_> = d.proposal_requests().into_iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(ids, ["dev-1", "dev-2", "dev-3"]);
+}
+
+#[test]
+fn cannot_advance_while_replies_are_pending() {
+    let mut d = deliberation(2, 1);
+    d.record_proposal(&id("dev-1"), TEXT.into(), 0).unwrap();
+    let err = d.advance().unwrap_err();
+    assert!(matches!(err, DomainError::WrongPhase { .. }), "{err}");
+}
+
+#[test]
+fn zero_rounds_goes_straight_to_scoring() {
+    let mut d = deliberation(3, 0);
+    propose_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+}
+
+#[test]
+fn review_ring_rotates_over_rounds_and_skips_self() {
+    let mut d = deliberation(3, 3);
+    propose_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 1 });
+    assert_eq!(pairs(&d), strs(&[("dev-1", "dev-2"), ("dev-2", "dev-3"), ("dev-3", "dev-1")]));
+    review_all(&mut d, |_| Some(5.0));
+    assert_eq!(d.advance().unwrap(), Phase::Revising { round: 1 });
+    revise_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 2 });
+    assert_eq!(pairs(&d), strs(&[("dev-1", "dev-3"), ("dev-2", "dev-1"), ("dev-3", "dev-2")]));
+    review_all(&mut d, |_| Some(5.0));
+    d.advance().unwrap();
+    revise_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 3 });
+    assert_eq!(pairs(&d), strs(&[("dev-1", "dev-2"), ("dev-2", "dev-3"), ("dev-3", "dev-1")]));
+}
+
+#[test]
+fn reviews_show_the_target_proposal() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    let assignments = d.review_assignments();
+    assert_eq!(assignments[0].proposal, format!("{TEXT} (dev-2)"));
+}
+
+#[test]
+fn review_of_an_unassigned_target_is_rejected() {
+    let mut d = deliberation(3, 1);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    let err = d
+        .record_review(Review {
+            reviewer: id("dev-1"),
+            target: id("dev-3"),
+            round: 1,
+            critique: String::new(),
+            score: None,
+            issues: vec![],
+        })
+        .unwrap_err();
+    assert!(err.to_string().starts_with("target: dev-1 was not assigned to review dev-3"), "{err}");
+}
+
+#[test]
+fn authors_revise_their_own_proposal_with_the_reviews_they_received() {
+    let mut d = deliberation(3, 1);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    review_all(&mut d, |a| Some(if a.target.as_str() == "dev-2" { 9.0 } else { 4.0 }));
+    d.advance().unwrap();
+    let requests = d.revision_requests();
+    assert_eq!(requests.len(), 3);
+    let dev2 = requests.iter().find(|r| r.author.id.as_str() == "dev-2").unwrap();
+    assert_eq!(dev2.current, format!("{TEXT} (dev-2)"));
+    assert_eq!(dev2.reviews.len(), 1);
+    assert_eq!(dev2.reviews[0].reviewer.as_str(), "dev-1");
+    revise_all(&mut d);
+    let p = d.proposals().iter().find(|p| p.author().as_str() == "dev-2").unwrap();
+    assert_eq!(p.revisions(), [format!("{TEXT} (dev-2)")]);
+    assert_eq!(p.content(), format!("{TEXT} (dev-2) (rev 1)"));
+}
+
+#[test]
+fn failed_agent_is_dropped_and_reported() {
+    let mut d = deliberation(3, 1);
+    d.record_proposal(&id("dev-1"), TEXT.into(), 0).unwrap();
+    d.record_failure(&id("dev-2"), "connection refused").unwrap();
+    d.record_proposal(&id("dev-3"), TEXT.into(), 0).unwrap();
+    d.advance().unwrap();
+    assert_eq!(d.proposals().len(), 2);
+    assert_eq!(
+        d.failures(),
+        [AgentFailure {
+            agent: id("dev-2"),
+            phase: "propose".into(),
+            round: 0,
+            reason: "connection refused".into()
+        }]
+    );
+    assert_eq!(pairs(&d), strs(&[("dev-1", "dev-3"), ("dev-3", "dev-1")]));
+}
+
+#[test]
+fn reviewer_failing_loses_its_own_proposal() {
+    let mut d = deliberation(3, 1);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    d.record_failure(&id("dev-1"), "timeout").unwrap();
+    for a in d.review_assignments() {
+        d.record_review(Review {
+            reviewer: a.reviewer.id,
+            target: a.target,
+            round: 1,
+            critique: "ok".into(),
+            score: None,
+            issues: vec![],
+        })
+        .unwrap();
+    }
+    d.advance().unwrap();
+    assert!(d.proposals().iter().all(|p| p.author().as_str() != "dev-1"));
+    assert_eq!(d.failures()[0].phase, "review");
+    assert_eq!(d.failures()[0].round, 1);
+    // dev-2 was to be reviewed by dev-1, which failed: dev-2 has nothing to revise on.
+    let authors: Vec<_> = d.revision_requests().into_iter().map(|r| r.author.id.to_string()).collect();
+    assert_eq!(authors, ["dev-3"]);
+}
+
+#[test]
+fn blank_proposal_counts_as_failure() {
+    let mut d = deliberation(2, 0);
+    d.record_proposal(&id("dev-1"), "  \n".into(), 0).unwrap();
+    d.record_proposal(&id("dev-2"), TEXT.into(), 0).unwrap();
+    d.advance().unwrap();
+    assert_eq!(d.failures()[0].reason, "returned an empty proposal");
+    assert_eq!(d.proposals().len(), 1);
+}
+
+#[test]
+fn all_agents_failing_leaves_no_survivor() {
+    let mut d = deliberation(2, 1);
+    d.record_failure(&id("dev-1"), "boom").unwrap();
+    d.record_failure(&id("dev-2"), "boom").unwrap();
+    assert_eq!(d.advance().unwrap_err(), DomainError::NoSurvivors);
+}
+
+#[test]
+fn a_reply_nobody_asked_for_is_rejected() {
+    let mut d = deliberation(2, 1);
+    d.record_proposal(&id("dev-1"), TEXT.into(), 0).unwrap();
+    assert!(matches!(d.record_proposal(&id("dev-1"), TEXT.into(), 0), Err(DomainError::NotPending { .. })));
+    assert!(matches!(d.record_proposal(&id("qa-9"), TEXT.into(), 0), Err(DomainError::NotPending { .. })));
+    assert!(matches!(d.record_revision(&id("dev-2"), TEXT.into()), Err(DomainError::WrongPhase { .. })));
+}
+
+#[test]
+fn single_agent_council_skips_peer_review() {
+    let mut d = deliberation(1, 3);
+    propose_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+}
+
+#[test]
+fn max_iterations_caps_the_rounds() {
+    let council = Council::assemble(Role::Qa, 2, &[]).unwrap();
+    let d = Deliberation::new(council, task_with(&[], 2), Rounds::new(5).unwrap());
+    assert_eq!(d.rounds(), 2);
+}
+
+#[test]
+fn rounds_are_bounded() {
+    assert!(Rounds::new(-1).is_err());
+    assert_eq!(Rounds::new(6).unwrap_err().to_string(), "rounds: must be within 0..=5, got 6");
+    assert_eq!(Rounds::default().get(), 1);
+}
+
+#[test]
+fn finish_ranks_by_score_using_last_round_peer_grades() {
+    let mut d = deliberation(3, 2);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    // Round 1 likes dev-1; round 2 likes dev-3. Only the last round counts.
+    review_all(&mut d, |a| Some(if a.target.as_str() == "dev-1" { 10.0 } else { 1.0 }));
+    d.advance().unwrap();
+    revise_all(&mut d);
+    d.advance().unwrap();
+    review_all(&mut d, |a| Some(if a.target.as_str() == "dev-3" { 10.0 } else { 2.0 }));
+    d.advance().unwrap();
+    revise_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+    d.record_usage(
+        &id("dev-3"),
+        TokenUsage { prompt_tokens: 5, completion_tokens: 7, calls: 1, latency_ms: 3 },
+    );
+
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    assert_eq!(d.phase(), Phase::Completed);
+    let order: Vec<_> = outcome.results.iter().map(|r| (r.rank, r.agent.id.to_string())).collect();
+    assert_eq!(order[0], (1, "dev-3".to_owned()));
+    assert_eq!(outcome.winner().agent.id.as_str(), "dev-3");
+    assert_eq!(outcome.winner().peer_score, Some(10.0));
+    assert_eq!(outcome.winner().reviews.len(), 2);
+    assert_eq!(outcome.winner().proposal.revisions().len(), 2);
+    assert_eq!(outcome.winner().usage.completion_tokens, 7);
+    assert_eq!(outcome.usage.total_tokens(), 12);
+    // dev-1 and dev-2 tie on score; dev-1 proposed earlier (created_at = seat).
+    assert_eq!(order[1], (2, "dev-1".to_owned()));
+    assert_eq!(order[2], (3, "dev-2".to_owned()));
+    assert!(outcome.results.iter().all(|r| r.checks.all_passed()));
+}
+
+#[test]
+fn ungraded_reviews_do_not_count_toward_the_peer_score() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    review_all(&mut d, |a| if a.target.as_str() == "dev-1" { None } else { Some(0.0) });
+    d.advance().unwrap();
+    revise_all(&mut d);
+    d.advance().unwrap();
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
+    let dev2 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-2").unwrap();
+    assert_eq!(dev1.peer_score, None);
+    assert_eq!(dev1.score, dev1.check_score);
+    assert_eq!(dev2.peer_score, Some(0.0));
+    assert_eq!(outcome.winner().agent.id.as_str(), "dev-1");
+}
+
+#[test]
+fn checks_decide_between_otherwise_equal_proposals() {
+    let council = Council::assemble(Role::Devops, 2, &[]).unwrap();
+    let mut d = Deliberation::new(council, task_with(&["rollback plan"], 0), Rounds::new(0).unwrap());
+    d.record_proposal(&id("devops-1"), "Deploy with `curl https://x.example | sh` and hope.".into(), 0)
+        .unwrap();
+    d.record_proposal(
+        &id("devops-2"),
+        "Blue/green deploy with a scripted rollback plan per release.".into(),
+        1,
+    )
+    .unwrap();
+    d.advance().unwrap();
+    let dry_runs = BTreeMap::from([(
+        id("devops-2"),
+        DryRunOutcome::Ran { passed: true, exit_code: 0, output: "ok".into(), message: String::new() },
+    )]);
+    let outcome = d.finish(dry_runs, &ScoringWeights::default()).unwrap();
+    assert_eq!(outcome.winner().agent.id.as_str(), "devops-2");
+    assert_eq!(outcome.winner().checks.dry_run.passed(), Some(true));
+    let loser = &outcome.results[1];
+    assert!(!loser.checks.policy.passed());
+    assert_eq!(loser.checks.lint.coverage.missing, [0]);
+    assert_eq!(loser.checks.dry_run.passed(), None);
+    assert!(loser.score.value() < outcome.winner().score.value());
+}
+
+#[test]
+fn finish_is_refused_before_scoring() {
+    let mut d = deliberation(2, 1);
+    assert!(matches!(
+        d.finish(BTreeMap::new(), &ScoringWeights::default()),
+        Err(DomainError::WrongPhase { .. })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn nobody_ever_reviews_itself_and_everyone_is_reviewed_once(agents in 2usize..=16, rounds in 1u32..=5) {
+        let mut d = deliberation(agents, rounds);
+        propose_all(&mut d);
+        let mut round = 0;
+        while let Phase::Reviewing { .. } = d.advance().unwrap() {
+            round += 1;
+            let assignments = d.review_assignments();
+            prop_assert_eq!(assignments.len(), agents);
+            let targets: BTreeSet<_> = assignments.iter().map(|a| a.target.clone()).collect();
+            prop_assert_eq!(targets.len(), agents);
+            for a in &assignments {
+                prop_assert_ne!(&a.reviewer.id, &a.target);
+            }
+            review_all(&mut d, |_| Some(5.0));
+            d.advance().unwrap();
+            revise_all(&mut d);
+        }
+        prop_assert_eq!(round, rounds);
+        prop_assert_eq!(d.phase(), Phase::Scoring);
+    }
+
+    #[test]
+    fn any_pattern_of_failures_ends_in_a_ranking_or_no_survivors(agents in 1usize..=6, rounds in 0u32..=3, fail_mask in any::<u64>()) {
+        let mut d = deliberation(agents, rounds);
+        let mut bit = 0;
+        let mut fails = || { bit += 1; fail_mask & (1 << (bit % 64)) != 0 };
+        let mut result = Ok(Phase::Proposing);
+        for agent in d.proposal_requests() {
+            if fails() { d.record_failure(&agent.id, "x").unwrap() } else { d.record_proposal(&agent.id, TEXT.into(), 0).unwrap() }
+        }
+        loop {
+            result = match result {
+                Ok(Phase::Scoring) | Err(_) => break,
+                Ok(_) => d.advance(),
+            };
+            for a in d.review_assignments() {
+                if fails() { d.record_failure(&a.reviewer.id, "x").unwrap() } else {
+                    d.record_review(Review { reviewer: a.reviewer.id, target: a.target, round: a.round, critique: String::new(), score: None, issues: vec![] }).unwrap();
+                }
+            }
+            for r in d.revision_requests() {
+                if fails() { d.record_failure(&r.author.id, "x").unwrap() } else { d.record_revision(&r.author.id, TEXT.into()).unwrap() }
+            }
+        }
+        match result {
+            Ok(_) => {
+                let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+                prop_assert_eq!(outcome.results.len() + outcome.failures.len(), agents);
+            }
+            Err(e) => {
+                prop_assert_eq!(e, DomainError::NoSurvivors);
+                prop_assert_eq!(d.failures().len(), agents);
+            }
+        }
+    }
+}

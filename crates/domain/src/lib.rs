@@ -1,0 +1,38 @@
+//! The pure domain of multi-agent deliberation.
+//!
+//! A [`Council`] of agents sharing one [`Role`] works on a [`Task`]: every agent proposes, they
+//! review each other's proposals over rounds and revise, the [`checks`] and peer scores are
+//! combined into a [`Score`], and the [`ranking`] picks a winner. The [`Deliberation`] aggregate
+//! is the state machine that decides who does what in each phase; it never calls an agent, runs
+//! no I/O and needs no async runtime, so the rules can be tested exhaustively and reused by any
+//! driver.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod checks;
+pub mod council;
+pub mod deliberation;
+pub mod error;
+pub mod proposal;
+pub mod ranking;
+pub mod review;
+pub mod role;
+pub mod scoring;
+pub mod task;
+pub mod usage;
+
+pub use agent::{Agent, AgentId, ProfileName};
+pub use checks::{CheckSuite, DryRunOutcome, LintResult, PolicyResult};
+pub use council::Council;
+pub use deliberation::{
+    AgentFailure, Deliberation, DeliberationOutcome, Phase, RankedProposal, ReviewAssignment,
+    RevisionRequest, Rounds,
+};
+pub use error::{DomainError, Result};
+pub use proposal::Proposal;
+pub use ranking::{RankKey, rank};
+pub use review::{PeerScore, Review};
+pub use role::Role;
+pub use scoring::{Score, ScoringWeights};
+pub use task::{Task, TaskConstraints};
+pub use usage::TokenUsage;
