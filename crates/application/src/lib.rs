@@ -1,1 +1,19 @@
-//! placeholder
+//! Use cases of the orchestrator and the ports they need.
+//!
+//! The use cases drive the pure [`orchestrator_domain::Deliberation`] state machine: they call
+//! agents through the [`ports::AgentBackend`] port — every agent of a phase concurrently —,
+//! record replies and failures, enforce the deadline and report progress. Adapters (LLM HTTP
+//! clients, databases, the gRPC API) live in other crates and depend on this one, never the
+//! reverse.
+#![forbid(unsafe_code)]
+
+pub mod deliberate;
+pub mod error;
+pub mod orchestrate;
+pub mod ports;
+pub mod status;
+
+pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
+pub use error::{ApplicationError, Result};
+pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};
+pub use status::{GetStatus, StatsSnapshot, StatusReport, StatusTracker};

@@ -18,6 +18,7 @@ pub mod ranking;
 pub mod review;
 pub mod role;
 pub mod scoring;
+pub mod status;
 pub mod task;
 pub mod usage;
 
@@ -34,5 +35,6 @@ pub use ranking::{RankKey, rank};
 pub use review::{PeerScore, Review};
 pub use role::Role;
 pub use scoring::{Score, ScoringWeights};
+pub use status::DeliberationStatus;
 pub use task::{Task, TaskConstraints};
 pub use usage::TokenUsage;

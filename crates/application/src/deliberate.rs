@@ -1,0 +1,359 @@
+//! The Deliberate use case: drives a deliberation from proposals to ranking.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use orchestrator_domain::{
+    Agent, Council, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase, ProfileName,
+    Review, Role, Rounds, ScoringWeights, Task, TokenUsage,
+};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::error::{ApplicationError, Result};
+use crate::ports::{AgentBackend, AgentError, Clock, DryRunner, IdGenerator, ProgressObserver};
+use crate::status::StatusTracker;
+
+/// Server-side settings of every deliberation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliberationSettings {
+    /// Deadline when the task sets no `timeout_seconds`.
+    pub default_timeout: Duration,
+    pub weights: ScoringWeights,
+    /// Profile of the ARCHITECT agent that selects in Orchestrate; `None`: the first agent's.
+    pub selection_profile: Option<ProfileName>,
+}
+
+impl Default for DeliberationSettings {
+    fn default() -> Self {
+        Self {
+            default_timeout: Duration::from_secs(300),
+            weights: ScoringWeights::default(),
+            selection_profile: None,
+        }
+    }
+}
+
+/// A validated request to deliberate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliberateCommand {
+    /// Client-chosen id; generated when `None`.
+    pub task_id: Option<String>,
+    pub role: Role,
+    pub task: Task,
+    pub rounds: Rounds,
+    pub num_agents: usize,
+    /// Agent `i` runs on `profiles[i % len]`; empty means the default profile.
+    pub profiles: Vec<ProfileName>,
+}
+
+/// A completed deliberation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliberationReport {
+    pub task_id: String,
+    pub role: Role,
+    pub task: Task,
+    /// Review rounds actually run (after the `max_iterations` cap).
+    pub rounds: u32,
+    pub started_at_ms: i64,
+    pub duration_ms: u64,
+    pub outcome: DeliberationOutcome,
+}
+
+/// Runs deliberations: every agent of a phase concurrently, the whole under one deadline.
+pub struct Deliberate {
+    backend: Option<Arc<dyn AgentBackend>>,
+    dry_runner: Option<Arc<dyn DryRunner>>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    tracker: Arc<StatusTracker>,
+    settings: DeliberationSettings,
+}
+
+impl std::fmt::Debug for Deliberate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliberate")
+            .field("backend_configured", &self.backend.is_some())
+            .field("dry_runner_configured", &self.dry_runner.is_some())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deliberate {
+    /// `backend: None` means no LLM is configured: every request is then refused with
+    /// [`ApplicationError::BackendNotConfigured`] rather than answered with invented text.
+    pub fn new(
+        backend: Option<Arc<dyn AgentBackend>>,
+        dry_runner: Option<Arc<dyn DryRunner>>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        tracker: Arc<StatusTracker>,
+        settings: DeliberationSettings,
+    ) -> Self {
+        Self { backend, dry_runner, clock, ids, tracker, settings }
+    }
+
+    pub fn backend_configured(&self) -> bool {
+        self.backend.is_some()
+    }
+
+    pub fn settings(&self) -> &DeliberationSettings {
+        &self.settings
+    }
+
+    pub(crate) fn tracker(&self) -> &StatusTracker {
+        &self.tracker
+    }
+
+    /// The configured backend.
+    ///
+    /// # Errors
+    /// [`ApplicationError::BackendNotConfigured`] when there is none.
+    pub fn backend(&self) -> Result<&dyn AgentBackend> {
+        self.backend.as_deref().ok_or(ApplicationError::BackendNotConfigured)
+    }
+
+    /// Checks a command against this server (backend present, profiles known), seats the
+    /// council and returns the task id with the deliberation ready to run.
+    ///
+    /// # Errors
+    /// `BackendNotConfigured`; `InvalidArgument` on `agent_profiles` or `num_agents`.
+    pub fn prepare(&self, command: DeliberateCommand) -> Result<(String, Deliberation)> {
+        let backend = self.backend()?;
+        if let Some(unknown) = command.profiles.iter().find(|p| !backend.has_profile(p)) {
+            return Err(ApplicationError::InvalidArgument {
+                field: "agent_profiles".into(),
+                reason: format!("unknown model profile \"{unknown}\""),
+            });
+        }
+        if command.profiles.is_empty() && !backend.has_profile(&ProfileName::default_profile()) {
+            return Err(ApplicationError::InvalidArgument {
+                field: "agent_profiles".into(),
+                reason: "no default model profile is configured; name one".into(),
+            });
+        }
+        let council = Council::assemble(command.role, command.num_agents, &command.profiles)?;
+        let task_id = command.task_id.unwrap_or_else(|| self.ids.new_id());
+        Ok((task_id, Deliberation::new(council, command.task, command.rounds)))
+    }
+
+    /// The deadline of a deliberation that starts now.
+    pub fn deadline_for(&self, deliberation: &Deliberation) -> (Duration, Instant) {
+        let timeout = deliberation.task().constraints().timeout().unwrap_or(self.settings.default_timeout);
+        (timeout, Instant::now() + timeout)
+    }
+
+    /// Prepares and runs a deliberation to completion.
+    ///
+    /// # Errors
+    /// See [`Deliberate::prepare`] and [`Deliberate::run`].
+    pub async fn execute(
+        &self,
+        command: DeliberateCommand,
+        observer: &dyn ProgressObserver,
+    ) -> Result<DeliberationReport> {
+        let (task_id, deliberation) = self.prepare(command)?;
+        let (timeout, deadline) = self.deadline_for(&deliberation);
+        self.run(&task_id, deliberation, timeout, deadline, observer).await
+    }
+
+    /// Runs a prepared deliberation until it completes or `deadline` passes.
+    ///
+    /// Dropping the returned future cancels every outstanding agent call.
+    ///
+    /// # Errors
+    /// `AllAgentsFailed` when no proposal survives, `DeadlineExceeded` at the deadline.
+    pub async fn run(
+        &self,
+        task_id: &str,
+        mut deliberation: Deliberation,
+        timeout: Duration,
+        deadline: Instant,
+        observer: &dyn ProgressObserver,
+    ) -> Result<DeliberationReport> {
+        let backend = self.backend()?;
+        let role = deliberation.council().role();
+        let rounds = deliberation.rounds();
+        let started_at_ms = self.clock.now_ms();
+        let started = Instant::now();
+        let span =
+            info_span!("deliberation", task_id, role = %role, agents = deliberation.council().len(), rounds);
+
+        let driven =
+            tokio::time::timeout_at(deadline, self.drive(backend, task_id, &mut deliberation, observer))
+                .instrument(span)
+                .await;
+        let elapsed = started.elapsed();
+        let result = match driven {
+            Ok(driven) => driven,
+            Err(_elapsed) => {
+                Err(ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase().to_string() })
+            }
+        };
+        self.tracker.record_deliberation(role, elapsed, result.is_ok());
+        match &result {
+            Ok(outcome) => info!(
+                task_id,
+                winner = %outcome.winner().agent.id,
+                duration_ms = elapsed.as_millis() as u64,
+                failures = outcome.failures.len(),
+                "deliberation completed"
+            ),
+            Err(error) => warn!(task_id, %error, "deliberation failed"),
+        }
+        let outcome = result?;
+        Ok(DeliberationReport {
+            task_id: task_id.to_owned(),
+            role,
+            task: deliberation.task().clone(),
+            rounds,
+            started_at_ms,
+            duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX).max(1),
+            outcome,
+        })
+    }
+
+    async fn drive(
+        &self,
+        backend: &dyn AgentBackend,
+        task_id: &str,
+        d: &mut Deliberation,
+        observer: &dyn ProgressObserver,
+    ) -> Result<DeliberationOutcome> {
+        let task = d.task().clone();
+        let task = &task;
+
+        let calls = d.proposal_requests().into_iter().map(|agent| async move {
+            let (result, usage) = timed(backend.propose(&agent, task), |c| c.usage).await;
+            (agent, result, usage)
+        });
+        for (agent, result, usage) in join_all(calls).await {
+            d.record_usage(&agent.id, usage);
+            match result {
+                Ok(completion) => d.record_proposal(&agent.id, completion.text, self.clock.now_ms())?,
+                Err(error) => fail(d, &agent, &error)?,
+            }
+        }
+
+        loop {
+            let phase = advance(d)?;
+            observer.phase_completed(task_id, d).await;
+            match phase {
+                Phase::Reviewing { .. } => self.review_round(backend, task, d).await?,
+                Phase::Revising { .. } => self.revision_round(backend, task, d).await?,
+                Phase::Scoring => break,
+                Phase::Proposing | Phase::Completed => {
+                    return Err(ApplicationError::Internal(format!("deliberation advanced to {phase}")));
+                }
+            }
+        }
+
+        let dry_runs = self.dry_runs(task, d).await;
+        let outcome = d.finish(dry_runs, &self.settings.weights)?;
+        observer.phase_completed(task_id, d).await;
+        Ok(outcome)
+    }
+
+    async fn review_round(
+        &self,
+        backend: &dyn AgentBackend,
+        task: &Task,
+        d: &mut Deliberation,
+    ) -> Result<()> {
+        let calls = d.review_assignments().into_iter().map(|assignment| async move {
+            let (result, usage) =
+                timed(backend.review(&assignment.reviewer, task, &assignment.proposal), |r| r.usage).await;
+            (assignment, result, usage)
+        });
+        for (assignment, result, usage) in join_all(calls).await {
+            let reviewer = assignment.reviewer;
+            d.record_usage(&reviewer.id, usage);
+            match result {
+                Ok(reply) => d.record_review(Review {
+                    reviewer: reviewer.id.clone(),
+                    target: assignment.target,
+                    round: assignment.round,
+                    critique: reply.critique,
+                    score: reply.score,
+                    issues: reply.issues,
+                })?,
+                Err(error) => fail(d, &reviewer, &error)?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn revision_round(
+        &self,
+        backend: &dyn AgentBackend,
+        task: &Task,
+        d: &mut Deliberation,
+    ) -> Result<()> {
+        let calls = d.revision_requests().into_iter().map(|request| async move {
+            let (result, usage) =
+                timed(backend.revise(&request.author, task, &request.current, &request.reviews), |c| c.usage)
+                    .await;
+            (request.author, result, usage)
+        });
+        for (author, result, usage) in join_all(calls).await {
+            d.record_usage(&author.id, usage);
+            match result {
+                Ok(completion) => d.record_revision(&author.id, completion.text)?,
+                Err(error) => fail(d, &author, &error)?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn dry_runs(
+        &self,
+        task: &Task,
+        d: &Deliberation,
+    ) -> BTreeMap<orchestrator_domain::AgentId, DryRunOutcome> {
+        let Some(runner) = self.dry_runner.as_deref() else {
+            return d
+                .proposals()
+                .iter()
+                .map(|p| (p.author().clone(), DryRunOutcome::not_configured()))
+                .collect();
+        };
+        let runs = d
+            .proposals()
+            .iter()
+            .map(|p| async move { (p.author().clone(), runner.dry_run(task, p.content()).await) });
+        join_all(runs).await.into_iter().collect()
+    }
+}
+
+fn advance(d: &mut Deliberation) -> Result<Phase> {
+    d.advance().map_err(|error| match error {
+        DomainError::NoSurvivors => ApplicationError::AllAgentsFailed { failures: d.failures().to_vec() },
+        other => other.into(),
+    })
+}
+
+fn fail(d: &mut Deliberation, agent: &Agent, error: &AgentError) -> Result<()> {
+    debug!(agent = %agent.id, phase = %d.phase(), %error, "agent dropped");
+    d.record_failure(&agent.id, error.to_string())?;
+    Ok(())
+}
+
+/// Awaits a backend call and returns its result with the usage it cost: the reply's tokens,
+/// one call, and the time waited (failed calls cost a call and their time too).
+async fn timed<T>(
+    call: impl Future<Output = std::result::Result<T, AgentError>>,
+    tokens: impl Fn(&T) -> TokenUsage,
+) -> (std::result::Result<T, AgentError>, TokenUsage) {
+    let started = Instant::now();
+    let result = call.await;
+    let mut usage = result.as_ref().map(&tokens).unwrap_or_default();
+    usage.calls = 1;
+    usage.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (result, usage)
+}
+
+#[cfg(test)]
+mod tests;

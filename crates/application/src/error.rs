@@ -1,0 +1,61 @@
+//! The one error type of the application layer.
+
+use std::time::Duration;
+
+use orchestrator_domain::{AgentFailure, DomainError};
+
+/// Why a use case failed. The API layer maps each variant to one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplicationError {
+    /// Bad input; the message names the field.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    /// No agent backend is configured, so nothing can deliberate.
+    #[error(
+        "no LLM backend configured: set ORCHESTRATOR_LLM_BASE_URL (and ORCHESTRATOR_LLM_MODEL) or define profiles in the file named by ORCHESTRATOR_CONFIG"
+    )]
+    BackendNotConfigured,
+    /// Every agent failed; nothing is left to rank.
+    #[error("every agent failed: {}", summarize(.failures))]
+    AllAgentsFailed { failures: Vec<AgentFailure> },
+    /// The deliberation ran out of time.
+    #[error("deliberation exceeded its {}s deadline while {phase}", .timeout.as_secs())]
+    DeadlineExceeded { timeout: Duration, phase: String },
+    /// The deliberation was cancelled by a client.
+    #[error("deliberation {task_id} was cancelled")]
+    Cancelled { task_id: String },
+    /// No deliberation has this id.
+    #[error("no deliberation with task_id \"{task_id}\"")]
+    NotFound { task_id: String },
+    /// Too much work in flight; try later.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The request conflicts with the current state (e.g. cancelling a finished deliberation).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// Persistence failed.
+    #[error("storage error: {0}")]
+    Store(String),
+    /// A broken invariant: a bug, never the client's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn summarize(failures: &[AgentFailure]) -> String {
+    failures.iter().map(|f| format!("{} ({}): {}", f.agent, f.phase, f.reason)).collect::<Vec<_>>().join("; ")
+}
+
+impl From<DomainError> for ApplicationError {
+    fn from(error: DomainError) -> Self {
+        match error {
+            DomainError::Invalid { field, reason } => Self::InvalidArgument { field, reason },
+            DomainError::NoSurvivors => Self::AllAgentsFailed { failures: Vec::new() },
+            other @ (DomainError::WrongPhase { .. } | DomainError::NotPending { .. }) => {
+                Self::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+/// Result of use cases.
+pub type Result<T, E = ApplicationError> = std::result::Result<T, E>;

@@ -1,0 +1,160 @@
+//! The Orchestrate use case: deliberate, then select a winner among the top candidates.
+
+use std::sync::Arc;
+
+use orchestrator_domain::{Agent, AgentId, ProfileName, Role, TokenUsage};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::deliberate::{Deliberate, DeliberateCommand, DeliberationReport};
+use crate::error::Result;
+use crate::ports::ProgressObserver;
+
+/// How many of the best-ranked proposals the selection chooses among.
+pub const TOP_K: usize = 3;
+
+/// A validated request to orchestrate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrchestrateCommand {
+    pub deliberate: DeliberateCommand,
+    /// Let an ARCHITECT agent choose among the top candidates instead of taking rank 1.
+    pub architect_selection: bool,
+}
+
+/// How the winner was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectionMethod {
+    /// An ARCHITECT agent chose it.
+    Architect,
+    /// The highest final score (by request, or because the architect's answer was unusable).
+    Score,
+}
+
+impl SelectionMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SelectionMethod::Architect => "architect",
+            SelectionMethod::Score => "score",
+        }
+    }
+}
+
+/// The result of Orchestrate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrchestrationReport {
+    pub execution_id: String,
+    pub deliberation: DeliberationReport,
+    /// How many of the top results were candidates (≤ 3).
+    pub candidates: usize,
+    /// Index of the chosen winner in `deliberation.outcome.results` (< `candidates`).
+    pub winner: usize,
+    pub method: SelectionMethod,
+    pub rationale: String,
+    /// Cost of the selection call, if one was made.
+    pub selection_usage: TokenUsage,
+}
+
+/// Deliberates and selects.
+#[derive(Debug)]
+pub struct Orchestrate {
+    deliberate: Arc<Deliberate>,
+}
+
+impl Orchestrate {
+    pub fn new(deliberate: Arc<Deliberate>) -> Self {
+        Self { deliberate }
+    }
+
+    /// # Errors
+    /// Everything Deliberate can fail with. A failed selection is not an error: it falls
+    /// back to the highest score and says so in the rationale.
+    pub async fn execute(
+        &self,
+        command: OrchestrateCommand,
+        observer: &dyn ProgressObserver,
+    ) -> Result<OrchestrationReport> {
+        let (task_id, deliberation) = self.deliberate.prepare(command.deliberate)?;
+        let execution_id = task_id.clone();
+        let selection_profile = self
+            .deliberate
+            .settings()
+            .selection_profile
+            .clone()
+            .or_else(|| deliberation.council().agents().first().map(|a| a.profile.clone()))
+            .unwrap_or_else(ProfileName::default_profile);
+        let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
+        let report = self.deliberate.run(&task_id, deliberation, timeout, deadline, observer).await?;
+        self.deliberate.tracker().record_orchestration();
+
+        let candidates = report.outcome.results.len().min(TOP_K);
+        let by_score = |rationale: String| (0, SelectionMethod::Score, rationale, TokenUsage::default());
+        let (winner, method, rationale, selection_usage) = if !command.architect_selection {
+            by_score("highest final score (architect selection not requested)".to_owned())
+        } else if candidates < 2 {
+            by_score("only one candidate survived; chose it".to_owned())
+        } else {
+            self.select(&report, candidates, selection_profile, deadline).await.unwrap_or_else(by_score)
+        };
+        info!(task_id, method = method.as_str(), winner, "orchestration completed");
+        Ok(OrchestrationReport {
+            execution_id,
+            deliberation: report,
+            candidates,
+            winner,
+            method,
+            rationale,
+            selection_usage,
+        })
+    }
+
+    /// Asks an ARCHITECT agent to choose; `Err(rationale)` explains a fallback to the score.
+    async fn select(
+        &self,
+        report: &DeliberationReport,
+        candidates: usize,
+        profile: ProfileName,
+        deadline: Instant,
+    ) -> std::result::Result<(usize, SelectionMethod, String, TokenUsage), String> {
+        let backend = self.deliberate.backend().map_err(|e| e.to_string())?;
+        let architect = Agent {
+            id: AgentId::new("architect-selector").map_err(|e| e.to_string())?,
+            role: Role::Architect,
+            profile,
+            seat: 0,
+        };
+        let texts: Vec<String> =
+            report.outcome.results[..candidates].iter().map(|r| r.proposal.content().to_owned()).collect();
+        let call = backend.select(&architect, &report.task, &texts);
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(selection)) => match selection.choice {
+                Some(index) if index < candidates => Ok((
+                    index,
+                    SelectionMethod::Architect,
+                    selection.rationale,
+                    TokenUsage { calls: 1, ..selection.usage },
+                )),
+                other => {
+                    warn!(task_id = report.task_id, choice = ?other, "architect answer unusable");
+                    Err(format!(
+                        "highest final score: the architect's answer named no valid candidate ({})",
+                        abbreviate(&selection.rationale)
+                    ))
+                }
+            },
+            Ok(Err(error)) => {
+                warn!(task_id = report.task_id, %error, "architect selection failed");
+                Err(format!("highest final score: architect selection failed ({error})"))
+            }
+            Err(_) => Err("highest final score: architect selection ran out of time".to_owned()),
+        }
+    }
+}
+
+fn abbreviate(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}

@@ -1,0 +1,18 @@
+//! Ports: what the use cases need from the outside world, as traits adapters implement.
+
+mod agent_backend;
+mod dry_run;
+mod progress;
+mod store;
+mod system;
+
+pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
+pub use dry_run::DryRunner;
+pub use progress::{NoProgress, ProgressObserver};
+pub use store::{DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, StoreError};
+pub use system::{Clock, IdGenerator};
+
+#[cfg(any(test, feature = "mocks"))]
+pub use agent_backend::MockAgentBackend;
+#[cfg(any(test, feature = "mocks"))]
+pub use store::MockDeliberationStore;

@@ -1,0 +1,121 @@
+//! The port to durable storage of deliberations.
+
+use async_trait::async_trait;
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Task};
+use serde::{Deserialize, Serialize};
+
+/// What a client asked for, stored before anything runs so a deliberation is never lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDeliberation {
+    pub task_id: String,
+    pub role: Role,
+    pub task: Task,
+    /// Review rounds requested (before the `max_iterations` cap).
+    pub rounds: u32,
+    pub num_agents: u32,
+    pub profiles: Vec<ProfileName>,
+    pub created_at_ms: i64,
+}
+
+/// A stored deliberation.
+///
+/// `progress` is the last saved phase (proposals, reviews and failures so far); `outcome` is
+/// the ranked result once completed. [`DeliberationStore::list`] leaves both `None` to stay
+/// cheap; [`DeliberationStore::get`] fills them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliberationRecord {
+    pub request: NewDeliberation,
+    pub status: DeliberationStatus,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub winner_id: Option<String>,
+    pub error: Option<String>,
+    pub progress: Option<Deliberation>,
+    pub outcome: Option<DeliberationOutcome>,
+}
+
+/// Filters and paging for [`DeliberationStore::list`]; newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    pub role: Option<Role>,
+    pub status: Option<DeliberationStatus>,
+    /// Inclusive lower bound on `created_at_ms`.
+    pub created_after_ms: Option<i64>,
+    /// Exclusive upper bound on `created_at_ms`.
+    pub created_before_ms: Option<i64>,
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Opaque cursor from a previous [`Page::next_cursor`].
+    pub cursor: Option<String>,
+}
+
+/// One page of records (without `progress`/`outcome`), newest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Page {
+    pub items: Vec<DeliberationRecord>,
+    /// Present when more records match.
+    pub next_cursor: Option<String>,
+}
+
+/// Why storage failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or refused the operation.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be decoded.
+    #[error("stored deliberation {task_id} is unreadable: {reason}")]
+    Corrupt { task_id: String, reason: String },
+    /// A list cursor that this store did not issue.
+    #[error("page_token: invalid page token")]
+    InvalidCursor,
+    /// The operation names a deliberation that does not exist.
+    #[error("no deliberation with task_id \"{0}\"")]
+    NotFound(String),
+}
+
+/// Durable storage of deliberations. Status changes obey the lifecycle of
+/// [`DeliberationStatus`]: a change the lifecycle forbids (e.g. completing a cancelled
+/// deliberation) is not applied and the method answers `Ok(false)`.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait DeliberationStore: Send + Sync + 'static {
+    /// Stores a new PENDING deliberation. Returns `false`, storing nothing, when the task id
+    /// already exists (idempotent submit).
+    async fn create(&self, new: &NewDeliberation) -> Result<bool, StoreError>;
+
+    /// Reads one deliberation with its progress and outcome.
+    async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError>;
+
+    /// PENDING → IN_PROGRESS.
+    async fn mark_started(&self, task_id: &str, at_ms: i64) -> Result<bool, StoreError>;
+
+    /// Saves the deliberation as it stands after a phase; only while IN_PROGRESS.
+    async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError>;
+
+    /// IN_PROGRESS → COMPLETED with the ranked outcome.
+    async fn complete(
+        &self,
+        task_id: &str,
+        outcome: &DeliberationOutcome,
+        finished_at_ms: i64,
+        duration_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// PENDING/IN_PROGRESS → FAILED, TIMEOUT, CANCELLED or INTERRUPTED with the reason.
+    async fn finish_unsuccessfully(
+        &self,
+        task_id: &str,
+        status: DeliberationStatus,
+        error: &str,
+        finished_at_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Pages through deliberations, newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Marks every PENDING or IN_PROGRESS deliberation INTERRUPTED (run at startup: their
+    /// process is gone). Returns how many were marked.
+    async fn interrupt_unfinished(&self, reason: &str, at_ms: i64) -> Result<u64, StoreError>;
+}
