@@ -16,3 +16,5 @@ pub use system::{Clock, IdGenerator};
 pub use agent_backend::MockAgentBackend;
 #[cfg(any(test, feature = "mocks"))]
 pub use store::MockDeliberationStore;
+#[cfg(any(test, feature = "mocks"))]
+pub use system::{MockClock, MockIdGenerator};
