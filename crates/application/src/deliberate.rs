@@ -194,6 +194,7 @@ impl Deliberate {
             }
         };
         self.tracker.record_deliberation(role, elapsed, result.is_ok());
+        self.tracker.record_agent_calls(&deliberation.total_usage());
         match &result {
             Ok(outcome) => info!(
                 task_id,

@@ -83,8 +83,8 @@ impl Orchestrate {
             .or_else(|| deliberation.council().agents().first().map(|a| a.profile.clone()))
             .unwrap_or_else(ProfileName::default_profile);
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
+        let started = Instant::now();
         let report = self.deliberate.run(&task_id, deliberation, timeout, deadline, observer).await?;
-        self.deliberate.tracker().record_orchestration();
 
         let candidates = report.outcome.results.len().min(TOP_K);
         let by_score = |rationale: String| (0, SelectionMethod::Score, rationale, TokenUsage::default());
@@ -95,6 +95,7 @@ impl Orchestrate {
         } else {
             self.select(&report, candidates, selection_profile, deadline).await.unwrap_or_else(by_score)
         };
+        self.deliberate.tracker().record_orchestration(started.elapsed());
         info!(task_id, method = method.as_str(), winner, "orchestration completed");
         Ok(OrchestrationReport {
             execution_id,

@@ -1,10 +1,10 @@
 //! Service status: uptime and counters, kept in memory since the process started.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use orchestrator_domain::Role;
+use orchestrator_domain::{Role, TokenUsage};
 
 use crate::ports::Clock;
 
@@ -19,7 +19,17 @@ pub struct StatsSnapshot {
     pub per_role: BTreeMap<Role, u64>,
     /// Deliberations running right now.
     pub active: u64,
+    /// Mean duration of orchestrations (deliberation + selection), in milliseconds.
+    pub avg_orchestration_ms: f64,
+    /// Latency percentiles (p50, p95, p99) of the last completed deliberations, in milliseconds.
+    pub latency_percentiles_ms: (f64, f64, f64),
+    /// Agent calls made and their mean latency, in milliseconds.
+    pub agent_calls: u64,
+    pub avg_agent_call_ms: f64,
 }
+
+/// How many recent deliberation durations the percentiles are computed over.
+pub const LATENCY_WINDOW: usize = 1024;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -30,6 +40,19 @@ struct Counters {
     completed: u64,
     per_role: BTreeMap<Role, u64>,
     active: u64,
+    orchestration_ms_sum: f64,
+    recent_ms: VecDeque<f64>,
+    agent_calls: u64,
+    agent_latency_ms: u64,
+}
+
+/// Nearest-rank percentile of sorted samples; 0 when there are none.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// Collects counters from the use cases; cheap to share (`Arc`) and to update.
@@ -56,16 +79,33 @@ impl StatusTracker {
             c.total += 1;
             *c.per_role.entry(role).or_default() += 1;
             if succeeded {
+                let ms = duration.as_secs_f64() * 1000.0;
                 c.completed += 1;
-                c.completed_ms_sum += duration.as_secs_f64() * 1000.0;
+                c.completed_ms_sum += ms;
+                if c.recent_ms.len() == LATENCY_WINDOW {
+                    c.recent_ms.pop_front();
+                }
+                c.recent_ms.push_back(ms);
             } else {
                 c.failed += 1;
             }
         });
     }
 
-    pub fn record_orchestration(&self) {
-        self.with(|c| c.orchestrations += 1);
+    /// Counts one completed orchestration and its whole duration.
+    pub fn record_orchestration(&self, duration: Duration) {
+        self.with(|c| {
+            c.orchestrations += 1;
+            c.orchestration_ms_sum += duration.as_secs_f64() * 1000.0;
+        });
+    }
+
+    /// Adds the agent calls of one deliberation.
+    pub fn record_agent_calls(&self, usage: &TokenUsage) {
+        self.with(|c| {
+            c.agent_calls += usage.calls;
+            c.agent_latency_ms += usage.latency_ms;
+        });
     }
 
     /// Marks a deliberation as running until the returned guard is dropped.
@@ -75,13 +115,30 @@ impl StatusTracker {
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        self.with(|c| StatsSnapshot {
-            total_deliberations: c.total,
-            failed_deliberations: c.failed,
-            total_orchestrations: c.orchestrations,
-            avg_deliberation_ms: if c.completed == 0 { 0.0 } else { c.completed_ms_sum / c.completed as f64 },
-            per_role: c.per_role.clone(),
-            active: c.active,
+        self.with(|c| {
+            let mut sorted: Vec<f64> = c.recent_ms.iter().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
+            StatsSnapshot {
+                total_deliberations: c.total,
+                failed_deliberations: c.failed,
+                total_orchestrations: c.orchestrations,
+                avg_deliberation_ms: if c.completed == 0 {
+                    0.0
+                } else {
+                    c.completed_ms_sum / c.completed as f64
+                },
+                per_role: c.per_role.clone(),
+                active: c.active,
+                avg_orchestration_ms: mean(c.orchestration_ms_sum, c.orchestrations),
+                latency_percentiles_ms: (
+                    percentile(&sorted, 50.0),
+                    percentile(&sorted, 95.0),
+                    percentile(&sorted, 99.0),
+                ),
+                agent_calls: c.agent_calls,
+                avg_agent_call_ms: mean(c.agent_latency_ms as f64, c.agent_calls),
+            }
         })
     }
 
@@ -149,14 +206,28 @@ mod tests {
         tracker.record_deliberation(Role::Dev, Duration::from_millis(100), true);
         tracker.record_deliberation(Role::Dev, Duration::from_millis(300), true);
         tracker.record_deliberation(Role::Qa, Duration::from_millis(999), false);
-        tracker.record_orchestration();
+        tracker.record_orchestration(Duration::from_millis(500));
+        tracker.record_agent_calls(&TokenUsage { calls: 4, latency_ms: 100, ..Default::default() });
         let s = tracker.snapshot();
+        assert_eq!(s.avg_orchestration_ms, 500.0);
+        assert_eq!((s.agent_calls, s.avg_agent_call_ms), (4, 25.0));
         assert_eq!(s.total_deliberations, 3);
         assert_eq!(s.failed_deliberations, 1);
         assert_eq!(s.total_orchestrations, 1);
         assert_eq!(s.avg_deliberation_ms, 200.0);
         assert_eq!(s.per_role.get(&Role::Dev), Some(&2));
         assert_eq!(s.per_role.get(&Role::Qa), Some(&1));
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank_over_recent_successes() {
+        let tracker = StatusTracker::new(0);
+        for ms in 1..=100 {
+            tracker.record_deliberation(Role::Data, Duration::from_millis(ms), true);
+        }
+        assert_eq!(tracker.snapshot().latency_percentiles_ms, (50.0, 95.0, 99.0));
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
     }
 
     #[test]

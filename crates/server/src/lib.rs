@@ -1,1 +1,15 @@
-//! placeholder
+//! Wiring of the orchestrator: configuration, adapters into use cases, startup and shutdown.
+//!
+//! `main.rs` only loads [`Config`] and calls [`Application::build`] then
+//! [`Application::run_until`], so tests start the very same server on port 0.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod startup;
+pub mod system;
+pub mod telemetry;
+
+pub use config::{Config, LogFormat};
+pub use error::ServerError;
+pub use startup::{Application, Dependencies, shutdown_signal};

@@ -1,0 +1,293 @@
+//! The tonic service: thin handlers that convert, call a use case and convert back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use orchestrator_application::ports::{Clock, ProgressObserver};
+use orchestrator_application::{
+    Deliberate, DeliberateCommand, GetStatus, Orchestrate, OrchestrateCommand, StatusTracker,
+};
+use orchestrator_domain::{Deliberation, Phase};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{debug, instrument};
+
+use crate::convert;
+use crate::pb;
+use crate::pb::orchestrator_service_server::OrchestratorService;
+use crate::status::to_status;
+
+/// The use cases the API serves, wired by the server binary.
+#[derive(Clone)]
+pub struct OrchestratorApi {
+    deliberate: Arc<Deliberate>,
+    orchestrate: Arc<Orchestrate>,
+    status: Arc<GetStatus>,
+    tracker: Arc<StatusTracker>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for OrchestratorApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorApi").field("deliberate", &self.deliberate).finish_non_exhaustive()
+    }
+}
+
+impl OrchestratorApi {
+    pub fn new(
+        deliberate: Arc<Deliberate>,
+        orchestrate: Arc<Orchestrate>,
+        status: Arc<GetStatus>,
+        tracker: Arc<StatusTracker>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { deliberate, orchestrate, status, tracker, clock }
+    }
+}
+
+fn unimplemented_councils() -> Status {
+    Status::unimplemented(
+        "standing councils are not supported: every deliberation seats its own council from num_agents and agent_profiles",
+    )
+}
+
+/// Streams one update per completed phase of a deliberation.
+struct StreamObserver {
+    tx: mpsc::Sender<Result<pb::DeliberationUpdate, Status>>,
+}
+
+impl StreamObserver {
+    fn update(phase: Phase, rounds: u32) -> pb::DeliberationUpdate {
+        // Phases: propose, then review + revise per round, then scoring.
+        let total = 2 + 2 * rounds;
+        let done = match phase {
+            Phase::Proposing => 0,
+            Phase::Reviewing { round } => 2 * round - 1,
+            Phase::Revising { round } => 2 * round,
+            Phase::Scoring => total - 1,
+            Phase::Completed => total,
+        };
+        let status = match phase {
+            Phase::Proposing => "generating",
+            Phase::Reviewing { .. } | Phase::Revising { .. } => "reviewing",
+            Phase::Scoring => "scoring",
+            Phase::Completed => "complete",
+        };
+        pb::DeliberationUpdate {
+            status: status.to_owned(),
+            progress_percent: i32::try_from(done * 100 / total).unwrap_or(100),
+            current_step: phase.to_string(),
+            current_agent: String::new(),
+            partial_result: None,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ProgressObserver for StreamObserver {
+    async fn phase_completed(&self, _task_id: &str, d: &Deliberation) {
+        if d.phase() != Phase::Completed {
+            // A client that went away is handled by the driver; a failed send changes nothing here.
+            let _ = self.tx.send(Ok(Self::update(d.phase(), d.rounds()))).await;
+        }
+    }
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::DeliberationUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OrchestratorService for OrchestratorApi {
+    #[instrument(skip_all)]
+    async fn deliberate(
+        &self,
+        request: Request<pb::DeliberateRequest>,
+    ) -> Result<Response<pb::DeliberateResponse>, Status> {
+        let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        let _active = self.tracker.track_active();
+        let report = self
+            .deliberate
+            .execute(command, &orchestrator_application::ports::NoProgress)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::deliberate_response(&report, self.clock.now_ms())))
+    }
+
+    #[instrument(skip_all)]
+    async fn orchestrate(
+        &self,
+        request: Request<pb::OrchestrateRequest>,
+    ) -> Result<Response<pb::OrchestrateResponse>, Status> {
+        let command = OrchestrateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        let _active = self.tracker.track_active();
+        let report = self
+            .orchestrate
+            .execute(command, &orchestrator_application::ports::NoProgress)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(convert::orchestrate_response(&report, self.clock.now_ms())))
+    }
+
+    type StreamDeliberationStream = UpdateStream;
+
+    #[instrument(skip_all)]
+    async fn stream_deliberation(
+        &self,
+        request: Request<pb::DeliberateRequest>,
+    ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
+        let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        let (task_id, deliberation) = self.deliberate.prepare(command).map_err(to_status)?;
+        let (tx, rx) = mpsc::channel(32);
+        let deliberate = Arc::clone(&self.deliberate);
+        let active = self.tracker.track_active();
+        tokio::spawn(async move {
+            let _active = active;
+            let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, deliberation.rounds()))).await;
+            let observer = StreamObserver { tx: tx.clone() };
+            let (timeout, deadline) = deliberate.deadline_for(&deliberation);
+            let run = deliberate.run(&task_id, deliberation, timeout, deadline, &observer);
+            // A client that disconnects drops the receiver: stop deliberating for nobody.
+            let result = tokio::select! {
+                result = run => result,
+                () = tx.closed() => {
+                    debug!(task_id, "stream client went away; deliberation cancelled");
+                    return;
+                }
+            };
+            match result {
+                Ok(report) => {
+                    let results = &report.outcome.results;
+                    for (i, ranked) in results.iter().enumerate() {
+                        let last = i + 1 == results.len();
+                        let update = pb::DeliberationUpdate {
+                            status: if last { "complete" } else { "scoring" }.to_owned(),
+                            progress_percent: if last { 100 } else { 99 },
+                            current_step: format!("rank {} of {}", ranked.rank, results.len()),
+                            current_agent: ranked.agent.id.to_string(),
+                            partial_result: Some(convert::result(ranked)),
+                        };
+                        if tx.send(Ok(update)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    let _ = tx.send(Err(to_status(error))).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_deliberation_result(
+        &self,
+        _request: Request<pb::GetDeliberationResultRequest>,
+    ) -> Result<Response<pb::GetDeliberationResultResponse>, Status> {
+        Err(Status::unimplemented("deliberation storage is not configured"))
+    }
+
+    async fn register_agent(
+        &self,
+        _request: Request<pb::RegisterAgentRequest>,
+    ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
+        Err(unimplemented_councils())
+    }
+
+    async fn create_council(
+        &self,
+        _request: Request<pb::CreateCouncilRequest>,
+    ) -> Result<Response<pb::CreateCouncilResponse>, Status> {
+        Err(unimplemented_councils())
+    }
+
+    async fn list_councils(
+        &self,
+        _request: Request<pb::ListCouncilsRequest>,
+    ) -> Result<Response<pb::ListCouncilsResponse>, Status> {
+        Err(unimplemented_councils())
+    }
+
+    async fn unregister_agent(
+        &self,
+        _request: Request<pb::UnregisterAgentRequest>,
+    ) -> Result<Response<pb::UnregisterAgentResponse>, Status> {
+        Err(unimplemented_councils())
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let report = self.status.execute(request.into_inner().include_stats);
+        let stats = report.stats.map(|s| pb::OrchestratorStats {
+            total_deliberations: to_i64(s.total_deliberations),
+            total_orchestrations: to_i64(s.total_orchestrations),
+            avg_deliberation_time_ms: s.avg_deliberation_ms,
+            active_councils: to_i64(s.active),
+            role_counts: s.per_role.iter().map(|(role, n)| (role.to_string(), to_i64(*n))).collect(),
+            failed_deliberations: to_i64(s.failed_deliberations),
+        });
+        Ok(Response::new(pb::GetStatusResponse {
+            status: "SERVING".to_owned(),
+            uptime_seconds: to_i64(report.uptime.as_secs()),
+            stats,
+            llm_configured: report.llm_configured,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
+    async fn get_metrics(
+        &self,
+        _request: Request<pb::GetMetricsRequest>,
+    ) -> Result<Response<pb::GetMetricsResponse>, Status> {
+        let s = self.tracker.snapshot();
+        let (p50, p95, p99) = s.latency_percentiles_ms;
+        let agents_per_role = s.per_role.iter().map(|(role, n)| (role.to_string(), to_i64(*n))).collect();
+        Ok(Response::new(pb::GetMetricsResponse {
+            performance: Some(pb::PerformanceMetrics {
+                avg_deliberation_ms: s.avg_deliberation_ms,
+                avg_orchestration_ms: s.avg_orchestration_ms,
+                p50_latency_ms: p50,
+                p95_latency_ms: p95,
+                p99_latency_ms: p99,
+            }),
+            agents: Some(pb::AgentMetrics {
+                total_agents: 0,
+                active_agents: 0,
+                agents_per_role,
+                avg_agent_response_time_ms: s.avg_agent_call_ms,
+            }),
+            councils: Some(pb::CouncilMetrics {
+                total_councils: to_i64(s.total_deliberations + s.active),
+                active_councils: to_i64(s.active),
+                health_per_council: Default::default(),
+            }),
+        }))
+    }
+
+    async fn submit_deliberation(
+        &self,
+        _request: Request<pb::DeliberateRequest>,
+    ) -> Result<Response<pb::SubmitDeliberationResponse>, Status> {
+        Err(Status::unimplemented("deliberation storage is not configured"))
+    }
+
+    async fn list_deliberations(
+        &self,
+        _request: Request<pb::ListDeliberationsRequest>,
+    ) -> Result<Response<pb::ListDeliberationsResponse>, Status> {
+        Err(Status::unimplemented("deliberation storage is not configured"))
+    }
+
+    async fn cancel_deliberation(
+        &self,
+        _request: Request<pb::CancelDeliberationRequest>,
+    ) -> Result<Response<pb::CancelDeliberationResponse>, Status> {
+        Err(Status::unimplemented("deliberation storage is not configured"))
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,69 @@
+//! Application errors → gRPC status codes, in one exhaustive place.
+
+use orchestrator_application::ApplicationError;
+use tonic::Status;
+use tracing::error;
+
+/// Maps every application error to the status a client can act on.
+///
+/// Client mistakes keep their message (it names the field); internal causes are logged and
+/// replaced by a generic message so nothing about the server leaks.
+pub fn to_status(err: ApplicationError) -> Status {
+    match err {
+        ApplicationError::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
+        ApplicationError::BackendNotConfigured | ApplicationError::FailedPrecondition(_) => {
+            Status::failed_precondition(err.to_string())
+        }
+        ApplicationError::AllAgentsFailed { .. } => Status::unavailable(err.to_string()),
+        ApplicationError::DeadlineExceeded { .. } => Status::deadline_exceeded(err.to_string()),
+        ApplicationError::Cancelled { .. } => Status::cancelled(err.to_string()),
+        ApplicationError::NotFound { .. } => Status::not_found(err.to_string()),
+        ApplicationError::ResourceExhausted(_) => Status::resource_exhausted(err.to_string()),
+        ApplicationError::Store(cause) => {
+            error!(%cause, "storage failure");
+            Status::unavailable("storage is unavailable; see the server log")
+        }
+        ApplicationError::Internal(cause) => {
+            error!(%cause, "internal error");
+            Status::internal("internal error; see the server log")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tonic::Code;
+
+    #[test]
+    fn client_errors_keep_their_message() {
+        let status =
+            to_status(ApplicationError::InvalidArgument { field: "role".into(), reason: "bad".into() });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "role: bad");
+        assert_eq!(to_status(ApplicationError::BackendNotConfigured).code(), Code::FailedPrecondition);
+        assert_eq!(to_status(ApplicationError::NotFound { task_id: "x".into() }).code(), Code::NotFound);
+        let deadline =
+            ApplicationError::DeadlineExceeded { timeout: Duration::from_secs(1), phase: "proposing".into() };
+        assert_eq!(to_status(deadline).code(), Code::DeadlineExceeded);
+        assert_eq!(
+            to_status(ApplicationError::AllAgentsFailed { failures: vec![] }).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            to_status(ApplicationError::ResourceExhausted("full".into())).code(),
+            Code::ResourceExhausted
+        );
+    }
+
+    #[test]
+    fn internal_causes_do_not_leak() {
+        let status = to_status(ApplicationError::Internal("secret path /etc/x".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("/etc/x"));
+        let status = to_status(ApplicationError::Store("postgres://user:pw@db".into()));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("pw"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Layered configuration: defaults → TOML file (`ORCHESTRATOR_CONFIG`) → `ORCHESTRATOR_*`
+//! environment variables → validation. Errors name the key at fault.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Result, ServerError};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, one line per event.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Deadline of a deliberation whose task sets none, in seconds.
+    pub default_timeout_secs: u64,
+    /// How long shutdown waits for running requests before exiting anyway, in seconds.
+    pub shutdown_grace_secs: u64,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50055)),
+            default_timeout_secs: 300,
+            shutdown_grace_secs: 30,
+            log_format: LogFormat::Pretty,
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| ServerError::config(key, format!("invalid value {value:?}: {e}")))
+}
+
+impl Config {
+    /// Loads from the process environment (and the file it names).
+    ///
+    /// # Errors
+    /// A [`ServerError::Config`] naming the key, or [`ServerError::ConfigFile`].
+    pub fn load() -> Result<Self> {
+        Self::from_env(&std::env::vars().collect())
+    }
+
+    /// Loads from the given environment (and the file it names): testable without touching
+    /// the process environment.
+    ///
+    /// # Errors
+    /// See [`Config::load`].
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self> {
+        let mut config = match env.get("ORCHESTRATOR_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => Self::from_file(Path::new(path))?,
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file over the defaults.
+    ///
+    /// # Errors
+    /// [`ServerError::ConfigFile`] when unreadable or not valid for this schema.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let file_error =
+            |reason: String| ServerError::ConfigFile { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| file_error(e.to_string()))
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<()> {
+        let get = |key: &str| env.get(key).filter(|v| !v.trim().is_empty());
+        if let Some(v) = get("ORCHESTRATOR_LISTEN") {
+            self.listen = parse("ORCHESTRATOR_LISTEN", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_DEFAULT_TIMEOUT_SECS") {
+            self.default_timeout_secs = parse("ORCHESTRATOR_DEFAULT_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_SHUTDOWN_GRACE_SECS") {
+            self.shutdown_grace_secs = parse("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_LOG_FORMAT") {
+            self.log_format = match v.trim().to_ascii_lowercase().as_str() {
+                "json" => LogFormat::Json,
+                "pretty" | "text" => LogFormat::Pretty,
+                other => {
+                    return Err(ServerError::config(
+                        "ORCHESTRATOR_LOG_FORMAT",
+                        format!("expected json or pretty, got {other:?}"),
+                    ));
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.default_timeout_secs == 0 || self.default_timeout_secs > 6 * 3600 {
+            return Err(ServerError::config(
+                "default_timeout_secs",
+                format!("must be within 1..=21600, got {}", self.default_timeout_secs),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn default_timeout(&self) -> Duration {
+        Duration::from_secs(self.default_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_50055() {
+        let config = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:50055");
+        assert_eq!(config.default_timeout(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn env_overrides_and_errors_name_the_key() {
+        let config = Config::from_env(&env(&[
+            ("ORCHESTRATOR_LISTEN", "127.0.0.1:6000"),
+            ("ORCHESTRATOR_LOG_FORMAT", "JSON"),
+        ]))
+        .unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.log_format, LogFormat::Json);
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_LISTEN", "nowhere")])).unwrap_err();
+        assert!(err.to_string().starts_with("ORCHESTRATOR_LISTEN: invalid value \"nowhere\""), "{err}");
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_DEFAULT_TIMEOUT_SECS", "0")])).unwrap_err();
+        assert!(err.to_string().starts_with("default_timeout_secs: must be within"), "{err}");
+    }
+
+    #[test]
+    fn file_is_read_then_env_wins() {
+        let dir = std::env::temp_dir().join(format!("orch-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("orchestrator.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ndefault_timeout_secs = 60\n").unwrap();
+        let p = path.to_str().unwrap();
+        let config = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap();
+        assert_eq!((config.listen.port(), config.default_timeout_secs), (7000, 60));
+        let config =
+            Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p), ("ORCHESTRATOR_LISTEN", "127.0.0.1:7001")]))
+                .unwrap();
+        assert_eq!(config.listen.port(), 7001);
+        std::fs::write(&path, "lisen = 1\n").unwrap();
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err();
+        assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Building and running the server: adapters into use cases, the listener, graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceServer;
+use orchestrator_api_grpc::{OrchestratorApi, grpc_router};
+use orchestrator_application::ports::{AgentBackend, Clock, DryRunner, IdGenerator};
+use orchestrator_application::{Deliberate, DeliberationSettings, GetStatus, Orchestrate, StatusTracker};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::{Result, ServerError};
+use crate::system::{SystemClock, UuidV7Ids};
+
+/// The adapters a server runs with. [`Application::build`] makes them from the
+/// configuration; tests pass their own (a scripted backend, say) to [`Application::build_with`].
+pub struct Dependencies {
+    pub backend: Option<Arc<dyn AgentBackend>>,
+    pub dry_runner: Option<Arc<dyn DryRunner>>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependencies").field("backend", &self.backend.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Dependencies {
+    /// System clock and ids, no backend, no dry runner.
+    pub fn system() -> Self {
+        Self { backend: None, dry_runner: None, clock: Arc::new(SystemClock), ids: Arc::new(UuidV7Ids) }
+    }
+}
+
+/// A bound, ready-to-serve orchestrator.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    api: OrchestratorApi,
+    config: Config,
+}
+
+impl Application {
+    /// Builds every adapter from the configuration and binds the listener.
+    ///
+    /// # Errors
+    /// Configuration, adapter or bind failures.
+    pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with(config, Dependencies::system()).await
+    }
+
+    /// Builds with the given adapters and binds the listener (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// Bind failures.
+    pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self> {
+        let tracker = Arc::new(StatusTracker::new(deps.clock.now_ms()));
+        let llm_configured = deps.backend.is_some();
+        if !llm_configured {
+            warn!("no LLM backend configured: Deliberate and Orchestrate will answer FAILED_PRECONDITION");
+        }
+        let settings =
+            DeliberationSettings { default_timeout: config.default_timeout(), ..Default::default() };
+        let deliberate = Arc::new(Deliberate::new(
+            deps.backend,
+            deps.dry_runner,
+            Arc::clone(&deps.clock),
+            deps.ids,
+            Arc::clone(&tracker),
+            settings,
+        ));
+        let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&deliberate)));
+        let status = Arc::new(GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured));
+        let api = OrchestratorApi::new(deliberate, orchestrate, status, tracker, deps.clock);
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
+        Ok(Self { listener, local_addr, api, config })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, reports NOT_SERVING and lets
+    /// running requests finish for up to the configured grace period.
+    ///
+    /// # Errors
+    /// Transport failures.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let services = grpc_router(self.api).await?;
+        let health = services.health.clone();
+        let grace = self.config.shutdown_grace();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            info!("shutdown requested; draining");
+            health.set_not_serving::<OrchestratorServiceServer<OrchestratorApi>>().await;
+            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            let _ = stopping_tx.send(());
+        };
+        info!(addr = %self.local_addr, "orchestrator listening");
+        let serve = tonic::transport::Server::builder()
+            .add_routes(services.routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result?,
+            () = async {
+                let _ = stopping_rx.await;
+                tokio::time::sleep(grace).await;
+            } => warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
+        }
+        info!("orchestrator stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
