@@ -20,6 +20,8 @@ pub use scripted::ScriptedBackend;
 /// A running server and a client connected to it. Dropping it stops the server.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Holds the SQLite file of this server; removed when the app is dropped.
+    pub data_dir: tempfile::TempDir,
     pub client: OrchestratorServiceClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<JoinHandle<Result<(), orchestrator_server::ServerError>>>,
@@ -54,18 +56,28 @@ impl Drop for TestApp {
     }
 }
 
-/// The test configuration: any free loopback port, short grace period.
-pub fn test_config() -> Config {
-    Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), shutdown_grace_secs: 5, ..Config::default() }
+/// The test configuration: any free loopback port, short grace period, SQLite in `data_dir`.
+pub fn test_config(data_dir: &tempfile::TempDir) -> Config {
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        shutdown_grace_secs: 5,
+        database_url: format!("sqlite:{}", data_dir.path().join("orchestrator.db").display()),
+        ..Config::default()
+    }
 }
 
 /// Starts the server with `backend` (or none) and connects a client.
 pub async fn spawn_app(backend: Option<Arc<dyn AgentBackend>>) -> TestApp {
-    spawn_app_with(test_config(), backend).await
+    spawn_app_with(|config| config, backend).await
 }
 
-/// Starts the server with a given configuration.
-pub async fn spawn_app_with(config: Config, backend: Option<Arc<dyn AgentBackend>>) -> TestApp {
+/// Starts the server with the test configuration adjusted by `configure`.
+pub async fn spawn_app_with(
+    configure: impl FnOnce(Config) -> Config,
+    backend: Option<Arc<dyn AgentBackend>>,
+) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let config = configure(test_config(&data_dir));
     let deps = Dependencies { backend, ..Dependencies::system() };
     let app = Application::build_with(config, deps).await.expect("server builds");
     let addr = app.local_addr();
@@ -74,5 +86,5 @@ pub async fn spawn_app_with(config: Config, backend: Option<Arc<dyn AgentBackend
         let _ = rx.await;
     }));
     let client = OrchestratorServiceClient::connect(format!("http://{addr}")).await.expect("client connects");
-    TestApp { addr, client, shutdown: Some(tx), server: Some(server) }
+    TestApp { addr, data_dir, client, shutdown: Some(tx), server: Some(server) }
 }

@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 
+use orchestrator_application::ports::{DeliberationRecord, ListQuery};
 use orchestrator_application::{
     ApplicationError, DeliberateCommand, DeliberationReport, OrchestrateCommand, OrchestrationReport,
+    Submission,
 };
 use orchestrator_domain::{
-    AgentFailure, Council, DomainError, DryRunOutcome, ProfileName, RankedProposal, Review, Role, Rounds,
-    Task, TaskConstraints, TokenUsage,
+    AgentFailure, Council, DeliberationStatus, DomainError, DryRunOutcome, ProfileName, RankedProposal,
+    Review, Role, Rounds, Task, TaskConstraints, TokenUsage,
 };
 
 use crate::pb;
@@ -336,6 +338,117 @@ pub fn orchestrate_response(report: &OrchestrationReport, now_ms: i64) -> pb::Or
     }
 }
 
+/// Default and largest page of ListDeliberations.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+/// Status on the wire.
+pub fn status(s: DeliberationStatus) -> pb::DeliberationStatus {
+    match s {
+        DeliberationStatus::Pending => pb::DeliberationStatus::Pending,
+        DeliberationStatus::InProgress => pb::DeliberationStatus::InProgress,
+        DeliberationStatus::Completed => pb::DeliberationStatus::Completed,
+        DeliberationStatus::Failed => pb::DeliberationStatus::Failed,
+        DeliberationStatus::Timeout => pb::DeliberationStatus::Timeout,
+        DeliberationStatus::Cancelled => pb::DeliberationStatus::Cancelled,
+        DeliberationStatus::Interrupted => pb::DeliberationStatus::Interrupted,
+    }
+}
+
+fn status_filter(raw: i32) -> Result<Option<DeliberationStatus>, ApplicationError> {
+    let wire = pb::DeliberationStatus::try_from(raw)
+        .map_err(|_| invalid("status_filter", format!("unknown status value {raw}")))?;
+    Ok(DeliberationStatus::ALL.into_iter().find(|s| status(*s) == wire))
+}
+
+/// ListDeliberations paging and filters.
+///
+/// # Errors
+/// Field `page_size`, `role_filter` or `status_filter` when invalid.
+pub fn list_query(r: pb::ListDeliberationsRequest) -> Result<ListQuery, ApplicationError> {
+    let limit = match r.page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n if n < 0 => return Err(invalid("page_size", format!("must not be negative, got {n}"))),
+        n => (n as u32).min(MAX_PAGE_SIZE),
+    };
+    let role = match r.role_filter.trim() {
+        "" => None,
+        raw => Some(Role::parse(raw).map_err(|e| match e {
+            DomainError::Invalid { reason, .. } => invalid("role_filter", reason),
+            other => other.into(),
+        })?),
+    };
+    let bound = |v: i64| (v > 0).then_some(v);
+    Ok(ListQuery {
+        role,
+        status: status_filter(r.status_filter)?,
+        created_after_ms: bound(r.created_after_ms),
+        created_before_ms: bound(r.created_before_ms),
+        limit,
+        cursor: (!r.page_token.is_empty()).then_some(r.page_token),
+    })
+}
+
+/// A stored deliberation as a GetDeliberationResult response.
+pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDeliberationResultResponse {
+    let (results, failures, usage_total) = match (&record.outcome, &record.progress) {
+        (Some(outcome), _) => {
+            (outcome.results.iter().map(result).collect(), outcome.failures.clone(), outcome.usage)
+        }
+        (None, Some(progress)) => (Vec::new(), progress.failures().to_vec(), progress.total_usage()),
+        (None, None) => (Vec::new(), Vec::new(), TokenUsage::default()),
+    };
+    let mut tags = HashMap::from([
+        ("role".to_owned(), record.request.role.to_string()),
+        ("num_agents".to_owned(), record.request.num_agents.to_string()),
+        ("rounds".to_owned(), record.request.rounds.to_string()),
+    ]);
+    if let Some(progress) = &record.progress {
+        tags.insert("phase".to_owned(), progress.phase().to_string());
+    }
+    pb::GetDeliberationResultResponse {
+        task_id: record.request.task_id.clone(),
+        status: status(record.status).into(),
+        results,
+        winner_id: record.winner_id.clone().unwrap_or_default(),
+        duration_ms: record.duration_ms.unwrap_or_default(),
+        error_message: record.error.clone().unwrap_or_default(),
+        metadata: Some(pb::OrchestratorMetadata {
+            orchestrator_version: env!("CARGO_PKG_VERSION").to_owned(),
+            timestamp_ms: now_ms,
+            execution_id: record.request.task_id.clone(),
+            tags,
+        }),
+        failures: failures.iter().map(failure).collect(),
+        usage: Some(usage(&usage_total)),
+        role: record.request.role.to_string(),
+        created_at_ms: record.request.created_at_ms,
+    }
+}
+
+/// One line of ListDeliberations.
+pub fn summary(record: &DeliberationRecord) -> pb::DeliberationSummary {
+    pb::DeliberationSummary {
+        task_id: record.request.task_id.clone(),
+        role: record.request.role.to_string(),
+        status: status(record.status).into(),
+        created_at_ms: record.request.created_at_ms,
+        duration_ms: record.duration_ms.unwrap_or_default(),
+        winner_id: record.winner_id.clone().unwrap_or_default(),
+        task_description: record.request.task.description().chars().take(200).collect(),
+        error_message: record.error.clone().unwrap_or_default(),
+    }
+}
+
+/// A submission as a SubmitDeliberation response.
+pub fn submission(s: &Submission) -> pb::SubmitDeliberationResponse {
+    pb::SubmitDeliberationResponse {
+        task_id: s.task_id.clone(),
+        status: status(s.status).into(),
+        created: s.created,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +523,42 @@ mod tests {
             error(pb::DeliberateRequest { constraints: Some(constraints), ..request() }),
             "constraints.timeout_seconds: must not be negative, got -5"
         );
+    }
+
+    #[test]
+    fn list_query_defaults_clamps_and_validates() {
+        let q = list_query(pb::ListDeliberationsRequest::default()).unwrap();
+        assert_eq!((q.limit, q.role, q.status, q.cursor), (20, None, None, None));
+        let q = list_query(pb::ListDeliberationsRequest {
+            page_size: 500,
+            role_filter: "qa".into(),
+            status_filter: pb::DeliberationStatus::Completed.into(),
+            created_after_ms: 10,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (q.limit, q.role, q.status, q.created_after_ms),
+            (100, Some(Role::Qa), Some(DeliberationStatus::Completed), Some(10))
+        );
+        let err =
+            list_query(pb::ListDeliberationsRequest { page_size: -1, ..Default::default() }).unwrap_err();
+        assert_eq!(err.to_string(), "page_size: must not be negative, got -1");
+        let err =
+            list_query(pb::ListDeliberationsRequest { role_filter: "CEO".into(), ..Default::default() })
+                .unwrap_err();
+        assert!(err.to_string().starts_with("role_filter: unknown role \"CEO\""), "{err}");
+        let err =
+            list_query(pb::ListDeliberationsRequest { status_filter: 42, ..Default::default() }).unwrap_err();
+        assert_eq!(err.to_string(), "status_filter: unknown status value 42");
+    }
+
+    #[test]
+    fn every_status_has_its_own_wire_value() {
+        let wire: std::collections::BTreeSet<i32> =
+            DeliberationStatus::ALL.iter().map(|s| status(*s) as i32).collect();
+        assert_eq!(wire.len(), DeliberationStatus::ALL.len());
+        assert!(!wire.contains(&0), "UNKNOWN is never sent");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
-    Deliberate, DeliberateCommand, GetStatus, Orchestrate, OrchestrateCommand, StatusTracker,
+    DeliberateCommand, GetStatus, Jobs, Orchestrate, OrchestrateCommand, StatusTracker,
 };
 use orchestrator_domain::{Deliberation, Phase};
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ use crate::status::to_status;
 /// The use cases the API serves, wired by the server binary.
 #[derive(Clone)]
 pub struct OrchestratorApi {
-    deliberate: Arc<Deliberate>,
+    jobs: Arc<Jobs>,
     orchestrate: Arc<Orchestrate>,
     status: Arc<GetStatus>,
     tracker: Arc<StatusTracker>,
@@ -31,19 +31,19 @@ pub struct OrchestratorApi {
 
 impl std::fmt::Debug for OrchestratorApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrchestratorApi").field("deliberate", &self.deliberate).finish_non_exhaustive()
+        f.debug_struct("OrchestratorApi").field("jobs", &self.jobs).finish_non_exhaustive()
     }
 }
 
 impl OrchestratorApi {
     pub fn new(
-        deliberate: Arc<Deliberate>,
+        jobs: Arc<Jobs>,
         orchestrate: Arc<Orchestrate>,
         status: Arc<GetStatus>,
         tracker: Arc<StatusTracker>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { deliberate, orchestrate, status, tracker, clock }
+        Self { jobs, orchestrate, status, tracker, clock }
     }
 }
 
@@ -105,12 +105,7 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::DeliberateResponse>, Status> {
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let _active = self.tracker.track_active();
-        let report = self
-            .deliberate
-            .execute(command, &orchestrator_application::ports::NoProgress)
-            .await
-            .map_err(to_status)?;
+        let report = self.jobs.run(command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::deliberate_response(&report, self.clock.now_ms())))
     }
 
@@ -120,12 +115,7 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<pb::OrchestrateRequest>,
     ) -> Result<Response<pb::OrchestrateResponse>, Status> {
         let command = OrchestrateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let _active = self.tracker.track_active();
-        let report = self
-            .orchestrate
-            .execute(command, &orchestrator_application::ports::NoProgress)
-            .await
-            .map_err(to_status)?;
+        let report = self.orchestrate.execute(command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::orchestrate_response(&report, self.clock.now_ms())))
     }
 
@@ -137,21 +127,23 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let (task_id, deliberation) = self.deliberate.prepare(command).map_err(to_status)?;
+        let rounds = command
+            .task
+            .constraints()
+            .max_iterations()
+            .map_or(command.rounds.get(), |cap| command.rounds.get().min(cap));
+        // Refuse bad or unserviceable requests with a status, before the stream opens.
+        self.jobs.deliberate().prepare(command.clone()).map_err(to_status)?;
         let (tx, rx) = mpsc::channel(32);
-        let deliberate = Arc::clone(&self.deliberate);
-        let active = self.tracker.track_active();
+        let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, rounds))).await;
+        let jobs = Arc::clone(&self.jobs);
         tokio::spawn(async move {
-            let _active = active;
-            let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, deliberation.rounds()))).await;
-            let observer = StreamObserver { tx: tx.clone() };
-            let (timeout, deadline) = deliberate.deadline_for(&deliberation);
-            let run = deliberate.run(&task_id, deliberation, timeout, deadline, &observer);
-            // A client that disconnects drops the receiver: stop deliberating for nobody.
+            let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone() });
+            // A client that disconnects drops the receiver: the deliberation is cancelled.
             let result = tokio::select! {
-                result = run => result,
+                result = jobs.run(command, Some(observer)) => result,
                 () = tx.closed() => {
-                    debug!(task_id, "stream client went away; deliberation cancelled");
+                    debug!("stream client went away; deliberation cancelled");
                     return;
                 }
             };
@@ -163,7 +155,12 @@ impl OrchestratorService for OrchestratorApi {
                         let update = pb::DeliberationUpdate {
                             status: if last { "complete" } else { "scoring" }.to_owned(),
                             progress_percent: if last { 100 } else { 99 },
-                            current_step: format!("rank {} of {}", ranked.rank, results.len()),
+                            current_step: format!(
+                                "rank {} of {} ({})",
+                                ranked.rank,
+                                results.len(),
+                                report.task_id
+                            ),
                             current_agent: ranked.agent.id.to_string(),
                             partial_result: Some(convert::result(ranked)),
                         };
@@ -182,9 +179,11 @@ impl OrchestratorService for OrchestratorApi {
 
     async fn get_deliberation_result(
         &self,
-        _request: Request<pb::GetDeliberationResultRequest>,
+        request: Request<pb::GetDeliberationResultRequest>,
     ) -> Result<Response<pb::GetDeliberationResultResponse>, Status> {
-        Err(Status::unimplemented("deliberation storage is not configured"))
+        let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
+        let record = self.jobs.get(&task_id).await.map_err(to_status)?;
+        Ok(Response::new(convert::record_response(&record, self.clock.now_ms())))
     }
 
     async fn register_agent(
@@ -266,25 +265,36 @@ impl OrchestratorService for OrchestratorApi {
         }))
     }
 
+    #[instrument(skip_all)]
     async fn submit_deliberation(
         &self,
-        _request: Request<pb::DeliberateRequest>,
+        request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::SubmitDeliberationResponse>, Status> {
-        Err(Status::unimplemented("deliberation storage is not configured"))
+        let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        let submission = self.jobs.submit(command).await.map_err(to_status)?;
+        Ok(Response::new(convert::submission(&submission)))
     }
 
     async fn list_deliberations(
         &self,
-        _request: Request<pb::ListDeliberationsRequest>,
+        request: Request<pb::ListDeliberationsRequest>,
     ) -> Result<Response<pb::ListDeliberationsResponse>, Status> {
-        Err(Status::unimplemented("deliberation storage is not configured"))
+        let query = convert::list_query(request.into_inner()).map_err(to_status)?;
+        let page = self.jobs.list(&query).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListDeliberationsResponse {
+            deliberations: page.items.iter().map(convert::summary).collect(),
+            next_page_token: page.next_cursor.unwrap_or_default(),
+        }))
     }
 
+    #[instrument(skip_all)]
     async fn cancel_deliberation(
         &self,
-        _request: Request<pb::CancelDeliberationRequest>,
+        request: Request<pb::CancelDeliberationRequest>,
     ) -> Result<Response<pb::CancelDeliberationResponse>, Status> {
-        Err(Status::unimplemented("deliberation storage is not configured"))
+        let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
+        let status = self.jobs.cancel(&task_id).await.map_err(to_status)?;
+        Ok(Response::new(pb::CancelDeliberationResponse { task_id, status: convert::status(status).into() }))
     }
 }
 

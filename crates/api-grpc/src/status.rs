@@ -18,6 +18,7 @@ pub fn to_status(err: ApplicationError) -> Status {
         ApplicationError::DeadlineExceeded { .. } => Status::deadline_exceeded(err.to_string()),
         ApplicationError::Cancelled { .. } => Status::cancelled(err.to_string()),
         ApplicationError::NotFound { .. } => Status::not_found(err.to_string()),
+        ApplicationError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
         ApplicationError::ResourceExhausted(_) => Status::resource_exhausted(err.to_string()),
         ApplicationError::Store(cause) => {
             error!(%cause, "storage failure");

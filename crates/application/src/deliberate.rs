@@ -104,7 +104,8 @@ impl Deliberate {
         &self.settings
     }
 
-    pub(crate) fn tracker(&self) -> &StatusTracker {
+    /// The status tracker this use case reports to.
+    pub fn tracker(&self) -> &Arc<StatusTracker> {
         &self.tracker
     }
 

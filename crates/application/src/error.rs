@@ -27,6 +27,9 @@ pub enum ApplicationError {
     /// No deliberation has this id.
     #[error("no deliberation with task_id \"{task_id}\"")]
     NotFound { task_id: String },
+    /// The task id was used before; the stored deliberation is not replaced.
+    #[error("task_id \"{task_id}\" already exists with status {status}; read it with GetDeliberationResult")]
+    AlreadyExists { task_id: String, status: String },
     /// Too much work in flight; try later.
     #[error("{0}")]
     ResourceExhausted(String),

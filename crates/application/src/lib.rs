@@ -9,11 +9,15 @@
 
 pub mod deliberate;
 pub mod error;
+pub mod jobs;
 pub mod orchestrate;
 pub mod ports;
 pub mod status;
+#[cfg(any(test, feature = "mocks"))]
+pub mod testing;
 
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};
+pub use jobs::{CancelOnDrop, JobSettings, Jobs, Submission};
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};
 pub use status::{GetStatus, StatsSnapshot, StatusReport, StatusTracker};

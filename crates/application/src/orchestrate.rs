@@ -6,8 +6,9 @@ use orchestrator_domain::{Agent, AgentId, ProfileName, Role, TokenUsage};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::deliberate::{Deliberate, DeliberateCommand, DeliberationReport};
+use crate::deliberate::{DeliberateCommand, DeliberationReport};
 use crate::error::Result;
+use crate::jobs::Jobs;
 use crate::ports::ProgressObserver;
 
 /// How many of the best-ranked proposals the selection chooses among.
@@ -54,37 +55,38 @@ pub struct OrchestrationReport {
     pub selection_usage: TokenUsage,
 }
 
-/// Deliberates and selects.
+type Choice = (usize, SelectionMethod, String, TokenUsage);
+
+/// Deliberates (as a stored job) and selects.
 #[derive(Debug)]
 pub struct Orchestrate {
-    deliberate: Arc<Deliberate>,
+    jobs: Arc<Jobs>,
 }
 
 impl Orchestrate {
-    pub fn new(deliberate: Arc<Deliberate>) -> Self {
-        Self { deliberate }
+    pub fn new(jobs: Arc<Jobs>) -> Self {
+        Self { jobs }
     }
 
     /// # Errors
-    /// Everything Deliberate can fail with. A failed selection is not an error: it falls
+    /// Everything a deliberation can fail with. A failed selection is not an error: it falls
     /// back to the highest score and says so in the rationale.
     pub async fn execute(
         &self,
         command: OrchestrateCommand,
-        observer: &dyn ProgressObserver,
+        observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<OrchestrationReport> {
-        let (task_id, deliberation) = self.deliberate.prepare(command.deliberate)?;
-        let execution_id = task_id.clone();
-        let selection_profile = self
-            .deliberate
+        let deliberate = self.jobs.deliberate();
+        let selection_profile = deliberate
             .settings()
             .selection_profile
             .clone()
-            .or_else(|| deliberation.council().agents().first().map(|a| a.profile.clone()))
+            .or_else(|| command.deliberate.profiles.first().cloned())
             .unwrap_or_else(ProfileName::default_profile);
-        let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
         let started = Instant::now();
-        let report = self.deliberate.run(&task_id, deliberation, timeout, deadline, observer).await?;
+        let report = self.jobs.run(command.deliberate, observer).await?;
+        let timeout = report.task.constraints().timeout().unwrap_or(deliberate.settings().default_timeout);
+        let deadline = started + timeout;
 
         let candidates = report.outcome.results.len().min(TOP_K);
         let by_score = |rationale: String| (0, SelectionMethod::Score, rationale, TokenUsage::default());
@@ -95,10 +97,10 @@ impl Orchestrate {
         } else {
             self.select(&report, candidates, selection_profile, deadline).await.unwrap_or_else(by_score)
         };
-        self.deliberate.tracker().record_orchestration(started.elapsed());
-        info!(task_id, method = method.as_str(), winner, "orchestration completed");
+        deliberate.tracker().record_orchestration(started.elapsed());
+        info!(task_id = report.task_id, method = method.as_str(), winner, "orchestration completed");
         Ok(OrchestrationReport {
-            execution_id,
+            execution_id: report.task_id.clone(),
             deliberation: report,
             candidates,
             winner,
@@ -115,8 +117,8 @@ impl Orchestrate {
         candidates: usize,
         profile: ProfileName,
         deadline: Instant,
-    ) -> std::result::Result<(usize, SelectionMethod, String, TokenUsage), String> {
-        let backend = self.deliberate.backend().map_err(|e| e.to_string())?;
+    ) -> std::result::Result<Choice, String> {
+        let backend = self.jobs.deliberate().backend().map_err(|e| e.to_string())?;
         let architect = Agent {
             id: AgentId::new("architect-selector").map_err(|e| e.to_string())?,
             role: Role::Architect,
@@ -159,3 +161,6 @@ fn abbreviate(text: &str) -> String {
         format!("{}…", text.chars().take(MAX).collect::<String>())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DomainError, Result};
 
 /// Where a deliberation is in its life: `Pending → InProgress → Completed | Failed | Timeout |
-/// Cancelled | Interrupted`. `Pending` may also go straight to `Cancelled` or `Interrupted`.
+/// Cancelled | Interrupted`. `Pending` may also end directly (cancelled, interrupted, failed)
+/// but never completes without having run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DeliberationStatus {
     Pending,
@@ -39,7 +40,7 @@ impl DeliberationStatus {
     /// Whether the lifecycle allows going from `self` to `next`.
     pub fn can_become(self, next: Self) -> bool {
         match self {
-            Self::Pending => next != Self::Pending,
+            Self::Pending => !matches!(next, Self::Pending | Self::Completed),
             Self::InProgress => next.is_terminal(),
             _ => false,
         }
@@ -95,6 +96,7 @@ mod tests {
     fn lifecycle_moves_forward_only() {
         assert!(Pending.can_become(InProgress));
         assert!(Pending.can_become(Cancelled));
+        assert!(!Pending.can_become(Completed), "a deliberation completes only after running");
         assert!(InProgress.can_become(Completed));
         assert!(InProgress.can_become(Interrupted));
         assert!(!InProgress.can_become(Pending));

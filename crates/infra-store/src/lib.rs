@@ -1,1 +1,46 @@
-//! placeholder
+//! Durable storage of deliberations: the adapters of the [`DeliberationStore`] port.
+//!
+//! Two databases behave identically behind one implementation: [`SqliteStore`], the embedded
+//! default (a file, WAL mode), and [`PostgresStore`] for servers. Both keep a deliberation's
+//! request, status lifecycle and last saved progress in `deliberations`, and on completion
+//! write every ranked proposal, review and agent failure to `proposals`, `reviews` and
+//! `agent_failures`, so results can be queried in SQL and read back field for field. Schema
+//! migrations are embedded and applied when a store is opened. [`connect`] picks the
+//! database from a URL.
+#![forbid(unsafe_code)]
+
+mod cursor;
+mod error;
+mod postgres;
+mod rows;
+mod sql_store;
+mod sqlite;
+
+use std::sync::Arc;
+
+use orchestrator_application::ports::{DeliberationStore, StoreError};
+
+pub use error::redact_url;
+pub use postgres::PostgresStore;
+pub use sql_store::{MAX_PAGE_SIZE, SqlStore};
+pub use sqlite::SqliteStore;
+
+/// Opens the store named by `url`, migrated and ready: PostgreSQL for `postgres://` and
+/// `postgresql://` URLs, SQLite for `sqlite:` URLs and plain file paths (parent directories
+/// are created).
+///
+/// # Errors
+/// [`StoreError::Unavailable`] for another URL scheme or when the database cannot be opened
+/// or migrated.
+pub async fn connect(url: &str) -> Result<Arc<dyn DeliberationStore>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, None).await?))
+    } else if url.starts_with("sqlite:") || !url.contains("://") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "unsupported database url {}: expected postgres://, postgresql://, sqlite: or a file path",
+            redact_url(url)
+        )))
+    }
+}

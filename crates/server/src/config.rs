@@ -32,6 +32,13 @@ pub struct Config {
     /// How long shutdown waits for running requests before exiting anyway, in seconds.
     pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
+    /// Where deliberations are stored: a SQLite path or `sqlite:` URL (embedded default), or a
+    /// `postgres://` URL.
+    pub database_url: String,
+    /// Deliberations running at once.
+    pub max_running: usize,
+    /// Deliberations waiting for a slot before submissions get RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
 }
 
 impl Default for Config {
@@ -41,6 +48,9 @@ impl Default for Config {
             default_timeout_secs: 300,
             shutdown_grace_secs: 30,
             log_format: LogFormat::Pretty,
+            database_url: "sqlite:data/orchestrator.db".to_owned(),
+            max_running: 8,
+            queue_capacity: 256,
         }
     }
 }
@@ -101,6 +111,15 @@ impl Config {
         if let Some(v) = get("ORCHESTRATOR_SHUTDOWN_GRACE_SECS") {
             self.shutdown_grace_secs = parse("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", v)?;
         }
+        if let Some(v) = get("ORCHESTRATOR_DATABASE_URL") {
+            v.trim().clone_into(&mut self.database_url);
+        }
+        if let Some(v) = get("ORCHESTRATOR_MAX_RUNNING") {
+            self.max_running = parse("ORCHESTRATOR_MAX_RUNNING", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_QUEUE_CAPACITY") {
+            self.queue_capacity = parse("ORCHESTRATOR_QUEUE_CAPACITY", v)?;
+        }
         if let Some(v) = get("ORCHESTRATOR_LOG_FORMAT") {
             self.log_format = match v.trim().to_ascii_lowercase().as_str() {
                 "json" => LogFormat::Json,
@@ -117,6 +136,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.max_running == 0 || self.max_running > 1024 {
+            return Err(ServerError::config(
+                "max_running",
+                format!("must be within 1..=1024, got {}", self.max_running),
+            ));
+        }
+        if self.queue_capacity > 100_000 {
+            return Err(ServerError::config(
+                "queue_capacity",
+                format!("must be at most 100000, got {}", self.queue_capacity),
+            ));
+        }
+        if self.database_url.is_empty() {
+            return Err(ServerError::config("database_url", "must not be empty"));
+        }
         if self.default_timeout_secs == 0 || self.default_timeout_secs > 6 * 3600 {
             return Err(ServerError::config(
                 "default_timeout_secs",

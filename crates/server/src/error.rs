@@ -10,6 +10,10 @@ pub enum ServerError {
     ConfigFile { path: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("storage: {0}")]
+    Store(#[from] orchestrator_application::ports::StoreError),
+    #[error("startup: {0}")]
+    Application(#[from] orchestrator_application::ApplicationError),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]

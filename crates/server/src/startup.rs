@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceServer;
 use orchestrator_api_grpc::{OrchestratorApi, grpc_router};
-use orchestrator_application::ports::{AgentBackend, Clock, DryRunner, IdGenerator};
-use orchestrator_application::{Deliberate, DeliberationSettings, GetStatus, Orchestrate, StatusTracker};
+use orchestrator_application::ports::{AgentBackend, Clock, DeliberationStore, DryRunner, IdGenerator};
+use orchestrator_application::{
+    Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate, StatusTracker,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
@@ -20,6 +22,8 @@ use crate::system::{SystemClock, UuidV7Ids};
 /// configuration; tests pass their own (a scripted backend, say) to [`Application::build_with`].
 pub struct Dependencies {
     pub backend: Option<Arc<dyn AgentBackend>>,
+    /// `None`: open the store named by `database_url`.
+    pub store: Option<Arc<dyn DeliberationStore>>,
     pub dry_runner: Option<Arc<dyn DryRunner>>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
@@ -34,7 +38,13 @@ impl std::fmt::Debug for Dependencies {
 impl Dependencies {
     /// System clock and ids, no backend, no dry runner.
     pub fn system() -> Self {
-        Self { backend: None, dry_runner: None, clock: Arc::new(SystemClock), ids: Arc::new(UuidV7Ids) }
+        Self {
+            backend: None,
+            store: None,
+            dry_runner: None,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(UuidV7Ids),
+        }
     }
 }
 
@@ -44,6 +54,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     api: OrchestratorApi,
+    jobs: Arc<Jobs>,
     config: Config,
 }
 
@@ -59,8 +70,15 @@ impl Application {
     /// Builds with the given adapters and binds the listener (port 0 picks a free port).
     ///
     /// # Errors
-    /// Bind failures.
+    /// Storage or bind failures.
     pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self> {
+        let store = match deps.store {
+            Some(store) => store,
+            None => {
+                info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
+                orchestrator_infra_store::connect(&config.database_url).await?
+            }
+        };
         let tracker = Arc::new(StatusTracker::new(deps.clock.now_ms()));
         let llm_configured = deps.backend.is_some();
         if !llm_configured {
@@ -76,9 +94,13 @@ impl Application {
             Arc::clone(&tracker),
             settings,
         ));
-        let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&deliberate)));
+        let job_settings =
+            JobSettings { max_running: config.max_running, queue_capacity: config.queue_capacity };
+        let jobs = Arc::new(Jobs::new(deliberate, store, Arc::clone(&deps.clock), job_settings));
+        jobs.recover().await?;
+        let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&jobs)));
         let status = Arc::new(GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured));
-        let api = OrchestratorApi::new(deliberate, orchestrate, status, tracker, deps.clock);
+        let api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
 
         let listener = TcpListener::bind(config.listen)
             .await
@@ -86,7 +108,7 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
-        Ok(Self { listener, local_addr, api, config })
+        Ok(Self { listener, local_addr, api, jobs, config })
     }
 
     /// The address actually bound (useful with port 0).
@@ -94,8 +116,8 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, reports NOT_SERVING and lets
-    /// running requests finish for up to the configured grace period.
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops accepting, lets
+    /// running deliberations finish for up to the grace period and ends the rest INTERRUPTED.
     ///
     /// # Errors
     /// Transport failures.
@@ -103,26 +125,26 @@ impl Application {
         let services = grpc_router(self.api).await?;
         let health = services.health.clone();
         let grace = self.config.shutdown_grace();
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let jobs = Arc::clone(&self.jobs);
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
-            info!("shutdown requested; draining");
+            info!(grace_secs = grace.as_secs(), "shutdown requested; draining");
             health.set_not_serving::<OrchestratorServiceServer<OrchestratorApi>>().await;
             health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-            let _ = stopping_tx.send(());
+            // Runs beside the server: waiting RPCs finish once their deliberations end.
+            tokio::spawn(async move {
+                jobs.shutdown(grace).await;
+                let _ = drained_tx.send(());
+            });
         };
         info!(addr = %self.local_addr, "orchestrator listening");
-        let serve = tonic::transport::Server::builder()
+        tonic::transport::Server::builder()
             .add_routes(services.routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
-        tokio::pin!(serve);
-        tokio::select! {
-            result = &mut serve => result?,
-            () = async {
-                let _ = stopping_rx.await;
-                tokio::time::sleep(grace).await;
-            } => warn!(grace_secs = grace.as_secs(), "requests still running after the grace period; exiting"),
-        }
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal)
+            .await?;
+        // Background (submitted) deliberations are not RPCs: wait for their drain too.
+        let _ = drained_rx.await;
         info!("orchestrator stopped");
         Ok(())
     }

@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use orchestrator_domain::{PeerScore, TaskConstraints};
 
 use super::*;
-use crate::orchestrate::{Orchestrate, OrchestrateCommand, SelectionMethod};
 use crate::ports::{
     Completion, MockAgentBackend, MockClock, MockIdGenerator, NoProgress, ReviewReply, Selection,
 };
@@ -346,68 +345,4 @@ async fn progress_is_reported_after_every_phase() {
         *phases.0.lock().unwrap(),
         ["t-1:reviewing (round 1)", "t-1:revising (round 1)", "t-1:scoring", "t-1:completed"]
     );
-}
-
-fn orchestrate_with(
-    select: impl Fn() -> Result<Selection, AgentError> + Send + Sync + 'static,
-) -> Orchestrate {
-    let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| {
-        Ok(ReviewReply {
-            critique: "ok".into(),
-            score: Some(PeerScore::new(6.0).unwrap()),
-            ..Default::default()
-        })
-    });
-    backend
-        .expect_select()
-        .withf(|agent, _, candidates| agent.role == Role::Architect && candidates.len() == 3)
-        .returning(move |_, _, _| select());
-    Orchestrate::new(Arc::new(use_case(Some(Arc::new(backend)))))
-}
-
-fn orchestrate_command(architect_selection: bool) -> OrchestrateCommand {
-    OrchestrateCommand { deliberate: command(4, 1), architect_selection }
-}
-
-#[tokio::test]
-async fn architect_choice_among_top_three_wins() {
-    let orchestrate = orchestrate_with(|| {
-        Ok(Selection { choice: Some(2), rationale: "simplest".into(), usage: TokenUsage::default() })
-    });
-    let report = orchestrate.execute(orchestrate_command(true), &NoProgress).await.unwrap();
-    assert_eq!(report.candidates, 3);
-    assert_eq!(report.winner, 2);
-    assert_eq!(report.method, SelectionMethod::Architect);
-    assert_eq!(report.rationale, "simplest");
-    assert_eq!(report.selection_usage.calls, 1);
-}
-
-#[tokio::test]
-async fn unusable_architect_answer_falls_back_to_the_score_and_says_so() {
-    let orchestrate = orchestrate_with(|| {
-        Ok(Selection { choice: None, rationale: "hmm".into(), usage: TokenUsage::default() })
-    });
-    let report = orchestrate.execute(orchestrate_command(true), &NoProgress).await.unwrap();
-    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
-    assert!(report.rationale.contains("named no valid candidate"), "{}", report.rationale);
-
-    let orchestrate = orchestrate_with(|| Err(AgentError::Unavailable("down".into())));
-    let report = orchestrate.execute(orchestrate_command(true), &NoProgress).await.unwrap();
-    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
-    assert!(
-        report.rationale.contains("architect selection failed (backend unavailable: down)"),
-        "{}",
-        report.rationale
-    );
-}
-
-#[tokio::test]
-async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is_made() {
-    let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
-    backend.expect_select().never();
-    let orchestrate = Orchestrate::new(Arc::new(use_case(Some(Arc::new(backend)))));
-    let report = orchestrate.execute(orchestrate_command(false), &NoProgress).await.unwrap();
-    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
 }

@@ -4,6 +4,8 @@ use async_trait::async_trait;
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Task};
 use serde::{Deserialize, Serialize};
 
+use crate::deliberate::DeliberationReport;
+
 /// What a client asked for, stored before anything runs so a deliberation is never lost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDeliberation {
@@ -33,6 +35,31 @@ pub struct DeliberationRecord {
     pub error: Option<String>,
     pub progress: Option<Deliberation>,
     pub outcome: Option<DeliberationOutcome>,
+}
+
+impl DeliberationRecord {
+    /// The report of a COMPLETED deliberation, as Deliberate answered it; `None` otherwise.
+    pub fn report(&self) -> Option<DeliberationReport> {
+        let outcome = self.outcome.clone()?;
+        let task = self.request.task.clone();
+        let rounds = self.progress.as_ref().map_or_else(
+            || {
+                task.constraints()
+                    .max_iterations()
+                    .map_or(self.request.rounds, |cap| self.request.rounds.min(cap))
+            },
+            Deliberation::rounds,
+        );
+        Some(DeliberationReport {
+            task_id: self.request.task_id.clone(),
+            role: self.request.role,
+            task,
+            rounds,
+            started_at_ms: self.started_at_ms.unwrap_or(self.request.created_at_ms),
+            duration_ms: self.duration_ms.and_then(|d| u64::try_from(d).ok()).unwrap_or_default(),
+            outcome,
+        })
+    }
 }
 
 /// Filters and paging for [`DeliberationStore::list`]; newest first.

@@ -1,0 +1,409 @@
+//! Durable deliberations: submit, poll, list, cancel — bounded, persisted phase by phase.
+//!
+//! Every deliberation, synchronous or not, runs as a job: it is stored PENDING before anything
+//! runs, waits for one of `max_running` slots (at most `queue_capacity` wait; beyond that
+//! submissions are refused with `ResourceExhausted`), is saved after every phase, and ends
+//! COMPLETED, FAILED, TIMEOUT, CANCELLED or INTERRUPTED. A crash loses at most the phase in
+//! flight; on the next start [`Jobs::recover`] marks what the dead process left unfinished
+//! INTERRUPTED.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrator_domain::{Deliberation, DeliberationStatus};
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::deliberate::{Deliberate, DeliberateCommand, DeliberationReport};
+use crate::error::{ApplicationError, Result};
+use crate::ports::{
+    Clock, DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, ProgressObserver,
+    StoreError,
+};
+
+/// Limits on work in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Deliberations running at once.
+    pub max_running: usize,
+    /// Deliberations waiting for a slot before submissions are refused.
+    pub queue_capacity: usize,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { max_running: 8, queue_capacity: 256 }
+    }
+}
+
+/// What a submission did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub task_id: String,
+    pub status: DeliberationStatus,
+    /// `false` when the task id existed and nothing new was started.
+    pub created: bool,
+}
+
+/// A submitted job's result, for callers that wait for it.
+pub type JobResult = Result<DeliberationReport>;
+
+/// Cancels its job when dropped unless disarmed: a synchronous caller that goes away takes
+/// its deliberation with it instead of leaving work nobody waits for.
+#[derive(Debug)]
+pub struct CancelOnDrop {
+    token: Option<CancellationToken>,
+}
+
+impl CancelOnDrop {
+    /// Keeps the job running after this guard is dropped.
+    pub fn disarm(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            token.cancel();
+        }
+    }
+}
+
+fn store_error(error: StoreError) -> ApplicationError {
+    match error {
+        StoreError::InvalidCursor => ApplicationError::InvalidArgument {
+            field: "page_token".into(),
+            reason: "invalid page token".into(),
+        },
+        StoreError::NotFound(task_id) => ApplicationError::NotFound { task_id },
+        other => ApplicationError::Store(other.to_string()),
+    }
+}
+
+/// Saves each phase, then passes it on to the caller's observer.
+struct Persisting<'a> {
+    store: &'a dyn DeliberationStore,
+    next: Option<&'a (dyn ProgressObserver + 'a)>,
+}
+
+#[async_trait]
+impl ProgressObserver for Persisting<'_> {
+    async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
+        if let Err(error) = self.store.save_progress(task_id, deliberation).await {
+            warn!(task_id, %error, "could not save deliberation progress");
+        }
+        if let Some(next) = self.next {
+            next.phase_completed(task_id, deliberation).await;
+        }
+    }
+}
+
+/// The job runner and the queries over stored deliberations.
+pub struct Jobs {
+    deliberate: Arc<Deliberate>,
+    store: Arc<dyn DeliberationStore>,
+    clock: Arc<dyn Clock>,
+    settings: JobSettings,
+    slots: Arc<Semaphore>,
+    admitted: AtomicUsize,
+    cancels: Mutex<HashMap<String, CancellationToken>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("settings", &self.settings)
+            .field("admitted", &self.admitted.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    pub fn new(
+        deliberate: Arc<Deliberate>,
+        store: Arc<dyn DeliberationStore>,
+        clock: Arc<dyn Clock>,
+        settings: JobSettings,
+    ) -> Self {
+        let settings = JobSettings { max_running: settings.max_running.max(1), ..settings };
+        Self {
+            deliberate,
+            store,
+            clock,
+            slots: Arc::new(Semaphore::new(settings.max_running)),
+            settings,
+            admitted: AtomicUsize::new(0),
+            cancels: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn deliberate(&self) -> &Arc<Deliberate> {
+        &self.deliberate
+    }
+
+    /// Marks deliberations a dead process left PENDING or IN_PROGRESS as INTERRUPTED.
+    ///
+    /// # Errors
+    /// `Store` when the database fails.
+    pub async fn recover(&self) -> Result<u64> {
+        let marked = self
+            .store
+            .interrupt_unfinished("the server stopped before this deliberation finished", self.clock.now_ms())
+            .await
+            .map_err(store_error)?;
+        if marked > 0 {
+            warn!(marked, "marked deliberations left unfinished by a previous process INTERRUPTED");
+        }
+        Ok(marked)
+    }
+
+    /// Starts a deliberation in the background and answers at once.
+    ///
+    /// The same `task_id` submitted again starts nothing and reports the stored status.
+    ///
+    /// # Errors
+    /// Validation and configuration errors of [`Deliberate::prepare`], `ResourceExhausted`
+    /// when the queue is full, `Store` on database failures.
+    pub async fn submit(self: &Arc<Self>, command: DeliberateCommand) -> Result<Submission> {
+        let (submission, _result, guard) = self.start(command, None).await?;
+        if let Some(guard) = guard {
+            guard.disarm();
+        }
+        Ok(submission)
+    }
+
+    /// Runs a deliberation as a stored job and waits for it. Dropping the returned future
+    /// cancels the deliberation.
+    ///
+    /// # Errors
+    /// Everything [`Jobs::submit`] and [`Deliberate::run`] fail with; `AlreadyExists` when
+    /// the task id was used before by a deliberation that did not complete (a completed one
+    /// is answered from storage, so retries are idempotent).
+    pub async fn run(
+        self: &Arc<Self>,
+        command: DeliberateCommand,
+        observer: Option<Arc<dyn ProgressObserver>>,
+    ) -> Result<DeliberationReport> {
+        let (submission, result, guard) = self.start(command, observer).await?;
+        let (Some(result), Some(_guard)) = (result, guard) else {
+            // A retried request gets the stored result of the completed deliberation.
+            if let Some(report) = self.get(&submission.task_id).await?.report() {
+                return Ok(report);
+            }
+            return Err(ApplicationError::AlreadyExists {
+                task_id: submission.task_id,
+                status: submission.status.to_string(),
+            });
+        };
+        result
+            .await
+            .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        command: DeliberateCommand,
+        observer: Option<Arc<dyn ProgressObserver>>,
+    ) -> Result<(Submission, Option<oneshot::Receiver<JobResult>>, Option<CancelOnDrop>)> {
+        let requested_rounds = command.rounds.get();
+        let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
+        let profiles = command.profiles.clone();
+        let (task_id, deliberation) = self.deliberate.prepare(command)?;
+
+        if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
+            return Ok((Submission { task_id, status: existing.status, created: false }, None, None));
+        }
+        let capacity = self.settings.max_running + self.settings.queue_capacity;
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= capacity {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApplicationError::ResourceExhausted(format!(
+                "{capacity} deliberations are already running or queued; retry later"
+            )));
+        }
+        let new = NewDeliberation {
+            task_id: task_id.clone(),
+            role: deliberation.council().role(),
+            task: deliberation.task().clone(),
+            rounds: requested_rounds,
+            num_agents,
+            profiles,
+            created_at_ms: self.clock.now_ms(),
+        };
+        let created = match self.store.create(&new).await {
+            Ok(created) => created,
+            Err(error) => {
+                self.admitted.fetch_sub(1, Ordering::SeqCst);
+                return Err(store_error(error));
+            }
+        };
+        if !created {
+            // Another submission of the same id won the race.
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            let status = self
+                .store
+                .get(&task_id)
+                .await
+                .map_err(store_error)?
+                .map_or(DeliberationStatus::Pending, |r| r.status);
+            return Ok((Submission { task_id, status, created: false }, None, None));
+        }
+
+        let token = CancellationToken::new();
+        self.cancels.lock().unwrap_or_else(PoisonError::into_inner).insert(task_id.clone(), token.clone());
+        let (tx, rx) = oneshot::channel();
+        let jobs = Arc::clone(self);
+        let id = task_id.clone();
+        let job_token = token.clone();
+        self.tasks.spawn(async move {
+            let result = jobs.execute(&id, deliberation, &job_token, observer.as_deref()).await;
+            jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            jobs.admitted.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(result);
+        });
+        info!(task_id, "deliberation submitted");
+        let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
+        Ok((submission, Some(rx), Some(CancelOnDrop { token: Some(token) })))
+    }
+
+    async fn execute(
+        &self,
+        task_id: &str,
+        deliberation: Deliberation,
+        cancel: &CancellationToken,
+        observer: Option<&dyn ProgressObserver>,
+    ) -> JobResult {
+        let interrupted = || ApplicationError::FailedPrecondition("the server is shutting down".into());
+        let _slot = tokio::select! {
+            slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| interrupted())?,
+            () = cancel.cancelled() => return self.end_cancelled(task_id).await,
+            () = self.shutdown.cancelled() => return self.end(task_id, DeliberationStatus::Interrupted, interrupted()).await,
+        };
+        match self.store.mark_started(task_id, self.clock.now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(ApplicationError::Cancelled { task_id: task_id.to_owned() }),
+            Err(error) => return Err(store_error(error)),
+        }
+        let _active = self.deliberate.tracker().track_active();
+        let persisting = Persisting { store: self.store.as_ref(), next: observer };
+        let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
+        let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
+        let result = tokio::select! {
+            result = run => result,
+            () = cancel.cancelled() => return self.end_cancelled(task_id).await,
+            () = self.shutdown.cancelled() => return self.end(task_id, DeliberationStatus::Interrupted, interrupted()).await,
+        };
+        match result {
+            Ok(report) => {
+                let duration = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
+                match self.store.complete(task_id, &report.outcome, self.clock.now_ms(), duration).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(task_id, "deliberation finished after it was cancelled; result not stored")
+                    }
+                    Err(error) => error!(task_id, %error, "could not store the completed deliberation"),
+                }
+                Ok(report)
+            }
+            Err(error @ ApplicationError::DeadlineExceeded { .. }) => {
+                self.end(task_id, DeliberationStatus::Timeout, error).await
+            }
+            Err(error) => self.end(task_id, DeliberationStatus::Failed, error).await,
+        }
+    }
+
+    async fn end_cancelled(&self, task_id: &str) -> JobResult {
+        self.end(
+            task_id,
+            DeliberationStatus::Cancelled,
+            ApplicationError::Cancelled { task_id: task_id.to_owned() },
+        )
+        .await
+    }
+
+    async fn end(&self, task_id: &str, status: DeliberationStatus, error: ApplicationError) -> JobResult {
+        let message = error.to_string();
+        if let Err(store) =
+            self.store.finish_unsuccessfully(task_id, status, &message, self.clock.now_ms()).await
+        {
+            error!(task_id, error = %store, "could not store the end of a deliberation");
+        }
+        Err(error)
+    }
+
+    /// Reads a stored deliberation.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown id; `Store` on database failures.
+    pub async fn get(&self, task_id: &str) -> Result<DeliberationRecord> {
+        self.store
+            .get(task_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApplicationError::NotFound { task_id: task_id.to_owned() })
+    }
+
+    /// Pages through stored deliberations, newest first.
+    ///
+    /// # Errors
+    /// `InvalidArgument` on a bad page token; `Store` on database failures.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page> {
+        self.store.list(query).await.map_err(store_error)
+    }
+
+    /// Cancels a pending or running deliberation and answers its new status.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown id; `FailedPrecondition` when it already ended.
+    pub async fn cancel(&self, task_id: &str) -> Result<DeliberationStatus> {
+        let record = self.get(task_id).await?;
+        if record.status.is_terminal() {
+            return Err(ApplicationError::FailedPrecondition(format!(
+                "deliberation {task_id} already ended as {}",
+                record.status
+            )));
+        }
+        let changed = self
+            .store
+            .finish_unsuccessfully(
+                task_id,
+                DeliberationStatus::Cancelled,
+                "cancelled by a client",
+                self.clock.now_ms(),
+            )
+            .await
+            .map_err(store_error)?;
+        if let Some(token) = self.cancels.lock().unwrap_or_else(PoisonError::into_inner).get(task_id) {
+            token.cancel();
+        }
+        if changed {
+            info!(task_id, "deliberation cancelled");
+            Ok(DeliberationStatus::Cancelled)
+        } else {
+            Ok(self.get(task_id).await?.status)
+        }
+    }
+
+    /// Stops taking work, lets running deliberations finish for up to `grace`, then ends the
+    /// rest as INTERRUPTED.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            warn!(grace_secs = grace.as_secs(), "interrupting deliberations still running");
+            self.shutdown.cancel();
+            self.tasks.wait().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+
+use orchestrator_domain::{
+    Agent, PeerScore, ProfileName, Review, Role, Rounds, Task, TaskConstraints, TokenUsage,
+};
+
+use super::*;
+use crate::deliberate::DeliberationSettings;
+use crate::ports::{
+    AgentBackend, AgentError, Completion, MockClock, MockIdGenerator, ReviewReply, Selection,
+};
+use crate::status::StatusTracker;
+use crate::testing::InMemoryStore;
+
+/// Every call sleeps `delay`, then answers (or fails when `fail` is set).
+struct SlowBackend {
+    delay: Duration,
+    fail: bool,
+    calls: AtomicUsize,
+}
+
+impl SlowBackend {
+    fn new(delay: Duration) -> Self {
+        Self { delay, fail: false, calls: AtomicUsize::new(0) }
+    }
+
+    async fn call(&self) -> Result<(), AgentError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        if self.fail { Err(AgentError::Unavailable("down".into())) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+impl AgentBackend for SlowBackend {
+    fn has_profile(&self, _profile: &ProfileName) -> bool {
+        true
+    }
+    async fn propose(&self, agent: &Agent, _task: &Task) -> Result<Completion, AgentError> {
+        self.call().await?;
+        Ok(Completion {
+            text: format!("A bounded queue per tenant, seat {}.", agent.seat),
+            usage: TokenUsage::default(),
+        })
+    }
+    async fn review(&self, _agent: &Agent, _task: &Task, _proposal: &str) -> Result<ReviewReply, AgentError> {
+        self.call().await?;
+        Ok(ReviewReply {
+            critique: "ok".into(),
+            score: Some(PeerScore::new(6.0).unwrap()),
+            ..Default::default()
+        })
+    }
+    async fn revise(
+        &self,
+        _agent: &Agent,
+        _task: &Task,
+        current: &str,
+        _reviews: &[Review],
+    ) -> Result<Completion, AgentError> {
+        self.call().await?;
+        Ok(Completion { text: format!("{current} Revised."), usage: TokenUsage::default() })
+    }
+    async fn select(
+        &self,
+        _agent: &Agent,
+        _task: &Task,
+        _candidates: &[String],
+    ) -> Result<Selection, AgentError> {
+        Ok(Selection::default())
+    }
+}
+
+const STEP: Duration = Duration::from_secs(1);
+
+fn jobs_with(backend: Arc<SlowBackend>, store: Arc<InMemoryStore>, settings: JobSettings) -> Arc<Jobs> {
+    let mut clock = MockClock::new();
+    clock.expect_now_ms().return_const(5_000_i64);
+    let clock: Arc<dyn Clock> = Arc::new(clock);
+    let mut ids = MockIdGenerator::new();
+    let counter = AtomicUsize::new(0);
+    ids.expect_new_id().returning(move || format!("gen-{}", counter.fetch_add(1, Ordering::SeqCst)));
+    let deliberate = Arc::new(Deliberate::new(
+        Some(backend),
+        None,
+        Arc::clone(&clock),
+        Arc::new(ids),
+        Arc::new(StatusTracker::new(0)),
+        DeliberationSettings::default(),
+    ));
+    Arc::new(Jobs::new(deliberate, store, clock, settings))
+}
+
+fn command(task_id: &str, timeout_seconds: i64) -> DeliberateCommand {
+    let constraints =
+        TaskConstraints::new(String::new(), vec![], BTreeMap::new(), timeout_seconds, 0).unwrap();
+    DeliberateCommand {
+        task_id: Some(task_id.to_owned()),
+        role: Role::Data,
+        task: Task::new("Design the ingestion queue", constraints).unwrap(),
+        rounds: Rounds::new(1).unwrap(),
+        num_agents: 2,
+        profiles: vec![],
+    }
+}
+
+async fn settle() {
+    // Lets spawned jobs run on the paused clock until they block on time or finish.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+
+    let submission = jobs.submit(command("job-1", 0)).await.unwrap();
+    assert_eq!(
+        submission,
+        Submission { task_id: "job-1".into(), status: DeliberationStatus::Pending, created: true }
+    );
+
+    tokio::time::sleep(STEP / 2).await;
+    assert_eq!(store.status("job-1"), DeliberationStatus::InProgress);
+    tokio::time::sleep(3 * STEP).await;
+    settle().await;
+
+    let record = jobs.get("job-1").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Completed);
+    assert_eq!(record.outcome.as_ref().unwrap().results.len(), 2);
+    assert!(record.winner_id.is_some());
+    // reviewing, revising, scoring, completed
+    assert_eq!(store.saves.load(Ordering::SeqCst), 4);
+    assert_eq!(record.progress.unwrap().reviews().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_task_id_never_starts_a_second_deliberation() {
+    let store = Arc::new(InMemoryStore::default());
+    let backend = Arc::new(SlowBackend::new(STEP));
+    let jobs = jobs_with(Arc::clone(&backend), Arc::clone(&store), JobSettings::default());
+    assert!(jobs.submit(command("same", 0)).await.unwrap().created);
+    let again = jobs.submit(command("same", 0)).await.unwrap();
+    assert!(!again.created);
+    tokio::time::sleep(10 * STEP).await;
+    settle().await;
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 6, "one deliberation of 2 agents × 3 phases");
+    let replay = jobs.run(command("same", 0), None).await.unwrap();
+    assert_eq!(replay.task_id, "same");
+    assert_eq!(replay.outcome, jobs.get("same").await.unwrap().outcome.unwrap());
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 6, "a retry is answered from storage");
+    jobs.submit(command("pending", 0)).await.unwrap();
+    jobs.cancel("pending").await.unwrap();
+    let err = jobs.run(command("pending", 0), None).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "task_id \"pending\" already exists with status CANCELLED; read it with GetDeliberationResult"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stored() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(
+        Arc::new(SlowBackend::new(STEP)),
+        Arc::clone(&store),
+        JobSettings { max_running: 1, queue_capacity: 1 },
+    );
+    jobs.submit(command("a", 0)).await.unwrap();
+    jobs.submit(command("b", 0)).await.unwrap();
+    let err = jobs.submit(command("c", 0)).await.unwrap_err();
+    assert!(matches!(err, ApplicationError::ResourceExhausted(_)), "{err:?}");
+    assert!(store.get("c").await.unwrap().is_none());
+    settle().await;
+    assert_eq!(store.status("a"), DeliberationStatus::InProgress);
+    assert_eq!(store.status("b"), DeliberationStatus::Pending, "waits for the only slot");
+    tokio::time::sleep(10 * STEP).await;
+    settle().await;
+    assert_eq!(store.status("b"), DeliberationStatus::Completed);
+    assert!(jobs.submit(command("c", 0)).await.unwrap().created, "capacity is given back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_stops_queued_and_running_deliberations() {
+    let store = Arc::new(InMemoryStore::default());
+    let backend = Arc::new(SlowBackend::new(STEP));
+    let jobs = jobs_with(
+        Arc::clone(&backend),
+        Arc::clone(&store),
+        JobSettings { max_running: 1, queue_capacity: 4 },
+    );
+    jobs.submit(command("running", 0)).await.unwrap();
+    jobs.submit(command("queued", 0)).await.unwrap();
+    settle().await;
+
+    assert_eq!(jobs.cancel("queued").await.unwrap(), DeliberationStatus::Cancelled);
+    assert_eq!(jobs.cancel("running").await.unwrap(), DeliberationStatus::Cancelled);
+    tokio::time::sleep(10 * STEP).await;
+    settle().await;
+
+    assert_eq!(store.status("queued"), DeliberationStatus::Cancelled);
+    assert_eq!(store.status("running"), DeliberationStatus::Cancelled);
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 2, "only the first proposals were ever started");
+    let err = jobs.cancel("running").await.unwrap_err();
+    assert_eq!(err.to_string(), "deliberation running already ended as CANCELLED");
+    assert!(matches!(jobs.cancel("nope").await.unwrap_err(), ApplicationError::NotFound { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_and_failures_end_in_timeout_and_failed() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(10 * STEP)), Arc::clone(&store), JobSettings::default());
+    let err = jobs.run(command("slow", 5), None).await.unwrap_err();
+    assert!(matches!(err, ApplicationError::DeadlineExceeded { .. }));
+    let record = jobs.get("slow").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Timeout);
+    assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 5s deadline while proposing"));
+
+    let failing = Arc::new(SlowBackend { fail: true, ..SlowBackend::new(STEP) });
+    let jobs = jobs_with(failing, Arc::clone(&store), JobSettings::default());
+    assert!(jobs.run(command("broken", 0), None).await.is_err());
+    let record = jobs.get("broken").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Failed);
+    assert!(record.error.unwrap().starts_with("every agent failed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_caller_that_goes_away_cancels_its_deliberation() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let waited = tokio::time::timeout(STEP / 2, jobs.run(command("impatient", 0), None)).await;
+    assert!(waited.is_err());
+    settle().await;
+    assert_eq!(store.status("impatient"), DeliberationStatus::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_the_grace_period_then_interrupts() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    jobs.submit(command("quick", 0)).await.unwrap();
+    jobs.submit(command("long", 600)).await.unwrap();
+    // Both need three steps; a grace of one interrupts both.
+    jobs.shutdown(STEP).await;
+    assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
+    assert_eq!(jobs.get("long").await.unwrap().error.as_deref(), Some("the server is shutting down"));
+
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    jobs.submit(command("done-in-time", 0)).await.unwrap();
+    jobs.shutdown(10 * STEP).await;
+    assert_eq!(store.status("done-in-time"), DeliberationStatus::Completed);
+}
+
+#[tokio::test]
+async fn recover_marks_what_a_dead_process_left_unfinished() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs =
+        jobs_with(Arc::new(SlowBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
+    let new = NewDeliberation {
+        task_id: "orphan".into(),
+        role: Role::Qa,
+        task: Task::new("x", TaskConstraints::default()).unwrap(),
+        rounds: 1,
+        num_agents: 3,
+        profiles: vec![],
+        created_at_ms: 1,
+    };
+    store.create(&new).await.unwrap();
+    store.mark_started("orphan", 2).await.unwrap();
+    assert_eq!(jobs.recover().await.unwrap(), 1);
+    let record = jobs.get("orphan").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Interrupted);
+    assert_eq!(record.error.as_deref(), Some("the server stopped before this deliberation finished"));
+}

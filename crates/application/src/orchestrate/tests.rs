@@ -1,0 +1,126 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use orchestrator_domain::{PeerScore, Role, Rounds, Task, TaskConstraints};
+
+use super::*;
+use crate::deliberate::{Deliberate, DeliberationSettings};
+use crate::jobs::JobSettings;
+use crate::ports::{
+    AgentError, Completion, MockAgentBackend, MockClock, MockIdGenerator, ReviewReply, Selection,
+};
+use crate::status::StatusTracker;
+use crate::testing::InMemoryStore;
+
+fn scripted_backend() -> MockAgentBackend {
+    let mut backend = MockAgentBackend::new();
+    backend.expect_has_profile().return_const(true);
+    backend.expect_propose().returning(|agent, _| {
+        Ok(Completion {
+            text: format!("Rate limit per API key with a token bucket — plan {}", agent.id),
+            usage: TokenUsage::default(),
+        })
+    });
+    backend.expect_revise().returning(|_, _, current, _| {
+        Ok(Completion { text: format!("{current} (revised)"), usage: TokenUsage::default() })
+    });
+    backend
+}
+
+fn orchestrate(backend: MockAgentBackend) -> Orchestrate {
+    let mut clock = MockClock::new();
+    clock.expect_now_ms().return_const(1_000_i64);
+    let clock: Arc<dyn crate::ports::Clock> = Arc::new(clock);
+    let mut ids = MockIdGenerator::new();
+    ids.expect_new_id().return_const("generated-id".to_owned());
+    let deliberate = Arc::new(Deliberate::new(
+        Some(Arc::new(backend)),
+        None,
+        Arc::clone(&clock),
+        Arc::new(ids),
+        Arc::new(StatusTracker::new(0)),
+        DeliberationSettings::default(),
+    ));
+    Orchestrate::new(Arc::new(Jobs::new(
+        deliberate,
+        Arc::new(InMemoryStore::default()),
+        clock,
+        JobSettings::default(),
+    )))
+}
+
+fn command(agents: usize) -> DeliberateCommand {
+    let constraints = TaskConstraints::new(String::new(), vec![], BTreeMap::new(), 0, 0).unwrap();
+    DeliberateCommand {
+        task_id: None,
+        role: Role::Architect,
+        task: Task::new("Design a rate limiter", constraints).unwrap(),
+        rounds: Rounds::new(1).unwrap(),
+        num_agents: agents,
+        profiles: vec![],
+    }
+}
+
+fn orchestrate_with(
+    select: impl Fn() -> Result<Selection, AgentError> + Send + Sync + 'static,
+) -> Orchestrate {
+    let mut backend = scripted_backend();
+    backend.expect_review().returning(|_, _, _| {
+        Ok(ReviewReply {
+            critique: "ok".into(),
+            score: Some(PeerScore::new(6.0).unwrap()),
+            ..Default::default()
+        })
+    });
+    backend
+        .expect_select()
+        .withf(|agent, _, candidates| agent.role == Role::Architect && candidates.len() == 3)
+        .returning(move |_, _, _| select());
+    orchestrate(backend)
+}
+
+fn orchestrate_command(architect_selection: bool) -> OrchestrateCommand {
+    OrchestrateCommand { deliberate: command(4), architect_selection }
+}
+
+#[tokio::test]
+async fn architect_choice_among_top_three_wins() {
+    let orchestrate = orchestrate_with(|| {
+        Ok(Selection { choice: Some(2), rationale: "simplest".into(), usage: TokenUsage::default() })
+    });
+    let report = orchestrate.execute(orchestrate_command(true), None).await.unwrap();
+    assert_eq!(report.candidates, 3);
+    assert_eq!(report.winner, 2);
+    assert_eq!(report.method, SelectionMethod::Architect);
+    assert_eq!(report.rationale, "simplest");
+    assert_eq!(report.selection_usage.calls, 1);
+}
+
+#[tokio::test]
+async fn unusable_architect_answer_falls_back_to_the_score_and_says_so() {
+    let orchestrate = orchestrate_with(|| {
+        Ok(Selection { choice: None, rationale: "hmm".into(), usage: TokenUsage::default() })
+    });
+    let report = orchestrate.execute(orchestrate_command(true), None).await.unwrap();
+    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
+    assert!(report.rationale.contains("named no valid candidate"), "{}", report.rationale);
+
+    let orchestrate = orchestrate_with(|| Err(AgentError::Unavailable("down".into())));
+    let report = orchestrate.execute(orchestrate_command(true), None).await.unwrap();
+    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
+    assert!(
+        report.rationale.contains("architect selection failed (backend unavailable: down)"),
+        "{}",
+        report.rationale
+    );
+}
+
+#[tokio::test]
+async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is_made() {
+    let mut backend = scripted_backend();
+    backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
+    backend.expect_select().never();
+    let orchestrate = orchestrate(backend);
+    let report = orchestrate.execute(orchestrate_command(false), None).await.unwrap();
+    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
+}

@@ -1,0 +1,137 @@
+//! Test doubles of the ports that need state: available to this crate's tests and, with the
+//! `mocks` feature, to other crates' tests. Never used by production wiring.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
+
+use crate::ports::{DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, StoreError};
+
+/// The store port's behaviour, in memory, for driving the job runner.
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    records: Mutex<HashMap<String, DeliberationRecord>>,
+    /// How many times progress was saved.
+    pub saves: AtomicUsize,
+}
+
+impl InMemoryStore {
+    fn records(&self) -> MutexGuard<'_, HashMap<String, DeliberationRecord>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn transition(
+        &self,
+        task_id: &str,
+        next: DeliberationStatus,
+        f: impl FnOnce(&mut DeliberationRecord),
+    ) -> bool {
+        let mut records = self.records();
+        match records.get_mut(task_id) {
+            Some(r) if r.status.can_become(next) => {
+                r.status = next;
+                f(r);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The stored status of `task_id`; panics when unknown (test code).
+    pub fn status(&self, task_id: &str) -> DeliberationStatus {
+        self.records()[task_id].status
+    }
+}
+
+#[async_trait]
+impl DeliberationStore for InMemoryStore {
+    async fn create(&self, new: &NewDeliberation) -> Result<bool, StoreError> {
+        let mut records = self.records();
+        if records.contains_key(&new.task_id) {
+            return Ok(false);
+        }
+        records.insert(
+            new.task_id.clone(),
+            DeliberationRecord {
+                request: new.clone(),
+                status: DeliberationStatus::Pending,
+                started_at_ms: None,
+                finished_at_ms: None,
+                duration_ms: None,
+                winner_id: None,
+                error: None,
+                progress: None,
+                outcome: None,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
+        Ok(self.records().get(task_id).cloned())
+    }
+
+    async fn mark_started(&self, task_id: &str, at_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.transition(task_id, DeliberationStatus::InProgress, |r| r.started_at_ms = Some(at_ms)))
+    }
+
+    async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        let mut records = self.records();
+        match records.get_mut(task_id) {
+            Some(r) if r.status == DeliberationStatus::InProgress => {
+                r.progress = Some(progress.clone());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn complete(
+        &self,
+        task_id: &str,
+        outcome: &DeliberationOutcome,
+        at: i64,
+        duration: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.transition(task_id, DeliberationStatus::Completed, |r| {
+            r.outcome = Some(outcome.clone());
+            r.winner_id = Some(outcome.winner().agent.id.to_string());
+            r.finished_at_ms = Some(at);
+            r.duration_ms = Some(duration);
+        }))
+    }
+
+    async fn finish_unsuccessfully(
+        &self,
+        task_id: &str,
+        status: DeliberationStatus,
+        error: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.transition(task_id, status, |r| {
+            r.error = Some(error.to_owned());
+            r.finished_at_ms = Some(at);
+        }))
+    }
+
+    async fn list(&self, _query: &ListQuery) -> Result<Page, StoreError> {
+        Ok(Page { items: self.records().values().cloned().collect(), next_cursor: None })
+    }
+
+    async fn interrupt_unfinished(&self, reason: &str, at: i64) -> Result<u64, StoreError> {
+        let ids: Vec<String> = self.records().keys().cloned().collect();
+        Ok(ids
+            .iter()
+            .filter(|id| {
+                self.transition(id, DeliberationStatus::Interrupted, |r| {
+                    r.error = Some(reason.to_owned());
+                    r.finished_at_ms = Some(at);
+                })
+            })
+            .count() as u64)
+    }
+}

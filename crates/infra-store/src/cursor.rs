@@ -1,0 +1,70 @@
+//! The opaque list cursor: the position of the last record of a page.
+//!
+//! Listing is newest first, ordered by `(created_at_ms DESC, task_id DESC)`; the cursor holds
+//! that key of the last record served, so the next page starts strictly after it (keyset
+//! paging: stable under concurrent inserts, no `OFFSET` scans). On the wire it is the hex
+//! encoding of `"<created_at_ms>:<task_id>"` — opaque to clients, trivial to validate.
+
+use orchestrator_application::ports::StoreError;
+
+/// Where the previous page ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    pub(crate) created_at_ms: i64,
+    pub(crate) task_id: String,
+}
+
+impl Cursor {
+    /// The token handed to clients.
+    pub(crate) fn encode(&self) -> String {
+        let plain = format!("{}:{}", self.created_at_ms, self.task_id);
+        plain.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads a token issued by [`Cursor::encode`].
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidCursor`] for anything else.
+    pub(crate) fn decode(token: &str) -> Result<Self, StoreError> {
+        let bytes = hex_decode(token).ok_or(StoreError::InvalidCursor)?;
+        let plain = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
+        let (millis, task_id) = plain.split_once(':').ok_or(StoreError::InvalidCursor)?;
+        let created_at_ms = millis.parse().map_err(|_| StoreError::InvalidCursor)?;
+        if task_id.is_empty() {
+            return Err(StoreError::InvalidCursor);
+        }
+        Ok(Self { created_at_ms, task_id: task_id.to_owned() })
+    }
+}
+
+fn hex_decode(token: &str) -> Option<Vec<u8>> {
+    if token.is_empty() || !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return None;
+    }
+    (0..token.len()).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_including_colons_in_task_ids() {
+        for cursor in [
+            Cursor { created_at_ms: 1_700_000_000_000, task_id: "t-1".into() },
+            Cursor { created_at_ms: -5, task_id: "a:b:c".into() },
+        ] {
+            assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_are_invalid_cursors() {
+        let no_colon: String = "123".bytes().map(|b| format!("{b:02x}")).collect();
+        let bad_number: String = "x1:t".bytes().map(|b| format!("{b:02x}")).collect();
+        let no_task: String = "12:".bytes().map(|b| format!("{b:02x}")).collect();
+        for token in ["", "z", "zz", "abc", "ff", "é1", &no_colon, &bad_number, &no_task] {
+            assert_eq!(Cursor::decode(token), Err(StoreError::InvalidCursor), "{token:?}");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The server option: PostgreSQL by URL, optionally confined to one schema.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use orchestrator_application::ports::StoreError;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, Postgres};
+
+use crate::error::{connect_failed, redact_url};
+use crate::sql_store::SqlStore;
+
+/// The store on PostgreSQL; open it with [`PostgresStore::connect`].
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// The PostgreSQL schema, embedded in the binary and applied on connect.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Pool size: enough for many concurrent deliberations (each write is one short statement or
+/// transaction) while leaving most of a default server's 100 connections to others.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// How long a statement waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest schema name PostgreSQL keeps without truncating it.
+const MAX_SCHEMA_LEN: usize = 63;
+
+impl SqlStore<Postgres> {
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:5432/db`; TLS is
+    /// not compiled in) and brings its schema up to date.
+    ///
+    /// With `schema`, every table — and the migration history — lives in that schema, which
+    /// is created if missing and put first on the `search_path` of every pooled connection;
+    /// tests use this to run in isolation on one database.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL or schema name is malformed, the server
+    /// cannot be reached or refuses, or a migration fails. Messages never contain the
+    /// password.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| connect_failed(url, e))?;
+        let mut pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
+        let quoted = schema
+            .map(|schema| {
+                quoted_schema(schema).ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "invalid schema name {schema:?}: use 1 to {MAX_SCHEMA_LEN} ASCII letters, digits or '_', \
+                         not starting with a digit"
+                    ))
+                })
+            })
+            .transpose()?;
+        // One direct connection first: the pool would retry a refused or misconfigured server
+        // until its acquire timeout, this fails at once with the real cause.
+        let mut probe = PgConnection::connect_with(&options).await.map_err(|e| connect_failed(url, e))?;
+        if let Some(schema) = &quoted {
+            probe
+                .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
+                .await
+                .map_err(|e| connect_failed(url, e))?;
+            let set_path = format!("SET search_path TO {schema}");
+            pool = pool.after_connect(move |conn, _meta| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    conn.execute(set_path.as_str()).await?;
+                    Ok(())
+                })
+            });
+        }
+        probe.close().await.map_err(|e| connect_failed(url, e))?;
+        let pool = pool.connect_with(options).await.map_err(|e| connect_failed(url, e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| connect_failed(url, e))?;
+        tracing::info!(url = %redact_url(url), schema = schema.unwrap_or("(default)"), "connected PostgreSQL deliberation store");
+        Ok(Self::from_pools(pool.clone(), pool))
+    }
+}
+
+/// The schema name as a quoted identifier, if it is a plain one.
+fn quoted_schema(schema: &str) -> Option<String> {
+    let plain = !schema.is_empty()
+        && schema.len() <= MAX_SCHEMA_LEN
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plain.then(|| format!("\"{schema}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_schema_names_are_accepted() {
+        assert_eq!(quoted_schema("store_test_1").as_deref(), Some("\"store_test_1\""));
+        for bad in ["", "1abc", "a-b", "a\"b", "a;drop", &"x".repeat(64)] {
+            assert_eq!(quoted_schema(bad), None, "{bad:?}");
+        }
+    }
+}

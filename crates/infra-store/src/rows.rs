@@ -1,0 +1,327 @@
+//! Rows as both databases store them, and their conversion to and from the domain.
+//!
+//! Both adapters read and write exactly these shapes, so the mapping between SQL columns and
+//! domain values — and every check that a stored value is still valid — lives here once.
+//! Integers are `i64` (SQLite `INTEGER`, PostgreSQL `BIGINT`), reals `f64`, JSON is text.
+
+use std::collections::BTreeMap;
+
+use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError};
+use orchestrator_domain::{
+    Agent, AgentFailure, AgentId, CheckSuite, Deliberation, DeliberationOutcome, DeliberationStatus,
+    PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::corrupt;
+
+/// One row of `deliberations`, as read back.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliberationRow {
+    pub(crate) task_id: String,
+    pub(crate) status: String,
+    /// The [`NewDeliberation`] as JSON: the authority for the request fields.
+    pub(crate) request: String,
+    pub(crate) started_at_ms: Option<i64>,
+    pub(crate) finished_at_ms: Option<i64>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) winner_id: Option<String>,
+    pub(crate) error: Option<String>,
+    /// The [`Deliberation`] snapshot as JSON; only read by `get`.
+    pub(crate) progress: Option<String>,
+    /// Total usage, present once completed.
+    pub(crate) usage: Option<UsageColumns>,
+}
+
+/// [`TokenUsage`] as four integer columns, so totals can be summed in SQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UsageColumns {
+    pub(crate) prompt_tokens: i64,
+    pub(crate) completion_tokens: i64,
+    pub(crate) calls: i64,
+    pub(crate) latency_ms: i64,
+}
+
+/// One row of `proposals`: a ranked final proposal.
+#[derive(Debug, Clone)]
+pub(crate) struct ProposalRow {
+    /// Position in `DeliberationOutcome::results`.
+    pub(crate) ordinal: i64,
+    pub(crate) rank: i64,
+    pub(crate) agent_id: String,
+    pub(crate) agent_role: String,
+    pub(crate) profile: String,
+    pub(crate) seat: i64,
+    pub(crate) author: String,
+    pub(crate) content: String,
+    /// Earlier versions, oldest first, as a JSON array of strings.
+    pub(crate) revisions: String,
+    pub(crate) created_at_ms: i64,
+    /// The [`CheckSuite`] as JSON.
+    pub(crate) checks: String,
+    pub(crate) check_score: f64,
+    pub(crate) peer_score: Option<f64>,
+    pub(crate) score: f64,
+    pub(crate) usage: UsageColumns,
+}
+
+/// One row of `reviews`: a review a ranked proposal received.
+#[derive(Debug, Clone)]
+pub(crate) struct ReviewRow {
+    /// The ranked proposal (by agent id) whose `reviews` list holds this review.
+    pub(crate) proposal_agent_id: String,
+    /// Position in that list.
+    pub(crate) ordinal: i64,
+    pub(crate) reviewer: String,
+    pub(crate) target: String,
+    pub(crate) round: i64,
+    pub(crate) score: Option<f64>,
+    pub(crate) critique: String,
+    /// JSON array of strings.
+    pub(crate) issues: String,
+}
+
+/// One row of `agent_failures`.
+#[derive(Debug, Clone)]
+pub(crate) struct FailureRow {
+    pub(crate) ordinal: i64,
+    pub(crate) agent_id: String,
+    pub(crate) phase: String,
+    pub(crate) round: i64,
+    pub(crate) reason: String,
+}
+
+/// Everything a completed deliberation adds to the child tables and its own row.
+#[derive(Debug, Clone)]
+pub(crate) struct OutcomeRows {
+    pub(crate) winner_id: Option<String>,
+    pub(crate) usage: UsageColumns,
+    pub(crate) proposals: Vec<ProposalRow>,
+    pub(crate) reviews: Vec<ReviewRow>,
+    pub(crate) failures: Vec<FailureRow>,
+}
+
+/// Serialises a value stored as JSON text.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] if serde refuses (it does not for the domain types).
+pub(crate) fn to_json<T: Serialize>(task_id: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| corrupt(task_id, format!("cannot serialise: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(task_id: &str, column: &str, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt(task_id, format!("{column}: {e}")))
+}
+
+fn to_i64<T: TryInto<i64>>(task_id: &str, field: &str, value: T) -> Result<i64, StoreError> {
+    value.try_into().map_err(|_| corrupt(task_id, format!("{field} is too large to store")))
+}
+
+fn from_i64<T: TryFrom<i64>>(task_id: &str, field: &str, value: i64) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| corrupt(task_id, format!("{field} out of range: {value}")))
+}
+
+impl UsageColumns {
+    /// # Errors
+    /// [`StoreError::Corrupt`] for counts beyond `i64::MAX`.
+    pub(crate) fn from_usage(task_id: &str, usage: &TokenUsage) -> Result<Self, StoreError> {
+        Ok(Self {
+            prompt_tokens: to_i64(task_id, "prompt_tokens", usage.prompt_tokens)?,
+            completion_tokens: to_i64(task_id, "completion_tokens", usage.completion_tokens)?,
+            calls: to_i64(task_id, "calls", usage.calls)?,
+            latency_ms: to_i64(task_id, "latency_ms", usage.latency_ms)?,
+        })
+    }
+
+    fn to_usage(self, task_id: &str) -> Result<TokenUsage, StoreError> {
+        Ok(TokenUsage {
+            prompt_tokens: from_i64(task_id, "prompt_tokens", self.prompt_tokens)?,
+            completion_tokens: from_i64(task_id, "completion_tokens", self.completion_tokens)?,
+            calls: from_i64(task_id, "calls", self.calls)?,
+            latency_ms: from_i64(task_id, "latency_ms", self.latency_ms)?,
+        })
+    }
+}
+
+impl OutcomeRows {
+    /// Flattens an outcome into rows.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a number does not fit its column.
+    pub(crate) fn from_outcome(task_id: &str, outcome: &DeliberationOutcome) -> Result<Self, StoreError> {
+        let mut proposals = Vec::with_capacity(outcome.results.len());
+        let mut reviews = Vec::new();
+        for (ordinal, ranked) in outcome.results.iter().enumerate() {
+            proposals.push(ProposalRow {
+                ordinal: to_i64(task_id, "ordinal", ordinal)?,
+                rank: i64::from(ranked.rank),
+                agent_id: ranked.agent.id.to_string(),
+                agent_role: ranked.agent.role.as_str().to_owned(),
+                profile: ranked.agent.profile.to_string(),
+                seat: to_i64(task_id, "seat", ranked.agent.seat)?,
+                author: ranked.proposal.author().to_string(),
+                content: ranked.proposal.content().to_owned(),
+                revisions: to_json(task_id, &ranked.proposal.revisions())?,
+                created_at_ms: ranked.proposal.created_at_ms(),
+                checks: to_json(task_id, &ranked.checks)?,
+                check_score: ranked.check_score.value(),
+                peer_score: ranked.peer_score,
+                score: ranked.score.value(),
+                usage: UsageColumns::from_usage(task_id, &ranked.usage)?,
+            });
+            for (ordinal, review) in ranked.reviews.iter().enumerate() {
+                reviews.push(ReviewRow {
+                    proposal_agent_id: ranked.agent.id.to_string(),
+                    ordinal: to_i64(task_id, "ordinal", ordinal)?,
+                    reviewer: review.reviewer.to_string(),
+                    target: review.target.to_string(),
+                    round: i64::from(review.round),
+                    score: review.score.map(PeerScore::value),
+                    critique: review.critique.clone(),
+                    issues: to_json(task_id, &review.issues)?,
+                });
+            }
+        }
+        let failures = outcome
+            .failures
+            .iter()
+            .enumerate()
+            .map(|(ordinal, failure)| {
+                Ok(FailureRow {
+                    ordinal: to_i64(task_id, "ordinal", ordinal)?,
+                    agent_id: failure.agent.to_string(),
+                    phase: failure.phase.clone(),
+                    round: i64::from(failure.round),
+                    reason: failure.reason.clone(),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Self {
+            winner_id: outcome.results.first().map(|winner| winner.agent.id.to_string()),
+            usage: UsageColumns::from_usage(task_id, &outcome.usage)?,
+            proposals,
+            reviews,
+            failures,
+        })
+    }
+
+    /// Rebuilds the outcome; rows may come in any order.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a stored value is no longer valid in the domain.
+    pub(crate) fn into_outcome(mut self, task_id: &str) -> Result<DeliberationOutcome, StoreError> {
+        self.proposals.sort_by_key(|p| p.ordinal);
+        self.reviews.sort_by_key(|r| r.ordinal);
+        self.failures.sort_by_key(|f| f.ordinal);
+        let mut reviews_by_proposal: BTreeMap<String, Vec<Review>> = BTreeMap::new();
+        for row in self.reviews {
+            let review = Review {
+                reviewer: agent_id(task_id, row.reviewer)?,
+                target: agent_id(task_id, row.target)?,
+                round: from_i64(task_id, "round", row.round)?,
+                critique: row.critique,
+                score: row
+                    .score
+                    .map(PeerScore::new)
+                    .transpose()
+                    .map_err(|e| corrupt(task_id, format!("review score: {e}")))?,
+                issues: from_json(task_id, "issues", &row.issues)?,
+            };
+            reviews_by_proposal.entry(row.proposal_agent_id).or_default().push(review);
+        }
+        let results = self
+            .proposals
+            .into_iter()
+            .map(|row| {
+                let reviews = reviews_by_proposal.remove(&row.agent_id).unwrap_or_default();
+                let agent = Agent {
+                    id: agent_id(task_id, row.agent_id)?,
+                    role: Role::parse(&row.agent_role).map_err(|e| corrupt(task_id, e))?,
+                    profile: ProfileName::new(row.profile).map_err(|e| corrupt(task_id, e))?,
+                    seat: from_i64(task_id, "seat", row.seat)?,
+                };
+                let proposal = Proposal::restore(
+                    agent_id(task_id, row.author)?,
+                    row.content,
+                    row.created_at_ms,
+                    from_json(task_id, "revisions", &row.revisions)?,
+                );
+                Ok(RankedProposal {
+                    rank: from_i64(task_id, "rank", row.rank)?,
+                    agent,
+                    proposal,
+                    checks: from_json::<CheckSuite>(task_id, "checks", &row.checks)?,
+                    check_score: score(task_id, row.check_score)?,
+                    peer_score: row.peer_score,
+                    score: score(task_id, row.score)?,
+                    reviews,
+                    usage: row.usage.to_usage(task_id)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let failures = self
+            .failures
+            .into_iter()
+            .map(|row| {
+                Ok(AgentFailure {
+                    agent: agent_id(task_id, row.agent_id)?,
+                    phase: row.phase,
+                    round: from_i64(task_id, "round", row.round)?,
+                    reason: row.reason,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(DeliberationOutcome { results, failures, usage: self.usage.to_usage(task_id)? })
+    }
+}
+
+fn agent_id(task_id: &str, value: String) -> Result<AgentId, StoreError> {
+    AgentId::new(value).map_err(|e| corrupt(task_id, e))
+}
+
+fn score(task_id: &str, value: f64) -> Result<Score, StoreError> {
+    Score::new(value).map_err(|e| corrupt(task_id, e))
+}
+
+impl DeliberationRow {
+    /// The stored status.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for an unknown status name.
+    pub(crate) fn status(&self) -> Result<DeliberationStatus, StoreError> {
+        DeliberationStatus::parse(&self.status).map_err(|e| corrupt(&self.task_id, e))
+    }
+
+    /// Rebuilds the record; `outcome` holds the child rows when they were read.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a stored value is no longer valid in the domain.
+    pub(crate) fn into_record(self, outcome: Option<OutcomeRows>) -> Result<DeliberationRecord, StoreError> {
+        let task_id = self.task_id.as_str();
+        let status = self.status()?;
+        let request: NewDeliberation = from_json(task_id, "request", &self.request)?;
+        let progress = self
+            .progress
+            .as_deref()
+            .map(|json| from_json::<Deliberation>(task_id, "progress", json))
+            .transpose()?;
+        let outcome = outcome
+            .map(|mut rows| {
+                rows.usage = self.usage.ok_or_else(|| corrupt(task_id, "completed without usage"))?;
+                rows.into_outcome(task_id)
+            })
+            .transpose()?;
+        Ok(DeliberationRecord {
+            request,
+            status,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            duration_ms: self.duration_ms,
+            winner_id: self.winner_id,
+            error: self.error,
+            progress,
+            outcome,
+        })
+    }
+}

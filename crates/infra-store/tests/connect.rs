@@ -1,0 +1,158 @@
+//! Opening stores: reopening a SQLite file, choosing the database from a URL, migrations
+//! that run once, results that are plain SQL rows, and errors that keep passwords secret.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed step should fail the test loudly")]
+
+mod support;
+
+use std::sync::Arc;
+
+use orchestrator_application::ports::{DeliberationStore, ListQuery, StoreError};
+use orchestrator_domain::{DeliberationStatus, Role};
+use orchestrator_infra_store::{PostgresStore, SqliteStore, connect};
+use sqlx::{Connection, SqliteConnection};
+
+use support::{PostgresDb, finished_deliberation, request};
+
+async fn complete_one(
+    store: &dyn DeliberationStore,
+    task_id: &str,
+) -> orchestrator_domain::DeliberationOutcome {
+    let finished = finished_deliberation(Role::Dev);
+    assert!(store.create(&request(task_id, Role::Dev, 1)).await.unwrap());
+    assert!(store.mark_started(task_id, 2).await.unwrap());
+    assert!(store.save_progress(task_id, &finished.last).await.unwrap());
+    assert!(store.complete(task_id, &finished.outcome, 3, 1).await.unwrap());
+    finished.outcome
+}
+
+async fn migrations_applied(path: &std::path::Path) -> i64 {
+    let mut conn = SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM _sqlx_migrations").fetch_one(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    count
+}
+
+#[tokio::test]
+async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested").join("data").join("orchestrator.db");
+    let location = path.to_str().unwrap().to_owned();
+
+    let store = SqliteStore::open(&location).await.unwrap();
+    let outcome = complete_one(&store, "kept").await;
+    assert!(store.create(&request("left-pending", Role::Qa, 5)).await.unwrap());
+    let before = store.get("kept").await.unwrap().unwrap();
+    store.close().await;
+    drop(store);
+
+    let reopened = SqliteStore::open(&location).await.unwrap();
+    let after = reopened.get("kept").await.unwrap().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.outcome.as_ref(), Some(&outcome));
+    assert_eq!(reopened.get("left-pending").await.unwrap().unwrap().status, DeliberationStatus::Pending);
+    assert_eq!(reopened.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.unwrap().items.len(), 2);
+    reopened.close().await;
+    drop(reopened);
+
+    let again = SqliteStore::open(&format!("sqlite://{location}")).await.unwrap();
+    assert_eq!(again.get("kept").await.unwrap().unwrap(), before);
+    again.close().await;
+    assert_eq!(migrations_applied(&path).await, 1, "migrations run once, reopening is a no-op");
+}
+
+#[tokio::test]
+async fn completed_results_are_plain_sql_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rows.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let outcome = complete_one(&store, "sql").await;
+    store.close().await;
+
+    let mut conn = SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+    let (winner, status, prompt_tokens): (String, String, i64) =
+        sqlx::query_as("SELECT winner_id, status, prompt_tokens FROM deliberations WHERE task_id = 'sql'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(winner, outcome.winner().agent.id.as_str());
+    assert_eq!(status, "COMPLETED");
+    assert_eq!(prompt_tokens, i64::try_from(outcome.usage.prompt_tokens).unwrap());
+
+    let ranks: Vec<(String, i64)> =
+        sqlx::query_as("SELECT agent_id, rank FROM proposals WHERE task_id = 'sql' ORDER BY rank")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let expected: Vec<(String, i64)> =
+        outcome.results.iter().map(|r| (r.agent.id.to_string(), i64::from(r.rank))).collect();
+    assert_eq!(ranks, expected);
+
+    let (reviews, ungraded): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) - count(score) FROM reviews WHERE task_id = 'sql'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let all_reviews = outcome.results.iter().flat_map(|r| &r.reviews);
+    assert_eq!(reviews, i64::try_from(all_reviews.clone().count()).unwrap());
+    assert_eq!(ungraded, i64::try_from(all_reviews.filter(|r| r.score.is_none()).count()).unwrap());
+
+    let (failed_agent, phase): (String, String) =
+        sqlx::query_as("SELECT agent_id, phase FROM agent_failures WHERE task_id = 'sql'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((failed_agent.as_str(), phase.as_str()), ("dev-4", "propose"));
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_opens_sqlite_for_paths_and_sqlite_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    for location in [
+        dir.path().join("plain").join("a.db").display().to_string(),
+        format!("sqlite:{}", dir.path().join("url").join("b.db").display()),
+        "sqlite::memory:".to_owned(),
+    ] {
+        let store: Arc<dyn DeliberationStore> = connect(&location).await.unwrap();
+        complete_one(store.as_ref(), "via-connect").await;
+        let record = store.get("via-connect").await.unwrap().unwrap();
+        assert_eq!(record.status, DeliberationStatus::Completed, "{location}");
+        assert!(record.outcome.is_some(), "{location}");
+    }
+}
+
+#[tokio::test]
+async fn connect_rejects_other_url_schemes() {
+    let err = connect("mysql://app:hunter2@db/x").await.err().unwrap();
+    let StoreError::Unavailable(message) = err else { panic!("{err:?}") };
+    assert!(message.contains("unsupported database url"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn postgres_connection_errors_never_show_the_password() {
+    // Port 1 refuses connections at once.
+    let err = connect("postgres://app:hunter2@127.0.0.1:1/x").await.err().unwrap();
+    let StoreError::Unavailable(message) = err else { panic!("{err:?}") };
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(message.contains("postgres://app:***@127.0.0.1:1/x"), "{message}");
+}
+
+#[tokio::test]
+async fn postgres_reconnecting_to_a_schema_keeps_data_and_migrates_once() {
+    let Some(db) = PostgresDb::new().await else { return };
+    let outcome = complete_one(db.store.as_ref(), "kept").await;
+    let again = PostgresStore::connect(&db.url, Some(&db.schema)).await.unwrap();
+    let record = again.get("kept").await.unwrap().unwrap();
+    assert_eq!(record.outcome.as_ref(), Some(&outcome));
+    let (count,): (i64,) =
+        sqlx::query_as(&format!("SELECT count(*) FROM \"{}\"._sqlx_migrations", db.schema))
+            .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(count, 1);
+    again.close().await;
+    db.drop_schema().await;
+}

@@ -1,0 +1,440 @@
+//! The behaviour every `DeliberationStore` adapter promises, run against SQLite (a temp file)
+//! and PostgreSQL (`ORCHESTRATOR_TEST_PG_URL`, default the local server's `test` database,
+//! one fresh schema per test). Without a reachable PostgreSQL its tests are skipped with a
+//! note, except under `CI=true`, where they fail.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed step should fail the test loudly")]
+
+mod support;
+
+/// Runs each contract function once per database.
+macro_rules! contract_tests {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::support::SqliteDb::new().await;
+                    crate::contract::$test(db.store()).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = crate::support::PostgresDb::new().await else { return };
+                    crate::contract::$test(db.store()).await;
+                    db.drop_schema().await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    completed_deliberation_round_trips_every_field,
+    progress_is_saved_only_while_in_progress,
+    status_changes_follow_the_lifecycle,
+    racing_cancel_and_complete_apply_exactly_one,
+    create_is_idempotent,
+    get_of_unknown_id_is_none,
+    list_filters_by_role_status_and_time,
+    list_pages_newest_first_without_gaps_or_duplicates,
+    list_rejects_a_malformed_cursor,
+    list_clamps_the_page_size,
+    interrupt_unfinished_marks_only_pending_and_in_progress,
+    two_hundred_concurrent_deliberations_complete_and_are_all_listed,
+);
+
+mod contract {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use orchestrator_application::ports::{DeliberationStore, ListQuery, StoreError};
+    use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
+
+    use crate::support::{finished_deliberation, request};
+
+    type Store = Arc<dyn DeliberationStore>;
+
+    /// Creates a deliberation and drives it to `status` (completing with a real outcome).
+    async fn seed(store: &Store, task_id: &str, role: Role, created_at_ms: i64, status: DeliberationStatus) {
+        assert!(store.create(&request(task_id, role, created_at_ms)).await.unwrap());
+        match status {
+            DeliberationStatus::Pending => {}
+            DeliberationStatus::InProgress => {
+                assert!(store.mark_started(task_id, created_at_ms + 1).await.unwrap());
+            }
+            DeliberationStatus::Completed => {
+                assert!(store.mark_started(task_id, created_at_ms + 1).await.unwrap());
+                let outcome = finished_deliberation(role).outcome;
+                assert!(store.complete(task_id, &outcome, created_at_ms + 100, 99).await.unwrap());
+            }
+            failed => {
+                assert!(
+                    store.finish_unsuccessfully(task_id, failed, "stopped", created_at_ms + 5).await.unwrap()
+                );
+            }
+        }
+    }
+
+    fn ids(page: &orchestrator_application::ports::Page) -> Vec<&str> {
+        page.items.iter().map(|r| r.request.task_id.as_str()).collect()
+    }
+
+    fn query(limit: u32) -> ListQuery {
+        ListQuery { limit, ..ListQuery::default() }
+    }
+
+    pub(crate) async fn completed_deliberation_round_trips_every_field(store: Store) {
+        let finished = finished_deliberation(Role::Dev);
+        let outcome = &finished.outcome;
+        // The fixture exercises every corner of the outcome.
+        assert_eq!(outcome.results.len(), 3);
+        assert_eq!(outcome.failures.len(), 1);
+        assert!(outcome.results.iter().all(|r| r.proposal.revisions().len() == 2));
+        assert!(outcome.results.iter().flat_map(|r| &r.reviews).any(|r| r.score.is_none()));
+        assert!(
+            outcome
+                .results
+                .iter()
+                .any(|r| matches!(r.checks.dry_run, DryRunOutcome::Ran { passed: false, .. }))
+        );
+        assert!(outcome.results.iter().any(|r| matches!(r.checks.dry_run, DryRunOutcome::NotRun { .. })));
+        assert!(outcome.results.iter().any(|r| r.peer_score.is_some()));
+        assert!(outcome.usage.prompt_tokens > 0);
+
+        let new = request("round-trip", Role::Dev, 1_700_000_000_000);
+        assert!(store.create(&new).await.unwrap());
+        assert!(store.mark_started("round-trip", 1_700_000_000_010).await.unwrap());
+        assert!(store.save_progress("round-trip", &finished.last).await.unwrap());
+        assert!(store.complete("round-trip", outcome, 1_700_000_009_000, 8_990).await.unwrap());
+
+        let record = store.get("round-trip").await.unwrap().unwrap();
+        assert_eq!(record.request, new);
+        assert_eq!(record.status, DeliberationStatus::Completed);
+        assert_eq!(record.started_at_ms, Some(1_700_000_000_010));
+        assert_eq!(record.finished_at_ms, Some(1_700_000_009_000));
+        assert_eq!(record.duration_ms, Some(8_990));
+        assert_eq!(record.winner_id.as_deref(), Some(outcome.winner().agent.id.as_str()));
+        assert_eq!(record.error, None);
+        assert_eq!(record.progress.as_ref(), Some(&finished.last));
+        assert_eq!(record.outcome.as_ref(), Some(outcome));
+    }
+
+    pub(crate) async fn progress_is_saved_only_while_in_progress(store: Store) {
+        let finished = finished_deliberation(Role::Qa);
+        assert!(store.create(&request("progress", Role::Qa, 10)).await.unwrap());
+        assert!(!store.save_progress("progress", &finished.mid).await.unwrap(), "saved while PENDING");
+        assert_eq!(store.get("progress").await.unwrap().unwrap().progress, None);
+
+        assert!(store.mark_started("progress", 11).await.unwrap());
+        assert!(store.save_progress("progress", &finished.mid).await.unwrap());
+        let record = store.get("progress").await.unwrap().unwrap();
+        assert_eq!(record.progress.as_ref(), Some(&finished.mid));
+        assert_eq!(record.status, DeliberationStatus::InProgress);
+        assert_eq!(record.outcome, None);
+
+        assert!(store.save_progress("progress", &finished.last).await.unwrap(), "a later phase overwrites");
+        assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
+
+        assert!(store.complete("progress", &finished.outcome, 20, 9).await.unwrap());
+        assert!(!store.save_progress("progress", &finished.mid).await.unwrap(), "saved after completion");
+        assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
+        assert!(!store.save_progress("missing", &finished.mid).await.unwrap());
+    }
+
+    pub(crate) async fn status_changes_follow_the_lifecycle(store: Store) {
+        use DeliberationStatus::*;
+        let outcome = finished_deliberation(Role::Dev).outcome;
+
+        // Nothing applies to an unknown deliberation.
+        assert!(!store.mark_started("nope", 1).await.unwrap());
+        assert!(!store.complete("nope", &outcome, 2, 1).await.unwrap());
+        assert!(!store.finish_unsuccessfully("nope", Failed, "x", 2).await.unwrap());
+
+        // PENDING → IN_PROGRESS → COMPLETED, then nothing.
+        store.create(&request("happy", Role::Dev, 1)).await.unwrap();
+        assert!(store.mark_started("happy", 2).await.unwrap());
+        assert!(!store.mark_started("happy", 3).await.unwrap(), "started twice");
+        assert!(store.complete("happy", &outcome, 4, 2).await.unwrap());
+        assert!(!store.complete("happy", &outcome, 5, 3).await.unwrap(), "completed twice");
+        for status in [Failed, Timeout, Cancelled, Interrupted] {
+            assert!(!store.finish_unsuccessfully("happy", status, "late", 6).await.unwrap(), "{status}");
+        }
+        let record = store.get("happy").await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.started_at_ms, record.finished_at_ms),
+            (Completed, Some(2), Some(4))
+        );
+        assert_eq!(record.outcome.as_ref(), Some(&outcome));
+
+        // PENDING → CANCELLED; completing afterwards is refused and stores no outcome.
+        store.create(&request("cancelled", Role::Dev, 1)).await.unwrap();
+        assert!(store.finish_unsuccessfully("cancelled", Cancelled, "client cancelled", 7).await.unwrap());
+        assert!(!store.mark_started("cancelled", 8).await.unwrap());
+        assert!(!store.complete("cancelled", &outcome, 9, 1).await.unwrap());
+        let record = store.get("cancelled").await.unwrap().unwrap();
+        assert_eq!(record.status, Cancelled);
+        assert_eq!(record.error.as_deref(), Some("client cancelled"));
+        assert_eq!((record.finished_at_ms, record.winner_id, record.outcome), (Some(7), None, None));
+
+        // IN_PROGRESS → TIMEOUT, and a terminal status stays.
+        store.create(&request("slow", Role::Dev, 1)).await.unwrap();
+        store.mark_started("slow", 2).await.unwrap();
+        assert!(store.finish_unsuccessfully("slow", Timeout, "deadline of 600s exceeded", 3).await.unwrap());
+        assert!(!store.finish_unsuccessfully("slow", Failed, "again", 4).await.unwrap());
+        let record = store.get("slow").await.unwrap().unwrap();
+        assert_eq!((record.status, record.error.as_deref()), (Timeout, Some("deadline of 600s exceeded")));
+
+        // finish_unsuccessfully only takes failure statuses.
+        store.create(&request("odd", Role::Dev, 1)).await.unwrap();
+        for status in [Pending, InProgress, Completed] {
+            assert!(!store.finish_unsuccessfully("odd", status, "x", 2).await.unwrap(), "{status}");
+        }
+        assert_eq!(store.get("odd").await.unwrap().unwrap().status, Pending);
+    }
+
+    pub(crate) async fn racing_cancel_and_complete_apply_exactly_one(store: Store) {
+        let outcome = finished_deliberation(Role::Dev).outcome;
+        for i in 0..20 {
+            let task_id = format!("race-{i}");
+            store.create(&request(&task_id, Role::Dev, i)).await.unwrap();
+            store.mark_started(&task_id, i).await.unwrap();
+            let (completed, cancelled) = tokio::join!(
+                store.complete(&task_id, &outcome, 100, 10),
+                store.finish_unsuccessfully(&task_id, DeliberationStatus::Cancelled, "cancelled", 100),
+            );
+            let (completed, cancelled) = (completed.unwrap(), cancelled.unwrap());
+            assert!(completed ^ cancelled, "{task_id}: completed={completed} cancelled={cancelled}");
+            let record = store.get(&task_id).await.unwrap().unwrap();
+            if completed {
+                assert_eq!(record.status, DeliberationStatus::Completed);
+                assert_eq!(record.outcome.as_ref(), Some(&outcome));
+            } else {
+                assert_eq!(record.status, DeliberationStatus::Cancelled);
+                assert_eq!(record.outcome, None);
+            }
+        }
+    }
+
+    pub(crate) async fn create_is_idempotent(store: Store) {
+        let first = request("same-id", Role::Architect, 100);
+        assert!(store.create(&first).await.unwrap());
+        let mut second = request("same-id", Role::Data, 200);
+        second.num_agents = 7;
+        assert!(!store.create(&second).await.unwrap());
+        assert!(!store.create(&first).await.unwrap());
+        let record = store.get("same-id").await.unwrap().unwrap();
+        assert_eq!(record.request, first);
+        assert_eq!(record.status, DeliberationStatus::Pending);
+        assert_eq!(store.list(&query(10)).await.unwrap().items.len(), 1);
+    }
+
+    pub(crate) async fn get_of_unknown_id_is_none(store: Store) {
+        assert_eq!(store.get("never-stored").await.unwrap(), None);
+        store.create(&request("stored", Role::Dev, 1)).await.unwrap();
+        assert_eq!(store.get("Stored").await.unwrap(), None, "ids are case-sensitive");
+    }
+
+    pub(crate) async fn list_filters_by_role_status_and_time(store: Store) {
+        use DeliberationStatus::*;
+        seed(&store, "t-a", Role::Dev, 1_000, Completed).await;
+        seed(&store, "t-b", Role::Qa, 2_000, Pending).await;
+        seed(&store, "t-c", Role::Dev, 3_000, InProgress).await;
+        seed(&store, "t-d", Role::Dev, 4_000, Cancelled).await;
+
+        let all = store.list(&query(100)).await.unwrap();
+        assert_eq!(ids(&all), ["t-d", "t-c", "t-b", "t-a"]);
+        assert_eq!(all.next_cursor, None);
+        assert!(all.items.iter().all(|r| r.progress.is_none() && r.outcome.is_none()));
+        let completed = &all.items[3];
+        assert_eq!(completed.request, request("t-a", Role::Dev, 1_000));
+        assert_eq!(completed.status, Completed);
+        assert_eq!(
+            (completed.started_at_ms, completed.finished_at_ms, completed.duration_ms),
+            (Some(1_001), Some(1_100), Some(99))
+        );
+        assert!(completed.winner_id.as_deref().is_some_and(|w| w.starts_with("dev-")));
+        assert_eq!(all.items[0].error.as_deref(), Some("stopped"));
+
+        let list = |q: ListQuery| {
+            let store = store.clone();
+            async move { store.list(&ListQuery { limit: 100, ..q }).await.unwrap() }
+        };
+        assert_eq!(
+            ids(&list(ListQuery { role: Some(Role::Dev), ..ListQuery::default() }).await),
+            ["t-d", "t-c", "t-a"]
+        );
+        assert_eq!(
+            ids(&list(ListQuery { role: Some(Role::Data), ..ListQuery::default() }).await),
+            Vec::<&str>::new()
+        );
+        assert_eq!(ids(&list(ListQuery { status: Some(Completed), ..ListQuery::default() }).await), ["t-a"]);
+        assert_eq!(ids(&list(ListQuery { status: Some(Pending), ..ListQuery::default() }).await), ["t-b"]);
+        assert_eq!(
+            ids(&list(ListQuery { created_after_ms: Some(2_000), ..ListQuery::default() }).await),
+            ["t-d", "t-c", "t-b"],
+            "created_after is inclusive"
+        );
+        assert_eq!(
+            ids(&list(ListQuery { created_before_ms: Some(3_000), ..ListQuery::default() }).await),
+            ["t-b", "t-a"],
+            "created_before is exclusive"
+        );
+        let combined = ListQuery {
+            role: Some(Role::Dev),
+            status: Some(InProgress),
+            created_after_ms: Some(2_000),
+            created_before_ms: Some(4_000),
+            ..ListQuery::default()
+        };
+        assert_eq!(ids(&list(combined).await), ["t-c"]);
+    }
+
+    pub(crate) async fn list_pages_newest_first_without_gaps_or_duplicates(store: Store) {
+        // Groups of three share a timestamp, so the task id must break ties.
+        for i in 0..25 {
+            let role = if i % 2 == 0 { Role::Dev } else { Role::Qa };
+            store.create(&request(&format!("page-{i:02}"), role, 1_000 + i / 3)).await.unwrap();
+        }
+        let mut expected: Vec<(i64, String)> =
+            (0..25).map(|i| (1_000 + i / 3, format!("page-{i:02}"))).collect();
+        expected.sort_by(|a, b| b.cmp(a));
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+
+        let mut seen = Vec::new();
+        let mut page_sizes = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list(&ListQuery { limit: 10, cursor: cursor.take(), ..ListQuery::default() })
+                .await
+                .unwrap();
+            page_sizes.push(page.items.len());
+            seen.extend(page.items.iter().map(|r| r.request.task_id.clone()));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(page_sizes, [10, 10, 5]);
+        assert_eq!(seen, expected);
+        assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 25);
+
+        // Paging composes with filters.
+        let mut qa = Vec::new();
+        let mut cursor = None;
+        loop {
+            let q =
+                ListQuery { role: Some(Role::Qa), limit: 5, cursor: cursor.take(), ..ListQuery::default() };
+            let page = store.list(&q).await.unwrap();
+            qa.extend(page.items.iter().map(|r| r.request.task_id.clone()));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let expected_qa: Vec<String> =
+            expected.iter().filter(|id| id[5..].parse::<u32>().unwrap() % 2 == 1).cloned().collect();
+        assert_eq!(qa, expected_qa);
+    }
+
+    pub(crate) async fn list_rejects_a_malformed_cursor(store: Store) {
+        store.create(&request("only", Role::Dev, 1)).await.unwrap();
+        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        for cursor in
+            ["not-a-cursor".to_owned(), "zz".to_owned(), hex("no-colon"), hex("abc:t"), String::new()]
+        {
+            let q = ListQuery { limit: 10, cursor: Some(cursor.clone()), ..ListQuery::default() };
+            assert_eq!(store.list(&q).await, Err(StoreError::InvalidCursor), "{cursor:?}");
+        }
+    }
+
+    pub(crate) async fn list_clamps_the_page_size(store: Store) {
+        for i in 0..101 {
+            store.create(&request(&format!("clamp-{i:03}"), Role::Dev, i)).await.unwrap();
+        }
+        let smallest = store.list(&query(0)).await.unwrap();
+        assert_eq!(ids(&smallest), ["clamp-100"]);
+        assert!(smallest.next_cursor.is_some());
+        let largest = store.list(&query(1_000)).await.unwrap();
+        assert_eq!(largest.items.len(), 100);
+        let rest = store
+            .list(&ListQuery { limit: 1_000, cursor: largest.next_cursor, ..ListQuery::default() })
+            .await;
+        let rest = rest.unwrap();
+        assert_eq!(ids(&rest), ["clamp-000"]);
+        assert_eq!(rest.next_cursor, None);
+    }
+
+    pub(crate) async fn interrupt_unfinished_marks_only_pending_and_in_progress(store: Store) {
+        use DeliberationStatus::*;
+        seed(&store, "pending", Role::Dev, 1, Pending).await;
+        seed(&store, "running", Role::Dev, 2, InProgress).await;
+        seed(&store, "done", Role::Dev, 3, Completed).await;
+        seed(&store, "failed", Role::Dev, 4, Failed).await;
+        let before_done = store.get("done").await.unwrap().unwrap();
+
+        assert_eq!(store.interrupt_unfinished("server restarted", 5_000).await.unwrap(), 2);
+        for task_id in ["pending", "running"] {
+            let record = store.get(task_id).await.unwrap().unwrap();
+            assert_eq!(record.status, Interrupted, "{task_id}");
+            assert_eq!(record.error.as_deref(), Some("server restarted"));
+            assert_eq!(record.finished_at_ms, Some(5_000));
+        }
+        assert_eq!(store.get("done").await.unwrap().unwrap(), before_done);
+        let failed = store.get("failed").await.unwrap().unwrap();
+        assert_eq!((failed.status, failed.error.as_deref()), (Failed, Some("stopped")));
+        assert_eq!(store.interrupt_unfinished("again", 6_000).await.unwrap(), 0);
+        assert!(!store.mark_started("pending", 7_000).await.unwrap(), "interrupted is terminal");
+    }
+
+    pub(crate) async fn two_hundred_concurrent_deliberations_complete_and_are_all_listed(store: Store) {
+        let finished = Arc::new(finished_deliberation(Role::Devops));
+        let started = Instant::now();
+        let runs = (0..200).map(|i| {
+            let store = store.clone();
+            let finished = finished.clone();
+            tokio::spawn(async move {
+                let task_id = format!("load-{i:03}");
+                assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i)).await?);
+                assert!(store.mark_started(&task_id, 10_001 + i).await?);
+                assert!(store.save_progress(&task_id, &finished.mid).await?);
+                assert!(store.save_progress(&task_id, &finished.last).await?);
+                assert!(store.complete(&task_id, &finished.outcome, 10_500 + i, 499).await?);
+                Ok::<_, StoreError>(())
+            })
+        });
+        for result in futures::future::join_all(runs).await {
+            result.unwrap().unwrap();
+        }
+        eprintln!(
+            "200 concurrent deliberations (create, start, 2 saves, complete) took {:?}",
+            started.elapsed()
+        );
+
+        let mut listed = BTreeSet::new();
+        let mut cursor = None;
+        loop {
+            let q = ListQuery {
+                status: Some(DeliberationStatus::Completed),
+                limit: 100,
+                cursor: cursor.take(),
+                ..ListQuery::default()
+            };
+            let page = store.list(&q).await.unwrap();
+            listed.extend(page.items.into_iter().map(|r| r.request.task_id));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed.len(), 200);
+        let record = store.get("load-123").await.unwrap().unwrap();
+        assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
+    }
+}

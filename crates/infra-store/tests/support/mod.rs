@@ -1,0 +1,217 @@
+//! What the store tests share: a database per test (SQLite in a temp dir, PostgreSQL in a
+//! fresh schema) and a deliberation built with the real domain API.
+#![allow(dead_code, reason = "each test crate uses a different part of the support code")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use orchestrator_application::ports::{DeliberationStore, NewDeliberation};
+use orchestrator_domain::{
+    Council, Deliberation, DeliberationOutcome, DryRunOutcome, PeerScore, Phase, ProfileName, Review, Role,
+    Rounds, ScoringWeights, Task, TaskConstraints, TokenUsage,
+};
+use orchestrator_infra_store::{PostgresStore, SqliteStore};
+use sqlx::{Connection, Executor, PgConnection};
+
+/// A SQLite store on a file in a temp dir that lives as long as this value.
+pub(crate) struct SqliteDb {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) store: Arc<SqliteStore>,
+}
+
+impl SqliteDb {
+    pub(crate) async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.db");
+        let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+        Self { dir, path, store }
+    }
+
+    pub(crate) fn store(&self) -> Arc<dyn DeliberationStore> {
+        self.store.clone()
+    }
+}
+
+/// A PostgreSQL store in a schema of its own, dropped by [`PostgresDb::drop_schema`].
+pub(crate) struct PostgresDb {
+    pub(crate) url: String,
+    pub(crate) schema: String,
+    pub(crate) store: Arc<PostgresStore>,
+}
+
+const DEFAULT_PG_URLS: [&str; 2] =
+    ["postgres://postgres@127.0.0.1:5432/test", "postgres://root@127.0.0.1:5432/test"];
+
+impl PostgresDb {
+    /// The test database, or `None` (after a note on stderr) when PostgreSQL is unreachable.
+    ///
+    /// # Panics
+    /// When PostgreSQL is unreachable and `CI=true`: in CI a missing database is a failure.
+    pub(crate) async fn new() -> Option<Self> {
+        let urls = match std::env::var("ORCHESTRATOR_TEST_PG_URL") {
+            Ok(url) => vec![url],
+            Err(_) => DEFAULT_PG_URLS.iter().map(|u| (*u).to_owned()).collect(),
+        };
+        let mut reachable = None;
+        let mut last_error = String::new();
+        for url in urls {
+            match PgConnection::connect(&url).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    reachable = Some(url);
+                    break;
+                }
+                Err(e) => last_error = format!("{}: {e}", orchestrator_infra_store::redact_url(&url)),
+            }
+        }
+        let Some(url) = reachable else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL is unreachable in CI ({last_error})");
+            }
+            eprintln!("note: skipping a PostgreSQL store test, PostgreSQL is unreachable ({last_error})");
+            return None;
+        };
+        let schema = format!("store_test_{}", uuid::Uuid::new_v4().simple());
+        let store = Arc::new(PostgresStore::connect(&url, Some(&schema)).await.unwrap());
+        Some(Self { url, schema, store })
+    }
+
+    pub(crate) fn store(&self) -> Arc<dyn DeliberationStore> {
+        self.store.clone()
+    }
+
+    pub(crate) async fn drop_schema(self) {
+        self.store.close().await;
+        let mut conn = PgConnection::connect(&self.url).await.unwrap();
+        conn.execute(format!("DROP SCHEMA \"{}\" CASCADE", self.schema).as_str()).await.unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+/// A request as a client would submit it.
+pub(crate) fn request(task_id: &str, role: Role, created_at_ms: i64) -> NewDeliberation {
+    NewDeliberation {
+        task_id: task_id.to_owned(),
+        role,
+        task: task(),
+        rounds: 2,
+        num_agents: 4,
+        profiles: vec![ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()],
+        created_at_ms,
+    }
+}
+
+fn task() -> Task {
+    let constraints = TaskConstraints::new(
+        "Correctness first, then clarity.".to_owned(),
+        vec!["retry with exponential backoff".to_owned(), "idempotent requests".to_owned()],
+        BTreeMap::from([
+            ("repo".to_owned(), "orchestrator".to_owned()),
+            ("ticket".to_owned(), "OPS-7".to_owned()),
+        ]),
+        600,
+        2,
+    )
+    .unwrap();
+    Task::new("Design a retry policy for the payment client.", constraints).unwrap()
+}
+
+/// A deliberation run to completion with the domain API.
+pub(crate) struct Finished {
+    /// The aggregate as it stood after the first review round (a saved phase).
+    pub(crate) mid: Deliberation,
+    /// The aggregate after `finish`.
+    pub(crate) last: Deliberation,
+    pub(crate) outcome: DeliberationOutcome,
+}
+
+/// Four agents, two review rounds: the fourth fails to propose, one reviewer gives no usable
+/// grade in round 1, every survivor revises twice, two dry runs ran (one failed).
+pub(crate) fn finished_deliberation(role: Role) -> Finished {
+    let profiles = [ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()];
+    let council = Council::assemble(role, 4, &profiles).unwrap();
+    let ids: Vec<_> = council.agents().iter().map(|a| a.id.clone()).collect();
+    let mut d = Deliberation::new(council, task(), Rounds::new(2).unwrap());
+    let usage = |n: u64| TokenUsage {
+        prompt_tokens: 100 * n,
+        completion_tokens: 40 * n,
+        calls: 1,
+        latency_ms: 250 * n,
+    };
+
+    for agent in d.proposal_requests() {
+        d.record_usage(&agent.id, usage(agent.seat as u64 + 1));
+        if agent.seat == 3 {
+            d.record_failure(&agent.id, "backend timed out after 120s").unwrap();
+        } else {
+            let content = format!(
+                "Proposal by {}: retry with exponential backoff and full jitter, cap at 5 attempts, and send \
+                 an idempotency key so idempotent requests are safe to repeat.\n\n```rust\nfn delay(n: u32) -> u64 {{ 100 << n }}\n```",
+                agent.id
+            );
+            d.record_proposal(&agent.id, content, 1_000 + agent.seat as i64).unwrap();
+        }
+    }
+    let mut mid = None;
+    while let Ok(phase) = d.advance() {
+        match phase {
+            Phase::Reviewing { round } => {
+                for a in d.review_assignments() {
+                    let score = if round == 1 && a.reviewer.seat == 0 {
+                        None
+                    } else {
+                        Some(PeerScore::new(5.5 + a.reviewer.seat as f64 + 0.1 * f64::from(round)).unwrap())
+                    };
+                    d.record_usage(&a.reviewer.id, usage(1));
+                    d.record_review(Review {
+                        reviewer: a.reviewer.id.clone(),
+                        target: a.target.clone(),
+                        round,
+                        critique: format!("round {round}: {} should bound the total retry time", a.target),
+                        score,
+                        issues: vec!["no overall deadline".to_owned(), format!("round {round} nit")],
+                    })
+                    .unwrap();
+                }
+            }
+            Phase::Revising { round } => {
+                if round == 1 {
+                    mid = Some(d.clone());
+                }
+                for r in d.revision_requests() {
+                    d.record_usage(&r.author.id, usage(2));
+                    d.record_revision(
+                        &r.author.id,
+                        format!("{}\n\nRevision {round}: add a 30s deadline.", r.current),
+                    )
+                    .unwrap();
+                }
+            }
+            Phase::Scoring => break,
+            Phase::Proposing | Phase::Completed => unreachable!("advance never returns {phase}"),
+        }
+    }
+    let dry_runs = BTreeMap::from([
+        (
+            ids[0].clone(),
+            DryRunOutcome::Ran {
+                passed: true,
+                exit_code: 0,
+                output: "ok: 3 passed".into(),
+                message: "passed".into(),
+            },
+        ),
+        (
+            ids[1].clone(),
+            DryRunOutcome::Ran {
+                passed: false,
+                exit_code: 101,
+                output: "panicked".into(),
+                message: "failed".into(),
+            },
+        ),
+    ]);
+    let outcome = d.finish(dry_runs, &ScoringWeights::default()).unwrap();
+    Finished { mid: mid.unwrap(), last: d, outcome }
+}
