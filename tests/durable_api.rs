@@ -1,4 +1,5 @@
 //! Durable deliberations over gRPC: submit, poll, list, cancel, idempotency, bounded work.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
 
 use std::sync::Arc;
 use std::time::Duration;

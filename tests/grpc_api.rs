@@ -1,4 +1,5 @@
 //! The real server over gRPC with a scripted backend: the deliberation vertical slice.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic on purpose
 
 use std::collections::HashMap;
 use std::sync::Arc;
