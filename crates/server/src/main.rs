@@ -1,11 +1,31 @@
-//! The orchestrator binary: read configuration, start telemetry, serve until SIGTERM/ctrl-c.
+//! The orchestrator binary: with no subcommand (or `serve`) it reads configuration, starts
+//! telemetry and serves until SIGTERM/ctrl-c; other subcommands are a gRPC client.
+#![allow(clippy::print_stdout)] // the client subcommands print for a person at a terminal
+
+mod cli;
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use orchestrator_server::{Application, Config, shutdown_signal, telemetry};
+
+use crate::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    match Cli::parse().command {
+        None | Some(Command::Serve) => serve().await,
+        Some(command) => match cli::run_client(command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("orchestrator: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve() -> ExitCode {
     let config = match Config::load() {
         Ok(config) => config,
         Err(error) => {
