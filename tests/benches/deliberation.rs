@@ -1,0 +1,109 @@
+//! Throughput and latency of the orchestrator itself (agents answer instantly, so the numbers
+//! are our overhead: scheduling, checks, scoring, persistence, gRPC). Prints numbers; asserts
+//! nothing. Run: `cargo bench -p orchestrator-tests --bench deliberation`.
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchestrator_api_grpc::pb;
+use orchestrator_domain::checks::{check_policy, lint};
+use orchestrator_tests::{ScriptedBackend, spawn_app_with};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn request(agents: i32, rounds: i32) -> pb::DeliberateRequest {
+    pb::DeliberateRequest {
+        task_description: "Add rate limiting to the public REST API".into(),
+        role: "DEV".into(),
+        constraints: Some(pb::TaskConstraints {
+            rubric: "correctness first".into(),
+            requirements: vec!["limit requests per API key".into(), "return 429 with Retry-After".into()],
+            ..Default::default()
+        }),
+        rounds: Some(rounds),
+        num_agents: Some(agents),
+        ..Default::default()
+    }
+}
+
+fn bench_checks() {
+    let proposal: String = (0..1500)
+        .map(|i| {
+            format!(
+                "Line {i}: limit requests per API key with a token bucket; return 429 with Retry-After.\n"
+            )
+        })
+        .collect();
+    let requirements: Vec<String> =
+        (0..20).map(|i| format!("requirement number {i} about api keys")).collect();
+    let iterations = 50;
+    let started = Instant::now();
+    for _ in 0..iterations {
+        std::hint::black_box(check_policy(&proposal));
+        std::hint::black_box(lint(&proposal, &requirements));
+    }
+    let per = started.elapsed() / iterations;
+    println!(
+        "checks: policy+lint of a {} KiB proposal, 20 requirements: {:.2} ms",
+        proposal.len() / 1024,
+        per.as_secs_f64() * 1e3
+    );
+}
+
+async fn bench_grpc(agents: i32, rounds: i32, sequential: usize, concurrent: usize, clients: usize) {
+    let app = spawn_app_with(
+        |c| orchestrator_server::Config { max_running: 64, queue_capacity: 4096, ..c },
+        Some(Arc::new(ScriptedBackend::new())),
+    )
+    .await;
+
+    let mut client = app.client.clone();
+    let mut latencies = Vec::with_capacity(sequential);
+    for _ in 0..sequential {
+        let started = Instant::now();
+        client.deliberate(request(agents, rounds)).await.unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "gRPC+SQLite, {agents} agents × {rounds} round(s), sequential {sequential}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+        percentile(&latencies, 95.0).as_secs_f64() * 1e3,
+        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+    );
+
+    let started = Instant::now();
+    let per_client = concurrent / clients;
+    let tasks = (0..clients).map(|_| {
+        let mut client = app.client.clone();
+        tokio::spawn(async move {
+            for _ in 0..per_client {
+                client.deliberate(request(agents, rounds)).await.unwrap();
+            }
+        })
+    });
+    for t in futures::future::join_all(tasks).await {
+        t.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let done = per_client * clients;
+    println!(
+        "gRPC+SQLite, {agents} agents × {rounds} round(s), {done} deliberations from {clients} clients: {:.0} deliberations/s ({:.2} s)",
+        done as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    app.stop().await;
+}
+
+fn main() {
+    bench_checks();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        bench_grpc(3, 1, 300, 1000, 32).await;
+        bench_grpc(16, 3, 50, 200, 16).await;
+    });
+}
