@@ -1,1 +1,27 @@
-//! placeholder
+//! Agent backends over OpenAI-compatible chat-completions APIs (vLLM, Ollama, llama.cpp
+//! server, OpenAI): the adapter that turns the application's
+//! [`AgentBackend`](orchestrator_application::ports::AgentBackend) port into HTTP calls to real
+//! language models.
+//!
+//! * [`profile`] — [`LlmProfile`]: where a model is served and how to call it (config file form).
+//! * [`backend`] — [`OpenAiBackend`]: the port implementation; per-profile concurrency limits.
+//! * [`client`] — one HTTP exchange: the wire format and lenient response parsing.
+//! * [`retry`] — timeouts, bounded retries, exponential back-off with full jitter, `Retry-After`.
+//! * [`prompts`] — every prompt, per role and phase.
+//! * [`review_parse`] — reading reviews and selections out of loosely formatted model output.
+//! * [`sampling`] — temperature and seed per council seat, so agents on one model differ.
+//! * [`error`] — [`LlmError`], why a backend could not be built.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod client;
+pub mod error;
+pub mod profile;
+pub mod prompts;
+pub mod retry;
+pub mod review_parse;
+pub mod sampling;
+
+pub use backend::OpenAiBackend;
+pub use error::{LlmError, Result};
+pub use profile::LlmProfile;

@@ -1,11 +1,13 @@
 //! Layered configuration: defaults → TOML file (`ORCHESTRATOR_CONFIG`) → `ORCHESTRATOR_*`
 //! environment variables → validation. Errors name the key at fault.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use orchestrator_infra_llm::LlmProfile;
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::error::{Result, ServerError};
@@ -22,7 +24,7 @@ pub enum LogFormat {
 }
 
 /// Everything the server can be told.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// gRPC listen address.
@@ -39,6 +41,11 @@ pub struct Config {
     pub max_running: usize,
     /// Deliberations waiting for a slot before submissions get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
+    pub selection_profile: Option<String>,
+    /// Model profiles by name (`[profiles.<name>]`); `default` serves requests that name none.
+    /// Empty: no LLM backend, and deliberations answer FAILED_PRECONDITION.
+    pub profiles: BTreeMap<String, LlmProfile>,
 }
 
 impl Default for Config {
@@ -51,6 +58,8 @@ impl Default for Config {
             database_url: "sqlite:data/orchestrator.db".to_owned(),
             max_running: 8,
             queue_capacity: 256,
+            selection_profile: None,
+            profiles: BTreeMap::new(),
         }
     }
 }
@@ -120,6 +129,10 @@ impl Config {
         if let Some(v) = get("ORCHESTRATOR_QUEUE_CAPACITY") {
             self.queue_capacity = parse("ORCHESTRATOR_QUEUE_CAPACITY", v)?;
         }
+        if let Some(v) = get("ORCHESTRATOR_SELECTION_PROFILE") {
+            self.selection_profile = Some(v.trim().to_owned());
+        }
+        self.apply_llm_env(env)?;
         if let Some(v) = get("ORCHESTRATOR_LOG_FORMAT") {
             self.log_format = match v.trim().to_ascii_lowercase().as_str() {
                 "json" => LogFormat::Json,
@@ -131,6 +144,56 @@ impl Config {
                     ));
                 }
             };
+        }
+        Ok(())
+    }
+
+    /// `ORCHESTRATOR_LLM_*` variables configure the `default` profile: they override the
+    /// file's values, or create the profile when `ORCHESTRATOR_LLM_BASE_URL` is set.
+    fn apply_llm_env(&mut self, env: &HashMap<String, String>) -> Result<()> {
+        const PREFIX: &str = "ORCHESTRATOR_LLM_";
+        let get = |key: &str| env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let base_url = get("ORCHESTRATOR_LLM_BASE_URL");
+        if base_url.is_none() && !self.profiles.contains_key("default") {
+            if let Some(stray) = env.keys().filter(|k| k.starts_with(PREFIX)).min() {
+                return Err(ServerError::config(
+                    stray.as_str(),
+                    "set ORCHESTRATOR_LLM_BASE_URL too (or define [profiles.default] in the config file)",
+                ));
+            }
+            return Ok(());
+        }
+        let profile = self
+            .profiles
+            .entry("default".to_owned())
+            .or_insert_with(|| LlmProfile::new(base_url.unwrap_or_default(), String::new()));
+        if let Some(v) = base_url {
+            v.clone_into(&mut profile.base_url);
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_MODEL") {
+            v.clone_into(&mut profile.model);
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_API_KEY") {
+            profile.api_key = Some(SecretString::from(v.to_owned()));
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_API_KEY_ENV") {
+            profile.api_key_env = Some(v.to_owned());
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_TEMPERATURE") {
+            profile.temperature = parse("ORCHESTRATOR_LLM_TEMPERATURE", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_MAX_TOKENS") {
+            profile.max_tokens = parse("ORCHESTRATOR_LLM_MAX_TOKENS", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_TIMEOUT_SECS") {
+            profile.timeout =
+                Duration::from_secs_f64(parse::<f64>("ORCHESTRATOR_LLM_TIMEOUT_SECS", v)?.max(0.0));
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_MAX_RETRIES") {
+            profile.max_retries = parse("ORCHESTRATOR_LLM_MAX_RETRIES", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_LLM_MAX_CONCURRENCY") {
+            profile.max_concurrency = parse("ORCHESTRATOR_LLM_MAX_CONCURRENCY", v)?;
         }
         Ok(())
     }
@@ -158,6 +221,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Whether an LLM backend is configured.
+    pub fn llm_configured(&self) -> bool {
+        !self.profiles.is_empty()
     }
 
     pub fn default_timeout(&self) -> Duration {
@@ -200,10 +268,61 @@ mod tests {
     }
 
     #[test]
+    fn llm_env_creates_or_overrides_the_default_profile() {
+        let config = Config::from_env(&env(&[])).unwrap();
+        assert!(!config.llm_configured());
+        let config = Config::from_env(&env(&[
+            ("ORCHESTRATOR_LLM_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ("ORCHESTRATOR_LLM_MODEL", "qwen2.5-coder"),
+            ("ORCHESTRATOR_LLM_API_KEY", "sk-very-secret-value-123"),
+            ("ORCHESTRATOR_LLM_MAX_CONCURRENCY", "2"),
+        ]))
+        .unwrap();
+        let profile = &config.profiles["default"];
+        assert_eq!(
+            (profile.base_url.as_str(), profile.model.as_str()),
+            ("http://127.0.0.1:11434/v1", "qwen2.5-coder")
+        );
+        assert_eq!(profile.max_concurrency, 2);
+        assert!(
+            !format!("{config:?}").contains("sk-very-secret-value-123"),
+            "the key never reaches Debug output"
+        );
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_LLM_MODEL", "x")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("ORCHESTRATOR_LLM_MODEL: set ORCHESTRATOR_LLM_BASE_URL too"),
+            "{err}"
+        );
+        let err = Config::from_env(&env(&[
+            ("ORCHESTRATOR_LLM_BASE_URL", "http://x/v1"),
+            ("ORCHESTRATOR_LLM_MAX_TOKENS", "many"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("ORCHESTRATOR_LLM_MAX_TOKENS: invalid value"), "{err}");
+    }
+
+    #[test]
+    fn profiles_come_from_the_file_and_env_overrides_the_default_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.toml");
+        std::fs::write(
+            &path,
+            "[profiles.default]\nbase_url = \"http://a/v1\"\nmodel = \"small\"\n\n[profiles.big]\nbase_url = \"http://b/v1\"\nmodel = \"large\"\ntemperature = 0.2\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let config =
+            Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p), ("ORCHESTRATOR_LLM_MODEL", "medium")]))
+                .unwrap();
+        assert_eq!(config.profiles.len(), 2);
+        assert_eq!(config.profiles["default"].model, "medium");
+        assert_eq!(config.profiles["big"].temperature, 0.2);
+    }
+
+    #[test]
     fn file_is_read_then_env_wins() {
-        let dir = std::env::temp_dir().join(format!("orch-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("orchestrator.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:7000\"\ndefault_timeout_secs = 60\n").unwrap();
         let p = path.to_str().unwrap();
         let config = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap();

@@ -1,5 +1,6 @@
 //! Building and running the server: adapters into use cases, the listener, graceful shutdown.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,8 @@ use orchestrator_application::ports::{AgentBackend, Clock, DeliberationStore, Dr
 use orchestrator_application::{
     Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate, StatusTracker,
 };
+use orchestrator_domain::ProfileName;
+use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
@@ -64,7 +67,9 @@ impl Application {
     /// # Errors
     /// Configuration, adapter or bind failures.
     pub async fn build(config: Config) -> Result<Self> {
-        Self::build_with(config, Dependencies::system()).await
+        let mut deps = Dependencies::system();
+        deps.backend = llm_backend(&config)?;
+        Self::build_with(config, deps).await
     }
 
     /// Builds with the given adapters and binds the listener (port 0 picks a free port).
@@ -148,6 +153,29 @@ impl Application {
         info!("orchestrator stopped");
         Ok(())
     }
+}
+
+/// The OpenAI-compatible backend of the configured profiles, or `None` when there is none.
+///
+/// # Errors
+/// A profile that is invalid, named by its key (`profiles.<name>.<field>`).
+pub fn llm_backend(config: &Config) -> Result<Option<Arc<dyn AgentBackend>>> {
+    if !config.llm_configured() {
+        return Ok(None);
+    }
+    let profiles = config
+        .profiles
+        .iter()
+        .map(|(name, profile)| {
+            let name = ProfileName::new(name.as_str())
+                .map_err(|e| ServerError::config(format!("profiles.{name}"), e.to_string()))?;
+            Ok((name, profile.clone()))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let backend = OpenAiBackend::new(profiles).map_err(|e| ServerError::config("profiles", e.to_string()))?;
+    let names: Vec<&str> = backend.profile_names().map(ProfileName::as_str).collect();
+    info!(profiles = ?names, "LLM backend configured");
+    Ok(Some(Arc::new(backend)))
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -1,0 +1,432 @@
+//! One chat-completions exchange over HTTP: the wire format, and what a response means.
+//!
+//! [`ChatClient::attempt`] makes exactly one request and classifies its outcome for the
+//! [`retry`](crate::retry) policy; it never retries itself. Responses are read leniently, as
+//! real servers differ: extra fields are ignored, `usage` and `finish_reason` may be missing,
+//! `content` may be a string or a list of text parts. What cannot be used — a malformed body,
+//! no choices, empty content — is an `InvalidResponse`, which is not retried.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use orchestrator_application::ports::AgentError;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::error::{LlmError, Result};
+use crate::retry::AttemptError;
+
+/// Largest response body read; a chat completion is far smaller, anything bigger is an error.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// How much of an error body is quoted in an error message.
+const ERROR_BODY_CHARS: usize = 300;
+
+/// One message of the conversation sent to the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Message {
+    pub(crate) role: &'static str,
+    pub(crate) content: String,
+}
+
+/// `response_format` of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+}
+
+impl ResponseFormat {
+    pub(crate) const JSON_OBJECT: Self = Self { kind: "json_object" };
+}
+
+/// The request body of `POST /chat/completions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ChatRequest<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) temperature: f64,
+    pub(crate) max_tokens: u32,
+    pub(crate) seed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) response_format: Option<ResponseFormat>,
+    pub(crate) stream: bool,
+}
+
+/// What a successful exchange yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChatReply {
+    pub(crate) text: String,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    /// `None` when the server did not say (or said something that is not a string).
+    pub(crate) finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ChatResponse {
+    #[serde(deserialize_with = "null_as_default")]
+    choices: Vec<Choice>,
+    usage: Option<Usage>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Choice {
+    message: Option<ResponseMessage>,
+    /// Some servers put the text here (legacy completions shape).
+    text: Option<String>,
+    finish_reason: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ResponseMessage {
+    content: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Usage {
+    #[serde(deserialize_with = "lenient_count")]
+    prompt_tokens: u64,
+    #[serde(deserialize_with = "lenient_count")]
+    completion_tokens: u64,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A token count as servers send it: integer, float, string or null; anything unusable is 0.
+fn lenient_count<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(match value {
+        Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)).unwrap_or(0)
+        }
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// Parses a 2xx body into a reply.
+///
+/// # Errors
+/// `InvalidResponse` when the body is not JSON, has no choice, or the first choice has no text.
+pub(crate) fn parse_reply(body: &[u8]) -> std::result::Result<ChatReply, AgentError> {
+    let response: ChatResponse = serde_json::from_slice(body)
+        .map_err(|e| AgentError::InvalidResponse(format!("body is not a chat completion ({e})")))?;
+    let Some(choice) = response.choices.into_iter().next() else {
+        let detail =
+            response.error.map(|e| format!(": server said {}", snippet(&e.to_string()))).unwrap_or_default();
+        return Err(AgentError::InvalidResponse(format!("no choices in the response{detail}")));
+    };
+    let text = choice.message.and_then(|m| m.content).map(content_text).or(choice.text).unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(AgentError::InvalidResponse("the model returned empty content".into()));
+    }
+    let usage = response.usage.unwrap_or_default();
+    Ok(ChatReply {
+        text: text.to_owned(),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        finish_reason: choice.finish_reason.and_then(|r| r.as_str().map(str::to_owned)),
+    })
+}
+
+/// `content` is a string, or (newer APIs) a list of parts whose `text` fields are joined.
+fn content_text(content: Value) -> String {
+    match content {
+        Value::String(text) => text,
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str).or_else(|| part.as_str()))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// The one HTTP client of the backend: pooled connections, rustls, shared by every profile.
+#[derive(Debug, Clone)]
+pub(crate) struct ChatClient {
+    http: reqwest::Client,
+}
+
+impl ChatClient {
+    /// # Errors
+    /// [`LlmError::Client`] when the TLS stack cannot be set up.
+    pub(crate) fn new() -> Result<Self> {
+        // reqwest is built without a bundled crypto provider (no aws-lc C build): install ring
+        // as the process default. An `Err` means one is installed already, which reqwest uses.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("orchestrator-infra-llm/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| LlmError::Client { reason: error_chain(&e) })?;
+        Ok(Self { http })
+    }
+
+    /// Makes one request and classifies the outcome; the whole exchange, body included, must
+    /// finish within `timeout`. Dropping the future aborts the request.
+    pub(crate) async fn attempt(
+        &self,
+        endpoint: &Url,
+        authorization: Option<&HeaderValue>,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> std::result::Result<ChatReply, AttemptError> {
+        let mut request = self
+            .http
+            .post(endpoint.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body);
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let started = Instant::now();
+        let exchange = async {
+            let response = request.send().await.map_err(|e| {
+                AttemptError::transient(
+                    AgentError::Unavailable(format!("request failed: {}", error_chain(&e))),
+                    None,
+                )
+            })?;
+            let status = response.status();
+            let retry_after = retry_after(response.headers());
+            let body = read_capped(response).await?;
+            Ok::<_, AttemptError>((status, retry_after, body))
+        };
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (status, retry_after, body) = match outcome {
+            Err(_elapsed) => {
+                debug!(latency_ms, status = "timeout", "chat completion attempt");
+                return Err(AttemptError::transient(AgentError::Timeout(timeout), None));
+            }
+            Ok(Err(failure)) => {
+                debug!(latency_ms, status = "error", error = %failure.error, "chat completion attempt");
+                return Err(failure);
+            }
+            Ok(Ok(parts)) => parts,
+        };
+        debug!(latency_ms, status = status.as_u16(), "chat completion attempt");
+        classify(status, retry_after, &body)
+    }
+}
+
+/// Maps a status and body to a reply or an attempt error (see the module docs).
+pub(crate) fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> std::result::Result<ChatReply, AttemptError> {
+    let describe = || {
+        let text = String::from_utf8_lossy(body);
+        let text = snippet(&text);
+        if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {text}") }
+    };
+    match status {
+        s if s.is_success() => parse_reply(body).map_err(AttemptError::final_),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
+            Err(AttemptError::transient(AgentError::Unavailable(describe()), retry_after))
+        }
+        s if s.is_server_error() => {
+            Err(AttemptError::transient(AgentError::Unavailable(describe()), retry_after))
+        }
+        // Auth failures may echo part of the key: never quote their body.
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AttemptError::final_(AgentError::Rejected(
+            format!("HTTP {status}: check the profile's API key"),
+        ))),
+        s if s.is_client_error() => Err(AttemptError::final_(AgentError::Rejected(describe()))),
+        _ => Err(AttemptError::final_(AgentError::InvalidResponse(format!("unexpected {}", describe())))),
+    }
+}
+
+/// `Retry-After` in its delta-seconds form (fractions tolerated); the HTTP-date form is ignored
+/// and the policy's own back-off applies.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let secs: f64 = value.parse().ok()?;
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec<u8>, AttemptError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        AttemptError::transient(
+            AgentError::Unavailable(format!("reading the response failed: {}", error_chain(&e))),
+            None,
+        )
+    })? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(AttemptError::final_(AgentError::InvalidResponse(format!(
+                "response body larger than {MAX_RESPONSE_BYTES} bytes"
+            ))));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The first few hundred characters of `text`, whitespace collapsed, for error messages.
+fn snippet(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match collapsed.char_indices().nth(ERROR_BODY_CHARS) {
+        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
+        None => collapsed,
+    }
+}
+
+/// An error with its causes, since reqwest's own message hides the interesting part.
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: &str) -> std::result::Result<ChatReply, AgentError> {
+        parse_reply(body.as_bytes())
+    }
+
+    #[test]
+    fn reads_text_usage_and_finish_reason() {
+        let r = reply(
+            r#"{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":" hi "},"finish_reason":"stop"}],
+               "usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15},"extra":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            ChatReply {
+                text: "hi".into(),
+                prompt_tokens: 12,
+                completion_tokens: 3,
+                finish_reason: Some("stop".into())
+            }
+        );
+    }
+
+    #[test]
+    fn tolerates_missing_or_odd_usage_and_finish_reason() {
+        let r = reply(r#"{"choices":[{"message":{"content":"a"}}]}"#).unwrap();
+        assert_eq!((r.prompt_tokens, r.completion_tokens, r.finish_reason), (0, 0, None));
+        let r =
+            reply(r#"{"choices":[{"message":{"content":"a"},"finish_reason":null}],"usage":null}"#).unwrap();
+        assert_eq!((r.prompt_tokens, r.finish_reason), (0, None));
+        let r = reply(r#"{"choices":[{"message":{"content":"a"},"finish_reason":7}],"usage":{"prompt_tokens":"5","completion_tokens":2.0}}"#).unwrap();
+        assert_eq!((r.prompt_tokens, r.completion_tokens, r.finish_reason), (5, 2, None));
+        let r = reply(r#"{"choices":[{"message":{"content":"a"},"finish_reason":"eos_token"}],"usage":{"prompt_tokens":-1}}"#).unwrap();
+        assert_eq!((r.prompt_tokens, r.finish_reason.as_deref()), (0, Some("eos_token")));
+    }
+
+    #[test]
+    fn joins_text_parts_and_reads_legacy_text() {
+        let r = reply(r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#).unwrap();
+        assert_eq!(r.text, "ab");
+        assert_eq!(reply(r#"{"choices":[{"text":"legacy"}]}"#).unwrap().text, "legacy");
+    }
+
+    #[test]
+    fn unusable_bodies_are_invalid_responses() {
+        for body in [
+            "not json",
+            "{\"choices\": [",
+            "{\"choices\": []}",
+            "{\"choices\": null}",
+            "{}",
+            "{\"choices\":[{\"message\":{\"content\":\"  \"}}]}",
+            "{\"choices\":[{\"message\":{\"content\":null}}]}",
+            "[1,2]",
+        ] {
+            assert!(matches!(reply(body), Err(AgentError::InvalidResponse(_))), "{body}");
+        }
+        let err = reply(r#"{"error":{"message":"model overloaded"}}"#).unwrap_err().to_string();
+        assert!(err.contains("model overloaded"), "{err}");
+    }
+
+    #[test]
+    fn statuses_are_classified_for_the_retry_policy() {
+        use crate::retry::Retry;
+        let retry_of =
+            |code: u16| classify(StatusCode::from_u16(code).unwrap(), None, b"oops").unwrap_err().retry;
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(retry_of(code), Retry::After(None), "{code}");
+        }
+        for code in [400, 401, 403, 404, 413, 422] {
+            assert_eq!(retry_of(code), Retry::Never, "{code}");
+        }
+        let err = classify(StatusCode::BAD_REQUEST, None, b"context too long").unwrap_err().error;
+        assert_eq!(err, AgentError::Rejected("HTTP 400 Bad Request: context too long".into()));
+        let err = classify(StatusCode::UNAUTHORIZED, None, b"Incorrect API key sk-abc***").unwrap_err().error;
+        assert!(!err.to_string().contains("sk-abc"), "{err}");
+        let err = classify(StatusCode::OK, None, b"<html>").unwrap_err();
+        assert_eq!(err.retry, Retry::Never);
+        assert!(matches!(err.error, AgentError::InvalidResponse(_)));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_ignores_dates() {
+        let headers = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert_eq!(retry_after(&headers("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&headers(" 1.5 ")), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(&headers("-4")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn error_snippets_are_short_and_on_one_line() {
+        let long = "word\n".repeat(1000);
+        let s = snippet(&long);
+        assert!(s.chars().count() <= ERROR_BODY_CHARS + 1 && !s.contains('\n'));
+    }
+
+    #[test]
+    fn request_body_has_the_openai_shape() {
+        let request = ChatRequest {
+            model: "m",
+            messages: vec![Message { role: "user", content: "hi".into() }],
+            temperature: 0.85,
+            max_tokens: 7,
+            seed: 1001,
+            response_format: Some(ResponseFormat::JSON_OBJECT),
+            stream: false,
+        };
+        let json: Value = serde_json::to_value(&request).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.85,
+                "max_tokens":7,"seed":1001,"response_format":{"type":"json_object"},"stream":false})
+        );
+        let plain = ChatRequest { response_format: None, ..request };
+        assert!(serde_json::to_value(&plain).unwrap().get("response_format").is_none());
+    }
+}

@@ -1,0 +1,282 @@
+//! Every prompt the agents see, per role and phase, in one place.
+//!
+//! A prompt is a system message (the role's persona and the phase's job) and a user message
+//! (the task block, the material of the phase, the answer format). Every user message carries
+//! the task description, the rubric and the numbered requirements. Proposals under review and
+//! candidates under selection are shown without their authors; the critiques an author revises
+//! from are shown without their reviewers. Prompts are kept short because the smallest model
+//! we run (SmolLM2-135M) has a small context and loses the thread in long instructions.
+
+use std::fmt::Write as _;
+
+use orchestrator_domain::{Review, Role, Task};
+
+/// Longest text embedded in a prompt (a proposal, a candidate, a critique), in characters;
+/// longer texts are cut and marked, so one verbose agent cannot overflow a small context.
+pub const MAX_EMBEDDED_CHARS: usize = 6_000;
+/// Longest total of all candidates in a selection prompt, in characters.
+pub const MAX_CANDIDATES_CHARS: usize = 12_000;
+
+/// Which step of a deliberation a call serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Propose,
+    Review,
+    Revise,
+    Select,
+}
+
+impl Phase {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Propose => "propose",
+            Phase::Review => "review",
+            Phase::Revise => "revise",
+            Phase::Select => "select",
+        }
+    }
+}
+
+/// A system and a user message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Prompt {
+    pub(crate) system: String,
+    pub(crate) user: String,
+}
+
+/// Who the agent is: one line per role.
+pub(crate) fn persona(role: Role) -> &'static str {
+    match role {
+        Role::Dev => {
+            "You are a senior software developer. You write correct, simple, maintainable code and explain it briefly."
+        }
+        Role::Qa => "You are a senior QA engineer. You think in test cases, edge cases and failure modes.",
+        Role::Architect => {
+            "You are a software architect. You weigh designs, interfaces, trade-offs and long-term maintainability."
+        }
+        Role::Devops => {
+            "You are a DevOps engineer. You care about builds, deployment, automation, observability and reliability."
+        }
+        Role::Data => {
+            "You are a data engineer. You care about data models, pipelines, data quality and scale."
+        }
+    }
+}
+
+fn system(role: Role, phase: Phase) -> String {
+    let job = match phase {
+        Phase::Propose => "Propose a solution to the task.",
+        Phase::Review => "Review a colleague's proposal strictly and fairly.",
+        Phase::Revise => "Improve your proposal using the reviews you received.",
+        Phase::Select => "Choose the best of several candidate proposals.",
+    };
+    format!("{} {job}", persona(role))
+}
+
+/// The task description, rubric and numbered requirements, as every prompt shows them.
+pub(crate) fn task_block(task: &Task) -> String {
+    let constraints = task.constraints();
+    let mut block = format!("Task:\n{}\n\nRubric:\n", task.description());
+    if constraints.rubric().is_empty() {
+        block.push_str("(none given: judge correctness, completeness and clarity)\n");
+    } else {
+        block.push_str(constraints.rubric());
+        block.push('\n');
+    }
+    block.push_str("\nRequirements:\n");
+    if constraints.requirements().is_empty() {
+        block.push_str("(none)\n");
+    }
+    for (i, requirement) in constraints.requirements().iter().enumerate() {
+        let _ = writeln!(block, "{}. {requirement}", i + 1);
+    }
+    block
+}
+
+/// Asks for a first proposal.
+pub(crate) fn propose(role: Role, task: &Task) -> Prompt {
+    Prompt {
+        system: system(role, Phase::Propose),
+        user: format!(
+            "{}\nWrite your proposal. Address every requirement by its number. Output only the proposal.",
+            task_block(task)
+        ),
+    }
+}
+
+/// Asks for a JSON review of an anonymous proposal.
+///
+/// The answer format comes first and the prompt ends by asking for the JSON: tried on
+/// SmolLM2-135M, a format stated only after the proposal made it continue the proposal's code
+/// instead of reviewing it (0 of 4 answers graded, against 4 of 4 this way).
+pub(crate) fn review(role: Role, task: &Task, proposal: &str) -> Prompt {
+    Prompt {
+        system: system(role, Phase::Review),
+        user: format!(
+            "Grade the proposal below against the rubric and the requirements. Reply with JSON only:\n\
+             {{\"score\": <0-10>, \"critique\": \"<what to improve>\", \"issues\": [\"<problem>\"]}}\n\n\
+             {}\nProposal to review:\n<<<\n{}\n>>>\n\nYour JSON review:",
+            task_block(task),
+            bounded(proposal, MAX_EMBEDDED_CHARS)
+        ),
+    }
+}
+
+/// Asks for a complete revision of the agent's own proposal, from the critiques it received.
+pub(crate) fn revise(role: Role, task: &Task, current: &str, reviews: &[Review]) -> Prompt {
+    let mut user = format!(
+        "{}\nYour current proposal:\n<<<\n{}\n>>>\n\nReviews you received:\n",
+        task_block(task),
+        bounded(current, MAX_EMBEDDED_CHARS)
+    );
+    if reviews.is_empty() {
+        user.push_str("(none)\n");
+    }
+    for (i, review) in reviews.iter().enumerate() {
+        let score = review.score.map_or_else(|| "no score".to_owned(), |s| format!("score {}/10", s.value()));
+        let _ = writeln!(
+            user,
+            "Review {} ({score}): {}",
+            i + 1,
+            bounded(review.critique.trim(), MAX_EMBEDDED_CHARS)
+        );
+        if !review.issues.is_empty() {
+            let _ = writeln!(user, "Issues: {}", review.issues.join("; "));
+        }
+    }
+    user.push_str(
+        "\nWrite a complete revised proposal that fixes the issues and meets every requirement. \
+         Output only the proposal.",
+    );
+    Prompt { system: system(role, Phase::Revise), user }
+}
+
+/// Asks which of anonymous candidates is best, as JSON with a 1-based choice; format first, as
+/// for reviews.
+pub(crate) fn select(role: Role, task: &Task, candidates: &[String]) -> Prompt {
+    let each = (MAX_CANDIDATES_CHARS / candidates.len().max(1)).min(MAX_EMBEDDED_CHARS);
+    let mut user = format!(
+        "Choose the candidate that best meets the rubric and the requirements. Reply with JSON only:\n\
+         {{\"choice\": <1-{}>, \"rationale\": \"<why>\"}}\n\n{}",
+        candidates.len(),
+        task_block(task)
+    );
+    for (i, candidate) in candidates.iter().enumerate() {
+        let _ = write!(user, "\nCandidate {}:\n<<<\n{}\n>>>\n", i + 1, bounded(candidate, each));
+    }
+    user.push_str("\nYour JSON answer:");
+    Prompt { system: system(role, Phase::Select), user }
+}
+
+/// `text` trimmed and cut to `max` characters, with a visible mark where it was cut.
+fn bounded(text: &str, max: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}\n[... truncated]", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use orchestrator_domain::{AgentId, PeerScore, TaskConstraints};
+
+    use super::*;
+
+    fn task() -> Task {
+        let constraints = TaskConstraints::new(
+            "Correctness first, then clarity".into(),
+            vec!["Handle empty input".into(), "Include unit tests".into()],
+            BTreeMap::new(),
+            0,
+            0,
+        )
+        .unwrap();
+        Task::new("Write a function that reverses a string", constraints).unwrap()
+    }
+
+    fn all_prompts(role: Role) -> Vec<Prompt> {
+        let received = Review {
+            reviewer: AgentId::new("dev-2").unwrap(),
+            target: AgentId::new("dev-1").unwrap(),
+            round: 1,
+            critique: "Misses empty input".into(),
+            score: Some(PeerScore::new(6.5).unwrap()),
+            issues: vec!["no tests".into()],
+        };
+        vec![
+            propose(role, &task()),
+            review(role, &task(), "fn rev() {}"),
+            revise(role, &task(), "fn rev() {}", &[received]),
+            select(role, &task(), &["A".into(), "B".into()]),
+        ]
+    }
+
+    #[test]
+    fn every_prompt_of_every_role_carries_task_rubric_and_numbered_requirements() {
+        for role in Role::ALL {
+            for prompt in all_prompts(role) {
+                assert!(prompt.system.starts_with(persona(role)), "{}", prompt.system);
+                for part in [
+                    "Write a function that reverses a string",
+                    "Correctness first, then clarity",
+                    "1. Handle empty input",
+                    "2. Include unit tests",
+                ] {
+                    assert!(prompt.user.contains(part), "{role}: missing {part:?} in {}", prompt.user);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn personas_differ_per_role() {
+        let mut personas: Vec<&str> = Role::ALL.iter().map(|r| persona(*r)).collect();
+        personas.dedup();
+        assert_eq!(personas.len(), Role::ALL.len());
+    }
+
+    #[test]
+    fn empty_rubric_and_requirements_are_said_so() {
+        let task = Task::new("Do it", TaskConstraints::default()).unwrap();
+        let user = propose(Role::Dev, &task).user;
+        assert!(user.contains("Rubric:\n(none given"), "{user}");
+        assert!(user.contains("Requirements:\n(none)"), "{user}");
+    }
+
+    #[test]
+    fn review_asks_for_json_and_shows_no_author() {
+        let user = review(Role::Qa, &task(), "my proposal text").user;
+        assert!(user.contains("my proposal text"));
+        assert!(user.contains(r#"{"score": <0-10>, "critique": "#), "{user}");
+        assert!(!user.contains("dev-1"));
+    }
+
+    #[test]
+    fn revise_shows_own_proposal_and_critiques_with_scores_but_not_reviewers() {
+        let prompt = &all_prompts(Role::Dev)[2];
+        assert!(prompt.user.contains("Your current proposal:\n<<<\nfn rev() {}\n>>>"), "{}", prompt.user);
+        assert!(prompt.user.contains("Review 1 (score 6.5/10): Misses empty input"), "{}", prompt.user);
+        assert!(prompt.user.contains("Issues: no tests"));
+        assert!(prompt.user.contains("complete revised proposal"));
+        assert!(!prompt.user.contains("dev-2"));
+    }
+
+    #[test]
+    fn select_numbers_candidates_from_one_and_asks_for_json_choice() {
+        let prompt = &all_prompts(Role::Architect)[3];
+        assert!(prompt.user.contains("Candidate 1:\n<<<\nA\n>>>"), "{}", prompt.user);
+        assert!(prompt.user.contains("Candidate 2:\n<<<\nB\n>>>"));
+        assert!(prompt.user.contains(r#"{"choice": <1-2>, "rationale": "<why>"}"#), "{}", prompt.user);
+    }
+
+    #[test]
+    fn long_embedded_texts_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_EMBEDDED_CHARS + 10);
+        let user = review(Role::Dev, &task(), &long).user;
+        assert!(user.contains("[... truncated]"));
+        assert!(user.chars().filter(|c| *c == 'é').count() == MAX_EMBEDDED_CHARS);
+    }
+}

@@ -1,0 +1,590 @@
+//! Reading what a model answered to a review or a selection prompt.
+//!
+//! Small models answer the requested JSON loosely: wrapped in prose or code fences, with
+//! trailing commas, cut off by the token limit, with the score as `"7"`, `7.5`, `"7/10"`, with
+//! objects where strings were asked — or not as JSON at all. Parsing therefore goes from strict
+//! to loose and never fails:
+//!
+//! 1. **JSON objects** found anywhere in the text (every `{`, brace-matched, string-aware), parsed
+//!    as is or, failing that, repaired (trailing commas dropped, unterminated strings and
+//!    brackets closed). The first object holding a known key is used; keys match
+//!    case-insensitively and a few synonyms are accepted (`rating`, `feedback`, `reason`, …).
+//! 2. **Prose**: `Score: 7`, `rating of 8/10`, `7 out of 10`, `80%` for reviews; `Candidate 2`,
+//!    `I choose 2`, `"choice": 2` in broken JSON for selections.
+//! 3. **Fallback**: the critique (or rationale) is the raw text, trimmed; score or choice `None`.
+//!
+//! ## Score rules
+//! * A number with a denominator (`7/10`, `4/5`, `8 out of 10`) is rescaled to 0–10; a
+//!   numerator above its denominator or a denominator of 0 gives no score. A percentage is
+//!   divided by 10.
+//! * A bare number in 0..=10 is taken as is — **except** a value strictly between 0 and 1,
+//!   which is read as a 0–1 fraction and multiplied by 10 (`0.5` → 5): a grader using the
+//!   0–10 scale we asked for practically never gives sub-1 decimals, while graders that slip
+//!   into a 0–1 scale do so constantly. 0 and 1 themselves stay 0/10 and 1/10.
+//! * Negative, above 10, not finite: no score (the review is kept, unscored — never guessed).
+//!
+//! ## Choice rules
+//! Choices are 1-based in the prompt and in the answer, 0-based in [`ParsedSelection`]. A
+//! choice outside `1..=k` (0 included) is `None`, and so is prose naming different candidates
+//! without a decisive word (`choose`, `select`, `best`, …).
+
+use std::sync::LazyLock;
+
+use orchestrator_domain::PeerScore;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+/// Only the start of an answer is searched; a review is far shorter.
+const MAX_SCANNED_BYTES: usize = 32 * 1024;
+/// At most this many `{` are tried as the start of an object.
+const MAX_OBJECT_STARTS: usize = 64;
+/// At most this many issues are kept from one review.
+const MAX_ISSUES: usize = 20;
+
+const SCORE_KEYS: &[&str] = &["score", "rating", "grade", "overall_score", "mark"];
+const CRITIQUE_KEYS: &[&str] = &[
+    "critique",
+    "feedback",
+    "comment",
+    "comments",
+    "review",
+    "summary",
+    "explanation",
+    "reason",
+    "description",
+];
+const ISSUE_KEYS: &[&str] = &["issues", "problems", "concerns", "weaknesses"];
+const CHOICE_KEYS: &[&str] =
+    &["choice", "candidate", "winner", "selected", "selection", "best", "best_candidate", "answer"];
+const RATIONALE_KEYS: &[&str] = &["rationale", "reason", "reasoning", "why", "explanation", "justification"];
+
+/// A review as read from a model's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParsedReview {
+    pub(crate) critique: String,
+    pub(crate) score: Option<PeerScore>,
+    pub(crate) issues: Vec<String>,
+}
+
+/// A selection as read from a model's answer; `choice` is 0-based.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParsedSelection {
+    pub(crate) choice: Option<usize>,
+    pub(crate) rationale: String,
+}
+
+/// Reads a review answer (see the module docs). Never fails, never panics.
+pub(crate) fn parse_review(raw: &str) -> ParsedReview {
+    let text = raw.trim();
+    let scanned = head(text);
+    let objects: Vec<_> = json_objects(scanned).collect();
+    let graded = objects.iter().find(|o| has_any(o, SCORE_KEYS));
+    let review =
+        graded.or_else(|| objects.iter().find(|o| has_any(o, CRITIQUE_KEYS) || has_any(o, ISSUE_KEYS)));
+    if let Some(object) = review {
+        let score = get(object, SCORE_KEYS).and_then(score_of_value);
+        let critique = get(object, CRITIQUE_KEYS).map(text_of).filter(|c| !c.is_empty());
+        let issues = get(object, ISSUE_KEYS).map(issues_of).unwrap_or_default();
+        return ParsedReview { critique: critique.unwrap_or_else(|| text.to_owned()), score, issues };
+    }
+    ParsedReview {
+        critique: string_field(scanned, &CRITIQUE_FIELD).unwrap_or_else(|| text.to_owned()),
+        score: score_in_prose(scanned),
+        issues: Vec::new(),
+    }
+}
+
+/// Reads a selection answer among `candidates` candidates (see the module docs).
+pub(crate) fn parse_selection(raw: &str, candidates: usize) -> ParsedSelection {
+    let text = raw.trim();
+    let scanned = head(text);
+    let to_index = |n: u64| usize::try_from(n).ok().filter(|n| (1..=candidates).contains(n)).map(|n| n - 1);
+    if let Some(object) = json_objects(scanned).find(|o| has_any(o, CHOICE_KEYS)) {
+        let choice = get(&object, CHOICE_KEYS).and_then(choice_of_value).and_then(to_index);
+        let rationale = get(&object, RATIONALE_KEYS).map(text_of).filter(|r| !r.is_empty());
+        return ParsedSelection { choice, rationale: rationale.unwrap_or_else(|| text.to_owned()) };
+    }
+    ParsedSelection {
+        choice: choice_in_prose(scanned).and_then(to_index),
+        rationale: string_field(scanned, &RATIONALE_FIELD).unwrap_or_else(|| text.to_owned()),
+    }
+}
+
+fn head(text: &str) -> &str {
+    if text.len() <= MAX_SCANNED_BYTES {
+        return text;
+    }
+    let mut cut = MAX_SCANNED_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
+/// Every JSON object in `text`, outermost first, parsed strictly or after repair.
+fn json_objects(text: &str) -> impl Iterator<Item = Map<String, Value>> + '_ {
+    text.match_indices('{').take(MAX_OBJECT_STARTS).filter_map(move |(start, _)| {
+        let candidate = object_at(text, start);
+        parse_object(&candidate).or_else(|| parse_object(&repair(&candidate)))
+    })
+}
+
+fn parse_object(text: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// The object starting at `start` (a `{`): up to its matching brace, or — when the text ends
+/// first, as when the token limit cut the answer — to the end with the missing closers added.
+fn object_at(text: &str, start: usize) -> String {
+    let mut closers = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for (offset, byte) in text.as_bytes()[start..].iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' => closers.push('}'),
+            b'[' => closers.push(']'),
+            b'}' | b']' => {
+                closers.pop();
+                if closers.is_empty() {
+                    return text[start..=start + offset].to_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut object = text[start..].trim_end().to_owned();
+    if in_string {
+        if escaped {
+            object.pop();
+        }
+        object.push('"');
+    }
+    object.extend(closers.iter().rev());
+    object
+}
+
+/// Drops the trailing commas small models leave before `}` and `]`.
+fn repair(object: &str) -> String {
+    static TRAILING_COMMA: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r",\s*([}\]])").expect("literal regex is valid"));
+    TRAILING_COMMA.replace_all(object, "$1").into_owned()
+}
+
+fn has_any(object: &Map<String, Value>, keys: &[&str]) -> bool {
+    get(object, keys).is_some()
+}
+
+/// The value of the first of `keys` present (case-insensitive, in the order of `keys`).
+fn get<'a>(object: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().find_map(|key| {
+        object.iter().find(|(k, v)| k.trim().eq_ignore_ascii_case(key) && !v.is_null()).map(|(_, v)| v)
+    })
+}
+
+/// A value as text: strings as they are, structures flattened to their leaves.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::String(s) if is_placeholder(s.trim()) => String::new(),
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        Value::Array(items) => join_texts(items.iter()),
+        Value::Object(map) => join_texts(map.values()),
+    }
+}
+
+/// Whether `text` is a placeholder of the prompt's template (`<problem>`) echoed back.
+fn is_placeholder(text: &str) -> bool {
+    text.starts_with('<') && text.ends_with('>') && !text[1..text.len() - 1].contains(['<', '>'])
+}
+
+fn join_texts<'a>(values: impl Iterator<Item = &'a Value>) -> String {
+    values.map(text_of).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+fn issues_of(value: &Value) -> Vec<String> {
+    let items: Vec<String> = match value {
+        Value::Array(items) => items.iter().map(text_of).collect(),
+        other => vec![text_of(other)],
+    };
+    items.into_iter().filter(|i| !i.is_empty()).take(MAX_ISSUES).collect()
+}
+
+static CRITIQUE_FIELD: LazyLock<Regex> = LazyLock::new(|| string_field_regex("critique"));
+static RATIONALE_FIELD: LazyLock<Regex> = LazyLock::new(|| string_field_regex("rationale"));
+
+fn string_field_regex(key: &str) -> Regex {
+    Regex::new(&format!(r#"(?i)"{key}"\s*:\s*("(?:[^"\\]|\\.)*")"#)).expect("literal regex is valid")
+}
+
+/// A string field of broken JSON, e.g. `"critique": "…"` in an object that would not parse.
+fn string_field(text: &str, field: &Regex) -> Option<String> {
+    let quoted = field.captures(text)?.get(1)?.as_str();
+    let value: String = serde_json::from_str(quoted).ok()?;
+    Some(value.trim().to_owned()).filter(|v| !v.is_empty() && !is_placeholder(v))
+}
+
+fn score_of_value(value: &Value) -> Option<PeerScore> {
+    match value {
+        Value::Number(n) => normalize(n.as_f64()?, None, false),
+        Value::String(s) => score_in_text(s),
+        _ => None,
+    }
+}
+
+/// A score written on its own (`"7"`, `"7.5/10"`, `"80%"`), or else anywhere in prose.
+fn score_in_text(text: &str) -> Option<PeerScore> {
+    static ALONE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)^\s*(-?\d+(?:\.\d+)?)\s*(?:(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?\s*(%)?\s*$")
+            .expect("literal regex is valid")
+    });
+    match ALONE.captures(text) {
+        Some(c) => number_score(c.get(1), c.get(2), c.get(3).is_some()),
+        None => score_in_prose(text),
+    }
+}
+
+/// `score: 7`, `rating of 8/10`, `Grade - 80%`, or a bare `7/10` / `7 out of 10`.
+fn score_in_prose(text: &str) -> Option<PeerScore> {
+    static KEYWORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\b(?:score|rating|grade|rated?)\b[^0-9\n-]{0,15}?(-?\d+(?:\.\d+)?)(?:\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?))?(\s*%)?",
+        )
+        .expect("literal regex is valid")
+    });
+    static OUT_OF_TEN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)(-?\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*(10)\b").expect("literal regex is valid")
+    });
+    if let Some(c) = KEYWORD.captures(text) {
+        return number_score(c.get(1), c.get(2), c.get(3).is_some());
+    }
+    OUT_OF_TEN.captures(text).and_then(|c| number_score(c.get(1), c.get(2), false))
+}
+
+fn number_score(
+    value: Option<regex::Match<'_>>,
+    denominator: Option<regex::Match<'_>>,
+    percent: bool,
+) -> Option<PeerScore> {
+    let value: f64 = value?.as_str().parse().ok()?;
+    let denominator = match denominator {
+        Some(d) => Some(d.as_str().parse::<f64>().ok()?),
+        None => None,
+    };
+    normalize(value, denominator, percent)
+}
+
+/// Applies the score rules of the module docs.
+fn normalize(value: f64, denominator: Option<f64>, percent: bool) -> Option<PeerScore> {
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let scaled = match denominator {
+        Some(d) if !(d.is_finite() && d > 0.0) || value > d => return None,
+        Some(d) => value / d * 10.0,
+        None if percent => value / 10.0,
+        None if value > 0.0 && value < 1.0 => value * 10.0,
+        None => value,
+    };
+    let rounded = (scaled * 100.0).round() / 100.0;
+    PeerScore::new(rounded).ok()
+}
+
+fn choice_of_value(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => {
+            n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+        }
+        Value::String(s) => {
+            static FIRST_NUMBER: LazyLock<Regex> =
+                LazyLock::new(|| Regex::new(r"\d+").expect("literal regex is valid"));
+            FIRST_NUMBER.find(s)?.as_str().parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// `I choose 2`, `selected: candidate #3`, `Candidate 2 is the best`, `Candidate 2` named alone,
+/// or an answer that is just a number.
+fn choice_in_prose(text: &str) -> Option<u64> {
+    static DECISIVE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?i)\b(?:choose|chose|choosing|choice|select|selected|selecting|pick|picked|prefer|recommend|winner|best)\b[^0-9\n]{0,30}?(\d+)",
+        )
+        .expect("literal regex is valid")
+    });
+    static NAMED_BEST: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\bcandidate\s*#?\s*(\d+)\s+(?:is|would\s+be|seems)\s+(?:the\s+)?(?:best|strongest|winner|most)")
+            .expect("literal regex is valid")
+    });
+    static MENTION: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?i)\bcandidate\s*#?\s*(\d+)").expect("literal regex is valid"));
+    static ALONE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\s*#?(\d+)\s*[.)]?\s*$").expect("literal regex is valid"));
+
+    let number = |c: regex::Captures<'_>| c.get(1)?.as_str().parse::<u64>().ok();
+    if let Some(n) = NAMED_BEST.captures(text).and_then(number) {
+        return Some(n);
+    }
+    if let Some(n) = DECISIVE.captures(text).and_then(number) {
+        return Some(n);
+    }
+    let mut mentioned = MENTION.captures_iter(text).filter_map(number);
+    if let Some(first) = mentioned.next() {
+        return mentioned.all(|n| n == first).then_some(first);
+    }
+    ALONE.captures(text).and_then(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn score(raw: &str) -> Option<f64> {
+        parse_review(raw).score.map(PeerScore::value)
+    }
+
+    fn choice(raw: &str) -> Option<usize> {
+        parse_selection(raw, 3).choice
+    }
+
+    #[test]
+    fn strict_json_review() {
+        let r = parse_review(
+            r#"{"score": 7, "critique": "Solid, but no tests.", "issues": ["no tests", "naming"]}"#,
+        );
+        assert_eq!(r.score.map(PeerScore::value), Some(7.0));
+        assert_eq!(r.critique, "Solid, but no tests.");
+        assert_eq!(r.issues, vec!["no tests", "naming"]);
+    }
+
+    #[test]
+    fn json_inside_prose_or_code_fences() {
+        let r = parse_review(
+            "Here is my review:\n```json\n{\"score\": 6, \"critique\": \"ok\", \"issues\": []}\n```\nThanks!",
+        );
+        assert_eq!((r.score.map(PeerScore::value), r.critique.as_str()), (Some(6.0), "ok"));
+        let r = parse_review("Sure. {\"score\": 8, \"critique\": \"fine\"} Hope it helps.");
+        assert_eq!(
+            (r.score.map(PeerScore::value), r.critique.as_str(), r.issues.len()),
+            (Some(8.0), "fine", 0)
+        );
+    }
+
+    #[test]
+    fn score_as_string_float_or_fraction() {
+        assert_eq!(score(r#"{"score": "7", "critique": "c"}"#), Some(7.0));
+        assert_eq!(score(r#"{"score": 7.5, "critique": "c"}"#), Some(7.5));
+        assert_eq!(score(r#"{"score": "7/10", "critique": "c"}"#), Some(7.0));
+        assert_eq!(score(r#"{"score": "4 out of 5", "critique": "c"}"#), Some(8.0));
+        assert_eq!(score(r#"{"Score": "80%", "critique": "c"}"#), Some(8.0));
+        assert_eq!(score(r#"{"rating": "Score: 9", "feedback": "c"}"#), Some(9.0));
+    }
+
+    #[test]
+    fn score_in_prose() {
+        assert_eq!(score("7/10"), Some(7.0));
+        assert_eq!(score("I'd give it 8 out of 10. Missing tests."), Some(8.0));
+        assert_eq!(score("Score: 7\nThe proposal is fine."), Some(7.0));
+        assert_eq!(score("**Rating**: 6.5/10"), Some(6.5));
+        assert_eq!(score("Overall score of 3"), Some(3.0));
+        assert_eq!(score("It has 3 requirements and 2 bugs."), None);
+    }
+
+    #[test]
+    fn fraction_scale_and_out_of_range_scores() {
+        assert_eq!(score(r#"{"score": 0.5}"#), Some(5.0));
+        assert_eq!(score(r#"{"score": 0.75}"#), Some(7.5));
+        assert_eq!(score(r#"{"score": 0}"#), Some(0.0));
+        assert_eq!(score(r#"{"score": 1}"#), Some(1.0));
+        assert_eq!(score(r#"{"score": 10}"#), Some(10.0));
+        assert_eq!(score(r#"{"score": -2}"#), None);
+        assert_eq!(score(r#"{"score": 11}"#), None);
+        assert_eq!(score(r#"{"score": 85}"#), None);
+        assert_eq!(score(r#"{"score": "12/10"}"#), None);
+        assert_eq!(score(r#"{"score": "5/0"}"#), None);
+        assert_eq!(score("Score: -3"), None);
+        assert_eq!(score(r#"{"score": true}"#), None);
+        assert_eq!(score(r#"{"score": "high"}"#), None);
+    }
+
+    #[test]
+    fn garbage_falls_back_to_raw_critique_without_score() {
+        let r = parse_review("  The code looks nice I guess  ");
+        assert_eq!(
+            r,
+            ParsedReview { critique: "The code looks nice I guess".into(), score: None, issues: vec![] }
+        );
+        let r = parse_review("{{{{ ]]] \"");
+        assert_eq!((r.score, r.issues.len()), (None, 0));
+        assert_eq!(r.critique, "{{{{ ]]] \"");
+    }
+
+    #[test]
+    fn real_small_model_output_with_objects_and_trailing_comma() {
+        // Verbatim from SmolLM2-135M on the review prompt.
+        let raw = "Here is a JSON-based implementation of the function:\n```json\n{\n    \"score\": 1,\n    \"critique\": {\n        \"description\": \"The original function returns an error message.\",\n        \"type\": \"Error\"\n    },\n    \"issues\": [\n        {\n            \"id\": \"error_1024835697\",\n            \"description\": \"Cannot reverse a non-string value\"\n        },\n    ]\n}\n```";
+        let r = parse_review(raw);
+        assert_eq!(r.score.map(PeerScore::value), Some(1.0));
+        // Objects are flattened to their leaves (in whichever key order serde_json keeps).
+        for part in ["The original function returns an error message.", "Error"] {
+            assert!(r.critique.contains(part), "{}", r.critique);
+        }
+        assert_eq!(r.issues.len(), 1);
+        for part in ["Cannot reverse a non-string value", "error_1024835697"] {
+            assert!(r.issues[0].contains(part), "{:?}", r.issues);
+        }
+    }
+
+    #[test]
+    fn truncated_json_is_closed_and_read() {
+        let r = parse_review("{\"score\": 6, \"critique\": \"Good start but the loop never");
+        assert_eq!(r.score.map(PeerScore::value), Some(6.0));
+        assert_eq!(r.critique, "Good start but the loop never");
+        let r = parse_review("{\"score\": 4, \"issues\": [\"a\", \"b");
+        assert_eq!(r.issues, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn broken_json_still_yields_score_and_critique_fields() {
+        let r = parse_review(r#"{"score": 7/10, "critique": "Needs \"tests\"", "issues": [oops]}"#);
+        assert_eq!(r.score.map(PeerScore::value), Some(7.0));
+        assert_eq!(r.critique, "Needs \"tests\"");
+    }
+
+    #[test]
+    fn json_without_critique_keeps_the_raw_text_and_nested_objects_are_found() {
+        let raw = r#"{"score": 5}"#;
+        assert_eq!(parse_review(raw).critique, raw);
+        // An object holding a score wins over an outer one that only has a critique synonym.
+        for raw in [
+            r#"{"review": {"score": 9, "critique": "great"}}"#,
+            r#"{"result": {"score": 9, "critique": "great"}}"#,
+        ] {
+            let r = parse_review(raw);
+            assert_eq!((r.score.map(PeerScore::value), r.critique.as_str()), (Some(9.0), "great"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn echoed_template_placeholders_are_dropped() {
+        let r = parse_review(
+            r#"{"score": 0.5, "critique": ["<what to improve>"], "issues": ["<problem>", "real one"]}"#,
+        );
+        assert_eq!(r.score.map(PeerScore::value), Some(5.0));
+        assert_eq!(
+            r.critique,
+            r#"{"score": 0.5, "critique": ["<what to improve>"], "issues": ["<problem>", "real one"]}"#
+        );
+        assert_eq!(r.issues, vec!["real one"]);
+    }
+
+    #[test]
+    fn issues_accept_a_single_string_and_drop_empties() {
+        let r = parse_review(r#"{"score": 5, "critique": "c", "issues": "one thing"}"#);
+        assert_eq!(r.issues, vec!["one thing"]);
+        let r = parse_review(r#"{"score": 5, "critique": "c", "issues": ["", "  ", "x", 3]}"#);
+        assert_eq!(r.issues, vec!["x", "3"]);
+    }
+
+    #[test]
+    fn selection_from_json() {
+        assert_eq!(
+            parse_selection(r#"{"choice": 2, "rationale": "clearer"}"#, 3),
+            ParsedSelection { choice: Some(1), rationale: "clearer".into() }
+        );
+        assert_eq!(choice(r#"{"choice": "2"}"#), Some(1));
+        assert_eq!(choice(r#"{"choice": "Candidate 3"}"#), Some(2));
+        assert_eq!(choice(r#"{"choice": 1.0}"#), Some(0));
+        assert_eq!(choice("```json\n{\"Choice\": 1, \"reason\": \"x\"}\n```"), Some(0));
+    }
+
+    #[test]
+    fn selection_out_of_range_is_none() {
+        assert_eq!(choice(r#"{"choice": 0}"#), None);
+        assert_eq!(choice(r#"{"choice": 4}"#), None);
+        assert_eq!(choice(r#"{"choice": -1}"#), None);
+        assert_eq!(choice(r#"{"choice": 1.5}"#), None);
+        assert_eq!(choice("I choose 7"), None);
+        assert_eq!(choice(r#"{"choice": 99999999999999999999999}"#), None);
+    }
+
+    #[test]
+    fn selection_from_prose() {
+        assert_eq!(choice("Candidate 2"), Some(1));
+        assert_eq!(choice("I choose 2 because it is simpler."), Some(1));
+        assert_eq!(choice("I would select candidate #3."), Some(2));
+        assert_eq!(choice("Candidate 1 is weak. Candidate 3 is the best overall."), Some(2));
+        assert_eq!(choice("Candidate 2 handles errors; candidate 2 also has tests."), Some(1));
+        assert_eq!(choice("3"), Some(2));
+        assert_eq!(choice(r#"{"choice": 2, "rationale": "broken"#), Some(1));
+        assert_eq!(choice(r#""choice": 3, "rationale": "x" }}"#), Some(2));
+    }
+
+    #[test]
+    fn ambiguous_or_garbage_selection_is_none_with_raw_rationale() {
+        assert_eq!(choice("Candidate 1 has tests, candidate 2 is faster."), None);
+        let s = parse_selection("  no idea  ", 3);
+        assert_eq!(s, ParsedSelection { choice: None, rationale: "no idea".into() });
+        assert_eq!(choice(""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn review_parsing_never_panics_and_scores_stay_in_range(raw in any::<String>()) {
+            let r = parse_review(&raw);
+            if let Some(score) = r.score {
+                prop_assert!((0.0..=10.0).contains(&score.value()));
+            }
+            prop_assert!(r.issues.len() <= MAX_ISSUES);
+        }
+
+        #[test]
+        fn review_parsing_survives_json_like_noise(raw in r#"[{}\[\]",:0-9a-z .\\/%-]{0,200}"#) {
+            let r = parse_review(&raw);
+            if let Some(score) = r.score {
+                prop_assert!((0.0..=10.0).contains(&score.value()));
+            }
+        }
+
+        #[test]
+        fn any_numeric_score_is_kept_only_within_range(value in -1000.0f64..1000.0) {
+            let r = parse_review(&format!(r#"{{"score": {value}, "critique": "c"}}"#));
+            match r.score {
+                Some(score) => prop_assert!((0.0..=10.0).contains(&score.value()) && (0.0..=10.0).contains(&value)),
+                None => prop_assert!(!(0.0..=10.0).contains(&value)),
+            }
+        }
+
+        #[test]
+        fn selection_parsing_never_panics_and_stays_in_range(raw in any::<String>(), k in 0usize..6) {
+            let s = parse_selection(&raw, k);
+            if let Some(index) = s.choice {
+                prop_assert!(index < k);
+            }
+        }
+
+        #[test]
+        fn selection_parsing_survives_json_like_noise(raw in r#"[{}\[\]",:0-9a-z #]{0,200}"#, k in 1usize..5) {
+            if let Some(index) = parse_selection(&raw, k).choice {
+                prop_assert!(index < k);
+            }
+        }
+    }
+}
