@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceServer;
 use orchestrator_api_grpc::{OrchestratorApi, grpc_router};
@@ -50,6 +51,9 @@ impl Dependencies {
         }
     }
 }
+
+/// Time allowed after the grace period for interrupted work to be recorded and answered.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 /// A bound, ready-to-serve orchestrator.
 #[derive(Debug)]
@@ -132,11 +136,13 @@ impl Application {
         let grace = self.config.shutdown_grace();
         let jobs = Arc::clone(&self.jobs);
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             info!(grace_secs = grace.as_secs(), "shutdown requested; draining");
             health.set_not_serving::<OrchestratorServiceServer<OrchestratorApi>>().await;
             health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            let _ = signalled_tx.send(());
             // Runs beside the server: waiting RPCs finish once their deliberations end.
             tokio::spawn(async move {
                 jobs.shutdown(grace).await;
@@ -144,12 +150,23 @@ impl Application {
             });
         };
         info!(addr = %self.local_addr, "orchestrator listening");
-        tonic::transport::Server::builder()
+        let serve = tonic::transport::Server::builder()
             .add_routes(services.routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal)
-            .await?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        // Deliberations are interrupted at the grace period; connections a client keeps open
+        // past it (plus a margin for the interrupted RPCs to answer) do not hold the exit.
+        let give_up = async {
+            match signalled_rx.await {
+                Ok(()) => tokio::time::sleep(grace + DRAIN_MARGIN).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = serve => served?,
+            () = give_up => warn!("connections still open after the grace period; exiting"),
+        }
         // Background (submitted) deliberations are not RPCs: wait for their drain too.
-        let _ = drained_rx.await;
+        let _ = tokio::time::timeout(DRAIN_MARGIN, drained_rx).await;
         info!("orchestrator stopped");
         Ok(())
     }

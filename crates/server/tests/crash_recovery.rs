@@ -1,0 +1,191 @@
+//! Crash safety of the real binary: `kill -9` in the middle of a deliberation loses no finished
+//! result, the interrupted one is marked INTERRUPTED on restart, and the SQLite file stays usable.
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use orchestrator_api_grpc::pb;
+use orchestrator_api_grpc::pb::DeliberationStatus as Status;
+use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
+use tonic::transport::Channel;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// An OpenAI-compatible model that takes `delay` to answer every call.
+async fn slow_model(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    let body = serde_json::json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": "{\"score\": 7, \"critique\": \"Use a WAL and fsync before acknowledging.\"}"},
+            "finish_reason": "stop"
+        }],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body).set_delay(delay))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_server(port: u16, db: &Path, model_url: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .arg("serve")
+        .env("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", "2")
+        .env("ORCHESTRATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ORCHESTRATOR_DATABASE_URL", format!("sqlite:{}", db.display()))
+        .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
+        .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+async fn connect(port: u16) -> OrchestratorServiceClient<Channel> {
+    for _ in 0..200 {
+        if let Ok(mut client) = OrchestratorServiceClient::connect(format!("http://127.0.0.1:{port}")).await
+            && client.get_status(pb::GetStatusRequest::default()).await.is_ok()
+        {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server on port {port} did not come up");
+}
+
+fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
+    pb::DeliberateRequest {
+        task_description: "Design a crash-safe write-ahead log".into(),
+        role: "ARCHITECT".into(),
+        task_id: task_id.into(),
+        rounds: Some(rounds),
+        num_agents: Some(2),
+        ..Default::default()
+    }
+}
+
+async fn get(
+    client: &mut OrchestratorServiceClient<Channel>,
+    task_id: &str,
+) -> pb::GetDeliberationResultResponse {
+    client
+        .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn kill_nine_mid_deliberation_loses_nothing_finished_and_marks_the_rest_interrupted() {
+    let model = slow_model(Duration::from_millis(400)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("orchestrator.db");
+
+    let port = free_port();
+    let mut server = start_server(port, &db, &model.uri());
+    let mut client = connect(port).await;
+
+    let finished = client.deliberate(request("finished", 1)).await.unwrap().into_inner();
+    assert_eq!(finished.results.len(), 2);
+
+    // Two review rounds: five phases of 400 ms. Kill it once a phase has been saved.
+    client.submit_deliberation(request("in-flight", 2)).await.unwrap();
+    let mut saw_progress = false;
+    for _ in 0..100 {
+        let r = get(&mut client, "in-flight").await;
+        if r.status() == Status::InProgress
+            && r.metadata.as_ref().is_some_and(|m| m.tags.contains_key("phase"))
+        {
+            saw_progress = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_progress, "the in-flight deliberation saved a phase before the kill");
+    server.kill().unwrap(); // SIGKILL: no shutdown hook runs
+    server.wait().unwrap();
+
+    let port = free_port();
+    let mut server = start_server(port, &db, &model.uri());
+    let mut client = connect(port).await;
+
+    let kept = get(&mut client, "finished").await;
+    assert_eq!(kept.status(), Status::Completed);
+    assert_eq!(kept.results, finished.results, "every field of the finished deliberation survived");
+    assert_eq!(kept.winner_id, finished.winner_id);
+
+    let interrupted = get(&mut client, "in-flight").await;
+    assert_eq!(interrupted.status(), Status::Interrupted);
+    assert_eq!(interrupted.error_message, "the server stopped before this deliberation finished");
+    assert!(interrupted.usage.unwrap().calls >= 2, "the saved phases are still readable");
+
+    let listed = client
+        .list_deliberations(pb::ListDeliberationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .deliberations;
+    assert_eq!(listed.len(), 2);
+
+    // The file takes new work after the crash.
+    let after = client.deliberate(request("after-restart", 0)).await.unwrap().into_inner();
+    assert_eq!(after.results.len(), 2);
+    assert_eq!(get(&mut client, "after-restart").await.status(), Status::Completed);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+async fn wait_for_exit(mut server: Child) -> std::process::ExitStatus {
+    // Off the runtime's thread, so the test's client connection keeps being served meanwhile.
+    tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_interrupts_running_work_after_the_grace_period_and_exits_cleanly() {
+    let model = slow_model(Duration::from_secs(60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let port = free_port();
+    let server = start_server(port, &db, &model.uri());
+    let mut client = connect(port).await;
+    client.submit_deliberation(request("stuck", 0)).await.unwrap();
+    let waiting = {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.deliberate(request("waiting", 0)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit = wait_for_exit(server).await;
+    assert!(exit.success(), "exit status {exit:?}");
+    let answered = waiting.await.unwrap().unwrap_err();
+    assert_eq!(answered.code(), tonic::Code::FailedPrecondition, "{answered:?}");
+    assert_eq!(answered.message(), "the server is shutting down");
+
+    let port = free_port();
+    let server = start_server(port, &db, &model.uri());
+    let mut client = connect(port).await;
+    for task_id in ["stuck", "waiting"] {
+        let r = get(&mut client, task_id).await;
+        assert_eq!(r.status(), Status::Interrupted, "{task_id}");
+        assert_eq!(r.error_message, "the server is shutting down");
+    }
+    let pid = server.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(wait_for_exit(server).await.success());
+}
