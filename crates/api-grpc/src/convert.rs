@@ -12,7 +12,7 @@ use orchestrator_application::{
 };
 use orchestrator_domain::{
     AgentFailure, Council, DeliberationStatus, DomainError, DryRunOutcome, ProfileName, RankedProposal,
-    Review, Role, Rounds, Task, TaskConstraints, TokenUsage,
+    Review, Role, Rounds, Task, TaskConstraints, TokenUsage, excerpt,
 };
 
 use crate::pb;
@@ -435,7 +435,7 @@ pub fn summary(record: &DeliberationRecord) -> pb::DeliberationSummary {
         created_at_ms: record.request.created_at_ms,
         duration_ms: record.duration_ms.unwrap_or_default(),
         winner_id: record.winner_id.clone().unwrap_or_default(),
-        task_description: record.request.task.description().chars().take(200).collect(),
+        task_description: excerpt(record.request.task.description(), 200),
         error_message: record.error.clone().unwrap_or_default(),
     }
 }

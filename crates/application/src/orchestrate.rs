@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use orchestrator_domain::{Agent, AgentId, ProfileName, Role, TokenUsage};
+use orchestrator_domain::{Agent, AgentId, ProfileName, Role, TokenUsage, excerpt};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -140,7 +140,7 @@ impl Orchestrate {
                     warn!(task_id = report.task_id, choice = ?other, "architect answer unusable");
                     Err(format!(
                         "highest final score: the architect's answer named no valid candidate ({})",
-                        abbreviate(&selection.rationale)
+                        excerpt(&selection.rationale, 200)
                     ))
                 }
             },
@@ -150,15 +150,6 @@ impl Orchestrate {
             }
             Err(_) => Err("highest final score: architect selection ran out of time".to_owned()),
         }
-    }
-}
-
-fn abbreviate(text: &str) -> String {
-    const MAX: usize = 200;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
     }
 }
 

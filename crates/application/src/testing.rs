@@ -135,3 +135,24 @@ impl DeliberationStore for InMemoryStore {
             .count() as u64)
     }
 }
+
+/// A mock backend whose agents propose "… plan <agent id>" and revise by appending
+/// "(revised)"; tests add their own review and select expectations.
+#[cfg(test)]
+pub(crate) fn scripted_backend() -> crate::ports::MockAgentBackend {
+    use crate::ports::Completion;
+    use orchestrator_domain::TokenUsage;
+
+    let mut backend = crate::ports::MockAgentBackend::new();
+    backend.expect_has_profile().return_const(true);
+    backend.expect_propose().returning(|agent, _| {
+        Ok(Completion {
+            text: format!("Rate limit per API key with a token bucket — plan {}", agent.id),
+            usage: TokenUsage::default(),
+        })
+    });
+    backend.expect_revise().returning(|_, _, current, _| {
+        Ok(Completion { text: format!("{current} (revised)"), usage: TokenUsage::default() })
+    });
+    backend
+}

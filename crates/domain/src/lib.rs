@@ -13,6 +13,7 @@ pub mod checks;
 pub mod council;
 pub mod deliberation;
 pub mod error;
+pub mod excerpt;
 pub mod proposal;
 pub mod ranking;
 pub mod review;
@@ -30,6 +31,7 @@ pub use deliberation::{
     RevisionRequest, Rounds,
 };
 pub use error::{DomainError, Result};
+pub use excerpt::excerpt;
 pub use proposal::Proposal;
 pub use ranking::{RankKey, rank};
 pub use review::{PeerScore, Review};

@@ -15,7 +15,7 @@ use orchestrator_application::{
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -150,9 +150,13 @@ impl Application {
             });
         };
         info!(addr = %self.local_addr, "orchestrator listening");
+        // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
+        let incoming = TcpIncoming::from(self.listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
         let serve = tonic::transport::Server::builder()
             .add_routes(services.routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         // Deliberations are interrupted at the grace period; connections a client keeps open
         // past it (plus a margin for the interrupted RPCs to answer) do not hold the exit.
         let give_up = async {

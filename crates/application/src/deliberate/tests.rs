@@ -9,6 +9,7 @@ use super::*;
 use crate::ports::{
     Completion, MockAgentBackend, MockClock, MockIdGenerator, NoProgress, ReviewReply, Selection,
 };
+use crate::testing::scripted_backend;
 
 const SLEEP: Duration = Duration::from_secs(2);
 
@@ -206,21 +207,6 @@ async fn dropping_the_future_cancels_outstanding_calls() {
     assert_eq!(backend.in_flight.load(Ordering::SeqCst), 0);
     assert_eq!(backend.abandoned.load(Ordering::SeqCst), 4);
     assert_eq!(backend.finished.load(Ordering::SeqCst), 0);
-}
-
-fn scripted_backend() -> MockAgentBackend {
-    let mut backend = MockAgentBackend::new();
-    backend.expect_has_profile().return_const(true);
-    backend.expect_propose().returning(|agent, _| {
-        Ok(Completion {
-            text: format!("Rate limit per API key with a token bucket — plan {}", agent.id),
-            usage: TokenUsage::default(),
-        })
-    });
-    backend.expect_revise().returning(|_, _, current, _| {
-        Ok(Completion { text: format!("{current} (revised)"), usage: TokenUsage::default() })
-    });
-    backend
 }
 
 #[tokio::test]

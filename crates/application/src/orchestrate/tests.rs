@@ -6,26 +6,9 @@ use orchestrator_domain::{PeerScore, Role, Rounds, Task, TaskConstraints};
 use super::*;
 use crate::deliberate::{Deliberate, DeliberationSettings};
 use crate::jobs::JobSettings;
-use crate::ports::{
-    AgentError, Completion, MockAgentBackend, MockClock, MockIdGenerator, ReviewReply, Selection,
-};
+use crate::ports::{AgentError, MockAgentBackend, MockClock, MockIdGenerator, ReviewReply, Selection};
 use crate::status::StatusTracker;
-use crate::testing::InMemoryStore;
-
-fn scripted_backend() -> MockAgentBackend {
-    let mut backend = MockAgentBackend::new();
-    backend.expect_has_profile().return_const(true);
-    backend.expect_propose().returning(|agent, _| {
-        Ok(Completion {
-            text: format!("Rate limit per API key with a token bucket — plan {}", agent.id),
-            usage: TokenUsage::default(),
-        })
-    });
-    backend.expect_revise().returning(|_, _, current, _| {
-        Ok(Completion { text: format!("{current} (revised)"), usage: TokenUsage::default() })
-    });
-    backend
-}
+use crate::testing::{InMemoryStore, scripted_backend};
 
 fn orchestrate(backend: MockAgentBackend) -> Orchestrate {
     let mut clock = MockClock::new();

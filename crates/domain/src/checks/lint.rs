@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::excerpt::excerpt;
+
 /// Largest proposal that still passes lint, in bytes.
 pub const MAX_PROPOSAL_BYTES: usize = 64 * 1024;
 /// Proposals shorter than this (in characters) draw a warning: they rarely solve anything.
@@ -74,7 +76,11 @@ pub fn lint(content: &str, requirements: &[String]) -> LintResult {
 
     let coverage = coverage(content, requirements);
     for &index in &coverage.missing {
-        errors.push(format!("requirement {} not addressed: {}", index + 1, abbreviate(&requirements[index])));
+        errors.push(format!(
+            "requirement {} not addressed: {}",
+            index + 1,
+            excerpt(&requirements[index], 80)
+        ));
     }
     LintResult { errors, warnings, coverage }
 }
@@ -150,15 +156,6 @@ fn coverage(content: &str, requirements: &[String]) -> RequirementCoverage {
         .map(|(index, _)| index)
         .collect();
     RequirementCoverage { total: requirements.len(), covered: requirements.len() - missing.len(), missing }
-}
-
-fn abbreviate(text: &str) -> String {
-    const MAX: usize = 80;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
-    }
 }
 
 #[cfg(test)]
