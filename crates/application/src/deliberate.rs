@@ -218,6 +218,8 @@ impl Deliberate {
         })
     }
 
+    /// Drives the deliberation from whatever phase it is in (a new one proposes first; one
+    /// restored from storage continues where its last saved phase left it).
     async fn drive(
         &self,
         backend: &dyn AgentBackend,
@@ -227,7 +229,31 @@ impl Deliberate {
     ) -> Result<DeliberationOutcome> {
         let task = d.task().clone();
         let task = &task;
+        loop {
+            match d.phase() {
+                Phase::Proposing => self.proposal_round(backend, task, d).await?,
+                Phase::Reviewing { .. } => self.review_round(backend, task, d).await?,
+                Phase::Revising { .. } => self.revision_round(backend, task, d).await?,
+                Phase::Scoring => break,
+                Phase::Completed => {
+                    return Err(ApplicationError::Internal("deliberation is already completed".into()));
+                }
+            }
+            advance(d)?;
+            observer.phase_completed(task_id, d).await;
+        }
+        let dry_runs = self.dry_runs(task, d).await;
+        let outcome = d.finish(dry_runs, &self.settings.weights)?;
+        observer.phase_completed(task_id, d).await;
+        Ok(outcome)
+    }
 
+    async fn proposal_round(
+        &self,
+        backend: &dyn AgentBackend,
+        task: &Task,
+        d: &mut Deliberation,
+    ) -> Result<()> {
         let calls = d.proposal_requests().into_iter().map(|agent| async move {
             let (result, usage) = timed(backend.propose(&agent, task), |c| c.usage).await;
             (agent, result, usage)
@@ -239,24 +265,7 @@ impl Deliberate {
                 Err(error) => fail(d, &agent, &error)?,
             }
         }
-
-        loop {
-            let phase = advance(d)?;
-            observer.phase_completed(task_id, d).await;
-            match phase {
-                Phase::Reviewing { .. } => self.review_round(backend, task, d).await?,
-                Phase::Revising { .. } => self.revision_round(backend, task, d).await?,
-                Phase::Scoring => break,
-                Phase::Proposing | Phase::Completed => {
-                    return Err(ApplicationError::Internal(format!("deliberation advanced to {phase}")));
-                }
-            }
-        }
-
-        let dry_runs = self.dry_runs(task, d).await;
-        let outcome = d.finish(dry_runs, &self.settings.weights)?;
-        observer.phase_completed(task_id, d).await;
-        Ok(outcome)
+        Ok(())
     }
 
     async fn review_round(

@@ -122,6 +122,18 @@ impl DeliberationStore for InMemoryStore {
         Ok(Page { items: self.records().values().cloned().collect(), next_cursor: None })
     }
 
+    async fn unfinished(&self) -> Result<Vec<DeliberationRecord>, StoreError> {
+        let mut records: Vec<_> =
+            self.records().values().filter(|r| !r.status.is_terminal()).cloned().collect();
+        records.sort_by(|a, b| {
+            a.request
+                .created_at_ms
+                .cmp(&b.request.created_at_ms)
+                .then(a.request.task_id.cmp(&b.request.task_id))
+        });
+        Ok(records)
+    }
+
     async fn interrupt_unfinished(&self, reason: &str, at: i64) -> Result<u64, StoreError> {
         let ids: Vec<String> = self.records().keys().cloned().collect();
         Ok(ids

@@ -585,6 +585,20 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all, err)]
+    async fn unfinished(&self) -> Result<Vec<DeliberationRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, progress FROM deliberations WHERE status IN ('{}', '{}') \
+             ORDER BY created_at_ms, task_id",
+            DeliberationStatus::Pending.as_str(),
+            DeliberationStatus::InProgress.as_str(),
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await.map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
+        rows.iter()
+            .map(|row| deliberation_row(row, true).map_err(|e| from_sqlx(UNKNOWN_TASK, e))?.into_record(None))
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err)]
     async fn interrupt_unfinished(&self, reason: &str, at_ms: i64) -> Result<u64, StoreError> {
         let target = DeliberationStatus::Interrupted;
         let sources: Vec<String> = [DeliberationStatus::Pending, DeliberationStatus::InProgress]

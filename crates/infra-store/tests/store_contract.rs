@@ -45,6 +45,7 @@ contract_tests!(
     list_rejects_a_malformed_cursor,
     list_clamps_the_page_size,
     interrupt_unfinished_marks_only_pending_and_in_progress,
+    unfinished_lists_pending_and_in_progress_with_their_progress,
     two_hundred_concurrent_deliberations_complete_and_are_all_listed,
 );
 
@@ -391,6 +392,24 @@ mod contract {
         assert_eq!((failed.status, failed.error.as_deref()), (Failed, Some("stopped")));
         assert_eq!(store.interrupt_unfinished("again", 6_000).await.unwrap(), 0);
         assert!(!store.mark_started("pending", 7_000).await.unwrap(), "interrupted is terminal");
+    }
+
+    pub(crate) async fn unfinished_lists_pending_and_in_progress_with_their_progress(store: Store) {
+        use DeliberationStatus::*;
+        let finished = finished_deliberation(Role::Devops);
+        seed(&store, "done", Role::Devops, 1, Completed).await;
+        seed(&store, "running", Role::Devops, 3, InProgress).await;
+        seed(&store, "pending", Role::Devops, 2, Pending).await;
+        seed(&store, "cancelled", Role::Devops, 4, Cancelled).await;
+        assert!(store.save_progress("running", &finished.mid).await.unwrap());
+
+        let unfinished = store.unfinished().await.unwrap();
+        let ids: Vec<_> = unfinished.iter().map(|r| r.request.task_id.as_str()).collect();
+        assert_eq!(ids, ["pending", "running"], "oldest first, only PENDING and IN_PROGRESS");
+        assert_eq!(unfinished[0].progress, None);
+        assert_eq!(unfinished[1].status, InProgress);
+        assert_eq!(unfinished[1].progress.as_ref(), Some(&finished.mid));
+        assert_eq!(unfinished[1].request, request("running", Role::Devops, 3));
     }
 
     pub(crate) async fn two_hundred_concurrent_deliberations_complete_and_are_all_listed(store: Store) {

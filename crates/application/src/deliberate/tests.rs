@@ -332,3 +332,37 @@ async fn progress_is_reported_after_every_phase() {
         ["t-1:reviewing (round 1)", "t-1:revising (round 1)", "t-1:scoring", "t-1:completed"]
     );
 }
+
+#[tokio::test]
+async fn a_restored_deliberation_continues_from_its_saved_phase() {
+    let mut backend = MockAgentBackend::new();
+    backend.expect_has_profile().return_const(true);
+    backend.expect_propose().never();
+    backend.expect_review().times(3).returning(|_, _, _| {
+        Ok(ReviewReply {
+            critique: "ok".into(),
+            score: Some(PeerScore::new(8.0).unwrap()),
+            ..Default::default()
+        })
+    });
+    backend
+        .expect_revise()
+        .times(3)
+        .returning(|_, _, c, _| Ok(Completion { text: format!("{c} v2"), usage: TokenUsage::default() }));
+    let deliberate = use_case(Some(Arc::new(backend)));
+    let (task_id, mut saved) = deliberate.prepare(command(3, 1)).unwrap();
+    for agent in saved.proposal_requests() {
+        saved.record_proposal(&agent.id, answer(&agent), 0).unwrap();
+    }
+    saved.advance().unwrap();
+
+    let (timeout, deadline) = deliberate.deadline_for(&saved);
+    let report = deliberate.run(&task_id, saved, timeout, deadline, &NoProgress).await.unwrap();
+
+    assert_eq!(report.outcome.results.len(), 3);
+    for result in &report.outcome.results {
+        assert_eq!(result.proposal.revisions().len(), 1);
+        assert!(result.proposal.content().ends_with(" v2"));
+        assert_eq!(result.peer_score, Some(8.0));
+    }
+}

@@ -142,6 +142,10 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// Pages through deliberations, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
+    /// Every PENDING or IN_PROGRESS deliberation with its saved progress, oldest first: what a
+    /// process that stopped left to resume.
+    async fn unfinished(&self) -> Result<Vec<DeliberationRecord>, StoreError>;
+
     /// Marks every PENDING or IN_PROGRESS deliberation INTERRUPTED (run at startup: their
     /// process is gone). Returns how many were marked.
     async fn interrupt_unfinished(&self, reason: &str, at_ms: i64) -> Result<u64, StoreError>;
