@@ -14,7 +14,9 @@ pub fn to_status(err: ApplicationError) -> Status {
         ApplicationError::BackendNotConfigured | ApplicationError::FailedPrecondition(_) => {
             Status::failed_precondition(err.to_string())
         }
-        ApplicationError::AllAgentsFailed { .. } => Status::unavailable(err.to_string()),
+        ApplicationError::AllAgentsFailed { .. } | ApplicationError::ShuttingDown { .. } => {
+            Status::unavailable(err.to_string())
+        }
         ApplicationError::DeadlineExceeded { .. } => Status::deadline_exceeded(err.to_string()),
         ApplicationError::Cancelled { .. } => Status::cancelled(err.to_string()),
         ApplicationError::NotFound { .. } => Status::not_found(err.to_string()),

@@ -36,6 +36,13 @@ pub enum ApplicationError {
     /// The request conflicts with the current state (e.g. cancelling a finished deliberation).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The server is stopping; the deliberation resumes at the next start when `resumable`.
+    #[error("{}", if *.resumable {
+        "the server is shutting down; the deliberation resumes when it restarts (poll GetDeliberationResult)"
+    } else {
+        "the server is shutting down"
+    })]
+    ShuttingDown { resumable: bool },
     /// Persistence failed.
     #[error("storage error: {0}")]
     Store(String),

@@ -4,8 +4,9 @@
 //! runs, waits for one of `max_running` slots (at most `queue_capacity` wait; beyond that
 //! submissions are refused with `ResourceExhausted`), is saved after every phase, and ends
 //! COMPLETED, FAILED, TIMEOUT, CANCELLED or INTERRUPTED. A crash loses at most the phase in
-//! flight; on the next start [`Jobs::recover`] marks what the dead process left unfinished
-//! INTERRUPTED.
+//! flight: on the next start [`Jobs::recover`] resumes what the dead process left unfinished
+//! from its last saved phase, within what is left of its deadline (or marks it INTERRUPTED
+//! when resuming is turned off or impossible).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, DeliberationStatus};
+use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,13 +34,26 @@ pub struct JobSettings {
     pub max_running: usize,
     /// Deliberations waiting for a slot before submissions are refused.
     pub queue_capacity: usize,
+    /// Resume what a stopped process left unfinished from its last saved phase (and leave
+    /// running work resumable on shutdown); when false, such work ends INTERRUPTED.
+    pub resume_unfinished: bool,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { max_running: 8, queue_capacity: 256 }
+        Self { max_running: 8, queue_capacity: 256, resume_unfinished: true }
     }
 }
+
+/// What [`Jobs::recover`] did with the deliberations a stopped process left unfinished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub resumed: u64,
+    pub interrupted: u64,
+}
+
+/// Why a stored deliberation cannot be resumed here.
+const STOPPED: &str = "the server stopped before this deliberation finished";
 
 /// What a submission did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,20 +165,73 @@ impl Jobs {
         &self.deliberate
     }
 
-    /// Marks deliberations a dead process left PENDING or IN_PROGRESS as INTERRUPTED.
+    /// Deals with deliberations a stopped process left PENDING or IN_PROGRESS: resumes each
+    /// from its last saved phase (a PENDING one, or one that saved no phase, starts over),
+    /// or marks it INTERRUPTED when resuming is off, no backend is configured, or its model
+    /// profiles are gone.
     ///
     /// # Errors
     /// `Store` when the database fails.
-    pub async fn recover(&self) -> Result<u64> {
-        let marked = self
-            .store
-            .interrupt_unfinished("the server stopped before this deliberation finished", self.clock.now_ms())
-            .await
-            .map_err(store_error)?;
-        if marked > 0 {
-            warn!(marked, "marked deliberations left unfinished by a previous process INTERRUPTED");
+    pub async fn recover(self: &Arc<Self>) -> Result<Recovery> {
+        let now = self.clock.now_ms();
+        if !self.settings.resume_unfinished || !self.deliberate.backend_configured() {
+            let interrupted = self.store.interrupt_unfinished(STOPPED, now).await.map_err(store_error)?;
+            if interrupted > 0 {
+                warn!(interrupted, "marked deliberations left unfinished by a previous process INTERRUPTED");
+            }
+            return Ok(Recovery { resumed: 0, interrupted });
         }
-        Ok(marked)
+        let mut recovery = Recovery::default();
+        for record in self.store.unfinished().await.map_err(store_error)? {
+            let task_id = record.request.task_id.clone();
+            match self.restore(&record) {
+                Ok(deliberation) => {
+                    let started_at_ms = match record.status {
+                        DeliberationStatus::InProgress => record.started_at_ms.or(Some(now)),
+                        _ => None,
+                    };
+                    info!(task_id, phase = %deliberation.phase(), "resuming deliberation");
+                    self.admitted.fetch_add(1, Ordering::SeqCst);
+                    let (_result, guard) = self.spawn(task_id, deliberation, None, started_at_ms);
+                    guard.disarm();
+                    recovery.resumed += 1;
+                }
+                Err(reason) => {
+                    warn!(task_id, %reason, "cannot resume deliberation");
+                    let message = format!("{STOPPED}; not resumed: {reason}");
+                    self.store
+                        .finish_unsuccessfully(&task_id, DeliberationStatus::Interrupted, &message, now)
+                        .await
+                        .map_err(store_error)?;
+                    recovery.interrupted += 1;
+                }
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// The deliberation to continue: the saved one, or a new one from the stored request.
+    fn restore(&self, record: &DeliberationRecord) -> Result<Deliberation> {
+        if let Some(saved) = record.progress.as_ref().filter(|d| d.phase() != Phase::Completed) {
+            let backend = self.deliberate.backend()?;
+            if let Some(agent) = saved.council().agents().iter().find(|a| !backend.has_profile(&a.profile)) {
+                return Err(ApplicationError::FailedPrecondition(format!(
+                    "model profile \"{}\" is no longer configured",
+                    agent.profile
+                )));
+            }
+            return Ok(saved.clone());
+        }
+        let request = &record.request;
+        let command = DeliberateCommand {
+            task_id: Some(request.task_id.clone()),
+            role: request.role,
+            task: request.task.clone(),
+            rounds: Rounds::new(i64::from(request.rounds))?,
+            num_agents: usize::try_from(request.num_agents).unwrap_or(usize::MAX),
+            profiles: request.profiles.clone(),
+        };
+        Ok(self.deliberate.prepare(command)?.1)
     }
 
     /// Starts a deliberation in the background and answers at once.
@@ -258,21 +325,34 @@ impl Jobs {
             return Ok((Submission { task_id, status, created: false }, None, None));
         }
 
+        let (result, guard) = self.spawn(task_id.clone(), deliberation, observer, None);
+        info!(task_id, "deliberation submitted");
+        let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
+        Ok((submission, Some(result), Some(guard)))
+    }
+
+    /// Runs an admitted deliberation as a background task. `started_at_ms` is set when it
+    /// resumes one that was already IN_PROGRESS.
+    fn spawn(
+        self: &Arc<Self>,
+        task_id: String,
+        deliberation: Deliberation,
+        observer: Option<Arc<dyn ProgressObserver>>,
+        started_at_ms: Option<i64>,
+    ) -> (oneshot::Receiver<JobResult>, CancelOnDrop) {
         let token = CancellationToken::new();
         self.cancels.lock().unwrap_or_else(PoisonError::into_inner).insert(task_id.clone(), token.clone());
         let (tx, rx) = oneshot::channel();
         let jobs = Arc::clone(self);
-        let id = task_id.clone();
         let job_token = token.clone();
         self.tasks.spawn(async move {
-            let result = jobs.execute(&id, deliberation, &job_token, observer.as_deref()).await;
-            jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            let result =
+                jobs.execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms).await;
+            jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&task_id);
             jobs.admitted.fetch_sub(1, Ordering::SeqCst);
             let _ = tx.send(result);
         });
-        info!(task_id, "deliberation submitted");
-        let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
-        Ok((submission, Some(rx), Some(CancelOnDrop { token: Some(token) })))
+        (rx, CancelOnDrop { token: Some(token) })
     }
 
     async fn execute(
@@ -281,31 +361,47 @@ impl Jobs {
         deliberation: Deliberation,
         cancel: &CancellationToken,
         observer: Option<&dyn ProgressObserver>,
+        resumed_from_ms: Option<i64>,
     ) -> JobResult {
-        let interrupted = || ApplicationError::FailedPrecondition("the server is shutting down".into());
         let _slot = tokio::select! {
-            slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| interrupted())?,
+            slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
             () = cancel.cancelled() => return self.end_cancelled(task_id).await,
-            () = self.shutdown.cancelled() => return self.end(task_id, DeliberationStatus::Interrupted, interrupted()).await,
+            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id).await,
         };
-        match self.store.mark_started(task_id, self.clock.now_ms()).await {
-            Ok(true) => {}
-            Ok(false) => return Err(ApplicationError::Cancelled { task_id: task_id.to_owned() }),
-            Err(error) => return Err(store_error(error)),
+        let now = self.clock.now_ms();
+        let started_at_ms = match resumed_from_ms {
+            Some(started) => started,
+            None => match self.store.mark_started(task_id, now).await {
+                Ok(true) => now,
+                Ok(false) => return Err(ApplicationError::Cancelled { task_id: task_id.to_owned() }),
+                Err(error) => return Err(store_error(error)),
+            },
+        };
+        // A resumed deliberation keeps its original deadline: time already spent counts.
+        let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
+        let spent = Duration::from_millis(u64::try_from(now - started_at_ms).unwrap_or(0));
+        if spent >= timeout {
+            let error =
+                ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase().to_string() };
+            return self.end(task_id, DeliberationStatus::Timeout, error).await;
         }
+        let deadline = deadline - spent;
         let _active = self.deliberate.tracker().track_active();
         let persisting = Persisting { store: self.store.as_ref(), next: observer };
-        let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {
             result = run => result,
             () = cancel.cancelled() => return self.end_cancelled(task_id).await,
-            () = self.shutdown.cancelled() => return self.end(task_id, DeliberationStatus::Interrupted, interrupted()).await,
+            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id).await,
         };
         match result {
-            Ok(report) => {
+            Ok(mut report) => {
+                let finished = self.clock.now_ms();
+                // Resumed work counts from its first start, not from the restart.
+                report.duration_ms =
+                    u64::try_from(finished - started_at_ms).unwrap_or(0).max(report.duration_ms);
                 let duration = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
-                match self.store.complete(task_id, &report.outcome, self.clock.now_ms(), duration).await {
+                match self.store.complete(task_id, &report.outcome, finished, duration).await {
                     Ok(true) => {}
                     Ok(false) => {
                         warn!(task_id, "deliberation finished after it was cancelled; result not stored")
@@ -318,6 +414,21 @@ impl Jobs {
                 self.end(task_id, DeliberationStatus::Timeout, error).await
             }
             Err(error) => self.end(task_id, DeliberationStatus::Failed, error).await,
+        }
+    }
+
+    fn stopping(&self) -> ApplicationError {
+        ApplicationError::ShuttingDown { resumable: self.settings.resume_unfinished }
+    }
+
+    /// At shutdown a deliberation is left as saved, to resume at the next start, or ends
+    /// INTERRUPTED when resuming is off.
+    async fn end_at_shutdown(&self, task_id: &str) -> JobResult {
+        if self.settings.resume_unfinished {
+            info!(task_id, "deliberation left to resume after restart");
+            Err(self.stopping())
+        } else {
+            self.end(task_id, DeliberationStatus::Interrupted, self.stopping()).await
         }
     }
 
@@ -393,12 +504,19 @@ impl Jobs {
         }
     }
 
-    /// Stops taking work, lets running deliberations finish for up to `grace`, then ends the
-    /// rest as INTERRUPTED.
+    /// Stops taking work, lets running deliberations finish for up to `grace`, then stops the
+    /// rest: left as saved to resume at the next start, or INTERRUPTED when resuming is off.
     pub async fn shutdown(&self, grace: Duration) {
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
-            warn!(grace_secs = grace.as_secs(), "interrupting deliberations still running");
+            if self.settings.resume_unfinished {
+                warn!(
+                    grace_secs = grace.as_secs(),
+                    "stopping deliberations still running; they resume at the next start"
+                );
+            } else {
+                warn!(grace_secs = grace.as_secs(), "interrupting deliberations still running");
+            }
             self.shutdown.cancel();
             self.tasks.wait().await;
         }

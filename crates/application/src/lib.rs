@@ -18,6 +18,6 @@ pub mod testing;
 
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};
-pub use jobs::{CancelOnDrop, JobSettings, Jobs, Submission};
+pub use jobs::{CancelOnDrop, JobSettings, Jobs, Recovery, Submission};
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};
 pub use status::{GetStatus, StatsSnapshot, StatusReport, StatusTracker};

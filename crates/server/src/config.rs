@@ -41,6 +41,9 @@ pub struct Config {
     pub max_running: usize,
     /// Deliberations waiting for a slot before submissions get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// Resume deliberations a stopped process left unfinished from their last saved phase
+    /// (true), or mark them INTERRUPTED (false).
+    pub resume_unfinished: bool,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
     /// Model profiles by name (`[profiles.<name>]`); `default` serves requests that name none.
@@ -58,6 +61,7 @@ impl Default for Config {
             database_url: "sqlite:data/orchestrator.db".to_owned(),
             max_running: 8,
             queue_capacity: 256,
+            resume_unfinished: true,
             selection_profile: None,
             profiles: BTreeMap::new(),
         }
@@ -128,6 +132,9 @@ impl Config {
         }
         if let Some(v) = get("ORCHESTRATOR_QUEUE_CAPACITY") {
             self.queue_capacity = parse("ORCHESTRATOR_QUEUE_CAPACITY", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_RESUME_UNFINISHED") {
+            self.resume_unfinished = parse("ORCHESTRATOR_RESUME_UNFINISHED", v)?;
         }
         if let Some(v) = get("ORCHESTRATOR_SELECTION_PROFILE") {
             self.selection_profile = Some(v.trim().to_owned());

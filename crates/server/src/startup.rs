@@ -103,10 +103,20 @@ impl Application {
             Arc::clone(&tracker),
             settings,
         ));
-        let job_settings =
-            JobSettings { max_running: config.max_running, queue_capacity: config.queue_capacity };
+        let job_settings = JobSettings {
+            max_running: config.max_running,
+            queue_capacity: config.queue_capacity,
+            resume_unfinished: config.resume_unfinished,
+        };
         let jobs = Arc::new(Jobs::new(deliberate, store, Arc::clone(&deps.clock), job_settings));
-        jobs.recover().await?;
+        let recovery = jobs.recover().await?;
+        if recovery.resumed + recovery.interrupted > 0 {
+            info!(
+                resumed = recovery.resumed,
+                interrupted = recovery.interrupted,
+                "recovered unfinished deliberations"
+            );
+        }
         let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&jobs)));
         let status = Arc::new(GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured));
         let api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);

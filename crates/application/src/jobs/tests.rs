@@ -7,6 +7,7 @@ use orchestrator_domain::{
 
 use super::*;
 use crate::deliberate::DeliberationSettings;
+use crate::jobs::Recovery;
 use crate::ports::{
     AgentBackend, AgentError, Completion, MockClock, MockIdGenerator, ReviewReply, Selection,
 };
@@ -167,7 +168,7 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
     let jobs = jobs_with(
         Arc::new(SlowBackend::new(STEP)),
         Arc::clone(&store),
-        JobSettings { max_running: 1, queue_capacity: 1 },
+        JobSettings { max_running: 1, queue_capacity: 1, ..JobSettings::default() },
     );
     jobs.submit(command("a", 0)).await.unwrap();
     jobs.submit(command("b", 0)).await.unwrap();
@@ -190,7 +191,7 @@ async fn cancel_stops_queued_and_running_deliberations() {
     let jobs = jobs_with(
         Arc::clone(&backend),
         Arc::clone(&store),
-        JobSettings { max_running: 1, queue_capacity: 4 },
+        JobSettings { max_running: 1, queue_capacity: 4, ..JobSettings::default() },
     );
     jobs.submit(command("running", 0)).await.unwrap();
     jobs.submit(command("queued", 0)).await.unwrap();
@@ -237,10 +238,12 @@ async fn a_waiting_caller_that_goes_away_cancels_its_deliberation() {
     assert_eq!(store.status("impatient"), DeliberationStatus::Cancelled);
 }
 
+const NO_RESUME: JobSettings = JobSettings { max_running: 8, queue_capacity: 256, resume_unfinished: false };
+
 #[tokio::test(start_paused = true)]
-async fn shutdown_waits_for_the_grace_period_then_interrupts() {
+async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
     jobs.submit(command("quick", 0)).await.unwrap();
     jobs.submit(command("long", 600)).await.unwrap();
     // Both need three steps; a grace of one interrupts both.
@@ -248,30 +251,97 @@ async fn shutdown_waits_for_the_grace_period_then_interrupts() {
     assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
     assert_eq!(jobs.get("long").await.unwrap().error.as_deref(), Some("the server is shutting down"));
 
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
     jobs.submit(command("done-in-time", 0)).await.unwrap();
     jobs.shutdown(10 * STEP).await;
     assert_eq!(store.status("done-in-time"), DeliberationStatus::Completed);
 }
 
-#[tokio::test]
-async fn recover_marks_what_a_dead_process_left_unfinished() {
+#[tokio::test(start_paused = true)]
+async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs =
-        jobs_with(Arc::new(SlowBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
-    let new = NewDeliberation {
-        task_id: "orphan".into(),
+    let first = Arc::new(SlowBackend::new(STEP));
+    let jobs = jobs_with(Arc::clone(&first), Arc::clone(&store), JobSettings::default());
+    jobs.submit(command("queued", 0)).await.unwrap();
+    let waiting = {
+        let jobs = Arc::clone(&jobs);
+        tokio::spawn(async move { jobs.run(command("waiting", 0), None).await })
+    };
+    // Proposals (one step) are in and saved; the reviews are under way.
+    tokio::time::sleep(STEP + STEP / 2).await;
+    jobs.shutdown(Duration::ZERO).await;
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(err, ApplicationError::ShuttingDown { resumable: true }), "{err:?}");
+    assert_eq!(store.status("waiting"), DeliberationStatus::InProgress, "left as saved");
+    assert_eq!(store.get("waiting").await.unwrap().unwrap().progress.unwrap().phase().action(), "review");
+
+    let second = Arc::new(SlowBackend::new(STEP));
+    let jobs = jobs_with(Arc::clone(&second), Arc::clone(&store), JobSettings::default());
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 2, interrupted: 0 });
+    tokio::time::sleep(10 * STEP).await;
+    settle().await;
+    for task_id in ["queued", "waiting"] {
+        let record = jobs.get(task_id).await.unwrap();
+        assert_eq!(record.status, DeliberationStatus::Completed, "{task_id}");
+        let outcome = record.outcome.unwrap();
+        assert!(outcome.results.iter().all(|r| r.proposal.revisions().len() == 1));
+    }
+    // Before: 2 × (2 proposals + 2 reviews cut short). After: each resumed from its saved
+    // review phase, 2 reviews + 2 revisions; starting over would have been 6 calls each.
+    assert_eq!(first.calls.load(Ordering::SeqCst), 8);
+    assert_eq!(second.calls.load(Ordering::SeqCst), 8);
+}
+
+fn orphan(task_id: &str) -> NewDeliberation {
+    NewDeliberation {
+        task_id: task_id.into(),
         role: Role::Qa,
         task: Task::new("x", TaskConstraints::default()).unwrap(),
         rounds: 1,
         num_agents: 3,
         profiles: vec![],
         created_at_ms: 1,
-    };
-    store.create(&new).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(Duration::ZERO)), Arc::clone(&store), NO_RESUME);
+    store.create(&orphan("orphan")).await.unwrap();
     store.mark_started("orphan", 2).await.unwrap();
-    assert_eq!(jobs.recover().await.unwrap(), 1);
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
     let record = jobs.get("orphan").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
     assert_eq!(record.error.as_deref(), Some("the server stopped before this deliberation finished"));
+}
+
+#[tokio::test]
+async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs =
+        jobs_with(Arc::new(SlowBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
+    store.create(&orphan("orphan")).await.unwrap();
+    store.mark_started("orphan", 2).await.unwrap();
+    store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }).await.unwrap();
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
+    jobs.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(store.status("orphan"), DeliberationStatus::Completed);
+    let corrupt = jobs.get("corrupt").await.unwrap();
+    assert_eq!(corrupt.status, DeliberationStatus::Interrupted);
+    assert!(corrupt.error.unwrap().ends_with("not resumed: rounds: must be within 0..=5, got 9"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_deliberation_keeps_its_original_deadline() {
+    let store = Arc::new(InMemoryStore::default());
+    // The clock says 5 s have passed since "late" started; its deadline is 3 s.
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    store.create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }).await.unwrap();
+    store.mark_started("late", 0).await.unwrap();
+    jobs.recover().await.unwrap();
+    jobs.shutdown(Duration::from_secs(60)).await;
+    let record = jobs.get("late").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Timeout);
+    assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 3s deadline while proposing"));
 }
