@@ -456,3 +456,39 @@ async fn shutdown_stops_the_server_and_refuses_new_calls() {
         pb::orchestrator_service_client::OrchestratorServiceClient::connect(format!("http://{addr}")).await;
     assert!(connect.is_err(), "server still accepting after shutdown");
 }
+
+#[tokio::test]
+async fn a_configured_dry_run_really_checks_the_code_and_fails_broken_code() {
+    let backend = Some(Arc::new(ScriptedBackend::new().with_python())
+        as Arc<dyn orchestrator_application::ports::AgentBackend>);
+    let dry_run = orchestrator_infra_dryrun::DryRunConfig {
+        command: vec!["python3".into(), "-m".into(), "py_compile".into(), "{file}".into()],
+        languages: vec!["python".into()],
+        file_extension: "py".into(),
+        timeout_secs: 20.0,
+        max_concurrency: 2,
+    };
+    let mut app = orchestrator_tests::spawn_app_with(
+        move |c| orchestrator_server::Config { dry_run: Some(dry_run), ..c },
+        backend,
+    )
+    .await;
+    let response = app
+        .client
+        .deliberate(pb::DeliberateRequest { num_agents: Some(2), rounds: Some(0), ..request("DEV") })
+        .await
+        .unwrap()
+        .into_inner();
+    let dry_run_of = |author: &str| {
+        let result =
+            response.results.iter().find(|r| r.proposal.as_ref().unwrap().author_id == author).unwrap();
+        (result.checks.as_ref().unwrap().dryrun.clone().unwrap(), result.checks.as_ref().unwrap().all_passed)
+    };
+    let (valid, _) = dry_run_of("dev-1");
+    assert!(valid.ran && valid.passed, "{valid:?}");
+    let (broken, all_passed) = dry_run_of("dev-2");
+    assert!(broken.ran && !broken.passed, "{broken:?}");
+    assert_eq!(broken.exit_code, 1);
+    assert!(broken.output.contains("SyntaxError"), "{}", broken.output);
+    assert!(!all_passed);
+}

@@ -17,6 +17,7 @@ pub struct ScriptedBackend {
     failing: BTreeSet<String>,
     profiles: Option<BTreeSet<String>>,
     delay: Duration,
+    python: bool,
     pub calls: AtomicUsize,
     pub prompts: Mutex<Vec<String>>,
 }
@@ -35,6 +36,12 @@ impl ScriptedBackend {
     /// Only these profiles exist (default: any).
     pub fn with_profiles(mut self, names: &[&str]) -> Self {
         self.profiles = Some(names.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+
+    /// Proposals carry a Python block: valid from even seats, a syntax error from odd seats.
+    pub fn with_python(mut self) -> Self {
+        self.python = true;
         self
     }
 
@@ -67,13 +74,17 @@ impl AgentBackend for ScriptedBackend {
         let usage = self.enter(agent, format!("propose {} {}", agent.id, task.description())).await?;
         let covered: Vec<&str> =
             task.constraints().requirements().iter().take(agent.seat + 1).map(String::as_str).collect();
-        let text = format!(
+        let mut text = format!(
             "Proposal from seat {} on {}: {}\nAddresses: {}",
             agent.seat,
             agent.profile,
             task.description(),
             covered.join("; ")
         );
+        if self.python {
+            let colon = if agent.seat.is_multiple_of(2) { ":" } else { "" };
+            text.push_str(&format!("\n```python\ndef limit(key){colon}\n    return key\n```\n"));
+        }
         Ok(Completion { text, usage })
     }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use orchestrator_infra_dryrun::DryRunConfig;
 use orchestrator_infra_llm::LlmProfile;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -46,6 +47,9 @@ pub struct Config {
     pub resume_unfinished: bool,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
+    /// A command that checks the code blocks of every final proposal (`[dry_run]`); none: the
+    /// dry-run check reports "not run".
+    pub dry_run: Option<DryRunConfig>,
     /// Model profiles by name (`[profiles.<name>]`); `default` serves requests that name none.
     /// Empty: no LLM backend, and deliberations answer FAILED_PRECONDITION.
     pub profiles: BTreeMap<String, LlmProfile>,
@@ -63,6 +67,7 @@ impl Default for Config {
             queue_capacity: 256,
             resume_unfinished: true,
             selection_profile: None,
+            dry_run: None,
             profiles: BTreeMap::new(),
         }
     }
@@ -218,6 +223,9 @@ impl Config {
                 format!("must be at most 100000, got {}", self.queue_capacity),
             ));
         }
+        if let Some(dry_run) = &self.dry_run {
+            dry_run.validate().map_err(|e| ServerError::config(format!("dry_run.{}", e.field), e.reason))?;
+        }
         if self.database_url.is_empty() {
             return Err(ServerError::config("database_url", "must not be empty"));
         }
@@ -324,6 +332,19 @@ mod tests {
         assert_eq!(config.profiles.len(), 2);
         assert_eq!(config.profiles["default"].model, "medium");
         assert_eq!(config.profiles["big"].temperature, 0.2);
+    }
+
+    #[test]
+    fn dry_run_comes_from_the_file_and_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.toml");
+        std::fs::write(&path, "[dry_run]\ncommand = [\"python3\", \"-m\", \"py_compile\", \"{file}\"]\nlanguages = [\"python\"]\n").unwrap();
+        let p = path.to_str().unwrap();
+        let config = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap();
+        assert_eq!(config.dry_run.unwrap().timeout_secs, 10.0);
+        std::fs::write(&path, "[dry_run]\ncommand = [\"true\"]\nlanguages = [\"python\"]\n").unwrap();
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err();
+        assert_eq!(err.to_string(), "dry_run.command: must pass the code with a {file} argument");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use orchestrator_application::{
     Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate, StatusTracker,
 };
 use orchestrator_domain::ProfileName;
+use orchestrator_infra_dryrun::CommandDryRunner;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -77,10 +78,19 @@ impl Application {
     }
 
     /// Builds with the given adapters and binds the listener (port 0 picks a free port).
+    /// Adapters left `None` (store, dry runner) are made from the configuration.
     ///
     /// # Errors
-    /// Storage or bind failures.
-    pub async fn build_with(config: Config, deps: Dependencies) -> Result<Self> {
+    /// Configuration, storage or bind failures.
+    pub async fn build_with(config: Config, mut deps: Dependencies) -> Result<Self> {
+        if deps.dry_runner.is_none()
+            && let Some(dry_run) = &config.dry_run
+        {
+            let runner = CommandDryRunner::new(dry_run.clone())
+                .map_err(|e| ServerError::config(format!("dry_run.{}", e.field), e.reason))?;
+            info!(command = ?dry_run.command, "dry-run check configured");
+            deps.dry_runner = Some(Arc::new(runner));
+        }
         let store = match deps.store {
             Some(store) => store,
             None => {
