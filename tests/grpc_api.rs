@@ -380,7 +380,10 @@ async fn metrics_reflect_completed_deliberations() {
     let performance = metrics.performance.unwrap();
     assert!(performance.avg_deliberation_ms > 0.0);
     assert!(performance.p50_latency_ms > 0.0 && performance.p99_latency_ms >= performance.p50_latency_ms);
-    assert_eq!(metrics.agents.unwrap().agents_per_role["DATA"], 1);
+    let agents = metrics.agents.unwrap();
+    assert_eq!(agents.agents_per_role["DATA"], 3);
+    assert_eq!((agents.total_agents, agents.active_agents), (3, 0));
+    assert_eq!(metrics.councils.unwrap().total_councils, 1);
 }
 
 #[tokio::test]

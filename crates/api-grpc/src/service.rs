@@ -242,7 +242,8 @@ impl OrchestratorService for OrchestratorApi {
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
         let s = self.tracker.snapshot();
         let (p50, p95, p99) = s.latency_percentiles_ms;
-        let agents_per_role = s.per_role.iter().map(|(role, n)| (role.to_string(), to_i64(*n))).collect();
+        let agents_per_role =
+            s.agents_per_role.iter().map(|(role, n)| (role.to_string(), to_i64(*n))).collect();
         Ok(Response::new(pb::GetMetricsResponse {
             performance: Some(pb::PerformanceMetrics {
                 avg_deliberation_ms: s.avg_deliberation_ms,
@@ -252,13 +253,13 @@ impl OrchestratorService for OrchestratorApi {
                 p99_latency_ms: p99,
             }),
             agents: Some(pb::AgentMetrics {
-                total_agents: 0,
-                active_agents: 0,
+                total_agents: to_i64(s.agents_seated),
+                active_agents: to_i64(s.active_agents),
                 agents_per_role,
                 avg_agent_response_time_ms: s.avg_agent_call_ms,
             }),
             councils: Some(pb::CouncilMetrics {
-                total_councils: to_i64(s.total_deliberations + s.active),
+                total_councils: to_i64(s.councils_seated),
                 active_councils: to_i64(s.active),
                 health_per_council: Default::default(),
             }),

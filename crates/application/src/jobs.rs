@@ -386,7 +386,10 @@ impl Jobs {
             return self.end(task_id, DeliberationStatus::Timeout, error).await;
         }
         let deadline = deadline - spent;
-        let _active = self.deliberate.tracker().track_active();
+        let _active = self
+            .deliberate
+            .tracker()
+            .track_active(deliberation.council().role(), deliberation.council().len());
         let persisting = Persisting { store: self.store.as_ref(), next: observer };
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {

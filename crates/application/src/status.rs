@@ -19,6 +19,13 @@ pub struct StatsSnapshot {
     pub per_role: BTreeMap<Role, u64>,
     /// Deliberations running right now.
     pub active: u64,
+    /// Councils seated since start (one per deliberation that started running).
+    pub councils_seated: u64,
+    /// Agents seated since start, in total and per role.
+    pub agents_seated: u64,
+    pub agents_per_role: BTreeMap<Role, u64>,
+    /// Agents of the deliberations running right now.
+    pub active_agents: u64,
     /// Mean duration of orchestrations (deliberation + selection), in milliseconds.
     pub avg_orchestration_ms: f64,
     /// Latency percentiles (p50, p95, p99) of the last completed deliberations, in milliseconds.
@@ -40,6 +47,10 @@ struct Counters {
     completed: u64,
     per_role: BTreeMap<Role, u64>,
     active: u64,
+    councils_seated: u64,
+    agents_seated: u64,
+    agents_per_role: BTreeMap<Role, u64>,
+    active_agents: u64,
     orchestration_ms_sum: f64,
     recent_ms: VecDeque<f64>,
     agent_calls: u64,
@@ -108,10 +119,18 @@ impl StatusTracker {
         });
     }
 
-    /// Marks a deliberation as running until the returned guard is dropped.
-    pub fn track_active(self: &Arc<Self>) -> ActiveGuard {
-        self.with(|c| c.active += 1);
-        ActiveGuard { tracker: Arc::clone(self) }
+    /// Marks a deliberation of `agents` agents of `role` as running until the returned guard
+    /// is dropped.
+    pub fn track_active(self: &Arc<Self>, role: Role, agents: usize) -> ActiveGuard {
+        let agents = agents as u64;
+        self.with(|c| {
+            c.active += 1;
+            c.active_agents += agents;
+            c.councils_seated += 1;
+            c.agents_seated += agents;
+            *c.agents_per_role.entry(role).or_default() += agents;
+        });
+        ActiveGuard { tracker: Arc::clone(self), agents }
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -123,13 +142,13 @@ impl StatusTracker {
                 total_deliberations: c.total,
                 failed_deliberations: c.failed,
                 total_orchestrations: c.orchestrations,
-                avg_deliberation_ms: if c.completed == 0 {
-                    0.0
-                } else {
-                    c.completed_ms_sum / c.completed as f64
-                },
+                avg_deliberation_ms: mean(c.completed_ms_sum, c.completed),
                 per_role: c.per_role.clone(),
                 active: c.active,
+                councils_seated: c.councils_seated,
+                agents_seated: c.agents_seated,
+                agents_per_role: c.agents_per_role.clone(),
+                active_agents: c.active_agents,
                 avg_orchestration_ms: mean(c.orchestration_ms_sum, c.orchestrations),
                 latency_percentiles_ms: (
                     percentile(&sorted, 50.0),
@@ -151,11 +170,15 @@ impl StatusTracker {
 #[derive(Debug)]
 pub struct ActiveGuard {
     tracker: Arc<StatusTracker>,
+    agents: u64,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.tracker.with(|c| c.active = c.active.saturating_sub(1));
+        self.tracker.with(|c| {
+            c.active = c.active.saturating_sub(1);
+            c.active_agents = c.active_agents.saturating_sub(self.agents);
+        });
     }
 }
 
@@ -233,10 +256,13 @@ mod tests {
     #[test]
     fn active_guard_counts_while_alive() {
         let tracker = Arc::new(StatusTracker::new(0));
-        let guard = tracker.track_active();
-        assert_eq!(tracker.snapshot().active, 1);
+        let guard = tracker.track_active(Role::Qa, 4);
+        let s = tracker.snapshot();
+        assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (1, 4, 1, 4));
+        assert_eq!(s.agents_per_role.get(&Role::Qa), Some(&4));
         drop(guard);
-        assert_eq!(tracker.snapshot().active, 0);
+        let s = tracker.snapshot();
+        assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (0, 0, 1, 4));
     }
 
     #[test]
