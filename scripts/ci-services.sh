@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite talks to are up: PostgreSQL on 127.0.0.1:5432
-# (database `test`, trust auth). Installs and starts it when missing, as on a fresh machine.
+# (database `test`, trust auth) and NATS on 127.0.0.1:4222. Installs and starts them when
+# missing, as on a fresh machine.
 set -euo pipefail
 
 say() { echo "ci-services: $*" >&2; }
@@ -35,3 +36,21 @@ if ! psql -h 127.0.0.1 -U postgres -d test -Atqc 'select 1' >/dev/null 2>&1; the
 fi
 psql -h 127.0.0.1 -U postgres -d test -Atqc 'select 1' >/dev/null
 say "PostgreSQL ready on 127.0.0.1:5432"
+
+nats_ready() { (echo >/dev/tcp/127.0.0.1/4222) >/dev/null 2>&1; }
+if ! nats_ready; then
+  if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    say "installing NATS"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq nats-server >/dev/null
+  fi
+  say "starting NATS"
+  nats_bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec "${nats_bin}" -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  for _ in $(seq 1 30); do nats_ready && break; sleep 1; done
+fi
+nats_ready || { say "NATS did not come up on 127.0.0.1:4222"; exit 1; }
+say "NATS ready on 127.0.0.1:4222"

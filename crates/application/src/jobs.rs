@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds};
+use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Role, Rounds};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,8 +23,8 @@ use tracing::{error, info, warn};
 use crate::deliberate::{Deliberate, DeliberateCommand, DeliberationReport};
 use crate::error::{ApplicationError, Result};
 use crate::ports::{
-    Clock, DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, ProgressObserver,
-    StoreError,
+    Clock, DeliberationEvent, DeliberationRecord, DeliberationStore, EventKind, EventPublisher, ListQuery,
+    NewDeliberation, Page, ProgressObserver, StoreError,
 };
 
 /// Limits on work in flight.
@@ -100,18 +100,20 @@ fn store_error(error: StoreError) -> ApplicationError {
     }
 }
 
-/// Saves each phase, then passes it on to the caller's observer.
+/// Saves each phase, announces it, then passes it on to the caller's observer.
 struct Persisting<'a> {
-    store: &'a dyn DeliberationStore,
+    jobs: &'a Jobs,
     next: Option<&'a (dyn ProgressObserver + 'a)>,
 }
 
 #[async_trait]
 impl ProgressObserver for Persisting<'_> {
     async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
-        if let Err(error) = self.store.save_progress(task_id, deliberation).await {
+        if let Err(error) = self.jobs.store.save_progress(task_id, deliberation).await {
             warn!(task_id, %error, "could not save deliberation progress");
         }
+        let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
+        self.jobs.emit(task_id, deliberation.council().role(), phase).await;
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;
         }
@@ -123,6 +125,7 @@ pub struct Jobs {
     deliberate: Arc<Deliberate>,
     store: Arc<dyn DeliberationStore>,
     clock: Arc<dyn Clock>,
+    events: Option<Arc<dyn EventPublisher>>,
     settings: JobSettings,
     slots: Arc<Semaphore>,
     admitted: AtomicUsize,
@@ -152,12 +155,28 @@ impl Jobs {
             deliberate,
             store,
             clock,
+            events: None,
             slots: Arc::new(Semaphore::new(settings.max_running)),
             settings,
             admitted: AtomicUsize::new(0),
             cancels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Publishes lifecycle events (submitted, started, each phase, completed, ended) here.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn EventPublisher>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    async fn emit(&self, task_id: &str, role: Role, kind: EventKind) {
+        if let Some(events) = &self.events {
+            let event =
+                DeliberationEvent { task_id: task_id.to_owned(), role, at_ms: self.clock.now_ms(), kind };
+            events.publish(&event).await;
         }
     }
 
@@ -203,6 +222,9 @@ impl Jobs {
                         .finish_unsuccessfully(&task_id, DeliberationStatus::Interrupted, &message, now)
                         .await
                         .map_err(store_error)?;
+                    let status = DeliberationStatus::Interrupted.to_string();
+                    self.emit(&task_id, record.request.role, EventKind::Ended { status, error: message })
+                        .await;
                     recovery.interrupted += 1;
                 }
             }
@@ -325,6 +347,7 @@ impl Jobs {
             return Ok((Submission { task_id, status, created: false }, None, None));
         }
 
+        self.emit(&task_id, new.role, EventKind::Submitted).await;
         let (result, guard) = self.spawn(task_id.clone(), deliberation, observer, None);
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
@@ -363,10 +386,11 @@ impl Jobs {
         observer: Option<&dyn ProgressObserver>,
         resumed_from_ms: Option<i64>,
     ) -> JobResult {
+        let role = deliberation.council().role();
         let _slot = tokio::select! {
             slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
-            () = cancel.cancelled() => return self.end_cancelled(task_id).await,
-            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id).await,
+            () = cancel.cancelled() => return self.end_cancelled(task_id, role).await,
+            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id, role).await,
         };
         let now = self.clock.now_ms();
         let started_at_ms = match resumed_from_ms {
@@ -377,25 +401,26 @@ impl Jobs {
                 Err(error) => return Err(store_error(error)),
             },
         };
+        self.emit(task_id, role, EventKind::Started).await;
         // A resumed deliberation keeps its original deadline: time already spent counts.
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
         let spent = Duration::from_millis(u64::try_from(now - started_at_ms).unwrap_or(0));
         if spent >= timeout {
             let error =
                 ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase().to_string() };
-            return self.end(task_id, DeliberationStatus::Timeout, error).await;
+            return self.end(task_id, role, DeliberationStatus::Timeout, error).await;
         }
         let deadline = deadline - spent;
         let _active = self
             .deliberate
             .tracker()
             .track_active(deliberation.council().role(), deliberation.council().len());
-        let persisting = Persisting { store: self.store.as_ref(), next: observer };
+        let persisting = Persisting { jobs: self, next: observer };
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {
             result = run => result,
-            () = cancel.cancelled() => return self.end_cancelled(task_id).await,
-            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id).await,
+            () = cancel.cancelled() => return self.end_cancelled(task_id, role).await,
+            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id, role).await,
         };
         match result {
             Ok(mut report) => {
@@ -405,7 +430,14 @@ impl Jobs {
                     u64::try_from(finished - started_at_ms).unwrap_or(0).max(report.duration_ms);
                 let duration = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
                 match self.store.complete(task_id, &report.outcome, finished, duration).await {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        let completed = EventKind::Completed {
+                            winner_id: report.outcome.winner().agent.id.to_string(),
+                            results: report.outcome.results.len(),
+                            duration_ms: report.duration_ms,
+                        };
+                        self.emit(task_id, role, completed).await;
+                    }
                     Ok(false) => {
                         warn!(task_id, "deliberation finished after it was cancelled; result not stored")
                     }
@@ -414,9 +446,9 @@ impl Jobs {
                 Ok(report)
             }
             Err(error @ ApplicationError::DeadlineExceeded { .. }) => {
-                self.end(task_id, DeliberationStatus::Timeout, error).await
+                self.end(task_id, role, DeliberationStatus::Timeout, error).await
             }
-            Err(error) => self.end(task_id, DeliberationStatus::Failed, error).await,
+            Err(error) => self.end(task_id, role, DeliberationStatus::Failed, error).await,
         }
     }
 
@@ -426,30 +458,42 @@ impl Jobs {
 
     /// At shutdown a deliberation is left as saved, to resume at the next start, or ends
     /// INTERRUPTED when resuming is off.
-    async fn end_at_shutdown(&self, task_id: &str) -> JobResult {
+    async fn end_at_shutdown(&self, task_id: &str, role: Role) -> JobResult {
         if self.settings.resume_unfinished {
             info!(task_id, "deliberation left to resume after restart");
             Err(self.stopping())
         } else {
-            self.end(task_id, DeliberationStatus::Interrupted, self.stopping()).await
+            self.end(task_id, role, DeliberationStatus::Interrupted, self.stopping()).await
         }
     }
 
-    async fn end_cancelled(&self, task_id: &str) -> JobResult {
+    async fn end_cancelled(&self, task_id: &str, role: Role) -> JobResult {
         self.end(
             task_id,
+            role,
             DeliberationStatus::Cancelled,
             ApplicationError::Cancelled { task_id: task_id.to_owned() },
         )
         .await
     }
 
-    async fn end(&self, task_id: &str, status: DeliberationStatus, error: ApplicationError) -> JobResult {
+    /// Stores an unsuccessful end and announces it, unless another end came first (a client
+    /// cancel, say, which announced itself).
+    async fn end(
+        &self,
+        task_id: &str,
+        role: Role,
+        status: DeliberationStatus,
+        error: ApplicationError,
+    ) -> JobResult {
         let message = error.to_string();
-        if let Err(store) =
-            self.store.finish_unsuccessfully(task_id, status, &message, self.clock.now_ms()).await
-        {
-            error!(task_id, error = %store, "could not store the end of a deliberation");
+        match self.store.finish_unsuccessfully(task_id, status, &message, self.clock.now_ms()).await {
+            Ok(true) => {
+                self.emit(task_id, role, EventKind::Ended { status: status.to_string(), error: message })
+                    .await
+            }
+            Ok(false) => {}
+            Err(store) => error!(task_id, error = %store, "could not store the end of a deliberation"),
         }
         Err(error)
     }
@@ -501,6 +545,11 @@ impl Jobs {
         }
         if changed {
             info!(task_id, "deliberation cancelled");
+            let ended = EventKind::Ended {
+                status: DeliberationStatus::Cancelled.to_string(),
+                error: "cancelled by a client".to_owned(),
+            };
+            self.emit(task_id, record.request.role, ended).await;
             Ok(DeliberationStatus::Cancelled)
         } else {
             Ok(self.get(task_id).await?.status)

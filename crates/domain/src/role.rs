@@ -9,6 +9,7 @@ use crate::error::{DomainError, Result};
 
 /// The specialty shared by every agent of a council; it selects prompts and rubric emphasis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Role {
     Dev,
     Qa,

@@ -47,6 +47,10 @@ pub struct Config {
     pub resume_unfinished: bool,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
+    /// NATS server to publish deliberation events to (`nats://host:4222`); none: no events.
+    pub nats_url: Option<String>,
+    /// Subject prefix of the events: `<prefix>.deliberation.<event>`.
+    pub events_prefix: String,
     /// A command that checks the code blocks of every final proposal (`[dry_run]`); none: the
     /// dry-run check reports "not run".
     pub dry_run: Option<DryRunConfig>,
@@ -68,6 +72,8 @@ impl Default for Config {
             resume_unfinished: true,
             selection_profile: None,
             dry_run: None,
+            nats_url: None,
+            events_prefix: "orchestrator".to_owned(),
             profiles: BTreeMap::new(),
         }
     }
@@ -137,6 +143,12 @@ impl Config {
         }
         if let Some(v) = get("ORCHESTRATOR_QUEUE_CAPACITY") {
             self.queue_capacity = parse("ORCHESTRATOR_QUEUE_CAPACITY", v)?;
+        }
+        if let Some(v) = get("ORCHESTRATOR_NATS_URL") {
+            self.nats_url = Some(v.trim().to_owned());
+        }
+        if let Some(v) = get("ORCHESTRATOR_EVENTS_PREFIX") {
+            v.trim().clone_into(&mut self.events_prefix);
         }
         if let Some(v) = get("ORCHESTRATOR_RESUME_UNFINISHED") {
             self.resume_unfinished = parse("ORCHESTRATOR_RESUME_UNFINISHED", v)?;

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceServer;
 use orchestrator_api_grpc::{OrchestratorApi, grpc_router};
-use orchestrator_application::ports::{AgentBackend, Clock, DeliberationStore, DryRunner, IdGenerator};
+use orchestrator_application::ports::{
+    AgentBackend, Clock, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
+};
 use orchestrator_application::{
     Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate, StatusTracker,
 };
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_dryrun::CommandDryRunner;
+use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -30,6 +33,8 @@ pub struct Dependencies {
     /// `None`: open the store named by `database_url`.
     pub store: Option<Arc<dyn DeliberationStore>>,
     pub dry_runner: Option<Arc<dyn DryRunner>>,
+    /// `None`: publish to `nats_url` when one is configured.
+    pub events: Option<Arc<dyn EventPublisher>>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
 }
@@ -47,6 +52,7 @@ impl Dependencies {
             backend: None,
             store: None,
             dry_runner: None,
+            events: None,
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
         }
@@ -91,6 +97,15 @@ impl Application {
             info!(command = ?dry_run.command, "dry-run check configured");
             deps.dry_runner = Some(Arc::new(runner));
         }
+        if deps.events.is_none()
+            && let Some(url) = &config.nats_url
+        {
+            let publisher = NatsPublisher::connect(url, &config.events_prefix)
+                .await
+                .map_err(|e| ServerError::config("nats_url", e.to_string()))?;
+            info!(url, prefix = config.events_prefix, "publishing deliberation events to NATS");
+            deps.events = Some(Arc::new(publisher));
+        }
         let store = match deps.store {
             Some(store) => store,
             None => {
@@ -118,7 +133,11 @@ impl Application {
             queue_capacity: config.queue_capacity,
             resume_unfinished: config.resume_unfinished,
         };
-        let jobs = Arc::new(Jobs::new(deliberate, store, Arc::clone(&deps.clock), job_settings));
+        let mut jobs = Jobs::new(deliberate, store, Arc::clone(&deps.clock), job_settings);
+        if let Some(events) = deps.events {
+            jobs = jobs.with_events(events);
+        }
+        let jobs = Arc::new(jobs);
         let recovery = jobs.recover().await?;
         if recovery.resumed + recovery.interrupted > 0 {
             info!(

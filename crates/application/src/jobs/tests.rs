@@ -345,3 +345,64 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
     assert_eq!(record.status, DeliberationStatus::Timeout);
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 3s deadline while proposing"));
 }
+
+/// Keeps every published event.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<crate::ports::DeliberationEvent>>);
+
+#[async_trait]
+impl crate::ports::EventPublisher for Recorder {
+    async fn publish(&self, event: &crate::ports::DeliberationEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Recorder {
+    fn names(&self, task_id: &str) -> Vec<String> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e.task_id == task_id)
+            .map(|e| match &e.kind {
+                crate::ports::EventKind::PhaseCompleted { phase } => format!("phase:{phase}"),
+                crate::ports::EventKind::Ended { status, .. } => format!("ended:{status}"),
+                other => other.name().to_owned(),
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_step_of_a_deliberation_is_announced_once() {
+    let store = Arc::new(InMemoryStore::default());
+    let recorder = Arc::new(Recorder::default());
+    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = Arc::new(Arc::into_inner(jobs).unwrap().with_events(recorder.clone()));
+
+    jobs.run(command("told", 0), None).await.unwrap();
+    assert_eq!(
+        recorder.names("told"),
+        [
+            "submitted",
+            "started",
+            "phase:reviewing (round 1)",
+            "phase:revising (round 1)",
+            "phase:scoring",
+            "phase:completed",
+            "completed"
+        ]
+    );
+
+    jobs.submit(command("dropped", 0)).await.unwrap();
+    settle().await;
+    jobs.cancel("dropped").await.unwrap();
+    tokio::time::sleep(5 * STEP).await;
+    settle().await;
+    assert_eq!(
+        recorder.names("dropped"),
+        ["submitted", "started", "ended:CANCELLED"],
+        "the cancel is told once"
+    );
+    let event = recorder.0.lock().unwrap().iter().find(|e| e.task_id == "told").cloned().unwrap();
+    assert_eq!(event.role, Role::Data);
+}

@@ -2,12 +2,14 @@
 
 mod agent_backend;
 mod dry_run;
+mod events;
 mod progress;
 mod store;
 mod system;
 
 pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
 pub use dry_run::DryRunner;
+pub use events::{DeliberationEvent, EventKind, EventPublisher};
 pub use progress::{NoProgress, ProgressObserver};
 pub use store::{DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, StoreError};
 pub use system::{Clock, IdGenerator};
