@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use orchestrator_domain::{
     Agent, Council, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase, ProfileName,
-    Review, Role, Rounds, ScoringWeights, Task, TokenUsage,
+    Review, ReviewAssignment, Role, Rounds, ScoringWeights, Task, TokenUsage,
 };
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -258,14 +258,10 @@ impl Deliberate {
             let (result, usage) = timed(backend.propose(&agent, task), |c| c.usage).await;
             (agent, result, usage)
         });
-        for (agent, result, usage) in join_all(calls).await {
-            d.record_usage(&agent.id, usage);
-            match result {
-                Ok(completion) => d.record_proposal(&agent.id, completion.text, self.clock.now_ms())?,
-                Err(error) => fail(d, &agent, &error)?,
-            }
-        }
-        Ok(())
+        let replies = join_all(calls).await;
+        record_replies(d, replies, |d, agent, completion| {
+            d.record_proposal(&agent.id, completion.text, self.clock.now_ms())
+        })
     }
 
     async fn review_round(
@@ -275,26 +271,20 @@ impl Deliberate {
         d: &mut Deliberation,
     ) -> Result<()> {
         let calls = d.review_assignments().into_iter().map(|assignment| async move {
-            let (result, usage) =
-                timed(backend.review(&assignment.reviewer, task, &assignment.proposal), |r| r.usage).await;
-            (assignment, result, usage)
+            let ReviewAssignment { reviewer, target, proposal, round } = assignment;
+            let (result, usage) = timed(backend.review(&reviewer, task, &proposal), |r| r.usage).await;
+            let result = result.map(|reply| Review {
+                reviewer: reviewer.id.clone(),
+                target,
+                round,
+                critique: reply.critique,
+                score: reply.score,
+                issues: reply.issues,
+            });
+            (reviewer, result, usage)
         });
-        for (assignment, result, usage) in join_all(calls).await {
-            let reviewer = assignment.reviewer;
-            d.record_usage(&reviewer.id, usage);
-            match result {
-                Ok(reply) => d.record_review(Review {
-                    reviewer: reviewer.id.clone(),
-                    target: assignment.target,
-                    round: assignment.round,
-                    critique: reply.critique,
-                    score: reply.score,
-                    issues: reply.issues,
-                })?,
-                Err(error) => fail(d, &reviewer, &error)?,
-            }
-        }
-        Ok(())
+        let replies = join_all(calls).await;
+        record_replies(d, replies, |d, _reviewer, review| d.record_review(review))
     }
 
     async fn revision_round(
@@ -309,14 +299,8 @@ impl Deliberate {
                     .await;
             (request.author, result, usage)
         });
-        for (author, result, usage) in join_all(calls).await {
-            d.record_usage(&author.id, usage);
-            match result {
-                Ok(completion) => d.record_revision(&author.id, completion.text)?,
-                Err(error) => fail(d, &author, &error)?,
-            }
-        }
-        Ok(())
+        let replies = join_all(calls).await;
+        record_replies(d, replies, |d, author, completion| d.record_revision(&author.id, completion.text))
     }
 
     async fn dry_runs(
@@ -344,6 +328,23 @@ fn advance(d: &mut Deliberation) -> Result<Phase> {
         DomainError::NoSurvivors => ApplicationError::AllAgentsFailed { failures: d.failures().to_vec() },
         other => other.into(),
     })
+}
+
+/// Records the replies of one phase: every call's usage, then each reply, or the failure that
+/// drops its agent.
+fn record_replies<T>(
+    d: &mut Deliberation,
+    replies: Vec<(Agent, std::result::Result<T, AgentError>, TokenUsage)>,
+    mut record: impl FnMut(&mut Deliberation, &Agent, T) -> orchestrator_domain::Result<()>,
+) -> Result<()> {
+    for (agent, result, usage) in replies {
+        d.record_usage(&agent.id, usage);
+        match result {
+            Ok(reply) => record(d, &agent, reply)?,
+            Err(error) => fail(d, &agent, &error)?,
+        }
+    }
+    Ok(())
 }
 
 fn fail(d: &mut Deliberation, agent: &Agent, error: &AgentError) -> Result<()> {
