@@ -1,15 +1,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use orchestrator_domain::{PeerScore, TaskConstraints};
 
 use super::*;
-use crate::ports::{
-    Completion, MockAgentBackend, MockClock, MockIdGenerator, NoProgress, ReviewReply, Selection,
-};
-use crate::testing::scripted_backend;
+use crate::ports::{Completion, MockAgentBackend, MockClock, MockIdGenerator, NoProgress, ReviewReply};
+use crate::testing::{SleepingBackend, scripted_backend};
 
 const SLEEP: Duration = Duration::from_secs(2);
 
@@ -55,95 +53,9 @@ fn answer(agent: &Agent) -> String {
     format!("Token bucket per API key, rate limit enforced at the gateway. Written by seat {}.", agent.seat)
 }
 
-/// A backend whose every call sleeps, counting calls in flight and calls abandoned.
-#[derive(Default)]
-struct SleepyBackend {
-    delay: Option<Duration>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    started: AtomicUsize,
-    finished: AtomicUsize,
-    abandoned: Arc<AtomicUsize>,
-}
-
-struct CallGuard<'a> {
-    backend: &'a SleepyBackend,
-    done: bool,
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if !self.done {
-            self.backend.abandoned.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl SleepyBackend {
-    fn new(delay: Duration) -> Self {
-        Self { delay: Some(delay), ..Self::default() }
-    }
-
-    async fn call(&self) {
-        self.started.fetch_add(1, Ordering::SeqCst);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let mut guard = CallGuard { backend: self, done: false };
-        tokio::time::sleep(self.delay.unwrap_or_default()).await;
-        guard.done = true;
-        self.finished.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl AgentBackend for SleepyBackend {
-    fn has_profile(&self, _profile: &ProfileName) -> bool {
-        true
-    }
-
-    async fn propose(&self, agent: &Agent, _task: &Task) -> Result<Completion, AgentError> {
-        self.call().await;
-        Ok(Completion {
-            text: answer(agent),
-            usage: TokenUsage { prompt_tokens: 10, completion_tokens: 20, ..Default::default() },
-        })
-    }
-
-    async fn review(&self, _agent: &Agent, _task: &Task, _proposal: &str) -> Result<ReviewReply, AgentError> {
-        self.call().await;
-        Ok(ReviewReply {
-            critique: "fine".into(),
-            score: Some(PeerScore::new(7.0).unwrap()),
-            ..Default::default()
-        })
-    }
-
-    async fn revise(
-        &self,
-        agent: &Agent,
-        _task: &Task,
-        _current: &str,
-        _reviews: &[Review],
-    ) -> Result<Completion, AgentError> {
-        self.call().await;
-        Ok(Completion { text: format!("{} Revised.", answer(agent)), usage: TokenUsage::default() })
-    }
-
-    async fn select(
-        &self,
-        _agent: &Agent,
-        _task: &Task,
-        _candidates: &[String],
-    ) -> Result<Selection, AgentError> {
-        self.call().await;
-        Ok(Selection { choice: Some(0), rationale: "best".into(), usage: TokenUsage::default() })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn agents_of_each_phase_run_concurrently() {
-    let backend = Arc::new(SleepyBackend::new(SLEEP));
+    let backend = Arc::new(SleepingBackend::new(SLEEP));
     let deliberate = use_case(Some(backend.clone()));
     let started = Instant::now();
 
@@ -159,7 +71,7 @@ async fn agents_of_each_phase_run_concurrently() {
 
 #[tokio::test(start_paused = true)]
 async fn three_rounds_take_seven_phases() {
-    let backend = Arc::new(SleepyBackend::new(SLEEP));
+    let backend = Arc::new(SleepingBackend::new(SLEEP));
     let deliberate = use_case(Some(backend.clone()));
     let started = Instant::now();
     let report = deliberate.execute(command(3, 3), &NoProgress).await.unwrap();
@@ -176,7 +88,7 @@ async fn three_rounds_take_seven_phases() {
 
 #[tokio::test(start_paused = true)]
 async fn deadline_ends_the_deliberation_and_names_the_phase() {
-    let backend = Arc::new(SleepyBackend::new(Duration::from_secs(10)));
+    let backend = Arc::new(SleepingBackend::new(Duration::from_secs(10)));
     let deliberate = use_case(Some(backend.clone()));
     let mut cmd = command(3, 1);
     cmd.task = task(15);
@@ -192,7 +104,7 @@ async fn deadline_ends_the_deliberation_and_names_the_phase() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_future_cancels_outstanding_calls() {
-    let backend = Arc::new(SleepyBackend::new(Duration::from_secs(60)));
+    let backend = Arc::new(SleepingBackend::new(Duration::from_secs(60)));
     let deliberate = Arc::new(use_case(Some(backend.clone())));
     let running = {
         let deliberate = Arc::clone(&deliberate);
@@ -308,7 +220,7 @@ async fn unknown_profiles_are_rejected_before_any_call() {
 
 #[tokio::test]
 async fn generated_task_id_is_used_when_none_is_given() {
-    let deliberate = use_case(Some(Arc::new(SleepyBackend::default())));
+    let deliberate = use_case(Some(Arc::new(SleepingBackend::default())));
     let mut cmd = command(2, 0);
     cmd.task_id = None;
     assert_eq!(deliberate.execute(cmd, &NoProgress).await.unwrap().task_id, "generated-id");
@@ -325,7 +237,7 @@ async fn progress_is_reported_after_every_phase() {
         }
     }
     let phases = Phases::default();
-    let deliberate = use_case(Some(Arc::new(SleepyBackend::default())));
+    let deliberate = use_case(Some(Arc::new(SleepingBackend::default())));
     deliberate.execute(command(2, 1), &phases).await.unwrap();
     assert_eq!(
         *phases.0.lock().unwrap(),

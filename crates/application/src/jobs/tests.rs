@@ -1,81 +1,18 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicUsize;
 
-use orchestrator_domain::{
-    Agent, PeerScore, ProfileName, Review, Role, Rounds, Task, TaskConstraints, TokenUsage,
-};
+use orchestrator_domain::{Role, Rounds, Task, TaskConstraints};
 
 use super::*;
 use crate::deliberate::DeliberationSettings;
 use crate::jobs::Recovery;
-use crate::ports::{
-    AgentBackend, AgentError, Completion, MockClock, MockIdGenerator, ReviewReply, Selection,
-};
+use crate::ports::{MockClock, MockIdGenerator};
 use crate::status::StatusTracker;
-use crate::testing::InMemoryStore;
-
-/// Every call sleeps `delay`, then answers (or fails when `fail` is set).
-struct SlowBackend {
-    delay: Duration,
-    fail: bool,
-    calls: AtomicUsize,
-}
-
-impl SlowBackend {
-    fn new(delay: Duration) -> Self {
-        Self { delay, fail: false, calls: AtomicUsize::new(0) }
-    }
-
-    async fn call(&self) -> Result<(), AgentError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(self.delay).await;
-        if self.fail { Err(AgentError::Unavailable("down".into())) } else { Ok(()) }
-    }
-}
-
-#[async_trait]
-impl AgentBackend for SlowBackend {
-    fn has_profile(&self, _profile: &ProfileName) -> bool {
-        true
-    }
-    async fn propose(&self, agent: &Agent, _task: &Task) -> Result<Completion, AgentError> {
-        self.call().await?;
-        Ok(Completion {
-            text: format!("A bounded queue per tenant, seat {}.", agent.seat),
-            usage: TokenUsage::default(),
-        })
-    }
-    async fn review(&self, _agent: &Agent, _task: &Task, _proposal: &str) -> Result<ReviewReply, AgentError> {
-        self.call().await?;
-        Ok(ReviewReply {
-            critique: "ok".into(),
-            score: Some(PeerScore::new(6.0).unwrap()),
-            ..Default::default()
-        })
-    }
-    async fn revise(
-        &self,
-        _agent: &Agent,
-        _task: &Task,
-        current: &str,
-        _reviews: &[Review],
-    ) -> Result<Completion, AgentError> {
-        self.call().await?;
-        Ok(Completion { text: format!("{current} Revised."), usage: TokenUsage::default() })
-    }
-    async fn select(
-        &self,
-        _agent: &Agent,
-        _task: &Task,
-        _candidates: &[String],
-    ) -> Result<Selection, AgentError> {
-        Ok(Selection::default())
-    }
-}
+use crate::testing::{InMemoryStore, SleepingBackend};
 
 const STEP: Duration = Duration::from_secs(1);
 
-fn jobs_with(backend: Arc<SlowBackend>, store: Arc<InMemoryStore>, settings: JobSettings) -> Arc<Jobs> {
+fn jobs_with(backend: Arc<SleepingBackend>, store: Arc<InMemoryStore>, settings: JobSettings) -> Arc<Jobs> {
     let mut clock = MockClock::new();
     clock.expect_now_ms().return_const(5_000_i64);
     let clock: Arc<dyn Clock> = Arc::new(clock);
@@ -116,7 +53,7 @@ async fn settle() {
 #[tokio::test(start_paused = true)]
 async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
 
     let submission = jobs.submit(command("job-1", 0)).await.unwrap();
     assert_eq!(
@@ -141,18 +78,18 @@ async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
 #[tokio::test(start_paused = true)]
 async fn the_same_task_id_never_starts_a_second_deliberation() {
     let store = Arc::new(InMemoryStore::default());
-    let backend = Arc::new(SlowBackend::new(STEP));
+    let backend = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&backend), Arc::clone(&store), JobSettings::default());
     assert!(jobs.submit(command("same", 0)).await.unwrap().created);
     let again = jobs.submit(command("same", 0)).await.unwrap();
     assert!(!again.created);
     tokio::time::sleep(10 * STEP).await;
     settle().await;
-    assert_eq!(backend.calls.load(Ordering::SeqCst), 6, "one deliberation of 2 agents × 3 phases");
+    assert_eq!(backend.started.load(Ordering::SeqCst), 6, "one deliberation of 2 agents × 3 phases");
     let replay = jobs.run(command("same", 0), None).await.unwrap();
     assert_eq!(replay.task_id, "same");
     assert_eq!(replay.outcome, jobs.get("same").await.unwrap().outcome.unwrap());
-    assert_eq!(backend.calls.load(Ordering::SeqCst), 6, "a retry is answered from storage");
+    assert_eq!(backend.started.load(Ordering::SeqCst), 6, "a retry is answered from storage");
     jobs.submit(command("pending", 0)).await.unwrap();
     jobs.cancel("pending").await.unwrap();
     let err = jobs.run(command("pending", 0), None).await.unwrap_err();
@@ -166,7 +103,7 @@ async fn the_same_task_id_never_starts_a_second_deliberation() {
 async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stored() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(
-        Arc::new(SlowBackend::new(STEP)),
+        Arc::new(SleepingBackend::new(STEP)),
         Arc::clone(&store),
         JobSettings { max_running: 1, queue_capacity: 1, ..JobSettings::default() },
     );
@@ -187,7 +124,7 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
 #[tokio::test(start_paused = true)]
 async fn cancel_stops_queued_and_running_deliberations() {
     let store = Arc::new(InMemoryStore::default());
-    let backend = Arc::new(SlowBackend::new(STEP));
+    let backend = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(
         Arc::clone(&backend),
         Arc::clone(&store),
@@ -204,7 +141,7 @@ async fn cancel_stops_queued_and_running_deliberations() {
 
     assert_eq!(store.status("queued"), DeliberationStatus::Cancelled);
     assert_eq!(store.status("running"), DeliberationStatus::Cancelled);
-    assert_eq!(backend.calls.load(Ordering::SeqCst), 2, "only the first proposals were ever started");
+    assert_eq!(backend.started.load(Ordering::SeqCst), 2, "only the first proposals were ever started");
     let err = jobs.cancel("running").await.unwrap_err();
     assert_eq!(err.to_string(), "deliberation running already ended as CANCELLED");
     assert!(matches!(jobs.cancel("nope").await.unwrap_err(), ApplicationError::NotFound { .. }));
@@ -213,14 +150,15 @@ async fn cancel_stops_queued_and_running_deliberations() {
 #[tokio::test(start_paused = true)]
 async fn deadline_and_failures_end_in_timeout_and_failed() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(10 * STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs =
+        jobs_with(Arc::new(SleepingBackend::new(10 * STEP)), Arc::clone(&store), JobSettings::default());
     let err = jobs.run(command("slow", 5), None).await.unwrap_err();
     assert!(matches!(err, ApplicationError::DeadlineExceeded { .. }));
     let record = jobs.get("slow").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Timeout);
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 5s deadline while proposing"));
 
-    let failing = Arc::new(SlowBackend { fail: true, ..SlowBackend::new(STEP) });
+    let failing = Arc::new(SleepingBackend::new(STEP).failing());
     let jobs = jobs_with(failing, Arc::clone(&store), JobSettings::default());
     assert!(jobs.run(command("broken", 0), None).await.is_err());
     let record = jobs.get("broken").await.unwrap();
@@ -231,7 +169,7 @@ async fn deadline_and_failures_end_in_timeout_and_failed() {
 #[tokio::test(start_paused = true)]
 async fn a_waiting_caller_that_goes_away_cancels_its_deliberation() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     let waited = tokio::time::timeout(STEP / 2, jobs.run(command("impatient", 0), None)).await;
     assert!(waited.is_err());
     settle().await;
@@ -243,7 +181,7 @@ const NO_RESUME: JobSettings = JobSettings { max_running: 8, queue_capacity: 256
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
     jobs.submit(command("quick", 0)).await.unwrap();
     jobs.submit(command("long", 600)).await.unwrap();
     // Both need three steps; a grace of one interrupts both.
@@ -251,7 +189,7 @@ async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming()
     assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
     assert_eq!(jobs.get("long").await.unwrap().error.as_deref(), Some("the server is shutting down"));
 
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
     jobs.submit(command("done-in-time", 0)).await.unwrap();
     jobs.shutdown(10 * STEP).await;
     assert_eq!(store.status("done-in-time"), DeliberationStatus::Completed);
@@ -260,7 +198,7 @@ async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming()
 #[tokio::test(start_paused = true)]
 async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it() {
     let store = Arc::new(InMemoryStore::default());
-    let first = Arc::new(SlowBackend::new(STEP));
+    let first = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&first), Arc::clone(&store), JobSettings::default());
     jobs.submit(command("queued", 0)).await.unwrap();
     let waiting = {
@@ -275,7 +213,7 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
     assert_eq!(store.status("waiting"), DeliberationStatus::InProgress, "left as saved");
     assert_eq!(store.get("waiting").await.unwrap().unwrap().progress.unwrap().phase().action(), "review");
 
-    let second = Arc::new(SlowBackend::new(STEP));
+    let second = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&second), Arc::clone(&store), JobSettings::default());
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 2, interrupted: 0 });
     tokio::time::sleep(10 * STEP).await;
@@ -288,8 +226,8 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
     }
     // Before: 2 × (2 proposals + 2 reviews cut short). After: each resumed from its saved
     // review phase, 2 reviews + 2 revisions; starting over would have been 6 calls each.
-    assert_eq!(first.calls.load(Ordering::SeqCst), 8);
-    assert_eq!(second.calls.load(Ordering::SeqCst), 8);
+    assert_eq!(first.started.load(Ordering::SeqCst), 8);
+    assert_eq!(second.started.load(Ordering::SeqCst), 8);
 }
 
 fn orphan(task_id: &str) -> NewDeliberation {
@@ -307,7 +245,7 @@ fn orphan(task_id: &str) -> NewDeliberation {
 #[tokio::test]
 async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(Duration::ZERO)), Arc::clone(&store), NO_RESUME);
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), NO_RESUME);
     store.create(&orphan("orphan")).await.unwrap();
     store.mark_started("orphan", 2).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
@@ -320,7 +258,7 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
 async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let store = Arc::new(InMemoryStore::default());
     let jobs =
-        jobs_with(Arc::new(SlowBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
+        jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
     store.create(&orphan("orphan")).await.unwrap();
     store.mark_started("orphan", 2).await.unwrap();
     store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }).await.unwrap();
@@ -336,7 +274,7 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
 async fn a_resumed_deliberation_keeps_its_original_deadline() {
     let store = Arc::new(InMemoryStore::default());
     // The clock says 5 s have passed since "late" started; its deadline is 3 s.
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     store.create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }).await.unwrap();
     store.mark_started("late", 0).await.unwrap();
     jobs.recover().await.unwrap();
@@ -376,7 +314,7 @@ impl Recorder {
 async fn every_step_of_a_deliberation_is_announced_once() {
     let store = Arc::new(InMemoryStore::default());
     let recorder = Arc::new(Recorder::default());
-    let jobs = jobs_with(Arc::new(SlowBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     let jobs = Arc::new(Arc::into_inner(jobs).unwrap().with_events(recorder.clone()));
 
     jobs.run(command("told", 0), None).await.unwrap();
