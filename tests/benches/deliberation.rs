@@ -44,7 +44,11 @@ fn bench_checks() {
     let started = Instant::now();
     for _ in 0..iterations {
         std::hint::black_box(check_policy(&proposal));
-        std::hint::black_box(lint(&proposal, &requirements));
+        std::hint::black_box(lint(
+            &proposal,
+            "Limit requests per API key with a token bucket",
+            &requirements,
+        ));
     }
     let per = started.elapsed() / iterations;
     println!(

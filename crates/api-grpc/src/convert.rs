@@ -15,6 +15,8 @@ use orchestrator_domain::{
     Review, Role, Rounds, Task, TaskConstraints, TokenUsage, excerpt,
 };
 
+use orchestrator_domain::checks::RELEVANCE_WARNING;
+
 use crate::pb;
 
 /// Longest accepted client task id, in bytes.
@@ -240,6 +242,13 @@ fn checks(r: &RankedProposal) -> pb::CheckSuite {
             ),
         ]),
     };
+    let relevance = c.lint.relevance.map(|share| pb::CheckResult {
+        check_type: "relevance".into(),
+        passed: share >= RELEVANCE_WARNING,
+        score: share,
+        message: format!("mentions {:.0}% of the task's key terms", share * 100.0),
+        details: HashMap::new(),
+    });
     pb::CheckSuite {
         policy: Some(pb::PolicyResult {
             passed: c.policy.passed(),
@@ -254,7 +263,7 @@ fn checks(r: &RankedProposal) -> pb::CheckSuite {
             warnings: c.lint.warnings.clone(),
         }),
         dryrun: Some(dryrun),
-        additional_checks: vec![requirements],
+        additional_checks: [Some(requirements), relevance].into_iter().flatten().collect(),
         all_passed: c.all_passed(),
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! * **check score** in [0, 1] = mean of the components that apply:
 //!   policy (1 clean, 0 any violation), lint (`1 − 0.5·errors − 0.1·warnings`, floored at 0),
-//!   requirement coverage (covered / total, only when the task lists requirements) and
+//!   requirement coverage (covered / total, only when the task lists requirements),
+//!   relevance (share of the task description's key terms the proposal mentions) and
 //!   dry run (1 passed, 0 failed, only when it ran).
 //! * **peer score** = mean of the 0–10 grades the proposal received in the last review round
 //!   that graded it, divided by 10. Reviews without a usable grade are left out.
@@ -122,6 +123,9 @@ pub fn check_score(suite: &CheckSuite) -> Score {
     if let Some(ratio) = suite.lint.coverage.ratio() {
         parts.push(ratio);
     }
+    if let Some(relevance) = suite.lint.relevance {
+        parts.push(relevance);
+    }
     if let Some(passed) = suite.dry_run.passed() {
         parts.push(if passed { 1.0 } else { 0.0 });
     }
@@ -159,6 +163,7 @@ mod tests {
                 errors: vec!["e".into(); errors],
                 warnings: vec!["w".into(); warnings],
                 coverage,
+                relevance: None,
             },
             dry_run: match dry {
                 None => DryRunOutcome::not_configured(),
@@ -188,6 +193,13 @@ mod tests {
         // policy 1, lint 1 - 0.5 - 0.1 = 0.4, coverage 1/2 → mean 0.6333…
         let s = check_score(&suite(0, 1, 1, Some((1, 2)), None)).value();
         assert!(close(s, (1.0 + 0.4 + 0.5) / 3.0), "{s}");
+    }
+
+    #[test]
+    fn relevance_counts_as_a_component() {
+        let mut s = suite(0, 0, 0, None, None);
+        s.lint.relevance = Some(0.25);
+        assert!(close(check_score(&s).value(), (1.0 + 1.0 + 0.25) / 3.0));
     }
 
     #[test]

@@ -14,6 +14,11 @@ pub const MIN_USEFUL_CHARS: usize = 40;
 pub const MAX_LINE_CHARS: usize = 400;
 /// Share of a requirement's keywords a proposal must mention for it to count as addressed.
 pub const COVERAGE_THRESHOLD: f64 = 0.5;
+/// How many of the task description's first distinct key terms relevance is measured on.
+pub const RELEVANCE_TERMS: usize = 20;
+/// Below this share of the task's key terms a proposal draws a warning: it is probably about
+/// something else (small models answer "please provide your project" with confidence).
+pub const RELEVANCE_WARNING: f64 = 0.3;
 
 /// How many of the task's requirements a proposal addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -32,11 +37,15 @@ impl RequirementCoverage {
 }
 
 /// Errors fail the check; warnings only lower the score.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LintResult {
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
     pub coverage: RequirementCoverage,
+    /// Share in [0, 1] of the task description's key terms the proposal mentions; `None` when
+    /// the description has no key term.
+    #[serde(default)]
+    pub relevance: Option<f64>,
 }
 
 impl LintResult {
@@ -45,8 +54,8 @@ impl LintResult {
     }
 }
 
-/// Lints a proposal against the task's requirements.
-pub fn lint(content: &str, requirements: &[String]) -> LintResult {
+/// Lints a proposal against the task's description and requirements.
+pub fn lint(content: &str, task_description: &str, requirements: &[String]) -> LintResult {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
 
@@ -74,7 +83,8 @@ pub fn lint(content: &str, requirements: &[String]) -> LintResult {
         warnings.push(format!("{placeholders} placeholder line(s) (TODO/FIXME/unimplemented!)"));
     }
 
-    let coverage = coverage(content, requirements);
+    let vocabulary = vocabulary(content);
+    let coverage = coverage(content, &vocabulary, requirements);
     for &index in &coverage.missing {
         errors.push(format!(
             "requirement {} not addressed: {}",
@@ -82,7 +92,11 @@ pub fn lint(content: &str, requirements: &[String]) -> LintResult {
             excerpt(&requirements[index], 80)
         ));
     }
-    LintResult { errors, warnings, coverage }
+    let relevance = relevance(&vocabulary, task_description);
+    if let Some(share) = relevance.filter(|share| *share < RELEVANCE_WARNING) {
+        warnings.push(format!("proposal mentions {:.0}% of the task's key terms", share * 100.0));
+    }
+    LintResult { errors, warnings, coverage, relevance }
 }
 
 /// The 1-based line of a code fence that is opened and never closed.
@@ -137,10 +151,31 @@ fn keywords(requirement: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The stemmed, lower-cased words of a text.
+fn vocabulary(content: &str) -> BTreeSet<String> {
+    words(content).map(|w| stem(&w).to_owned()).collect()
+}
+
+/// Share of the description's first [`RELEVANCE_TERMS`] distinct key terms found in the proposal.
+fn relevance(vocabulary: &BTreeSet<String>, task_description: &str) -> Option<f64> {
+    let mut terms = Vec::new();
+    for word in words(task_description).filter(|w| w.chars().count() >= 3 && !STOPWORDS.contains(&w.as_str()))
+    {
+        let term = stem(&word).to_owned();
+        if !terms.contains(&term) {
+            terms.push(term);
+            if terms.len() == RELEVANCE_TERMS {
+                break;
+            }
+        }
+    }
+    (!terms.is_empty())
+        .then(|| terms.iter().filter(|t| vocabulary.contains(*t)).count() as f64 / terms.len() as f64)
+}
+
 /// A requirement is addressed when the proposal mentions at least half of its keywords
 /// (stemmed, case-insensitive); one without keywords must appear verbatim.
-fn coverage(content: &str, requirements: &[String]) -> RequirementCoverage {
-    let vocabulary: BTreeSet<String> = words(content).map(|w| stem(&w).to_owned()).collect();
+fn coverage(content: &str, vocabulary: &BTreeSet<String>, requirements: &[String]) -> RequirementCoverage {
     let lowered = content.to_lowercase();
     let missing: Vec<usize> = requirements
         .iter()
@@ -167,10 +202,11 @@ mod tests {
     }
 
     const GOOD: &str = "Add an index on users.email and paginate the listing with a keyset cursor.";
+    const TASK: &str = "Paginate the users listing";
 
     #[test]
     fn well_formed_proposal_passes() {
-        let result = lint(GOOD, &[]);
+        let result = lint(GOOD, TASK, &[]);
         assert!(result.passed(), "{result:?}");
         assert!(result.warnings.is_empty());
         assert_eq!(result.coverage.ratio(), None);
@@ -178,34 +214,34 @@ mod tests {
 
     #[test]
     fn empty_proposal_is_an_error() {
-        assert_eq!(lint(" \n", &[]).errors, ["proposal is empty"]);
+        assert_eq!(lint(" \n", TASK, &[]).errors, ["proposal is empty"]);
     }
 
     #[test]
     fn short_proposal_is_a_warning() {
-        let result = lint("use a map", &[]);
+        let result = lint("paginate the users listing", TASK, &[]);
         assert!(result.passed());
-        assert_eq!(result.warnings.len(), 1);
+        assert_eq!(result.warnings, ["proposal is very short (under 40 characters)"]);
     }
 
     #[test]
     fn unclosed_code_fence_is_an_error_with_its_line() {
-        let result = lint(&format!("{GOOD}\n```rust\nfn main() {{}}\n"), &[]);
+        let result = lint(&format!("{GOOD}\n```rust\nfn main() {{}}\n"), TASK, &[]);
         assert_eq!(result.errors, ["code fence opened at line 2 is never closed"]);
-        assert!(lint(&format!("{GOOD}\n```rust\nfn main() {{}}\n```\n"), &[]).passed());
-        assert!(lint(&format!("{GOOD}\n~~~~\n```\nnested\n```\n~~~~\n"), &[]).passed());
+        assert!(lint(&format!("{GOOD}\n```rust\nfn main() {{}}\n```\n"), TASK, &[]).passed());
+        assert!(lint(&format!("{GOOD}\n~~~~\n```\nnested\n```\n~~~~\n"), TASK, &[]).passed());
     }
 
     #[test]
     fn oversized_proposal_is_an_error() {
-        let result = lint(&"a".repeat(MAX_PROPOSAL_BYTES + 1), &[]);
+        let result = lint(&"a".repeat(MAX_PROPOSAL_BYTES + 1), TASK, &[]);
         assert!(result.errors.iter().any(|e| e.contains("more than the 65536 allowed")), "{result:?}");
     }
 
     #[test]
     fn placeholders_and_long_lines_are_warnings() {
         let text = format!("{GOOD}\n// TODO: the rest\n{}", "x".repeat(MAX_LINE_CHARS + 1));
-        let result = lint(&text, &[]);
+        let result = lint(&text, TASK, &[]);
         assert!(result.passed());
         assert_eq!(result.warnings.len(), 2, "{result:?}");
     }
@@ -213,7 +249,7 @@ mod tests {
     #[test]
     fn requirements_are_counted_covered_or_missing() {
         let requirements = reqs(&["Paginate the users listing", "Encrypt backups at rest", "p95 < 50ms"]);
-        let result = lint(GOOD, &requirements);
+        let result = lint(GOOD, TASK, &requirements);
         assert_eq!(result.coverage.total, 3);
         assert_eq!(result.coverage.covered, 1);
         assert_eq!(result.coverage.missing, [1, 2]);
@@ -227,9 +263,21 @@ mod tests {
     }
 
     #[test]
+    fn relevance_measures_the_task_terms_the_proposal_mentions() {
+        let result = lint(GOOD, "Paginate the users listing efficiently", &[]);
+        assert_eq!(result.relevance, Some(0.75), "paginate, users, listing of 4 terms");
+        assert!(result.warnings.is_empty());
+        let off_topic = lint("I'm ready to assist. Please provide your project details.", TASK, &[]);
+        assert_eq!(off_topic.relevance, Some(0.0));
+        assert_eq!(off_topic.warnings, ["proposal mentions 0% of the task's key terms"]);
+        assert!(off_topic.passed(), "a warning, not an error");
+        assert_eq!(lint(GOOD, "do it", &[]).relevance, None);
+    }
+
+    #[test]
     fn requirement_matching_ignores_case_and_plural() {
         let result =
-            lint("We add database MIGRATION scripts and a rollback.", &reqs(&["database migrations"]));
+            lint("We add database MIGRATION scripts and a rollback.", TASK, &reqs(&["database migrations"]));
         assert!(result.passed(), "{result:?}");
         assert_eq!(result.coverage.ratio(), Some(1.0));
     }

@@ -10,8 +10,8 @@ mod policy;
 
 pub use dry_run::DryRunOutcome;
 pub use lint::{
-    COVERAGE_THRESHOLD, LintResult, MAX_LINE_CHARS, MAX_PROPOSAL_BYTES, MIN_USEFUL_CHARS,
-    RequirementCoverage, lint,
+    COVERAGE_THRESHOLD, LintResult, MAX_LINE_CHARS, MAX_PROPOSAL_BYTES, MIN_USEFUL_CHARS, RELEVANCE_TERMS,
+    RELEVANCE_WARNING, RequirementCoverage, lint,
 };
 pub use policy::{PolicyResult, check_policy};
 
@@ -32,7 +32,7 @@ impl CheckSuite {
     pub fn run(content: &str, task: &Task, dry_run: DryRunOutcome) -> Self {
         Self {
             policy: check_policy(content),
-            lint: lint(content, task.constraints().requirements()),
+            lint: lint(content, task.description(), task.constraints().requirements()),
             dry_run,
         }
     }
