@@ -23,12 +23,12 @@ use tracing::{error, info, warn};
 use crate::deliberate::{Deliberate, DeliberateCommand, DeliberationReport};
 use crate::error::{ApplicationError, Result};
 use crate::ports::{
-    Clock, DeliberationEvent, DeliberationRecord, DeliberationStore, EventKind, EventPublisher, ListQuery,
-    NewDeliberation, Page, ProgressObserver, StoreError,
+    Clock, DeliberationEvent, DeliberationRecord, DeliberationStore, EventKind, EventPublisher, Lease,
+    ListQuery, NewDeliberation, Page, ProgressObserver, StoreError,
 };
 
 /// Limits on work in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSettings {
     /// Deliberations running at once.
     pub max_running: usize,
@@ -37,11 +37,23 @@ pub struct JobSettings {
     /// Resume what a stopped process left unfinished from its last saved phase (and leave
     /// running work resumable on shutdown); when false, such work ends INTERRUPTED.
     pub resume_unfinished: bool,
+    /// This server's name among the servers sharing a database; a restart under the same name
+    /// takes back its unfinished work at once. Two live servers must not share one.
+    pub node_id: String,
+    /// How long this node's claim on its unfinished deliberations holds without renewal;
+    /// another node takes them over once it runs out.
+    pub lease: Duration,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { max_running: 8, queue_capacity: 256, resume_unfinished: true }
+        Self {
+            max_running: 8,
+            queue_capacity: 256,
+            resume_unfinished: true,
+            node_id: "orchestrator".to_owned(),
+            lease: Duration::from_secs(30),
+        }
     }
 }
 
@@ -131,6 +143,8 @@ pub struct Jobs {
     admitted: AtomicUsize,
     cancels: Mutex<HashMap<String, CancellationToken>>,
     shutdown: CancellationToken,
+    /// Ends [`Jobs::maintain`] once shutdown has finished.
+    stopped: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -150,7 +164,11 @@ impl Jobs {
         clock: Arc<dyn Clock>,
         settings: JobSettings,
     ) -> Self {
-        let settings = JobSettings { max_running: settings.max_running.max(1), ..settings };
+        let settings = JobSettings {
+            max_running: settings.max_running.max(1),
+            lease: settings.lease.max(Duration::from_millis(30)),
+            ..settings
+        };
         Self {
             deliberate,
             store,
@@ -161,6 +179,7 @@ impl Jobs {
             admitted: AtomicUsize::new(0),
             cancels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            stopped: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
     }
@@ -192,18 +211,26 @@ impl Jobs {
     /// # Errors
     /// `Store` when the database fails.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovery> {
+        self.take_over(true).await
+    }
+
+    /// Claims what is unclaimed or whose owner's lease ran out — with `include_own`, also what
+    /// this node held before a restart — and resumes it (or ends it INTERRUPTED).
+    async fn take_over(self: &Arc<Self>, include_own: bool) -> Result<Recovery> {
         let now = self.clock.now_ms();
-        if !self.settings.resume_unfinished || !self.deliberate.backend_configured() {
-            let interrupted = self.store.interrupt_unfinished(STOPPED, now).await.map_err(store_error)?;
-            if interrupted > 0 {
-                warn!(interrupted, "marked deliberations left unfinished by a previous process INTERRUPTED");
-            }
-            return Ok(Recovery { resumed: 0, interrupted });
-        }
+        let claimed =
+            self.store.claim_unfinished(&self.lease(now), now, include_own).await.map_err(store_error)?;
         let mut recovery = Recovery::default();
-        for record in self.store.unfinished().await.map_err(store_error)? {
+        for record in claimed {
             let task_id = record.request.task_id.clone();
-            match self.restore(&record) {
+            let restored = if !self.settings.resume_unfinished {
+                Err(None)
+            } else if !self.deliberate.backend_configured() {
+                Err(Some("no LLM backend is configured".to_owned()))
+            } else {
+                self.restore(&record).map_err(|e| Some(e.to_string()))
+            };
+            match restored {
                 Ok(deliberation) => {
                     let started_at_ms = match record.status {
                         DeliberationStatus::InProgress => record.started_at_ms.or(Some(now)),
@@ -216,20 +243,61 @@ impl Jobs {
                     recovery.resumed += 1;
                 }
                 Err(reason) => {
-                    warn!(task_id, %reason, "cannot resume deliberation");
-                    let message = format!("{STOPPED}; not resumed: {reason}");
-                    self.store
+                    let message = match reason {
+                        None => STOPPED.to_owned(),
+                        Some(reason) => {
+                            warn!(task_id, %reason, "cannot resume deliberation");
+                            format!("{STOPPED}; not resumed: {reason}")
+                        }
+                    };
+                    let interrupted = self
+                        .store
                         .finish_unsuccessfully(&task_id, DeliberationStatus::Interrupted, &message, now)
                         .await
                         .map_err(store_error)?;
-                    let status = DeliberationStatus::Interrupted.to_string();
-                    self.emit(&task_id, record.request.role, EventKind::Ended { status, error: message })
-                        .await;
-                    recovery.interrupted += 1;
+                    if interrupted {
+                        let status = DeliberationStatus::Interrupted.to_string();
+                        self.emit(&task_id, record.request.role, EventKind::Ended { status, error: message })
+                            .await;
+                        recovery.interrupted += 1;
+                    }
                 }
             }
         }
+        if recovery.interrupted > 0 {
+            warn!(interrupted = recovery.interrupted, "marked unfinished deliberations INTERRUPTED");
+        }
         Ok(recovery)
+    }
+
+    /// This node's lease, as renewed at `now_ms`.
+    fn lease(&self, now_ms: i64) -> Lease {
+        let ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
+        Lease { owner: self.settings.node_id.clone(), until_ms: now_ms.saturating_add(ms) }
+    }
+
+    /// Keeps this node's leases alive and takes over what other nodes left when their lease
+    /// ran out, every third of a lease, until [`Jobs::shutdown`] has finished. Run it as a
+    /// background task beside the server.
+    pub async fn maintain(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.lease / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.stopped.cancelled() => return,
+            }
+            let now = self.clock.now_ms();
+            if let Err(error) = self.store.renew_leases(&self.lease(now)).await {
+                warn!(%error, "could not renew deliberation leases");
+            }
+            if !self.tasks.is_closed()
+                && let Err(error) = self.take_over(false).await
+            {
+                warn!(%error, "could not take over deliberations of other nodes");
+            }
+        }
     }
 
     /// The deliberation to continue: the saved one, or a new one from the stored request.
@@ -328,7 +396,7 @@ impl Jobs {
             profiles,
             created_at_ms: self.clock.now_ms(),
         };
-        let created = match self.store.create(&new).await {
+        let created = match self.store.create(&new, &self.lease(new.created_at_ms)).await {
             Ok(created) => created,
             Err(error) => {
                 self.admitted.fetch_sub(1, Ordering::SeqCst);
@@ -572,6 +640,7 @@ impl Jobs {
             self.shutdown.cancel();
             self.tasks.wait().await;
         }
+        self.stopped.cancel();
     }
 }
 

@@ -8,11 +8,15 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
 
-use crate::ports::{DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, StoreError};
+use crate::ports::{
+    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, StoreError,
+};
 
 /// The store port's behaviour, in memory, for driving the job runner.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
+    /// Lease (owner, until) per unfinished task id.
+    leases: Mutex<HashMap<String, (String, i64)>>,
     records: Mutex<HashMap<String, DeliberationRecord>>,
     /// How many times progress was saved.
     pub saves: AtomicUsize,
@@ -48,11 +52,15 @@ impl InMemoryStore {
 
 #[async_trait]
 impl DeliberationStore for InMemoryStore {
-    async fn create(&self, new: &NewDeliberation) -> Result<bool, StoreError> {
+    async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
         let mut records = self.records();
         if records.contains_key(&new.task_id) {
             return Ok(false);
         }
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(new.task_id.clone(), (lease.owner.clone(), lease.until_ms));
         records.insert(
             new.task_id.clone(),
             DeliberationRecord {
@@ -122,29 +130,44 @@ impl DeliberationStore for InMemoryStore {
         Ok(Page { items: self.records().values().cloned().collect(), next_cursor: None })
     }
 
-    async fn unfinished(&self) -> Result<Vec<DeliberationRecord>, StoreError> {
-        let mut records: Vec<_> =
-            self.records().values().filter(|r| !r.status.is_terminal()).cloned().collect();
-        records.sort_by(|a, b| {
-            a.request
-                .created_at_ms
-                .cmp(&b.request.created_at_ms)
-                .then(a.request.task_id.cmp(&b.request.task_id))
-        });
-        Ok(records)
+    async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError> {
+        let unfinished: Vec<String> = self
+            .records()
+            .values()
+            .filter(|r| !r.status.is_terminal())
+            .map(|r| r.request.task_id.clone())
+            .collect();
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut renewed = 0;
+        for (task_id, (owner, until)) in leases.iter_mut() {
+            if *owner == lease.owner && unfinished.contains(task_id) {
+                *until = lease.until_ms;
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
     }
 
-    async fn interrupt_unfinished(&self, reason: &str, at: i64) -> Result<u64, StoreError> {
-        let ids: Vec<String> = self.records().keys().cloned().collect();
-        Ok(ids
-            .iter()
-            .filter(|id| {
-                self.transition(id, DeliberationStatus::Interrupted, |r| {
-                    r.error = Some(reason.to_owned());
-                    r.finished_at_ms = Some(at);
-                })
-            })
-            .count() as u64)
+    async fn claim_unfinished(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        include_own: bool,
+    ) -> Result<Vec<DeliberationRecord>, StoreError> {
+        let mut records: Vec<DeliberationRecord> =
+            self.records().values().filter(|r| !r.status.is_terminal()).cloned().collect();
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        records.retain(|r| match leases.get(&r.request.task_id) {
+            None => true,
+            Some((owner, until)) => *until < now_ms || (include_own && *owner == lease.owner),
+        });
+        for record in &records {
+            leases.insert(record.request.task_id.clone(), (lease.owner.clone(), lease.until_ms));
+        }
+        records.sort_by(|a, b| {
+            (a.request.created_at_ms, &a.request.task_id).cmp(&(b.request.created_at_ms, &b.request.task_id))
+        });
+        Ok(records)
     }
 }
 

@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{
-    DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, StoreError,
+    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, StoreError,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
@@ -29,6 +29,9 @@ const INSERT_CHUNK: usize = 100;
 /// Columns of `deliberations` that listing returns (everything but the progress snapshot).
 const SUMMARY_COLUMNS: &str = "task_id, status, request, started_at_ms, finished_at_ms, duration_ms, \
      winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms";
+
+/// The statuses of deliberations that may still run, as an SQL list.
+const UNFINISHED: &str = "'PENDING', 'IN_PROGRESS'";
 
 /// Stand-in task id in errors about a row whose own id could not be read.
 const UNKNOWN_TASK: &str = "<unknown>";
@@ -400,11 +403,12 @@ where
     for<'n> &'n str: ColumnIndex<DB::Row>,
 {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %new.task_id), err)]
-    async fn create(&self, new: &NewDeliberation) -> Result<bool, StoreError> {
+    async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
         let task_id = new.task_id.as_str();
         let inserted = sqlx::query(&format!(
-            "INSERT INTO deliberations (task_id, role, status, task_description, request, created_at_ms) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
+            "INSERT INTO deliberations \
+             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             pending = DeliberationStatus::Pending.as_str(),
         ))
         .bind(new.task_id.clone())
@@ -412,6 +416,8 @@ where
         .bind(new.task.description().to_owned())
         .bind(to_json(task_id, new)?)
         .bind(new.created_at_ms)
+        .bind(lease.owner.clone())
+        .bind(lease.until_ms)
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx(task_id, e))?;
@@ -584,48 +590,52 @@ where
         Ok(Page { items, next_cursor })
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err)]
-    async fn unfinished(&self) -> Result<Vec<DeliberationRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS}, progress FROM deliberations WHERE status IN ('{}', '{}') \
-             ORDER BY created_at_ms, task_id",
-            DeliberationStatus::Pending.as_str(),
-            DeliberationStatus::InProgress.as_str(),
-        );
-        let rows = sqlx::query(&sql).fetch_all(&self.reader).await.map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
-        rows.iter()
-            .map(|row| deliberation_row(row, true).map_err(|e| from_sqlx(UNKNOWN_TASK, e))?.into_record(None))
-            .collect()
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, err)]
-    async fn interrupt_unfinished(&self, reason: &str, at_ms: i64) -> Result<u64, StoreError> {
-        let target = DeliberationStatus::Interrupted;
-        let sources: Vec<String> = [DeliberationStatus::Pending, DeliberationStatus::InProgress]
-            .into_iter()
-            .filter(|status| status.can_become(target))
-            .map(|status| format!("'{}'", status.as_str()))
-            .collect();
-        if sources.is_empty() {
-            return Ok(0);
-        }
-        let interrupted = sqlx::query(&format!(
-            "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2 \
-             WHERE status IN ({sources}) RETURNING task_id",
-            target = target.as_str(),
-            sources = sources.join(", "),
+    #[tracing::instrument(level = "debug", skip_all, fields(owner = %lease.owner), err)]
+    async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError> {
+        let renewed = sqlx::query(&format!(
+            "UPDATE deliberations SET lease_until_ms = $1 WHERE owner = $2 AND status IN ({UNFINISHED}) \
+             RETURNING task_id"
         ))
-        .bind(reason.to_owned())
-        .bind(at_ms)
+        .bind(lease.until_ms)
+        .bind(lease.owner.clone())
         .fetch_all(&self.writer)
         .await
         .map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
-        for row in &interrupted {
-            if let Ok(task_id) = row.try_get::<String, _>("task_id") {
-                tracing::info!(task_id = %task_id, "marked an unfinished deliberation interrupted");
-            }
+        Ok(renewed.len() as u64)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(owner = %lease.owner), err)]
+    async fn claim_unfinished(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        include_own: bool,
+    ) -> Result<Vec<DeliberationRecord>, StoreError> {
+        let own = if include_own { " OR owner = $1" } else { "" };
+        // One statement: two servers claiming at once cannot both take a row.
+        let claimed = sqlx::query(&format!(
+            "UPDATE deliberations SET owner = $1, lease_until_ms = $2 \
+             WHERE status IN ({UNFINISHED}) \
+               AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $3{own}) \
+             RETURNING {SUMMARY_COLUMNS}, progress"
+        ))
+        .bind(lease.owner.clone())
+        .bind(lease.until_ms)
+        .bind(now_ms)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
+        let mut records = claimed
+            .iter()
+            .map(|row| deliberation_row(row, true).map_err(|e| from_sqlx(UNKNOWN_TASK, e))?.into_record(None))
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| {
+            (a.request.created_at_ms, &a.request.task_id).cmp(&(b.request.created_at_ms, &b.request.task_id))
+        });
+        for record in &records {
+            tracing::info!(task_id = %record.request.task_id, "claimed an unfinished deliberation");
         }
-        Ok(interrupted.len() as u64)
+        Ok(records)
     }
 }
 

@@ -12,14 +12,17 @@ use orchestrator_domain::{DeliberationStatus, Role};
 use orchestrator_infra_store::{PostgresStore, SqliteStore, connect};
 use sqlx::{Connection, SqliteConnection};
 
-use support::{PostgresDb, finished_deliberation, request};
+/// Versioned migrations shipped per database (0001 tables, 0002 leases).
+const MIGRATIONS: i64 = 2;
+
+use support::{PostgresDb, finished_deliberation, lease, request};
 
 async fn complete_one(
     store: &dyn DeliberationStore,
     task_id: &str,
 ) -> orchestrator_domain::DeliberationOutcome {
     let finished = finished_deliberation(Role::Dev);
-    assert!(store.create(&request(task_id, Role::Dev, 1)).await.unwrap());
+    assert!(store.create(&request(task_id, Role::Dev, 1), &lease()).await.unwrap());
     assert!(store.mark_started(task_id, 2).await.unwrap());
     assert!(store.save_progress(task_id, &finished.last).await.unwrap());
     assert!(store.complete(task_id, &finished.outcome, 3, 1).await.unwrap());
@@ -42,7 +45,7 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
 
     let store = SqliteStore::open(&location).await.unwrap();
     let outcome = complete_one(&store, "kept").await;
-    assert!(store.create(&request("left-pending", Role::Qa, 5)).await.unwrap());
+    assert!(store.create(&request("left-pending", Role::Qa, 5), &lease()).await.unwrap());
     let before = store.get("kept").await.unwrap().unwrap();
     store.close().await;
     drop(store);
@@ -59,7 +62,7 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
     let again = SqliteStore::open(&format!("sqlite://{location}")).await.unwrap();
     assert_eq!(again.get("kept").await.unwrap().unwrap(), before);
     again.close().await;
-    assert_eq!(migrations_applied(&path).await, 1, "migrations run once, reopening is a no-op");
+    assert_eq!(migrations_applied(&path).await, MIGRATIONS, "migrations run once, reopening is a no-op");
 }
 
 #[tokio::test]
@@ -152,7 +155,7 @@ async fn postgres_reconnecting_to_a_schema_keeps_data_and_migrates_once() {
             .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
             .await
             .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(count, MIGRATIONS, "each migration applied once");
     again.close().await;
     db.drop_schema().await;
 }

@@ -44,8 +44,7 @@ contract_tests!(
     list_pages_newest_first_without_gaps_or_duplicates,
     list_rejects_a_malformed_cursor,
     list_clamps_the_page_size,
-    interrupt_unfinished_marks_only_pending_and_in_progress,
-    unfinished_lists_pending_and_in_progress_with_their_progress,
+    claiming_takes_only_unfinished_work_nobody_live_holds,
     two_hundred_concurrent_deliberations_complete_and_are_all_listed,
 );
 
@@ -54,16 +53,16 @@ mod contract {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use orchestrator_application::ports::{DeliberationStore, ListQuery, StoreError};
+    use orchestrator_application::ports::{DeliberationStore, Lease, ListQuery, StoreError};
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
-    use crate::support::{finished_deliberation, request};
+    use crate::support::{finished_deliberation, lease, request};
 
     type Store = Arc<dyn DeliberationStore>;
 
     /// Creates a deliberation and drives it to `status` (completing with a real outcome).
     async fn seed(store: &Store, task_id: &str, role: Role, created_at_ms: i64, status: DeliberationStatus) {
-        assert!(store.create(&request(task_id, role, created_at_ms)).await.unwrap());
+        assert!(store.create(&request(task_id, role, created_at_ms), &lease()).await.unwrap());
         match status {
             DeliberationStatus::Pending => {}
             DeliberationStatus::InProgress => {
@@ -109,7 +108,7 @@ mod contract {
         assert!(outcome.usage.prompt_tokens > 0);
 
         let new = request("round-trip", Role::Dev, 1_700_000_000_000);
-        assert!(store.create(&new).await.unwrap());
+        assert!(store.create(&new, &lease()).await.unwrap());
         assert!(store.mark_started("round-trip", 1_700_000_000_010).await.unwrap());
         assert!(store.save_progress("round-trip", &finished.last).await.unwrap());
         assert!(store.complete("round-trip", outcome, 1_700_000_009_000, 8_990).await.unwrap());
@@ -128,7 +127,7 @@ mod contract {
 
     pub(crate) async fn progress_is_saved_only_while_in_progress(store: Store) {
         let finished = finished_deliberation(Role::Qa);
-        assert!(store.create(&request("progress", Role::Qa, 10)).await.unwrap());
+        assert!(store.create(&request("progress", Role::Qa, 10), &lease()).await.unwrap());
         assert!(!store.save_progress("progress", &finished.mid).await.unwrap(), "saved while PENDING");
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress, None);
 
@@ -158,7 +157,7 @@ mod contract {
         assert!(!store.finish_unsuccessfully("nope", Failed, "x", 2).await.unwrap());
 
         // PENDING → IN_PROGRESS → COMPLETED, then nothing.
-        store.create(&request("happy", Role::Dev, 1)).await.unwrap();
+        store.create(&request("happy", Role::Dev, 1), &lease()).await.unwrap();
         assert!(store.mark_started("happy", 2).await.unwrap());
         assert!(!store.mark_started("happy", 3).await.unwrap(), "started twice");
         assert!(store.complete("happy", &outcome, 4, 2).await.unwrap());
@@ -174,7 +173,7 @@ mod contract {
         assert_eq!(record.outcome.as_ref(), Some(&outcome));
 
         // PENDING → CANCELLED; completing afterwards is refused and stores no outcome.
-        store.create(&request("cancelled", Role::Dev, 1)).await.unwrap();
+        store.create(&request("cancelled", Role::Dev, 1), &lease()).await.unwrap();
         assert!(store.finish_unsuccessfully("cancelled", Cancelled, "client cancelled", 7).await.unwrap());
         assert!(!store.mark_started("cancelled", 8).await.unwrap());
         assert!(!store.complete("cancelled", &outcome, 9, 1).await.unwrap());
@@ -184,7 +183,7 @@ mod contract {
         assert_eq!((record.finished_at_ms, record.winner_id, record.outcome), (Some(7), None, None));
 
         // IN_PROGRESS → TIMEOUT, and a terminal status stays.
-        store.create(&request("slow", Role::Dev, 1)).await.unwrap();
+        store.create(&request("slow", Role::Dev, 1), &lease()).await.unwrap();
         store.mark_started("slow", 2).await.unwrap();
         assert!(store.finish_unsuccessfully("slow", Timeout, "deadline of 600s exceeded", 3).await.unwrap());
         assert!(!store.finish_unsuccessfully("slow", Failed, "again", 4).await.unwrap());
@@ -192,7 +191,7 @@ mod contract {
         assert_eq!((record.status, record.error.as_deref()), (Timeout, Some("deadline of 600s exceeded")));
 
         // finish_unsuccessfully only takes failure statuses.
-        store.create(&request("odd", Role::Dev, 1)).await.unwrap();
+        store.create(&request("odd", Role::Dev, 1), &lease()).await.unwrap();
         for status in [Pending, InProgress, Completed] {
             assert!(!store.finish_unsuccessfully("odd", status, "x", 2).await.unwrap(), "{status}");
         }
@@ -203,7 +202,7 @@ mod contract {
         let outcome = finished_deliberation(Role::Dev).outcome;
         for i in 0..20 {
             let task_id = format!("race-{i}");
-            store.create(&request(&task_id, Role::Dev, i)).await.unwrap();
+            store.create(&request(&task_id, Role::Dev, i), &lease()).await.unwrap();
             store.mark_started(&task_id, i).await.unwrap();
             let (completed, cancelled) = tokio::join!(
                 store.complete(&task_id, &outcome, 100, 10),
@@ -224,11 +223,11 @@ mod contract {
 
     pub(crate) async fn create_is_idempotent(store: Store) {
         let first = request("same-id", Role::Architect, 100);
-        assert!(store.create(&first).await.unwrap());
+        assert!(store.create(&first, &lease()).await.unwrap());
         let mut second = request("same-id", Role::Data, 200);
         second.num_agents = 7;
-        assert!(!store.create(&second).await.unwrap());
-        assert!(!store.create(&first).await.unwrap());
+        assert!(!store.create(&second, &lease()).await.unwrap());
+        assert!(!store.create(&first, &lease()).await.unwrap());
         let record = store.get("same-id").await.unwrap().unwrap();
         assert_eq!(record.request, first);
         assert_eq!(record.status, DeliberationStatus::Pending);
@@ -237,7 +236,7 @@ mod contract {
 
     pub(crate) async fn get_of_unknown_id_is_none(store: Store) {
         assert_eq!(store.get("never-stored").await.unwrap(), None);
-        store.create(&request("stored", Role::Dev, 1)).await.unwrap();
+        store.create(&request("stored", Role::Dev, 1), &lease()).await.unwrap();
         assert_eq!(store.get("Stored").await.unwrap(), None, "ids are case-sensitive");
     }
 
@@ -300,7 +299,7 @@ mod contract {
         // Groups of three share a timestamp, so the task id must break ties.
         for i in 0..25 {
             let role = if i % 2 == 0 { Role::Dev } else { Role::Qa };
-            store.create(&request(&format!("page-{i:02}"), role, 1_000 + i / 3)).await.unwrap();
+            store.create(&request(&format!("page-{i:02}"), role, 1_000 + i / 3), &lease()).await.unwrap();
         }
         let mut expected: Vec<(i64, String)> =
             (0..25).map(|i| (1_000 + i / 3, format!("page-{i:02}"))).collect();
@@ -345,7 +344,7 @@ mod contract {
     }
 
     pub(crate) async fn list_rejects_a_malformed_cursor(store: Store) {
-        store.create(&request("only", Role::Dev, 1)).await.unwrap();
+        store.create(&request("only", Role::Dev, 1), &lease()).await.unwrap();
         let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
         for cursor in
             ["not-a-cursor".to_owned(), "zz".to_owned(), hex("no-colon"), hex("abc:t"), String::new()]
@@ -357,7 +356,7 @@ mod contract {
 
     pub(crate) async fn list_clamps_the_page_size(store: Store) {
         for i in 0..101 {
-            store.create(&request(&format!("clamp-{i:03}"), Role::Dev, i)).await.unwrap();
+            store.create(&request(&format!("clamp-{i:03}"), Role::Dev, i), &lease()).await.unwrap();
         }
         let smallest = store.list(&query(0)).await.unwrap();
         assert_eq!(ids(&smallest), ["clamp-100"]);
@@ -372,44 +371,40 @@ mod contract {
         assert_eq!(rest.next_cursor, None);
     }
 
-    pub(crate) async fn interrupt_unfinished_marks_only_pending_and_in_progress(store: Store) {
-        use DeliberationStatus::*;
-        seed(&store, "pending", Role::Dev, 1, Pending).await;
-        seed(&store, "running", Role::Dev, 2, InProgress).await;
-        seed(&store, "done", Role::Dev, 3, Completed).await;
-        seed(&store, "failed", Role::Dev, 4, Failed).await;
-        let before_done = store.get("done").await.unwrap().unwrap();
-
-        assert_eq!(store.interrupt_unfinished("server restarted", 5_000).await.unwrap(), 2);
-        for task_id in ["pending", "running"] {
-            let record = store.get(task_id).await.unwrap().unwrap();
-            assert_eq!(record.status, Interrupted, "{task_id}");
-            assert_eq!(record.error.as_deref(), Some("server restarted"));
-            assert_eq!(record.finished_at_ms, Some(5_000));
-        }
-        assert_eq!(store.get("done").await.unwrap().unwrap(), before_done);
-        let failed = store.get("failed").await.unwrap().unwrap();
-        assert_eq!((failed.status, failed.error.as_deref()), (Failed, Some("stopped")));
-        assert_eq!(store.interrupt_unfinished("again", 6_000).await.unwrap(), 0);
-        assert!(!store.mark_started("pending", 7_000).await.unwrap(), "interrupted is terminal");
-    }
-
-    pub(crate) async fn unfinished_lists_pending_and_in_progress_with_their_progress(store: Store) {
+    pub(crate) async fn claiming_takes_only_unfinished_work_nobody_live_holds(store: Store) {
         use DeliberationStatus::*;
         let finished = finished_deliberation(Role::Devops);
-        seed(&store, "done", Role::Devops, 1, Completed).await;
-        seed(&store, "running", Role::Devops, 3, InProgress).await;
-        seed(&store, "pending", Role::Devops, 2, Pending).await;
-        seed(&store, "cancelled", Role::Devops, 4, Cancelled).await;
-        assert!(store.save_progress("running", &finished.mid).await.unwrap());
+        let at = |owner: &str, until_ms: i64| Lease { owner: owner.into(), until_ms };
+        store.create(&request("mine", Role::Devops, 1), &at("me", 1_000)).await.unwrap();
+        store.create(&request("live", Role::Devops, 2), &at("other", 9_000)).await.unwrap();
+        store.create(&request("dead", Role::Devops, 3), &at("gone", 500)).await.unwrap();
+        assert!(store.mark_started("dead", 4).await.unwrap());
+        assert!(store.save_progress("dead", &finished.mid).await.unwrap());
+        seed(&store, "done", Role::Devops, 4, Completed).await;
+        seed(&store, "cancelled", Role::Devops, 5, Cancelled).await;
 
-        let unfinished = store.unfinished().await.unwrap();
-        let ids: Vec<_> = unfinished.iter().map(|r| r.request.task_id.as_str()).collect();
-        assert_eq!(ids, ["pending", "running"], "oldest first, only PENDING and IN_PROGRESS");
-        assert_eq!(unfinished[0].progress, None);
-        assert_eq!(unfinished[1].status, InProgress);
-        assert_eq!(unfinished[1].progress.as_ref(), Some(&finished.mid));
-        assert_eq!(unfinished[1].request, request("running", Role::Devops, 3));
+        // At 600: "dead" expired; "live" holds; "mine" is taken back only when asked.
+        let claimed = store.claim_unfinished(&at("me", 2_000), 600, false).await.unwrap();
+        let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
+        assert_eq!(ids, ["dead"]);
+        assert_eq!(claimed[0].status, InProgress);
+        assert_eq!(claimed[0].progress.as_ref(), Some(&finished.mid), "claimed with its saved progress");
+        assert_eq!(claimed[0].request, request("dead", Role::Devops, 3));
+        let claimed = store.claim_unfinished(&at("me", 2_000), 600, true).await.unwrap();
+        let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
+        assert_eq!(ids, ["mine", "dead"], "own work, oldest first");
+        assert!(
+            store.claim_unfinished(&at("third", 3_000), 1_500, false).await.unwrap().is_empty(),
+            "me renewed to 2000"
+        );
+
+        // Renewal keeps a claim alive; a lapse lets another node take it.
+        assert_eq!(store.renew_leases(&at("me", 10_000)).await.unwrap(), 2);
+        assert!(store.claim_unfinished(&at("third", 20_000), 8_500, false).await.unwrap().is_empty());
+        let taken = store.claim_unfinished(&at("third", 20_000), 10_500, false).await.unwrap();
+        let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
+        assert_eq!(ids, ["mine", "live", "dead"]);
+        assert_eq!(store.renew_leases(&at("me", 30_000)).await.unwrap(), 0, "no longer mine");
     }
 
     pub(crate) async fn two_hundred_concurrent_deliberations_complete_and_are_all_listed(store: Store) {
@@ -420,7 +415,7 @@ mod contract {
             let finished = finished.clone();
             tokio::spawn(async move {
                 let task_id = format!("load-{i:03}");
-                assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i)).await?);
+                assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i), &lease()).await?);
                 assert!(store.mark_started(&task_id, 10_001 + i).await?);
                 assert!(store.save_progress(&task_id, &finished.mid).await?);
                 assert!(store.save_progress(&task_id, &finished.last).await?);

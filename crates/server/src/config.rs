@@ -45,6 +45,13 @@ pub struct Config {
     /// Resume deliberations a stopped process left unfinished from their last saved phase
     /// (true), or mark them INTERRUPTED (false).
     pub resume_unfinished: bool,
+    /// This server's name among servers sharing a database (default: the host name). A restart
+    /// under the same name takes back its unfinished work at once; two live servers must not
+    /// share one.
+    pub node_id: String,
+    /// How long a server's claim on its unfinished deliberations holds without renewal; other
+    /// servers take them over after it runs out.
+    pub lease_secs: u64,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
     /// NATS server to publish deliberation events to (`nats://host:4222`); none: no events.
@@ -70,6 +77,8 @@ impl Default for Config {
             max_running: 8,
             queue_capacity: 256,
             resume_unfinished: true,
+            node_id: default_node_id(),
+            lease_secs: 30,
             selection_profile: None,
             dry_run: None,
             nats_url: None,
@@ -77,6 +86,16 @@ impl Default for Config {
             profiles: BTreeMap::new(),
         }
     }
+}
+
+/// The host name (a pod's name on Kubernetes), or `orchestrator`.
+fn default_node_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "orchestrator".to_owned())
 }
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T>
@@ -149,6 +168,12 @@ impl Config {
         }
         if let Some(v) = get("ORCHESTRATOR_EVENTS_PREFIX") {
             v.trim().clone_into(&mut self.events_prefix);
+        }
+        if let Some(v) = get("ORCHESTRATOR_NODE_ID") {
+            v.trim().clone_into(&mut self.node_id);
+        }
+        if let Some(v) = get("ORCHESTRATOR_LEASE_SECS") {
+            self.lease_secs = parse("ORCHESTRATOR_LEASE_SECS", v)?;
         }
         if let Some(v) = get("ORCHESTRATOR_RESUME_UNFINISHED") {
             self.resume_unfinished = parse("ORCHESTRATOR_RESUME_UNFINISHED", v)?;
@@ -237,6 +262,18 @@ impl Config {
         }
         if let Some(dry_run) = &self.dry_run {
             dry_run.validate().map_err(|e| ServerError::config(format!("dry_run.{}", e.field), e.reason))?;
+        }
+        if self.node_id.is_empty() || self.node_id.len() > 128 {
+            return Err(ServerError::config(
+                "node_id",
+                format!("must be 1..=128 bytes, got {}", self.node_id.len()),
+            ));
+        }
+        if !(3..=3600).contains(&self.lease_secs) {
+            return Err(ServerError::config(
+                "lease_secs",
+                format!("must be within 3..=3600, got {}", self.lease_secs),
+            ));
         }
         if self.database_url.is_empty() {
             return Err(ServerError::config("database_url", "must not be empty"));

@@ -132,6 +132,8 @@ impl Application {
             max_running: config.max_running,
             queue_capacity: config.queue_capacity,
             resume_unfinished: config.resume_unfinished,
+            node_id: config.node_id.clone(),
+            lease: Duration::from_secs(config.lease_secs),
         };
         let mut jobs = Jobs::new(deliberate, store, Arc::clone(&deps.clock), job_settings);
         if let Some(events) = deps.events {
@@ -188,7 +190,9 @@ impl Application {
                 let _ = drained_tx.send(());
             });
         };
-        info!(addr = %self.local_addr, "orchestrator listening");
+        // Renews this node's leases and takes over work other nodes left; ends after shutdown.
+        tokio::spawn(Arc::clone(&self.jobs).maintain());
+        info!(addr = %self.local_addr, node_id = self.config.node_id, "orchestrator listening");
         // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))

@@ -176,12 +176,19 @@ async fn a_waiting_caller_that_goes_away_cancels_its_deliberation() {
     assert_eq!(store.status("impatient"), DeliberationStatus::Cancelled);
 }
 
-const NO_RESUME: JobSettings = JobSettings { max_running: 8, queue_capacity: 256, resume_unfinished: false };
+/// The lease of a process that died long ago.
+fn dead_lease() -> crate::ports::Lease {
+    crate::ports::Lease { owner: "previous-node".into(), until_ms: 0 }
+}
+
+fn no_resume() -> JobSettings {
+    JobSettings { resume_unfinished: false, ..JobSettings::default() }
+}
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), no_resume());
     jobs.submit(command("quick", 0)).await.unwrap();
     jobs.submit(command("long", 600)).await.unwrap();
     // Both need three steps; a grace of one interrupts both.
@@ -189,7 +196,7 @@ async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming()
     assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
     assert_eq!(jobs.get("long").await.unwrap().error.as_deref(), Some("the server is shutting down"));
 
-    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), NO_RESUME);
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), no_resume());
     jobs.submit(command("done-in-time", 0)).await.unwrap();
     jobs.shutdown(10 * STEP).await;
     assert_eq!(store.status("done-in-time"), DeliberationStatus::Completed);
@@ -245,8 +252,8 @@ fn orphan(task_id: &str) -> NewDeliberation {
 #[tokio::test]
 async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
-    let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), NO_RESUME);
-    store.create(&orphan("orphan")).await.unwrap();
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
+    store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
     store.mark_started("orphan", 2).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
     let record = jobs.get("orphan").await.unwrap();
@@ -259,9 +266,9 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let store = Arc::new(InMemoryStore::default());
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
-    store.create(&orphan("orphan")).await.unwrap();
+    store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
     store.mark_started("orphan", 2).await.unwrap();
-    store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }).await.unwrap();
+    store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }, &dead_lease()).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
     jobs.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.status("orphan"), DeliberationStatus::Completed);
@@ -275,7 +282,10 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
     let store = Arc::new(InMemoryStore::default());
     // The clock says 5 s have passed since "late" started; its deadline is 3 s.
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
-    store.create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }).await.unwrap();
+    store
+        .create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }, &dead_lease())
+        .await
+        .unwrap();
     store.mark_started("late", 0).await.unwrap();
     jobs.recover().await.unwrap();
     jobs.shutdown(Duration::from_secs(60)).await;
@@ -343,4 +353,58 @@ async fn every_step_of_a_deliberation_is_announced_once() {
     );
     let event = recorder.0.lock().unwrap().iter().find(|e| e.task_id == "told").cloned().unwrap();
     assert_eq!(event.role, Role::Data);
+}
+
+/// A clock the test moves by hand.
+#[derive(Default)]
+struct HandClock(std::sync::atomic::AtomicI64);
+
+impl crate::ports::Clock for HandClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let backend = Arc::new(SleepingBackend::new(Duration::ZERO));
+    let mut ids = MockIdGenerator::new();
+    ids.expect_new_id().return_const("unused".to_owned());
+    let deliberate = Arc::new(Deliberate::new(
+        Some(backend.clone()),
+        None,
+        clock.clone(),
+        Arc::new(ids),
+        Arc::new(StatusTracker::new(0)),
+        DeliberationSettings::default(),
+    ));
+    let settings =
+        JobSettings { node_id: "node-b".into(), lease: Duration::from_secs(3), ..JobSettings::default() };
+    let jobs = Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings));
+    let theirs = crate::ports::Lease { owner: "node-a".into(), until_ms: 4_000 };
+    store.create(&command_record("theirs"), &theirs).await.unwrap();
+
+    assert_eq!(jobs.recover().await.unwrap(), Recovery::default(), "node-a's lease still holds");
+    let maintenance = tokio::spawn(Arc::clone(&jobs).maintain());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(store.status("theirs"), DeliberationStatus::Pending, "still node-a's");
+    assert_eq!(backend.started.load(Ordering::SeqCst), 0);
+
+    clock.0.store(5_000, Ordering::SeqCst); // node-a stopped renewing
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for _ in 0..10 {
+        settle().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.status("theirs"), DeliberationStatus::Completed, "taken over by node-b");
+    jobs.shutdown(Duration::from_secs(1)).await;
+    maintenance.await.unwrap();
+}
+
+fn command_record(task_id: &str) -> NewDeliberation {
+    NewDeliberation { task: command(task_id, 0).task, role: Role::Data, num_agents: 2, ..orphan(task_id) }
 }

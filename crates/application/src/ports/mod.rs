@@ -11,7 +11,7 @@ pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selec
 pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};
 pub use progress::{NoProgress, ProgressObserver};
-pub use store::{DeliberationRecord, DeliberationStore, ListQuery, NewDeliberation, Page, StoreError};
+pub use store::{DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, StoreError};
 pub use system::{Clock, IdGenerator};
 
 #[cfg(any(test, feature = "mocks"))]

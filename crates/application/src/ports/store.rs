@@ -62,6 +62,16 @@ impl DeliberationRecord {
     }
 }
 
+/// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
+/// `until_ms` unless renewed. Another server takes over only what it finds unclaimed or
+/// expired, so servers sharing a database never run the same deliberation twice while their
+/// leases hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until_ms: i64,
+}
+
 /// Filters and paging for [`DeliberationStore::list`]; newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListQuery {
@@ -108,9 +118,9 @@ pub enum StoreError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait DeliberationStore: Send + Sync + 'static {
-    /// Stores a new PENDING deliberation. Returns `false`, storing nothing, when the task id
-    /// already exists (idempotent submit).
-    async fn create(&self, new: &NewDeliberation) -> Result<bool, StoreError>;
+    /// Stores a new PENDING deliberation claimed under `lease`. Returns `false`, storing
+    /// nothing, when the task id already exists (idempotent submit).
+    async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError>;
 
     /// Reads one deliberation with its progress and outcome.
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError>;
@@ -142,11 +152,17 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// Pages through deliberations, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Every PENDING or IN_PROGRESS deliberation with its saved progress, oldest first: what a
-    /// process that stopped left to resume.
-    async fn unfinished(&self) -> Result<Vec<DeliberationRecord>, StoreError>;
+    /// Extends `lease` over every unfinished deliberation its owner holds; returns how many.
+    async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError>;
 
-    /// Marks every PENDING or IN_PROGRESS deliberation INTERRUPTED (run at startup: their
-    /// process is gone). Returns how many were marked.
-    async fn interrupt_unfinished(&self, reason: &str, at_ms: i64) -> Result<u64, StoreError>;
+    /// Claims, under `lease`, every PENDING or IN_PROGRESS deliberation that nobody holds or
+    /// whose lease ended before `now_ms` — and, with `include_own`, those `lease.owner` held
+    /// already (a restarted server taking back what its previous process left) — and returns
+    /// them with their saved progress, oldest first.
+    async fn claim_unfinished(
+        &self,
+        lease: &Lease,
+        now_ms: i64,
+        include_own: bool,
+    ) -> Result<Vec<DeliberationRecord>, StoreError>;
 }

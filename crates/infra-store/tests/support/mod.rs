@@ -90,6 +90,11 @@ impl PostgresDb {
 }
 
 /// A request as a client would submit it.
+/// The lease tests create deliberations under: node "test-node", far in the future.
+pub(crate) fn lease() -> orchestrator_application::ports::Lease {
+    orchestrator_application::ports::Lease { owner: "test-node".into(), until_ms: i64::MAX / 2 }
+}
+
 pub(crate) fn request(task_id: &str, role: Role, created_at_ms: i64) -> NewDeliberation {
     NewDeliberation {
         task_id: task_id.to_owned(),
