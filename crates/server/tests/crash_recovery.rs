@@ -4,41 +4,20 @@
 //! running work to resume.
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::DeliberationStatus as Status;
-use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
-use tonic::transport::Channel;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-/// An OpenAI-compatible model that takes `delay` to answer every call.
-async fn slow_model(delay: Duration) -> MockServer {
-    let server = MockServer::start().await;
-    let body = serde_json::json!({
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": "{\"score\": 7, \"critique\": \"Use a WAL and fsync before acknowledging.\"}"},
-            "finish_reason": "stop"
-        }],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
-    });
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body).set_delay(delay))
-        .mount(&server)
-        .await;
-    server
-}
+use support::{Client, connect, free_port, get, saved_a_phase, slow_model, wait_for};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+fn sqlite(db: &Path) -> String {
+    format!("sqlite:{}", db.display())
 }
 
 fn start_server(port: u16, db: &Path, model_url: &str) -> Child {
@@ -46,31 +25,13 @@ fn start_server(port: u16, db: &Path, model_url: &str) -> Child {
 }
 
 fn start_server_resuming(port: u16, db: &Path, model_url: &str, resume: bool) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orchestrator"))
-        .arg("serve")
-        .env("ORCHESTRATOR_RESUME_UNFINISHED", resume.to_string())
-        .env("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", "2")
-        .env("ORCHESTRATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ORCHESTRATOR_DATABASE_URL", format!("sqlite:{}", db.display()))
-        .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
-        .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-async fn connect(port: u16) -> OrchestratorServiceClient<Channel> {
-    for _ in 0..200 {
-        if let Ok(mut client) = OrchestratorServiceClient::connect(format!("http://127.0.0.1:{port}")).await
-            && client.get_status(pb::GetStatusRequest::default()).await.is_ok()
-        {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on port {port} did not come up");
+    let resume = resume.to_string();
+    support::start_server(
+        port,
+        &sqlite(db),
+        model_url,
+        &[("ORCHESTRATOR_RESUME_UNFINISHED", resume.as_str())],
+    )
 }
 
 fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
@@ -84,17 +45,6 @@ fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
     }
 }
 
-async fn get(
-    client: &mut OrchestratorServiceClient<Channel>,
-    task_id: &str,
-) -> pb::GetDeliberationResultResponse {
-    client
-        .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// Finishes one deliberation, kills the server with SIGKILL while a second one is between
 /// phases, and restarts it on the same file. Returns the client of the new server, the first
 /// response, and how many model calls the first process made.
@@ -102,7 +52,7 @@ async fn crash_mid_deliberation(
     model: &MockServer,
     db: &Path,
     resume: bool,
-) -> (OrchestratorServiceClient<Channel>, pb::DeliberateResponse, Child, usize) {
+) -> (Client, pb::DeliberateResponse, Child, usize) {
     let port = free_port();
     let mut server = start_server_resuming(port, db, &model.uri(), resume);
     let mut client = connect(port).await;
@@ -112,18 +62,7 @@ async fn crash_mid_deliberation(
 
     // Two review rounds: five phases of 400 ms. Kill it once a phase has been saved.
     client.submit_deliberation(request("in-flight", 2)).await.unwrap();
-    let mut saw_progress = false;
-    for _ in 0..100 {
-        let r = get(&mut client, "in-flight").await;
-        if r.status() == Status::InProgress
-            && r.metadata.as_ref().is_some_and(|m| m.tags.contains_key("phase"))
-        {
-            saw_progress = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(saw_progress, "the in-flight deliberation saved a phase before the kill");
+    wait_for(&mut client, "in-flight", saved_a_phase).await;
     server.kill().unwrap(); // SIGKILL: no shutdown hook runs
     server.wait().unwrap();
     let calls_before = model.received_requests().await.unwrap().len();
@@ -134,24 +73,7 @@ async fn crash_mid_deliberation(
     (client, finished, server, calls_before)
 }
 
-async fn wait_until_done(
-    client: &mut OrchestratorServiceClient<Channel>,
-    task_id: &str,
-) -> pb::GetDeliberationResultResponse {
-    for _ in 0..200 {
-        let r = get(client, task_id).await;
-        if !matches!(r.status(), Status::Pending | Status::InProgress) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{task_id} did not finish");
-}
-
-async fn assert_finished_one_survived(
-    client: &mut OrchestratorServiceClient<Channel>,
-    finished: &pb::DeliberateResponse,
-) {
+async fn assert_finished_one_survived(client: &mut Client, finished: &pb::DeliberateResponse) {
     let kept = get(client, "finished").await;
     assert_eq!(kept.status(), Status::Completed);
     assert_eq!(kept.results, finished.results, "every field of the finished deliberation survived");
@@ -166,7 +88,7 @@ async fn kill_nine_mid_deliberation_loses_nothing_and_the_restart_resumes_from_t
         crash_mid_deliberation(&model, &dir.path().join("orchestrator.db"), true).await;
 
     assert_finished_one_survived(&mut client, &finished).await;
-    let resumed = wait_until_done(&mut client, "in-flight").await;
+    let resumed = wait_for(&mut client, "in-flight", support::finished).await;
     assert_eq!(resumed.status(), Status::Completed, "{}", resumed.error_message);
     assert_eq!(resumed.results.len(), 2);
     for result in &resumed.results {
@@ -242,7 +164,7 @@ async fn sigterm_leaves_running_work_to_resume_and_exits_cleanly() {
     let server = start_server(port, &db, &model.uri());
     let mut client = connect(port).await;
     for task_id in ["submitted", "waiting"] {
-        let r = wait_until_done(&mut client, task_id).await;
+        let r = wait_for(&mut client, task_id, support::finished).await;
         assert_eq!(r.status(), Status::Completed, "{task_id}: {}", r.error_message);
         assert!(r.results.iter().all(|x| x.reviews.len() == 3));
     }

@@ -4,30 +4,23 @@
 //! PostgreSQL fails, elsewhere the test skips.
 #![allow(clippy::unwrap_used)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::DeliberationStatus as Status;
-use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
 use sqlx::Connection;
-use tonic::transport::Channel;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-async fn slow_model(delay: Duration) -> MockServer {
-    let server = MockServer::start().await;
-    let body = serde_json::json!({
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"score\": 6, \"critique\": \"Add retries.\"}"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5}
-    });
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(body).set_delay(delay))
-        .mount(&server)
-        .await;
-    server
+use support::{connect, finished, free_port, saved_a_phase, slow_model, start_server, wait_for};
+
+fn start_node(node: &str, port: u16, database_url: &str, model_url: &str) -> std::process::Child {
+    start_server(
+        port,
+        database_url,
+        model_url,
+        &[("ORCHESTRATOR_NODE_ID", node), ("ORCHESTRATOR_LEASE_SECS", "3")],
+    )
 }
 
 /// A fresh schema on the test database, and the URL that puts every connection in it.
@@ -48,38 +41,6 @@ async fn fresh_schema() -> Option<(String, String)> {
     Some((format!("{base}{separator}options=-c%20search_path%3D{schema}"), schema))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_node(node: &str, port: u16, database_url: &str, model_url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_orchestrator"))
-        .arg("serve")
-        .env("ORCHESTRATOR_LISTEN", format!("127.0.0.1:{port}"))
-        .env("ORCHESTRATOR_DATABASE_URL", database_url)
-        .env("ORCHESTRATOR_NODE_ID", node)
-        .env("ORCHESTRATOR_LEASE_SECS", "3")
-        .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
-        .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-async fn connect(port: u16) -> OrchestratorServiceClient<Channel> {
-    for _ in 0..200 {
-        if let Ok(mut client) = OrchestratorServiceClient::connect(format!("http://127.0.0.1:{port}")).await
-            && client.get_status(pb::GetStatusRequest::default()).await.is_ok()
-        {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on port {port} did not come up");
-}
-
 fn request(task_id: &str) -> pb::DeliberateRequest {
     pb::DeliberateRequest {
         task_description: "Design a retry policy for webhooks".into(),
@@ -89,32 +50,6 @@ fn request(task_id: &str) -> pb::DeliberateRequest {
         num_agents: Some(2),
         ..Default::default()
     }
-}
-
-async fn status(
-    client: &mut OrchestratorServiceClient<Channel>,
-    task_id: &str,
-) -> pb::GetDeliberationResultResponse {
-    client
-        .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn wait_for(
-    client: &mut OrchestratorServiceClient<Channel>,
-    task_id: &str,
-    done: impl Fn(&pb::GetDeliberationResultResponse) -> bool,
-) -> pb::GetDeliberationResultResponse {
-    for _ in 0..400 {
-        let r = status(client, task_id).await;
-        if done(&r) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{task_id} never reached the expected state");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +63,7 @@ async fn nodes_share_a_database_without_running_anything_twice() {
 
     // node-a runs "first"; node-b starts meanwhile and must leave it alone.
     a.submit_deliberation(request("first")).await.unwrap();
-    wait_for(&mut a, "first", |r| r.metadata.as_ref().is_some_and(|m| m.tags.contains_key("phase"))).await;
+    wait_for(&mut a, "first", saved_a_phase).await;
     let port_b = free_port();
     let mut node_b = start_node("node-b", port_b, &database_url, &model.uri());
     let mut b = connect(port_b).await;
@@ -140,12 +75,10 @@ async fn nodes_share_a_database_without_running_anything_twice() {
 
     // node-a dies mid-way through "second"; node-b takes it over after the lease (3 s).
     a.submit_deliberation(request("second")).await.unwrap();
-    wait_for(&mut b, "second", |r| r.metadata.as_ref().is_some_and(|m| m.tags.contains_key("phase"))).await;
+    wait_for(&mut b, "second", saved_a_phase).await;
     node_a.kill().unwrap();
     node_a.wait().unwrap();
-    let second =
-        wait_for(&mut b, "second", |r| r.status() != Status::Pending && r.status() != Status::InProgress)
-            .await;
+    let second = wait_for(&mut b, "second", finished).await;
     assert_eq!(second.status(), Status::Completed, "{}", second.error_message);
     assert!(second.results.iter().all(|r| r.reviews.len() == 2));
 
