@@ -3,12 +3,12 @@
 //! Validation happens here, through the domain's fallible constructors, so a handler only
 //! ever sees valid commands; every error names the request field.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use orchestrator_application::ports::{DeliberationRecord, ListQuery};
 use orchestrator_application::{
     ApplicationError, DeliberateCommand, DeliberationReport, OrchestrateCommand, OrchestrationReport,
-    Submission,
+    StatsSnapshot, StatusReport, Submission,
 };
 use orchestrator_domain::{
     AgentFailure, Council, DeliberationStatus, DomainError, DryRunOutcome, ProfileName, RankedProposal,
@@ -173,14 +173,18 @@ impl TryFrom<pb::OrchestrateRequest> for OrchestrateCommand {
     }
 }
 
+/// A counter as the wire's int64 (saturating; counters never reach it).
+fn wide(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// Token usage as sent on the wire.
 pub fn usage(u: &TokenUsage) -> pb::TokenUsage {
-    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     pb::TokenUsage {
-        prompt_tokens: i(u.prompt_tokens),
-        completion_tokens: i(u.completion_tokens),
-        calls: i(u.calls),
-        latency_ms: i(u.latency_ms),
+        prompt_tokens: wide(u.prompt_tokens),
+        completion_tokens: wide(u.completion_tokens),
+        calls: wide(u.calls),
+        latency_ms: wide(u.latency_ms),
     }
 }
 
@@ -310,16 +314,12 @@ pub fn metadata(report: &DeliberationReport, now_ms: i64) -> pb::OrchestratorMet
     }
 }
 
-fn millis(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
 /// A completed deliberation as a Deliberate response.
 pub fn deliberate_response(report: &DeliberationReport, now_ms: i64) -> pb::DeliberateResponse {
     pb::DeliberateResponse {
         results: report.outcome.results.iter().map(result).collect(),
         winner_id: report.outcome.winner().agent.id.to_string(),
-        duration_ms: millis(report.duration_ms),
+        duration_ms: wide(report.duration_ms),
         metadata: Some(metadata(report, now_ms)),
         failures: report.outcome.failures.iter().map(failure).collect(),
         task_id: report.task_id.clone(),
@@ -338,12 +338,61 @@ pub fn orchestrate_response(report: &OrchestrationReport, now_ms: i64) -> pb::Or
         winner: candidates.get(report.winner).cloned(),
         candidates,
         execution_id: report.execution_id.clone(),
-        duration_ms: millis(d.duration_ms),
+        duration_ms: wide(d.duration_ms),
         metadata: Some(metadata),
         selection_rationale: report.rationale.clone(),
         selection_method: report.method.as_str().to_owned(),
         failures: d.outcome.failures.iter().map(failure).collect(),
         usage: Some(usage(&(d.outcome.usage + report.selection_usage))),
+    }
+}
+
+fn per_role(counts: &BTreeMap<Role, u64>) -> HashMap<String, i64> {
+    counts.iter().map(|(role, n)| (role.to_string(), wide(*n))).collect()
+}
+
+/// GetStatus as sent on the wire; `stats` only when they were asked for.
+pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
+    let stats = report.stats.as_ref().map(|s| pb::OrchestratorStats {
+        total_deliberations: wide(s.total_deliberations),
+        total_orchestrations: wide(s.total_orchestrations),
+        avg_deliberation_time_ms: s.avg_deliberation_ms,
+        active_councils: wide(s.active),
+        role_counts: per_role(&s.per_role),
+        failed_deliberations: wide(s.failed_deliberations),
+    });
+    pb::GetStatusResponse {
+        status: "SERVING".to_owned(),
+        uptime_seconds: wide(report.uptime.as_secs()),
+        stats,
+        llm_configured: report.llm_configured,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// GetMetrics as sent on the wire. Councils are seated per deliberation, so there is no
+/// standing council to report health for.
+pub fn metrics_response(s: &StatsSnapshot) -> pb::GetMetricsResponse {
+    let (p50, p95, p99) = s.latency_percentiles_ms;
+    pb::GetMetricsResponse {
+        performance: Some(pb::PerformanceMetrics {
+            avg_deliberation_ms: s.avg_deliberation_ms,
+            avg_orchestration_ms: s.avg_orchestration_ms,
+            p50_latency_ms: p50,
+            p95_latency_ms: p95,
+            p99_latency_ms: p99,
+        }),
+        agents: Some(pb::AgentMetrics {
+            total_agents: wide(s.agents_seated),
+            active_agents: wide(s.active_agents),
+            agents_per_role: per_role(&s.agents_per_role),
+            avg_agent_response_time_ms: s.avg_agent_call_ms,
+        }),
+        councils: Some(pb::CouncilMetrics {
+            total_councils: wide(s.councils_seated),
+            active_councils: wide(s.active),
+            health_per_council: HashMap::new(),
+        }),
     }
 }
 

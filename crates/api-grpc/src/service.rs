@@ -219,51 +219,14 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let report = self.status.execute(request.into_inner().include_stats);
-        let stats = report.stats.map(|s| pb::OrchestratorStats {
-            total_deliberations: to_i64(s.total_deliberations),
-            total_orchestrations: to_i64(s.total_orchestrations),
-            avg_deliberation_time_ms: s.avg_deliberation_ms,
-            active_councils: to_i64(s.active),
-            role_counts: s.per_role.iter().map(|(role, n)| (role.to_string(), to_i64(*n))).collect(),
-            failed_deliberations: to_i64(s.failed_deliberations),
-        });
-        Ok(Response::new(pb::GetStatusResponse {
-            status: "SERVING".to_owned(),
-            uptime_seconds: to_i64(report.uptime.as_secs()),
-            stats,
-            llm_configured: report.llm_configured,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        }))
+        Ok(Response::new(convert::status_response(&report)))
     }
 
     async fn get_metrics(
         &self,
         _request: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
-        let s = self.tracker.snapshot();
-        let (p50, p95, p99) = s.latency_percentiles_ms;
-        let agents_per_role =
-            s.agents_per_role.iter().map(|(role, n)| (role.to_string(), to_i64(*n))).collect();
-        Ok(Response::new(pb::GetMetricsResponse {
-            performance: Some(pb::PerformanceMetrics {
-                avg_deliberation_ms: s.avg_deliberation_ms,
-                avg_orchestration_ms: s.avg_orchestration_ms,
-                p50_latency_ms: p50,
-                p95_latency_ms: p95,
-                p99_latency_ms: p99,
-            }),
-            agents: Some(pb::AgentMetrics {
-                total_agents: to_i64(s.agents_seated),
-                active_agents: to_i64(s.active_agents),
-                agents_per_role,
-                avg_agent_response_time_ms: s.avg_agent_call_ms,
-            }),
-            councils: Some(pb::CouncilMetrics {
-                total_councils: to_i64(s.councils_seated),
-                active_councils: to_i64(s.active),
-                health_per_council: Default::default(),
-            }),
-        }))
+        Ok(Response::new(convert::metrics_response(&self.tracker.snapshot())))
     }
 
     #[instrument(skip_all)]
@@ -297,8 +260,4 @@ impl OrchestratorService for OrchestratorApi {
         let status = self.jobs.cancel(&task_id).await.map_err(to_status)?;
         Ok(Response::new(pb::CancelDeliberationResponse { task_id, status: convert::status(status).into() }))
     }
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
