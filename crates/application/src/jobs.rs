@@ -112,6 +112,16 @@ fn store_error(error: StoreError) -> ApplicationError {
     }
 }
 
+/// One admitted deliberation; dropping it gives the place back.
+#[derive(Debug)]
+struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Saves each phase, announces it, then passes it on to the caller's observer.
 struct Persisting<'a> {
     jobs: &'a Jobs,
@@ -140,7 +150,8 @@ pub struct Jobs {
     events: Option<Arc<dyn EventPublisher>>,
     settings: JobSettings,
     slots: Arc<Semaphore>,
-    admitted: AtomicUsize,
+    /// Deliberations admitted and not yet ended (running or waiting for a slot).
+    admitted: Arc<AtomicUsize>,
     cancels: Mutex<HashMap<String, CancellationToken>>,
     shutdown: CancellationToken,
     /// Ends [`Jobs::maintain`] once shutdown has finished.
@@ -176,7 +187,7 @@ impl Jobs {
             events: None,
             slots: Arc::new(Semaphore::new(settings.max_running)),
             settings,
-            admitted: AtomicUsize::new(0),
+            admitted: Arc::new(AtomicUsize::new(0)),
             cancels: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             stopped: CancellationToken::new(),
@@ -237,8 +248,8 @@ impl Jobs {
                         _ => None,
                     };
                     info!(task_id, phase = %deliberation.phase(), "resuming deliberation");
-                    self.admitted.fetch_add(1, Ordering::SeqCst);
-                    let (_result, guard) = self.spawn(task_id, deliberation, None, started_at_ms);
+                    let (admission, _) = self.admit();
+                    let (_result, guard) = self.spawn(admission, task_id, deliberation, None, started_at_ms);
                     guard.disarm();
                     recovery.resumed += 1;
                 }
@@ -381,8 +392,8 @@ impl Jobs {
             return Ok((Submission { task_id, status: existing.status, created: false }, None, None));
         }
         let capacity = self.settings.max_running + self.settings.queue_capacity;
-        if self.admitted.fetch_add(1, Ordering::SeqCst) >= capacity {
-            self.admitted.fetch_sub(1, Ordering::SeqCst);
+        let (admission, already_in) = self.admit();
+        if already_in >= capacity {
             return Err(ApplicationError::ResourceExhausted(format!(
                 "{capacity} deliberations are already running or queued; retry later"
             )));
@@ -396,16 +407,9 @@ impl Jobs {
             profiles,
             created_at_ms: self.clock.now_ms(),
         };
-        let created = match self.store.create(&new, &self.lease(new.created_at_ms)).await {
-            Ok(created) => created,
-            Err(error) => {
-                self.admitted.fetch_sub(1, Ordering::SeqCst);
-                return Err(store_error(error));
-            }
-        };
+        let created = self.store.create(&new, &self.lease(new.created_at_ms)).await.map_err(store_error)?;
         if !created {
             // Another submission of the same id won the race.
-            self.admitted.fetch_sub(1, Ordering::SeqCst);
             let status = self
                 .store
                 .get(&task_id)
@@ -416,16 +420,24 @@ impl Jobs {
         }
 
         self.emit(&task_id, new.role, EventKind::Submitted).await;
-        let (result, guard) = self.spawn(task_id.clone(), deliberation, observer, None);
+        let (result, guard) = self.spawn(admission, task_id.clone(), deliberation, observer, None);
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
         Ok((submission, Some(result), Some(guard)))
+    }
+
+    /// Counts one more deliberation in and says how many were in before it. The count goes
+    /// down when the returned admission is dropped, on every path.
+    fn admit(&self) -> (Admission, usize) {
+        let before = self.admitted.fetch_add(1, Ordering::SeqCst);
+        (Admission(Arc::clone(&self.admitted)), before)
     }
 
     /// Runs an admitted deliberation as a background task. `started_at_ms` is set when it
     /// resumes one that was already IN_PROGRESS.
     fn spawn(
         self: &Arc<Self>,
+        admission: Admission,
         task_id: String,
         deliberation: Deliberation,
         observer: Option<Arc<dyn ProgressObserver>>,
@@ -440,7 +452,7 @@ impl Jobs {
             let result =
                 jobs.execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms).await;
             jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&task_id);
-            jobs.admitted.fetch_sub(1, Ordering::SeqCst);
+            drop(admission);
             let _ = tx.send(result);
         });
         (rx, CancelOnDrop { token: Some(token) })
