@@ -127,13 +127,9 @@ impl OrchestratorService for OrchestratorApi {
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let rounds = command
-            .task
-            .constraints()
-            .max_iterations()
-            .map_or(command.rounds.get(), |cap| command.rounds.get().min(cap));
         // Refuse bad or unserviceable requests with a status, before the stream opens.
-        self.jobs.deliberate().prepare(command.clone()).map_err(to_status)?;
+        let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).map_err(to_status)?;
+        let rounds = prepared.rounds();
         let (tx, rx) = mpsc::channel(32);
         let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, rounds))).await;
         let jobs = Arc::clone(&self.jobs);

@@ -191,7 +191,7 @@ impl Deliberation {
     ///
     /// The rounds actually run are `rounds` capped by the task's `max_iterations`.
     pub fn new(council: Council, task: Task, rounds: Rounds) -> Self {
-        let rounds = task.constraints().max_iterations().map_or(rounds.get(), |cap| rounds.get().min(cap));
+        let rounds = task.constraints().cap_rounds(rounds.get());
         let pending = council.agents().iter().map(|a| a.id.clone()).collect();
         Self {
             council,

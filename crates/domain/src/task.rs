@@ -155,6 +155,11 @@ impl TaskConstraints {
     pub fn max_iterations(&self) -> Option<u32> {
         self.max_iterations
     }
+
+    /// The review rounds a deliberation runs when `requested`: capped by `max_iterations`.
+    pub fn cap_rounds(&self, requested: u32) -> u32 {
+        self.max_iterations.map_or(requested, |cap| requested.min(cap))
+    }
 }
 
 /// A software-engineering task for a council.
@@ -223,6 +228,8 @@ mod tests {
         let c = constraints(30, 2).unwrap();
         assert_eq!(c.timeout(), Some(Duration::from_secs(30)));
         assert_eq!(c.max_iterations(), Some(2));
+        assert_eq!((c.cap_rounds(5), c.cap_rounds(1)), (2, 1));
+        assert_eq!(constraints(0, 0).unwrap().cap_rounds(5), 5);
     }
 
     #[test]

@@ -42,14 +42,10 @@ impl DeliberationRecord {
     pub fn report(&self) -> Option<DeliberationReport> {
         let outcome = self.outcome.clone()?;
         let task = self.request.task.clone();
-        let rounds = self.progress.as_ref().map_or_else(
-            || {
-                task.constraints()
-                    .max_iterations()
-                    .map_or(self.request.rounds, |cap| self.request.rounds.min(cap))
-            },
-            Deliberation::rounds,
-        );
+        let rounds = self
+            .progress
+            .as_ref()
+            .map_or_else(|| task.constraints().cap_rounds(self.request.rounds), Deliberation::rounds);
         Some(DeliberationReport {
             task_id: self.request.task_id.clone(),
             role: self.request.role,
