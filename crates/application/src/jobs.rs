@@ -262,14 +262,10 @@ impl Jobs {
                         }
                     };
                     let interrupted = self
-                        .store
-                        .finish_unsuccessfully(&task_id, DeliberationStatus::Interrupted, &message, now)
+                        .record_end(&task_id, record.request.role, DeliberationStatus::Interrupted, &message)
                         .await
                         .map_err(store_error)?;
                     if interrupted {
-                        let status = DeliberationStatus::Interrupted.to_string();
-                        self.emit(&task_id, record.request.role, EventKind::Ended { status, error: message })
-                            .await;
                         recovery.interrupted += 1;
                     }
                 }
@@ -557,8 +553,7 @@ impl Jobs {
         .await
     }
 
-    /// Stores an unsuccessful end and announces it, unless another end came first (a client
-    /// cancel, say, which announced itself).
+    /// Ends a job with `error`: stored and announced unless another end came first.
     async fn end(
         &self,
         task_id: &str,
@@ -566,16 +561,27 @@ impl Jobs {
         status: DeliberationStatus,
         error: ApplicationError,
     ) -> JobResult {
-        let message = error.to_string();
-        match self.store.finish_unsuccessfully(task_id, status, &message, self.clock.now_ms()).await {
-            Ok(true) => {
-                self.emit(task_id, role, EventKind::Ended { status: status.to_string(), error: message })
-                    .await
-            }
-            Ok(false) => {}
-            Err(store) => error!(task_id, error = %store, "could not store the end of a deliberation"),
+        if let Err(store) = self.record_end(task_id, role, status, &error.to_string()).await {
+            error!(task_id, error = %store, "could not store the end of a deliberation");
         }
         Err(error)
+    }
+
+    /// Stores an unsuccessful end and announces it — only if it applied, so an end that came
+    /// first (a client cancel racing a failure, say) is announced once. Returns whether it did.
+    async fn record_end(
+        &self,
+        task_id: &str,
+        role: Role,
+        status: DeliberationStatus,
+        message: &str,
+    ) -> std::result::Result<bool, StoreError> {
+        let applied = self.store.finish_unsuccessfully(task_id, status, message, self.clock.now_ms()).await?;
+        if applied {
+            let ended = EventKind::Ended { status: status.to_string(), error: message.to_owned() };
+            self.emit(task_id, role, ended).await;
+        }
+        Ok(applied)
     }
 
     /// Reads a stored deliberation.
@@ -611,13 +617,7 @@ impl Jobs {
             )));
         }
         let changed = self
-            .store
-            .finish_unsuccessfully(
-                task_id,
-                DeliberationStatus::Cancelled,
-                "cancelled by a client",
-                self.clock.now_ms(),
-            )
+            .record_end(task_id, record.request.role, DeliberationStatus::Cancelled, "cancelled by a client")
             .await
             .map_err(store_error)?;
         if let Some(token) = self.cancels.lock().unwrap_or_else(PoisonError::into_inner).get(task_id) {
@@ -625,11 +625,6 @@ impl Jobs {
         }
         if changed {
             info!(task_id, "deliberation cancelled");
-            let ended = EventKind::Ended {
-                status: DeliberationStatus::Cancelled.to_string(),
-                error: "cancelled by a client".to_owned(),
-            };
-            self.emit(task_id, record.request.role, ended).await;
             Ok(DeliberationStatus::Cancelled)
         } else {
             Ok(self.get(task_id).await?.status)
