@@ -1,11 +1,17 @@
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use orchestrator_domain::{Role, Rounds, Task, TaskConstraints};
+use async_trait::async_trait;
+use orchestrator_domain::{DeliberationStatus, Role, Rounds, Task, TaskConstraints};
 
 use super::*;
 use crate::deliberate::DeliberationSettings;
+use crate::deliberate::{Deliberate, DeliberateCommand};
+use crate::error::ApplicationError;
 use crate::jobs::Recovery;
+use crate::ports::{Clock, NewDeliberation};
 use crate::ports::{MockClock, MockIdGenerator};
 use crate::status::StatusTracker;
 use crate::testing::{InMemoryStore, SleepingBackend};

@@ -1,0 +1,113 @@
+//! Resuming what a stopped process left unfinished, from its last saved phase.
+
+use std::sync::Arc;
+
+use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds};
+use tracing::{info, warn};
+
+use super::{Jobs, store_error};
+use crate::deliberate::DeliberateCommand;
+use crate::error::{ApplicationError, Result};
+use crate::ports::DeliberationRecord;
+
+/// What [`Jobs::recover`] did with the deliberations a stopped process left unfinished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub resumed: u64,
+    pub interrupted: u64,
+}
+
+/// Why a stored deliberation cannot be resumed here.
+const STOPPED: &str = "the server stopped before this deliberation finished";
+
+impl Jobs {
+    /// Deals with deliberations a stopped process left PENDING or IN_PROGRESS: resumes each
+    /// from its last saved phase (a PENDING one, or one that saved no phase, starts over),
+    /// or marks it INTERRUPTED when resuming is off, no backend is configured, or its model
+    /// profiles are gone.
+    ///
+    /// # Errors
+    /// `Store` when the database fails.
+    pub async fn recover(self: &Arc<Self>) -> Result<Recovery> {
+        self.take_over(true).await
+    }
+
+    /// Claims what is unclaimed or whose owner's lease ran out — with `include_own`, also what
+    /// this node held before a restart — and resumes it (or ends it INTERRUPTED).
+    pub(super) async fn take_over(self: &Arc<Self>, include_own: bool) -> Result<Recovery> {
+        let now = self.clock.now_ms();
+        let claimed =
+            self.store.claim_unfinished(&self.lease(now), now, include_own).await.map_err(store_error)?;
+        let mut recovery = Recovery::default();
+        for record in claimed {
+            let task_id = record.request.task_id.clone();
+            let restored = if !self.settings.resume_unfinished {
+                Err(None)
+            } else if !self.deliberate.backend_configured() {
+                Err(Some("no LLM backend is configured".to_owned()))
+            } else {
+                self.restore(&record).map_err(|e| Some(e.to_string()))
+            };
+            let admitted = restored.and_then(|deliberation| match self.admit() {
+                Ok(admission) => Ok((deliberation, admission)),
+                Err(full) => Err(Some(full.to_string())),
+            });
+            match admitted {
+                Ok((deliberation, admission)) => {
+                    let started_at_ms = match record.status {
+                        DeliberationStatus::InProgress => record.started_at_ms.or(Some(now)),
+                        _ => None,
+                    };
+                    info!(task_id, phase = %deliberation.phase(), "resuming deliberation");
+                    let (_result, guard) = self.spawn(admission, task_id, deliberation, None, started_at_ms);
+                    guard.disarm();
+                    recovery.resumed += 1;
+                }
+                Err(reason) => {
+                    let message = match reason {
+                        None => STOPPED.to_owned(),
+                        Some(reason) => {
+                            warn!(task_id, %reason, "cannot resume deliberation");
+                            format!("{STOPPED}; not resumed: {reason}")
+                        }
+                    };
+                    let interrupted = self
+                        .record_end(&task_id, record.request.role, DeliberationStatus::Interrupted, &message)
+                        .await
+                        .map_err(store_error)?;
+                    if interrupted {
+                        recovery.interrupted += 1;
+                    }
+                }
+            }
+        }
+        if recovery.interrupted > 0 {
+            warn!(interrupted = recovery.interrupted, "marked unfinished deliberations INTERRUPTED");
+        }
+        Ok(recovery)
+    }
+
+    /// The deliberation to continue: the saved one, or a new one from the stored request.
+    fn restore(&self, record: &DeliberationRecord) -> Result<Deliberation> {
+        if let Some(saved) = record.progress.as_ref().filter(|d| d.phase() != Phase::Completed) {
+            let backend = self.deliberate.backend()?;
+            if let Some(agent) = saved.council().agents().iter().find(|a| !backend.has_profile(&a.profile)) {
+                return Err(ApplicationError::FailedPrecondition(format!(
+                    "model profile \"{}\" is no longer configured",
+                    agent.profile
+                )));
+            }
+            return Ok(saved.clone());
+        }
+        let request = &record.request;
+        let command = DeliberateCommand {
+            task_id: Some(request.task_id.clone()),
+            role: request.role,
+            task: request.task.clone(),
+            rounds: Rounds::new(i64::from(request.rounds))?,
+            num_agents: usize::try_from(request.num_agents).unwrap_or(usize::MAX),
+            profiles: request.profiles.clone(),
+        };
+        Ok(self.deliberate.prepare(command)?.1)
+    }
+}

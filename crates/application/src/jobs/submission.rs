@@ -1,0 +1,151 @@
+//! The entry points: [`Jobs::submit`] starts a deliberation in the background, [`Jobs::run`]
+//! starts one and waits for it. Both store it PENDING first, so it is never lost.
+
+use std::sync::Arc;
+
+use orchestrator_domain::DeliberationStatus;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::{Jobs, store_error};
+use crate::deliberate::{DeliberateCommand, DeliberationReport};
+use crate::error::{ApplicationError, Result};
+use crate::ports::{EventKind, NewDeliberation, ProgressObserver};
+
+/// What a submission did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub task_id: String,
+    pub status: DeliberationStatus,
+    /// `false` when the task id existed and nothing new was started.
+    pub created: bool,
+}
+
+/// A submitted job's result, for callers that wait for it.
+pub type JobResult = Result<DeliberationReport>;
+
+/// Cancels its job when dropped unless disarmed: a synchronous caller that goes away takes
+/// its deliberation with it instead of leaving work nobody waits for.
+#[derive(Debug)]
+pub struct CancelOnDrop {
+    token: Option<CancellationToken>,
+}
+
+impl CancelOnDrop {
+    pub(super) fn new(token: CancellationToken) -> Self {
+        Self { token: Some(token) }
+    }
+
+    /// Keeps the job running after this guard is dropped.
+    pub fn disarm(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            token.cancel();
+        }
+    }
+}
+
+/// What [`Jobs::start`] did with a command.
+#[derive(Debug)]
+enum Started {
+    /// A new deliberation runs; its result arrives on `result`, and dropping `guard` cancels it.
+    New { submission: Submission, result: oneshot::Receiver<JobResult>, guard: CancelOnDrop },
+    /// The task id existed already; nothing was started.
+    Existing(Submission),
+}
+
+impl Jobs {
+    /// Starts a deliberation in the background and answers at once.
+    ///
+    /// The same `task_id` submitted again starts nothing and reports the stored status.
+    ///
+    /// # Errors
+    /// Validation and configuration errors of [`crate::Deliberate::prepare`],
+    /// `ResourceExhausted` when the queue is full, `Store` on database failures.
+    pub async fn submit(self: &Arc<Self>, command: DeliberateCommand) -> Result<Submission> {
+        match self.start(command, None).await? {
+            Started::New { submission, guard, .. } => {
+                guard.disarm();
+                Ok(submission)
+            }
+            Started::Existing(submission) => Ok(submission),
+        }
+    }
+
+    /// Runs a deliberation as a stored job and waits for it. Dropping the returned future
+    /// cancels the deliberation.
+    ///
+    /// # Errors
+    /// Everything [`Jobs::submit`] and [`crate::Deliberate::run`] fail with; `AlreadyExists`
+    /// when the task id was used before by a deliberation that did not complete (a completed
+    /// one is answered from storage, so retries are idempotent).
+    pub async fn run(
+        self: &Arc<Self>,
+        command: DeliberateCommand,
+        observer: Option<Arc<dyn ProgressObserver>>,
+    ) -> Result<DeliberationReport> {
+        match self.start(command, observer).await? {
+            Started::New { result, guard: _guard, .. } => result
+                .await
+                .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?,
+            Started::Existing(submission) => {
+                // A retried request gets the stored result of the completed deliberation.
+                if let Some(report) = self.get(&submission.task_id).await?.report() {
+                    return Ok(report);
+                }
+                Err(ApplicationError::AlreadyExists {
+                    task_id: submission.task_id,
+                    status: submission.status.to_string(),
+                })
+            }
+        }
+    }
+
+    async fn start(
+        self: &Arc<Self>,
+        command: DeliberateCommand,
+        observer: Option<Arc<dyn ProgressObserver>>,
+    ) -> Result<Started> {
+        let requested_rounds = command.rounds.get();
+        let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
+        let profiles = command.profiles.clone();
+        let (task_id, deliberation) = self.deliberate.prepare(command)?;
+
+        if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
+            return Ok(Started::Existing(Submission { task_id, status: existing.status, created: false }));
+        }
+        let admission = self.admit()?;
+        let new = NewDeliberation {
+            task_id: task_id.clone(),
+            role: deliberation.council().role(),
+            task: deliberation.task().clone(),
+            rounds: requested_rounds,
+            num_agents,
+            profiles,
+            created_at_ms: self.clock.now_ms(),
+        };
+        let created = self.store.create(&new, &self.lease(new.created_at_ms)).await.map_err(store_error)?;
+        if !created {
+            // Another submission of the same id won the race.
+            let status = self
+                .store
+                .get(&task_id)
+                .await
+                .map_err(store_error)?
+                .map_or(DeliberationStatus::Pending, |r| r.status);
+            return Ok(Started::Existing(Submission { task_id, status, created: false }));
+        }
+
+        self.emit(&task_id, new.role, EventKind::Submitted).await;
+        let (result, guard) = self.spawn(admission, task_id.clone(), deliberation, observer, None);
+        info!(task_id, "deliberation submitted");
+        let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
+        Ok(Started::New { submission, result, guard })
+    }
+}
