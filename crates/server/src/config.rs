@@ -1,14 +1,13 @@
 //! Layered configuration: defaults → TOML file (`ORCHESTRATOR_CONFIG`) → `ORCHESTRATOR_*`
-//! environment variables → validation. Errors name the key at fault.
+//! environment variables (`__` between nested keys) → validation, layered by the `config`
+//! crate. Errors name the key at fault, as the user wrote it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use orchestrator_infra_dryrun::DryRunConfig;
 use orchestrator_infra_llm::LlmProfile;
-use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::error::{Result, ServerError};
@@ -19,8 +18,10 @@ use crate::error::{Result, ServerError};
 pub enum LogFormat {
     /// Human-readable, one line per event.
     #[default]
+    #[serde(alias = "text", alias = "Pretty", alias = "PRETTY")]
     Pretty,
     /// One JSON object per line, for log collectors.
+    #[serde(alias = "JSON", alias = "Json")]
     Json,
 }
 
@@ -98,17 +99,108 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "orchestrator".to_owned())
 }
 
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    value
-        .trim()
-        .parse()
-        .map_err(|e: T::Err| ServerError::config(key, format!("invalid value {value:?}: {e}")))
+/// Prefix of every setting in the environment.
+const PREFIX: &str = "ORCHESTRATOR_";
+/// Names the TOML file read before the environment.
+const CONFIG_FILE_VAR: &str = "ORCHESTRATOR_CONFIG";
+/// `ORCHESTRATOR_LLM_<KEY>` is an alias of this prefix followed by `<KEY>`.
+const LLM_ALIAS: &str = "ORCHESTRATOR_LLM_";
+const LLM_ALIAS_TARGET: &str = "ORCHESTRATOR_PROFILES__DEFAULT__";
+/// `ORCHESTRATOR_*` variables that are not server settings: the config file's name, the
+/// client subcommands' address, token and CA, and the test suites' services.
+const NOT_SETTINGS: &[&str] = &[
+    "ORCHESTRATOR_CONFIG",
+    "ORCHESTRATOR_ADDR",
+    "ORCHESTRATOR_TOKEN",
+    "ORCHESTRATOR_CA",
+    "ORCHESTRATOR_TEST_",
+];
+
+/// The setting an environment variable names, as `ORCHESTRATOR_<KEY>` with `__` between
+/// nested keys (after resolving the `ORCHESTRATOR_LLM_` alias), when its top-level key is a
+/// real one.
+fn setting_key(name: &str) -> Option<String> {
+    let name = match name.strip_prefix(LLM_ALIAS) {
+        Some(rest) => format!("{LLM_ALIAS_TARGET}{rest}"),
+        None => name.to_owned(),
+    };
+    let rest = name.strip_prefix(PREFIX)?;
+    let top = rest.split("__").next()?.to_ascii_lowercase();
+    Config::KEYS.contains(&top.as_str()).then_some(name)
+}
+
+/// The `ORCHESTRATOR_*` settings of `env`, aliases resolved, everything else left out.
+fn settings_from_env(env: &HashMap<String, String>) -> config::Map<String, String> {
+    env.iter()
+        .filter(|(name, _)| !NOT_SETTINGS.iter().any(|n| name.starts_with(n)))
+        .filter_map(|(name, value)| Some((setting_key(name)?, value.trim().to_owned())))
+        .collect()
+}
+
+/// The variable a user wrote for a resolved setting name (the alias when it was one).
+fn alias_name(resolved: &str) -> String {
+    match resolved.strip_prefix(LLM_ALIAS_TARGET) {
+        Some(rest) => format!("{LLM_ALIAS}{rest}"),
+        None => resolved.to_owned(),
+    }
+}
+
+/// Turns a layering error into one naming the key as the user wrote it: the environment
+/// variable when it came from there, the dotted file key otherwise.
+fn from_config_error(error: config::ConfigError, env: &HashMap<String, String>) -> ServerError {
+    let named = |key: &str| {
+        let var = format!("{PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
+        let alias = alias_name(&var);
+        if env.contains_key(&alias) {
+            alias
+        } else if env.contains_key(&var) {
+            var
+        } else {
+            key.to_owned()
+        }
+    };
+    // The value is repeated when it came from the environment and cannot be a secret.
+    let value_of = |name: &str| {
+        let secret = ["KEY", "TOKEN", "PASSWORD", "SECRET", "URL"].iter().any(|s| name.contains(s));
+        env.get(name).filter(|_| !secret).map_or_else(String::new, |v| format!("invalid value {v:?}: "))
+    };
+    match error {
+        config::ConfigError::Type { unexpected, expected, key, .. } => ServerError::config(
+            key.as_deref().map_or_else(|| "config".to_owned(), named),
+            format!("invalid value {unexpected}: expected {expected}"),
+        ),
+        config::ConfigError::At { error, key: Some(key), .. } => {
+            let name = named(&key);
+            let reason = format!("{}{error}", value_of(&name));
+            ServerError::config(name, reason)
+        }
+        config::ConfigError::NotFound(key) => ServerError::config(named(&key), "missing"),
+        other => ServerError::config("config", other.to_string()),
+    }
 }
 
 impl Config {
+    /// Top-level keys, as in the config file; `ORCHESTRATOR_<KEY>` (upper case, `__` between
+    /// nested keys) sets each from the environment. A test checks this list against the
+    /// struct, so it cannot drift.
+    pub const KEYS: &'static [&'static str] = &[
+        "listen",
+        "default_timeout_secs",
+        "shutdown_grace_secs",
+        "log_format",
+        "database_url",
+        "max_running",
+        "queue_capacity",
+        "resume_unfinished",
+        "node_id",
+        "lease_secs",
+        "selection_profile",
+        "nats_url",
+        "events_prefix",
+        "dry_run",
+        "profiles",
+    ];
+
     /// Loads from the process environment (and the file it names).
     ///
     /// # Errors
@@ -117,134 +209,61 @@ impl Config {
         Self::from_env(&std::env::vars().collect())
     }
 
-    /// Loads from the given environment (and the file it names): testable without touching
-    /// the process environment.
+    /// Loads defaults, then the TOML file named by `ORCHESTRATOR_CONFIG`, then the
+    /// `ORCHESTRATOR_*` variables of `env` (`__` separates nested keys, e.g.
+    /// `ORCHESTRATOR_PROFILES__SMALL__MODEL`; `ORCHESTRATOR_LLM_<KEY>` is short for
+    /// `ORCHESTRATOR_PROFILES__DEFAULT__<KEY>`), then validates. Taking the environment as a
+    /// map keeps it testable without touching the process environment.
     ///
     /// # Errors
     /// See [`Config::load`].
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self> {
-        let mut config = match env.get("ORCHESTRATOR_CONFIG").filter(|p| !p.is_empty()) {
-            Some(path) => Self::from_file(Path::new(path))?,
-            None => Self::default(),
-        };
-        config.apply_env(env)?;
+        let mut builder = config::Config::builder();
+        if let Some(path) = env.get(CONFIG_FILE_VAR).map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ServerError::ConfigFile { path: path.to_owned(), reason: e.to_string() })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let vars = settings_from_env(env);
+        let stray_llm = vars.keys().filter(|k| k.starts_with(LLM_ALIAS_TARGET)).min().cloned();
+        let layered = builder
+            .add_source(
+                config::Environment::with_prefix("ORCHESTRATOR")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .ignore_empty(true)
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("dry_run.command")
+                    .with_list_parse_key("dry_run.languages")
+                    .source(Some(vars)),
+            )
+            .build()
+            .map_err(|e| from_config_error(e, env))?;
+        if let Some(stray) = stray_llm
+            && layered.get_string("profiles.default.base_url").is_err()
+        {
+            return Err(ServerError::config(
+                alias_name(&stray),
+                "set ORCHESTRATOR_LLM_BASE_URL too (or define [profiles.default] in the config file)",
+            ));
+        }
+        let config: Self = layered.try_deserialize().map_err(|e| from_config_error(e, env))?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Reads a TOML file over the defaults.
-    ///
-    /// # Errors
-    /// [`ServerError::ConfigFile`] when unreadable or not valid for this schema.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let file_error =
-            |reason: String| ServerError::ConfigFile { path: path.display().to_string(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-        toml::from_str(&text).map_err(|e| file_error(e.to_string()))
-    }
-
-    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<()> {
-        let get = |key: &str| env.get(key).filter(|v| !v.trim().is_empty());
-        if let Some(v) = get("ORCHESTRATOR_LISTEN") {
-            self.listen = parse("ORCHESTRATOR_LISTEN", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_DEFAULT_TIMEOUT_SECS") {
-            self.default_timeout_secs = parse("ORCHESTRATOR_DEFAULT_TIMEOUT_SECS", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_SHUTDOWN_GRACE_SECS") {
-            self.shutdown_grace_secs = parse("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_DATABASE_URL") {
-            v.trim().clone_into(&mut self.database_url);
-        }
-        if let Some(v) = get("ORCHESTRATOR_MAX_RUNNING") {
-            self.max_running = parse("ORCHESTRATOR_MAX_RUNNING", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_QUEUE_CAPACITY") {
-            self.queue_capacity = parse("ORCHESTRATOR_QUEUE_CAPACITY", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_NATS_URL") {
-            self.nats_url = Some(v.trim().to_owned());
-        }
-        if let Some(v) = get("ORCHESTRATOR_EVENTS_PREFIX") {
-            v.trim().clone_into(&mut self.events_prefix);
-        }
-        if let Some(v) = get("ORCHESTRATOR_NODE_ID") {
-            v.trim().clone_into(&mut self.node_id);
-        }
-        if let Some(v) = get("ORCHESTRATOR_LEASE_SECS") {
-            self.lease_secs = parse("ORCHESTRATOR_LEASE_SECS", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_RESUME_UNFINISHED") {
-            self.resume_unfinished = parse("ORCHESTRATOR_RESUME_UNFINISHED", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_SELECTION_PROFILE") {
-            self.selection_profile = Some(v.trim().to_owned());
-        }
-        self.apply_llm_env(env)?;
-        if let Some(v) = get("ORCHESTRATOR_LOG_FORMAT") {
-            self.log_format = match v.trim().to_ascii_lowercase().as_str() {
-                "json" => LogFormat::Json,
-                "pretty" | "text" => LogFormat::Pretty,
-                other => {
-                    return Err(ServerError::config(
-                        "ORCHESTRATOR_LOG_FORMAT",
-                        format!("expected json or pretty, got {other:?}"),
-                    ));
-                }
-            };
-        }
-        Ok(())
-    }
-
-    /// `ORCHESTRATOR_LLM_*` variables configure the `default` profile: they override the
-    /// file's values, or create the profile when `ORCHESTRATOR_LLM_BASE_URL` is set.
-    fn apply_llm_env(&mut self, env: &HashMap<String, String>) -> Result<()> {
-        const PREFIX: &str = "ORCHESTRATOR_LLM_";
-        let get = |key: &str| env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let base_url = get("ORCHESTRATOR_LLM_BASE_URL");
-        if base_url.is_none() && !self.profiles.contains_key("default") {
-            if let Some(stray) = env.keys().filter(|k| k.starts_with(PREFIX)).min() {
-                return Err(ServerError::config(
-                    stray.as_str(),
-                    "set ORCHESTRATOR_LLM_BASE_URL too (or define [profiles.default] in the config file)",
-                ));
-            }
-            return Ok(());
-        }
-        let profile = self
-            .profiles
-            .entry("default".to_owned())
-            .or_insert_with(|| LlmProfile::new(base_url.unwrap_or_default(), String::new()));
-        if let Some(v) = base_url {
-            v.clone_into(&mut profile.base_url);
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_MODEL") {
-            v.clone_into(&mut profile.model);
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_API_KEY") {
-            profile.api_key = Some(SecretString::from(v.to_owned()));
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_API_KEY_ENV") {
-            profile.api_key_env = Some(v.to_owned());
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_TEMPERATURE") {
-            profile.temperature = parse("ORCHESTRATOR_LLM_TEMPERATURE", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_MAX_TOKENS") {
-            profile.max_tokens = parse("ORCHESTRATOR_LLM_MAX_TOKENS", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_TIMEOUT_SECS") {
-            profile.timeout =
-                Duration::from_secs_f64(parse::<f64>("ORCHESTRATOR_LLM_TIMEOUT_SECS", v)?.max(0.0));
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_MAX_RETRIES") {
-            profile.max_retries = parse("ORCHESTRATOR_LLM_MAX_RETRIES", v)?;
-        }
-        if let Some(v) = get("ORCHESTRATOR_LLM_MAX_CONCURRENCY") {
-            profile.max_concurrency = parse("ORCHESTRATOR_LLM_MAX_CONCURRENCY", v)?;
-        }
-        Ok(())
+    /// `ORCHESTRATOR_*` variables of `env` that configure nothing (a typo, most likely), for a
+    /// warning at startup. Variables the client subcommands and tests read are not listed.
+    pub fn unrecognised_env(env: &HashMap<String, String>) -> Vec<String> {
+        let mut names: Vec<String> = env
+            .keys()
+            .filter(|name| name.starts_with(PREFIX) && !NOT_SETTINGS.iter().any(|n| name.starts_with(n)))
+            .filter(|name| setting_key(name).is_none())
+            .cloned()
+            .collect();
+        names.sort();
+        names
     }
 
     fn validate(&self) -> Result<()> {
@@ -411,5 +430,81 @@ mod tests {
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err();
         assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn nested_keys_come_from_the_environment_with_double_underscores() {
+        let config = Config::from_env(&env(&[
+            ("ORCHESTRATOR_PROFILES__SMALL__BASE_URL", "http://small/v1"),
+            ("ORCHESTRATOR_PROFILES__SMALL__MODEL", "llama3.2:3b"),
+            ("ORCHESTRATOR_PROFILES__SMALL__MAX_TOKENS", "256"),
+            ("ORCHESTRATOR_DRY_RUN__COMMAND", "python3,-m,py_compile,{file}"),
+            ("ORCHESTRATOR_DRY_RUN__LANGUAGES", "python,py"),
+            ("ORCHESTRATOR_DRY_RUN__TIMEOUT_SECS", "3"),
+        ]))
+        .unwrap();
+        let small = &config.profiles["small"];
+        assert_eq!((small.model.as_str(), small.max_tokens), ("llama3.2:3b", 256));
+        let dry_run = config.dry_run.unwrap();
+        assert_eq!(dry_run.timeout_secs, 3.0);
+        assert_eq!(dry_run.command.last().map(String::as_str), Some("{file}"));
+    }
+
+    #[test]
+    fn numbers_in_text_settings_stay_text() {
+        let config =
+            Config::from_env(&env(&[("ORCHESTRATOR_NODE_ID", "42"), ("ORCHESTRATOR_EVENTS_PREFIX", "7")]))
+                .unwrap();
+        assert_eq!((config.node_id.as_str(), config.events_prefix.as_str()), ("42", "7"));
+    }
+
+    #[test]
+    fn unknown_orchestrator_variables_are_reported_but_client_and_test_ones_are_not() {
+        let vars = env(&[
+            ("ORCHESTRATOR_LISEN", "x"),
+            ("ORCHESTRATOR_LISTEN", "127.0.0.1:1"),
+            ("ORCHESTRATOR_LLM_MODEL", "m"),
+            ("ORCHESTRATOR_ADDR", "http://x"),
+            ("ORCHESTRATOR_TEST_PG_URL", "postgres://x"),
+            ("ORCHESTRATOR_CONFIG", "/x.toml"),
+        ]);
+        assert_eq!(Config::unrecognised_env(&vars), ["ORCHESTRATOR_LISEN"]);
+    }
+
+    /// The field names serde expects, read from its own "unknown field" message, so the
+    /// list cannot drift from the struct.
+    pub(crate) fn struct_fields() -> Vec<String> {
+        let err = toml::from_str::<Config>("zz_probe = 1").unwrap_err().to_string();
+        let expected = err.split("expected one of").nth(1).unwrap();
+        expected.split(',').map(|f| f.trim().trim_matches(|c| c == '`' || c == '\n').to_owned()).collect()
+    }
+
+    #[test]
+    fn the_list_of_keys_is_the_struct() {
+        let mut fields = struct_fields();
+        fields.sort();
+        let mut keys: Vec<String> = Config::KEYS.iter().map(|k| (*k).to_owned()).collect();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn the_readme_documents_every_key_and_no_other() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let section = readme.split("## Configuration").nth(1).unwrap().split("\n## ").next().unwrap();
+        let documented: std::collections::BTreeSet<String> = section
+            .lines()
+            .filter(|line| line.starts_with('|'))
+            .filter_map(|line| line.split('|').nth(2))
+            .filter_map(|cell| cell.trim().strip_prefix('`')?.split(['`', '.']).next().map(str::to_owned))
+            .collect();
+        let fields: std::collections::BTreeSet<String> = struct_fields().into_iter().collect();
+        let missing: Vec<_> = fields.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&fields).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "README lacks {missing:?}; documents unknown {unknown:?}"
+        );
     }
 }

@@ -34,6 +34,9 @@ async fn serve() -> ExitCode {
         }
     };
     telemetry::init_subscriber(config.log_format);
+    for name in Config::unrecognised_env(&std::env::vars().collect()) {
+        tracing::warn!(variable = name, "environment variable sets no configuration key; is it misspelt?");
+    }
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(error) => {
