@@ -10,9 +10,8 @@
 //! records each reply or failure, then calls [`Deliberation::advance`]. A failed agent is
 //! dropped with its proposal and reported; nothing is ever invented in its place.
 //!
-//! Review assignment is a ring over the surviving agents in seat order: in round `r` the agent
-//! at position `i` reviews the one at `i + offset(r)`, where `offset(r) = ((r − 1) mod (n − 1)) + 1`.
-//! So round 1 reviews the next peer, round 2 the one after, and nobody ever reviews itself.
+//! Review assignment is a ring over the surviving agents in seat order ([`ring_assignment`]):
+//! round 1 reviews the next peer, round 2 the one after, and nobody ever reviews itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -26,6 +25,7 @@ use crate::error::{DomainError, Result};
 use crate::proposal::Proposal;
 use crate::ranking::{RankKey, rank};
 use crate::review::Review;
+use crate::ring::ring_assignment;
 use crate::scoring::{Score, ScoringWeights, check_score, peer_mean};
 use crate::task::Task;
 use crate::usage::TokenUsage;
@@ -462,10 +462,8 @@ impl Deliberation {
         let survivors: Vec<AgentId> = self.proposals.iter().map(|p| p.author().clone()).collect();
         self.pending = match phase {
             Phase::Reviewing { round } => {
-                let n = survivors.len();
-                let offset = ((round as usize - 1) % (n - 1)) + 1;
-                for (i, reviewer) in survivors.iter().enumerate() {
-                    self.assignments.insert(reviewer.clone(), survivors[(i + offset) % n].clone());
+                for (reviewer, target) in ring_assignment(survivors.len(), round).into_iter().enumerate() {
+                    self.assignments.insert(survivors[reviewer].clone(), survivors[target].clone());
                 }
                 self.under_review =
                     self.proposals.iter().map(|p| (p.author().clone(), p.content().to_owned())).collect();
