@@ -4,16 +4,12 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use orchestrator_api_grpc::pb;
+use orchestrator_application::LatencyHistogram;
 use orchestrator_domain::checks::{check_policy, lint};
 use orchestrator_tests::{ScriptedBackend, spawn_app_with};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn request(agents: i32, rounds: i32) -> pb::DeliberateRequest {
     pb::DeliberateRequest {
@@ -66,18 +62,15 @@ async fn bench_grpc(agents: i32, rounds: i32, sequential: usize, concurrent: usi
     .await;
 
     let mut client = app.client.clone();
-    let mut latencies = Vec::with_capacity(sequential);
+    let mut latencies = LatencyHistogram::default();
     for _ in 0..sequential {
         let started = Instant::now();
         client.deliberate(request(agents, rounds)).await.unwrap();
-        latencies.push(started.elapsed());
+        latencies.record(started.elapsed());
     }
-    latencies.sort();
+    let (p50, p95, p99) = latencies.p50_p95_p99_ms();
     println!(
-        "gRPC+SQLite, {agents} agents × {rounds} round(s), sequential {sequential}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
-        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
-        percentile(&latencies, 95.0).as_secs_f64() * 1e3,
-        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+        "gRPC+SQLite, {agents} agents × {rounds} round(s), sequential {sequential}: p50 {p50:.2} ms, p95 {p95:.2} ms, p99 {p99:.2} ms"
     );
 
     let started = Instant::now();

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use orchestrator_application::ports::{DeliberationRecord, ListQuery};
 use orchestrator_application::{
-    ApplicationError, DeliberateCommand, DeliberationReport, OrchestrateCommand, OrchestrationReport,
-    StatsSnapshot, StatusReport, Submission,
+    ApplicationError, CountersSnapshot, DeliberateCommand, DeliberationReport, OrchestrateCommand,
+    OrchestrationReport, StatusReport, Submission,
 };
 use orchestrator_domain::{
     AgentFailure, Council, DeliberationStatus, DomainError, DryRunOutcome, ProfileName, RankedProposal,
@@ -70,14 +70,11 @@ fn constraints(raw: Option<pb::TaskConstraints>) -> Result<TaskConstraints, Doma
     )
 }
 
+/// Unset or 0 means the default council size; the range itself is the domain's rule.
 fn num_agents(raw: Option<i32>) -> Result<usize, ApplicationError> {
     match raw {
         None | Some(0) => Ok(Council::DEFAULT_AGENTS),
-        Some(n) if n < 0 || n as usize > Council::MAX_AGENTS => Err(invalid(
-            "num_agents",
-            format!("must be within 1..={} (0 = default 3), got {n}", Council::MAX_AGENTS),
-        )),
-        Some(n) => Ok(n as usize),
+        Some(n) => Ok(Council::validate_size(i64::from(n))?),
     }
 }
 
@@ -372,7 +369,7 @@ pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
 
 /// GetMetrics as sent on the wire. Councils are seated per deliberation, so there is no
 /// standing council to report health for.
-pub fn metrics_response(s: &StatsSnapshot) -> pb::GetMetricsResponse {
+pub fn metrics_response(s: &CountersSnapshot) -> pb::GetMetricsResponse {
     let (p50, p95, p99) = s.latency_percentiles_ms;
     pb::GetMetricsResponse {
         performance: Some(pb::PerformanceMetrics {
@@ -401,7 +398,7 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// Status on the wire.
-pub fn status(s: DeliberationStatus) -> pb::DeliberationStatus {
+pub fn wire_status(s: DeliberationStatus) -> pb::DeliberationStatus {
     match s {
         DeliberationStatus::Pending => pb::DeliberationStatus::Pending,
         DeliberationStatus::InProgress => pb::DeliberationStatus::InProgress,
@@ -416,7 +413,7 @@ pub fn status(s: DeliberationStatus) -> pb::DeliberationStatus {
 fn status_filter(raw: i32) -> Result<Option<DeliberationStatus>, ApplicationError> {
     let wire = pb::DeliberationStatus::try_from(raw)
         .map_err(|_| invalid("status_filter", format!("unknown status value {raw}")))?;
-    Ok(DeliberationStatus::ALL.into_iter().find(|s| status(*s) == wire))
+    Ok(DeliberationStatus::ALL.into_iter().find(|s| wire_status(*s) == wire))
 }
 
 /// ListDeliberations paging and filters.
@@ -466,7 +463,7 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
     }
     pb::GetDeliberationResultResponse {
         task_id: record.request.task_id.clone(),
-        status: status(record.status).into(),
+        status: wire_status(record.status).into(),
         results,
         winner_id: record.winner_id.clone().unwrap_or_default(),
         duration_ms: record.duration_ms.unwrap_or_default(),
@@ -489,7 +486,7 @@ pub fn summary(record: &DeliberationRecord) -> pb::DeliberationSummary {
     pb::DeliberationSummary {
         task_id: record.request.task_id.clone(),
         role: record.request.role.to_string(),
-        status: status(record.status).into(),
+        status: wire_status(record.status).into(),
         created_at_ms: record.request.created_at_ms,
         duration_ms: record.duration_ms.unwrap_or_default(),
         winner_id: record.winner_id.clone().unwrap_or_default(),
@@ -502,7 +499,7 @@ pub fn summary(record: &DeliberationRecord) -> pb::DeliberationSummary {
 pub fn submission(s: &Submission) -> pb::SubmitDeliberationResponse {
     pb::SubmitDeliberationResponse {
         task_id: s.task_id.clone(),
-        status: status(s.status).into(),
+        status: wire_status(s.status).into(),
         created: s.created,
     }
 }
@@ -554,11 +551,11 @@ mod tests {
         );
         assert_eq!(
             error(pb::DeliberateRequest { num_agents: Some(17), ..request() }),
-            "num_agents: must be within 1..=16 (0 = default 3), got 17"
+            "num_agents: must be within 1..=16, got 17"
         );
         assert_eq!(
             error(pb::DeliberateRequest { num_agents: Some(-1), ..request() }),
-            "num_agents: must be within 1..=16 (0 = default 3), got -1"
+            "num_agents: must be within 1..=16, got -1"
         );
         assert_eq!(
             error(pb::DeliberateRequest { rounds: Some(6), ..request() }),
@@ -614,7 +611,7 @@ mod tests {
     #[test]
     fn every_status_has_its_own_wire_value() {
         let wire: std::collections::BTreeSet<i32> =
-            DeliberationStatus::ALL.iter().map(|s| status(*s) as i32).collect();
+            DeliberationStatus::ALL.iter().map(|s| wire_status(*s) as i32).collect();
         assert_eq!(wire.len(), DeliberationStatus::ALL.len());
         assert!(!wire.contains(&0), "UNKNOWN is never sent");
     }

@@ -7,9 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod error_mapping;
 pub mod router;
 pub mod service;
-pub mod status;
 
 /// Types and service traits generated from `proto/orchestrator/v1/orchestrator.proto`.
 #[allow(

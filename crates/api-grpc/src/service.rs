@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
-    DeliberateCommand, GetStatus, Jobs, Orchestrate, OrchestrateCommand, StatusTracker,
+    Counters, DeliberateCommand, GetStatus, Jobs, Orchestrate, OrchestrateCommand,
 };
 use orchestrator_domain::{Deliberation, Phase};
 use tokio::sync::mpsc;
@@ -15,9 +15,9 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, instrument};
 
 use crate::convert;
+use crate::error_mapping::to_status;
 use crate::pb;
 use crate::pb::orchestrator_service_server::OrchestratorService;
-use crate::status::to_status;
 
 /// The use cases the API serves, wired by the server binary.
 #[derive(Clone)]
@@ -25,7 +25,7 @@ pub struct OrchestratorApi {
     jobs: Arc<Jobs>,
     orchestrate: Arc<Orchestrate>,
     status: Arc<GetStatus>,
-    tracker: Arc<StatusTracker>,
+    tracker: Arc<Counters>,
     clock: Arc<dyn Clock>,
 }
 
@@ -40,7 +40,7 @@ impl OrchestratorApi {
         jobs: Arc<Jobs>,
         orchestrate: Arc<Orchestrate>,
         status: Arc<GetStatus>,
-        tracker: Arc<StatusTracker>,
+        tracker: Arc<Counters>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self { jobs, orchestrate, status, tracker, clock }
@@ -254,6 +254,9 @@ impl OrchestratorService for OrchestratorApi {
     ) -> Result<Response<pb::CancelDeliberationResponse>, Status> {
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
         let status = self.jobs.cancel(&task_id).await.map_err(to_status)?;
-        Ok(Response::new(pb::CancelDeliberationResponse { task_id, status: convert::status(status).into() }))
+        Ok(Response::new(pb::CancelDeliberationResponse {
+            task_id,
+            status: convert::wire_status(status).into(),
+        }))
     }
 }

@@ -12,9 +12,9 @@ use orchestrator_domain::{
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
 use crate::ports::{AgentBackend, AgentError, Clock, DryRunner, IdGenerator, ProgressObserver};
-use crate::status::StatusTracker;
 
 /// Server-side settings of every deliberation.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +68,7 @@ pub struct Deliberate {
     dry_runner: Option<Arc<dyn DryRunner>>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
-    tracker: Arc<StatusTracker>,
+    tracker: Arc<Counters>,
     settings: DeliberationSettings,
 }
 
@@ -90,7 +90,7 @@ impl Deliberate {
         dry_runner: Option<Arc<dyn DryRunner>>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
-        tracker: Arc<StatusTracker>,
+        tracker: Arc<Counters>,
         settings: DeliberationSettings,
     ) -> Self {
         Self { backend, dry_runner, clock, ids, tracker, settings }
@@ -105,7 +105,7 @@ impl Deliberate {
     }
 
     /// The status tracker this use case reports to.
-    pub fn tracker(&self) -> &Arc<StatusTracker> {
+    pub fn tracker(&self) -> &Arc<Counters> {
         &self.tracker
     }
 

@@ -7,17 +7,21 @@
 //! reverse.
 #![forbid(unsafe_code)]
 
+pub mod counters;
 pub mod deliberate;
 pub mod error;
+pub mod get_status;
 pub mod jobs;
+pub mod latency;
 pub mod orchestrate;
 pub mod ports;
-pub mod status;
 #[cfg(any(test, feature = "mocks"))]
 pub mod testing;
 
+pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};
+pub use get_status::{GetStatus, StatusReport};
 pub use jobs::{CancelOnDrop, JobSettings, Jobs, Recovery, Submission};
+pub use latency::LatencyHistogram;
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};
-pub use status::{GetStatus, StatsSnapshot, StatusReport, StatusTracker};

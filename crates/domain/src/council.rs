@@ -64,15 +64,22 @@ impl Council {
         Ok(Self { role, agents })
     }
 
-    fn check_size(size: usize) -> Result<()> {
-        match size {
-            0 => Err(DomainError::invalid("num_agents", "a council needs at least 1 agent")),
-            n if n > Self::MAX_AGENTS => Err(DomainError::invalid(
+    /// Checks a requested council size: the one place the 1..=16 rule lives.
+    ///
+    /// # Errors
+    /// Field `num_agents` when below 1 or above 16.
+    pub fn validate_size(size: i64) -> Result<usize> {
+        match usize::try_from(size) {
+            Ok(n) if (1..=Self::MAX_AGENTS).contains(&n) => Ok(n),
+            _ => Err(DomainError::invalid(
                 "num_agents",
-                format!("must be at most {}, got {n}", Self::MAX_AGENTS),
+                format!("must be within 1..={}, got {size}", Self::MAX_AGENTS),
             )),
-            _ => Ok(()),
         }
+    }
+
+    fn check_size(size: usize) -> Result<()> {
+        Self::validate_size(i64::try_from(size).unwrap_or(i64::MAX)).map(|_| ())
     }
 
     pub fn role(&self) -> Role {
@@ -128,11 +135,15 @@ mod tests {
         assert!(Council::assemble(Role::Dev, 16, &[]).is_ok());
         assert_eq!(
             Council::assemble(Role::Dev, 0, &[]).unwrap_err().to_string(),
-            "num_agents: a council needs at least 1 agent"
+            "num_agents: must be within 1..=16, got 0"
         );
         assert_eq!(
             Council::assemble(Role::Dev, 17, &[]).unwrap_err().to_string(),
-            "num_agents: must be at most 16, got 17"
+            "num_agents: must be within 1..=16, got 17"
+        );
+        assert_eq!(
+            Council::validate_size(-1).unwrap_err().to_string(),
+            "num_agents: must be within 1..=16, got -1"
         );
     }
 

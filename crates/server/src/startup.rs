@@ -12,7 +12,7 @@ use orchestrator_application::ports::{
     AgentBackend, Clock, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
 };
 use orchestrator_application::{
-    Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate, StatusTracker,
+    Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
 };
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_dryrun::CommandDryRunner;
@@ -113,7 +113,7 @@ impl Application {
                 orchestrator_infra_store::connect(&config.database_url).await?
             }
         };
-        let tracker = Arc::new(StatusTracker::new(deps.clock.now_ms()));
+        let tracker = Arc::new(Counters::new(deps.clock.now_ms()));
         let llm_configured = deps.backend.is_some();
         if !llm_configured {
             warn!("no LLM backend configured: Deliberate and Orchestrate will answer FAILED_PRECONDITION");

@@ -44,7 +44,7 @@ fn use_case(backend: Option<Arc<dyn AgentBackend>>) -> Deliberate {
         None,
         Arc::new(clock),
         Arc::new(ids),
-        Arc::new(StatusTracker::new(0)),
+        Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
     )
 }

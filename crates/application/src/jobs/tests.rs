@@ -7,13 +7,13 @@ use async_trait::async_trait;
 use orchestrator_domain::{DeliberationStatus, Role, Rounds, Task, TaskConstraints};
 
 use super::*;
+use crate::counters::Counters;
 use crate::deliberate::DeliberationSettings;
 use crate::deliberate::{Deliberate, DeliberateCommand};
 use crate::error::ApplicationError;
 use crate::jobs::Recovery;
 use crate::ports::{Clock, NewDeliberation};
 use crate::ports::{MockClock, MockIdGenerator};
-use crate::status::StatusTracker;
 use crate::testing::{InMemoryStore, SleepingBackend};
 
 const STEP: Duration = Duration::from_secs(1);
@@ -30,7 +30,7 @@ fn jobs_with(backend: Arc<SleepingBackend>, store: Arc<InMemoryStore>, settings:
         None,
         Arc::clone(&clock),
         Arc::new(ids),
-        Arc::new(StatusTracker::new(0)),
+        Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
     ));
     Arc::new(Jobs::new(deliberate, store, clock, settings))
@@ -384,7 +384,7 @@ async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
         None,
         clock.clone(),
         Arc::new(ids),
-        Arc::new(StatusTracker::new(0)),
+        Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
     ));
     let settings =

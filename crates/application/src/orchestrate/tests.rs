@@ -4,10 +4,10 @@ use std::sync::Arc;
 use orchestrator_domain::{PeerScore, Role, Rounds, Task, TaskConstraints};
 
 use super::*;
+use crate::counters::Counters;
 use crate::deliberate::{Deliberate, DeliberationSettings};
 use crate::jobs::JobSettings;
 use crate::ports::{AgentError, MockAgentBackend, MockClock, MockIdGenerator, ReviewReply, Selection};
-use crate::status::StatusTracker;
 use crate::testing::{InMemoryStore, scripted_backend};
 
 fn orchestrate(backend: MockAgentBackend) -> Orchestrate {
@@ -21,7 +21,7 @@ fn orchestrate(backend: MockAgentBackend) -> Orchestrate {
         None,
         Arc::clone(&clock),
         Arc::new(ids),
-        Arc::new(StatusTracker::new(0)),
+        Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
     ));
     Orchestrate::new(Arc::new(Jobs::new(

@@ -1,16 +1,17 @@
-//! Service status: uptime and counters, kept in memory since the process started.
+//! Counters of the deliberations and agent calls of this process, kept in memory since it
+//! started: what GetStatus and GetMetrics report.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use orchestrator_domain::{Role, TokenUsage};
 
-use crate::ports::Clock;
+use crate::latency::LatencyHistogram;
 
 /// Counters since the process started.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StatsSnapshot {
+pub struct CountersSnapshot {
     pub total_deliberations: u64,
     pub failed_deliberations: u64,
     pub total_orchestrations: u64,
@@ -28,18 +29,15 @@ pub struct StatsSnapshot {
     pub active_agents: u64,
     /// Mean duration of orchestrations (deliberation + selection), in milliseconds.
     pub avg_orchestration_ms: f64,
-    /// Latency percentiles (p50, p95, p99) of the last completed deliberations, in milliseconds.
+    /// Latency percentiles (p50, p95, p99) of the completed deliberations, in milliseconds.
     pub latency_percentiles_ms: (f64, f64, f64),
     /// Agent calls made and their mean latency, in milliseconds.
     pub agent_calls: u64,
     pub avg_agent_call_ms: f64,
 }
 
-/// How many recent deliberation durations the percentiles are computed over.
-pub const LATENCY_WINDOW: usize = 1024;
-
 #[derive(Debug, Default)]
-struct Counters {
+struct Tallies {
     total: u64,
     failed: u64,
     orchestrations: u64,
@@ -52,35 +50,26 @@ struct Counters {
     agents_per_role: BTreeMap<Role, u64>,
     active_agents: u64,
     orchestration_ms_sum: f64,
-    recent_ms: VecDeque<f64>,
+    latencies: LatencyHistogram,
     agent_calls: u64,
     agent_latency_ms: u64,
 }
 
-/// Nearest-rank percentile of sorted samples; 0 when there are none.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Collects counters from the use cases; cheap to share (`Arc`) and to update.
 #[derive(Debug)]
-pub struct StatusTracker {
+pub struct Counters {
     started_at_ms: i64,
-    counters: Mutex<Counters>,
+    tallies: Mutex<Tallies>,
 }
 
-impl StatusTracker {
+impl Counters {
     pub fn new(started_at_ms: i64) -> Self {
-        Self { started_at_ms, counters: Mutex::new(Counters::default()) }
+        Self { started_at_ms, tallies: Mutex::new(Tallies::default()) }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Counters) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut Tallies) -> T) -> T {
         // Counters stay consistent even if a holder panicked: every update is a few additions.
-        let mut guard = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut guard)
     }
 
@@ -93,10 +82,7 @@ impl StatusTracker {
                 let ms = duration.as_secs_f64() * 1000.0;
                 c.completed += 1;
                 c.completed_ms_sum += ms;
-                if c.recent_ms.len() == LATENCY_WINDOW {
-                    c.recent_ms.pop_front();
-                }
-                c.recent_ms.push_back(ms);
+                c.latencies.record(duration);
             } else {
                 c.failed += 1;
             }
@@ -133,12 +119,10 @@ impl StatusTracker {
         ActiveGuard { tracker: Arc::clone(self), agents }
     }
 
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub fn snapshot(&self) -> CountersSnapshot {
         self.with(|c| {
-            let mut sorted: Vec<f64> = c.recent_ms.iter().copied().collect();
-            sorted.sort_by(f64::total_cmp);
             let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
-            StatsSnapshot {
+            CountersSnapshot {
                 total_deliberations: c.total,
                 failed_deliberations: c.failed,
                 total_orchestrations: c.orchestrations,
@@ -150,11 +134,7 @@ impl StatusTracker {
                 agents_per_role: c.agents_per_role.clone(),
                 active_agents: c.active_agents,
                 avg_orchestration_ms: mean(c.orchestration_ms_sum, c.orchestrations),
-                latency_percentiles_ms: (
-                    percentile(&sorted, 50.0),
-                    percentile(&sorted, 95.0),
-                    percentile(&sorted, 99.0),
-                ),
+                latency_percentiles_ms: c.latencies.p50_p95_p99_ms(),
                 agent_calls: c.agent_calls,
                 avg_agent_call_ms: mean(c.agent_latency_ms as f64, c.agent_calls),
             }
@@ -169,7 +149,7 @@ impl StatusTracker {
 /// Keeps a deliberation counted as active while alive.
 #[derive(Debug)]
 pub struct ActiveGuard {
-    tracker: Arc<StatusTracker>,
+    tracker: Arc<Counters>,
     agents: u64,
 }
 
@@ -182,50 +162,13 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// What GetStatus answers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatusReport {
-    pub uptime: Duration,
-    pub llm_configured: bool,
-    pub stats: Option<StatsSnapshot>,
-}
-
-/// The GetStatus use case.
-pub struct GetStatus {
-    tracker: Arc<StatusTracker>,
-    clock: Arc<dyn Clock>,
-    llm_configured: bool,
-}
-
-impl std::fmt::Debug for GetStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetStatus").field("llm_configured", &self.llm_configured).finish_non_exhaustive()
-    }
-}
-
-impl GetStatus {
-    pub fn new(tracker: Arc<StatusTracker>, clock: Arc<dyn Clock>, llm_configured: bool) -> Self {
-        Self { tracker, clock, llm_configured }
-    }
-
-    pub fn execute(&self, include_stats: bool) -> StatusReport {
-        let uptime_ms = (self.clock.now_ms() - self.tracker.started_at_ms()).max(0);
-        StatusReport {
-            uptime: Duration::from_millis(u64::try_from(uptime_ms).unwrap_or(0)),
-            llm_configured: self.llm_configured,
-            stats: include_stats.then(|| self.tracker.snapshot()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::MockClock;
 
     #[test]
     fn counts_deliberations_per_role_and_averages_successes() {
-        let tracker = StatusTracker::new(0);
+        let tracker = Counters::new(0);
         tracker.record_deliberation(Role::Dev, Duration::from_millis(100), true);
         tracker.record_deliberation(Role::Dev, Duration::from_millis(300), true);
         tracker.record_deliberation(Role::Qa, Duration::from_millis(999), false);
@@ -243,19 +186,19 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_use_nearest_rank_over_recent_successes() {
-        let tracker = StatusTracker::new(0);
+    fn percentiles_cover_successes_only() {
+        let tracker = Counters::new(0);
         for ms in 1..=100 {
             tracker.record_deliberation(Role::Data, Duration::from_millis(ms), true);
         }
-        assert_eq!(tracker.snapshot().latency_percentiles_ms, (50.0, 95.0, 99.0));
-        assert_eq!(percentile(&[], 50.0), 0.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        tracker.record_deliberation(Role::Data, Duration::from_secs(3600), false);
+        let (p50, _, p99) = tracker.snapshot().latency_percentiles_ms;
+        assert!((p50 - 50.0).abs() < 0.1 && (p99 - 99.0).abs() < 0.1, "{p50} {p99}");
     }
 
     #[test]
     fn active_guard_counts_while_alive() {
-        let tracker = Arc::new(StatusTracker::new(0));
+        let tracker = Arc::new(Counters::new(0));
         let guard = tracker.track_active(Role::Qa, 4);
         let s = tracker.snapshot();
         assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (1, 4, 1, 4));
@@ -263,18 +206,5 @@ mod tests {
         drop(guard);
         let s = tracker.snapshot();
         assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (0, 0, 1, 4));
-    }
-
-    #[test]
-    fn uptime_comes_from_the_clock_and_stats_only_when_asked() {
-        let tracker = Arc::new(StatusTracker::new(1_000));
-        let mut clock = MockClock::new();
-        clock.expect_now_ms().return_const(61_000_i64);
-        let status = GetStatus::new(tracker, Arc::new(clock), true);
-        let report = status.execute(false);
-        assert_eq!(report.uptime, Duration::from_secs(60));
-        assert!(report.llm_configured);
-        assert!(report.stats.is_none());
-        assert!(status.execute(true).stats.is_some());
     }
 }
