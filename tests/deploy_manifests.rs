@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic on purpose
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -199,7 +200,9 @@ fn kustomize(dir: &Path) -> Option<Vec<Value>> {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "kubectl is required in CI to render the kustomize overlays under deploy/k8s"
             );
-            eprintln!("SKIPPED: kubectl not installed (rendering {})", dir.display());
+            // Straight to the process's stderr: libtest captures eprintln! of passing tests.
+            let _ =
+                writeln!(std::io::stderr(), "SKIPPED: kubectl not installed (rendering {})", dir.display());
             None
         }
         Err(e) => panic!("kubectl kustomize {}: {e}", dir.display()),
@@ -638,6 +641,68 @@ fn workloads_as_written_keep_every_container_wall() {
     assert!(checked > 0, "no workload found under deploy/");
 }
 
+/// What a kustomization directory hands kustomize, transitively through its resources and
+/// components: every YAML document (files and inline patches), and every generated ConfigMap
+/// or Secret as an object with the `data` it would get. Read before kustomize merges anything,
+/// because a strategic-merge patch that repeats an env name is silently deduplicated.
+fn kustomize_inputs(dir: &Path, out: &mut Vec<(String, Value)>) {
+    let root = repo_root();
+    let name = |path: &Path| path.strip_prefix(&root).unwrap_or(path).display().to_string();
+    let kustomization = dir.join("kustomization.yaml");
+    let origin = name(&kustomization);
+    let docs = parse_yaml(&origin, &read(&kustomization));
+    for doc in &docs {
+        let listed = ["resources", "components", "patchesStrategicMerge"]
+            .iter()
+            .flat_map(|key| doc[*key].as_array().into_iter().flatten())
+            .chain(doc["patches"].as_array().into_iter().flatten().map(|p| &p["path"]))
+            .filter_map(Value::as_str);
+        for entry in listed {
+            let path = dir.join(entry);
+            if path.is_dir() {
+                kustomize_inputs(&path, out);
+            } else {
+                let file = name(&path);
+                out.extend(parse_yaml(&file, &read(&path)).into_iter().map(|d| (file.clone(), d)));
+            }
+        }
+        for inline in doc["patches"].as_array().into_iter().flatten().filter_map(|p| p["patch"].as_str()) {
+            out.extend(parse_yaml(&origin, inline).into_iter().map(|d| (origin.clone(), d)));
+        }
+        for generator in ["configMapGenerator", "secretGenerator"] {
+            for entry in doc[generator].as_array().into_iter().flatten() {
+                let mut data = serde_json::Map::new();
+                for literal in entry["literals"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    let (key, value) = literal.split_once('=').unwrap_or((literal, ""));
+                    data.insert(key.to_owned(), value.into());
+                }
+                for key in ["files", "envs"] {
+                    for file in entry[key].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                        let (key, file) = file.rsplit_once('=').unwrap_or((file, file));
+                        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                        data.insert(key.to_owned(), text.into());
+                    }
+                }
+                out.push((origin.clone(), serde_json::json!({ "kind": "ConfigMap", "data": data })));
+            }
+        }
+    }
+}
+
+/// Every object under `value` that names `name` (env entries, generated keys).
+fn named<'a>(value: &'a Value, name: &str, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("name").is_some_and(|n| n == name) {
+                out.push(value);
+            }
+            map.values().for_each(|v| named(v, name, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| named(v, name, out)),
+        _ => {}
+    }
+}
+
 // ---- tests: what each overlay applies ---------------------------------------------------------
 
 #[test]
@@ -665,6 +730,33 @@ fn sqlite_overlay_renders_one_replica_recreated_on_a_volume_with_every_wall() {
 fn postgres_overlay_takes_the_database_url_only_from_its_secret() {
     let Some(objects) = render_overlay("postgres") else { return };
     assert_database_url_only_from_its_secret("overlays/postgres", &objects);
+}
+
+#[test]
+fn postgres_overlay_sources_name_the_database_url_only_as_a_secret_reference() {
+    // The overlay, and the components an operator may add to it.
+    let k8s = repo_root().join("deploy/k8s");
+    let mut inputs = Vec::new();
+    kustomize_inputs(&k8s.join("overlays/postgres"), &mut inputs);
+    for component in std::fs::read_dir(k8s.join("components")).unwrap() {
+        kustomize_inputs(&component.unwrap().path(), &mut inputs);
+    }
+    let mut references = 0;
+    for (origin, doc) in &inputs {
+        if doc["kind"] == "ConfigMap" {
+            assert_eq!(configmap_database_url(doc), None, "{origin}: a ConfigMap sets the database URL");
+        }
+        let mut entries = Vec::new();
+        named(doc, DATABASE_URL, &mut entries);
+        for entry in entries {
+            assert!(entry.get("value").is_none(), "{origin}: {DATABASE_URL} has a literal value: {entry}");
+            let secret = &entry["valueFrom"]["secretKeyRef"];
+            assert_eq!(secret["name"], "orchestrator-database", "{origin}: {DATABASE_URL} from {entry}");
+            assert_eq!(secret["key"], "url", "{origin}: {DATABASE_URL} from {entry}");
+            references += 1;
+        }
+    }
+    assert_eq!(references, 1, "{DATABASE_URL} is named once, by the overlay's secretKeyRef");
 }
 
 #[test]
