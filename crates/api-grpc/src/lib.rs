@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod error_mapping;
+pub mod layers;
 pub mod router;
 pub mod service;
 
@@ -28,5 +29,6 @@ pub mod pb {
         include_bytes!(concat!(env!("OUT_DIR"), "/orchestrator_descriptor.bin"));
 }
 
+pub use layers::{AuthLayer, Authentication, RequestErrorsLayer, TokenFileError, TokenSet};
 pub use router::{ApiServices, grpc_router};
 pub use service::OrchestratorApi;

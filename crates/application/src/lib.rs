@@ -7,6 +7,7 @@
 //! reverse.
 #![forbid(unsafe_code)]
 
+pub mod caller;
 pub mod counters;
 pub mod deliberate;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod ports;
 #[cfg(any(test, feature = "mocks"))]
 pub mod testing;
 
+pub use caller::Caller;
 pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use orchestrator_infra_dryrun::DryRunConfig;
@@ -23,6 +24,18 @@ pub enum LogFormat {
     /// One JSON object per line, for log collectors.
     #[serde(alias = "JSON", alias = "Json")]
     Json,
+}
+
+/// How callers authenticate (`auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `authorization: Bearer <token>` with a token of `auth_tokens_file`.
+    Token,
+    /// A client certificate verified against `tls_client_ca`; its common name is the principal.
+    Mtls,
+    /// No authentication: only when said explicitly (logged as a warning).
+    None,
 }
 
 /// Everything the server can be told.
@@ -65,12 +78,26 @@ pub struct Config {
     /// Model profiles by name (`[profiles.<name>]`); `default` serves requests that name none.
     /// Empty: no LLM backend, and deliberations answer FAILED_PRECONDITION.
     pub profiles: BTreeMap<String, LlmProfile>,
+    /// How callers authenticate. Unset: `token` when `auth_tokens_file` is set; otherwise none,
+    /// which the server accepts only on a loopback address.
+    pub auth: Option<AuthMode>,
+    /// File of accepted tokens, one `name token [admin]` a line.
+    pub auth_tokens_file: Option<PathBuf>,
+    /// With `auth = "mtls"`: certificate common names with the admin scope.
+    pub auth_admins: Vec<String>,
+    /// Serve gRPC reflection without authentication (it describes the API, no data).
+    pub reflection_open: bool,
+    /// PEM certificate chain and private key: serve gRPC over TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 50055)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 50055)),
             default_timeout_secs: 300,
             shutdown_grace_secs: 30,
             log_format: LogFormat::Pretty,
@@ -85,6 +112,13 @@ impl Default for Config {
             nats_url: None,
             events_prefix: "orchestrator".to_owned(),
             profiles: BTreeMap::new(),
+            auth: None,
+            auth_tokens_file: None,
+            auth_admins: Vec::new(),
+            reflection_open: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -113,6 +147,7 @@ const NOT_SETTINGS: &[&str] = &[
     "ORCHESTRATOR_ADDR",
     "ORCHESTRATOR_TOKEN",
     "ORCHESTRATOR_CA",
+    "ORCHESTRATOR_CLIENT_",
     "ORCHESTRATOR_TEST_",
 ];
 
@@ -199,6 +234,13 @@ impl Config {
         "events_prefix",
         "dry_run",
         "profiles",
+        "auth",
+        "auth_tokens_file",
+        "auth_admins",
+        "reflection_open",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
     ];
 
     /// Loads from the process environment (and the file it names).
@@ -236,6 +278,7 @@ impl Config {
                     .list_separator(",")
                     .with_list_parse_key("dry_run.command")
                     .with_list_parse_key("dry_run.languages")
+                    .with_list_parse_key("auth_admins")
                     .source(Some(vars)),
             )
             .build()
@@ -329,9 +372,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_listen_on_50055() {
+    fn defaults_listen_on_loopback_50055() {
         let config = Config::from_env(&env(&[])).unwrap();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:50055");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50055");
         assert_eq!(config.default_timeout(), Duration::from_secs(300));
     }
 

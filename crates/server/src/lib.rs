@@ -6,10 +6,11 @@
 
 pub mod config;
 pub mod error;
+pub mod security;
 pub mod startup;
 pub mod system;
 pub mod telemetry;
 
-pub use config::{Config, LogFormat};
+pub use config::{AuthMode, Config, LogFormat};
 pub use error::ServerError;
 pub use startup::{Application, Dependencies, shutdown_signal};

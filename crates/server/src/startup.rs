@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceServer;
-use orchestrator_api_grpc::{OrchestratorApi, grpc_router};
+use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
+use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
     AgentBackend, Clock, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
 };
@@ -19,11 +20,13 @@ use orchestrator_infra_dryrun::CommandDryRunner;
 use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{Result, ServerError};
+use crate::security;
 use crate::system::{SystemClock, UuidV7Ids};
 
 /// The adapters a server runs with. [`Application::build`] makes them from the
@@ -69,6 +72,8 @@ pub struct Application {
     local_addr: SocketAddr,
     api: OrchestratorApi,
     jobs: Arc<Jobs>,
+    authentication: Authentication,
+    tls: Option<ServerTlsConfig>,
     config: Config,
 }
 
@@ -89,6 +94,8 @@ impl Application {
     /// # Errors
     /// Configuration, storage or bind failures.
     pub async fn build_with(config: Config, mut deps: Dependencies) -> Result<Self> {
+        let authentication = security::authentication(&config)?;
+        let tls = security::server_tls(&config)?;
         if deps.dry_runner.is_none()
             && let Some(dry_run) = &config.dry_run
         {
@@ -158,7 +165,7 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
-        Ok(Self { listener, local_addr, api, jobs, config })
+        Ok(Self { listener, local_addr, api, jobs, authentication, tls, config })
     }
 
     /// The address actually bound (useful with port 0).
@@ -197,7 +204,13 @@ impl Application {
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(60)));
-        let serve = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            server = server.tls_config(tls)?;
+        }
+        let serve = server
+            .layer(RequestErrorsLayer::new(MAX_REQUEST_BYTES))
+            .layer(AuthLayer::new(self.authentication, self.config.reflection_open))
             .add_routes(services.routes)
             .serve_with_incoming_shutdown(incoming, signal);
         // Deliberations are interrupted at the grace period; connections a client keeps open

@@ -1,0 +1,155 @@
+//! The server's walls as configured: who may call (authentication, secure by default) and
+//! whether gRPC runs over TLS.
+//!
+//! Secure by default, like Redis's protected mode: with a tokens file, tokens are required;
+//! without one, the server serves unauthenticated only on a loopback address, and refuses to
+//! start on any other unless `auth = "none"` is said explicitly.
+
+use std::path::Path;
+
+use orchestrator_api_grpc::{Authentication, TokenSet};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tracing::{info, warn};
+
+use crate::config::{AuthMode, Config};
+use crate::error::{Result, ServerError};
+
+fn read(key: &str, path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ServerError::config(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// How callers authenticate, resolved from the configuration (see the module docs).
+///
+/// # Errors
+/// A [`ServerError::Config`] naming `auth`, `auth_tokens_file` or `tls_client_ca` when the
+/// combination cannot be served safely or a file is unreadable or malformed.
+pub fn authentication(config: &Config) -> Result<Authentication> {
+    let mode = match (config.auth, &config.auth_tokens_file) {
+        (Some(mode), _) => mode,
+        (None, Some(_)) => AuthMode::Token,
+        (None, None) if config.listen.ip().is_loopback() => {
+            info!(listen = %config.listen, "no authentication configured: serving on a loopback address only");
+            return Ok(Authentication::None);
+        }
+        (None, None) => {
+            return Err(ServerError::config(
+                "auth",
+                format!(
+                    "refusing to serve {} without authentication: set auth_tokens_file \
+                     (ORCHESTRATOR_AUTH_TOKENS_FILE), or auth = \"none\" (ORCHESTRATOR_AUTH=none) to \
+                     accept anyone who reaches the port",
+                    config.listen
+                ),
+            ));
+        }
+    };
+    match mode {
+        AuthMode::Token => {
+            let path = config
+                .auth_tokens_file
+                .as_deref()
+                .ok_or_else(|| ServerError::config("auth_tokens_file", "required when auth = \"token\""))?;
+            let tokens = TokenSet::parse(&read("auth_tokens_file", path)?)
+                .map_err(|e| ServerError::config("auth_tokens_file", format!("{}: {e}", path.display())))?;
+            info!(tokens = tokens.len(), file = %path.display(), "token authentication on");
+            Ok(Authentication::Token(tokens))
+        }
+        AuthMode::Mtls => {
+            if config.tls_client_ca.is_none() {
+                return Err(ServerError::config("tls_client_ca", "required when auth = \"mtls\""));
+            }
+            info!(admins = config.auth_admins.len(), "client-certificate authentication on");
+            Ok(Authentication::Mtls { admins: config.auth_admins.clone() })
+        }
+        AuthMode::None => {
+            warn!(
+                listen = %config.listen,
+                "AUTHENTICATION IS OFF (auth = \"none\"): anyone who reaches this address can run, read and cancel every deliberation"
+            );
+            Ok(Authentication::None)
+        }
+    }
+}
+
+/// The TLS configuration of the gRPC listener, when `tls_cert` and `tls_key` are set; with
+/// `tls_client_ca`, clients must present a certificate it signed.
+///
+/// # Errors
+/// A [`ServerError::Config`] naming the key of a missing or unreadable file, or of a client
+/// CA without a server certificate.
+pub fn server_tls(config: &Config) -> Result<Option<ServerTlsConfig>> {
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            if config.tls_client_ca.is_some() {
+                return Err(ServerError::config("tls_client_ca", "needs tls_cert and tls_key too"));
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => return Err(ServerError::config("tls_key", "required with tls_cert")),
+        (None, Some(_)) => return Err(ServerError::config("tls_cert", "required with tls_key")),
+    };
+    let identity = Identity::from_pem(read("tls_cert", cert)?, read("tls_key", key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", ca)?));
+        info!(client_ca = %ca.display(), "TLS on, client certificates required");
+    } else {
+        info!(cert = %cert.display(), "TLS on");
+    }
+    Ok(Some(tls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str) -> Config {
+        Config { listen: listen.parse().unwrap(), ..Config::default() }
+    }
+
+    #[test]
+    fn without_tokens_only_loopback_is_served_unless_none_is_explicit() {
+        assert!(matches!(authentication(&config("127.0.0.1:1")).unwrap(), Authentication::None));
+        assert!(matches!(authentication(&config("[::1]:1")).unwrap(), Authentication::None));
+        let err = authentication(&config("0.0.0.0:50055")).unwrap_err().to_string();
+        assert!(err.starts_with("auth: refusing to serve 0.0.0.0:50055 without authentication"), "{err}");
+        let explicit = Config { auth: Some(AuthMode::None), ..config("0.0.0.0:50055") };
+        assert!(matches!(authentication(&explicit).unwrap(), Authentication::None));
+    }
+
+    #[test]
+    fn a_tokens_file_turns_tokens_on_and_its_errors_name_the_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "ci 0123456789abcdef-ci\n").unwrap();
+        let with_file = Config { auth_tokens_file: Some(path.clone()), ..config("0.0.0.0:1") };
+        assert!(matches!(authentication(&with_file).unwrap(), Authentication::Token(t) if t.len() == 1));
+        std::fs::write(&path, "ci short\n").unwrap();
+        let err = authentication(&with_file).unwrap_err().to_string();
+        assert!(err.starts_with("auth_tokens_file: ") && err.contains("line 1"), "{err}");
+        let token_without_file = Config { auth: Some(AuthMode::Token), ..config("127.0.0.1:1") };
+        assert_eq!(
+            authentication(&token_without_file).unwrap_err().to_string(),
+            "auth_tokens_file: required when auth = \"token\""
+        );
+        let mtls_without_ca = Config { auth: Some(AuthMode::Mtls), ..config("127.0.0.1:1") };
+        assert_eq!(
+            authentication(&mtls_without_ca).unwrap_err().to_string(),
+            "tls_client_ca: required when auth = \"mtls\""
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_halves_of_the_identity() {
+        assert!(server_tls(&config("127.0.0.1:1")).unwrap().is_none());
+        let half = Config { tls_cert: Some("/x.pem".into()), ..config("127.0.0.1:1") };
+        assert_eq!(server_tls(&half).unwrap_err().to_string(), "tls_key: required with tls_cert");
+        let ca_only = Config { tls_client_ca: Some("/ca.pem".into()), ..config("127.0.0.1:1") };
+        assert_eq!(
+            server_tls(&ca_only).unwrap_err().to_string(),
+            "tls_client_ca: needs tls_cert and tls_key too"
+        );
+    }
+}
