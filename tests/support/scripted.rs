@@ -85,7 +85,7 @@ impl AgentBackend for ScriptedBackend {
             let colon = if agent.seat.is_multiple_of(2) { ":" } else { "" };
             text.push_str(&format!("\n```python\ndef limit(key){colon}\n    return key\n```\n"));
         }
-        Ok(Completion { text, usage })
+        Ok(Completion { text, usage, truncated: false })
     }
 
     async fn review(&self, agent: &Agent, _task: &Task, proposal: &str) -> Result<ReviewReply, AgentError> {
@@ -110,6 +110,7 @@ impl AgentBackend for ScriptedBackend {
         Ok(Completion {
             text: format!("{current}\nRevised after {} review(s): error handling added.", reviews.len()),
             usage,
+            truncated: false,
         })
     }
 

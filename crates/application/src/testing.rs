@@ -184,10 +184,15 @@ pub(crate) fn scripted_backend() -> crate::ports::MockAgentBackend {
         Ok(Completion {
             text: format!("Rate limit per API key with a token bucket — plan {}", agent.id),
             usage: TokenUsage::default(),
+            truncated: false,
         })
     });
     backend.expect_revise().returning(|_, _, current, _| {
-        Ok(Completion { text: format!("{current} (revised)"), usage: TokenUsage::default() })
+        Ok(Completion {
+            text: format!("{current} (revised)"),
+            usage: TokenUsage::default(),
+            truncated: false,
+        })
     });
     backend
 }
@@ -273,6 +278,7 @@ mod sleeping {
             Ok(Completion {
                 text: sleeping_answer(agent),
                 usage: TokenUsage { prompt_tokens: 10, completion_tokens: 20, ..Default::default() },
+                truncated: false,
             })
         }
 
@@ -301,6 +307,7 @@ mod sleeping {
             Ok(Completion {
                 text: format!("{} Revised.", sleeping_answer(agent)),
                 usage: TokenUsage::default(),
+                truncated: false,
             })
         }
 

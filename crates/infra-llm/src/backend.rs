@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::join_all;
 use orchestrator_application::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
 use orchestrator_domain::{Agent, ProfileName, Review, Task, TokenUsage};
 use tokio::sync::Semaphore;
@@ -12,7 +14,9 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, trace, warn};
 
 use crate::client::{ChatClient, ChatReply, ChatRequest, Message, ResponseFormat};
+use crate::delimiters;
 use crate::error::{LlmError, Result};
+use crate::probe::{PROBE_TIMEOUT, ProfileProbe, probe_profile};
 use crate::profile::{LlmProfile, ResolvedProfile};
 use crate::prompts::{self, Phase, Prompt};
 use crate::retry::RetryPolicy;
@@ -33,6 +37,13 @@ use crate::sampling::sampling;
 ///   the back-off or the wait for a permit, whichever is under way.
 /// * Calls are traced in an `llm_call` span (profile, model, agent, seat, phase) with events
 ///   per attempt (attempt, status, latency_ms); keys never, prompts only at `trace` level.
+/// * Nothing the server sends is repeated verbatim (see [`crate::redact`]): errors quote a
+///   short redacted excerpt of a body and name the profile, never the URL; the model's text is
+///   returned with the profile's API key (should a proxy echo it) redacted and echoed prompt
+///   delimiters removed ([`crate::delimiters`]).
+/// * HTTP 401/403 is [`AgentError::Unauthorized`], a configuration fault, never retried.
+/// * A completion cut at `max_tokens` (`finish_reason = "length"`) is returned with
+///   [`Completion::truncated`] set.
 pub struct OpenAiBackend {
     client: ChatClient,
     profiles: BTreeMap<ProfileName, Arc<ProfileRuntime>>,
@@ -87,7 +98,26 @@ impl OpenAiBackend {
         self.profiles.keys()
     }
 
-    /// Sends one prompt for `agent` in `phase` and returns the model's text and token usage.
+    /// Asks every profile's server for its model list (`GET {base_url}/models`), all at once,
+    /// each bounded by [`PROBE_TIMEOUT`]: whether it is reachable, takes the key and serves the
+    /// model, with a hint when not. One probe per profile, in profile order.
+    ///
+    /// The result names servers: it is for operators' logs, not for clients.
+    pub async fn probe(&self) -> Vec<ProfileProbe> {
+        self.probe_within(PROBE_TIMEOUT).await
+    }
+
+    /// [`OpenAiBackend::probe`] with another bound than [`PROBE_TIMEOUT`]; returns within
+    /// about `timeout` whatever the servers do.
+    pub async fn probe_within(&self, timeout: Duration) -> Vec<ProfileProbe> {
+        join_all(self.profiles.values().map(|runtime| probe_profile(&self.client, &runtime.profile, timeout)))
+            .await
+    }
+
+    /// Sends one prompt for `agent` in `phase` and returns the model's answer and token usage.
+    ///
+    /// The answer's text is cleaned before anyone sees it: echoed delimiters stripped, the
+    /// profile's key redacted. Errors name the profile (see [`with_profile`]).
     async fn complete(&self, agent: &Agent, phase: Phase, prompt: Prompt) -> Result<ChatReply, AgentError> {
         let runtime = self
             .profiles
@@ -139,23 +169,25 @@ impl OpenAiBackend {
                     let body = body.clone();
                     async move {
                         self.client
-                            .attempt(&profile.endpoint, profile.authorization.as_ref(), body, attempt.timeout)
+                            .attempt(profile, body, attempt.timeout)
                             .instrument(tracing::debug_span!("attempt", attempt = attempt.number))
                             .await
                     }
                 })
-                .await;
+                .await
+                .and_then(|reply| clean(reply, profile))
+                .map_err(|error| with_profile(error, &profile.name));
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             match &result {
                 Ok(reply) => {
-                    if reply.finish_reason.as_deref() == Some("length") {
-                        debug!("completion cut at max_tokens");
+                    if reply.truncated() {
+                        info!(max_tokens = profile.max_tokens, "completion cut at max_tokens");
                     }
                     info!(
                         latency_ms,
                         prompt_tokens = reply.prompt_tokens,
                         completion_tokens = reply.completion_tokens,
-                        finish_reason = reply.finish_reason.as_deref().unwrap_or("unknown"),
+                        finish_reason = reply.finish_reason_for_logs(),
                         "llm call succeeded"
                     );
                 }
@@ -165,6 +197,39 @@ impl OpenAiBackend {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The model's text as we return it: echoed prompt delimiters stripped, the profile's API key
+/// redacted (a proxy may echo the request into the completion; the text is data we store and
+/// return, so the key must not reach it). Other secret-looking text is left alone: it may be
+/// legitimate content (a hash, a base64 test vector).
+///
+/// # Errors
+/// `InvalidResponse` when nothing is left, e.g. an answer of delimiters only.
+fn clean(mut reply: ChatReply, profile: &ResolvedProfile) -> Result<ChatReply, AgentError> {
+    let stripped = delimiters::strip(&reply.text);
+    if profile.redactor.holds_key(&stripped) {
+        warn!("the model's answer contained the profile's API key; it was redacted");
+    }
+    reply.text = profile.redactor.model_text(&stripped);
+    if reply.text.trim().is_empty() {
+        return Err(AgentError::InvalidResponse("the model returned only prompt delimiters".into()));
+    }
+    Ok(reply)
+}
+
+/// Prefixes `profile "<name>": ` to messages from the server's side, so an operator reading a
+/// client's error knows which profile to look at; variants that carry their own context
+/// (timeouts, unknown or unauthorized profiles) are returned as they are.
+fn with_profile(error: AgentError, profile: &ProfileName) -> AgentError {
+    let named = |message: String| format!("profile \"{profile}\": {message}");
+    match error {
+        AgentError::Unavailable(m) => AgentError::Unavailable(named(m)),
+        AgentError::Rejected(m) => AgentError::Rejected(named(m)),
+        AgentError::InvalidResponse(m) => AgentError::InvalidResponse(named(m)),
+        other
+        @ (AgentError::Timeout(_) | AgentError::UnknownProfile(_) | AgentError::Unauthorized { .. }) => other,
     }
 }
 
@@ -184,7 +249,7 @@ impl AgentBackend for OpenAiBackend {
 
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError> {
         let reply = self.complete(agent, Phase::Propose, prompts::propose(agent.role, task)).await?;
-        Ok(Completion { usage: usage(&reply), text: reply.text })
+        Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
     async fn review(&self, agent: &Agent, task: &Task, proposal: &str) -> Result<ReviewReply, AgentError> {
@@ -210,7 +275,7 @@ impl AgentBackend for OpenAiBackend {
     ) -> Result<Completion, AgentError> {
         let prompt = prompts::revise(agent.role, task, current, reviews);
         let reply = self.complete(agent, Phase::Revise, prompt).await?;
-        Ok(Completion { usage: usage(&reply), text: reply.text })
+        Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
     async fn select(

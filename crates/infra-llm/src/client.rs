@@ -5,12 +5,17 @@
 //! real servers differ: extra fields are ignored, `usage` and `finish_reason` may be missing,
 //! `content` may be a string or a list of text parts. What cannot be used — a malformed body,
 //! no choices, empty content — is an `InvalidResponse`, which is not retried.
+//!
+//! Error messages built here never quote a body or a transport error verbatim: bodies are
+//! reduced to a [`Redactor::excerpt`], transport failures to a fixed phrase (`cannot connect to
+//! the model server (connection refused)`), and the URL appears only in our own debug logs.
+//! HTTP 401 and 403 are [`AgentError::Unauthorized`], whose body is not quoted at all.
 
 use std::error::Error as _;
 use std::time::Duration;
 
 use orchestrator_application::ports::AgentError;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -18,12 +23,12 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::error::{LlmError, Result};
+use crate::profile::ResolvedProfile;
+use crate::redact::Redactor;
 use crate::retry::AttemptError;
 
 /// Largest response body read; a chat completion is far smaller, anything bigger is an error.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
-/// How much of an error body is quoted in an error message.
-const ERROR_BODY_CHARS: usize = 300;
 
 /// One message of the conversation sent to the model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +69,28 @@ pub(crate) struct ChatReply {
     pub(crate) completion_tokens: u64,
     /// `None` when the server did not say (or said something that is not a string).
     pub(crate) finish_reason: Option<String>,
+}
+
+impl ChatReply {
+    /// Whether the model stopped at the token limit, its text cut off.
+    pub(crate) fn truncated(&self) -> bool {
+        self.finish_reason.as_deref() == Some("length")
+    }
+
+    /// The finish reason as our logs may show it: a server's own value is data, so anything
+    /// but the reasons OpenAI-compatible servers document is shown as `other`.
+    pub(crate) fn finish_reason_for_logs(&self) -> &'static str {
+        match self.finish_reason.as_deref() {
+            None => "unknown",
+            Some("stop") => "stop",
+            Some("length") => "length",
+            Some("content_filter") => "content_filter",
+            Some("tool_calls") => "tool_calls",
+            Some("function_call") => "function_call",
+            Some("eos" | "eos_token") => "eos",
+            Some(_) => "other",
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,16 +146,25 @@ fn lenient_count<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Res
     })
 }
 
-/// Parses a 2xx body into a reply.
+/// Parses a 2xx body into a reply. The text is returned as the model wrote it; the caller
+/// cleans it (delimiters, the key).
 ///
 /// # Errors
-/// `InvalidResponse` when the body is not JSON, has no choice, or the first choice has no text.
-pub(crate) fn parse_reply(body: &[u8]) -> std::result::Result<ChatReply, AgentError> {
-    let response: ChatResponse = serde_json::from_slice(body)
-        .map_err(|e| AgentError::InvalidResponse(format!("body is not a chat completion ({e})")))?;
+/// `InvalidResponse` when the body is not JSON, has no choice, or the first choice has no text;
+/// what it quotes of the body is a redacted excerpt.
+pub(crate) fn parse_reply(body: &[u8], redactor: &Redactor) -> std::result::Result<ChatReply, AgentError> {
+    let response: ChatResponse = serde_json::from_slice(body).map_err(|e| {
+        // serde_json quotes offending values ("invalid type: string \"…\""): excerpt it too.
+        AgentError::InvalidResponse(format!(
+            "body is not a chat completion ({})",
+            redactor.excerpt_text(&e.to_string())
+        ))
+    })?;
     let Some(choice) = response.choices.into_iter().next() else {
-        let detail =
-            response.error.map(|e| format!(": server said {}", snippet(&e.to_string()))).unwrap_or_default();
+        let detail = response
+            .error
+            .map(|e| format!(": server said {}", redactor.excerpt_text(&e.to_string())))
+            .unwrap_or_default();
         return Err(AgentError::InvalidResponse(format!("no choices in the response{detail}")));
     };
     let text = choice.message.and_then(|m| m.content).map(content_text).or(choice.text).unwrap_or_default();
@@ -180,35 +216,33 @@ impl ChatClient {
         Ok(Self { http })
     }
 
-    /// Makes one request and classifies the outcome; the whole exchange, body included, must
-    /// finish within `timeout`. Dropping the future aborts the request.
+    /// Makes one request to `profile`'s chat endpoint and classifies the outcome; the whole
+    /// exchange, body included, must finish within `timeout`. Dropping the future aborts the
+    /// request.
     pub(crate) async fn attempt(
         &self,
-        endpoint: &Url,
-        authorization: Option<&HeaderValue>,
+        profile: &ResolvedProfile,
         body: Vec<u8>,
         timeout: Duration,
     ) -> std::result::Result<ChatReply, AttemptError> {
         let mut request = self
             .http
-            .post(endpoint.clone())
+            .post(profile.endpoint.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
             .body(body);
-        if let Some(authorization) = authorization {
+        if let Some(authorization) = &profile.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
         }
         let started = Instant::now();
         let exchange = async {
             let response = request.send().await.map_err(|e| {
-                AttemptError::transient(
-                    AgentError::Unavailable(format!("request failed: {}", error_chain(&e))),
-                    None,
-                )
+                let failure = transport_failure(&e, &profile.endpoint, &profile.redactor);
+                AttemptError::transient(AgentError::Unavailable(failure), None)
             })?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
-            let body = read_capped(response).await?;
+            let body = read_capped(response, profile).await?;
             Ok::<_, AttemptError>((status, retry_after, body))
         };
         let outcome = tokio::time::timeout(timeout, exchange).await;
@@ -225,7 +259,35 @@ impl ChatClient {
             Ok(Ok(parts)) => parts,
         };
         debug!(latency_ms, status = status.as_u16(), "chat completion attempt");
-        classify(status, retry_after, &body)
+        classify(status, retry_after, &body, profile)
+    }
+
+    /// `GET url` with the profile's credentials: the status and the first `cap` bytes of the
+    /// body (the rest is not read). No timeout of its own; the caller bounds it.
+    ///
+    /// # Errors
+    /// A redacted description of the transport failure (see [`transport_failure`]).
+    pub(crate) async fn get(
+        &self,
+        url: &Url,
+        profile: &ResolvedProfile,
+        cap: usize,
+    ) -> std::result::Result<(StatusCode, Vec<u8>), String> {
+        let mut request = self.http.get(url.clone()).header(ACCEPT, "application/json");
+        if let Some(authorization) = &profile.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let failure = |e: reqwest::Error| transport_failure(&e, url, &profile.redactor);
+        let mut response = request.send().await.map_err(failure)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while body.len() < cap
+            && let Some(chunk) = response.chunk().await.map_err(failure)?
+        {
+            body.extend_from_slice(&chunk);
+        }
+        body.truncate(cap);
+        Ok((status, body))
     }
 }
 
@@ -234,26 +296,89 @@ pub(crate) fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
+    profile: &ResolvedProfile,
 ) -> std::result::Result<ChatReply, AttemptError> {
     let describe = || {
-        let text = String::from_utf8_lossy(body);
-        let text = snippet(&text);
-        if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {text}") }
+        let excerpt = profile.redactor.excerpt(body);
+        if excerpt.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {excerpt}") }
     };
     match status {
-        s if s.is_success() => parse_reply(body).map_err(AttemptError::final_),
+        s if s.is_success() => parse_reply(body, &profile.redactor).map_err(AttemptError::final_),
         StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
             Err(AttemptError::transient(AgentError::Unavailable(describe()), retry_after))
         }
         s if s.is_server_error() => {
             Err(AttemptError::transient(AgentError::Unavailable(describe()), retry_after))
         }
-        // Auth failures may echo part of the key: never quote their body.
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AttemptError::final_(AgentError::Rejected(
-            format!("HTTP {status}: check the profile's API key"),
-        ))),
+        // Auth failures often echo part of the key: their body is not quoted at all.
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            Err(AttemptError::final_(AgentError::Unauthorized {
+                profile: profile.name.to_string(),
+                status: status.as_u16(),
+                key_sent: profile.authorization.is_some(),
+            }))
+        }
+        StatusCode::NOT_FOUND => Err(AttemptError::final_(AgentError::Rejected(format!(
+            "{}; check profiles.{}.base_url (it usually ends in /v1) and model",
+            describe(),
+            profile.name
+        )))),
         s if s.is_client_error() => Err(AttemptError::final_(AgentError::Rejected(describe()))),
         _ => Err(AttemptError::final_(AgentError::InvalidResponse(format!("unexpected {}", describe())))),
+    }
+}
+
+/// A transport failure as clients may see it — a fixed phrase, never the URL or the error's
+/// own text — after logging the details (`url` without credentials, redacted cause) at debug.
+pub(crate) fn transport_failure(error: &reqwest::Error, url: &Url, redactor: &Redactor) -> String {
+    debug!(
+        url = %Redactor::url(url),
+        cause = %redactor.message(&error_chain(error)),
+        "model server transport failure"
+    );
+    let cause = transport_cause(error);
+    if error.is_connect() {
+        format!("cannot connect to the model server ({cause})")
+    } else {
+        format!("the connection to the model server failed ({cause})")
+    }
+}
+
+/// What went wrong on the wire, from a fixed vocabulary.
+fn transport_cause(error: &reqwest::Error) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut text = String::new();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused",
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    return "connection reset";
+                }
+                std::io::ErrorKind::TimedOut => return "connection timed out",
+                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                    return "host unreachable";
+                }
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe => {
+                    return "connection closed early";
+                }
+                _ => {}
+            }
+        }
+        text.push_str(&cause.to_string().to_lowercase());
+        text.push(' ');
+        source = cause.source();
+    }
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        "host name not resolved"
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        "TLS failure"
+    } else if error.is_body() || error.is_decode() {
+        "response cut off"
+    } else if text.contains("connection closed") || text.contains("incomplete") {
+        "connection closed early"
+    } else {
+        "transport error"
     }
 }
 
@@ -265,14 +390,16 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Duration::try_from_secs_f64(secs).ok()
 }
 
-async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec<u8>, AttemptError> {
+async fn read_capped(
+    mut response: reqwest::Response,
+    profile: &ResolvedProfile,
+) -> std::result::Result<Vec<u8>, AttemptError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| {
-        AttemptError::transient(
-            AgentError::Unavailable(format!("reading the response failed: {}", error_chain(&e))),
-            None,
-        )
-    })? {
+    let failure = |e: reqwest::Error| {
+        let failure = transport_failure(&e, &profile.endpoint, &profile.redactor);
+        AttemptError::transient(AgentError::Unavailable(failure), None)
+    };
+    while let Some(chunk) = response.chunk().await.map_err(failure)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(AttemptError::final_(AgentError::InvalidResponse(format!(
                 "response body larger than {MAX_RESPONSE_BYTES} bytes"
@@ -281,15 +408,6 @@ async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// The first few hundred characters of `text`, whitespace collapsed, for error messages.
-fn snippet(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match collapsed.char_indices().nth(ERROR_BODY_CHARS) {
-        Some((cut, _)) => format!("{}…", &collapsed[..cut]),
-        None => collapsed,
-    }
 }
 
 /// An error with its causes, since reqwest's own message hides the interesting part.
@@ -306,10 +424,23 @@ fn error_chain(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use orchestrator_domain::ProfileName;
+    use reqwest::header::HeaderValue;
+    use secrecy::SecretString;
+
     use super::*;
+    use crate::LlmProfile;
+
+    const KEY: &str = "sk-client-test-0123456789";
+
+    fn resolved(key: Option<&str>) -> ResolvedProfile {
+        let mut profile = LlmProfile::new("http://models.internal:8089/v1", "m");
+        profile.api_key = key.map(SecretString::from);
+        profile.resolve(&ProfileName::new("main").unwrap(), &|_| None).unwrap()
+    }
 
     fn reply(body: &str) -> std::result::Result<ChatReply, AgentError> {
-        parse_reply(body.as_bytes())
+        parse_reply(body.as_bytes(), &Redactor::default())
     }
 
     #[test]
@@ -328,6 +459,19 @@ mod tests {
                 finish_reason: Some("stop".into())
             }
         );
+        assert!(!r.truncated());
+    }
+
+    #[test]
+    fn finish_reason_length_means_truncated() {
+        let r =
+            reply(r#"{"choices":[{"message":{"content":"half an ans"},"finish_reason":"length"}]}"#).unwrap();
+        assert!(r.truncated());
+        assert_eq!(r.finish_reason_for_logs(), "length");
+        let r =
+            reply(r#"{"choices":[{"message":{"content":"a"},"finish_reason":"sk-weird-value"}]}"#).unwrap();
+        assert!(!r.truncated());
+        assert_eq!(r.finish_reason_for_logs(), "other");
     }
 
     #[test]
@@ -369,23 +513,82 @@ mod tests {
     }
 
     #[test]
+    fn invalid_bodies_quote_nothing_secret() {
+        let redactor = resolved(Some(KEY)).redactor;
+        for body in [
+            format!(r#"{{"choices": "{KEY}"}}"#),
+            format!(
+                r#"{{"error": {{"message": "bad key {KEY}", "headers": {{"authorization": "Bearer {KEY}"}}}}}}"#
+            ),
+        ] {
+            let err = parse_reply(body.as_bytes(), &redactor).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(KEY) && !text.contains(&KEY[..12]), "{text}");
+        }
+    }
+
+    #[test]
     fn statuses_are_classified_for_the_retry_policy() {
         use crate::retry::Retry;
-        let retry_of =
-            |code: u16| classify(StatusCode::from_u16(code).unwrap(), None, b"oops").unwrap_err().retry;
+        let profile = resolved(None);
+        let retry_of = |code: u16| {
+            classify(StatusCode::from_u16(code).unwrap(), None, b"oops", &profile).unwrap_err().retry
+        };
         for code in [408, 429, 500, 502, 503, 504] {
             assert_eq!(retry_of(code), Retry::After(None), "{code}");
         }
         for code in [400, 401, 403, 404, 413, 422] {
             assert_eq!(retry_of(code), Retry::Never, "{code}");
         }
-        let err = classify(StatusCode::BAD_REQUEST, None, b"context too long").unwrap_err().error;
+        let err = classify(StatusCode::BAD_REQUEST, None, b"context too long", &profile).unwrap_err().error;
         assert_eq!(err, AgentError::Rejected("HTTP 400 Bad Request: context too long".into()));
-        let err = classify(StatusCode::UNAUTHORIZED, None, b"Incorrect API key sk-abc***").unwrap_err().error;
-        assert!(!err.to_string().contains("sk-abc"), "{err}");
-        let err = classify(StatusCode::OK, None, b"<html>").unwrap_err();
+        let err = classify(StatusCode::OK, None, b"<html>", &profile).unwrap_err();
         assert_eq!(err.retry, Retry::Never);
         assert!(matches!(err.error, AgentError::InvalidResponse(_)));
+    }
+
+    #[test]
+    fn refused_credentials_are_a_configuration_fault_that_quotes_nothing() {
+        let with_key = resolved(Some(KEY));
+        for code in [401u16, 403] {
+            let body = format!("Incorrect API key provided: {KEY}");
+            let err = classify(StatusCode::from_u16(code).unwrap(), None, body.as_bytes(), &with_key)
+                .unwrap_err()
+                .error;
+            assert_eq!(
+                err,
+                AgentError::Unauthorized { profile: "main".into(), status: code, key_sent: true }
+            );
+            assert!(err.is_configuration_fault());
+            assert!(!err.to_string().contains("sk-"), "{err}");
+        }
+        let err = classify(StatusCode::UNAUTHORIZED, None, b"", &resolved(None)).unwrap_err().error;
+        assert_eq!(err, AgentError::Unauthorized { profile: "main".into(), status: 401, key_sent: false });
+    }
+
+    #[test]
+    fn a_missing_endpoint_points_at_the_base_url() {
+        let err = classify(StatusCode::NOT_FOUND, None, b"Cannot POST /chat/completions", &resolved(None))
+            .unwrap_err()
+            .error
+            .to_string();
+        assert!(err.contains("HTTP 404 Not Found"), "{err}");
+        assert!(err.contains("check profiles.main.base_url (it usually ends in /v1)"), "{err}");
+    }
+
+    #[test]
+    fn error_bodies_are_excerpted_and_redacted() {
+        let profile = resolved(Some(KEY));
+        let body = format!("{}\nauthorization: Bearer {KEY}\nhost: models.internal:8089", "x".repeat(10));
+        for status in [StatusCode::BAD_REQUEST, StatusCode::BAD_GATEWAY] {
+            let err = classify(status, None, body.as_bytes(), &profile).unwrap_err().error.to_string();
+            assert!(!err.contains(KEY) && !err.contains("models.internal"), "{err}");
+            assert!(err.contains("authorization: [REDACTED]"), "{err}");
+        }
+        let long = "word\n".repeat(1000);
+        let err = classify(StatusCode::BAD_GATEWAY, None, long.as_bytes(), &profile).unwrap_err().error;
+        let AgentError::Unavailable(message) = err else { panic!("5xx is unavailable") };
+        assert!(message.chars().count() <= 30 + crate::redact::EXCERPT_CHARS && !message.contains('\n'));
     }
 
     #[test]
@@ -400,13 +603,6 @@ mod tests {
         assert_eq!(retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(retry_after(&headers("-4")), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn error_snippets_are_short_and_on_one_line() {
-        let long = "word\n".repeat(1000);
-        let s = snippet(&long);
-        assert!(s.chars().count() <= ERROR_BODY_CHARS + 1 && !s.contains('\n'));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{LlmError, Result};
+use crate::redact::Redactor;
 
 /// Sampling temperature when a profile sets none.
 pub const DEFAULT_TEMPERATURE: f64 = 0.7;
@@ -123,8 +124,13 @@ impl LlmProfile {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ResolvedProfile> {
         let field = |f: &str| format!("profiles.{name}.{f}");
-        let endpoint =
-            chat_endpoint(&self.base_url).map_err(|reason| LlmError::invalid(field("base_url"), reason))?;
+        let base_url =
+            base_url(&self.base_url).map_err(|reason| LlmError::invalid(field("base_url"), reason))?;
+        let join = |path: &str| {
+            Url::parse(&format!("{}/{path}", base_url.as_str().trim_end_matches('/')))
+                .map_err(|e| LlmError::invalid(field("base_url"), format!("not a valid URL ({e})")))
+        };
+        let (endpoint, models_url) = (join("chat/completions")?, join("models")?);
         let model = self.model.trim();
         if model.is_empty() {
             return Err(LlmError::invalid(field("model"), "must not be empty"));
@@ -156,10 +162,15 @@ impl LlmProfile {
                 format!("must be within 1..={MAX_CONCURRENCY_LIMIT}, got {}", self.max_concurrency),
             ));
         }
-        let authorization = self.authorization(name, env)?;
+        let key = self.api_key(name, env)?;
+        let authorization = key.as_ref().map(|(key, source)| bearer(name, key, source)).transpose()?;
+        let redactor = Redactor::new(key.as_ref().map(|(key, _)| key.expose_secret()), Some(&base_url));
         Ok(ResolvedProfile {
             name: name.clone(),
+            base_url,
             endpoint,
+            models_url,
+            redactor,
             model: model.to_owned(),
             authorization,
             temperature: self.temperature,
@@ -172,11 +183,12 @@ impl LlmProfile {
         })
     }
 
-    fn authorization(
+    /// The key, and the field it came from, if one is configured and set.
+    fn api_key(
         &self,
         name: &ProfileName,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<HeaderValue>> {
+    ) -> Result<Option<(SecretString, &'static str)>> {
         let (key, source) = match (&self.api_key, &self.api_key_env) {
             (Some(key), _) => (Some(key.clone()), "api_key"),
             (None, Some(var)) => {
@@ -199,21 +211,25 @@ impl LlmProfile {
             }
             (None, None) => (None, "api_key"),
         };
-        let Some(key) = key else { return Ok(None) };
-        let mut value =
-            HeaderValue::try_from(format!("Bearer {}", key.expose_secret().trim())).map_err(|_| {
-                LlmError::invalid(
-                    format!("profiles.{name}.{source}"),
-                    "the API key contains characters not allowed in an HTTP header",
-                )
-            })?;
-        value.set_sensitive(true);
-        Ok(Some(value))
+        let key = key.map(|key| key.expose_secret().trim().to_owned()).filter(|key| !key.is_empty());
+        Ok(key.map(|key| (SecretString::from(key), source)))
     }
 }
 
-/// Builds `{base_url}/chat/completions`, refusing URLs the backend cannot or should not call.
-fn chat_endpoint(base_url: &str) -> std::result::Result<Url, String> {
+/// `Bearer <key>` as a header value marked sensitive, so HTTP-level debug output hides it.
+fn bearer(name: &ProfileName, key: &SecretString, source: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose_secret())).map_err(|_| {
+        LlmError::invalid(
+            format!("profiles.{name}.{source}"),
+            "the API key contains characters not allowed in an HTTP header",
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Parses the base URL, refusing URLs the backend cannot or should not call.
+fn base_url(base_url: &str) -> std::result::Result<Url, String> {
     let base_url = base_url.trim();
     if base_url.is_empty() {
         return Err("must not be empty".into());
@@ -231,15 +247,21 @@ fn chat_endpoint(base_url: &str) -> std::result::Result<Url, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".into());
     }
-    let joined = format!("{}/chat/completions", url.as_str().trim_end_matches('/'));
-    Url::parse(&joined).map_err(|e| format!("not a valid URL ({e})"))
+    Ok(url)
 }
 
 /// A validated profile, ready to call.
 #[derive(Clone)]
 pub(crate) struct ResolvedProfile {
     pub(crate) name: ProfileName,
+    /// The configured base URL (`…/v1`); for operators' logs and probes, never for clients.
+    pub(crate) base_url: Url,
+    /// `{base_url}/chat/completions`.
     pub(crate) endpoint: Url,
+    /// `{base_url}/models`, asked by probes.
+    pub(crate) models_url: Url,
+    /// Redacts what this profile's server echoes: its key, its host (see [`crate::redact`]).
+    pub(crate) redactor: Redactor,
     pub(crate) model: String,
     /// `Bearer <key>`, marked sensitive so HTTP-level debug output hides it.
     pub(crate) authorization: Option<HeaderValue>,
@@ -257,6 +279,7 @@ impl fmt::Debug for ResolvedProfile {
         f.debug_struct("ResolvedProfile")
             .field("name", &self.name)
             .field("endpoint", &self.endpoint.as_str())
+            .field("redactor", &self.redactor)
             .field("model", &self.model)
             .field("has_api_key", &self.authorization.is_some())
             .field("temperature", &self.temperature)
@@ -360,6 +383,7 @@ mod tests {
         assert!(profile.response_format_json);
         let resolved = resolve(&profile).unwrap();
         assert_eq!(resolved.endpoint.as_str(), "https://api.example.com/v1/chat/completions");
+        assert_eq!(resolved.models_url.as_str(), "https://api.example.com/v1/models");
     }
 
     #[test]

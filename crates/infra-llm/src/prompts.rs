@@ -11,11 +11,18 @@ use std::fmt::Write as _;
 
 use orchestrator_domain::{Review, Role, Task};
 
+use crate::delimiters::{CLOSE, OPEN};
+
 /// Longest text embedded in a prompt (a proposal, a candidate, a critique), in characters;
 /// longer texts are cut and marked, so one verbose agent cannot overflow a small context.
 pub const MAX_EMBEDDED_CHARS: usize = 6_000;
 /// Longest total of all candidates in a selection prompt, in characters.
 pub const MAX_CANDIDATES_CHARS: usize = 12_000;
+/// The JSON a review must answer with, as the review prompt shows it. Its `<…>` placeholders
+/// are what [`review_parse`](crate::review_parse) recognises when a model echoes the template
+/// instead of grading, so the two cannot drift apart.
+pub const REVIEW_JSON_TEMPLATE: &str =
+    r#"{"score": <0-10>, "critique": "<what to improve>", "issues": ["<problem>"]}"#;
 
 /// Which step of a deliberation a call serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +121,8 @@ pub(crate) fn review(role: Role, task: &Task, proposal: &str) -> Prompt {
         system: system(role, Phase::Review),
         user: format!(
             "Grade the proposal below against the rubric and the requirements. Reply with JSON only:\n\
-             {{\"score\": <0-10>, \"critique\": \"<what to improve>\", \"issues\": [\"<problem>\"]}}\n\n\
-             {}\nProposal to review:\n<<<\n{}\n>>>\n\nYour JSON review:",
+             {REVIEW_JSON_TEMPLATE}\n\n\
+             {}\nProposal to review:\n{OPEN}\n{}\n{CLOSE}\n\nYour JSON review:",
             task_block(task),
             bounded(proposal, MAX_EMBEDDED_CHARS)
         ),
@@ -125,7 +132,7 @@ pub(crate) fn review(role: Role, task: &Task, proposal: &str) -> Prompt {
 /// Asks for a complete revision of the agent's own proposal, from the critiques it received.
 pub(crate) fn revise(role: Role, task: &Task, current: &str, reviews: &[Review]) -> Prompt {
     let mut user = format!(
-        "{}\nYour current proposal:\n<<<\n{}\n>>>\n\nReviews you received:\n",
+        "{}\nYour current proposal:\n{OPEN}\n{}\n{CLOSE}\n\nReviews you received:\n",
         task_block(task),
         bounded(current, MAX_EMBEDDED_CHARS)
     );
@@ -162,7 +169,7 @@ pub(crate) fn select(role: Role, task: &Task, candidates: &[String]) -> Prompt {
         task_block(task)
     );
     for (i, candidate) in candidates.iter().enumerate() {
-        let _ = write!(user, "\nCandidate {}:\n<<<\n{}\n>>>\n", i + 1, bounded(candidate, each));
+        let _ = write!(user, "\nCandidate {}:\n{OPEN}\n{}\n{CLOSE}\n", i + 1, bounded(candidate, each));
     }
     user.push_str("\nYour JSON answer:");
     Prompt { system: system(role, Phase::Select), user }
@@ -251,6 +258,7 @@ mod tests {
         let user = review(Role::Qa, &task(), "my proposal text").user;
         assert!(user.contains("my proposal text"));
         assert!(user.contains(r#"{"score": <0-10>, "critique": "#), "{user}");
+        assert!(user.contains(&format!("Reply with JSON only:\n{REVIEW_JSON_TEMPLATE}\n")), "{user}");
         assert!(!user.contains("dev-1"));
     }
 

@@ -23,16 +23,36 @@
 //!   into a 0–1 scale do so constantly. 0 and 1 themselves stay 0/10 and 1/10.
 //! * Negative, above 10, not finite: no score (the review is kept, unscored — never guessed).
 //!
+//! ## Template echoes
+//! Small models often answer with the JSON template the prompt showed
+//! ([`REVIEW_JSON_TEMPLATE`]), placeholders and all — `{"score": <0-10>, "critique": "<what to
+//! improve>", …}` — or fill in a number but keep the placeholder texts. That is not a grade:
+//! a review whose texts are all placeholders (`<…>`, or a placeholder of the template without
+//! its brackets) and which has at least one placeholder has **no score**, no issues, and the
+//! critique [`TEMPLATE_ECHO_CRITIQUE`]. A placeholder score (`<0-10>`, `"0-10"`) is never read as
+//! a number, whatever else the answer says. A real object after an echoed one is still used.
+//! Selections are treated alike: `"choice": <1-3>` chooses nothing.
+//!
 //! ## Choice rules
 //! Choices are 1-based in the prompt and in the answer, 0-based in [`ParsedSelection`]. A
 //! choice outside `1..=k` (0 included) is `None`, and so is prose naming different candidates
 //! without a decisive word (`choose`, `select`, `best`, …).
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use orchestrator_domain::PeerScore;
 use regex::Regex;
 use serde_json::{Map, Value};
+
+use crate::prompts::REVIEW_JSON_TEMPLATE;
+
+/// The critique of a review that only repeated the requested JSON template.
+pub const TEMPLATE_ECHO_CRITIQUE: &str =
+    "no review: the model repeated the requested JSON template instead of grading";
+/// The rationale of a selection that only repeated the requested JSON template.
+pub const TEMPLATE_ECHO_RATIONALE: &str =
+    "no choice: the model repeated the requested JSON template instead of choosing";
 
 /// Only the start of an answer is searched; a review is far shorter.
 const MAX_SCANNED_BYTES: usize = 32 * 1024;
@@ -77,21 +97,30 @@ pub(crate) struct ParsedSelection {
 pub(crate) fn parse_review(raw: &str) -> ParsedReview {
     let text = raw.trim();
     let scanned = head(text);
-    let objects: Vec<_> = json_objects(scanned).collect();
-    let graded = objects.iter().find(|o| has_any(o, SCORE_KEYS));
+    let objects: Vec<_> = json_objects_at(scanned).collect();
+    let (echoes, reviews): (Vec<_>, Vec<_>) = objects.iter().partition(|(_, o)| is_template_echo(o));
+    let reviews: Vec<&Map<String, Value>> = reviews.into_iter().map(|(_, o)| o).collect();
+    let graded = reviews.iter().find(|o| has_any(o, SCORE_KEYS));
     let review =
-        graded.or_else(|| objects.iter().find(|o| has_any(o, CRITIQUE_KEYS) || has_any(o, ISSUE_KEYS)));
+        graded.or_else(|| reviews.iter().find(|o| has_any(o, CRITIQUE_KEYS) || has_any(o, ISSUE_KEYS)));
     if let Some(object) = review {
         let score = get(object, SCORE_KEYS).and_then(score_of_value);
         let critique = get(object, CRITIQUE_KEYS).map(text_of).filter(|c| !c.is_empty());
         let issues = get(object, ISSUE_KEYS).map(issues_of).unwrap_or_default();
         return ParsedReview { critique: critique.unwrap_or_else(|| text.to_owned()), score, issues };
     }
-    ParsedReview {
-        critique: string_field(scanned, &CRITIQUE_FIELD).unwrap_or_else(|| text.to_owned()),
-        score: score_in_prose(scanned),
-        issues: Vec::new(),
+    // Prose is read around the echoed objects: a `"score": 0` of an echo is not a grade.
+    let echo_ranges: Vec<Range<usize>> = echoes.iter().map(|(range, _)| range.clone()).collect();
+    let outside = without_ranges(scanned, &echo_ranges);
+    let unplaced = SCORE_PLACEHOLDER.replace_all(&outside, "");
+    let score = score_in_prose(&unplaced);
+    let critique = string_field(&outside, &CRITIQUE_FIELD);
+    let echoed =
+        !echoes.is_empty() || unplaced.len() != outside.len() || holds_template_placeholder(&outside);
+    if echoed && score.is_none() && critique.is_none() {
+        return ParsedReview { critique: TEMPLATE_ECHO_CRITIQUE.to_owned(), score: None, issues: Vec::new() };
     }
+    ParsedReview { critique: critique.unwrap_or_else(|| text.to_owned()), score, issues: Vec::new() }
 }
 
 /// Reads a selection answer among `candidates` candidates (see the module docs).
@@ -102,12 +131,76 @@ pub(crate) fn parse_selection(raw: &str, candidates: usize) -> ParsedSelection {
     if let Some(object) = json_objects(scanned).find(|o| has_any(o, CHOICE_KEYS)) {
         let choice = get(&object, CHOICE_KEYS).and_then(choice_of_value).and_then(to_index);
         let rationale = get(&object, RATIONALE_KEYS).map(text_of).filter(|r| !r.is_empty());
+        if choice.is_none()
+            && rationale.is_none()
+            && get(&object, CHOICE_KEYS).is_some_and(is_placeholder_value)
+        {
+            return ParsedSelection { choice: None, rationale: TEMPLATE_ECHO_RATIONALE.to_owned() };
+        }
         return ParsedSelection { choice, rationale: rationale.unwrap_or_else(|| text.to_owned()) };
     }
-    ParsedSelection {
-        choice: choice_in_prose(scanned).and_then(to_index),
-        rationale: string_field(scanned, &RATIONALE_FIELD).unwrap_or_else(|| text.to_owned()),
+    let unplaced = CHOICE_PLACEHOLDER.replace_all(scanned, "");
+    let choice = choice_in_prose(&unplaced).and_then(to_index);
+    let rationale = string_field(scanned, &RATIONALE_FIELD);
+    if unplaced.len() != scanned.len() && choice.is_none() && rationale.is_none() {
+        return ParsedSelection { choice: None, rationale: TEMPLATE_ECHO_RATIONALE.to_owned() };
     }
+    ParsedSelection { choice, rationale: rationale.unwrap_or_else(|| text.to_owned()) }
+}
+
+/// The placeholders of [`REVIEW_JSON_TEMPLATE`] without their brackets, lowercased:
+/// `0-10`, `what to improve`, `problem`.
+static TEMPLATE_PLACEHOLDERS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    Regex::new(r"<([^<>]+)>")
+        .expect("literal regex is valid")
+        .captures_iter(REVIEW_JSON_TEMPLATE)
+        .map(|c| c[1].trim().to_lowercase())
+        .collect()
+});
+
+/// A score given as a placeholder: `"score": <0-10>`, `"score": "<anything>"`, `"score": 0-10`.
+static SCORE_PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    let template = TEMPLATE_PLACEHOLDERS.iter().map(|p| regex::escape(p)).collect::<Vec<_>>().join("|");
+    Regex::new(&format!(r#"(?i)"score"\s*:\s*"?\s*(?:<[^<>"\n]{{0,40}}>|(?:{template})\b)\s*"?"#))
+        .expect("escaped placeholders make a valid regex")
+});
+
+/// A choice given as a placeholder: `"choice": <1-3>`.
+static CHOICE_PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)"choice"\s*:\s*"?\s*<[^<>"\n]{0,40}>\s*"?"#).expect("literal regex is valid")
+});
+
+/// Whether an object is the review template echoed: it holds a placeholder and no real text.
+fn is_template_echo(object: &Map<String, Value>) -> bool {
+    let mut placeholder = get(object, SCORE_KEYS).is_some_and(is_placeholder_value);
+    let mut real = false;
+    for value in [get(object, CRITIQUE_KEYS), get(object, ISSUE_KEYS)].into_iter().flatten() {
+        visit_leaves(value, &mut |leaf| match leaf {
+            Value::String(s) if is_placeholder(s.trim()) => placeholder = true,
+            Value::String(s) if s.trim().is_empty() => {}
+            Value::Null => {}
+            _ => real = true,
+        });
+    }
+    placeholder && !real
+}
+
+fn visit_leaves(value: &Value, visit: &mut dyn FnMut(&Value)) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| visit_leaves(v, visit)),
+        Value::Object(map) => map.values().for_each(|v| visit_leaves(v, visit)),
+        leaf => visit(leaf),
+    }
+}
+
+fn is_placeholder_value(value: &Value) -> bool {
+    matches!(value, Value::String(s) if is_placeholder(s.trim()))
+}
+
+/// Whether `text` quotes one of the template's placeholders, e.g. `"<what to improve>"`.
+fn holds_template_placeholder(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    TEMPLATE_PLACEHOLDERS.iter().any(|p| lower.contains(&format!("\"<{p}>\"")))
 }
 
 fn head(text: &str) -> &str {
@@ -123,10 +216,33 @@ fn head(text: &str) -> &str {
 
 /// Every JSON object in `text`, outermost first, parsed strictly or after repair.
 fn json_objects(text: &str) -> impl Iterator<Item = Map<String, Value>> + '_ {
+    json_objects_at(text).map(|(_, object)| object)
+}
+
+/// [`json_objects`] with the byte range each object spans in `text`.
+fn json_objects_at(text: &str) -> impl Iterator<Item = (Range<usize>, Map<String, Value>)> + '_ {
     text.match_indices('{').take(MAX_OBJECT_STARTS).filter_map(move |(start, _)| {
         let candidate = object_at(text, start);
-        parse_object(&candidate).or_else(|| parse_object(&repair(&candidate)))
+        let object = parse_object(&candidate).or_else(|| parse_object(&repair(&candidate)))?;
+        // A repaired object may have had closers added past the end of the text.
+        Some((start..(start + candidate.len()).min(text.len()), object))
     })
+}
+
+/// `text` without the given byte ranges (which may nest or overlap).
+fn without_ranges(text: &str, ranges: &[Range<usize>]) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    for range in sorted {
+        if range.start > at {
+            kept.push_str(&text[at..range.start]);
+        }
+        at = at.max(range.end);
+    }
+    kept.push_str(&text[at.min(text.len())..]);
+    kept
 }
 
 fn parse_object(text: &str) -> Option<Map<String, Value>> {
@@ -207,9 +323,14 @@ fn text_of(value: &Value) -> String {
     }
 }
 
-/// Whether `text` is a placeholder of the prompt's template (`<problem>`) echoed back.
+/// Whether `text` is a placeholder of the prompt's template (`<problem>`, or a placeholder of
+/// [`REVIEW_JSON_TEMPLATE`] without its brackets) echoed back.
 fn is_placeholder(text: &str) -> bool {
-    text.starts_with('<') && text.ends_with('>') && !text[1..text.len() - 1].contains(['<', '>'])
+    let bracketed = text.len() >= 2
+        && text.starts_with('<')
+        && text.ends_with('>')
+        && !text[1..text.len() - 1].contains(['<', '>']);
+    bracketed || TEMPLATE_PLACEHOLDERS.iter().any(|p| text.eq_ignore_ascii_case(p))
 }
 
 fn join_texts<'a>(values: impl Iterator<Item = &'a Value>) -> String {
@@ -309,6 +430,7 @@ fn choice_of_value(value: &Value) -> Option<u64> {
         Value::Number(n) => {
             n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
         }
+        Value::String(s) if is_placeholder(s.trim()) => None,
         Value::String(s) => {
             static FIRST_NUMBER: LazyLock<Regex> =
                 LazyLock::new(|| Regex::new(r"\d+").expect("literal regex is valid"));
@@ -493,6 +615,95 @@ mod tests {
             r#"{"score": 0.5, "critique": ["<what to improve>"], "issues": ["<problem>", "real one"]}"#
         );
         assert_eq!(r.issues, vec!["real one"]);
+    }
+
+    fn echo() -> ParsedReview {
+        ParsedReview { critique: TEMPLATE_ECHO_CRITIQUE.into(), score: None, issues: vec![] }
+    }
+
+    #[test]
+    fn the_template_constant_has_the_placeholders_the_parser_looks_for() {
+        assert_eq!(*TEMPLATE_PLACEHOLDERS, vec!["0-10", "what to improve", "problem"]);
+    }
+
+    #[test]
+    fn the_echoed_review_template_is_not_a_grade() {
+        let t = REVIEW_JSON_TEMPLATE;
+        for raw in [
+            t.to_owned(),
+            format!("```json\n{t}\n```"),
+            format!("Your JSON review:\n{t}"),
+            t.replace("<0-10>", "0"),
+            t.replace("<0-10>", "5"),
+            t.replace("<0-10>", "\"<0-10>\""),
+            t.replace("<0-10>", "0-10"),
+            t.replace("<0-10>", "\"0-10\""),
+            t.replace("<what to improve>", "<problem>"),
+            t.replace("<0-10>", "0").replace("<what to improve>", "what to improve"),
+            format!("{t}\n{t}"),
+        ] {
+            assert_eq!(parse_review(&raw), echo(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn captured_small_model_template_echoes_are_not_grades() {
+        // Shapes seen from SmolLM2-135M on the review prompt.
+        for raw in [
+            "{\"score\": <0-10>, \"critique\": \"<problem>\", \"issues\": [\"<problem>\"]}",
+            "```json\n{\n  \"score\": 0,\n  \"critique\": \"<what to improve>\",\n  \"issues\": [\n    \"<problem>\"\n  ]\n}\n```",
+            "Here is the JSON review:\n{\"score\": 10, \"critique\": \"<what to improve>\", \"issues\": [\"<problem>\", \"<problem>\"],}",
+        ] {
+            assert_eq!(parse_review(raw), echo(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_real_review_next_to_an_echo_is_still_read() {
+        let t = REVIEW_JSON_TEMPLATE;
+        for raw in [
+            format!("{t}\n{{\"score\": 6, \"critique\": \"Needs tests\"}}"),
+            format!("{}\n{{\"score\": 6, \"critique\": \"Needs tests\"}}", t.replace("<0-10>", "0")),
+        ] {
+            let r = parse_review(&raw);
+            assert_eq!(
+                (r.score.map(PeerScore::value), r.critique.as_str()),
+                (Some(6.0), "Needs tests"),
+                "{raw}"
+            );
+        }
+        let r = parse_review(&format!("{t}\nScore: 7 - it misses tests"));
+        assert_eq!(r.score.map(PeerScore::value), Some(7.0));
+    }
+
+    #[test]
+    fn a_placeholder_score_with_a_real_critique_keeps_the_critique_without_a_grade() {
+        for raw in [
+            r#"{"score": "<0-10>", "critique": "Misses the empty string"}"#,
+            r#"{"score": <0-10>, "critique": "Misses the empty string"}"#,
+        ] {
+            let r = parse_review(raw);
+            assert_eq!((r.score, r.critique.as_str()), (None, "Misses the empty string"), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_echoed_selection_template_chooses_nothing() {
+        use orchestrator_domain::{Role, Task, TaskConstraints};
+        let task = Task::new("t", TaskConstraints::default()).unwrap();
+        let prompt = crate::prompts::select(Role::Dev, &task, &["a".into(), "b".into(), "c".into()]);
+        let template = prompt.user.lines().nth(1).unwrap().to_owned();
+        assert!(template.starts_with("{\"choice\""), "{template}");
+        for raw in
+            [template.clone(), template.replace("<1-3>", "\"<1-3>\""), format!("```json\n{template}\n```")]
+        {
+            assert_eq!(
+                parse_selection(&raw, 3),
+                ParsedSelection { choice: None, rationale: TEMPLATE_ECHO_RATIONALE.into() },
+                "{raw}"
+            );
+        }
+        assert_eq!(choice(&template.replace("<1-3>", "2")), Some(1));
     }
 
     #[test]

@@ -158,15 +158,15 @@ async fn failing_agent_is_dropped_and_reported_not_replaced() {
         if agent.id.as_str() == "dev-2" {
             Err(AgentError::Unavailable("connection refused".into()))
         } else {
-            Ok(Completion { text: answer(agent), usage: TokenUsage::default() })
+            Ok(Completion { text: answer(agent), usage: TokenUsage::default(), truncated: false })
         }
     });
     backend
         .expect_review()
         .returning(|_, _, _| Ok(ReviewReply { critique: "ok".into(), ..Default::default() }));
-    backend
-        .expect_revise()
-        .returning(|_, _, c, _| Ok(Completion { text: c.to_owned(), usage: TokenUsage::default() }));
+    backend.expect_revise().returning(|_, _, c, _| {
+        Ok(Completion { text: c.to_owned(), usage: TokenUsage::default(), truncated: false })
+    });
     let deliberate = use_case(Some(Arc::new(backend)));
 
     let report = deliberate.execute(command(3, 1), &NoProgress).await.unwrap();
@@ -257,10 +257,9 @@ async fn a_restored_deliberation_continues_from_its_saved_phase() {
             ..Default::default()
         })
     });
-    backend
-        .expect_revise()
-        .times(3)
-        .returning(|_, _, c, _| Ok(Completion { text: format!("{c} v2"), usage: TokenUsage::default() }));
+    backend.expect_revise().times(3).returning(|_, _, c, _| {
+        Ok(Completion { text: format!("{c} v2"), usage: TokenUsage::default(), truncated: false })
+    });
     let deliberate = use_case(Some(Arc::new(backend)));
     let (task_id, mut saved) = deliberate.prepare(command(3, 1)).unwrap();
     for agent in saved.proposal_requests() {

@@ -10,6 +10,9 @@ use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TokenUsag
 pub struct Completion {
     pub text: String,
     pub usage: TokenUsage,
+    /// The model stopped because it hit its token limit (`finish_reason = "length"`), so `text`
+    /// is likely cut off mid-way; `false` when it finished or the backend cannot tell.
+    pub truncated: bool,
 }
 
 /// A parsed review. `score` is `None` when the agent's answer held no usable grade.
@@ -47,6 +50,46 @@ pub enum AgentError {
     /// The agent names a profile the backend does not have.
     #[error("unknown model profile \"{0}\"")]
     UnknownProfile(String),
+    /// The model server refused our credentials (HTTP 401 or 403). A configuration fault of the
+    /// profile, not of the agent or the request: never retried, and every other call on the
+    /// profile will fail the same way until its key is fixed. `key_sent` says whether a key was
+    /// configured at all (a missing key and a wrong one need different fixes).
+    #[error("{}", unauthorized_message(.profile, *.status, *.key_sent))]
+    Unauthorized { profile: String, status: u16, key_sent: bool },
+}
+
+impl AgentError {
+    /// Whether the failure is the operator's configuration, not the agent, the request or the
+    /// network: retrying, or asking another agent on the same profile, cannot succeed.
+    pub fn is_configuration_fault(&self) -> bool {
+        self.misconfigured_profile().is_some()
+    }
+
+    /// The profile whose configuration caused the failure, for a configuration fault.
+    pub fn misconfigured_profile(&self) -> Option<&str> {
+        match self {
+            Self::Unauthorized { profile, .. } => Some(profile),
+            Self::Timeout(_)
+            | Self::Unavailable(_)
+            | Self::Rejected(_)
+            | Self::InvalidResponse(_)
+            | Self::UnknownProfile(_) => None,
+        }
+    }
+}
+
+fn unauthorized_message(profile: &str, status: u16, key_sent: bool) -> String {
+    if key_sent {
+        format!(
+            "profile \"{profile}\": the model server refused the API key (HTTP {status}); \
+             check profiles.{profile}.api_key or api_key_env"
+        )
+    } else {
+        format!(
+            "profile \"{profile}\": the model server requires an API key (HTTP {status}) and none is \
+             configured; set profiles.{profile}.api_key or api_key_env"
+        )
+    }
 }
 
 /// Runs agents. Implementations must be cancel-safe: dropping a returned future abandons the
@@ -82,4 +125,38 @@ pub trait AgentBackend: Send + Sync + 'static {
         task: &Task,
         candidates: &[String],
     ) -> Result<Selection, AgentError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_key_is_a_configuration_fault_naming_the_profile_and_the_field() {
+        let error = AgentError::Unauthorized { profile: "default".into(), status: 401, key_sent: true };
+        assert!(error.is_configuration_fault());
+        assert_eq!(error.misconfigured_profile(), Some("default"));
+        assert_eq!(
+            error.to_string(),
+            "profile \"default\": the model server refused the API key (HTTP 401); \
+             check profiles.default.api_key or api_key_env"
+        );
+        let missing = AgentError::Unauthorized { profile: "gpu".into(), status: 403, key_sent: false };
+        assert!(missing.to_string().contains("requires an API key (HTTP 403) and none is configured"));
+        assert!(missing.to_string().contains("set profiles.gpu.api_key"));
+    }
+
+    #[test]
+    fn other_failures_are_not_configuration_faults() {
+        for error in [
+            AgentError::Timeout(Duration::from_secs(1)),
+            AgentError::Unavailable("down".into()),
+            AgentError::Rejected("HTTP 400".into()),
+            AgentError::InvalidResponse("empty".into()),
+            AgentError::UnknownProfile("x".into()),
+        ] {
+            assert!(!error.is_configuration_fault(), "{error}");
+            assert_eq!(error.misconfigured_profile(), None);
+        }
+    }
 }

@@ -1,10 +1,13 @@
 //! Shared fixtures of the backend tests: profiles, agents, tasks, canned bodies, and tiny raw
 //! HTTP servers for what wiremock cannot fake (a body that drips, counting requests in flight,
 //! noticing a client hang up).
+// Each test crate uses its own part of the fixtures.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator_domain::{Agent, AgentId, ProfileName, Role, Task, TaskConstraints};
@@ -65,6 +68,48 @@ pub(crate) fn completion(text: &str, usage: Option<(u64, u64)>) -> Value {
         body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
     }
     body
+}
+
+/// A `MakeWriter` that keeps everything logged.
+#[derive(Clone, Default)]
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything logged so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer lock is never poisoned")).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer lock is never poisoned").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every event at TRACE level on this thread until the guard is dropped (tests run
+/// on a current-thread runtime, so the backend's events land here).
+pub(crate) fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (tracing::subscriber::set_default(subscriber), captured)
+}
+
+/// A base URL on which nothing listens: a port bound, then released.
+pub(crate) async fn refused_base_url() -> String {
+    let (listener, url) = listen().await;
+    drop(listener);
+    url
 }
 
 /// Reads one HTTP/1.1 request (head and `Content-Length` body); `None` when the peer closed.

@@ -1,0 +1,232 @@
+//! Probing model servers: is each profile's server up, does it take our key, does it serve the
+//! configured model? For start-up checks and operators' diagnostics.
+//!
+//! A probe is one `GET {base_url}/models` (the OpenAI-compatible model list, served by vLLM,
+//! Ollama, llama.cpp server and OpenAI) bounded by a short timeout, so a dead server costs the
+//! caller at most that long. Probes do not take the profile's concurrency permits: they must
+//! answer even while every permit is held by a slow deliberation.
+
+use std::time::Duration;
+
+use orchestrator_application::ports::AgentError;
+use orchestrator_domain::ProfileName;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tracing::debug;
+
+use crate::client::ChatClient;
+use crate::profile::ResolvedProfile;
+use crate::redact::Redactor;
+
+/// How long [`OpenAiBackend::probe`](crate::OpenAiBackend::probe) waits for each server.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many of the server's model ids a "model not listed" hint names.
+pub const LISTED_MODELS: usize = 5;
+/// Most of a model list read; longer lists are read this far.
+const MAX_MODELS_BODY: usize = 1024 * 1024;
+
+/// What probing one profile found.
+///
+/// For operators — log lines, a start-up check, a CLI — **not for clients**: `url` and `hint`
+/// name the model server (without credentials), which clients must not learn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileProbe {
+    /// The profile probed.
+    pub profile: ProfileName,
+    /// The URL asked (`{base_url}/models`), without user info, query or fragment.
+    pub url: String,
+    /// Whether the server answered HTTP at all within the timeout.
+    pub reachable: bool,
+    /// The HTTP status of the answer, when there was one.
+    pub status: Option<u16>,
+    /// Whether the profile's model is in the server's list; `None` when no list was read.
+    pub model_listed: Option<bool>,
+    /// What to check, when something looks wrong.
+    pub hint: Option<String>,
+}
+
+impl ProfileProbe {
+    /// Whether the profile looks usable: reachable, answered 2xx, and did not leave out the
+    /// model from a list it gave.
+    pub fn is_ok(&self) -> bool {
+        self.reachable
+            && self.status.is_some_and(|s| (200..300).contains(&s))
+            && self.model_listed != Some(false)
+    }
+}
+
+/// Probes one profile within `timeout` (see the module docs).
+pub(crate) async fn probe_profile(
+    client: &ChatClient,
+    profile: &ResolvedProfile,
+    timeout: Duration,
+) -> ProfileProbe {
+    let base = Redactor::url(&profile.base_url);
+    let mut probe = ProfileProbe {
+        profile: profile.name.clone(),
+        url: Redactor::url(&profile.models_url),
+        reachable: false,
+        status: None,
+        model_listed: None,
+        hint: None,
+    };
+    match tokio::time::timeout(timeout, client.get(&profile.models_url, profile, MAX_MODELS_BODY)).await {
+        Err(_elapsed) => {
+            probe.hint = Some(format!(
+                "no answer within {} ms; is the model server at {base} running and not overloaded?",
+                timeout.as_millis()
+            ));
+        }
+        Ok(Err(cause)) => {
+            probe.hint = Some(format!("{cause}; is the model server running at {base}?"));
+        }
+        Ok(Ok((status, body))) => {
+            probe.reachable = true;
+            probe.status = Some(status.as_u16());
+            read_answer(&mut probe, profile, status, &body, &base);
+        }
+    }
+    debug!(
+        profile = %probe.profile,
+        url = %probe.url,
+        reachable = probe.reachable,
+        status = probe.status,
+        model_listed = probe.model_listed,
+        "model server probed"
+    );
+    probe
+}
+
+fn read_answer(
+    probe: &mut ProfileProbe,
+    profile: &ResolvedProfile,
+    status: StatusCode,
+    body: &[u8],
+    base: &str,
+) {
+    let name = &profile.name;
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            let refused = AgentError::Unauthorized {
+                profile: name.to_string(),
+                status: status.as_u16(),
+                key_sent: profile.authorization.is_some(),
+            };
+            probe.hint = Some(refused.to_string());
+        }
+        StatusCode::NOT_FOUND if !profile.base_url.path().trim_end_matches('/').ends_with("/v1") => {
+            probe.hint = Some(format!(
+                "GET {} answered 404: the base URL may be missing /v1 (try {}/v1 in profiles.{name}.base_url)",
+                probe.url,
+                base.trim_end_matches('/')
+            ));
+        }
+        StatusCode::NOT_FOUND => {
+            probe.hint = Some(format!(
+                "GET {} answered 404: is {base} an OpenAI-compatible API? check profiles.{name}.base_url",
+                probe.url
+            ));
+        }
+        s if s.is_success() => match model_ids(body) {
+            None => {
+                probe.hint = Some(
+                    "the server's answer is not a model list; it may still serve chat completions".to_owned(),
+                );
+            }
+            Some(ids) => {
+                let listed = ids.iter().any(|id| same_model(id, &profile.model));
+                probe.model_listed = Some(listed);
+                if !listed {
+                    probe.hint = Some(not_listed_hint(profile, &ids));
+                }
+            }
+        },
+        s => {
+            let excerpt = profile.redactor.excerpt(body);
+            let detail = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
+            probe.hint = Some(format!("GET {} answered HTTP {s}{detail}", probe.url));
+        }
+    }
+}
+
+fn not_listed_hint(profile: &ResolvedProfile, ids: &[String]) -> String {
+    let model = &profile.model;
+    let name = &profile.name;
+    if ids.is_empty() {
+        return format!(
+            "model \"{model}\" is not served: the server lists no models; check profiles.{name}.model"
+        );
+    }
+    let shown: Vec<String> = ids.iter().take(LISTED_MODELS).map(|id| profile.redactor.name(id)).collect();
+    let more = ids.len().saturating_sub(LISTED_MODELS);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    format!(
+        "model \"{model}\" is not in the server's list (available: {}{more}); check profiles.{name}.model \
+         (servers of a single model, such as llama.cpp, ignore the name)",
+        shown.join(", ")
+    )
+}
+
+/// The model ids of an OpenAI-style list (`{"data": [{"id": …}]}`), or an Ollama/llama.cpp
+/// style `{"models": [{"name"|"model"|"id": …}]}`; `None` when the body is neither.
+fn model_ids(body: &[u8]) -> Option<Vec<String>> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let list = value.get("data").and_then(Value::as_array).or_else(|| value.get("models")?.as_array())?;
+    let id = |entry: &Value| -> Option<String> {
+        let id =
+            entry.as_str().or_else(|| ["id", "name", "model"].iter().find_map(|k| entry.get(k)?.as_str()))?;
+        Some(id.to_owned())
+    };
+    Some(list.iter().filter_map(id).collect())
+}
+
+/// Whether a listed id is the configured model; Ollama lists `name:latest` for `name`.
+fn same_model(id: &str, model: &str) -> bool {
+    let bare = |m: &str| m.strip_suffix(":latest").unwrap_or(m).to_owned();
+    id == model || bare(id) == bare(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_lists_are_read_in_openai_and_ollama_shapes() {
+        assert_eq!(
+            model_ids(br#"{"object":"list","data":[{"id":"a","object":"model"},{"id":"b"}]}"#),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(
+            model_ids(br#"{"models":[{"name":"llama3:latest"},{"model":"x"}]}"#),
+            Some(vec!["llama3:latest".to_owned(), "x".to_owned()])
+        );
+        assert_eq!(model_ids(br#"{"data":[]}"#), Some(vec![]));
+        assert_eq!(model_ids(b"<html>"), None);
+        assert_eq!(model_ids(br#"{"ok":true}"#), None);
+    }
+
+    #[test]
+    fn ollama_latest_tags_match_the_bare_name() {
+        assert!(same_model("llama3:latest", "llama3"));
+        assert!(same_model("llama3", "llama3:latest"));
+        assert!(same_model("m", "m"));
+        assert!(!same_model("llama3:8b", "llama3"));
+    }
+
+    #[test]
+    fn a_probe_is_ok_only_when_answered_2xx_with_the_model_or_without_a_list() {
+        let probe = ProfileProbe {
+            profile: ProfileName::default_profile(),
+            url: "http://h/v1/models".into(),
+            reachable: true,
+            status: Some(200),
+            model_listed: Some(true),
+            hint: None,
+        };
+        assert!(probe.is_ok());
+        assert!(ProfileProbe { model_listed: None, ..probe.clone() }.is_ok());
+        assert!(!ProfileProbe { model_listed: Some(false), ..probe.clone() }.is_ok());
+        assert!(!ProfileProbe { status: Some(401), ..probe.clone() }.is_ok());
+        assert!(!ProfileProbe { reachable: false, status: None, ..probe }.is_ok());
+    }
+}

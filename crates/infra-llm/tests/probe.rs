@@ -1,0 +1,171 @@
+//! `OpenAiBackend::probe` against fake model servers: a model list with and without the
+//! profile's model, a base URL missing `/v1`, a refused key, a refused port, a hung server.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use orchestrator_domain::ProfileName;
+use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
+use secrecy::SecretString;
+use serde_json::json;
+use support::{backend, profile, refused_base_url};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A hang guard only: probes end within their own timeout, far sooner.
+const GUARD: Duration = Duration::from_secs(60);
+
+async fn models_server(response: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/v1/models")).respond_with(response).mount(&server).await;
+    server
+}
+
+fn model_list(ids: &[&str]) -> ResponseTemplate {
+    let data: Vec<_> = ids.iter().map(|id| json!({"id": id, "object": "model", "owned_by": "me"})).collect();
+    ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": data}))
+}
+
+async fn probe_one(backend: &OpenAiBackend) -> ProfileProbe {
+    let mut probes = tokio::time::timeout(GUARD, backend.probe()).await.expect("the probe returned");
+    assert_eq!(probes.len(), 1);
+    probes.remove(0)
+}
+
+#[tokio::test]
+async fn a_server_listing_the_model_is_ok_and_gets_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header("authorization", "Bearer sk-probe-key-123456"))
+        .respond_with(model_list(&["other", "test-model"]))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let backend = backend(profile(&format!("{}/v1", server.uri()), |p| {
+        p.api_key = Some(SecretString::from("sk-probe-key-123456"));
+    }));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!(
+        probe,
+        ProfileProbe {
+            profile: ProfileName::default_profile(),
+            url: format!("{}/v1/models", server.uri()),
+            reachable: true,
+            status: Some(200),
+            model_listed: Some(true),
+            hint: None,
+        }
+    );
+    assert!(probe.is_ok());
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_model_missing_from_the_list_is_named_with_up_to_five_available_ids() {
+    let ids = ["m1", "m2", "m3", "m4", "m5", "m6", "m7"];
+    let server = models_server(model_list(&ids)).await;
+    let backend = backend(profile(&format!("{}/v1", server.uri()), |_| {}));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!((probe.reachable, probe.status, probe.model_listed), (true, Some(200), Some(false)));
+    assert!(!probe.is_ok());
+    let hint = probe.hint.unwrap();
+    assert!(hint.contains("model \"test-model\" is not in the server's list"), "{hint}");
+    assert!(hint.contains("available: m1, m2, m3, m4, m5 and 2 more"), "{hint}");
+    assert!(!hint.contains("m6"), "{hint}");
+    assert!(hint.contains("profiles.default.model"), "{hint}");
+}
+
+#[tokio::test]
+async fn a_404_on_a_base_url_without_v1_suggests_adding_it() {
+    // The server serves /v1/models; the profile forgot /v1, so /models is a 404.
+    let server = models_server(model_list(&["test-model"])).await;
+    let backend = backend(profile(&server.uri(), |_| {}));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!((probe.reachable, probe.status, probe.model_listed), (true, Some(404), None));
+    let hint = probe.hint.unwrap();
+    assert!(hint.contains("the base URL may be missing /v1"), "{hint}");
+    assert!(hint.contains(&format!("try {}/v1", server.uri())), "{hint}");
+}
+
+#[tokio::test]
+async fn a_404_on_a_v1_base_url_asks_to_check_it() {
+    let server = MockServer::start().await;
+    let backend = backend(profile(&format!("{}/v1", server.uri()), |_| {}));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!(probe.status, Some(404));
+    let hint = probe.hint.unwrap();
+    assert!(hint.contains("check profiles.default.base_url") && !hint.contains("missing /v1"), "{hint}");
+}
+
+#[tokio::test]
+async fn a_refused_key_is_named_as_such() {
+    let server =
+        models_server(ResponseTemplate::new(401).set_body_string("bad key sk-probe-key-123456")).await;
+    let backend = backend(profile(&format!("{}/v1", server.uri()), |p| {
+        p.api_key = Some(SecretString::from("sk-probe-key-123456"));
+    }));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!((probe.reachable, probe.status, probe.model_listed), (true, Some(401), None));
+    let hint = probe.hint.unwrap();
+    assert!(hint.contains("refused the API key (HTTP 401)"), "{hint}");
+    assert!(hint.contains("profiles.default.api_key") && !hint.contains("sk-probe"), "{hint}");
+}
+
+#[tokio::test]
+async fn a_refused_port_is_unreachable_and_asks_whether_the_server_runs() {
+    let base_url = refused_base_url().await;
+    let backend = backend(profile(&base_url, |_| {}));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!((probe.reachable, probe.status, probe.model_listed), (false, None, None));
+    let hint = probe.hint.unwrap();
+    assert!(hint.contains("connection refused"), "{hint}");
+    assert!(hint.contains(&format!("is the model server running at {base_url}?")), "{hint}");
+}
+
+#[tokio::test]
+async fn a_hung_server_is_given_up_on_at_the_timeout_while_other_profiles_answer() {
+    let hung = models_server(model_list(&["test-model"]).set_delay(Duration::from_secs(600))).await;
+    let fine = models_server(model_list(&["test-model"])).await;
+    let backend = OpenAiBackend::new(BTreeMap::from([
+        (ProfileName::new("hung").unwrap(), profile(&format!("{}/v1", hung.uri()), |_| {})),
+        (ProfileName::new("fine").unwrap(), profile(&format!("{}/v1", fine.uri()), |_| {})),
+    ]))
+    .unwrap();
+
+    let probes = tokio::time::timeout(GUARD, backend.probe_within(Duration::from_millis(300))).await.unwrap();
+
+    // In profile order: "fine", then "hung".
+    assert_eq!(probes.len(), 2);
+    assert_eq!(probes[0].profile.as_str(), "fine");
+    assert!(probes[0].is_ok(), "{:?}", probes[0]);
+    assert_eq!((probes[1].reachable, probes[1].status), (false, None));
+    let hint = probes[1].hint.as_deref().unwrap();
+    assert!(hint.contains("no answer within 300 ms"), "{hint}");
+}
+
+#[tokio::test]
+async fn a_non_list_answer_is_reachable_without_a_verdict_on_the_model() {
+    let server = models_server(ResponseTemplate::new(200).set_body_string("<html>hello</html>")).await;
+    let backend = backend(profile(&format!("{}/v1", server.uri()), |_| {}));
+
+    let probe = probe_one(&backend).await;
+
+    assert_eq!((probe.reachable, probe.status, probe.model_listed), (true, Some(200), None));
+    assert!(probe.is_ok());
+    assert!(probe.hint.unwrap().contains("not a model list"));
+}
