@@ -470,6 +470,8 @@ async fn a_configured_dry_run_really_checks_the_code_and_fails_broken_code() {
         file_extension: "py".into(),
         timeout_secs: 20.0,
         max_concurrency: 2,
+        unsandboxed: false,
+        limits: Default::default(),
     };
     let mut app = orchestrator_tests::spawn_app_with(
         move |c| orchestrator_server::Config { dry_run: Some(dry_run), ..c },
