@@ -107,8 +107,8 @@ fn store_error(error: StoreError) -> ApplicationError {
             field: "page_token".into(),
             reason: "invalid page token".into(),
         },
-        StoreError::NotFound(task_id) => ApplicationError::NotFound { task_id },
-        other => ApplicationError::Store(other.to_string()),
+        StoreError::NotFound { task_id } => ApplicationError::NotFound { task_id },
+        source => ApplicationError::Store { source },
     }
 }
 
@@ -361,7 +361,7 @@ impl Jobs {
         let (submission, result, guard) = self.start(command, observer).await?;
         let (Some(result), Some(_guard)) = (result, guard) else {
             // A retried request gets the stored result of the completed deliberation.
-            if let Some(report) = self.get(&submission.task_id).await?.report() {
+            if let Some(report) = DeliberationReport::from_record(&self.get(&submission.task_id).await?) {
                 return Ok(report);
             }
             return Err(ApplicationError::AlreadyExists {
