@@ -22,8 +22,8 @@ pub fn to_status(err: ApplicationError) -> Status {
         ApplicationError::NotFound { .. } => Status::not_found(err.to_string()),
         ApplicationError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
         ApplicationError::ResourceExhausted(_) => Status::resource_exhausted(err.to_string()),
-        ApplicationError::Store(cause) => {
-            error!(%cause, "storage failure");
+        ApplicationError::Store { source } => {
+            error!(error = &source as &dyn std::error::Error, "storage failure");
             Status::unavailable("storage is unavailable; see the server log")
         }
         ApplicationError::Internal(cause) => {
@@ -36,6 +36,7 @@ pub fn to_status(err: ApplicationError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orchestrator_application::ports::StoreError;
     use std::time::Duration;
     use tonic::Code;
 
@@ -65,7 +66,8 @@ mod tests {
         let status = to_status(ApplicationError::Internal("secret path /etc/x".into()));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("/etc/x"));
-        let status = to_status(ApplicationError::Store("postgres://user:pw@db".into()));
+        let source = StoreError::unavailable("opening postgres://user:pw@db", "password rejected");
+        let status = to_status(ApplicationError::Store { source });
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("pw"));
     }

@@ -14,7 +14,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
-use crate::ports::{AgentBackend, AgentError, Clock, DryRunner, IdGenerator, ProgressObserver};
+use crate::ports::{
+    AgentBackend, AgentError, Clock, DeliberationRecord, DryRunner, IdGenerator, ProgressObserver,
+};
 
 /// Server-side settings of every deliberation.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +62,29 @@ pub struct DeliberationReport {
     pub started_at_ms: i64,
     pub duration_ms: u64,
     pub outcome: DeliberationOutcome,
+}
+
+impl DeliberationReport {
+    /// The report of a stored deliberation, as Deliberate answered it — `None` unless it is
+    /// COMPLETED. A retried request is answered with it.
+    #[must_use]
+    pub fn from_record(record: &DeliberationRecord) -> Option<Self> {
+        let outcome = record.outcome.clone()?;
+        let task = record.request.task.clone();
+        let rounds = record
+            .progress
+            .as_ref()
+            .map_or_else(|| task.constraints().cap_rounds(record.request.rounds), Deliberation::rounds);
+        Some(Self {
+            task_id: record.request.task_id.clone(),
+            role: record.request.role,
+            task,
+            rounds,
+            started_at_ms: record.started_at_ms.unwrap_or(record.request.created_at_ms),
+            duration_ms: record.duration_ms.and_then(|d| u64::try_from(d).ok()).unwrap_or_default(),
+            outcome,
+        })
+    }
 }
 
 /// Runs deliberations: every agent of a phase concurrently, the whole under one deadline.

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use orchestrator_domain::{AgentFailure, DomainError};
 
+use crate::ports::StoreError;
+
 /// Why a use case failed. The API layer maps each variant to one status code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplicationError {
@@ -43,9 +45,12 @@ pub enum ApplicationError {
         "the server is shutting down"
     })]
     ShuttingDown { resumable: bool },
-    /// Persistence failed.
-    #[error("storage error: {0}")]
-    Store(String),
+    /// Persistence failed; the cause (for the logs) is the source, not the message.
+    #[error("storage failed")]
+    Store {
+        #[source]
+        source: StoreError,
+    },
     /// A broken invariant: a bug, never the client's fault.
     #[error("internal error: {0}")]
     Internal(String),

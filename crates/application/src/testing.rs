@@ -7,37 +7,70 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::ports::{
-    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, StoreError,
+    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreError,
 };
 
-/// The store port's behaviour, in memory, for driving the job runner.
+/// The store port in memory, for driving the job runner. It keeps the whole contract the
+/// database stores keep (`crates/infra-store/tests/store_contract.rs` runs it too): lifecycle
+/// guards, filters and keyset paging, leases, and U+0000 replaced in every stored text.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
-    /// Lease (owner, until) per unfinished task id.
-    leases: Mutex<HashMap<String, (String, i64)>>,
-    records: Mutex<HashMap<String, DeliberationRecord>>,
-    /// How many times progress was saved.
+    entries: Mutex<HashMap<String, Entry>>,
+    /// How many times saving progress was asked for, applied or not.
     pub saves: AtomicUsize,
 }
 
+/// A stored deliberation and the lease on it.
+#[derive(Debug)]
+struct Entry {
+    record: DeliberationRecord,
+    lease: Lease,
+}
+
+/// The text a store keeps for `text`: U+0000 replaced by U+FFFD, as the port promises.
+fn storable_text(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// `value` as a store reads it back: every string in it — map keys too — passed through
+/// [`storable_text`].
+fn storable<T: Serialize + DeserializeOwned>(task_id: &str, value: &T) -> Result<T, StoreError> {
+    fn clean(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => Value::String(storable_text(&text)),
+            Value::Array(items) => Value::Array(items.into_iter().map(clean).collect()),
+            Value::Object(fields) => Value::Object(
+                fields.into_iter().map(|(key, value)| (storable_text(&key), clean(value))).collect(),
+            ),
+            other => other,
+        }
+    }
+    let json = serde_json::to_value(value).map_err(|e| StoreError::corrupt(task_id, e))?;
+    serde_json::from_value(clean(json)).map_err(|e| StoreError::corrupt(task_id, e))
+}
+
 impl InMemoryStore {
-    fn records(&self) -> MutexGuard<'_, HashMap<String, DeliberationRecord>> {
-        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Moves `task_id` to `next` if the lifecycle allows it, then lets `f` fill in the rest.
     fn transition(
         &self,
         task_id: &str,
         next: DeliberationStatus,
         f: impl FnOnce(&mut DeliberationRecord),
     ) -> bool {
-        let mut records = self.records();
-        match records.get_mut(task_id) {
-            Some(r) if r.status.can_become(next) => {
-                r.status = next;
-                f(r);
+        let mut entries = self.entries();
+        match entries.get_mut(&storable_text(task_id)) {
+            Some(entry) if entry.record.status.can_become(next) => {
+                entry.record.status = next;
+                f(&mut entry.record);
                 true
             }
             _ => false,
@@ -46,40 +79,36 @@ impl InMemoryStore {
 
     /// The stored status of `task_id`; panics when unknown (test code).
     pub fn status(&self, task_id: &str) -> DeliberationStatus {
-        self.records()[task_id].status
+        self.entries()[task_id].record.status
     }
 }
 
 #[async_trait]
 impl DeliberationStore for InMemoryStore {
     async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
-        let mut records = self.records();
-        if records.contains_key(&new.task_id) {
+        let request = storable(&new.task_id, new)?;
+        let mut entries = self.entries();
+        if entries.contains_key(&request.task_id) {
             return Ok(false);
         }
-        self.leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(new.task_id.clone(), (lease.owner.clone(), lease.until_ms));
-        records.insert(
-            new.task_id.clone(),
-            DeliberationRecord {
-                request: new.clone(),
-                status: DeliberationStatus::Pending,
-                started_at_ms: None,
-                finished_at_ms: None,
-                duration_ms: None,
-                winner_id: None,
-                error: None,
-                progress: None,
-                outcome: None,
-            },
-        );
+        let lease = Lease { owner: storable_text(&lease.owner), until_ms: lease.until_ms };
+        let record = DeliberationRecord {
+            request,
+            status: DeliberationStatus::Pending,
+            started_at_ms: None,
+            finished_at_ms: None,
+            duration_ms: None,
+            winner_id: None,
+            error: None,
+            progress: None,
+            outcome: None,
+        };
+        entries.insert(record.request.task_id.clone(), Entry { record, lease });
         Ok(true)
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
-        Ok(self.records().get(task_id).cloned())
+        Ok(self.entries().get(&storable_text(task_id)).map(|entry| entry.record.clone()))
     }
 
     async fn mark_started(&self, task_id: &str, at_ms: i64) -> Result<bool, StoreError> {
@@ -88,10 +117,11 @@ impl DeliberationStore for InMemoryStore {
 
     async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
-        let mut records = self.records();
-        match records.get_mut(task_id) {
-            Some(r) if r.status == DeliberationStatus::InProgress => {
-                r.progress = Some(progress.clone());
+        let progress = storable(task_id, progress)?;
+        let mut entries = self.entries();
+        match entries.get_mut(&storable_text(task_id)) {
+            Some(entry) if entry.record.status == DeliberationStatus::InProgress => {
+                entry.record.progress = Some(progress);
                 Ok(true)
             }
             _ => Ok(false),
@@ -102,14 +132,16 @@ impl DeliberationStore for InMemoryStore {
         &self,
         task_id: &str,
         outcome: &DeliberationOutcome,
-        at: i64,
-        duration: i64,
+        finished_at_ms: i64,
+        duration_ms: i64,
     ) -> Result<bool, StoreError> {
+        let outcome = storable(task_id, outcome)?;
         Ok(self.transition(task_id, DeliberationStatus::Completed, |r| {
-            r.outcome = Some(outcome.clone());
-            r.winner_id = Some(outcome.winner().agent.id.to_string());
-            r.finished_at_ms = Some(at);
-            r.duration_ms = Some(duration);
+            r.winner_id = outcome.results.first().map(|winner| winner.agent.id.to_string());
+            r.outcome = Some(outcome);
+            r.error = None;
+            r.finished_at_ms = Some(finished_at_ms);
+            r.duration_ms = Some(duration_ms);
         }))
     }
 
@@ -118,30 +150,49 @@ impl DeliberationStore for InMemoryStore {
         task_id: &str,
         status: DeliberationStatus,
         error: &str,
-        at: i64,
+        finished_at_ms: i64,
     ) -> Result<bool, StoreError> {
+        use DeliberationStatus::{Cancelled, Failed, Interrupted, Timeout};
+        if !matches!(status, Failed | Timeout | Cancelled | Interrupted) {
+            return Ok(false);
+        }
         Ok(self.transition(task_id, status, |r| {
-            r.error = Some(error.to_owned());
-            r.finished_at_ms = Some(at);
+            r.error = Some(storable_text(error));
+            r.finished_at_ms = Some(finished_at_ms);
         }))
     }
 
-    async fn list(&self, _query: &ListQuery) -> Result<Page, StoreError> {
-        Ok(Page { items: self.records().values().cloned().collect(), next_cursor: None })
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose()?;
+        let cursor = cursor.map(|c| PageCursor { task_id: storable_text(&c.task_id), ..c });
+        let mut matching: Vec<DeliberationRecord> = self
+            .entries()
+            .values()
+            .map(|entry| &entry.record)
+            .filter(|r| query.role.is_none_or(|role| r.request.role == role))
+            .filter(|r| query.status.is_none_or(|status| r.status == status))
+            .filter(|r| query.created_after_ms.is_none_or(|after| r.request.created_at_ms >= after))
+            .filter(|r| query.created_before_ms.is_none_or(|before| r.request.created_at_ms < before))
+            .filter(|r| {
+                cursor.as_ref().is_none_or(|c| c.precedes(r.request.created_at_ms, &r.request.task_id))
+            })
+            .map(|r| DeliberationRecord { progress: None, outcome: None, ..r.clone() })
+            .collect();
+        matching.sort_by(|a, b| {
+            (b.request.created_at_ms, &b.request.task_id).cmp(&(a.request.created_at_ms, &a.request.task_id))
+        });
+        let size = query.page_size() as usize;
+        let next_cursor = (matching.len() > size).then(|| PageCursor::after(&matching[size - 1]).encode());
+        matching.truncate(size);
+        Ok(Page { items: matching, next_cursor })
     }
 
     async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError> {
-        let unfinished: Vec<String> = self
-            .records()
-            .values()
-            .filter(|r| !r.status.is_terminal())
-            .map(|r| r.request.task_id.clone())
-            .collect();
-        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let owner = storable_text(&lease.owner);
         let mut renewed = 0;
-        for (task_id, (owner, until)) in leases.iter_mut() {
-            if *owner == lease.owner && unfinished.contains(task_id) {
-                *until = lease.until_ms;
+        for entry in self.entries().values_mut() {
+            if entry.lease.owner == owner && !entry.record.status.is_terminal() {
+                entry.lease.until_ms = lease.until_ms;
                 renewed += 1;
             }
         }
@@ -154,20 +205,23 @@ impl DeliberationStore for InMemoryStore {
         now_ms: i64,
         include_own: bool,
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
-        let mut records: Vec<DeliberationRecord> =
-            self.records().values().filter(|r| !r.status.is_terminal()).cloned().collect();
-        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
-        records.retain(|r| match leases.get(&r.request.task_id) {
-            None => true,
-            Some((owner, until)) => *until < now_ms || (include_own && *owner == lease.owner),
-        });
-        for record in &records {
-            leases.insert(record.request.task_id.clone(), (lease.owner.clone(), lease.until_ms));
+        let owner = storable_text(&lease.owner);
+        let mut claimed = Vec::new();
+        for entry in self.entries().values_mut() {
+            let free = entry.lease.until_ms < now_ms || (include_own && entry.lease.owner == owner);
+            if !entry.record.status.is_terminal() && free {
+                entry.lease = Lease { owner: owner.clone(), until_ms: lease.until_ms };
+                claimed.push(entry.record.clone());
+            }
         }
-        records.sort_by(|a, b| {
+        claimed.sort_by(|a, b| {
             (a.request.created_at_ms, &a.request.task_id).cmp(&(b.request.created_at_ms, &b.request.task_id))
         });
-        Ok(records)
+        Ok(claimed)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

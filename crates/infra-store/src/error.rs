@@ -1,38 +1,108 @@
-//! How database failures become [`StoreError`]s, without leaking credentials.
+//! How failures become [`StoreError`]s: sqlx errors sorted into "unavailable" and "corrupt",
+//! the faults this crate finds itself, and causes that never reveal a password.
 
-use orchestrator_application::ports::StoreError;
+use std::time::Duration;
 
-/// Maps a sqlx failure on deliberation `task_id` to the port's error.
+use orchestrator_application::ports::{StoreCause, StoreError};
+use orchestrator_domain::DomainError;
+
+/// Stand-in task id in errors about a row whose own id could not be read.
+const UNKNOWN_TASK: &str = "<unknown>";
+
+/// What this crate itself finds wrong, carried as the source of a [`StoreError`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Fault {
+    #[error("unsupported database url: expected postgres://, postgresql://, sqlite: or a file path")]
+    UnsupportedUrl,
+    #[error(
+        "invalid schema name {schema:?}: use 1 to {max} ASCII letters, digits or '_', not starting with a digit"
+    )]
+    InvalidSchema { schema: String, max: usize },
+    #[error("no answer within {timeout:?}")]
+    NoAnswer { timeout: Duration },
+    #[error("cannot write {what} as JSON")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("column {column} holds invalid JSON")]
+    Json {
+        column: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("column {column} holds an invalid value")]
+    Invalid {
+        column: &'static str,
+        #[source]
+        source: DomainError,
+    },
+    #[error("{field} {value} is out of range")]
+    OutOfRange { field: &'static str, value: i64 },
+    #[error("{field} is too large to store")]
+    TooLarge { field: &'static str },
+    #[error("deliberation is COMPLETED but has no usage totals")]
+    MissingUsage,
+    /// A cause whose text named the password, kept as that text with the password masked.
+    #[error("{message}")]
+    Redacted { message: String },
+}
+
+/// Maps a sqlx failure while doing `action` (on deliberation `task_id`, if one) to the port's
+/// error, keeping it as the source.
 ///
 /// Decoding problems mean a stored row is unreadable ([`StoreError::Corrupt`]); everything
 /// else (I/O, pool timeouts, constraint or SQL errors) means the database refused or could
 /// not be reached ([`StoreError::Unavailable`]).
-pub(crate) fn from_sqlx(task_id: &str, err: sqlx::Error) -> StoreError {
+pub(crate) fn from_sqlx(action: &str, task_id: Option<&str>, err: sqlx::Error) -> StoreError {
     match err {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
         | sqlx::Error::TypeNotFound { .. }
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
-            StoreError::Corrupt { task_id: task_id.to_owned(), reason: err.to_string() }
+            StoreError::corrupt(task_id.unwrap_or(UNKNOWN_TASK), err)
         }
-        other => StoreError::Unavailable(other.to_string()),
+        other => {
+            let operation = match task_id {
+                Some(task_id) => format!("{action} deliberation {task_id}"),
+                None => action.to_owned(),
+            };
+            StoreError::unavailable(operation, other)
+        }
     }
 }
 
 /// An unreadable stored value of deliberation `task_id`.
-pub(crate) fn corrupt(task_id: &str, reason: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt { task_id: task_id.to_owned(), reason: reason.to_string() }
+pub(crate) fn corrupt(task_id: &str, fault: Fault) -> StoreError {
+    StoreError::corrupt(task_id, fault)
 }
 
-/// Maps a failure while opening a database at `url`, so that the message names the
-/// database without its password.
-pub(crate) fn connect_failed(url: &str, err: impl std::fmt::Display) -> StoreError {
-    let mut message = err.to_string();
+/// Maps a failure while opening a database at `url`. The message names the database
+/// without its password; the cause is kept as the source unless its own text contains the
+/// password, in which case it is replaced by that text with the password masked.
+pub(crate) fn connect_failed(url: &str, err: impl Into<StoreCause>) -> StoreError {
+    let mut cause: StoreCause = err.into();
     if let Some(password) = password_of(url).filter(|p| !p.is_empty()) {
-        message = message.replace(password, "***");
+        let text = chain_text(cause.as_ref());
+        if text.contains(password) {
+            cause = Box::new(Fault::Redacted { message: text.replace(password, "***") });
+        }
     }
-    StoreError::Unavailable(format!("cannot open {}: {message}", redact_url(url)))
+    StoreError::unavailable(format!("opening {}", redact_url(url)), cause)
+}
+
+/// An error and its sources, joined by `": "`.
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The URL with any password (in the user info or a `password=` query parameter) replaced by
@@ -61,6 +131,8 @@ fn password_of(url: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
 
     #[test]
@@ -77,15 +149,29 @@ mod tests {
     #[test]
     fn connection_errors_never_repeat_the_password() {
         let err = connect_failed("postgres://app:s3cret@db/x", "auth failed for app:s3cret");
-        let StoreError::Unavailable(message) = err else { panic!("{err:?}") };
-        assert!(!message.contains("s3cret"), "{message}");
-        assert!(message.contains("postgres://app:***@db/x"), "{message}");
+        let text = chain_text(&err);
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("opening postgres://app:***@db/x"), "{text}");
+        assert!(text.contains("auth failed for app:***"), "{text}");
+    }
+
+    #[test]
+    fn connection_errors_keep_their_cause_as_the_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = connect_failed("postgres://app:s3cret@db/x", sqlx::Error::Io(io));
+        let StoreError::Unavailable { ref source, .. } = err else { panic!("{err:?}") };
+        assert!(source.downcast_ref::<sqlx::Error>().is_some(), "{source:?}");
+        assert_eq!(err.to_string(), "database unavailable while opening postgres://app:***@db/x");
     }
 
     #[test]
     fn decode_failures_are_corruption_and_the_rest_unavailability() {
-        let decode = from_sqlx("t-1", sqlx::Error::ColumnNotFound("status".into()));
+        let decode = from_sqlx("reading", Some("t-1"), sqlx::Error::ColumnNotFound("status".into()));
         assert!(matches!(decode, StoreError::Corrupt { ref task_id, .. } if task_id == "t-1"), "{decode:?}");
-        assert!(matches!(from_sqlx("t-1", sqlx::Error::PoolTimedOut), StoreError::Unavailable(_)));
+        let timeout = from_sqlx("reading", Some("t-1"), sqlx::Error::PoolTimedOut);
+        assert_eq!(timeout.to_string(), "database unavailable while reading deliberation t-1");
+        assert!(matches!(timeout.source().and_then(|s| s.downcast_ref()), Some(sqlx::Error::PoolTimedOut)));
+        let listing = from_sqlx("listing deliberations", None, sqlx::Error::PoolTimedOut);
+        assert_eq!(listing.to_string(), "database unavailable while listing deliberations");
     }
 }

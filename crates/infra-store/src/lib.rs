@@ -6,23 +6,31 @@
 //! write every ranked proposal, review and agent failure to `proposals`, `reviews` and
 //! `agent_failures`, so results can be queried in SQL and read back field for field. Schema
 //! migrations are embedded and applied when a store is opened. [`connect`] picks the
-//! database from a URL.
+//! database from a URL; [`StoreOptions`] bounds how long calls wait for it.
+//!
+//! Text is stored as given except U+0000, which PostgreSQL cannot hold: both databases
+//! store U+FFFD in its place, in every string written (see the port's documentation).
 #![forbid(unsafe_code)]
 
-mod cursor;
 mod error;
+mod options;
 mod postgres;
 mod rows;
 mod sql_store;
 mod sqlite;
+mod statement;
+mod text;
 
 use std::sync::Arc;
 
 use orchestrator_application::ports::{DeliberationStore, StoreError};
 
+use crate::error::{Fault, connect_failed};
+
 pub use error::redact_url;
+pub use options::StoreOptions;
 pub use postgres::PostgresStore;
-pub use sql_store::{MAX_PAGE_SIZE, SqlStore};
+pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by `url`, migrated and ready: PostgreSQL for `postgres://` and
@@ -32,15 +40,12 @@ pub use sqlite::SqliteStore;
 /// # Errors
 /// [`StoreError::Unavailable`] for another URL scheme or when the database cannot be opened
 /// or migrated.
-pub async fn connect(url: &str) -> Result<Arc<dyn DeliberationStore>, StoreError> {
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn DeliberationStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url, None).await?))
+        Ok(Arc::new(PostgresStore::connect(url, None, options).await?))
     } else if url.starts_with("sqlite:") || !url.contains("://") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
+        Ok(Arc::new(SqliteStore::open(url, options).await?))
     } else {
-        Err(StoreError::Unavailable(format!(
-            "unsupported database url {}: expected postgres://, postgresql://, sqlite: or a file path",
-            redact_url(url)
-        )))
+        Err(connect_failed(url, Fault::UnsupportedUrl))
     }
 }

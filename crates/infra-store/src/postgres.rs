@@ -1,14 +1,14 @@
 //! The server option: PostgreSQL by URL, optionally confined to one schema.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use orchestrator_application::ports::StoreError;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, Postgres};
 
-use crate::error::{connect_failed, redact_url};
+use crate::error::{Fault, connect_failed, redact_url};
+use crate::options::StoreOptions;
 use crate::sql_store::SqlStore;
 
 /// The store on PostgreSQL; open it with [`PostgresStore::connect`].
@@ -21,9 +21,6 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 /// transaction) while leaving most of a default server's 100 connections to others.
 const MAX_CONNECTIONS: u32 = 10;
 
-/// How long a statement waits for a free connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Longest schema name PostgreSQL keeps without truncating it.
 const MAX_SCHEMA_LEN: usize = 63;
 
@@ -35,26 +32,39 @@ impl SqlStore<Postgres> {
     /// is created if missing and put first on the `search_path` of every pooled connection;
     /// tests use this to run in isolation on one database.
     ///
+    /// Every statement waits at most [`StoreOptions::acquire_timeout`] for a connection, so
+    /// while the server is down calls fail promptly with [`StoreError::Unavailable`]; opening
+    /// the first connection is bounded by the same timeout.
+    ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the URL or schema name is malformed, the server
-    /// cannot be reached or refuses, or a migration fails. Messages never contain the
-    /// password.
-    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| connect_failed(url, e))?;
-        let mut pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
+    /// cannot be reached in time or refuses, or a migration fails. Neither the message nor
+    /// the cause contains the password.
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let connection = PgConnectOptions::from_str(url).map_err(|e| connect_failed(url, e))?;
+        let mut pool =
+            PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(options.acquire_timeout);
         let quoted = schema
             .map(|schema| {
                 quoted_schema(schema).ok_or_else(|| {
-                    StoreError::Unavailable(format!(
-                        "invalid schema name {schema:?}: use 1 to {MAX_SCHEMA_LEN} ASCII letters, digits or '_', \
-                         not starting with a digit"
-                    ))
+                    connect_failed(
+                        url,
+                        Fault::InvalidSchema { schema: schema.to_owned(), max: MAX_SCHEMA_LEN },
+                    )
                 })
             })
             .transpose()?;
         // One direct connection first: the pool would retry a refused or misconfigured server
         // until its acquire timeout, this fails at once with the real cause.
-        let mut probe = PgConnection::connect_with(&options).await.map_err(|e| connect_failed(url, e))?;
+        let mut probe =
+            tokio::time::timeout(options.acquire_timeout, PgConnection::connect_with(&connection))
+                .await
+                .map_err(|_| connect_failed(url, Fault::NoAnswer { timeout: options.acquire_timeout }))?
+                .map_err(|e| connect_failed(url, e))?;
         if let Some(schema) = &quoted {
             probe
                 .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
@@ -70,10 +80,10 @@ impl SqlStore<Postgres> {
             });
         }
         probe.close().await.map_err(|e| connect_failed(url, e))?;
-        let pool = pool.connect_with(options).await.map_err(|e| connect_failed(url, e))?;
+        let pool = pool.connect_with(connection).await.map_err(|e| connect_failed(url, e))?;
         MIGRATOR.run(&pool).await.map_err(|e| connect_failed(url, e))?;
         tracing::info!(url = %redact_url(url), schema = schema.unwrap_or("(default)"), "connected PostgreSQL deliberation store");
-        Ok(Self::from_pools(pool.clone(), pool))
+        Ok(Self::from_pools(pool.clone(), pool, options.acquire_timeout))
     }
 }
 

@@ -9,15 +9,32 @@ use std::collections::BTreeMap;
 use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError};
 use orchestrator_domain::{
     Agent, AgentFailure, AgentId, CheckSuite, Deliberation, DeliberationOutcome, DeliberationStatus,
-    PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
+    DomainError, PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::corrupt;
+use crate::error::{Fault, corrupt};
+use crate::text::{storable, to_json};
+
+/// The columns of `deliberations` a [`DeliberationRow`] reads, except `progress` (which only
+/// `get` and claiming add: listing leaves it out to stay cheap).
+pub(crate) const DELIBERATION_COLUMNS: &str = "task_id, status, request, started_at_ms, finished_at_ms, \
+     duration_ms, winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms";
+
+/// The columns of `proposals` besides `task_id`, in the order of [`ProposalRow`].
+pub(crate) const PROPOSAL_COLUMNS: &str = "ordinal, rank, agent_id, agent_role, profile, seat, author, \
+     content, revisions, created_at_ms, checks, check_score, peer_score, score, prompt_tokens, \
+     completion_tokens, calls, latency_ms";
+
+/// The columns of `reviews` besides `task_id`, in the order of [`ReviewRow`].
+pub(crate) const REVIEW_COLUMNS: &str =
+    "proposal_agent_id, ordinal, reviewer, target, round, score, critique, issues";
+
+/// The columns of `agent_failures` besides `task_id`, in the order of [`FailureRow`].
+pub(crate) const FAILURE_COLUMNS: &str = "ordinal, agent_id, phase, round, reason";
 
 /// One row of `deliberations`, as read back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct DeliberationRow {
     pub(crate) task_id: String,
     pub(crate) status: String,
@@ -28,14 +45,18 @@ pub(crate) struct DeliberationRow {
     pub(crate) duration_ms: Option<i64>,
     pub(crate) winner_id: Option<String>,
     pub(crate) error: Option<String>,
-    /// The [`Deliberation`] snapshot as JSON; only read by `get`.
+    /// The [`Deliberation`] snapshot as JSON; `None` too when the query did not select it.
+    #[sqlx(default)]
     pub(crate) progress: Option<String>,
-    /// Total usage, present once completed.
-    pub(crate) usage: Option<UsageColumns>,
+    /// Total usage, set together on completion.
+    pub(crate) prompt_tokens: Option<i64>,
+    pub(crate) completion_tokens: Option<i64>,
+    pub(crate) calls: Option<i64>,
+    pub(crate) latency_ms: Option<i64>,
 }
 
 /// [`TokenUsage`] as four integer columns, so totals can be summed in SQL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct UsageColumns {
     pub(crate) prompt_tokens: i64,
     pub(crate) completion_tokens: i64,
@@ -44,7 +65,7 @@ pub(crate) struct UsageColumns {
 }
 
 /// One row of `proposals`: a ranked final proposal.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct ProposalRow {
     /// Position in `DeliberationOutcome::results`.
     pub(crate) ordinal: i64,
@@ -63,11 +84,12 @@ pub(crate) struct ProposalRow {
     pub(crate) check_score: f64,
     pub(crate) peer_score: Option<f64>,
     pub(crate) score: f64,
+    #[sqlx(flatten)]
     pub(crate) usage: UsageColumns,
 }
 
 /// One row of `reviews`: a review a ranked proposal received.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct ReviewRow {
     /// The ranked proposal (by agent id) whose `reviews` list holds this review.
     pub(crate) proposal_agent_id: String,
@@ -83,7 +105,7 @@ pub(crate) struct ReviewRow {
 }
 
 /// One row of `agent_failures`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct FailureRow {
     pub(crate) ordinal: i64,
     pub(crate) agent_id: String,
@@ -102,24 +124,21 @@ pub(crate) struct OutcomeRows {
     pub(crate) failures: Vec<FailureRow>,
 }
 
-/// Serialises a value stored as JSON text.
-///
-/// # Errors
-/// [`StoreError::Corrupt`] if serde refuses (it does not for the domain types).
-pub(crate) fn to_json<T: Serialize>(task_id: &str, value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| corrupt(task_id, format!("cannot serialise: {e}")))
+fn from_json<T: DeserializeOwned>(task_id: &str, column: &'static str, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|source| corrupt(task_id, Fault::Json { column, source }))
 }
 
-fn from_json<T: DeserializeOwned>(task_id: &str, column: &str, json: &str) -> Result<T, StoreError> {
-    serde_json::from_str(json).map_err(|e| corrupt(task_id, format!("{column}: {e}")))
+fn to_i64<T: TryInto<i64>>(task_id: &str, field: &'static str, value: T) -> Result<i64, StoreError> {
+    value.try_into().map_err(|_| corrupt(task_id, Fault::TooLarge { field }))
 }
 
-fn to_i64<T: TryInto<i64>>(task_id: &str, field: &str, value: T) -> Result<i64, StoreError> {
-    value.try_into().map_err(|_| corrupt(task_id, format!("{field} is too large to store")))
+fn from_i64<T: TryFrom<i64>>(task_id: &str, field: &'static str, value: i64) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| corrupt(task_id, Fault::OutOfRange { field, value }))
 }
 
-fn from_i64<T: TryFrom<i64>>(task_id: &str, field: &str, value: i64) -> Result<T, StoreError> {
-    T::try_from(value).map_err(|_| corrupt(task_id, format!("{field} out of range: {value}")))
+/// A domain value that no longer validates.
+fn invalid(task_id: &str, column: &'static str) -> impl FnOnce(DomainError) -> StoreError {
+    move |source| corrupt(task_id, Fault::Invalid { column, source })
 }
 
 impl UsageColumns {
@@ -156,15 +175,15 @@ impl OutcomeRows {
             proposals.push(ProposalRow {
                 ordinal: to_i64(task_id, "ordinal", ordinal)?,
                 rank: i64::from(ranked.rank),
-                agent_id: ranked.agent.id.to_string(),
+                agent_id: storable(ranked.agent.id.as_str()),
                 agent_role: ranked.agent.role.as_str().to_owned(),
-                profile: ranked.agent.profile.to_string(),
+                profile: storable(ranked.agent.profile.as_str()),
                 seat: to_i64(task_id, "seat", ranked.agent.seat)?,
-                author: ranked.proposal.author().to_string(),
-                content: ranked.proposal.content().to_owned(),
-                revisions: to_json(task_id, &ranked.proposal.revisions())?,
+                author: storable(ranked.proposal.author().as_str()),
+                content: storable(ranked.proposal.content()),
+                revisions: to_json(task_id, "revisions", &ranked.proposal.revisions())?,
                 created_at_ms: ranked.proposal.created_at_ms(),
-                checks: to_json(task_id, &ranked.checks)?,
+                checks: to_json(task_id, "checks", &ranked.checks)?,
                 check_score: ranked.check_score.value(),
                 peer_score: ranked.peer_score,
                 score: ranked.score.value(),
@@ -172,14 +191,14 @@ impl OutcomeRows {
             });
             for (ordinal, review) in ranked.reviews.iter().enumerate() {
                 reviews.push(ReviewRow {
-                    proposal_agent_id: ranked.agent.id.to_string(),
+                    proposal_agent_id: storable(ranked.agent.id.as_str()),
                     ordinal: to_i64(task_id, "ordinal", ordinal)?,
-                    reviewer: review.reviewer.to_string(),
-                    target: review.target.to_string(),
+                    reviewer: storable(review.reviewer.as_str()),
+                    target: storable(review.target.as_str()),
                     round: i64::from(review.round),
                     score: review.score.map(PeerScore::value),
-                    critique: review.critique.clone(),
-                    issues: to_json(task_id, &review.issues)?,
+                    critique: storable(&review.critique),
+                    issues: to_json(task_id, "issues", &review.issues)?,
                 });
             }
         }
@@ -190,15 +209,15 @@ impl OutcomeRows {
             .map(|(ordinal, failure)| {
                 Ok(FailureRow {
                     ordinal: to_i64(task_id, "ordinal", ordinal)?,
-                    agent_id: failure.agent.to_string(),
-                    phase: failure.phase.clone(),
+                    agent_id: storable(failure.agent.as_str()),
+                    phase: storable(&failure.phase),
                     round: i64::from(failure.round),
-                    reason: failure.reason.clone(),
+                    reason: storable(&failure.reason),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(Self {
-            winner_id: outcome.results.first().map(|winner| winner.agent.id.to_string()),
+            winner_id: outcome.results.first().map(|winner| storable(winner.agent.id.as_str())),
             usage: UsageColumns::from_usage(task_id, &outcome.usage)?,
             proposals,
             reviews,
@@ -217,15 +236,11 @@ impl OutcomeRows {
         let mut reviews_by_proposal: BTreeMap<String, Vec<Review>> = BTreeMap::new();
         for row in self.reviews {
             let review = Review {
-                reviewer: agent_id(task_id, row.reviewer)?,
-                target: agent_id(task_id, row.target)?,
+                reviewer: agent_id(task_id, "reviewer", row.reviewer)?,
+                target: agent_id(task_id, "target", row.target)?,
                 round: from_i64(task_id, "round", row.round)?,
                 critique: row.critique,
-                score: row
-                    .score
-                    .map(PeerScore::new)
-                    .transpose()
-                    .map_err(|e| corrupt(task_id, format!("review score: {e}")))?,
+                score: row.score.map(PeerScore::new).transpose().map_err(invalid(task_id, "score"))?,
                 issues: from_json(task_id, "issues", &row.issues)?,
             };
             reviews_by_proposal.entry(row.proposal_agent_id).or_default().push(review);
@@ -236,13 +251,13 @@ impl OutcomeRows {
             .map(|row| {
                 let reviews = reviews_by_proposal.remove(&row.agent_id).unwrap_or_default();
                 let agent = Agent {
-                    id: agent_id(task_id, row.agent_id)?,
-                    role: Role::parse(&row.agent_role).map_err(|e| corrupt(task_id, e))?,
-                    profile: ProfileName::new(row.profile).map_err(|e| corrupt(task_id, e))?,
+                    id: agent_id(task_id, "agent_id", row.agent_id)?,
+                    role: Role::parse(&row.agent_role).map_err(invalid(task_id, "agent_role"))?,
+                    profile: ProfileName::new(row.profile).map_err(invalid(task_id, "profile"))?,
                     seat: from_i64(task_id, "seat", row.seat)?,
                 };
                 let proposal = Proposal::restore(
-                    agent_id(task_id, row.author)?,
+                    agent_id(task_id, "author", row.author)?,
                     row.content,
                     row.created_at_ms,
                     from_json(task_id, "revisions", &row.revisions)?,
@@ -252,9 +267,9 @@ impl OutcomeRows {
                     agent,
                     proposal,
                     checks: from_json::<CheckSuite>(task_id, "checks", &row.checks)?,
-                    check_score: score(task_id, row.check_score)?,
+                    check_score: score(task_id, "check_score", row.check_score)?,
                     peer_score: row.peer_score,
-                    score: score(task_id, row.score)?,
+                    score: score(task_id, "score", row.score)?,
                     reviews,
                     usage: row.usage.to_usage(task_id)?,
                 })
@@ -265,7 +280,7 @@ impl OutcomeRows {
             .into_iter()
             .map(|row| {
                 Ok(AgentFailure {
-                    agent: agent_id(task_id, row.agent_id)?,
+                    agent: agent_id(task_id, "agent_id", row.agent_id)?,
                     phase: row.phase,
                     round: from_i64(task_id, "round", row.round)?,
                     reason: row.reason,
@@ -276,21 +291,31 @@ impl OutcomeRows {
     }
 }
 
-fn agent_id(task_id: &str, value: String) -> Result<AgentId, StoreError> {
-    AgentId::new(value).map_err(|e| corrupt(task_id, e))
+fn agent_id(task_id: &str, column: &'static str, value: String) -> Result<AgentId, StoreError> {
+    AgentId::new(value).map_err(invalid(task_id, column))
 }
 
-fn score(task_id: &str, value: f64) -> Result<Score, StoreError> {
-    Score::new(value).map_err(|e| corrupt(task_id, e))
+fn score(task_id: &str, column: &'static str, value: f64) -> Result<Score, StoreError> {
+    Score::new(value).map_err(invalid(task_id, column))
 }
 
 impl DeliberationRow {
+    /// The total usage, present once completed.
+    fn usage(&self) -> Option<UsageColumns> {
+        Some(UsageColumns {
+            prompt_tokens: self.prompt_tokens?,
+            completion_tokens: self.completion_tokens?,
+            calls: self.calls?,
+            latency_ms: self.latency_ms?,
+        })
+    }
+
     /// The stored status.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] for an unknown status name.
     pub(crate) fn status(&self) -> Result<DeliberationStatus, StoreError> {
-        DeliberationStatus::parse(&self.status).map_err(|e| corrupt(&self.task_id, e))
+        DeliberationStatus::parse(&self.status).map_err(invalid(&self.task_id, "status"))
     }
 
     /// Rebuilds the record; `outcome` holds the child rows when they were read.
@@ -308,7 +333,7 @@ impl DeliberationRow {
             .transpose()?;
         let outcome = outcome
             .map(|mut rows| {
-                rows.usage = self.usage.ok_or_else(|| corrupt(task_id, "completed without usage"))?;
+                rows.usage = self.usage().ok_or_else(|| corrupt(task_id, Fault::MissingUsage))?;
                 rows.into_outcome(task_id)
             })
             .transpose()?;

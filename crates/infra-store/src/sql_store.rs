@@ -1,40 +1,40 @@
 //! The store logic both databases share: statements, transactions and lifecycle guards.
 //!
 //! [`SqlStore`] is generic over the sqlx [`Database`]; the SQL is written once in the dialect
-//! common to SQLite and PostgreSQL (`$n` parameters, `ON CONFLICT`, `RETURNING`). What differs
-//! — opening, pragmas, pool sizes, migrations — lives in `sqlite.rs` and `postgres.rs`.
+//! common to SQLite and PostgreSQL (`ON CONFLICT`, `RETURNING`, row values). Statements with a
+//! fixed shape use `$n` parameters; those whose shape depends on the call (filters, multi-row
+//! inserts) are built with [`Statement`], which writes placeholders in each dialect. What
+//! differs — opening, pragmas, pool sizes, migrations — lives in `sqlite.rs` and `postgres.rs`.
 //!
 //! Lifecycle rules are enforced by the database, not by a read-then-write: every status change
 //! is one `UPDATE … WHERE status IN (<states that may become the target>)`, the allowed sources
 //! being derived from [`DeliberationStatus::can_become`]. Two racing changes (cancel and
 //! complete) therefore cannot both apply: the second finds no matching row and reports `false`.
+//!
+//! Every text bound to a statement goes through [`storable`] (see `text.rs`).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{
-    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, StoreError,
+    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreError,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
-use crate::cursor::Cursor;
-use crate::error::from_sqlx;
-use crate::rows::{DeliberationRow, FailureRow, OutcomeRows, ProposalRow, ReviewRow, UsageColumns, to_json};
-
-/// Largest page [`DeliberationStore::list`] serves.
-pub const MAX_PAGE_SIZE: u32 = 100;
+use crate::error::{Fault, from_sqlx};
+use crate::rows::{
+    DELIBERATION_COLUMNS, DeliberationRow, FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS,
+    ProposalRow, REVIEW_COLUMNS, ReviewRow,
+};
+use crate::statement::Statement;
+use crate::text::{storable, to_json};
 
 /// Rows per multi-row `INSERT`, far below either database's bind-parameter limit.
 const INSERT_CHUNK: usize = 100;
 
-/// Columns of `deliberations` that listing returns (everything but the progress snapshot).
-const SUMMARY_COLUMNS: &str = "task_id, status, request, started_at_ms, finished_at_ms, duration_ms, \
-     winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms";
-
 /// The statuses of deliberations that may still run, as an SQL list.
 const UNFINISHED: &str = "'PENDING', 'IN_PROGRESS'";
-
-/// Stand-in task id in errors about a row whose own id could not be read.
-const UNKNOWN_TASK: &str = "<unknown>";
 
 /// A [`DeliberationStore`] over an sqlx connection pool; see [`crate::SqliteStore`] and
 /// [`crate::PostgresStore`] for how to open one.
@@ -47,19 +47,13 @@ const UNKNOWN_TASK: &str = "<unknown>";
 pub struct SqlStore<DB: Database> {
     writer: Pool<DB>,
     reader: Pool<DB>,
+    /// The longest [`DeliberationStore::ping`] waits for an answer.
+    ping_timeout: Duration,
 }
 
 impl<DB: Database> SqlStore<DB> {
-    pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>) -> Self {
-        Self { writer, reader }
-    }
-
-    /// Closes every connection, waiting for those in use to be returned. Dropping the store
-    /// also releases them, but only eventually; call this on shutdown so SQLite can
-    /// checkpoint its write-ahead log into the database file.
-    pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+    pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration) -> Self {
+        Self { writer, reader, ping_timeout }
     }
 }
 
@@ -75,319 +69,12 @@ fn sources_of(target: DeliberationStatus) -> Option<String> {
     (!sources.is_empty()).then(|| sources.join(", "))
 }
 
-/// `($1, $2, …), (…)` for a multi-row `INSERT` of `rows` rows of `columns` values.
-fn values_placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=columns).map(|col| format!("${}", row * columns + col)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A bind parameter of a dynamically built statement.
-#[derive(Debug)]
-enum Param {
-    Text(String),
-    Int(i64),
-}
-
-/// The `WHERE` conditions of a listing and their parameters, numbered in order.
-#[derive(Debug, Default)]
-struct ListFilter {
-    conditions: Vec<String>,
-    params: Vec<Param>,
-}
-
-impl ListFilter {
-    /// Adds `<lhs> $n` with the next parameter.
-    fn and(&mut self, lhs: &str, param: Param) {
-        self.params.push(param);
-        self.conditions.push(format!("{lhs} ${}", self.params.len()));
-    }
-
-    fn where_clause(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.conditions.join(" AND "))
-        }
-    }
-}
-
-fn deliberation_row<R>(row: &R, with_progress: bool) -> Result<DeliberationRow, sqlx::Error>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let usage = match (
-        row.try_get::<Option<i64>, _>("prompt_tokens")?,
-        row.try_get::<Option<i64>, _>("completion_tokens")?,
-        row.try_get::<Option<i64>, _>("calls")?,
-        row.try_get::<Option<i64>, _>("latency_ms")?,
-    ) {
-        (Some(prompt_tokens), Some(completion_tokens), Some(calls), Some(latency_ms)) => {
-            Some(UsageColumns { prompt_tokens, completion_tokens, calls, latency_ms })
-        }
-        _ => None,
-    };
-    Ok(DeliberationRow {
-        task_id: row.try_get("task_id")?,
-        status: row.try_get("status")?,
-        request: row.try_get("request")?,
-        started_at_ms: row.try_get("started_at_ms")?,
-        finished_at_ms: row.try_get("finished_at_ms")?,
-        duration_ms: row.try_get("duration_ms")?,
-        winner_id: row.try_get("winner_id")?,
-        error: row.try_get("error")?,
-        progress: if with_progress { row.try_get("progress")? } else { None },
-        usage,
-    })
-}
-
-fn usage_columns<R>(row: &R) -> Result<UsageColumns, sqlx::Error>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(UsageColumns {
-        prompt_tokens: row.try_get("prompt_tokens")?,
-        completion_tokens: row.try_get("completion_tokens")?,
-        calls: row.try_get("calls")?,
-        latency_ms: row.try_get("latency_ms")?,
-    })
-}
-
-fn proposal_row<R>(row: &R) -> Result<ProposalRow, sqlx::Error>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(ProposalRow {
-        ordinal: row.try_get("ordinal")?,
-        rank: row.try_get("rank")?,
-        agent_id: row.try_get("agent_id")?,
-        agent_role: row.try_get("agent_role")?,
-        profile: row.try_get("profile")?,
-        seat: row.try_get("seat")?,
-        author: row.try_get("author")?,
-        content: row.try_get("content")?,
-        revisions: row.try_get("revisions")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        checks: row.try_get("checks")?,
-        check_score: row.try_get("check_score")?,
-        peer_score: row.try_get("peer_score")?,
-        score: row.try_get("score")?,
-        usage: usage_columns(row)?,
-    })
-}
-
-fn review_row<R>(row: &R) -> Result<ReviewRow, sqlx::Error>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(ReviewRow {
-        proposal_agent_id: row.try_get("proposal_agent_id")?,
-        ordinal: row.try_get("ordinal")?,
-        reviewer: row.try_get("reviewer")?,
-        target: row.try_get("target")?,
-        round: row.try_get("round")?,
-        score: row.try_get("score")?,
-        critique: row.try_get("critique")?,
-        issues: row.try_get("issues")?,
-    })
-}
-
-fn failure_row<R>(row: &R) -> Result<FailureRow, sqlx::Error>
-where
-    R: Row,
-    for<'n> &'n str: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(FailureRow {
-        ordinal: row.try_get("ordinal")?,
-        agent_id: row.try_get("agent_id")?,
-        phase: row.try_get("phase")?,
-        round: row.try_get("round")?,
-        reason: row.try_get("reason")?,
-    })
-}
-
-impl<DB> SqlStore<DB>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> Option<i64>: Encode<'q, DB>,
-    for<'q> Option<f64>: Encode<'q, DB>,
-    for<'q> Option<String>: Encode<'q, DB>,
-    for<'n> &'n str: ColumnIndex<DB::Row>,
-{
-    /// Reads the child rows of a completed deliberation.
-    async fn outcome_rows(&self, task_id: &str) -> Result<OutcomeRows, StoreError> {
-        let to_err = |e| from_sqlx(task_id, e);
-        let proposals = sqlx::query("SELECT * FROM proposals WHERE task_id = $1 ORDER BY ordinal")
-            .bind(task_id.to_owned())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(to_err)?
-            .iter()
-            .map(proposal_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(to_err)?;
-        let reviews =
-            sqlx::query("SELECT * FROM reviews WHERE task_id = $1 ORDER BY proposal_agent_id, ordinal")
-                .bind(task_id.to_owned())
-                .fetch_all(&self.reader)
-                .await
-                .map_err(to_err)?
-                .iter()
-                .map(review_row)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(to_err)?;
-        let failures = sqlx::query("SELECT * FROM agent_failures WHERE task_id = $1 ORDER BY ordinal")
-            .bind(task_id.to_owned())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(to_err)?
-            .iter()
-            .map(failure_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(to_err)?;
-        Ok(OutcomeRows { winner_id: None, usage: UsageColumns::default(), proposals, reviews, failures })
-    }
-
-    /// Inserts the child rows of a completed deliberation inside `tx`, a multi-row `INSERT`
-    /// per table and chunk.
-    async fn insert_outcome(
-        tx: &mut DB::Connection,
-        task_id: &str,
-        rows: &OutcomeRows,
-    ) -> Result<(), sqlx::Error> {
-        for chunk in rows.proposals.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "INSERT INTO proposals (task_id, agent_id, ordinal, rank, agent_role, profile, seat, author, \
-                 content, revisions, created_at_ms, checks, check_score, peer_score, score, prompt_tokens, \
-                 completion_tokens, calls, latency_ms) VALUES {}",
-                values_placeholders(chunk.len(), 19)
-            );
-            let mut insert = sqlx::query(&sql);
-            for p in chunk {
-                insert = insert
-                    .bind(task_id.to_owned())
-                    .bind(p.agent_id.clone())
-                    .bind(p.ordinal)
-                    .bind(p.rank)
-                    .bind(p.agent_role.clone())
-                    .bind(p.profile.clone())
-                    .bind(p.seat)
-                    .bind(p.author.clone())
-                    .bind(p.content.clone())
-                    .bind(p.revisions.clone())
-                    .bind(p.created_at_ms)
-                    .bind(p.checks.clone())
-                    .bind(p.check_score)
-                    .bind(p.peer_score)
-                    .bind(p.score)
-                    .bind(p.usage.prompt_tokens)
-                    .bind(p.usage.completion_tokens)
-                    .bind(p.usage.calls)
-                    .bind(p.usage.latency_ms);
-            }
-            insert.execute(&mut *tx).await?;
-        }
-        for chunk in rows.reviews.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "INSERT INTO reviews (task_id, proposal_agent_id, ordinal, reviewer, target, round, score, \
-                 critique, issues) VALUES {}",
-                values_placeholders(chunk.len(), 9)
-            );
-            let mut insert = sqlx::query(&sql);
-            for r in chunk {
-                insert = insert
-                    .bind(task_id.to_owned())
-                    .bind(r.proposal_agent_id.clone())
-                    .bind(r.ordinal)
-                    .bind(r.reviewer.clone())
-                    .bind(r.target.clone())
-                    .bind(r.round)
-                    .bind(r.score)
-                    .bind(r.critique.clone())
-                    .bind(r.issues.clone());
-            }
-            insert.execute(&mut *tx).await?;
-        }
-        for chunk in rows.failures.chunks(INSERT_CHUNK) {
-            let sql = format!(
-                "INSERT INTO agent_failures (task_id, ordinal, agent_id, phase, round, reason) VALUES {}",
-                values_placeholders(chunk.len(), 6)
-            );
-            let mut insert = sqlx::query(&sql);
-            for f in chunk {
-                insert = insert
-                    .bind(task_id.to_owned())
-                    .bind(f.ordinal)
-                    .bind(f.agent_id.clone())
-                    .bind(f.phase.clone())
-                    .bind(f.round)
-                    .bind(f.reason.clone());
-            }
-            insert.execute(&mut *tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Marks the deliberation COMPLETED and writes its outcome, all in one transaction.
-    async fn complete_in_transaction(
-        &self,
-        task_id: &str,
-        sources: &str,
-        rows: &OutcomeRows,
-        finished_at_ms: i64,
-        duration_ms: i64,
-    ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
-        let updated = sqlx::query(&format!(
-            "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
-             winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
-             latency_ms = $7 WHERE task_id = $8 AND status IN ({sources}) RETURNING task_id",
-            completed = DeliberationStatus::Completed.as_str(),
-        ))
-        .bind(finished_at_ms)
-        .bind(duration_ms)
-        .bind(rows.winner_id.clone())
-        .bind(rows.usage.prompt_tokens)
-        .bind(rows.usage.completion_tokens)
-        .bind(rows.usage.calls)
-        .bind(rows.usage.latency_ms)
-        .bind(task_id.to_owned())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if updated.is_none() {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        Self::insert_outcome(&mut *tx, task_id, rows).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-}
-
+// The bounds below say "DB runs this file's SQL with i64, f64 and text values". They are
+// written once, on this single impl block, rather than named by a helper trait (`trait
+// SqlDialect: Database where … {}` with a blanket impl): Rust does not carry a trait's
+// where-clauses to the places that use it as a bound (rust-lang/rust#20671), so every
+// `DB: SqlDialect` would fail to compile unless it repeated them all. For the same reason the
+// code that needs the bounds lives in these methods, not in generic helpers with a second copy.
 #[async_trait]
 impl<DB> DeliberationStore for SqlStore<DB>
 where
@@ -404,47 +91,69 @@ where
 {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %new.task_id), err)]
     async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
-        let task_id = new.task_id.as_str();
+        let task_id = storable(&new.task_id);
         let inserted = sqlx::query(&format!(
             "INSERT INTO deliberations \
              (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms) \
              VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             pending = DeliberationStatus::Pending.as_str(),
         ))
-        .bind(new.task_id.clone())
+        .bind(task_id.clone())
         .bind(new.role.as_str().to_owned())
-        .bind(new.task.description().to_owned())
-        .bind(to_json(task_id, new)?)
+        .bind(storable(new.task.description()))
+        .bind(to_json(&task_id, "request", new)?)
         .bind(new.created_at_ms)
-        .bind(lease.owner.clone())
+        .bind(storable(&lease.owner))
         .bind(lease.until_ms)
         .fetch_optional(&self.writer)
         .await
-        .map_err(|e| from_sqlx(task_id, e))?;
+        .map_err(|e| from_sqlx("creating", Some(&task_id), e))?;
         Ok(inserted.is_some())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
-        let to_err = |e| from_sqlx(task_id, e);
-        let row =
-            sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, progress FROM deliberations WHERE task_id = $1"))
-                .bind(task_id.to_owned())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(to_err)?;
+        let task_id = storable(task_id);
+        let fail = |e| from_sqlx("reading", Some(&task_id), e);
+        let row: Option<DeliberationRow> = sqlx::query_as(&format!(
+            "SELECT {DELIBERATION_COLUMNS}, progress FROM deliberations WHERE task_id = $1"
+        ))
+        .bind(task_id.clone())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(fail)?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let row = deliberation_row(&row, true).map_err(to_err)?;
+        if row.status()? != DeliberationStatus::Completed {
+            return row.into_record(None).map(Some);
+        }
         // The outcome rows are committed in the same transaction as the COMPLETED status, so
         // once that status is visible they are too.
-        let outcome = if row.status()? == DeliberationStatus::Completed {
-            Some(self.outcome_rows(task_id).await?)
-        } else {
-            None
-        };
-        row.into_record(outcome).map(Some)
+        let proposals: Vec<ProposalRow> = sqlx::query_as(&format!(
+            "SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE task_id = $1 ORDER BY ordinal"
+        ))
+        .bind(task_id.clone())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(fail)?;
+        let reviews: Vec<ReviewRow> = sqlx::query_as(&format!(
+            "SELECT {REVIEW_COLUMNS} FROM reviews WHERE task_id = $1 ORDER BY proposal_agent_id, ordinal"
+        ))
+        .bind(task_id.clone())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(fail)?;
+        let failures: Vec<FailureRow> = sqlx::query_as(&format!(
+            "SELECT {FAILURE_COLUMNS} FROM agent_failures WHERE task_id = $1 ORDER BY ordinal"
+        ))
+        .bind(task_id.clone())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(fail)?;
+        let outcome =
+            OutcomeRows { winner_id: None, usage: Default::default(), proposals, reviews, failures };
+        row.into_record(Some(outcome)).map(Some)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
@@ -453,31 +162,33 @@ where
         let Some(sources) = sources_of(target) else {
             return Ok(false);
         };
+        let task_id = storable(task_id);
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET status = '{target}', started_at_ms = $1 \
              WHERE task_id = $2 AND status IN ({sources}) RETURNING task_id",
             target = target.as_str(),
         ))
         .bind(at_ms)
-        .bind(task_id.to_owned())
+        .bind(task_id.clone())
         .fetch_optional(&self.writer)
         .await
-        .map_err(|e| from_sqlx(task_id, e))?;
+        .map_err(|e| from_sqlx("starting", Some(&task_id), e))?;
         Ok(updated.is_some())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, phase = %progress.phase()), err)]
     async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError> {
+        let task_id = storable(task_id);
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET progress = $1 WHERE task_id = $2 AND status = '{in_progress}' \
              RETURNING task_id",
             in_progress = DeliberationStatus::InProgress.as_str(),
         ))
-        .bind(to_json(task_id, progress)?)
-        .bind(task_id.to_owned())
+        .bind(to_json(&task_id, "progress", progress)?)
+        .bind(task_id.clone())
         .fetch_optional(&self.writer)
         .await
-        .map_err(|e| from_sqlx(task_id, e))?;
+        .map_err(|e| from_sqlx("saving progress of", Some(&task_id), e))?;
         Ok(updated.is_some())
     }
 
@@ -492,10 +203,97 @@ where
         let Some(sources) = sources_of(DeliberationStatus::Completed) else {
             return Ok(false);
         };
-        let rows = OutcomeRows::from_outcome(task_id, outcome)?;
-        self.complete_in_transaction(task_id, &sources, &rows, finished_at_ms, duration_ms)
-            .await
-            .map_err(|e| from_sqlx(task_id, e))
+        let task_id = storable(task_id);
+        let rows = OutcomeRows::from_outcome(&task_id, outcome)?;
+        // The status change and the outcome rows commit together or not at all.
+        let transaction = async {
+            let mut tx = self.writer.begin().await?;
+            let updated = sqlx::query(&format!(
+                "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
+                 winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
+                 latency_ms = $7 WHERE task_id = $8 AND status IN ({sources}) RETURNING task_id",
+                completed = DeliberationStatus::Completed.as_str(),
+            ))
+            .bind(finished_at_ms)
+            .bind(duration_ms)
+            .bind(rows.winner_id.clone())
+            .bind(rows.usage.prompt_tokens)
+            .bind(rows.usage.completion_tokens)
+            .bind(rows.usage.calls)
+            .bind(rows.usage.latency_ms)
+            .bind(task_id.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if updated.is_none() {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for chunk in rows.proposals.chunks(INSERT_CHUNK) {
+                let mut insert =
+                    Statement::new(format!("INSERT INTO proposals (task_id, {PROPOSAL_COLUMNS}) VALUES "));
+                insert.push_values(chunk, |values, p| {
+                    values
+                        .push_bind(task_id.clone())
+                        .push_bind(p.ordinal)
+                        .push_bind(p.rank)
+                        .push_bind(p.agent_id.clone())
+                        .push_bind(p.agent_role.clone())
+                        .push_bind(p.profile.clone())
+                        .push_bind(p.seat)
+                        .push_bind(p.author.clone())
+                        .push_bind(p.content.clone())
+                        .push_bind(p.revisions.clone())
+                        .push_bind(p.created_at_ms)
+                        .push_bind(p.checks.clone())
+                        .push_bind(p.check_score)
+                        .push_bind(p.peer_score)
+                        .push_bind(p.score)
+                        .push_bind(p.usage.prompt_tokens)
+                        .push_bind(p.usage.completion_tokens)
+                        .push_bind(p.usage.calls)
+                        .push_bind(p.usage.latency_ms);
+                });
+                let (sql, arguments) = insert.into_parts()?;
+                sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+            }
+            for chunk in rows.reviews.chunks(INSERT_CHUNK) {
+                let mut insert =
+                    Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
+                insert.push_values(chunk, |values, r| {
+                    values
+                        .push_bind(task_id.clone())
+                        .push_bind(r.proposal_agent_id.clone())
+                        .push_bind(r.ordinal)
+                        .push_bind(r.reviewer.clone())
+                        .push_bind(r.target.clone())
+                        .push_bind(r.round)
+                        .push_bind(r.score)
+                        .push_bind(r.critique.clone())
+                        .push_bind(r.issues.clone());
+                });
+                let (sql, arguments) = insert.into_parts()?;
+                sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+            }
+            for chunk in rows.failures.chunks(INSERT_CHUNK) {
+                let mut insert = Statement::new(format!(
+                    "INSERT INTO agent_failures (task_id, {FAILURE_COLUMNS}) VALUES "
+                ));
+                insert.push_values(chunk, |values, f| {
+                    values
+                        .push_bind(task_id.clone())
+                        .push_bind(f.ordinal)
+                        .push_bind(f.agent_id.clone())
+                        .push_bind(f.phase.clone())
+                        .push_bind(f.round)
+                        .push_bind(f.reason.clone());
+                });
+                let (sql, arguments) = insert.into_parts()?;
+                sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        };
+        transaction.await.map_err(|e| from_sqlx("completing", Some(&task_id), e))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, status = %status), err)]
@@ -514,79 +312,57 @@ where
         let Some(sources) = sources_of(status) else {
             return Ok(false);
         };
+        let task_id = storable(task_id);
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2 \
              WHERE task_id = $3 AND status IN ({sources}) RETURNING task_id",
             target = status.as_str(),
         ))
-        .bind(error.to_owned())
+        .bind(storable(error))
         .bind(finished_at_ms)
-        .bind(task_id.to_owned())
+        .bind(task_id.clone())
         .fetch_optional(&self.writer)
         .await
-        .map_err(|e| from_sqlx(task_id, e))?;
+        .map_err(|e| from_sqlx("finishing", Some(&task_id), e))?;
         Ok(updated.is_some())
     }
 
     #[tracing::instrument(level = "debug", skip_all, err)]
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
-        let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let mut filter = ListFilter::default();
+        let page_size = query.page_size();
+        let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose()?;
+        let mut select =
+            Statement::new(format!("SELECT {DELIBERATION_COLUMNS} FROM deliberations WHERE 1 = 1"));
         if let Some(role) = query.role {
-            filter.and("role =", Param::Text(role.as_str().to_owned()));
+            select.push(" AND role = ").push_bind(role.as_str().to_owned());
         }
         if let Some(status) = query.status {
-            filter.and("status =", Param::Text(status.as_str().to_owned()));
+            select.push(" AND status = ").push_bind(status.as_str().to_owned());
         }
         if let Some(after) = query.created_after_ms {
-            filter.and("created_at_ms >=", Param::Int(after));
+            select.push(" AND created_at_ms >= ").push_bind(after);
         }
         if let Some(before) = query.created_before_ms {
-            filter.and("created_at_ms <", Param::Int(before));
+            select.push(" AND created_at_ms < ").push_bind(before);
         }
         if let Some(cursor) = cursor {
-            let n = filter.params.len();
-            filter.conditions.push(format!(
-                "(created_at_ms < ${} OR (created_at_ms = ${} AND task_id < ${}))",
-                n + 1,
-                n + 1,
-                n + 2
-            ));
-            filter.params.push(Param::Int(cursor.created_at_ms));
-            filter.params.push(Param::Text(cursor.task_id));
+            select
+                .push(" AND (created_at_ms, task_id) < (")
+                .push_bind(cursor.created_at_ms)
+                .push(", ")
+                .push_bind(storable(&cursor.task_id))
+                .push(")");
         }
         // One row more than asked tells whether another page exists.
-        filter.params.push(Param::Int(i64::from(limit) + 1));
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM deliberations{} ORDER BY created_at_ms DESC, task_id DESC LIMIT ${}",
-            filter.where_clause(),
-            filter.params.len()
-        );
-        let mut select = sqlx::query(&sql);
-        for param in filter.params {
-            select = match param {
-                Param::Text(text) => select.bind(text),
-                Param::Int(int) => select.bind(int),
-            };
-        }
-        let rows = select.fetch_all(&self.reader).await.map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut next_cursor = None;
-        for row in &rows {
-            if items.len() == limit as usize {
-                next_cursor = items.last().map(|last: &DeliberationRecord| {
-                    Cursor {
-                        created_at_ms: last.request.created_at_ms,
-                        task_id: last.request.task_id.clone(),
-                    }
-                    .encode()
-                });
-                break;
-            }
-            let row = deliberation_row(row, false).map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
-            items.push(row.into_record(None)?);
-        }
+        select.push(" ORDER BY created_at_ms DESC, task_id DESC LIMIT ").push_bind(i64::from(page_size) + 1);
+        let fail = |e| from_sqlx("listing deliberations", None, e);
+        let (sql, arguments) = select.into_parts().map_err(fail)?;
+        let mut rows: Vec<DeliberationRow> =
+            sqlx::query_as_with(&sql, arguments).fetch_all(&self.reader).await.map_err(fail)?;
+        let more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let items = rows.into_iter().map(|row| row.into_record(None)).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = more.then(|| items.last().map(|last| PageCursor::after(last).encode())).flatten();
         Ok(Page { items, next_cursor })
     }
 
@@ -597,10 +373,10 @@ where
              RETURNING task_id"
         ))
         .bind(lease.until_ms)
-        .bind(lease.owner.clone())
+        .bind(storable(&lease.owner))
         .fetch_all(&self.writer)
         .await
-        .map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
+        .map_err(|e| from_sqlx("renewing leases", None, e))?;
         Ok(renewed.len() as u64)
     }
 
@@ -613,22 +389,20 @@ where
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
         let own = if include_own { " OR owner = $1" } else { "" };
         // One statement: two servers claiming at once cannot both take a row.
-        let claimed = sqlx::query(&format!(
+        let claimed: Vec<DeliberationRow> = sqlx::query_as(&format!(
             "UPDATE deliberations SET owner = $1, lease_until_ms = $2 \
              WHERE status IN ({UNFINISHED}) \
                AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $3{own}) \
-             RETURNING {SUMMARY_COLUMNS}, progress"
+             RETURNING {DELIBERATION_COLUMNS}, progress"
         ))
-        .bind(lease.owner.clone())
+        .bind(storable(&lease.owner))
         .bind(lease.until_ms)
         .bind(now_ms)
         .fetch_all(&self.writer)
         .await
-        .map_err(|e| from_sqlx(UNKNOWN_TASK, e))?;
-        let mut records = claimed
-            .iter()
-            .map(|row| deliberation_row(row, true).map_err(|e| from_sqlx(UNKNOWN_TASK, e))?.into_record(None))
-            .collect::<Result<Vec<_>, _>>()?;
+        .map_err(|e| from_sqlx("claiming unfinished deliberations", None, e))?;
+        let mut records =
+            claimed.into_iter().map(|row| row.into_record(None)).collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| {
             (a.request.created_at_ms, &a.request.task_id).cmp(&(b.request.created_at_ms, &b.request.task_id))
         });
@@ -636,6 +410,25 @@ where
             tracing::info!(task_id = %record.request.task_id, "claimed an unfinished deliberation");
         }
         Ok(records)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        let probe = sqlx::query("SELECT 1").execute(&self.reader);
+        match tokio::time::timeout(self.ping_timeout, probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::unavailable("pinging", e)),
+            Err(_) => Err(StoreError::unavailable("pinging", Fault::NoAnswer { timeout: self.ping_timeout })),
+        }
+    }
+
+    /// Closes every connection, waiting for those in use to be returned. Dropping the store
+    /// also releases them, but only eventually; closing lets SQLite checkpoint its write-ahead
+    /// log into the database file.
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+        tracing::info!("closed the deliberation store");
     }
 }
 
@@ -649,20 +442,5 @@ mod tests {
         assert_eq!(sources_of(InProgress).as_deref(), Some("'PENDING'"));
         assert_eq!(sources_of(Cancelled).as_deref(), Some("'PENDING', 'IN_PROGRESS'"));
         assert_eq!(sources_of(Pending), None);
-    }
-
-    #[test]
-    fn multi_row_placeholders_are_numbered_across_rows() {
-        assert_eq!(values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-    }
-
-    #[test]
-    fn list_conditions_number_their_parameters_in_order() {
-        let mut filter = ListFilter::default();
-        assert_eq!(filter.where_clause(), "");
-        filter.and("role =", Param::Text("DEV".into()));
-        filter.and("created_at_ms <", Param::Int(5));
-        assert_eq!(filter.where_clause(), " WHERE role = $1 AND created_at_ms < $2");
-        assert_eq!(filter.params.len(), 2);
     }
 }

@@ -1,16 +1,20 @@
-//! Opening stores: reopening a SQLite file, choosing the database from a URL, migrations
-//! that run once, results that are plain SQL rows, and errors that keep passwords secret.
+//! Opening and closing stores: reopening a SQLite file, choosing the database from a URL,
+//! migrations that run once, results that are plain SQL rows, errors that keep passwords
+//! secret, closing through the port, and calls that give up promptly once PostgreSQL is gone.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed step should fail the test loudly")]
 
 mod support;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use orchestrator_application::ports::{DeliberationStore, ListQuery, StoreError};
 use orchestrator_domain::{DeliberationStatus, Role};
-use orchestrator_infra_store::{PostgresStore, SqliteStore, connect};
+use orchestrator_infra_store::{PostgresStore, SqliteStore, StoreOptions, connect};
 use sqlx::{Connection, SqliteConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 /// Versioned migrations shipped per database (0001 tables, 0002 leases).
 const MIGRATIONS: i64 = 2;
@@ -29,6 +33,17 @@ async fn complete_one(
     finished.outcome
 }
 
+/// An error and its sources, joined by `": "`: what a log line shows.
+fn chain(err: &StoreError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 async fn migrations_applied(path: &std::path::Path) -> i64 {
     let mut conn = SqliteConnection::connect(&format!("sqlite:{}", path.display())).await.unwrap();
     let (count,): (i64,) =
@@ -43,14 +58,14 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
     let path = dir.path().join("nested").join("data").join("orchestrator.db");
     let location = path.to_str().unwrap().to_owned();
 
-    let store = SqliteStore::open(&location).await.unwrap();
+    let store = SqliteStore::open(&location, &StoreOptions::default()).await.unwrap();
     let outcome = complete_one(&store, "kept").await;
     assert!(store.create(&request("left-pending", Role::Qa, 5), &lease()).await.unwrap());
     let before = store.get("kept").await.unwrap().unwrap();
     store.close().await;
     drop(store);
 
-    let reopened = SqliteStore::open(&location).await.unwrap();
+    let reopened = SqliteStore::open(&location, &StoreOptions::default()).await.unwrap();
     let after = reopened.get("kept").await.unwrap().unwrap();
     assert_eq!(after, before);
     assert_eq!(after.outcome.as_ref(), Some(&outcome));
@@ -59,7 +74,7 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
     reopened.close().await;
     drop(reopened);
 
-    let again = SqliteStore::open(&format!("sqlite://{location}")).await.unwrap();
+    let again = SqliteStore::open(&format!("sqlite://{location}"), &StoreOptions::default()).await.unwrap();
     assert_eq!(again.get("kept").await.unwrap().unwrap(), before);
     again.close().await;
     assert_eq!(migrations_applied(&path).await, MIGRATIONS, "migrations run once, reopening is a no-op");
@@ -69,7 +84,7 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
 async fn completed_results_are_plain_sql_rows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rows.db");
-    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    let store = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
     let outcome = complete_one(&store, "sql").await;
     store.close().await;
 
@@ -118,7 +133,7 @@ async fn connect_opens_sqlite_for_paths_and_sqlite_urls() {
         format!("sqlite:{}", dir.path().join("url").join("b.db").display()),
         "sqlite::memory:".to_owned(),
     ] {
-        let store: Arc<dyn DeliberationStore> = connect(&location).await.unwrap();
+        let store: Arc<dyn DeliberationStore> = connect(&location, &StoreOptions::default()).await.unwrap();
         complete_one(store.as_ref(), "via-connect").await;
         let record = store.get("via-connect").await.unwrap().unwrap();
         assert_eq!(record.status, DeliberationStatus::Completed, "{location}");
@@ -128,8 +143,9 @@ async fn connect_opens_sqlite_for_paths_and_sqlite_urls() {
 
 #[tokio::test]
 async fn connect_rejects_other_url_schemes() {
-    let err = connect("mysql://app:hunter2@db/x").await.err().unwrap();
-    let StoreError::Unavailable(message) = err else { panic!("{err:?}") };
+    let err = connect("mysql://app:hunter2@db/x", &StoreOptions::default()).await.err().unwrap();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    let message = chain(&err);
     assert!(message.contains("unsupported database url"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
 }
@@ -137,17 +153,19 @@ async fn connect_rejects_other_url_schemes() {
 #[tokio::test]
 async fn postgres_connection_errors_never_show_the_password() {
     // Port 1 refuses connections at once.
-    let err = connect("postgres://app:hunter2@127.0.0.1:1/x").await.err().unwrap();
-    let StoreError::Unavailable(message) = err else { panic!("{err:?}") };
+    let err = connect("postgres://app:hunter2@127.0.0.1:1/x", &StoreOptions::default()).await.err().unwrap();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    let message = chain(&err);
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("postgres://app:***@127.0.0.1:1/x"), "{message}");
+    assert!(std::error::Error::source(&err).is_some(), "the refusal is kept as the cause: {err:?}");
 }
 
 #[tokio::test]
 async fn postgres_reconnecting_to_a_schema_keeps_data_and_migrates_once() {
     let Some(db) = PostgresDb::new().await else { return };
     let outcome = complete_one(db.store.as_ref(), "kept").await;
-    let again = PostgresStore::connect(&db.url, Some(&db.schema)).await.unwrap();
+    let again = PostgresStore::connect(&db.url, Some(&db.schema), &StoreOptions::default()).await.unwrap();
     let record = again.get("kept").await.unwrap().unwrap();
     assert_eq!(record.outcome.as_ref(), Some(&outcome));
     let (count,): (i64,) =
@@ -157,5 +175,100 @@ async fn postgres_reconnecting_to_a_schema_keeps_data_and_migrates_once() {
             .unwrap();
     assert_eq!(count, MIGRATIONS, "each migration applied once");
     again.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn closing_through_the_port_checkpoints_sqlite_and_refuses_later_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closing.db");
+    let wal = dir.path().join("closing.db-wal");
+    let store: Arc<dyn DeliberationStore> =
+        connect(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    let outcome = complete_one(store.as_ref(), "kept").await;
+    assert!(std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0), "writes go to the write-ahead log first");
+
+    store.close().await;
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "closing checkpoints the log into the database file"
+    );
+    let err = store.get("kept").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable { .. })));
+
+    let reopened = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    assert_eq!(reopened.get("kept").await.unwrap().unwrap().outcome.as_ref(), Some(&outcome));
+    reopened.close().await;
+}
+
+/// A TCP forwarder between the store and PostgreSQL, so a test can take the database away.
+struct Proxy {
+    addr: String,
+    accepting: tokio::task::JoinHandle<()>,
+    forwarders: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let forwarders = Arc::new(Mutex::new(JoinSet::new()));
+        let spawned = Arc::clone(&forwarders);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let upstream = upstream.clone();
+                spawned.lock().unwrap().spawn(async move {
+                    let mut server = TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Self { addr, accepting, forwarders }
+    }
+
+    /// Refuses new connections and cuts the open ones, as a stopped server would.
+    async fn stop(self) {
+        self.accepting.abort();
+        let _ = self.accepting.await;
+        let mut forwarders = std::mem::take(&mut *self.forwarders.lock().unwrap());
+        forwarders.abort_all();
+        while forwarders.join_next().await.is_some() {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_calls_fail_within_the_acquire_timeout_once_the_server_is_gone() {
+    let Some(db) = PostgresDb::new().await else { return };
+    let authority = db.url.split_once('@').unwrap().1.split('/').next().unwrap().to_owned();
+    let proxy = Proxy::start(authority.clone()).await;
+    let url = db.url.replacen(&authority, &proxy.addr, 1);
+    let options = StoreOptions { acquire_timeout: Duration::from_millis(300), ..StoreOptions::default() };
+    let store = PostgresStore::connect(&url, Some(&db.schema), &options).await.unwrap();
+    assert!(store.create(&request("before", Role::Dev, 1), &lease()).await.unwrap());
+    store.ping().await.unwrap();
+
+    proxy.stop().await;
+    let mut waits = Vec::new();
+    for call in ["get", "list", "create", "ping"] {
+        let started = Instant::now();
+        let result = match call {
+            "get" => store.get("before").await.map(drop),
+            "list" => store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.map(drop),
+            "create" => store.create(&request("after", Role::Dev, 2), &lease()).await.map(drop),
+            _ => store.ping().await,
+        };
+        let err = result.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{call}: {err:?}");
+        waits.push((call, started.elapsed()));
+    }
+    eprintln!("with PostgreSQL gone and a 300 ms acquire timeout, calls failed after {waits:?}");
+    // The bound is 30 times the configured timeout: it fails only if the option is ignored
+    // (the pool used to wait 30 s per call), not on a slow machine.
+    for (call, waited) in waits {
+        assert!(waited < Duration::from_secs(10), "{call} waited {waited:?}");
+    }
+    store.close().await;
     db.drop_schema().await;
 }

@@ -1,13 +1,14 @@
-//! The behaviour every `DeliberationStore` adapter promises, run against SQLite (a temp file)
-//! and PostgreSQL (`ORCHESTRATOR_TEST_PG_URL`, default the local server's `test` database,
-//! one fresh schema per test). Without a reachable PostgreSQL its tests are skipped with a
-//! note, except under `CI=true`, where they fail.
+//! The behaviour every `DeliberationStore` promises, run against SQLite (a temp file),
+//! PostgreSQL (`ORCHESTRATOR_TEST_PG_URL`, default the local server's `test` database, one
+//! fresh schema per test) and the in-memory fake the application's tests use, so that fake
+//! cannot drift from the real stores. Without a reachable PostgreSQL its tests are skipped
+//! with a `SKIPPED:` line, except under `CI=true`, where they fail.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed step should fail the test loudly")]
 
 mod support;
 
-/// Runs each contract function once per database.
+/// Runs each contract function once per store.
 macro_rules! contract_tests {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -30,6 +31,16 @@ macro_rules! contract_tests {
                 }
             )*
         }
+
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let store = std::sync::Arc::new(orchestrator_application::testing::InMemoryStore::default());
+                    crate::contract::$test(store).await;
+                }
+            )*
+        }
     };
 }
 
@@ -46,6 +57,8 @@ contract_tests!(
     list_clamps_the_page_size,
     claiming_takes_only_unfinished_work_nobody_live_holds,
     two_hundred_concurrent_deliberations_complete_and_are_all_listed,
+    nul_characters_are_stored_as_replacement_characters,
+    ping_answers_while_the_store_is_open,
 );
 
 mod contract {
@@ -56,7 +69,7 @@ mod contract {
     use orchestrator_application::ports::{DeliberationStore, Lease, ListQuery, StoreError};
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
-    use crate::support::{finished_deliberation, lease, request};
+    use crate::support::{finished_deliberation, lease, noted_deliberation, noted_request, request};
 
     type Store = Arc<dyn DeliberationStore>;
 
@@ -350,7 +363,8 @@ mod contract {
             ["not-a-cursor".to_owned(), "zz".to_owned(), hex("no-colon"), hex("abc:t"), String::new()]
         {
             let q = ListQuery { limit: 10, cursor: Some(cursor.clone()), ..ListQuery::default() };
-            assert_eq!(store.list(&q).await, Err(StoreError::InvalidCursor), "{cursor:?}");
+            let result = store.list(&q).await;
+            assert!(matches!(result, Err(StoreError::InvalidCursor)), "{cursor:?}: {result:?}");
         }
     }
 
@@ -450,5 +464,75 @@ mod contract {
         assert_eq!(listed.len(), 200);
         let record = store.get("load-123").await.unwrap().unwrap();
         assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
+    }
+
+    /// `value` with U+0000 replaced by U+FFFD in every string: what the port promises to read
+    /// back for it.
+    fn replaced<T: serde::Serialize + serde::de::DeserializeOwned>(value: &T) -> T {
+        fn walk(value: serde_json::Value) -> serde_json::Value {
+            use serde_json::Value;
+            match value {
+                Value::String(text) => Value::String(text.replace('\0', "\u{FFFD}")),
+                Value::Array(items) => Value::Array(items.into_iter().map(walk).collect()),
+                Value::Object(fields) => Value::Object(
+                    fields.into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), walk(v))).collect(),
+                ),
+                other => other,
+            }
+        }
+        serde_json::from_value(walk(serde_json::to_value(value).unwrap())).unwrap()
+    }
+
+    pub(crate) async fn nul_characters_are_stored_as_replacement_characters(store: Store) {
+        const NOTE: &str = " [model wrote \0 here]";
+        let written = noted_deliberation(Role::Dev, NOTE);
+        let expected = (replaced(&written.last), replaced(&written.outcome));
+        let winner = &expected.1.results[0];
+        for text in [winner.proposal.content(), &winner.reviews[0].critique, &expected.1.failures[0].reason] {
+            assert!(
+                text.contains(" [model wrote \u{FFFD} here]") && !text.contains('\0'),
+                "fixture: {text:?}"
+            );
+        }
+
+        let new = noted_request("nul-\0-id", Role::Dev, 1_000, NOTE);
+        assert!(store.create(&new, &lease()).await.unwrap());
+        assert!(store.mark_started("nul-\0-id", 1_001).await.unwrap());
+        assert!(store.save_progress("nul-\0-id", &written.last).await.unwrap());
+        assert!(store.complete("nul-\0-id", &written.outcome, 1_002, 1).await.unwrap());
+        let record = store.get("nul-\0-id").await.unwrap().unwrap();
+        assert_eq!(record.request, replaced(&new));
+        assert_eq!(record.request.task_id, "nul-\u{FFFD}-id");
+        assert!(record.request.task.description().ends_with(" [model wrote \u{FFFD} here]"));
+        assert_eq!(record.progress.as_ref(), Some(&expected.0));
+        assert_eq!(record.outcome.as_ref(), Some(&expected.1));
+        assert_eq!(
+            store.get("nul-\u{FFFD}-id").await.unwrap().as_ref(),
+            Some(&record),
+            "one id, either spelling"
+        );
+        assert!(!store.create(&new, &lease()).await.unwrap(), "the same id again");
+
+        let failed = noted_request("nul-failed", Role::Dev, 2_000, NOTE);
+        assert!(store.create(&failed, &lease()).await.unwrap());
+        let error = "model output ended in \0\0";
+        assert!(
+            store
+                .finish_unsuccessfully("nul-failed", DeliberationStatus::Failed, error, 2_001)
+                .await
+                .unwrap()
+        );
+        let record = store.get("nul-failed").await.unwrap().unwrap();
+        assert_eq!(record.error.as_deref(), Some("model output ended in \u{FFFD}\u{FFFD}"));
+
+        let listed = store.list(&query(10)).await.unwrap();
+        assert_eq!(ids(&listed), ["nul-failed", "nul-\u{FFFD}-id"]);
+        assert_eq!(listed.items[0].request, replaced(&failed));
+    }
+
+    pub(crate) async fn ping_answers_while_the_store_is_open(store: Store) {
+        store.ping().await.unwrap();
+        store.create(&request("pinged", Role::Dev, 1), &lease()).await.unwrap();
+        store.ping().await.unwrap();
     }
 }

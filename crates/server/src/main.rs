@@ -40,14 +40,14 @@ async fn serve() -> ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(error) => {
-            tracing::error!(%error, "startup failed");
+            tracing::error!(error = &error as &dyn std::error::Error, "startup failed");
             return ExitCode::FAILURE;
         }
     };
     match app.run_until(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(%error, "server failed");
+            tracing::error!(error = &error as &dyn std::error::Error, "server failed");
             ExitCode::FAILURE
         }
     }

@@ -117,7 +117,11 @@ impl Application {
             Some(store) => store,
             None => {
                 info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
-                orchestrator_infra_store::connect(&config.database_url).await?
+                orchestrator_infra_store::connect(
+                    &config.database_url,
+                    &orchestrator_infra_store::StoreOptions::default(),
+                )
+                .await?
             }
         };
         let tracker = Arc::new(Counters::new(deps.clock.now_ms()));

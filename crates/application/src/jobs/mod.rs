@@ -155,8 +155,8 @@ fn store_error(error: StoreError) -> ApplicationError {
             field: "page_token".into(),
             reason: "invalid page token".into(),
         },
-        StoreError::NotFound(task_id) => ApplicationError::NotFound { task_id },
-        other => ApplicationError::Store(other.to_string()),
+        StoreError::NotFound { task_id } => ApplicationError::NotFound { task_id },
+        source => ApplicationError::Store { source },
     }
 }
 

@@ -96,7 +96,7 @@ impl Jobs {
                 .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?,
             Started::Existing(submission) => {
                 // A retried request gets the stored result of the completed deliberation.
-                if let Some(report) = self.get(&submission.task_id).await?.report() {
+                if let Some(report) = DeliberationReport::from_record(&self.get(&submission.task_id).await?) {
                     return Ok(report);
                 }
                 Err(ApplicationError::AlreadyExists {

@@ -11,12 +11,13 @@ pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selec
 pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};
 pub use progress::{NoProgress, ProgressObserver};
-pub use store::{DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, StoreError};
+pub use store::{
+    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreCause,
+    StoreError,
+};
 pub use system::{Clock, IdGenerator};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use agent_backend::MockAgentBackend;
-#[cfg(any(test, feature = "mocks"))]
-pub use store::MockDeliberationStore;
 #[cfg(any(test, feature = "mocks"))]
 pub use system::{MockClock, MockIdGenerator};

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Task};
 use serde::{Deserialize, Serialize};
 
-use crate::deliberate::DeliberationReport;
+mod cursor;
+
+pub use cursor::PageCursor;
 
 /// What a client asked for, stored before anything runs so a deliberation is never lost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,27 +39,6 @@ pub struct DeliberationRecord {
     pub outcome: Option<DeliberationOutcome>,
 }
 
-impl DeliberationRecord {
-    /// The report of a COMPLETED deliberation, as Deliberate answered it; `None` otherwise.
-    pub fn report(&self) -> Option<DeliberationReport> {
-        let outcome = self.outcome.clone()?;
-        let task = self.request.task.clone();
-        let rounds = self
-            .progress
-            .as_ref()
-            .map_or_else(|| task.constraints().cap_rounds(self.request.rounds), Deliberation::rounds);
-        Some(DeliberationReport {
-            task_id: self.request.task_id.clone(),
-            role: self.request.role,
-            task,
-            rounds,
-            started_at_ms: self.started_at_ms.unwrap_or(self.request.created_at_ms),
-            duration_ms: self.duration_ms.and_then(|d| u64::try_from(d).ok()).unwrap_or_default(),
-            outcome,
-        })
-    }
-}
-
 /// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
 /// `until_ms` unless renewed. Another server takes over only what it finds unclaimed or
 /// expired, so servers sharing a database never run the same deliberation twice while their
@@ -68,7 +49,8 @@ pub struct Lease {
     pub until_ms: i64,
 }
 
-/// Filters and paging for [`DeliberationStore::list`]; newest first.
+/// Filters and paging for [`DeliberationStore::list`]; newest first, ordered by
+/// `(created_at_ms, task_id)` descending.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListQuery {
     pub role: Option<Role>,
@@ -77,10 +59,22 @@ pub struct ListQuery {
     pub created_after_ms: Option<i64>,
     /// Exclusive upper bound on `created_at_ms`.
     pub created_before_ms: Option<i64>,
-    /// Page size, 1..=100.
+    /// Page size; stores serve [`ListQuery::page_size`] records.
     pub limit: u32,
     /// Opaque cursor from a previous [`Page::next_cursor`].
     pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// Largest page a store serves.
+    pub const MAX_LIMIT: u32 = 100;
+
+    /// The page size stores serve: `limit` brought into `1..=MAX_LIMIT`, so a zero asks for
+    /// one record and anything larger than the maximum for the maximum.
+    #[must_use]
+    pub fn page_size(&self) -> u32 {
+        self.limit.clamp(1, Self::MAX_LIMIT)
+    }
 }
 
 /// One page of records (without `progress`/`outcome`), newest first.
@@ -91,27 +85,61 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
-/// Why storage failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The underlying failure a [`StoreError`] carries for the logs: a driver error, an I/O
+/// error, a decoding error — whatever the adapter met.
+pub type StoreCause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why storage failed. The variants say what a caller can do about it; the cause, for the
+/// logs, is the [`std::error::Error::source`] of the error, never part of its message.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be reached or refused the operation.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    /// A stored row could not be decoded.
-    #[error("stored deliberation {task_id} is unreadable: {reason}")]
-    Corrupt { task_id: String, reason: String },
+    /// The database could not be reached, timed out or refused the operation: the call may
+    /// succeed later.
+    #[error("database unavailable while {operation}")]
+    Unavailable {
+        /// What the store was doing, e.g. `reading deliberation t-1`.
+        operation: String,
+        #[source]
+        source: StoreCause,
+    },
+    /// A stored row could not be decoded: retrying does not help.
+    #[error("stored deliberation {task_id} is unreadable")]
+    Corrupt {
+        task_id: String,
+        #[source]
+        source: StoreCause,
+    },
     /// A list cursor that this store did not issue.
     #[error("page_token: invalid page token")]
     InvalidCursor,
     /// The operation names a deliberation that does not exist.
-    #[error("no deliberation with task_id \"{0}\"")]
-    NotFound(String),
+    #[error("no deliberation with task_id \"{task_id}\"")]
+    NotFound { task_id: String },
+}
+
+impl StoreError {
+    /// A [`StoreError::Unavailable`] while doing `operation`.
+    pub fn unavailable(operation: impl Into<String>, source: impl Into<StoreCause>) -> Self {
+        Self::Unavailable { operation: operation.into(), source: source.into() }
+    }
+
+    /// A [`StoreError::Corrupt`] row of deliberation `task_id`.
+    pub fn corrupt(task_id: impl Into<String>, source: impl Into<StoreCause>) -> Self {
+        Self::Corrupt { task_id: task_id.into(), source: source.into() }
+    }
 }
 
 /// Durable storage of deliberations. Status changes obey the lifecycle of
 /// [`DeliberationStatus`]: a change the lifecycle forbids (e.g. completing a cancelled
 /// deliberation) is not applied and the method answers `Ok(false)`.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+///
+/// Text is stored as given with one exception, the same for every store: U+0000 (NUL), which
+/// PostgreSQL cannot hold in `TEXT`, is replaced by U+FFFD (the replacement character) in
+/// every string written — ids, descriptions, proposals, critiques, errors, and strings inside
+/// stored documents alike — so every store reads back the same text.
+///
+/// Every method fails with [`StoreError::Unavailable`] when the database cannot be reached
+/// or refuses, and [`StoreError::Corrupt`] when a stored row no longer decodes.
 #[async_trait]
 pub trait DeliberationStore: Send + Sync + 'static {
     /// Stores a new PENDING deliberation claimed under `lease`. Returns `false`, storing
@@ -145,7 +173,10 @@ pub trait DeliberationStore: Send + Sync + 'static {
         finished_at_ms: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Pages through deliberations, newest first.
+    /// Pages through deliberations, newest first, serving [`ListQuery::page_size`] records.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidCursor`] for a cursor this store did not issue.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
     /// Extends `lease` over every unfinished deliberation its owner holds; returns how many.
@@ -161,4 +192,12 @@ pub trait DeliberationStore: Send + Sync + 'static {
         now_ms: i64,
         include_own: bool,
     ) -> Result<Vec<DeliberationRecord>, StoreError>;
+
+    /// Checks, within a short timeout, that the database answers; for health probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Releases the store's connections, waiting for those in use; call once at shutdown,
+    /// after the last write. Calls made afterwards fail with [`StoreError::Unavailable`].
+    /// Stores without connections do nothing.
+    async fn close(&self) {}
 }

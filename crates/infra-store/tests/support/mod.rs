@@ -10,7 +10,7 @@ use orchestrator_domain::{
     Council, Deliberation, DeliberationOutcome, DryRunOutcome, PeerScore, Phase, ProfileName, Review, Role,
     Rounds, ScoringWeights, Task, TaskConstraints, TokenUsage,
 };
-use orchestrator_infra_store::{PostgresStore, SqliteStore};
+use orchestrator_infra_store::{PostgresStore, SqliteStore, StoreOptions};
 use sqlx::{Connection, Executor, PgConnection};
 
 /// A SQLite store on a file in a temp dir that lives as long as this value.
@@ -24,7 +24,8 @@ impl SqliteDb {
     pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orchestrator.db");
-        let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+        let store =
+            Arc::new(SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap());
         Self { dir, path, store }
     }
 
@@ -69,11 +70,12 @@ impl PostgresDb {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL is unreachable in CI ({last_error})");
             }
-            eprintln!("note: skipping a PostgreSQL store test, PostgreSQL is unreachable ({last_error})");
+            eprintln!("SKIPPED: a PostgreSQL store test, PostgreSQL is unreachable ({last_error})");
             return None;
         };
         let schema = format!("store_test_{}", uuid::Uuid::new_v4().simple());
-        let store = Arc::new(PostgresStore::connect(&url, Some(&schema)).await.unwrap());
+        let store =
+            Arc::new(PostgresStore::connect(&url, Some(&schema), &StoreOptions::default()).await.unwrap());
         Some(Self { url, schema, store })
     }
 
@@ -89,17 +91,22 @@ impl PostgresDb {
     }
 }
 
-/// A request as a client would submit it.
 /// The lease tests create deliberations under: node "test-node", far in the future.
 pub(crate) fn lease() -> orchestrator_application::ports::Lease {
     orchestrator_application::ports::Lease { owner: "test-node".into(), until_ms: i64::MAX / 2 }
 }
 
+/// A request as a client would submit it.
 pub(crate) fn request(task_id: &str, role: Role, created_at_ms: i64) -> NewDeliberation {
+    noted_request(task_id, role, created_at_ms, "")
+}
+
+/// [`request`] with `note` appended to the task description.
+pub(crate) fn noted_request(task_id: &str, role: Role, created_at_ms: i64, note: &str) -> NewDeliberation {
     NewDeliberation {
         task_id: task_id.to_owned(),
         role,
-        task: task(),
+        task: task(note),
         rounds: 2,
         num_agents: 4,
         profiles: vec![ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()],
@@ -107,7 +114,7 @@ pub(crate) fn request(task_id: &str, role: Role, created_at_ms: i64) -> NewDelib
     }
 }
 
-fn task() -> Task {
+fn task(note: &str) -> Task {
     let constraints = TaskConstraints::new(
         "Correctness first, then clarity.".to_owned(),
         vec!["retry with exponential backoff".to_owned(), "idempotent requests".to_owned()],
@@ -119,7 +126,7 @@ fn task() -> Task {
         2,
     )
     .unwrap();
-    Task::new("Design a retry policy for the payment client.", constraints).unwrap()
+    Task::new(format!("Design a retry policy for the payment client.{note}"), constraints).unwrap()
 }
 
 /// A deliberation run to completion with the domain API.
@@ -134,10 +141,16 @@ pub(crate) struct Finished {
 /// Four agents, two review rounds: the fourth fails to propose, one reviewer gives no usable
 /// grade in round 1, every survivor revises twice, two dry runs ran (one failed).
 pub(crate) fn finished_deliberation(role: Role) -> Finished {
+    noted_deliberation(role, "")
+}
+
+/// [`finished_deliberation`] with `note` appended to the task description, every proposal,
+/// critique, issue, failure reason and dry-run output.
+pub(crate) fn noted_deliberation(role: Role, note: &str) -> Finished {
     let profiles = [ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()];
     let council = Council::assemble(role, 4, &profiles).unwrap();
     let ids: Vec<_> = council.agents().iter().map(|a| a.id.clone()).collect();
-    let mut d = Deliberation::new(council, task(), Rounds::new(2).unwrap());
+    let mut d = Deliberation::new(council, task(note), Rounds::new(2).unwrap());
     let usage = |n: u64| TokenUsage {
         prompt_tokens: 100 * n,
         completion_tokens: 40 * n,
@@ -148,11 +161,11 @@ pub(crate) fn finished_deliberation(role: Role) -> Finished {
     for agent in d.proposal_requests() {
         d.record_usage(&agent.id, usage(agent.seat as u64 + 1));
         if agent.seat == 3 {
-            d.record_failure(&agent.id, "backend timed out after 120s").unwrap();
+            d.record_failure(&agent.id, format!("backend timed out after 120s{note}")).unwrap();
         } else {
             let content = format!(
                 "Proposal by {}: retry with exponential backoff and full jitter, cap at 5 attempts, and send \
-                 an idempotency key so idempotent requests are safe to repeat.\n\n```rust\nfn delay(n: u32) -> u64 {{ 100 << n }}\n```",
+                 an idempotency key so idempotent requests are safe to repeat.\n\n```rust\nfn delay(n: u32) -> u64 {{ 100 << n }}\n```{note}",
                 agent.id
             );
             d.record_proposal(&agent.id, content, 1_000 + agent.seat as i64).unwrap();
@@ -173,9 +186,12 @@ pub(crate) fn finished_deliberation(role: Role) -> Finished {
                         reviewer: a.reviewer.id.clone(),
                         target: a.target.clone(),
                         round,
-                        critique: format!("round {round}: {} should bound the total retry time", a.target),
+                        critique: format!(
+                            "round {round}: {} should bound the total retry time{note}",
+                            a.target
+                        ),
                         score,
-                        issues: vec!["no overall deadline".to_owned(), format!("round {round} nit")],
+                        issues: vec!["no overall deadline".to_owned(), format!("round {round} nit{note}")],
                     })
                     .unwrap();
                 }
@@ -203,7 +219,7 @@ pub(crate) fn finished_deliberation(role: Role) -> Finished {
             DryRunOutcome::Ran {
                 passed: true,
                 exit_code: 0,
-                output: "ok: 3 passed".into(),
+                output: format!("ok: 3 passed{note}"),
                 message: "passed".into(),
             },
         ),
