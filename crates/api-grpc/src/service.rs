@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
-    Counters, DeliberateCommand, GetStatus, Jobs, Orchestrate, OrchestrateCommand,
+    Caller, Counters, DeliberateCommand, GetStatus, Jobs, Orchestrate, OrchestrateCommand,
 };
 use orchestrator_domain::{Deliberation, Phase};
 use tokio::sync::mpsc;
@@ -51,6 +51,12 @@ fn unimplemented_councils() -> Status {
     Status::unimplemented(
         "standing councils are not supported: every deliberation seats its own council from num_agents and agent_profiles",
     )
+}
+
+/// The caller the auth layer identified; anonymous when the service runs without it (tests
+/// that mount the service alone).
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    request.extensions().get::<Caller>().cloned().unwrap_or_else(Caller::anonymous)
 }
 
 /// Streams one update per completed phase of a deliberation.
@@ -104,8 +110,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::DeliberateResponse>, Status> {
+        let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let report = self.jobs.run(command, None).await.map_err(to_status)?;
+        let report = self.jobs.run(&caller, command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::deliberate_response(&report, self.clock.now_ms())))
     }
 
@@ -114,8 +121,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::OrchestrateRequest>,
     ) -> Result<Response<pb::OrchestrateResponse>, Status> {
+        let caller = caller_of(&request);
         let command = OrchestrateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let report = self.orchestrate.execute(command, None).await.map_err(to_status)?;
+        let report = self.orchestrate.execute(&caller, command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::orchestrate_response(&report, self.clock.now_ms())))
     }
 
@@ -126,6 +134,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
+        let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
         // Refuse bad or unserviceable requests with a status, before the stream opens.
         let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).map_err(to_status)?;
@@ -137,7 +146,7 @@ impl OrchestratorService for OrchestratorApi {
             let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone() });
             // A client that disconnects drops the receiver: the deliberation is cancelled.
             let result = tokio::select! {
-                result = jobs.run(command, Some(observer)) => result,
+                result = jobs.run(&caller, command, Some(observer)) => result,
                 () = tx.closed() => {
                     debug!("stream client went away; deliberation cancelled");
                     return;
@@ -177,8 +186,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::GetDeliberationResultRequest>,
     ) -> Result<Response<pb::GetDeliberationResultResponse>, Status> {
+        let caller = caller_of(&request);
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
-        let record = self.jobs.get(&task_id).await.map_err(to_status)?;
+        let record = self.jobs.get(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(convert::record_response(&record, self.clock.now_ms())))
     }
 
@@ -230,8 +240,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::SubmitDeliberationResponse>, Status> {
+        let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let submission = self.jobs.submit(command).await.map_err(to_status)?;
+        let submission = self.jobs.submit(&caller, command).await.map_err(to_status)?;
         Ok(Response::new(convert::submission(&submission)))
     }
 
@@ -239,8 +250,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::ListDeliberationsRequest>,
     ) -> Result<Response<pb::ListDeliberationsResponse>, Status> {
+        let caller = caller_of(&request);
         let query = convert::list_query(request.into_inner()).map_err(to_status)?;
-        let page = self.jobs.list(&query).await.map_err(to_status)?;
+        let page = self.jobs.list(&caller, &query).await.map_err(to_status)?;
         Ok(Response::new(pb::ListDeliberationsResponse {
             deliberations: page.items.iter().map(convert::summary).collect(),
             next_page_token: page.next_cursor.unwrap_or_default(),
@@ -252,8 +264,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::CancelDeliberationRequest>,
     ) -> Result<Response<pb::CancelDeliberationResponse>, Status> {
+        let caller = caller_of(&request);
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
-        let status = self.jobs.cancel(&task_id).await.map_err(to_status)?;
+        let status = self.jobs.cancel(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(pb::CancelDeliberationResponse {
             task_id,
             status: convert::wire_status(status).into(),

@@ -169,6 +169,7 @@ impl DeliberationStore for InMemoryStore {
             .entries()
             .values()
             .map(|entry| &entry.record)
+            .filter(|r| query.principal.as_ref().is_none_or(|p| r.request.principal == storable_text(p)))
             .filter(|r| query.role.is_none_or(|role| r.request.role == role))
             .filter(|r| query.status.is_none_or(|status| r.status == status))
             .filter(|r| query.created_after_ms.is_none_or(|after| r.request.created_at_ms >= after))

@@ -94,8 +94,8 @@ where
         let task_id = storable(&new.task_id);
         let inserted = sqlx::query(&format!(
             "INSERT INTO deliberations \
-             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
+             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             pending = DeliberationStatus::Pending.as_str(),
         ))
         .bind(task_id.clone())
@@ -105,6 +105,7 @@ where
         .bind(new.created_at_ms)
         .bind(storable(&lease.owner))
         .bind(lease.until_ms)
+        .bind(storable(&new.principal))
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx("creating", Some(&task_id), e))?;
@@ -333,6 +334,9 @@ where
         let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose()?;
         let mut select =
             Statement::new(format!("SELECT {DELIBERATION_COLUMNS} FROM deliberations WHERE 1 = 1"));
+        if let Some(principal) = &query.principal {
+            select.push(" AND principal = ").push_bind(storable(principal));
+        }
         if let Some(role) = query.role {
             select.push(" AND role = ").push_bind(role.as_str().to_owned());
         }

@@ -19,6 +19,25 @@ pub struct NewDeliberation {
     pub num_agents: u32,
     pub profiles: Vec<ProfileName>,
     pub created_at_ms: i64,
+    /// Who asked: only this principal (or an admin) may read, list or cancel it. Requests
+    /// stored before principals existed belong to the anonymous principal.
+    #[serde(default = "anonymous")]
+    pub principal: String,
+}
+
+fn anonymous() -> String {
+    crate::caller::Caller::ANONYMOUS.to_owned()
+}
+
+impl NewDeliberation {
+    /// Whether `other` asks for the same deliberation: the same role, task (description and
+    /// every constraint), rounds, council size and profiles. Id, time and principal aside, this
+    /// is the request's fingerprint: a reused task id with another fingerprint is a conflict,
+    /// never an answer with someone else's result.
+    pub fn same_request_as(&self, other: &NewDeliberation) -> bool {
+        (self.role, &self.task, self.rounds, self.num_agents, &self.profiles)
+            == (other.role, &other.task, other.rounds, other.num_agents, &other.profiles)
+    }
 }
 
 /// A stored deliberation.
@@ -59,6 +78,8 @@ pub struct ListQuery {
     pub created_after_ms: Option<i64>,
     /// Exclusive upper bound on `created_at_ms`.
     pub created_before_ms: Option<i64>,
+    /// Only this principal's deliberations; `None`: everyone's (for admins).
+    pub principal: Option<String>,
     /// Page size; stores serve [`ListQuery::page_size`] records.
     pub limit: u32,
     /// Opaque cursor from a previous [`Page::next_cursor`].
