@@ -328,10 +328,14 @@ where
         Ok(updated.is_some())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err)]
+    // Not `err`-instrumented: a bad page token is the client's mistake, worth a note rather
+    // than an ERROR line; database failures reach the caller, which logs them.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose().inspect_err(|_| {
+            tracing::info!("listing refused: the page token is not one this store issued");
+        })?;
         let page_size = query.page_size();
-        let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose()?;
         let mut select =
             Statement::new(format!("SELECT {DELIBERATION_COLUMNS} FROM deliberations WHERE 1 = 1"));
         if let Some(principal) = &query.principal {
