@@ -393,9 +393,9 @@ pub fn metrics_response(s: &CountersSnapshot) -> pb::GetMetricsResponse {
     }
 }
 
-/// Default and largest page of ListDeliberations.
+/// Page of ListDeliberations when the request sets none; the largest is the store's
+/// [`ListQuery::MAX_LIMIT`].
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
-pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// Status on the wire.
 pub fn wire_status(s: DeliberationStatus) -> pb::DeliberationStatus {
@@ -424,7 +424,7 @@ pub fn list_query(r: pb::ListDeliberationsRequest) -> Result<ListQuery, Applicat
     let limit = match r.page_size {
         0 => DEFAULT_PAGE_SIZE,
         n if n < 0 => return Err(invalid("page_size", format!("must not be negative, got {n}"))),
-        n => (n as u32).min(MAX_PAGE_SIZE),
+        n => (n as u32).min(ListQuery::MAX_LIMIT),
     };
     let role = match r.role_filter.trim() {
         "" => None,

@@ -28,7 +28,7 @@ use crate::redact::Redactor;
 use crate::retry::AttemptError;
 
 /// Largest response body read; a chat completion is far smaller, anything bigger is an error.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BACKEND_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// One message of the conversation sent to the model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -400,9 +400,9 @@ async fn read_capped(
         AttemptError::transient(AgentError::Unavailable(failure), None)
     };
     while let Some(chunk) = response.chunk().await.map_err(failure)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > MAX_BACKEND_BODY_BYTES {
             return Err(AttemptError::final_(AgentError::InvalidResponse(format!(
-                "response body larger than {MAX_RESPONSE_BYTES} bytes"
+                "response body larger than {MAX_BACKEND_BODY_BYTES} bytes"
             ))));
         }
         body.extend_from_slice(&chunk);

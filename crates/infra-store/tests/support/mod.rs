@@ -13,6 +13,12 @@ use orchestrator_domain::{
 use orchestrator_infra_store::{PostgresStore, SqliteStore, StoreOptions};
 use sqlx::{Connection, Executor, PgConnection};
 
+/// The contract suite checks behaviour, not timeouts: 200 writers queueing for a pool of 10
+/// on a loaded CI machine may wait longer than the production default of a few seconds.
+pub(crate) fn contract_options() -> StoreOptions {
+    StoreOptions { acquire_timeout: std::time::Duration::from_secs(60), ..StoreOptions::default() }
+}
+
 /// A SQLite store on a file in a temp dir that lives as long as this value.
 pub(crate) struct SqliteDb {
     pub(crate) dir: tempfile::TempDir,
@@ -24,8 +30,7 @@ impl SqliteDb {
     pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("orchestrator.db");
-        let store =
-            Arc::new(SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap());
+        let store = Arc::new(SqliteStore::open(path.to_str().unwrap(), &contract_options()).await.unwrap());
         Self { dir, path, store }
     }
 
@@ -74,8 +79,7 @@ impl PostgresDb {
             return None;
         };
         let schema = format!("store_test_{}", uuid::Uuid::new_v4().simple());
-        let store =
-            Arc::new(PostgresStore::connect(&url, Some(&schema), &StoreOptions::default()).await.unwrap());
+        let store = Arc::new(PostgresStore::connect(&url, Some(&schema), &contract_options()).await.unwrap());
         Some(Self { url, schema, store })
     }
 
