@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use orchestrator_application::ports::{DeliberationRecord, ListQuery};
 use orchestrator_application::{
     ApplicationError, CountersSnapshot, DeliberateCommand, DeliberationReport, OrchestrateCommand,
-    OrchestrationReport, StatusReport, Submission,
+    OrchestrationReport, Overrides, StatusReport, Submission,
 };
 use orchestrator_domain::{
     AgentFailure, Council, DeliberationStatus, DomainError, DryRunOutcome, ProfileName, RankedProposal,
@@ -107,6 +107,10 @@ fn command(f: Fields) -> Result<DeliberateCommand, ApplicationError> {
         None => Rounds::DEFAULT,
         Some(r) => Rounds::new(i64::from(r))?,
     };
+    let overrides = Overrides {
+        council: f.num_agents.is_some_and(|n| n != 0) || !f.profiles.is_empty(),
+        rounds: f.rounds.is_some(),
+    };
     Ok(DeliberateCommand {
         task_id: task_id(&f.task_id)?,
         role,
@@ -114,6 +118,7 @@ fn command(f: Fields) -> Result<DeliberateCommand, ApplicationError> {
         rounds,
         num_agents: num_agents(f.num_agents)?,
         profiles: profiles(f.profiles)?,
+        overrides,
     })
 }
 

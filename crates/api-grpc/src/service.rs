@@ -128,7 +128,7 @@ impl OrchestratorService for OrchestratorApi {
     ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
         // Refuse bad or unserviceable requests with a status, before the stream opens.
-        let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).map_err(to_status)?;
+        let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).await.map_err(to_status)?;
         let rounds = prepared.rounds();
         let (tx, rx) = mpsc::channel(32);
         let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, rounds))).await;

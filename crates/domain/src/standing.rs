@@ -87,6 +87,11 @@ fn entries(field: &str, raw: Vec<String>) -> Result<Vec<String>> {
             let entry = entry.trim().to_owned();
             if entry.is_empty() {
                 Err(DomainError::invalid(format!("{field}[{i}]"), "must not be blank"))
+            } else if let Some(bad) = control(&entry) {
+                Err(DomainError::invalid(
+                    format!("{field}[{i}]"),
+                    format!("invalid control character {bad:?}"),
+                ))
             } else if entry.len() > MAX_CAPABILITY_BYTES {
                 Err(DomainError::invalid(
                     format!("{field}[{i}]"),
@@ -99,6 +104,11 @@ fn entries(field: &str, raw: Vec<String>) -> Result<Vec<String>> {
         .collect()
 }
 
+/// The first control character of `text` other than newline and tab.
+fn control(text: &str) -> Option<char> {
+    text.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+}
+
 /// Free-form labels an operator attaches to an agent (team, owner, ticket); kept and shown,
 /// never interpreted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,7 +117,8 @@ pub struct AgentMetadata(BTreeMap<String, String>);
 impl AgentMetadata {
     /// # Errors
     /// Field `metadata` for more than 32 entries or a key outside 1..=128 bytes,
-    /// `metadata[<key>]` for a value over 1 KiB.
+    /// `metadata[<key>]` for a value over 1 KiB; either for control characters (other than
+    /// newline and tab).
     pub fn new(entries: BTreeMap<String, String>) -> Result<Self> {
         if entries.len() > MAX_AGENT_METADATA {
             return Err(DomainError::invalid(
@@ -120,6 +131,18 @@ impl AgentMetadata {
                 return Err(DomainError::invalid(
                     "metadata",
                     format!("keys must be 1..={MAX_AGENT_METADATA_KEY_BYTES} bytes, got {}", key.len()),
+                ));
+            }
+            if let Some(bad) = control(key) {
+                return Err(DomainError::invalid(
+                    "metadata",
+                    format!("invalid control character {bad:?} in a key"),
+                ));
+            }
+            if let Some(bad) = control(value) {
+                return Err(DomainError::invalid(
+                    format!("metadata[{key}]"),
+                    format!("invalid control character {bad:?}"),
                 ));
             }
             if value.len() > MAX_AGENT_METADATA_VALUE_BYTES {
@@ -473,5 +496,14 @@ mod tests {
         assert_eq!(AgentMetadata::new(long).unwrap_err().field(), Some("metadata[team]"));
         let empty_key = BTreeMap::from([(String::new(), "x".to_owned())]);
         assert_eq!(AgentMetadata::new(empty_key).unwrap_err().field(), Some("metadata"));
+        let nul = BTreeMap::from([("team".to_owned(), "a\0b".to_owned())]);
+        assert_eq!(
+            AgentMetadata::new(nul).unwrap_err().to_string(),
+            "metadata[team]: invalid control character '\\0'"
+        );
+        assert_eq!(
+            Capabilities::new(vec!["a\0".into()], vec![], 0).unwrap_err().field(),
+            Some("capabilities.supported_tasks[0]")
+        );
     }
 }

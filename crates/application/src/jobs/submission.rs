@@ -115,7 +115,7 @@ impl Jobs {
         let requested_rounds = command.rounds.get();
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
         let profiles = command.profiles.clone();
-        let (task_id, deliberation) = self.deliberate.prepare(command)?;
+        let (task_id, deliberation) = self.deliberate.prepare(command).await?;
 
         if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
             return Ok(Started::Existing(Submission { task_id, status: existing.status, created: false }));
@@ -129,7 +129,9 @@ impl Jobs {
             num_agents,
             profiles,
             created_at_ms: self.clock.now_ms(),
-        };
+            council: None,
+        }
+        .with_seats(&deliberation);
         let created = self.store.create(&new, &self.lease(new.created_at_ms)).await.map_err(store_error)?;
         if !created {
             // Another submission of the same id won the race.

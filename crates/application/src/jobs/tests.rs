@@ -46,6 +46,7 @@ fn command(task_id: &str, timeout_seconds: i64) -> DeliberateCommand {
         rounds: Rounds::new(1).unwrap(),
         num_agents: 2,
         profiles: vec![],
+        overrides: crate::Overrides::ALL,
     }
 }
 
@@ -252,6 +253,7 @@ fn orphan(task_id: &str) -> NewDeliberation {
         num_agents: 3,
         profiles: vec![],
         created_at_ms: 1,
+        council: None,
     }
 }
 

@@ -1,7 +1,10 @@
 //! The port to durable storage of deliberations.
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Task};
+use orchestrator_domain::{
+    Council, CouncilId, Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Rounds,
+    Task,
+};
 use serde::{Deserialize, Serialize};
 
 mod cursor;
@@ -19,6 +22,38 @@ pub struct NewDeliberation {
     pub num_agents: u32,
     pub profiles: Vec<ProfileName>,
     pub created_at_ms: i64,
+    /// The seats taken from a standing council, so the deliberation runs with them even if it
+    /// starts (or restarts) after the council changed; `None` for an ad-hoc council, which the
+    /// fields above rebuild. Absent from requests stored before standing councils existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub council: Option<Council>,
+}
+
+impl NewDeliberation {
+    /// Records the council of `deliberation` when it was seated from a standing council: its
+    /// seats, its size and the rounds it runs — what [`NewDeliberation::seated`] restores.
+    #[must_use]
+    pub fn with_seats(self, deliberation: &Deliberation) -> Self {
+        let council = deliberation.council();
+        if council.id().is_none() {
+            return self;
+        }
+        Self {
+            rounds: deliberation.rounds(),
+            num_agents: u32::try_from(council.len()).unwrap_or(u32::MAX),
+            profiles: Vec::new(),
+            council: Some(council.clone()),
+            ..self
+        }
+    }
+
+    /// The deliberation of a request seated from a standing council, as it was prepared;
+    /// `None` for an ad-hoc council (prepare it again from the request).
+    pub fn seated(&self) -> Option<Deliberation> {
+        let council = self.council.clone()?;
+        let rounds = Rounds::new(i64::from(self.rounds)).ok()?;
+        Some(Deliberation::new(council, self.task.clone(), rounds))
+    }
 }
 
 /// A stored deliberation.
@@ -37,6 +72,17 @@ pub struct DeliberationRecord {
     pub error: Option<String>,
     pub progress: Option<Deliberation>,
     pub outcome: Option<DeliberationOutcome>,
+}
+
+impl DeliberationRecord {
+    /// The standing council the deliberation was seated from; `None` for an ad-hoc council.
+    pub fn council_id(&self) -> Option<&CouncilId> {
+        self.request
+            .council
+            .as_ref()
+            .and_then(Council::id)
+            .or_else(|| self.progress.as_ref().and_then(|d| d.council().id()))
+    }
 }
 
 /// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
@@ -112,6 +158,14 @@ pub enum StoreError {
     /// A list cursor that this store did not issue.
     #[error("page_token: invalid page token")]
     InvalidCursor,
+    /// A stored row of the agent registry could not be decoded: retrying does not help.
+    #[error("stored registry entry {entry} is unreadable")]
+    CorruptRegistry {
+        /// The council or agent the row holds.
+        entry: String,
+        #[source]
+        source: StoreCause,
+    },
     /// The operation names a deliberation that does not exist.
     #[error("no deliberation with task_id \"{task_id}\"")]
     NotFound { task_id: String },

@@ -111,6 +111,7 @@ pub(crate) fn noted_request(task_id: &str, role: Role, created_at_ms: i64, note:
         num_agents: 4,
         profiles: vec![ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()],
         created_at_ms,
+        council: None,
     }
 }
 
