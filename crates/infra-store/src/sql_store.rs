@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use orchestrator_application::ports::{
     DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreError,
 };
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
+use orchestrator_domain::{Council, Deliberation, DeliberationOutcome, DeliberationStatus};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
 use crate::error::{Fault, from_sqlx};
@@ -54,6 +54,16 @@ pub struct SqlStore<DB: Database> {
 impl<DB: Database> SqlStore<DB> {
     pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration) -> Self {
         Self { writer, reader, ping_timeout }
+    }
+
+    /// The pool writes go through (see the type's documentation).
+    pub(crate) fn writer(&self) -> &Pool<DB> {
+        &self.writer
+    }
+
+    /// The pool reads go through.
+    pub(crate) fn reader(&self) -> &Pool<DB> {
+        &self.reader
     }
 }
 
@@ -94,8 +104,8 @@ where
         let task_id = storable(&new.task_id);
         let inserted = sqlx::query(&format!(
             "INSERT INTO deliberations \
-             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
+             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, council_id) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             pending = DeliberationStatus::Pending.as_str(),
         ))
         .bind(task_id.clone())
@@ -105,6 +115,7 @@ where
         .bind(new.created_at_ms)
         .bind(storable(&lease.owner))
         .bind(lease.until_ms)
+        .bind(new.council.as_ref().and_then(Council::id).map(|id| storable(id.as_str())))
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx("creating", Some(&task_id), e))?;

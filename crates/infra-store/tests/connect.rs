@@ -16,8 +16,19 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-/// Versioned migrations shipped per database (0001 tables, 0002 leases).
-const MIGRATIONS: i64 = 2;
+/// Versioned migrations shipped per database (0001 tables, 0002 leases, 0005 councils, …):
+/// the files of the SQLite directory, which the PostgreSQL one mirrors.
+fn migrations() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let files = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"));
+    let postgres =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+    let sqlite = i64::try_from(files.count()).unwrap();
+    assert_eq!(sqlite, i64::try_from(postgres).unwrap(), "both databases ship the same migrations");
+    sqlite
+}
 
 use support::{PostgresDb, finished_deliberation, lease, request};
 
@@ -77,7 +88,7 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
     let again = SqliteStore::open(&format!("sqlite://{location}"), &StoreOptions::default()).await.unwrap();
     assert_eq!(again.get("kept").await.unwrap().unwrap(), before);
     again.close().await;
-    assert_eq!(migrations_applied(&path).await, MIGRATIONS, "migrations run once, reopening is a no-op");
+    assert_eq!(migrations_applied(&path).await, migrations(), "migrations run once, reopening is a no-op");
 }
 
 #[tokio::test]
@@ -173,7 +184,7 @@ async fn postgres_reconnecting_to_a_schema_keeps_data_and_migrates_once() {
             .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
             .await
             .unwrap();
-    assert_eq!(count, MIGRATIONS, "each migration applied once");
+    assert_eq!(count, migrations(), "each migration applied once");
     again.close().await;
     db.drop_schema().await;
 }
