@@ -93,7 +93,7 @@ where
             let message = headers
                 .get("grpc-message")
                 .and_then(|v| v.to_str().ok())
-                .map(|m| percent_decode(m))
+                .map(percent_decode)
                 .unwrap_or_default();
             if let Some((code, message)) = code.and_then(|code| rewrite(code, &message, limit)) {
                 let headers = response.headers_mut();
