@@ -709,3 +709,67 @@ async fn metrics_after_k_deliberations_give_each_agents_count_wins_and_mean_scor
         "2 × 3 calls of the survivors and carol's failed call"
     );
 }
+
+/// Sends `authorization: Bearer <token>` on every call.
+#[derive(Clone)]
+struct Bearer(&'static str);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let value: tonic::metadata::MetadataValue<_> = format!("Bearer {}", self.0).parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+#[tokio::test]
+async fn with_authentication_only_admins_change_the_registry_and_everyone_reads_it() {
+    const ALICE: &str = "alice-token-0123456789";
+    const OPS: &str = "ops-token-0123456789abc";
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("alice {ALICE}\nops {OPS} admin\n")).unwrap();
+    let app = orchestrator_tests::spawn_app_with(
+        move |c| orchestrator_server::Config { auth_tokens_file: Some(tokens), ..c },
+        Some(Arc::new(Recording::new(ScriptedBackend::new()))),
+    )
+    .await;
+    let as_token = |token| {
+        let channel = app.channel();
+        async move {
+            pb::orchestrator_service_client::OrchestratorServiceClient::with_interceptor(
+                channel.await,
+                Bearer(token),
+            )
+        }
+    };
+    let mut alice = as_token(ALICE).await;
+    let mut ops = as_token(OPS).await;
+
+    let denied = "alice may not change the council registry";
+    assert_status(alice.register_agent(register("a", "DEV", "", "")).await, Code::PermissionDenied, denied);
+    assert_status(
+        alice.create_council(pb::CreateCouncilRequest { role: "DEV".into(), ..Default::default() }).await,
+        Code::PermissionDenied,
+        denied,
+    );
+    let council_id = ops.register_agent(register("a", "DEV", "", "")).await.unwrap().into_inner().council_id;
+    ops.register_agent(register("b", "DEV", "", "")).await.unwrap();
+    let unregister = pb::UnregisterAgentRequest { agent_id: "a".into(), role: String::new() };
+    assert_status(alice.unregister_agent(unregister.clone()).await, Code::PermissionDenied, denied);
+    let drain = pb::SetAgentStatusRequest { agent_id: "a".into(), status: "DRAINING".into() };
+    assert_status(alice.set_agent_status(drain).await, Code::PermissionDenied, denied);
+    let delete = pb::DeleteCouncilRequest { council_id: council_id.clone(), role: String::new() };
+    assert_status(alice.delete_council(delete.clone()).await, Code::PermissionDenied, denied);
+
+    // Reading is open to every authenticated caller, and a non-admin's deliberation is seated too.
+    let listed = alice.list_councils(pb::ListCouncilsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.councils[0].council_id, council_id);
+    let response = alice.deliberate(request("DEV")).await.unwrap().into_inner();
+    assert_eq!(authors(&response.results).into_keys().collect::<Vec<_>>(), ["a", "b"]);
+    let metrics = alice.get_metrics(pb::GetMetricsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(metrics.agents.unwrap().per_agent.len(), 2);
+
+    ops.unregister_agent(unregister).await.unwrap();
+    ops.delete_council(delete).await.unwrap();
+}

@@ -453,6 +453,7 @@ pub fn list_query(r: pb::ListDeliberationsRequest) -> Result<ListQuery, Applicat
         status: status_filter(r.status_filter)?,
         created_after_ms: bound(r.created_after_ms),
         created_before_ms: bound(r.created_before_ms),
+        principal: None,
         limit,
         cursor: (!r.page_token.is_empty()).then_some(r.page_token),
     })

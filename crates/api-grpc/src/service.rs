@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
-    Councils, Counters, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
+    Caller, Councils, Counters, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
     OrchestrateCommand, RegisterAgentCommand,
 };
 use orchestrator_domain::{Deliberation, Phase};
@@ -66,6 +66,26 @@ impl OrchestratorApi {
     }
 }
 
+/// The caller the auth layer identified; anonymous when the service runs without it (tests
+/// that mount the service alone).
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    request.extensions().get::<Caller>().cloned().unwrap_or_else(Caller::anonymous)
+}
+
+/// Registry changes reach every principal's deliberations of a role, so with authentication
+/// only admins make them; a server without authentication (loopback only) lets its anonymous
+/// callers make them too.
+fn may_change_registry<T>(request: &Request<T>) -> Result<(), Status> {
+    let caller = caller_of(request);
+    if caller.is_admin() || caller == Caller::anonymous() {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "{caller} may not change the council registry: that needs the admin scope"
+        )))
+    }
+}
+
 /// Streams one update per completed phase of a deliberation.
 struct StreamObserver {
     tx: mpsc::Sender<Result<pb::DeliberationUpdate, Status>>,
@@ -117,8 +137,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::DeliberateResponse>, Status> {
+        let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let report = self.jobs.run(command, None).await.map_err(to_status)?;
+        let report = self.jobs.run(&caller, command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::deliberate_response(&report, self.clock.now_ms())))
     }
 
@@ -127,8 +148,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::OrchestrateRequest>,
     ) -> Result<Response<pb::OrchestrateResponse>, Status> {
+        let caller = caller_of(&request);
         let command = OrchestrateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let report = self.orchestrate.execute(command, None).await.map_err(to_status)?;
+        let report = self.orchestrate.execute(&caller, command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::orchestrate_response(&report, self.clock.now_ms())))
     }
 
@@ -139,6 +161,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
+        let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
         // Refuse bad or unserviceable requests with a status, before the stream opens.
         let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).await.map_err(to_status)?;
@@ -150,7 +173,7 @@ impl OrchestratorService for OrchestratorApi {
             let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone() });
             // A client that disconnects drops the receiver: the deliberation is cancelled.
             let result = tokio::select! {
-                result = jobs.run(command, Some(observer)) => result,
+                result = jobs.run(&caller, command, Some(observer)) => result,
                 () = tx.closed() => {
                     debug!("stream client went away; deliberation cancelled");
                     return;
@@ -190,8 +213,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::GetDeliberationResultRequest>,
     ) -> Result<Response<pb::GetDeliberationResultResponse>, Status> {
+        let caller = caller_of(&request);
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
-        let record = self.jobs.get(&task_id).await.map_err(to_status)?;
+        let record = self.jobs.get(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(convert::record_response(&record, self.clock.now_ms())))
     }
 
@@ -200,6 +224,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
+        may_change_registry(&request)?;
         let councils = self.councils()?;
         let command = RegisterAgentCommand::try_from(request.into_inner()).map_err(to_status)?;
         let agent_id = command.agent_id.clone();
@@ -216,6 +241,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::CreateCouncilRequest>,
     ) -> Result<Response<pb::CreateCouncilResponse>, Status> {
+        may_change_registry(&request)?;
         let councils = self.councils()?;
         let command = CreateCouncilCommand::try_from(request.into_inner()).map_err(to_status)?;
         let council = councils.create(command).await.map_err(to_status)?;
@@ -243,6 +269,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::UnregisterAgentRequest>,
     ) -> Result<Response<pb::UnregisterAgentResponse>, Status> {
+        may_change_registry(&request)?;
         let councils = self.councils()?;
         let (agent_id, role) = council_convert::unregister(&request.into_inner()).map_err(to_status)?;
         let (council_id, _) = councils.unregister(&agent_id, role).await.map_err(to_status)?;
@@ -259,6 +286,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeleteCouncilRequest>,
     ) -> Result<Response<pb::DeleteCouncilResponse>, Status> {
+        may_change_registry(&request)?;
         let councils = self.councils()?;
         let which = council_convert::delete_selector(&request.into_inner()).map_err(to_status)?;
         let council = councils.delete(&which).await.map_err(to_status)?;
@@ -279,6 +307,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::SetAgentStatusRequest>,
     ) -> Result<Response<pb::SetAgentStatusResponse>, Status> {
+        may_change_registry(&request)?;
         let councils = self.councils()?;
         let (agent_id, status) = council_convert::set_status(&request.into_inner()).map_err(to_status)?;
         let (council_id, member) = councils.set_status(&agent_id, status).await.map_err(to_status)?;
@@ -319,8 +348,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::SubmitDeliberationResponse>, Status> {
+        let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
-        let submission = self.jobs.submit(command).await.map_err(to_status)?;
+        let submission = self.jobs.submit(&caller, command).await.map_err(to_status)?;
         Ok(Response::new(convert::submission(&submission)))
     }
 
@@ -328,8 +358,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::ListDeliberationsRequest>,
     ) -> Result<Response<pb::ListDeliberationsResponse>, Status> {
+        let caller = caller_of(&request);
         let query = convert::list_query(request.into_inner()).map_err(to_status)?;
-        let page = self.jobs.list(&query).await.map_err(to_status)?;
+        let page = self.jobs.list(&caller, &query).await.map_err(to_status)?;
         Ok(Response::new(pb::ListDeliberationsResponse {
             deliberations: page.items.iter().map(convert::summary).collect(),
             next_page_token: page.next_cursor.unwrap_or_default(),
@@ -341,8 +372,9 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::CancelDeliberationRequest>,
     ) -> Result<Response<pb::CancelDeliberationResponse>, Status> {
+        let caller = caller_of(&request);
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
-        let status = self.jobs.cancel(&task_id).await.map_err(to_status)?;
+        let status = self.jobs.cancel(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(pb::CancelDeliberationResponse {
             task_id,
             status: convert::wire_status(status).into(),

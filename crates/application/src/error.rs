@@ -29,9 +29,10 @@ pub enum ApplicationError {
     /// No deliberation has this id.
     #[error("no deliberation with task_id \"{task_id}\"")]
     NotFound { task_id: String },
-    /// The task id was used before; the stored deliberation is not replaced.
-    #[error("task_id \"{task_id}\" already exists with status {status}; read it with GetDeliberationResult")]
-    AlreadyExists { task_id: String, status: String },
+    /// The task id was used before; the stored deliberation is not replaced. `detail` says
+    /// what a caller may know: the status of its own deliberation, or only that the id is taken.
+    #[error("task_id \"{task_id}\" {detail}")]
+    AlreadyExists { task_id: String, detail: String },
     /// The agent registry holds this already (a council for the role, an agent id); the
     /// message names the field.
     #[error("{field}: {reason}")]

@@ -6,6 +6,7 @@ use orchestrator_domain::{Agent, AgentId, ProfileName, Role, TokenUsage, excerpt
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
 use crate::error::Result;
 use crate::jobs::Jobs;
@@ -73,6 +74,7 @@ impl Orchestrate {
     /// back to the highest score and says so in the rationale.
     pub async fn execute(
         &self,
+        caller: &Caller,
         command: OrchestrateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<OrchestrationReport> {
@@ -84,7 +86,7 @@ impl Orchestrate {
             .or_else(|| command.deliberate.profiles.first().cloned())
             .unwrap_or_else(ProfileName::default_profile);
         let started = Instant::now();
-        let report = self.jobs.run(command.deliberate, observer).await?;
+        let report = self.jobs.run(caller, command.deliberate, observer).await?;
         let timeout = report.task.constraints().timeout().unwrap_or(deliberate.settings().default_timeout);
         let deadline = started + timeout;
 

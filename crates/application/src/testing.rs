@@ -176,6 +176,7 @@ impl DeliberationStore for InMemoryStore {
             .entries()
             .values()
             .map(|entry| &entry.record)
+            .filter(|r| query.principal.as_ref().is_none_or(|p| r.request.principal == storable_text(p)))
             .filter(|r| query.role.is_none_or(|role| r.request.role == role))
             .filter(|r| query.status.is_none_or(|status| r.status == status))
             .filter(|r| query.created_after_ms.is_none_or(|after| r.request.created_at_ms >= after))
@@ -255,7 +256,7 @@ impl CouncilStore for InMemoryStore {
         let mut records = RegistryRecords::default();
         for entry in self.entries().values() {
             let record = &entry.record;
-            let Some(council) = record.request.council.as_ref() else { continue };
+            let Some(council) = record.request.seats.as_ref().map(|s| &s.council) else { continue };
             let Some(council_id) = council.id() else { continue };
             if record.status == DeliberationStatus::InProgress {
                 records.busy.extend(council.agents().iter().map(|a| a.id.clone()));

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
 
+/// Longest excerpt of an unknown role repeated in an error.
+const MAX_ECHOED_CHARS: usize = 32;
+
 /// The specialty shared by every agent of a council; it selects prompts and rubric emphasis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -32,7 +35,9 @@ impl Role {
             let reason = if wanted.is_empty() {
                 "is required; expected one of DEV, QA, ARCHITECT, DEVOPS, DATA".to_owned()
             } else {
-                format!("unknown role \"{wanted}\"; expected one of DEV, QA, ARCHITECT, DEVOPS, DATA")
+                // Client input is echoed only as a short excerpt: it is data, not a message.
+                let shown = crate::excerpt::excerpt(wanted, MAX_ECHOED_CHARS);
+                format!("unknown role \"{shown}\"; expected one of DEV, QA, ARCHITECT, DEVOPS, DATA")
             };
             DomainError::invalid("role", reason)
         })
@@ -82,6 +87,12 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
         }
+    }
+
+    #[test]
+    fn a_long_unknown_role_is_echoed_only_in_part() {
+        let err = Role::parse(&"Z".repeat(5000)).unwrap_err().to_string();
+        assert!(err.len() < 200, "{err}");
     }
 
     #[test]

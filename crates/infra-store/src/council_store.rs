@@ -297,8 +297,8 @@ where
             let request: NewDeliberation = serde_json::from_str(&row.request).map_err(|source| {
                 StoreError::corrupt(row.task_id.clone(), Fault::Json { column: "request", source })
             })?;
-            if let Some(council) = request.council {
-                records.busy.extend(council.agents().iter().map(|a| a.id.clone()));
+            if let Some(seats) = request.seats {
+                records.busy.extend(seats.council.agents().iter().map(|a| a.id.clone()));
             }
         }
         Ok(records)

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use orchestrator_application::ports::{
     DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreError,
 };
-use orchestrator_domain::{Council, Deliberation, DeliberationOutcome, DeliberationStatus};
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
 use crate::error::{Fault, from_sqlx};
@@ -104,8 +104,9 @@ where
         let task_id = storable(&new.task_id);
         let inserted = sqlx::query(&format!(
             "INSERT INTO deliberations \
-             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, council_id) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
+             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
+              council_id) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             pending = DeliberationStatus::Pending.as_str(),
         ))
         .bind(task_id.clone())
@@ -115,7 +116,8 @@ where
         .bind(new.created_at_ms)
         .bind(storable(&lease.owner))
         .bind(lease.until_ms)
-        .bind(new.council.as_ref().and_then(Council::id).map(|id| storable(id.as_str())))
+        .bind(storable(&new.principal))
+        .bind(new.council_id().map(|id| storable(id.as_str())))
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx("creating", Some(&task_id), e))?;
@@ -338,12 +340,19 @@ where
         Ok(updated.is_some())
     }
 
-    #[tracing::instrument(level = "debug", skip_all, err)]
+    // Not `err`-instrumented: a bad page token is the client's mistake, worth a note rather
+    // than an ERROR line; database failures reach the caller, which logs them.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose().inspect_err(|_| {
+            tracing::info!("listing refused: the page token is not one this store issued");
+        })?;
         let page_size = query.page_size();
-        let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose()?;
         let mut select =
             Statement::new(format!("SELECT {DELIBERATION_COLUMNS} FROM deliberations WHERE 1 = 1"));
+        if let Some(principal) = &query.principal {
+            select.push(" AND principal = ").push_bind(storable(principal));
+        }
         if let Some(role) = query.role {
             select.push(" AND role = ").push_bind(role.as_str().to_owned());
         }

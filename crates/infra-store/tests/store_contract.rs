@@ -52,6 +52,7 @@ contract_tests!(
     create_is_idempotent,
     get_of_unknown_id_is_none,
     list_filters_by_role_status_and_time,
+    principals_are_stored_and_listing_filters_by_them,
     list_pages_newest_first_without_gaps_or_duplicates,
     list_rejects_a_malformed_cursor,
     list_clamps_the_page_size,
@@ -678,6 +679,23 @@ mod contract {
         assert_eq!(store.get("never-stored").await.unwrap(), None);
         store.create(&request("stored", Role::Dev, 1), &lease()).await.unwrap();
         assert_eq!(store.get("Stored").await.unwrap(), None, "ids are case-sensitive");
+    }
+
+    pub(crate) async fn principals_are_stored_and_listing_filters_by_them(store: Store) {
+        for (task_id, principal, at) in [("a-1", "alice", 10), ("b-1", "bob", 20), ("a-2", "alice", 30)] {
+            let new = orchestrator_application::ports::NewDeliberation {
+                principal: principal.to_owned(),
+                ..crate::support::request(task_id, Role::Dev, at)
+            };
+            assert!(store.create(&new, &lease()).await.unwrap());
+        }
+        assert_eq!(store.get("b-1").await.unwrap().unwrap().request.principal, "bob");
+        let alices = ListQuery { principal: Some("alice".into()), limit: 10, ..ListQuery::default() };
+        let page = store.list(&alices).await.unwrap();
+        let ids: Vec<_> = page.items.iter().map(|r| r.request.task_id.as_str()).collect();
+        assert_eq!(ids, ["a-2", "a-1"]);
+        let everyone = store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.unwrap();
+        assert_eq!(everyone.items.len(), 3);
     }
 
     pub(crate) async fn list_filters_by_role_status_and_time(store: Store) {

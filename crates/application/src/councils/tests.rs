@@ -350,11 +350,13 @@ async fn a_submitted_deliberation_stores_its_seats_and_resumes_with_them_after_t
         num_agents: 3,
         profiles: vec![],
         created_at_ms: 1,
-        council: None,
+        principal: "team-a".into(),
+        seats: None,
     }
     .with_seats(&d);
-    assert_eq!((request.rounds, request.num_agents), (0, 2));
-    assert_eq!(request.council.as_ref().and_then(Council::id), Some(council.id()));
+    assert_eq!((request.rounds, request.num_agents), (1, 3), "what the client sent stays");
+    assert_eq!(request.seats.as_ref().map(|s| s.rounds), Some(0), "the council's rounds");
+    assert_eq!(request.council_id(), Some(council.id()));
 
     // The process that stored it died before running it; meanwhile the council changed.
     f.store.create(&request, &Lease { owner: "dead".into(), until_ms: 0 }).await.unwrap();
@@ -370,7 +372,7 @@ async fn a_submitted_deliberation_stores_its_seats_and_resumes_with_them_after_t
         record.outcome.unwrap().results.iter().map(|r| r.agent.id.to_string()).collect();
     authors.sort();
     assert_eq!(authors, ["data-1", "data-2"], "the seats it was submitted with");
-    assert_eq!(record.request.council.as_ref().and_then(Council::id), Some(council.id()));
+    assert_eq!(record.request.council_id(), Some(council.id()));
 }
 
 #[tokio::test]
@@ -379,9 +381,11 @@ async fn records_count_each_agent_of_standing_deliberations_only() {
     f.councils.create(create(Role::Qa, 2, &[], 0)).await.unwrap();
     let jobs = jobs(&f);
     for _ in 0..3 {
-        jobs.run(deliberation(Role::Qa, Overrides::default()), None).await.unwrap();
+        jobs.run(&crate::Caller::anonymous(), deliberation(Role::Qa, Overrides::default()), None)
+            .await
+            .unwrap();
     }
-    jobs.run(deliberation(Role::Qa, Overrides::ALL), None).await.unwrap();
+    jobs.run(&crate::Caller::anonymous(), deliberation(Role::Qa, Overrides::ALL), None).await.unwrap();
     let report = f.councils.report(None).await.unwrap();
     let qa1 = &report.records.agents[&agent("qa-1")];
     let qa2 = &report.records.agents[&agent("qa-2")];

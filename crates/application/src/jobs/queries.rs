@@ -6,36 +6,44 @@ use orchestrator_domain::DeliberationStatus;
 use tracing::info;
 
 use super::{Jobs, store_error};
+use crate::caller::Caller;
 use crate::error::{ApplicationError, Result};
 use crate::ports::{DeliberationRecord, ListQuery, Page};
 
 impl Jobs {
-    /// Reads a stored deliberation.
+    /// Reads a stored deliberation of the caller's (any, for an admin).
     ///
     /// # Errors
-    /// `NotFound` for an unknown id; `Store` on database failures.
-    pub async fn get(&self, task_id: &str) -> Result<DeliberationRecord> {
+    /// `NotFound` for an unknown id and for another principal's — the same answer, so ids
+    /// cannot be probed; `Store` on database failures.
+    pub async fn get(&self, caller: &Caller, task_id: &str) -> Result<DeliberationRecord> {
         self.store
             .get(task_id)
             .await
             .map_err(store_error)?
+            .filter(|record| caller.may_access(&record.request.principal))
             .ok_or_else(|| ApplicationError::NotFound { task_id: task_id.to_owned() })
     }
 
-    /// Pages through stored deliberations, newest first.
+    /// Pages through the caller's stored deliberations (everyone's, for an admin), newest first.
     ///
     /// # Errors
     /// `InvalidArgument` on a bad page token; `Store` on database failures.
-    pub async fn list(&self, query: &ListQuery) -> Result<Page> {
-        self.store.list(query).await.map_err(store_error)
+    pub async fn list(&self, caller: &Caller, query: &ListQuery) -> Result<Page> {
+        let mut query = query.clone();
+        if !caller.is_admin() {
+            query.principal = Some(caller.principal().to_owned());
+        }
+        self.store.list(&query).await.map_err(store_error)
     }
 
-    /// Cancels a pending or running deliberation and answers its new status.
+    /// Cancels a pending or running deliberation of the caller's and answers its new status.
     ///
     /// # Errors
-    /// `NotFound` for an unknown id; `FailedPrecondition` when it already ended.
-    pub async fn cancel(&self, task_id: &str) -> Result<DeliberationStatus> {
-        let record = self.get(task_id).await?;
+    /// `NotFound` for an unknown id or another principal's; `FailedPrecondition` when it
+    /// already ended.
+    pub async fn cancel(&self, caller: &Caller, task_id: &str) -> Result<DeliberationStatus> {
+        let record = self.get(caller, task_id).await?;
         if record.status.is_terminal() {
             return Err(ApplicationError::FailedPrecondition(format!(
                 "deliberation {task_id} already ended as {}",
@@ -53,7 +61,7 @@ impl Jobs {
             info!(task_id, "deliberation cancelled");
             Ok(DeliberationStatus::Cancelled)
         } else {
-            Ok(self.get(task_id).await?.status)
+            Ok(self.get(caller, task_id).await?.status)
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::{Jobs, store_error};
+use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
 use crate::error::{ApplicationError, Result};
 use crate::ports::{EventKind, NewDeliberation, ProgressObserver};
@@ -60,6 +61,30 @@ enum Started {
     Existing(Submission),
 }
 
+/// What a request that reuses a stored task id gets: the stored status when it is the same
+/// caller's same request; otherwise a conflict that says nothing of the stored deliberation
+/// (another principal's id must not be an oracle, let alone an answer).
+fn existing_submission(
+    caller: &Caller,
+    asked: &NewDeliberation,
+    stored: NewDeliberation,
+    status: DeliberationStatus,
+) -> Result<Started> {
+    if !caller.may_access(&stored.principal) {
+        return Err(ApplicationError::AlreadyExists {
+            task_id: asked.task_id.clone(),
+            detail: "is already in use; choose another".to_owned(),
+        });
+    }
+    if !stored.same_request_as(asked) {
+        return Err(ApplicationError::AlreadyExists {
+            task_id: asked.task_id.clone(),
+            detail: "was already used for a different request; choose another task_id".to_owned(),
+        });
+    }
+    Ok(Started::Existing(Submission { task_id: stored.task_id, status, created: false }))
+}
+
 impl Jobs {
     /// Starts a deliberation in the background and answers at once.
     ///
@@ -68,8 +93,8 @@ impl Jobs {
     /// # Errors
     /// Validation and configuration errors of [`crate::Deliberate::prepare`],
     /// `ResourceExhausted` when the queue is full, `Store` on database failures.
-    pub async fn submit(self: &Arc<Self>, command: DeliberateCommand) -> Result<Submission> {
-        match self.start(command, None).await? {
+    pub async fn submit(self: &Arc<Self>, caller: &Caller, command: DeliberateCommand) -> Result<Submission> {
+        match self.start(caller, command, None).await? {
             Started::New { submission, guard, .. } => {
                 guard.disarm();
                 Ok(submission)
@@ -87,21 +112,27 @@ impl Jobs {
     /// one is answered from storage, so retries are idempotent).
     pub async fn run(
         self: &Arc<Self>,
+        caller: &Caller,
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<DeliberationReport> {
-        match self.start(command, observer).await? {
+        match self.start(caller, command, observer).await? {
             Started::New { result, guard: _guard, .. } => result
                 .await
                 .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?,
             Started::Existing(submission) => {
                 // A retried request gets the stored result of the completed deliberation.
-                if let Some(report) = DeliberationReport::from_record(&self.get(&submission.task_id).await?) {
+                if let Some(report) =
+                    DeliberationReport::from_record(&self.get(caller, &submission.task_id).await?)
+                {
                     return Ok(report);
                 }
                 Err(ApplicationError::AlreadyExists {
+                    detail: format!(
+                        "already exists with status {}; read it with GetDeliberationResult",
+                        submission.status
+                    ),
                     task_id: submission.task_id,
-                    status: submission.status.to_string(),
                 })
             }
         }
@@ -109,6 +140,7 @@ impl Jobs {
 
     async fn start(
         self: &Arc<Self>,
+        caller: &Caller,
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<Started> {
@@ -116,11 +148,6 @@ impl Jobs {
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
         let profiles = command.profiles.clone();
         let (task_id, deliberation) = self.deliberate.prepare(command).await?;
-
-        if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
-            return Ok(Started::Existing(Submission { task_id, status: existing.status, created: false }));
-        }
-        let admission = self.admit()?;
         let new = NewDeliberation {
             task_id: task_id.clone(),
             role: deliberation.council().role(),
@@ -129,19 +156,24 @@ impl Jobs {
             num_agents,
             profiles,
             created_at_ms: self.clock.now_ms(),
-            council: None,
+            principal: caller.principal().to_owned(),
+            seats: None,
         }
         .with_seats(&deliberation);
+
+        if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
+            return existing_submission(caller, &new, existing.request, existing.status);
+        }
+        let admission = self.admit()?;
         let created = self.store.create(&new, &self.lease(new.created_at_ms)).await.map_err(store_error)?;
         if !created {
             // Another submission of the same id won the race.
-            let status = self
-                .store
-                .get(&task_id)
-                .await
-                .map_err(store_error)?
-                .map_or(DeliberationStatus::Pending, |r| r.status);
-            return Ok(Started::Existing(Submission { task_id, status, created: false }));
+            let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? else {
+                return Err(ApplicationError::Internal(format!(
+                    "task_id {task_id} vanished after a conflict"
+                )));
+            };
+            return existing_submission(caller, &new, existing.request, existing.status);
         }
 
         self.emit(&task_id, new.role, EventKind::Submitted).await;

@@ -16,6 +16,10 @@ use crate::ports::{Clock, NewDeliberation};
 use crate::ports::{MockClock, MockIdGenerator};
 use crate::testing::{InMemoryStore, SleepingBackend};
 
+fn anon() -> crate::caller::Caller {
+    crate::caller::Caller::anonymous()
+}
+
 const STEP: Duration = Duration::from_secs(1);
 
 fn jobs_with(backend: Arc<SleepingBackend>, store: Arc<InMemoryStore>, settings: JobSettings) -> Arc<Jobs> {
@@ -62,7 +66,7 @@ async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
 
-    let submission = jobs.submit(command("job-1", 0)).await.unwrap();
+    let submission = jobs.submit(&anon(), command("job-1", 0)).await.unwrap();
     assert_eq!(
         submission,
         Submission { task_id: "job-1".into(), status: DeliberationStatus::Pending, created: true }
@@ -73,7 +77,7 @@ async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
     tokio::time::sleep(3 * STEP).await;
     settle().await;
 
-    let record = jobs.get("job-1").await.unwrap();
+    let record = jobs.get(&anon(), "job-1").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Completed);
     assert_eq!(record.outcome.as_ref().unwrap().results.len(), 2);
     assert!(record.winner_id.is_some());
@@ -87,19 +91,19 @@ async fn the_same_task_id_never_starts_a_second_deliberation() {
     let store = Arc::new(InMemoryStore::default());
     let backend = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&backend), Arc::clone(&store), JobSettings::default());
-    assert!(jobs.submit(command("same", 0)).await.unwrap().created);
-    let again = jobs.submit(command("same", 0)).await.unwrap();
+    assert!(jobs.submit(&anon(), command("same", 0)).await.unwrap().created);
+    let again = jobs.submit(&anon(), command("same", 0)).await.unwrap();
     assert!(!again.created);
     tokio::time::sleep(10 * STEP).await;
     settle().await;
     assert_eq!(backend.started.load(Ordering::SeqCst), 6, "one deliberation of 2 agents × 3 phases");
-    let replay = jobs.run(command("same", 0), None).await.unwrap();
+    let replay = jobs.run(&anon(), command("same", 0), None).await.unwrap();
     assert_eq!(replay.task_id, "same");
-    assert_eq!(replay.outcome, jobs.get("same").await.unwrap().outcome.unwrap());
+    assert_eq!(replay.outcome, jobs.get(&anon(), "same").await.unwrap().outcome.unwrap());
     assert_eq!(backend.started.load(Ordering::SeqCst), 6, "a retry is answered from storage");
-    jobs.submit(command("pending", 0)).await.unwrap();
-    jobs.cancel("pending").await.unwrap();
-    let err = jobs.run(command("pending", 0), None).await.unwrap_err();
+    jobs.submit(&anon(), command("pending", 0)).await.unwrap();
+    jobs.cancel(&anon(), "pending").await.unwrap();
+    let err = jobs.run(&anon(), command("pending", 0), None).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "task_id \"pending\" already exists with status CANCELLED; read it with GetDeliberationResult"
@@ -114,9 +118,9 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
         Arc::clone(&store),
         JobSettings { max_running: 1, queue_capacity: 1, ..JobSettings::default() },
     );
-    jobs.submit(command("a", 0)).await.unwrap();
-    jobs.submit(command("b", 0)).await.unwrap();
-    let err = jobs.submit(command("c", 0)).await.unwrap_err();
+    jobs.submit(&anon(), command("a", 0)).await.unwrap();
+    jobs.submit(&anon(), command("b", 0)).await.unwrap();
+    let err = jobs.submit(&anon(), command("c", 0)).await.unwrap_err();
     assert!(matches!(err, ApplicationError::ResourceExhausted(_)), "{err:?}");
     assert!(store.get("c").await.unwrap().is_none());
     settle().await;
@@ -125,7 +129,7 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
     tokio::time::sleep(10 * STEP).await;
     settle().await;
     assert_eq!(store.status("b"), DeliberationStatus::Completed);
-    assert!(jobs.submit(command("c", 0)).await.unwrap().created, "capacity is given back");
+    assert!(jobs.submit(&anon(), command("c", 0)).await.unwrap().created, "capacity is given back");
 }
 
 #[tokio::test(start_paused = true)]
@@ -137,21 +141,21 @@ async fn cancel_stops_queued_and_running_deliberations() {
         Arc::clone(&store),
         JobSettings { max_running: 1, queue_capacity: 4, ..JobSettings::default() },
     );
-    jobs.submit(command("running", 0)).await.unwrap();
-    jobs.submit(command("queued", 0)).await.unwrap();
+    jobs.submit(&anon(), command("running", 0)).await.unwrap();
+    jobs.submit(&anon(), command("queued", 0)).await.unwrap();
     settle().await;
 
-    assert_eq!(jobs.cancel("queued").await.unwrap(), DeliberationStatus::Cancelled);
-    assert_eq!(jobs.cancel("running").await.unwrap(), DeliberationStatus::Cancelled);
+    assert_eq!(jobs.cancel(&anon(), "queued").await.unwrap(), DeliberationStatus::Cancelled);
+    assert_eq!(jobs.cancel(&anon(), "running").await.unwrap(), DeliberationStatus::Cancelled);
     tokio::time::sleep(10 * STEP).await;
     settle().await;
 
     assert_eq!(store.status("queued"), DeliberationStatus::Cancelled);
     assert_eq!(store.status("running"), DeliberationStatus::Cancelled);
     assert_eq!(backend.started.load(Ordering::SeqCst), 2, "only the first proposals were ever started");
-    let err = jobs.cancel("running").await.unwrap_err();
+    let err = jobs.cancel(&anon(), "running").await.unwrap_err();
     assert_eq!(err.to_string(), "deliberation running already ended as CANCELLED");
-    assert!(matches!(jobs.cancel("nope").await.unwrap_err(), ApplicationError::NotFound { .. }));
+    assert!(matches!(jobs.cancel(&anon(), "nope").await.unwrap_err(), ApplicationError::NotFound { .. }));
 }
 
 #[tokio::test(start_paused = true)]
@@ -159,16 +163,16 @@ async fn deadline_and_failures_end_in_timeout_and_failed() {
     let store = Arc::new(InMemoryStore::default());
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(10 * STEP)), Arc::clone(&store), JobSettings::default());
-    let err = jobs.run(command("slow", 5), None).await.unwrap_err();
+    let err = jobs.run(&anon(), command("slow", 5), None).await.unwrap_err();
     assert!(matches!(err, ApplicationError::DeadlineExceeded { .. }));
-    let record = jobs.get("slow").await.unwrap();
+    let record = jobs.get(&anon(), "slow").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Timeout);
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 5s deadline while proposing"));
 
     let failing = Arc::new(SleepingBackend::new(STEP).failing());
     let jobs = jobs_with(failing, Arc::clone(&store), JobSettings::default());
-    assert!(jobs.run(command("broken", 0), None).await.is_err());
-    let record = jobs.get("broken").await.unwrap();
+    assert!(jobs.run(&anon(), command("broken", 0), None).await.is_err());
+    let record = jobs.get(&anon(), "broken").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Failed);
     assert!(record.error.unwrap().starts_with("every agent failed"));
 }
@@ -177,7 +181,7 @@ async fn deadline_and_failures_end_in_timeout_and_failed() {
 async fn a_waiting_caller_that_goes_away_cancels_its_deliberation() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
-    let waited = tokio::time::timeout(STEP / 2, jobs.run(command("impatient", 0), None)).await;
+    let waited = tokio::time::timeout(STEP / 2, jobs.run(&anon(), command("impatient", 0), None)).await;
     assert!(waited.is_err());
     settle().await;
     assert_eq!(store.status("impatient"), DeliberationStatus::Cancelled);
@@ -196,15 +200,18 @@ fn no_resume() -> JobSettings {
 async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), no_resume());
-    jobs.submit(command("quick", 0)).await.unwrap();
-    jobs.submit(command("long", 600)).await.unwrap();
+    jobs.submit(&anon(), command("quick", 0)).await.unwrap();
+    jobs.submit(&anon(), command("long", 600)).await.unwrap();
     // Both need three steps; a grace of one interrupts both.
     jobs.shutdown(STEP).await;
     assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
-    assert_eq!(jobs.get("long").await.unwrap().error.as_deref(), Some("the server is shutting down"));
+    assert_eq!(
+        jobs.get(&anon(), "long").await.unwrap().error.as_deref(),
+        Some("the server is shutting down")
+    );
 
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), no_resume());
-    jobs.submit(command("done-in-time", 0)).await.unwrap();
+    jobs.submit(&anon(), command("done-in-time", 0)).await.unwrap();
     jobs.shutdown(10 * STEP).await;
     assert_eq!(store.status("done-in-time"), DeliberationStatus::Completed);
 }
@@ -214,10 +221,10 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
     let store = Arc::new(InMemoryStore::default());
     let first = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&first), Arc::clone(&store), JobSettings::default());
-    jobs.submit(command("queued", 0)).await.unwrap();
+    jobs.submit(&anon(), command("queued", 0)).await.unwrap();
     let waiting = {
         let jobs = Arc::clone(&jobs);
-        tokio::spawn(async move { jobs.run(command("waiting", 0), None).await })
+        tokio::spawn(async move { jobs.run(&anon(), command("waiting", 0), None).await })
     };
     // Proposals (one step) are in and saved; the reviews are under way.
     tokio::time::sleep(STEP + STEP / 2).await;
@@ -233,7 +240,7 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
     tokio::time::sleep(10 * STEP).await;
     settle().await;
     for task_id in ["queued", "waiting"] {
-        let record = jobs.get(task_id).await.unwrap();
+        let record = jobs.get(&anon(), task_id).await.unwrap();
         assert_eq!(record.status, DeliberationStatus::Completed, "{task_id}");
         let outcome = record.outcome.unwrap();
         assert!(outcome.results.iter().all(|r| r.proposal.revisions().len() == 1));
@@ -253,7 +260,8 @@ fn orphan(task_id: &str) -> NewDeliberation {
         num_agents: 3,
         profiles: vec![],
         created_at_ms: 1,
-        council: None,
+        principal: crate::caller::Caller::ANONYMOUS.to_owned(),
+        seats: None,
     }
 }
 
@@ -264,7 +272,7 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
     store.mark_started("orphan", 2).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
-    let record = jobs.get("orphan").await.unwrap();
+    let record = jobs.get(&anon(), "orphan").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
     assert_eq!(record.error.as_deref(), Some("the server stopped before this deliberation finished"));
 }
@@ -280,7 +288,7 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
     jobs.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.status("orphan"), DeliberationStatus::Completed);
-    let corrupt = jobs.get("corrupt").await.unwrap();
+    let corrupt = jobs.get(&anon(), "corrupt").await.unwrap();
     assert_eq!(corrupt.status, DeliberationStatus::Interrupted);
     assert!(corrupt.error.unwrap().ends_with("not resumed: rounds: must be within 0..=5, got 9"));
 }
@@ -297,7 +305,7 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
     store.mark_started("late", 0).await.unwrap();
     jobs.recover().await.unwrap();
     jobs.shutdown(Duration::from_secs(60)).await;
-    let record = jobs.get("late").await.unwrap();
+    let record = jobs.get(&anon(), "late").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Timeout);
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 3s deadline while proposing"));
 }
@@ -335,7 +343,7 @@ async fn every_step_of_a_deliberation_is_announced_once() {
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     let jobs = Arc::new(Arc::into_inner(jobs).unwrap().with_events(recorder.clone()));
 
-    jobs.run(command("told", 0), None).await.unwrap();
+    jobs.run(&anon(), command("told", 0), None).await.unwrap();
     assert_eq!(
         recorder.names("told"),
         [
@@ -349,9 +357,9 @@ async fn every_step_of_a_deliberation_is_announced_once() {
         ]
     );
 
-    jobs.submit(command("dropped", 0)).await.unwrap();
+    jobs.submit(&anon(), command("dropped", 0)).await.unwrap();
     settle().await;
-    jobs.cancel("dropped").await.unwrap();
+    jobs.cancel(&anon(), "dropped").await.unwrap();
     tokio::time::sleep(5 * STEP).await;
     settle().await;
     assert_eq!(

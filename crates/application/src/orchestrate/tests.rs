@@ -72,7 +72,10 @@ async fn architect_choice_among_top_three_wins() {
     let orchestrate = orchestrate_with(|| {
         Ok(Selection { choice: Some(2), rationale: "simplest".into(), usage: TokenUsage::default() })
     });
-    let report = orchestrate.execute(orchestrate_command(true), None).await.unwrap();
+    let report = orchestrate
+        .execute(&crate::caller::Caller::anonymous(), orchestrate_command(true), None)
+        .await
+        .unwrap();
     assert_eq!(report.candidates, 3);
     assert_eq!(report.winner, 2);
     assert_eq!(report.method, SelectionMethod::Architect);
@@ -85,12 +88,18 @@ async fn unusable_architect_answer_falls_back_to_the_score_and_says_so() {
     let orchestrate = orchestrate_with(|| {
         Ok(Selection { choice: None, rationale: "hmm".into(), usage: TokenUsage::default() })
     });
-    let report = orchestrate.execute(orchestrate_command(true), None).await.unwrap();
+    let report = orchestrate
+        .execute(&crate::caller::Caller::anonymous(), orchestrate_command(true), None)
+        .await
+        .unwrap();
     assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
     assert!(report.rationale.contains("named no valid candidate"), "{}", report.rationale);
 
     let orchestrate = orchestrate_with(|| Err(AgentError::Unavailable("down".into())));
-    let report = orchestrate.execute(orchestrate_command(true), None).await.unwrap();
+    let report = orchestrate
+        .execute(&crate::caller::Caller::anonymous(), orchestrate_command(true), None)
+        .await
+        .unwrap();
     assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
     assert!(
         report.rationale.contains("architect selection failed (backend unavailable: down)"),
@@ -105,6 +114,9 @@ async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is
     backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
     backend.expect_select().never();
     let orchestrate = orchestrate(backend);
-    let report = orchestrate.execute(orchestrate_command(false), None).await.unwrap();
+    let report = orchestrate
+        .execute(&crate::caller::Caller::anonymous(), orchestrate_command(false), None)
+        .await
+        .unwrap();
     assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
 }

@@ -22,37 +22,62 @@ pub struct NewDeliberation {
     pub num_agents: u32,
     pub profiles: Vec<ProfileName>,
     pub created_at_ms: i64,
+    /// Who asked: only this principal (or an admin) may read, list or cancel it. Requests
+    /// stored before principals existed belong to the anonymous principal.
+    #[serde(default = "anonymous")]
+    pub principal: String,
     /// The seats taken from a standing council, so the deliberation runs with them even if it
     /// starts (or restarts) after the council changed; `None` for an ad-hoc council, which the
     /// fields above rebuild. Absent from requests stored before standing councils existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub council: Option<Council>,
+    pub seats: Option<Seats>,
+}
+
+/// The council a deliberation was seated with from a standing council, and the review rounds
+/// it runs (the council's default, or the request's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seats {
+    pub council: Council,
+    pub rounds: u32,
+}
+
+fn anonymous() -> String {
+    crate::caller::Caller::ANONYMOUS.to_owned()
 }
 
 impl NewDeliberation {
-    /// Records the council of `deliberation` when it was seated from a standing council: its
-    /// seats, its size and the rounds it runs — what [`NewDeliberation::seated`] restores.
+    /// Whether `other` asks for the same deliberation: the same role, task (description and
+    /// every constraint), rounds, council size and profiles. Id, time and principal aside, this
+    /// is the request's fingerprint: a reused task id with another fingerprint is a conflict,
+    /// never an answer with someone else's result. The seats a standing council gave are not
+    /// part of it: a retry is the same request even if the council changed since.
+    pub fn same_request_as(&self, other: &NewDeliberation) -> bool {
+        (self.role, &self.task, self.rounds, self.num_agents, &self.profiles)
+            == (other.role, &other.task, other.rounds, other.num_agents, &other.profiles)
+    }
+
+    /// Records the seats of `deliberation` when they came from a standing council — what
+    /// [`NewDeliberation::seated`] restores. The fields the client sent stay as they were.
     #[must_use]
     pub fn with_seats(self, deliberation: &Deliberation) -> Self {
         let council = deliberation.council();
         if council.id().is_none() {
             return self;
         }
-        Self {
-            rounds: deliberation.rounds(),
-            num_agents: u32::try_from(council.len()).unwrap_or(u32::MAX),
-            profiles: Vec::new(),
-            council: Some(council.clone()),
-            ..self
-        }
+        Self { seats: Some(Seats { council: council.clone(), rounds: deliberation.rounds() }), ..self }
     }
 
     /// The deliberation of a request seated from a standing council, as it was prepared;
     /// `None` for an ad-hoc council (prepare it again from the request).
     pub fn seated(&self) -> Option<Deliberation> {
-        let council = self.council.clone()?;
-        let rounds = Rounds::new(i64::from(self.rounds)).ok()?;
-        Some(Deliberation::new(council, self.task.clone(), rounds))
+        let seats = self.seats.clone()?;
+        let rounds = Rounds::new(i64::from(seats.rounds)).ok()?;
+        Some(Deliberation::new(seats.council, self.task.clone(), rounds))
+    }
+
+    /// The standing council the deliberation was seated from; `None` for an ad-hoc council.
+    pub fn council_id(&self) -> Option<&CouncilId> {
+        self.seats.as_ref().and_then(|s| s.council.id())
     }
 }
 
@@ -77,11 +102,7 @@ pub struct DeliberationRecord {
 impl DeliberationRecord {
     /// The standing council the deliberation was seated from; `None` for an ad-hoc council.
     pub fn council_id(&self) -> Option<&CouncilId> {
-        self.request
-            .council
-            .as_ref()
-            .and_then(Council::id)
-            .or_else(|| self.progress.as_ref().and_then(|d| d.council().id()))
+        self.request.council_id().or_else(|| self.progress.as_ref().and_then(|d| d.council().id()))
     }
 }
 
@@ -105,6 +126,8 @@ pub struct ListQuery {
     pub created_after_ms: Option<i64>,
     /// Exclusive upper bound on `created_at_ms`.
     pub created_before_ms: Option<i64>,
+    /// Only this principal's deliberations; `None`: everyone's (for admins).
+    pub principal: Option<String>,
     /// Page size; stores serve [`ListQuery::page_size`] records.
     pub limit: u32,
     /// Opaque cursor from a previous [`Page::next_cursor`].

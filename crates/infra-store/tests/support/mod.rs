@@ -126,7 +126,8 @@ pub(crate) fn noted_request(task_id: &str, role: Role, created_at_ms: i64, note:
         num_agents: 4,
         profiles: vec![ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()],
         created_at_ms,
-        council: None,
+        principal: "anonymous".to_owned(),
+        seats: None,
     }
 }
 

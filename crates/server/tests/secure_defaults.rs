@@ -1,0 +1,39 @@
+//! The real binary refuses to serve an open port without authentication, and says why.
+
+#![allow(clippy::unwrap_used, reason = "test code: a failed step should fail the test loudly")]
+
+use std::process::Command;
+
+fn orchestrator(envs: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("o.db").display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command.env("ORCHESTRATOR_DATABASE_URL", database).env("ORCHESTRATOR_LOG_FORMAT", "json");
+    command.envs(envs.iter().copied());
+    command.output().unwrap()
+}
+
+#[test]
+fn without_tokens_the_server_refuses_to_listen_beyond_loopback() {
+    let output = orchestrator(&[("ORCHESTRATOR_LISTEN", "0.0.0.0:0")]);
+    assert!(!output.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to serve 0.0.0.0:0 without authentication"), "{stderr}");
+    assert!(stderr.contains("ORCHESTRATOR_AUTH_TOKENS_FILE"), "the message says how to fix it: {stderr}");
+}
+
+#[test]
+fn a_malformed_tokens_file_stops_startup_naming_the_line_but_not_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "ci short-secret\n").unwrap();
+    let output = orchestrator(&[
+        ("ORCHESTRATOR_LISTEN", "127.0.0.1:0"),
+        ("ORCHESTRATOR_AUTH_TOKENS_FILE", tokens.to_str().unwrap()),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("auth_tokens_file") && stderr.contains("line 1"), "{stderr}");
+    assert!(!stderr.contains("short-secret"), "the token is never echoed: {stderr}");
+}
