@@ -387,14 +387,6 @@ async fn metrics_reflect_completed_deliberations() {
 }
 
 #[tokio::test]
-async fn council_registry_rpcs_say_they_are_not_supported() {
-    let mut app = spawn_app(scripted()).await;
-    let status = app.client.create_council(pb::CreateCouncilRequest::default()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("num_agents and agent_profiles"));
-}
-
-#[tokio::test]
 async fn health_reports_serving_for_the_server_and_the_service() {
     let app = spawn_app(scripted()).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);

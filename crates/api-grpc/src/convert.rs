@@ -8,16 +8,18 @@ use std::collections::{BTreeMap, HashMap};
 use orchestrator_application::ports::{DeliberationRecord, ListQuery};
 use orchestrator_application::{
     ApplicationError, CountersSnapshot, DeliberateCommand, DeliberationReport, OrchestrateCommand,
-    OrchestrationReport, StatusReport, Submission,
+    OrchestrationReport, Overrides, StatusReport, Submission,
 };
 use orchestrator_domain::{
-    AgentFailure, Council, DeliberationStatus, DomainError, DryRunOutcome, ProfileName, RankedProposal,
-    Review, Role, Rounds, Task, TaskConstraints, TokenUsage, excerpt,
+    AgentFailure, Council, CouncilId, DeliberationStatus, DomainError, DryRunOutcome, ProfileName,
+    RankedProposal, Review, Role, Rounds, Task, TaskConstraints, TokenUsage, excerpt,
 };
 
 use orchestrator_domain::checks::RELEVANCE_WARNING;
 
 use crate::pb;
+
+pub mod councils;
 
 /// Longest accepted client task id, in bytes.
 pub const MAX_TASK_ID_LEN: usize = 128;
@@ -107,6 +109,10 @@ fn command(f: Fields) -> Result<DeliberateCommand, ApplicationError> {
         None => Rounds::DEFAULT,
         Some(r) => Rounds::new(i64::from(r))?,
     };
+    let overrides = Overrides {
+        council: f.num_agents.is_some_and(|n| n != 0) || !f.profiles.is_empty(),
+        rounds: f.rounds.is_some(),
+    };
     Ok(DeliberateCommand {
         task_id: task_id(&f.task_id)?,
         role,
@@ -114,6 +120,7 @@ fn command(f: Fields) -> Result<DeliberateCommand, ApplicationError> {
         rounds,
         num_agents: num_agents(f.num_agents)?,
         profiles: profiles(f.profiles)?,
+        overrides,
     })
 }
 
@@ -302,6 +309,7 @@ pub fn metadata(report: &DeliberationReport, now_ms: i64) -> pb::OrchestratorMet
         ("completion_tokens".to_owned(), u.completion_tokens.to_string()),
         ("llm_calls".to_owned(), u.calls.to_string()),
         ("llm_latency_ms".to_owned(), u.latency_ms.to_string()),
+        ("council_id".to_owned(), council_tag(report.council_id.as_ref())),
     ]);
     pb::OrchestratorMetadata {
         orchestrator_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -309,6 +317,11 @@ pub fn metadata(report: &DeliberationReport, now_ms: i64) -> pb::OrchestratorMet
         execution_id: report.task_id.clone(),
         tags,
     }
+}
+
+/// The `council_id` tag: the standing council the agents were seated from, or `ad-hoc`.
+fn council_tag(id: Option<&CouncilId>) -> String {
+    id.map_or_else(|| "ad-hoc".to_owned(), ToString::to_string)
 }
 
 /// A completed deliberation as a Deliberate response.
@@ -367,8 +380,8 @@ pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
     }
 }
 
-/// GetMetrics as sent on the wire. Councils are seated per deliberation, so there is no
-/// standing council to report health for.
+/// GetMetrics as sent on the wire, from this process's counters; the standing councils'
+/// records and health are added by [`councils::add_registry`].
 pub fn metrics_response(s: &CountersSnapshot) -> pb::GetMetricsResponse {
     let (p50, p95, p99) = s.latency_percentiles_ms;
     pb::GetMetricsResponse {
@@ -384,6 +397,7 @@ pub fn metrics_response(s: &CountersSnapshot) -> pb::GetMetricsResponse {
             active_agents: wide(s.active_agents),
             agents_per_role: per_role(&s.agents_per_role),
             avg_agent_response_time_ms: s.avg_agent_call_ms,
+            per_agent: Vec::new(),
         }),
         councils: Some(pb::CouncilMetrics {
             total_councils: wide(s.councils_seated),
@@ -458,6 +472,7 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
         ("role".to_owned(), record.request.role.to_string()),
         ("num_agents".to_owned(), record.request.num_agents.to_string()),
         ("rounds".to_owned(), record.request.rounds.to_string()),
+        ("council_id".to_owned(), council_tag(record.council_id())),
     ]);
     if let Some(progress) = &record.progress {
         tags.insert("phase".to_owned(), progress.phase().to_string());

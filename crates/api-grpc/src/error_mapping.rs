@@ -20,7 +20,10 @@ pub fn to_status(err: ApplicationError) -> Status {
         ApplicationError::DeadlineExceeded { .. } => Status::deadline_exceeded(err.to_string()),
         ApplicationError::Cancelled { .. } => Status::cancelled(err.to_string()),
         ApplicationError::NotFound { .. } => Status::not_found(err.to_string()),
-        ApplicationError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
+        ApplicationError::AlreadyExists { .. } | ApplicationError::Conflict { .. } => {
+            Status::already_exists(err.to_string())
+        }
+        ApplicationError::Missing { .. } => Status::not_found(err.to_string()),
         ApplicationError::ResourceExhausted(_) => Status::resource_exhausted(err.to_string()),
         ApplicationError::Store { source } => {
             error!(error = &source as &dyn std::error::Error, "storage failure");
@@ -59,6 +62,12 @@ mod tests {
             to_status(ApplicationError::ResourceExhausted("full".into())).code(),
             Code::ResourceExhausted
         );
+        let conflict =
+            to_status(ApplicationError::Conflict { field: "agent_id".into(), reason: "taken".into() });
+        assert_eq!((conflict.code(), conflict.message()), (Code::AlreadyExists, "agent_id: taken"));
+        let missing =
+            to_status(ApplicationError::Missing { field: "council_id".into(), reason: "none".into() });
+        assert_eq!((missing.code(), missing.message()), (Code::NotFound, "council_id: none"));
     }
 
     #[test]

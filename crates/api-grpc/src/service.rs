@@ -6,7 +6,8 @@ use std::sync::Arc;
 use futures::Stream;
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
-    Caller, Counters, DeliberateCommand, GetStatus, Jobs, Orchestrate, OrchestrateCommand,
+    Caller, Councils, Counters, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
+    OrchestrateCommand, RegisterAgentCommand,
 };
 use orchestrator_domain::{Deliberation, Phase};
 use tokio::sync::mpsc;
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, instrument};
 
 use crate::convert;
+use crate::convert::councils as council_convert;
 use crate::error_mapping::to_status;
 use crate::pb;
 use crate::pb::orchestrator_service_server::OrchestratorService;
@@ -27,6 +29,7 @@ pub struct OrchestratorApi {
     status: Arc<GetStatus>,
     tracker: Arc<Counters>,
     clock: Arc<dyn Clock>,
+    councils: Option<Arc<Councils>>,
 }
 
 impl std::fmt::Debug for OrchestratorApi {
@@ -43,20 +46,44 @@ impl OrchestratorApi {
         tracker: Arc<Counters>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { jobs, orchestrate, status, tracker, clock }
+        Self { jobs, orchestrate, status, tracker, clock, councils: None }
     }
-}
 
-fn unimplemented_councils() -> Status {
-    Status::unimplemented(
-        "standing councils are not supported: every deliberation seats its own council from num_agents and agent_profiles",
-    )
+    /// Serves the council registry RPCs (and the registry's numbers in GetMetrics) from
+    /// `councils`; without it they answer FAILED_PRECONDITION.
+    #[must_use]
+    pub fn with_councils(mut self, councils: Arc<Councils>) -> Self {
+        self.councils = Some(councils);
+        self
+    }
+
+    fn councils(&self) -> Result<&Councils, Status> {
+        self.councils.as_deref().ok_or_else(|| {
+            Status::failed_precondition(
+                "this server has no council registry: every deliberation seats an ad-hoc council",
+            )
+        })
+    }
 }
 
 /// The caller the auth layer identified; anonymous when the service runs without it (tests
 /// that mount the service alone).
 fn caller_of<T>(request: &Request<T>) -> Caller {
     request.extensions().get::<Caller>().cloned().unwrap_or_else(Caller::anonymous)
+}
+
+/// Registry changes reach every principal's deliberations of a role, so with authentication
+/// only admins make them; a server without authentication (loopback only) lets its anonymous
+/// callers make them too.
+fn may_change_registry<T>(request: &Request<T>) -> Result<(), Status> {
+    let caller = caller_of(request);
+    if caller.is_admin() || caller == Caller::anonymous() {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "{caller} may not change the council registry: that needs the admin scope"
+        )))
+    }
 }
 
 /// Streams one update per completed phase of a deliberation.
@@ -137,7 +164,7 @@ impl OrchestratorService for OrchestratorApi {
         let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
         // Refuse bad or unserviceable requests with a status, before the stream opens.
-        let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).map_err(to_status)?;
+        let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).await.map_err(to_status)?;
         let rounds = prepared.rounds();
         let (tx, rx) = mpsc::channel(32);
         let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, rounds))).await;
@@ -192,32 +219,101 @@ impl OrchestratorService for OrchestratorApi {
         Ok(Response::new(convert::record_response(&record, self.clock.now_ms())))
     }
 
+    #[instrument(skip_all)]
     async fn register_agent(
         &self,
-        _request: Request<pb::RegisterAgentRequest>,
+        request: Request<pb::RegisterAgentRequest>,
     ) -> Result<Response<pb::RegisterAgentResponse>, Status> {
-        Err(unimplemented_councils())
+        may_change_registry(&request)?;
+        let councils = self.councils()?;
+        let command = RegisterAgentCommand::try_from(request.into_inner()).map_err(to_status)?;
+        let agent_id = command.agent_id.clone();
+        let council = councils.register(command).await.map_err(to_status)?;
+        Ok(Response::new(pb::RegisterAgentResponse {
+            success: true,
+            message: format!("registered {agent_id} on the {} council {}", council.role(), council.id()),
+            council_id: council.id().to_string(),
+        }))
     }
 
+    #[instrument(skip_all)]
     async fn create_council(
         &self,
-        _request: Request<pb::CreateCouncilRequest>,
+        request: Request<pb::CreateCouncilRequest>,
     ) -> Result<Response<pb::CreateCouncilResponse>, Status> {
-        Err(unimplemented_councils())
+        may_change_registry(&request)?;
+        let councils = self.councils()?;
+        let command = CreateCouncilCommand::try_from(request.into_inner()).map_err(to_status)?;
+        let council = councils.create(command).await.map_err(to_status)?;
+        Ok(Response::new(council_convert::created(&council)))
     }
 
     async fn list_councils(
         &self,
-        _request: Request<pb::ListCouncilsRequest>,
+        request: Request<pb::ListCouncilsRequest>,
     ) -> Result<Response<pb::ListCouncilsResponse>, Status> {
-        Err(unimplemented_councils())
+        let councils = self.councils()?;
+        let request = request.into_inner();
+        let role = council_convert::list_filter(&request).map_err(to_status)?;
+        let listed = councils.list(role).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListCouncilsResponse {
+            councils: listed
+                .iter()
+                .map(|c| council_convert::council_info(c, request.include_agents))
+                .collect(),
+        }))
     }
 
+    #[instrument(skip_all)]
     async fn unregister_agent(
         &self,
-        _request: Request<pb::UnregisterAgentRequest>,
+        request: Request<pb::UnregisterAgentRequest>,
     ) -> Result<Response<pb::UnregisterAgentResponse>, Status> {
-        Err(unimplemented_councils())
+        may_change_registry(&request)?;
+        let councils = self.councils()?;
+        let (agent_id, role) = council_convert::unregister(&request.into_inner()).map_err(to_status)?;
+        let (council_id, _) = councils.unregister(&agent_id, role).await.map_err(to_status)?;
+        Ok(Response::new(pb::UnregisterAgentResponse {
+            success: true,
+            message: format!(
+                "unregistered {agent_id} from council {council_id}; deliberations it sits in keep it until they end"
+            ),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn delete_council(
+        &self,
+        request: Request<pb::DeleteCouncilRequest>,
+    ) -> Result<Response<pb::DeleteCouncilResponse>, Status> {
+        may_change_registry(&request)?;
+        let councils = self.councils()?;
+        let which = council_convert::delete_selector(&request.into_inner()).map_err(to_status)?;
+        let council = councils.delete(&which).await.map_err(to_status)?;
+        Ok(Response::new(pb::DeleteCouncilResponse {
+            success: true,
+            message: format!(
+                "deleted the {} council {}; deliberations seated from it keep their agents",
+                council.role(),
+                council.id()
+            ),
+            council_id: council.id().to_string(),
+            agent_ids: council.members().iter().map(|m| m.id.to_string()).collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn set_agent_status(
+        &self,
+        request: Request<pb::SetAgentStatusRequest>,
+    ) -> Result<Response<pb::SetAgentStatusResponse>, Status> {
+        may_change_registry(&request)?;
+        let councils = self.councils()?;
+        let (agent_id, status) = council_convert::set_status(&request.into_inner()).map_err(to_status)?;
+        let (council_id, member) = councils.set_status(&agent_id, status).await.map_err(to_status)?;
+        Ok(Response::new(pb::SetAgentStatusResponse {
+            agent: Some(council_convert::agent_info(&council_id, &member)),
+        }))
     }
 
     async fn get_status(
@@ -230,9 +326,21 @@ impl OrchestratorService for OrchestratorApi {
 
     async fn get_metrics(
         &self,
-        _request: Request<pb::GetMetricsRequest>,
+        request: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
-        Ok(Response::new(convert::metrics_response(&self.tracker.snapshot())))
+        let range = request.into_inner().time_range_ms;
+        if range < 0 {
+            return Err(Status::invalid_argument(format!(
+                "time_range_ms: must not be negative, got {range}"
+            )));
+        }
+        let mut metrics = convert::metrics_response(&self.tracker.snapshot());
+        if let Some(councils) = &self.councils {
+            let since = (range > 0).then(|| self.clock.now_ms().saturating_sub(range));
+            let report = councils.report(since).await.map_err(to_status)?;
+            council_convert::add_registry(&mut metrics, &report);
+        }
+        Ok(Response::new(metrics))
     }
 
     #[instrument(skip_all)]

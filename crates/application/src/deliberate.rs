@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use orchestrator_domain::{
-    Agent, Council, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase, ProfileName,
-    Review, ReviewAssignment, Role, Rounds, ScoringWeights, Task, TokenUsage,
+    Agent, Council, CouncilId, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase,
+    ProfileName, Review, ReviewAssignment, Role, Rounds, ScoringWeights, Task, TokenUsage,
 };
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::councils::{Overrides, standing_seats};
 use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
 use crate::ports::{
-    AgentBackend, AgentError, Clock, DeliberationRecord, DryRunner, IdGenerator, ProgressObserver,
+    AgentBackend, AgentError, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
+    ProgressObserver,
 };
 
 /// Server-side settings of every deliberation.
@@ -49,6 +51,9 @@ pub struct DeliberateCommand {
     pub num_agents: usize,
     /// Agent `i` runs on `profiles[i % len]`; empty means the default profile.
     pub profiles: Vec<ProfileName>,
+    /// Which of the above the client set; what it left unset comes from the role's standing
+    /// council when it has one.
+    pub overrides: Overrides,
 }
 
 /// A completed deliberation.
@@ -62,6 +67,8 @@ pub struct DeliberationReport {
     pub started_at_ms: i64,
     pub duration_ms: u64,
     pub outcome: DeliberationOutcome,
+    /// The standing council the agents were seated from; `None` for an ad-hoc council.
+    pub council_id: Option<CouncilId>,
 }
 
 impl DeliberationReport {
@@ -83,6 +90,7 @@ impl DeliberationReport {
             started_at_ms: record.started_at_ms.unwrap_or(record.request.created_at_ms),
             duration_ms: record.duration_ms.and_then(|d| u64::try_from(d).ok()).unwrap_or_default(),
             outcome,
+            council_id: record.council_id().cloned(),
         })
     }
 }
@@ -95,6 +103,7 @@ pub struct Deliberate {
     ids: Arc<dyn IdGenerator>,
     tracker: Arc<Counters>,
     settings: DeliberationSettings,
+    councils: Option<Arc<dyn CouncilStore>>,
 }
 
 impl std::fmt::Debug for Deliberate {
@@ -102,6 +111,7 @@ impl std::fmt::Debug for Deliberate {
         f.debug_struct("Deliberate")
             .field("backend_configured", &self.backend.is_some())
             .field("dry_runner_configured", &self.dry_runner.is_some())
+            .field("councils_configured", &self.councils.is_some())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -118,7 +128,15 @@ impl Deliberate {
         tracker: Arc<Counters>,
         settings: DeliberationSettings,
     ) -> Self {
-        Self { backend, dry_runner, clock, ids, tracker, settings }
+        Self { backend, dry_runner, clock, ids, tracker, settings, councils: None }
+    }
+
+    /// Seats the role's standing council from this registry in every deliberation whose
+    /// request does not choose its own council.
+    #[must_use]
+    pub fn with_councils(mut self, councils: Arc<dyn CouncilStore>) -> Self {
+        self.councils = Some(councils);
+        self
     }
 
     pub fn backend_configured(&self) -> bool {
@@ -143,12 +161,18 @@ impl Deliberate {
     }
 
     /// Checks a command against this server (backend present, profiles known), seats the
-    /// council and returns the task id with the deliberation ready to run.
+    /// council — the role's standing council unless the command chose its own — and returns
+    /// the task id with the deliberation ready to run.
     ///
     /// # Errors
-    /// `BackendNotConfigured`; `InvalidArgument` on `agent_profiles` or `num_agents`.
-    pub fn prepare(&self, command: DeliberateCommand) -> Result<(String, Deliberation)> {
+    /// `BackendNotConfigured`; `InvalidArgument` on `agent_profiles` or `num_agents`;
+    /// `FailedPrecondition` when a standing council's profile is gone; `Store`.
+    pub async fn prepare(&self, command: DeliberateCommand) -> Result<(String, Deliberation)> {
         let backend = self.backend()?;
+        if let Some((council, rounds)) = standing_seats(self.councils.as_deref(), backend, &command).await? {
+            let task_id = command.task_id.unwrap_or_else(|| self.ids.new_id());
+            return Ok((task_id, Deliberation::new(council, command.task, rounds)));
+        }
         if let Some(unknown) = command.profiles.iter().find(|p| !backend.has_profile(p)) {
             return Err(ApplicationError::InvalidArgument {
                 field: "agent_profiles".into(),
@@ -181,7 +205,7 @@ impl Deliberate {
         command: DeliberateCommand,
         observer: &dyn ProgressObserver,
     ) -> Result<DeliberationReport> {
-        let (task_id, deliberation) = self.prepare(command)?;
+        let (task_id, deliberation) = self.prepare(command).await?;
         let (timeout, deadline) = self.deadline_for(&deliberation);
         self.run(&task_id, deliberation, timeout, deadline, observer).await
     }
@@ -240,6 +264,7 @@ impl Deliberate {
             started_at_ms,
             duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX).max(1),
             outcome,
+            council_id: deliberation.council().id().cloned(),
         })
     }
 

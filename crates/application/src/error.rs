@@ -33,6 +33,13 @@ pub enum ApplicationError {
     /// what a caller may know: the status of its own deliberation, or only that the id is taken.
     #[error("task_id \"{task_id}\" {detail}")]
     AlreadyExists { task_id: String, detail: String },
+    /// The agent registry holds this already (a council for the role, an agent id); the
+    /// message names the field.
+    #[error("{field}: {reason}")]
+    Conflict { field: String, reason: String },
+    /// The agent registry holds no council or agent by that name; the message names the field.
+    #[error("{field}: {reason}")]
+    Missing { field: String, reason: String },
     /// Too much work in flight; try later.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -66,6 +73,9 @@ impl From<DomainError> for ApplicationError {
         match error {
             DomainError::Invalid { field, reason } => Self::InvalidArgument { field, reason },
             DomainError::NoSurvivors => Self::AllAgentsFailed { failures: Vec::new() },
+            DomainError::Conflict { field, reason } => Self::Conflict { field, reason },
+            DomainError::NotFound { field, reason } => Self::Missing { field, reason },
+            DomainError::Refused { field, reason } => Self::FailedPrecondition(format!("{field}: {reason}")),
             other @ (DomainError::WrongPhase { .. } | DomainError::NotPending { .. }) => {
                 Self::Internal(other.to_string())
             }

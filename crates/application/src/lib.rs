@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod caller;
+pub mod councils;
 pub mod counters;
 pub mod deliberate;
 pub mod error;
@@ -20,6 +21,10 @@ pub mod ports;
 pub mod testing;
 
 pub use caller::Caller;
+pub use councils::{
+    CouncilSelector, Councils, CreateCouncilCommand, DeclaredCouncil, Overrides, RegisterAgentCommand,
+    RegistryReport,
+};
 pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};

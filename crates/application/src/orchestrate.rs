@@ -126,6 +126,7 @@ impl Orchestrate {
             role: Role::Architect,
             profile,
             seat: 0,
+            persona: None,
         };
         let texts: Vec<String> =
             report.outcome.results[..candidates].iter().map(|r| r.proposal.content().to_owned()).collect();

@@ -6,20 +6,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, DomainError, Registry};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ports::{
-    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreError,
+    CouncilStore, DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor,
+    RegistryChange, RegistryRecords, StoreError,
 };
 
-/// The store port in memory, for driving the job runner. It keeps the whole contract the
-/// database stores keep (`crates/infra-store/tests/store_contract.rs` runs it too): lifecycle
-/// guards, filters and keyset paging, leases, and U+0000 replaced in every stored text.
+/// The store ports in memory, for driving the job runner and the council registry. It keeps
+/// the whole contract the database stores keep (`crates/infra-store/tests/store_contract.rs`
+/// runs it too): lifecycle guards, filters and keyset paging, leases, U+0000 replaced in every
+/// stored text, atomic registry updates and agent records from completed deliberations.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
+    registry: Mutex<Registry>,
     /// How many times saving progress was asked for, applied or not.
     pub saves: AtomicUsize,
 }
@@ -135,7 +138,11 @@ impl DeliberationStore for InMemoryStore {
         finished_at_ms: i64,
         duration_ms: i64,
     ) -> Result<bool, StoreError> {
-        let outcome = storable(task_id, outcome)?;
+        let mut outcome = storable(task_id, outcome)?;
+        // Stored results keep who wrote them (id, role, profile, seat), not their personas.
+        for ranked in &mut outcome.results {
+            ranked.agent.persona = None;
+        }
         Ok(self.transition(task_id, DeliberationStatus::Completed, |r| {
             r.winner_id = outcome.results.first().map(|winner| winner.agent.id.to_string());
             r.outcome = Some(outcome);
@@ -223,6 +230,65 @@ impl DeliberationStore for InMemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl CouncilStore for InMemoryStore {
+    async fn registry(&self) -> Result<Registry, StoreError> {
+        Ok(self.registry.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+
+    async fn update(
+        &self,
+        change: &mut RegistryChange<'_>,
+    ) -> Result<Result<Registry, DomainError>, StoreError> {
+        let mut stored = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = stored.clone();
+        if let Err(refused) = change(&mut changed) {
+            return Ok(Err(refused));
+        }
+        *stored = changed.clone();
+        Ok(Ok(changed))
+    }
+
+    async fn records(&self, since_ms: Option<i64>) -> Result<RegistryRecords, StoreError> {
+        let mut records = RegistryRecords::default();
+        for entry in self.entries().values() {
+            let record = &entry.record;
+            let Some(council) = record.request.seats.as_ref().map(|s| &s.council) else { continue };
+            let Some(council_id) = council.id() else { continue };
+            if record.status == DeliberationStatus::InProgress {
+                records.busy.extend(council.agents().iter().map(|a| a.id.clone()));
+            }
+            if since_ms.is_some_and(|since| record.request.created_at_ms < since) {
+                continue;
+            }
+            match (record.status, &record.outcome) {
+                (DeliberationStatus::Completed, Some(outcome)) => {
+                    let totals = records.councils.entry(council_id.clone()).or_default();
+                    totals.completed += 1;
+                    totals.winner_score_sum += outcome.winner().score.value();
+                    totals.agent_failures += outcome.failures.len() as u64;
+                    totals.usage += outcome.usage;
+                    for ranked in &outcome.results {
+                        let agent = records.agents.entry(ranked.agent.id.clone()).or_default();
+                        agent.ranked += 1;
+                        agent.wins += u64::from(ranked.rank == 1);
+                        agent.score_sum += ranked.score.value();
+                        agent.usage += ranked.usage;
+                    }
+                    for failure in &outcome.failures {
+                        records.agents.entry(failure.agent.clone()).or_default().failures += 1;
+                    }
+                }
+                (DeliberationStatus::Failed | DeliberationStatus::Timeout, _) => {
+                    records.councils.entry(council_id.clone()).or_default().unsuccessful += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(records)
     }
 }
 

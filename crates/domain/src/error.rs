@@ -18,12 +18,48 @@ pub enum DomainError {
     /// Every agent failed, so no proposal is left to rank.
     #[error("no proposal survived: every agent failed")]
     NoSurvivors,
+    /// The registry holds something that may exist only once (a council for the role, an
+    /// agent id); `field` names the request field that collides.
+    #[error("{field}: {reason}")]
+    Conflict { field: String, reason: String },
+    /// The registry holds nothing by that name; `field` names the request field.
+    #[error("{field}: {reason}")]
+    NotFound { field: String, reason: String },
+    /// Valid input the registry's current state refuses (removing a council's last agent).
+    #[error("{field}: {reason}")]
+    Refused { field: String, reason: String },
 }
 
 impl DomainError {
     /// Shorthand for [`DomainError::Invalid`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid { field: field.into(), reason: reason.into() }
+    }
+
+    /// Shorthand for [`DomainError::Conflict`].
+    pub fn conflict(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Conflict { field: field.into(), reason: reason.into() }
+    }
+
+    /// Shorthand for [`DomainError::NotFound`].
+    pub fn not_found(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::NotFound { field: field.into(), reason: reason.into() }
+    }
+
+    /// Shorthand for [`DomainError::Refused`].
+    pub fn refused(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Refused { field: field.into(), reason: reason.into() }
+    }
+
+    /// The request field the error names, for errors about input.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { field, .. }
+            | Self::Conflict { field, .. }
+            | Self::NotFound { field, .. }
+            | Self::Refused { field, .. } => Some(field),
+            Self::WrongPhase { .. } | Self::NotPending { .. } | Self::NoSurvivors => None,
+        }
     }
 }
 

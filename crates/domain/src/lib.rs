@@ -6,6 +6,10 @@
 //! is the state machine that decides who does what in each phase; it never calls an agent, runs
 //! no I/O and needs no async runtime, so the rules can be tested exhaustively and reused by any
 //! driver.
+//!
+//! A role may have a [`StandingCouncil`] — registered agents with profiles and personas — that
+//! its deliberations seat instead of an ad-hoc council; the [`Registry`] of them keeps the
+//! rules that span councils.
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -16,17 +20,19 @@ pub mod error;
 pub mod excerpt;
 pub mod proposal;
 pub mod ranking;
+pub mod registry;
 pub mod review;
 pub mod ring;
 pub mod role;
 pub mod scoring;
+pub mod standing;
 pub mod status;
 pub mod task;
 pub mod usage;
 
-pub use agent::{Agent, AgentId, ProfileName};
+pub use agent::{Agent, AgentId, AgentStatus, Persona, ProfileName};
 pub use checks::{CheckSuite, DryRunOutcome, LintResult, PolicyResult};
-pub use council::Council;
+pub use council::{Council, CouncilId};
 pub use deliberation::{
     AgentFailure, Deliberation, DeliberationOutcome, Phase, RankedProposal, ReviewAssignment,
     RevisionRequest, Rounds,
@@ -35,10 +41,12 @@ pub use error::{DomainError, Result};
 pub use excerpt::excerpt;
 pub use proposal::Proposal;
 pub use ranking::{RankKey, rank};
+pub use registry::Registry;
 pub use review::{PeerScore, Review};
 pub use ring::ring_assignment;
 pub use role::Role;
 pub use scoring::{Score, ScoringWeights};
+pub use standing::{AgentMetadata, Capabilities, Member, StandingCouncil};
 pub use status::DeliberationStatus;
 pub use task::{Task, TaskConstraints};
 pub use usage::TokenUsage;

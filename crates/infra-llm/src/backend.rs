@@ -119,6 +119,7 @@ impl OpenAiBackend {
     /// The answer's text is cleaned before anyone sees it: echoed delimiters stripped, the
     /// profile's key redacted. Errors name the profile (see [`with_profile`]).
     async fn complete(&self, agent: &Agent, phase: Phase, prompt: Prompt) -> Result<ChatReply, AgentError> {
+        let prompt = prompts::with_persona(prompt, agent.persona.as_ref());
         let runtime = self
             .profiles
             .get(&agent.profile)

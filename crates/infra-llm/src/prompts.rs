@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use orchestrator_domain::{Review, Role, Task};
+use orchestrator_domain::{Persona, Review, Role, Task};
 
 use crate::delimiters::{CLOSE, OPEN};
 
@@ -175,6 +175,16 @@ pub(crate) fn select(role: Role, task: &Task, candidates: &[String]) -> Prompt {
     Prompt { system: system(role, Phase::Select), user }
 }
 
+/// `prompt` with the agent's own persona, if it has one, after its role's in the system message.
+/// A persona comes from the operators who registered the agent (a standing council), never from
+/// a task, so it sits with the instructions rather than inside the delimited material.
+pub(crate) fn with_persona(mut prompt: Prompt, persona: Option<&Persona>) -> Prompt {
+    if let Some(persona) = persona {
+        let _ = write!(prompt.system, "\n\n{persona}");
+    }
+    prompt
+}
+
 /// `text` trimmed and cut to `max` characters, with a visible mark where it was cut.
 fn bounded(text: &str, max: usize) -> String {
     let text = text.trim();
@@ -278,6 +288,19 @@ mod tests {
         assert!(prompt.user.contains("Candidate 1:\n<<<\nA\n>>>"), "{}", prompt.user);
         assert!(prompt.user.contains("Candidate 2:\n<<<\nB\n>>>"));
         assert!(prompt.user.contains(r#"{"choice": <1-2>, "rationale": "<why>"}"#), "{}", prompt.user);
+    }
+
+    #[test]
+    fn an_agent_persona_follows_the_role_persona_in_every_system_message() {
+        let own = Persona::new("You always ask for a rollback plan.").unwrap();
+        for prompt in all_prompts(Role::Devops) {
+            let user = prompt.user.clone();
+            let with = with_persona(prompt.clone(), Some(&own));
+            assert!(with.system.starts_with(persona(Role::Devops)), "{}", with.system);
+            assert!(with.system.ends_with("\n\nYou always ask for a rollback plan."), "{}", with.system);
+            assert_eq!(with.user, user, "the task material is untouched");
+            assert_eq!(with_persona(prompt.clone(), None), prompt);
+        }
     }
 
     #[test]

@@ -58,6 +58,25 @@ async fn happy_path_returns_the_text_and_token_usage() {
 }
 
 #[tokio::test]
+async fn an_agents_persona_reaches_the_system_message_of_every_call() {
+    let (server, base_url) = server().await;
+    answer(&server, ResponseTemplate::new(200).set_body_json(completion("ok", None))).await;
+    let backend = backend(profile(&base_url, |_| {}));
+    let mut seated = agent(1);
+    seated.persona = Some(orchestrator_domain::Persona::new("You always ask for a rollback plan.").unwrap());
+    backend.propose(&seated, &task()).await.unwrap();
+    backend.review(&seated, &task(), "a plan").await.unwrap();
+    backend.propose(&agent(0), &task()).await.unwrap();
+    let sent = requests(&server).await;
+    for request in &sent[..2] {
+        let system = body_of(request)["messages"][0]["content"].as_str().unwrap().to_owned();
+        assert!(system.ends_with("\n\nYou always ask for a rollback plan."), "{system}");
+    }
+    let plain = body_of(&sent[2])["messages"][0]["content"].as_str().unwrap().to_owned();
+    assert!(!plain.contains("rollback"), "an agent without persona gets only its role's: {plain}");
+}
+
+#[tokio::test]
 async fn missing_usage_counts_zero_tokens() {
     let (server, base_url) = server().await;
     let body = json!({"choices": [{"message": {"content": "text"}}], "unexpected": [1, 2]});

@@ -44,6 +44,8 @@ pub(crate) enum Fault {
     TooLarge { field: &'static str },
     #[error("deliberation is COMPLETED but has no usage totals")]
     MissingUsage,
+    #[error("agents belong to a council that is not stored")]
+    MissingCouncil,
     /// A cause whose text named the password, kept as that text with the password masked.
     #[error("{message}")]
     Redacted { message: String },
@@ -77,6 +79,11 @@ pub(crate) fn from_sqlx(action: &str, task_id: Option<&str>, err: sqlx::Error) -
 /// An unreadable stored value of deliberation `task_id`.
 pub(crate) fn corrupt(task_id: &str, fault: Fault) -> StoreError {
     StoreError::corrupt(task_id, fault)
+}
+
+/// An unreadable stored row of the agent registry (`entry` names the council or agent).
+pub(crate) fn corrupt_registry(entry: &str, fault: Fault) -> StoreError {
+    StoreError::CorruptRegistry { entry: entry.to_owned(), source: fault.into() }
 }
 
 /// Maps a failure while opening a database at `url`. The message names the database

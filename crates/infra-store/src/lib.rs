@@ -8,13 +8,20 @@
 //! migrations are embedded and applied when a store is opened. [`connect`] picks the
 //! database from a URL; [`StoreOptions`] bounds how long calls wait for it.
 //!
+//! The same databases keep the agent registry — standing councils and their agents in
+//! `councils` and `council_agents` — behind the [`CouncilStore`] port; each deliberation row
+//! names the standing council it seated (`council_id`), so every agent's record is computed
+//! from the stored results. [`connect_stores`] answers both ports.
+//!
 //! Text is stored as given except U+0000, which PostgreSQL cannot hold: both databases
 //! store U+FFFD in its place, in every string written (see the port's documentation).
 #![forbid(unsafe_code)]
 
+mod council_store;
 mod error;
 mod options;
 mod postgres;
+mod registry_rows;
 mod rows;
 mod sql_store;
 mod sqlite;
@@ -23,7 +30,7 @@ mod text;
 
 use std::sync::Arc;
 
-use orchestrator_application::ports::{DeliberationStore, StoreError};
+use orchestrator_application::ports::{CouncilStore, DeliberationStore, StoreError};
 
 use crate::error::{Fault, connect_failed};
 
@@ -33,6 +40,19 @@ pub use postgres::PostgresStore;
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 
+/// Both ports over one opened database (one set of connections).
+#[derive(Clone)]
+pub struct Stores {
+    pub deliberations: Arc<dyn DeliberationStore>,
+    pub councils: Arc<dyn CouncilStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
 /// Opens the store named by `url`, migrated and ready: PostgreSQL for `postgres://` and
 /// `postgresql://` URLs, SQLite for `sqlite:` URLs and plain file paths (parent directories
 /// are created).
@@ -41,10 +61,20 @@ pub use sqlite::SqliteStore;
 /// [`StoreError::Unavailable`] for another URL scheme or when the database cannot be opened
 /// or migrated.
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn DeliberationStore>, StoreError> {
+    Ok(connect_stores(url, options).await?.deliberations)
+}
+
+/// [`connect`], answering the deliberation store and the council registry of the database.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_stores(url: &str, options: &StoreOptions) -> Result<Stores, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url, None, options).await?))
+        let store = Arc::new(PostgresStore::connect(url, None, options).await?);
+        Ok(Stores { deliberations: store.clone(), councils: store })
     } else if url.starts_with("sqlite:") || !url.contains("://") {
-        Ok(Arc::new(SqliteStore::open(url, options).await?))
+        let store = Arc::new(SqliteStore::open(url, options).await?);
+        Ok(Stores { deliberations: store.clone(), councils: store })
     } else {
         Err(connect_failed(url, Fault::UnsupportedUrl))
     }

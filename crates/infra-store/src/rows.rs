@@ -255,6 +255,9 @@ impl OutcomeRows {
                     role: Role::parse(&row.agent_role).map_err(invalid(task_id, "agent_role"))?,
                     profile: ProfileName::new(row.profile).map_err(invalid(task_id, "profile"))?,
                     seat: from_i64(task_id, "seat", row.seat)?,
+                    // Personas are not kept with results: they live with the standing council
+                    // and in the saved progress of the deliberation.
+                    persona: None,
                 };
                 let proposal = Proposal::restore(
                     agent_id(task_id, "author", row.author)?,

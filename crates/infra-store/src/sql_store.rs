@@ -55,6 +55,16 @@ impl<DB: Database> SqlStore<DB> {
     pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration) -> Self {
         Self { writer, reader, ping_timeout }
     }
+
+    /// The pool writes go through (see the type's documentation).
+    pub(crate) fn writer(&self) -> &Pool<DB> {
+        &self.writer
+    }
+
+    /// The pool reads go through.
+    pub(crate) fn reader(&self) -> &Pool<DB> {
+        &self.reader
+    }
 }
 
 /// The statuses that may change into `target`, as an SQL list of literals.
@@ -94,8 +104,9 @@ where
         let task_id = storable(&new.task_id);
         let inserted = sqlx::query(&format!(
             "INSERT INTO deliberations \
-             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
+             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
+              council_id) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
             pending = DeliberationStatus::Pending.as_str(),
         ))
         .bind(task_id.clone())
@@ -106,6 +117,7 @@ where
         .bind(storable(&lease.owner))
         .bind(lease.until_ms)
         .bind(storable(&new.principal))
+        .bind(new.council_id().map(|id| storable(id.as_str())))
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx("creating", Some(&task_id), e))?;

@@ -62,6 +62,433 @@ contract_tests!(
     ping_answers_while_the_store_is_open,
 );
 
+/// Runs each council contract function once per store, with the store's two ports.
+macro_rules! council_contract_tests {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite_councils {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::support::SqliteDb::new().await;
+                    crate::councils::$test(db.councils(), db.store()).await;
+                }
+            )*
+        }
+
+        mod postgres_councils {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = crate::support::PostgresDb::new().await else { return };
+                    crate::councils::$test(db.councils(), db.store()).await;
+                    db.drop_schema().await;
+                }
+            )*
+        }
+
+        mod memory_councils {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let store = std::sync::Arc::new(orchestrator_application::testing::InMemoryStore::default());
+                    crate::councils::$test(store.clone(), store).await;
+                }
+            )*
+        }
+    };
+}
+
+council_contract_tests!(
+    councils_are_created_registered_listed_unregistered_and_deleted,
+    every_agent_field_round_trips,
+    a_refused_registry_change_stores_nothing,
+    concurrent_registry_changes_apply_one_after_the_other,
+    declared_councils_are_created_once,
+    records_follow_the_stored_results_of_standing_deliberations,
+);
+
+mod restart {
+    use std::sync::Arc;
+
+    use orchestrator_application::ports::{CouncilStore, DeliberationStore};
+
+    use crate::councils::{declared, use_case};
+
+    /// Declares the councils on `first`, reopens the database as a restarted server would and
+    /// declares them again: nothing is created twice and nothing changes.
+    async fn declare_then_restart(
+        first: Arc<dyn CouncilStore>,
+        reopened: impl AsyncFnOnce() -> Arc<dyn CouncilStore>,
+    ) {
+        assert_eq!(use_case(first.clone()).declare(&declared()).await.unwrap().len(), 2);
+        let before = first.registry().await.unwrap();
+        let second = reopened().await;
+        assert!(use_case(second.clone()).declare(&declared()).await.unwrap().is_empty());
+        assert_eq!(second.registry().await.unwrap(), before);
+        assert_eq!(before.councils().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_declared_councils_survive_a_restart_without_duplicates() {
+        let db = crate::support::SqliteDb::new().await;
+        let path = db.path.clone();
+        let first = db.councils();
+        declare_then_restart(first, async || {
+            db.store.close().await;
+            let store = orchestrator_infra_store::SqliteStore::open(
+                path.to_str().unwrap(),
+                &orchestrator_infra_store::StoreOptions::default(),
+            )
+            .await
+            .unwrap();
+            Arc::new(store) as Arc<dyn CouncilStore>
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_declared_councils_survive_a_restart_without_duplicates() {
+        let Some(db) = crate::support::PostgresDb::new().await else { return };
+        declare_then_restart(db.councils(), async || db.reopen().await as Arc<dyn CouncilStore>).await;
+        db.drop_schema().await;
+    }
+}
+
+mod councils {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use orchestrator_application::ports::{
+        Clock, CouncilStore, DeliberationStore, IdGenerator, MockAgentBackend, MockClock, MockIdGenerator,
+    };
+    use orchestrator_application::{
+        ApplicationError, CouncilSelector, Councils, CreateCouncilCommand, DeclaredCouncil,
+        RegisterAgentCommand,
+    };
+    use orchestrator_domain::{
+        AgentId, AgentMetadata, AgentStatus, Capabilities, CouncilId, DeliberationStatus, DomainError,
+        Member, Persona, ProfileName, Registry, Role, Rounds, StandingCouncil,
+    };
+
+    use crate::support::{lease, request, standing_deliberation, standing_request};
+
+    type Councils_ = Arc<dyn CouncilStore>;
+    type Deliberations = Arc<dyn DeliberationStore>;
+
+    /// The use cases over `store`: every profile but `gone` exists, the clock says 1000 and
+    /// council ids are fresh UUIDs.
+    pub(crate) fn use_case(store: Councils_) -> Councils {
+        let mut backend = MockAgentBackend::new();
+        backend.expect_has_profile().returning(|p| p.as_str() != "gone");
+        let mut clock = MockClock::new();
+        clock.expect_now_ms().return_const(1_000_i64);
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().returning(|| uuid::Uuid::new_v4().to_string());
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        let ids: Arc<dyn IdGenerator> = Arc::new(ids);
+        Councils::new(store, Some(Arc::new(backend)), clock, ids)
+    }
+
+    fn agent(id: &str) -> AgentId {
+        AgentId::new(id).unwrap()
+    }
+
+    fn profile(name: &str) -> ProfileName {
+        ProfileName::new(name).unwrap()
+    }
+
+    fn register(id: &str, role: Role) -> RegisterAgentCommand {
+        RegisterAgentCommand {
+            agent_id: agent(id),
+            role,
+            profile: Some(profile("fast")),
+            persona: None,
+            capabilities: Capabilities::default(),
+            metadata: AgentMetadata::default(),
+        }
+    }
+
+    /// What a configuration file declares: an ARCHITECT and a DATA council.
+    pub(crate) fn declared() -> Vec<DeclaredCouncil> {
+        vec![
+            DeclaredCouncil {
+                role: Role::Architect,
+                rounds: Rounds::new(2).unwrap(),
+                agents: vec![
+                    (
+                        agent("arch-a"),
+                        profile("fast"),
+                        Some(Persona::new("You think in interfaces.").unwrap()),
+                    ),
+                    (agent("arch-b"), profile("big"), None),
+                ],
+            },
+            DeclaredCouncil {
+                role: Role::Data,
+                rounds: Rounds::new(0).unwrap(),
+                agents: vec![(agent("data-a"), profile("fast"), None)],
+            },
+        ]
+    }
+
+    fn roles(councils: &[StandingCouncil]) -> Vec<Role> {
+        councils.iter().map(StandingCouncil::role).collect()
+    }
+
+    fn members(council: &StandingCouncil) -> Vec<(&str, &str, AgentStatus)> {
+        council.members().iter().map(|m| (m.id.as_str(), m.profile.as_str(), m.status)).collect()
+    }
+
+    pub(crate) async fn councils_are_created_registered_listed_unregistered_and_deleted(
+        store: Councils_,
+        _: Deliberations,
+    ) {
+        let councils = use_case(store.clone());
+        assert_eq!(store.registry().await.unwrap(), Registry::default());
+
+        let dev = councils
+            .create(CreateCouncilCommand {
+                role: Role::Dev,
+                num_agents: 3,
+                profiles: vec![profile("fast"), profile("big")],
+                profiles_field: "config.model_profiles",
+                rounds: Rounds::new(2).unwrap(),
+                persona: None,
+            })
+            .await
+            .unwrap();
+        use AgentStatus::{Active, Draining};
+        assert_eq!(
+            members(&dev),
+            [("dev-1", "fast", Active), ("dev-2", "big", Active), ("dev-3", "fast", Active)]
+        );
+        let again = CreateCouncilCommand {
+            role: Role::Dev,
+            num_agents: 1,
+            profiles: vec![],
+            profiles_field: "config.model_profile",
+            rounds: Rounds::DEFAULT,
+            persona: None,
+        };
+        assert!(
+            matches!(councils.create(again).await, Err(ApplicationError::Conflict { ref field, .. }) if field == "role")
+        );
+
+        let qa = councils.register(register("alice", Role::Qa)).await.unwrap();
+        assert_eq!(councils.register(register("bob", Role::Qa)).await.unwrap().id(), qa.id());
+        let taken = councils.register(register("dev-2", Role::Qa)).await;
+        assert!(
+            matches!(taken, Err(ApplicationError::Conflict { ref field, .. }) if field == "agent_id"),
+            "{taken:?}"
+        );
+
+        assert_eq!(roles(&councils.list(None).await.unwrap()), [Role::Dev, Role::Qa]);
+        assert_eq!(roles(&councils.list(Some(Role::Qa)).await.unwrap()), [Role::Qa]);
+        assert!(councils.list(Some(Role::Data)).await.unwrap().is_empty());
+
+        councils.set_status(&agent("bob"), Draining).await.unwrap();
+        let stored = store.registry().await.unwrap();
+        assert_eq!(
+            members(stored.council_for(Role::Qa).unwrap()),
+            [("alice", "fast", Active), ("bob", "fast", Draining)]
+        );
+        let err = councils.unregister(&agent("alice"), Some(Role::Qa)).await.unwrap_err();
+        assert!(err.to_string().starts_with("status: "), "the only ACTIVE agent stays: {err}");
+        councils.set_status(&agent("bob"), Active).await.unwrap();
+        let (council_id, removed) = councils.unregister(&agent("alice"), Some(Role::Qa)).await.unwrap();
+        assert_eq!((&council_id, removed.id.as_str()), (qa.id(), "alice"));
+        let err = councils.unregister(&agent("bob"), None).await.unwrap_err();
+        assert!(err.to_string().starts_with("agent_id: \"bob\" is the last agent"), "{err}");
+        let err = councils.unregister(&agent("alice"), None).await.unwrap_err();
+        assert!(matches!(err, ApplicationError::Missing { ref field, .. } if field == "agent_id"), "{err:?}");
+
+        assert_eq!(councils.delete(&CouncilSelector::Id(dev.id().clone())).await.unwrap().members().len(), 3);
+        assert_eq!(councils.delete(&CouncilSelector::Role(Role::Qa)).await.unwrap().id(), qa.id());
+        assert_eq!(store.registry().await.unwrap(), Registry::default());
+        let gone = councils.delete(&CouncilSelector::Role(Role::Qa)).await.unwrap_err();
+        assert!(matches!(gone, ApplicationError::Missing { ref field, .. } if field == "role"), "{gone:?}");
+        // Deleting freed the ids.
+        councils.register(register("dev-2", Role::Qa)).await.unwrap();
+    }
+
+    pub(crate) async fn every_agent_field_round_trips(store: Councils_, _: Deliberations) {
+        let mut alice = Member::new(agent("alice"), Role::Devops, profile("big"), 1_234)
+            .with_persona(Some(Persona::new("You always ask for a rollback plan.\nBe brief.").unwrap()));
+        alice.capabilities =
+            Capabilities::new(vec!["deploy".into(), "review".into()], vec!["rust".into(), "hcl".into()], 4)
+                .unwrap();
+        alice.metadata = AgentMetadata::new(BTreeMap::from([
+            ("team".to_owned(), "platform".to_owned()),
+            ("owner".to_owned(), "ops@example.com — on call".to_owned()),
+        ]))
+        .unwrap();
+        let bob = Member {
+            status: AgentStatus::Draining,
+            ..Member::new(agent("bob"), Role::Devops, profile("fast"), 1_235)
+        };
+        let council = StandingCouncil::new(
+            CouncilId::new("c-devops").unwrap(),
+            Role::Devops,
+            vec![bob, alice],
+            Rounds::new(3).unwrap(),
+            999,
+        )
+        .unwrap();
+        let expected = Registry::new(vec![council.clone()]).unwrap();
+        let written = store
+            .update(&mut |registry| {
+                registry.create(council.clone())?;
+                Ok(())
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(written, expected);
+        assert_eq!(
+            store.registry().await.unwrap(),
+            expected,
+            "seat order, persona, capabilities, metadata, status, times"
+        );
+    }
+
+    pub(crate) async fn a_refused_registry_change_stores_nothing(store: Councils_, _: Deliberations) {
+        use_case(store.clone()).register(register("keep", Role::Dev)).await.unwrap();
+        let before = store.registry().await.unwrap();
+        let refused = store
+            .update(&mut |registry| {
+                registry.delete_for_role(Role::Dev)?;
+                Err(DomainError::refused("agent_id", "changed my mind"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(refused, Err(DomainError::refused("agent_id", "changed my mind")));
+        assert_eq!(store.registry().await.unwrap(), before);
+        let unchanged = store.update(&mut |_| Ok(())).await.unwrap().unwrap();
+        assert_eq!(unchanged, before);
+    }
+
+    pub(crate) async fn concurrent_registry_changes_apply_one_after_the_other(
+        store: Councils_,
+        _: Deliberations,
+    ) {
+        // Sixteen agents join one council at once: none of the changes may be lost.
+        let joins = (0..16).map(|i| {
+            let councils = use_case(store.clone());
+            tokio::spawn(
+                async move { councils.register(register(&format!("agent-{i:02}"), Role::Dev)).await },
+            )
+        });
+        for joined in futures::future::join_all(joins).await {
+            joined.unwrap().unwrap();
+        }
+        let registry = store.registry().await.unwrap();
+        let dev = registry.council_for(Role::Dev).unwrap();
+        assert_eq!(dev.members().len(), 16);
+        assert_eq!(registry.councils().len(), 1, "the first join created the council, the rest joined it");
+
+        // Eight servers register the same id at once, for different roles: one wins.
+        let races = (0..8).map(|i| {
+            let councils = use_case(store.clone());
+            let role = [Role::Qa, Role::Data][i % 2];
+            tokio::spawn(async move { councils.register(register("contested", role)).await })
+        });
+        let outcomes: Vec<_> =
+            futures::future::join_all(races).await.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .filter_map(|o| o.as_ref().err())
+                .all(|e| matches!(e, ApplicationError::Conflict { .. }))
+        );
+        let registry = store.registry().await.unwrap();
+        assert_eq!(registry.councils().len(), 2, "exactly one council was created for the winner");
+    }
+
+    pub(crate) async fn declared_councils_are_created_once(store: Councils_, _: Deliberations) {
+        assert_eq!(
+            use_case(store.clone()).declare(&declared()).await.unwrap(),
+            [Role::Architect, Role::Data]
+        );
+        let first = store.registry().await.unwrap();
+        let architects = first.council_for(Role::Architect).unwrap();
+        assert_eq!(
+            members(architects),
+            [("arch-a", "fast", AgentStatus::Active), ("arch-b", "big", AgentStatus::Active)]
+        );
+        assert_eq!(architects.rounds().get(), 2);
+        assert_eq!(
+            architects.members()[0].persona.as_ref().map(Persona::as_str),
+            Some("You think in interfaces.")
+        );
+        assert!(!first.council_for(Role::Data).unwrap().peer_review());
+        for _ in 0..2 {
+            assert!(use_case(store.clone()).declare(&declared()).await.unwrap().is_empty());
+        }
+        assert_eq!(store.registry().await.unwrap(), first, "declaring again changes nothing");
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    pub(crate) async fn records_follow_the_stored_results_of_standing_deliberations(
+        councils: Councils_,
+        store: Deliberations,
+    ) {
+        let finished = standing_deliberation(Role::Dev, "c-dev");
+        let outcome = &finished.outcome;
+        let ended = |task_id: &str, at: i64| {
+            let store = store.clone();
+            let new = standing_request(task_id, Role::Dev, at, &finished);
+            async move {
+                assert!(store.create(&new, &lease()).await.unwrap());
+                assert!(store.mark_started(&new.task_id, at + 1).await.unwrap());
+            }
+        };
+        // Two completed, one failed, one running; and an ad-hoc one whose agents share the ids.
+        for (task_id, at) in [("s-1", 100), ("s-2", 200)] {
+            ended(task_id, at).await;
+            assert!(store.complete(task_id, outcome, at + 50, 49).await.unwrap());
+        }
+        ended("s-failed", 300).await;
+        assert!(store.finish_unsuccessfully("s-failed", DeliberationStatus::Failed, "x", 301).await.unwrap());
+        ended("s-running", 400).await;
+        assert!(store.create(&request("ad-hoc", Role::Dev, 500), &lease()).await.unwrap());
+        assert!(store.mark_started("ad-hoc", 501).await.unwrap());
+        let ad_hoc = crate::support::finished_deliberation(Role::Dev).outcome;
+        assert!(store.complete("ad-hoc", &ad_hoc, 502, 1).await.unwrap());
+
+        let records = councils.records(None).await.unwrap();
+        assert_eq!(records.agents.len(), 4);
+        for ranked in &outcome.results {
+            let record = &records.agents[&ranked.agent.id];
+            assert_eq!(record.ranked, 2, "{}", ranked.agent.id);
+            assert_eq!(record.wins, if ranked.rank == 1 { 2 } else { 0 });
+            assert!(close(record.score_sum, 2.0 * ranked.score.value()));
+            assert_eq!(record.usage, ranked.usage + ranked.usage);
+            assert_eq!(record.failures, 0);
+        }
+        let dropped = &records.agents[&outcome.failures[0].agent];
+        assert_eq!((dropped.ranked, dropped.failures, dropped.deliberations()), (0, 2, 2));
+
+        let council = &records.councils[&CouncilId::new("c-dev").unwrap()];
+        assert_eq!((council.completed, council.unsuccessful, council.agent_failures), (2, 1, 2));
+        assert!(close(council.winner_score_sum, 2.0 * outcome.winner().score.value()));
+        assert_eq!(council.usage, outcome.usage + outcome.usage);
+        assert!(close(council.success_rate().unwrap(), 2.0 / 3.0));
+        let seated: Vec<_> = finished.last.council().agents().iter().map(|a| a.id.clone()).collect();
+        assert_eq!(records.busy.iter().cloned().collect::<Vec<_>>(), seated, "the running one's seats");
+
+        let recent = councils.records(Some(200)).await.unwrap();
+        let council = &recent.councils[&CouncilId::new("c-dev").unwrap()];
+        assert_eq!((council.completed, council.unsuccessful), (1, 1), "s-1 was created before 200");
+        assert_eq!(recent.agents[&outcome.winner().agent.id].wins, 1);
+        assert_eq!(recent.busy.len(), 4, "busy is now, whatever the window");
+        assert!(councils.records(Some(10_000)).await.unwrap().agents.is_empty());
+    }
+}
+
 mod contract {
     use std::collections::BTreeSet;
     use std::sync::Arc;

@@ -47,6 +47,14 @@ pub(crate) enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Standing councils: create, list, delete.
+    #[command(subcommand)]
+    Council(crate::cli_councils::CouncilCommand),
+    /// Registered agents: register, unregister, drain, activate.
+    #[command(subcommand)]
+    Agent(crate::cli_councils::AgentCommand),
+    /// Print every registered agent's record (deliberations, wins, mean score, failures).
+    Agents(crate::cli_councils::AgentsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -107,14 +115,14 @@ impl TaskArgs {
     }
 }
 
-async fn client(target: &Target) -> Result<OrchestratorServiceClient<Channel>, String> {
+pub(crate) async fn client(target: &Target) -> Result<OrchestratorServiceClient<Channel>, String> {
     OrchestratorServiceClient::connect(target.addr.clone())
         .await
         .map(|c| c.max_decoding_message_size(64 * 1024 * 1024))
         .map_err(|e| format!("cannot connect to {}: {e}", target.addr))
 }
 
-fn status_error(status: &tonic::Status) -> String {
+pub(crate) fn status_error(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
@@ -243,5 +251,8 @@ pub(crate) async fn run_client(command: Command) -> Result<(), String> {
             println!("{} {:?}", r.task_id, r.status());
             Ok(())
         }
+        Command::Council(command) => crate::cli_councils::council(command).await,
+        Command::Agent(command) => crate::cli_councils::agent(command).await,
+        Command::Agents(args) => crate::cli_councils::agents(args).await,
     }
 }

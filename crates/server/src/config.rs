@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 use crate::error::{Result, ServerError};
 
+mod councils;
+
+pub use councils::{AgentDeclaration, CouncilDeclaration};
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +96,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: require client certificates signed by it (mutual TLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// Standing councils by role (`[councils.<role>]`), created at startup when their role has
+    /// none; a council already stored is left as it is.
+    pub councils: BTreeMap<String, CouncilDeclaration>,
 }
 
 impl Default for Config {
@@ -119,6 +126,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            councils: BTreeMap::new(),
         }
     }
 }
@@ -241,6 +249,7 @@ impl Config {
         "tls_cert",
         "tls_key",
         "tls_client_ca",
+        "councils",
     ];
 
     /// Loads from the process environment (and the file it names).
@@ -340,6 +349,7 @@ impl Config {
         if self.database_url.is_empty() {
             return Err(ServerError::config("database_url", "must not be empty"));
         }
+        self.declared_councils()?;
         if self.default_timeout_secs == 0 || self.default_timeout_secs > 6 * 3600 {
             return Err(ServerError::config(
                 "default_timeout_secs",
@@ -347,6 +357,16 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The `[councils.<role>]` declarations, as the council registry takes them.
+    ///
+    /// # Errors
+    /// A [`ServerError::Config`] naming the key at fault (e.g.
+    /// `councils.dev.agents[1].profile` for a profile that is not configured).
+    pub fn declared_councils(&self) -> Result<Vec<orchestrator_application::DeclaredCouncil>> {
+        let profiles = self.profiles.keys().map(String::as_str).collect();
+        councils::declared(&self.councils, &profiles)
     }
 
     /// Whether an LLM backend is configured.

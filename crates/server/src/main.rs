@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)] // the client subcommands print for a person at a terminal
 
 mod cli;
+mod cli_councils;
 
 use std::process::ExitCode;
 

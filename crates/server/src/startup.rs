@@ -10,10 +10,10 @@ use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceS
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
-    AgentBackend, Clock, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
+    AgentBackend, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
 };
 use orchestrator_application::{
-    Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
+    Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
 };
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_dryrun::CommandDryRunner;
@@ -35,6 +35,9 @@ pub struct Dependencies {
     pub backend: Option<Arc<dyn AgentBackend>>,
     /// `None`: open the store named by `database_url`.
     pub store: Option<Arc<dyn DeliberationStore>>,
+    /// The council registry; `None`: the registry of the store opened from `database_url`
+    /// (a `store` given without a registry leaves the server without standing councils).
+    pub councils: Option<Arc<dyn CouncilStore>>,
     pub dry_runner: Option<Arc<dyn DryRunner>>,
     /// `None`: publish to `nats_url` when one is configured.
     pub events: Option<Arc<dyn EventPublisher>>,
@@ -54,6 +57,7 @@ impl Dependencies {
         Self {
             backend: None,
             store: None,
+            councils: None,
             dry_runner: None,
             events: None,
             clock: Arc::new(SystemClock),
@@ -113,15 +117,16 @@ impl Application {
             info!(url, prefix = config.events_prefix, "publishing deliberation events to NATS");
             deps.events = Some(Arc::new(publisher));
         }
-        let store = match deps.store {
-            Some(store) => store,
+        let (store, councils) = match deps.store {
+            Some(store) => (store, deps.councils),
             None => {
                 info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
-                orchestrator_infra_store::connect(
+                let stores = orchestrator_infra_store::connect_stores(
                     &config.database_url,
                     &orchestrator_infra_store::StoreOptions::default(),
                 )
-                .await?
+                .await?;
+                (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
             }
         };
         let tracker = Arc::new(Counters::new(deps.clock.now_ms()));
@@ -131,14 +136,38 @@ impl Application {
         }
         let settings =
             DeliberationSettings { default_timeout: config.default_timeout(), ..Default::default() };
-        let deliberate = Arc::new(Deliberate::new(
+        let registry = councils.as_ref().map(|store| {
+            Arc::new(Councils::new(
+                Arc::clone(store),
+                deps.backend.clone(),
+                Arc::clone(&deps.clock),
+                Arc::clone(&deps.ids),
+            ))
+        });
+        if let Some(registry) = &registry {
+            let created =
+                registry.declare(&config.declared_councils()?).await.map_err(|error| match error {
+                    orchestrator_application::ApplicationError::Store { source } => {
+                        ServerError::Store(source)
+                    }
+                    refused => ServerError::config("councils", refused.to_string()),
+                })?;
+            if !created.is_empty() {
+                info!(roles = ?created, "created the standing councils the configuration declares");
+            }
+        }
+        let mut deliberate = Deliberate::new(
             deps.backend,
             deps.dry_runner,
             Arc::clone(&deps.clock),
             deps.ids,
             Arc::clone(&tracker),
             settings,
-        ));
+        );
+        if let Some(councils) = councils {
+            deliberate = deliberate.with_councils(councils);
+        }
+        let deliberate = Arc::new(deliberate);
         let job_settings = JobSettings {
             max_running: config.max_running,
             queue_capacity: config.queue_capacity,
@@ -161,7 +190,10 @@ impl Application {
         }
         let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&jobs)));
         let status = Arc::new(GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured));
-        let api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
+        let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
+        if let Some(registry) = registry {
+            api = api.with_councils(registry);
+        }
 
         let listener = TcpListener::bind(config.listen)
             .await

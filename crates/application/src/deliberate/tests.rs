@@ -31,6 +31,7 @@ fn command(agents: usize, rounds: i64) -> DeliberateCommand {
         rounds: Rounds::new(rounds).unwrap(),
         num_agents: agents,
         profiles: vec![],
+        overrides: crate::Overrides::ALL,
     }
 }
 
@@ -261,7 +262,7 @@ async fn a_restored_deliberation_continues_from_its_saved_phase() {
         Ok(Completion { text: format!("{c} v2"), usage: TokenUsage::default(), truncated: false })
     });
     let deliberate = use_case(Some(Arc::new(backend)));
-    let (task_id, mut saved) = deliberate.prepare(command(3, 1)).unwrap();
+    let (task_id, mut saved) = deliberate.prepare(command(3, 1)).await.unwrap();
     for agent in saved.proposal_requests() {
         saved.record_proposal(&agent.id, answer(&agent), 0).unwrap();
     }

@@ -6,6 +6,7 @@ use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds};
 use tracing::{info, warn};
 
 use super::{Jobs, store_error};
+use crate::councils::Overrides;
 use crate::deliberate::DeliberateCommand;
 use crate::error::{ApplicationError, Result};
 use crate::ports::DeliberationRecord;
@@ -46,7 +47,7 @@ impl Jobs {
             } else if !self.deliberate.backend_configured() {
                 Err(Some("no LLM backend is configured".to_owned()))
             } else {
-                self.restore(&record).map_err(|e| Some(e.to_string()))
+                self.restore(&record).await.map_err(|e| Some(e.to_string()))
             };
             let admitted = restored.and_then(|deliberation| match self.admit() {
                 Ok(admission) => Ok((deliberation, admission)),
@@ -87,9 +88,11 @@ impl Jobs {
         Ok(recovery)
     }
 
-    /// The deliberation to continue: the saved one, or a new one from the stored request.
-    fn restore(&self, record: &DeliberationRecord) -> Result<Deliberation> {
-        if let Some(saved) = record.progress.as_ref().filter(|d| d.phase() != Phase::Completed) {
+    /// The deliberation to continue: the saved one, or a new one from the stored request
+    /// (with the standing council seats it was submitted with, if any).
+    async fn restore(&self, record: &DeliberationRecord) -> Result<Deliberation> {
+        let saved = record.progress.clone().filter(|d| d.phase() != Phase::Completed);
+        if let Some(saved) = saved.or_else(|| record.request.seated()) {
             let backend = self.deliberate.backend()?;
             if let Some(agent) = saved.council().agents().iter().find(|a| !backend.has_profile(&a.profile)) {
                 return Err(ApplicationError::FailedPrecondition(format!(
@@ -97,7 +100,7 @@ impl Jobs {
                     agent.profile
                 )));
             }
-            return Ok(saved.clone());
+            return Ok(saved);
         }
         let request = &record.request;
         let command = DeliberateCommand {
@@ -107,7 +110,8 @@ impl Jobs {
             rounds: Rounds::new(i64::from(request.rounds))?,
             num_agents: usize::try_from(request.num_agents).unwrap_or(usize::MAX),
             profiles: request.profiles.clone(),
+            overrides: Overrides::ALL,
         };
-        Ok(self.deliberate.prepare(command)?.1)
+        Ok(self.deliberate.prepare(command).await?.1)
     }
 }

@@ -147,7 +147,7 @@ impl Jobs {
         let requested_rounds = command.rounds.get();
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
         let profiles = command.profiles.clone();
-        let (task_id, deliberation) = self.deliberate.prepare(command)?;
+        let (task_id, deliberation) = self.deliberate.prepare(command).await?;
         let new = NewDeliberation {
             task_id: task_id.clone(),
             role: deliberation.council().role(),
@@ -157,7 +157,9 @@ impl Jobs {
             profiles,
             created_at_ms: self.clock.now_ms(),
             principal: caller.principal().to_owned(),
-        };
+            seats: None,
+        }
+        .with_seats(&deliberation);
 
         if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
             return existing_submission(caller, &new, existing.request, existing.status);

@@ -50,6 +50,7 @@ fn command(task_id: &str, timeout_seconds: i64) -> DeliberateCommand {
         rounds: Rounds::new(1).unwrap(),
         num_agents: 2,
         profiles: vec![],
+        overrides: crate::Overrides::ALL,
     }
 }
 
@@ -260,6 +261,7 @@ fn orphan(task_id: &str) -> NewDeliberation {
         profiles: vec![],
         created_at_ms: 1,
         principal: crate::caller::Caller::ANONYMOUS.to_owned(),
+        seats: None,
     }
 }
 

@@ -41,6 +41,7 @@ fn command(agents: usize) -> DeliberateCommand {
         rounds: Rounds::new(1).unwrap(),
         num_agents: agents,
         profiles: vec![],
+        overrides: crate::Overrides::ALL,
     }
 }
 

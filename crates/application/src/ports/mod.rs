@@ -1,6 +1,7 @@
 //! Ports: what the use cases need from the outside world, as traits adapters implement.
 
 mod agent_backend;
+mod council_store;
 mod dry_run;
 mod events;
 mod progress;
@@ -8,6 +9,7 @@ mod store;
 mod system;
 
 pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
+pub use council_store::{AgentRecord, CouncilRecord, CouncilStore, RegistryChange, RegistryRecords};
 pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};
 pub use progress::{NoProgress, ProgressObserver};

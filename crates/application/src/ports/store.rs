@@ -1,7 +1,10 @@
 //! The port to durable storage of deliberations.
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Task};
+use orchestrator_domain::{
+    Council, CouncilId, Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Rounds,
+    Task,
+};
 use serde::{Deserialize, Serialize};
 
 mod cursor;
@@ -23,6 +26,19 @@ pub struct NewDeliberation {
     /// stored before principals existed belong to the anonymous principal.
     #[serde(default = "anonymous")]
     pub principal: String,
+    /// The seats taken from a standing council, so the deliberation runs with them even if it
+    /// starts (or restarts) after the council changed; `None` for an ad-hoc council, which the
+    /// fields above rebuild. Absent from requests stored before standing councils existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats: Option<Seats>,
+}
+
+/// The council a deliberation was seated with from a standing council, and the review rounds
+/// it runs (the council's default, or the request's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seats {
+    pub council: Council,
+    pub rounds: u32,
 }
 
 fn anonymous() -> String {
@@ -33,10 +49,35 @@ impl NewDeliberation {
     /// Whether `other` asks for the same deliberation: the same role, task (description and
     /// every constraint), rounds, council size and profiles. Id, time and principal aside, this
     /// is the request's fingerprint: a reused task id with another fingerprint is a conflict,
-    /// never an answer with someone else's result.
+    /// never an answer with someone else's result. The seats a standing council gave are not
+    /// part of it: a retry is the same request even if the council changed since.
     pub fn same_request_as(&self, other: &NewDeliberation) -> bool {
         (self.role, &self.task, self.rounds, self.num_agents, &self.profiles)
             == (other.role, &other.task, other.rounds, other.num_agents, &other.profiles)
+    }
+
+    /// Records the seats of `deliberation` when they came from a standing council — what
+    /// [`NewDeliberation::seated`] restores. The fields the client sent stay as they were.
+    #[must_use]
+    pub fn with_seats(self, deliberation: &Deliberation) -> Self {
+        let council = deliberation.council();
+        if council.id().is_none() {
+            return self;
+        }
+        Self { seats: Some(Seats { council: council.clone(), rounds: deliberation.rounds() }), ..self }
+    }
+
+    /// The deliberation of a request seated from a standing council, as it was prepared;
+    /// `None` for an ad-hoc council (prepare it again from the request).
+    pub fn seated(&self) -> Option<Deliberation> {
+        let seats = self.seats.clone()?;
+        let rounds = Rounds::new(i64::from(seats.rounds)).ok()?;
+        Some(Deliberation::new(seats.council, self.task.clone(), rounds))
+    }
+
+    /// The standing council the deliberation was seated from; `None` for an ad-hoc council.
+    pub fn council_id(&self) -> Option<&CouncilId> {
+        self.seats.as_ref().and_then(|s| s.council.id())
     }
 }
 
@@ -56,6 +97,13 @@ pub struct DeliberationRecord {
     pub error: Option<String>,
     pub progress: Option<Deliberation>,
     pub outcome: Option<DeliberationOutcome>,
+}
+
+impl DeliberationRecord {
+    /// The standing council the deliberation was seated from; `None` for an ad-hoc council.
+    pub fn council_id(&self) -> Option<&CouncilId> {
+        self.request.council_id().or_else(|| self.progress.as_ref().and_then(|d| d.council().id()))
+    }
 }
 
 /// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
@@ -133,6 +181,14 @@ pub enum StoreError {
     /// A list cursor that this store did not issue.
     #[error("page_token: invalid page token")]
     InvalidCursor,
+    /// A stored row of the agent registry could not be decoded: retrying does not help.
+    #[error("stored registry entry {entry} is unreadable")]
+    CorruptRegistry {
+        /// The council or agent the row holds.
+        entry: String,
+        #[source]
+        source: StoreCause,
+    },
     /// The operation names a deliberation that does not exist.
     #[error("no deliberation with task_id \"{task_id}\"")]
     NotFound { task_id: String },

@@ -42,6 +42,7 @@ pub(crate) fn agent(seat: usize) -> Agent {
         role: Role::Dev,
         profile: ProfileName::default_profile(),
         seat,
+        persona: None,
     }
 }
 

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use orchestrator_application::ports::{DeliberationStore, NewDeliberation};
+use orchestrator_application::ports::{CouncilStore, DeliberationStore, NewDeliberation};
 use orchestrator_domain::{
-    Council, Deliberation, DeliberationOutcome, DryRunOutcome, PeerScore, Phase, ProfileName, Review, Role,
-    Rounds, ScoringWeights, Task, TaskConstraints, TokenUsage,
+    Council, CouncilId, Deliberation, DeliberationOutcome, DryRunOutcome, PeerScore, Phase, ProfileName,
+    Review, Role, Rounds, ScoringWeights, Task, TaskConstraints, TokenUsage,
 };
 use orchestrator_infra_store::{PostgresStore, SqliteStore, StoreOptions};
 use sqlx::{Connection, Executor, PgConnection};
@@ -35,6 +35,10 @@ impl SqliteDb {
     }
 
     pub(crate) fn store(&self) -> Arc<dyn DeliberationStore> {
+        self.store.clone()
+    }
+
+    pub(crate) fn councils(&self) -> Arc<dyn CouncilStore> {
         self.store.clone()
     }
 }
@@ -87,6 +91,17 @@ impl PostgresDb {
         self.store.clone()
     }
 
+    pub(crate) fn councils(&self) -> Arc<dyn CouncilStore> {
+        self.store.clone()
+    }
+
+    /// A second store on the same schema, as a restarted server opens it.
+    pub(crate) async fn reopen(&self) -> Arc<PostgresStore> {
+        Arc::new(
+            PostgresStore::connect(&self.url, Some(&self.schema), &StoreOptions::default()).await.unwrap(),
+        )
+    }
+
     pub(crate) async fn drop_schema(self) {
         self.store.close().await;
         let mut conn = PgConnection::connect(&self.url).await.unwrap();
@@ -116,6 +131,7 @@ pub(crate) fn noted_request(task_id: &str, role: Role, created_at_ms: i64, note:
         profiles: vec![ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()],
         created_at_ms,
         principal: "anonymous".to_owned(),
+        seats: None,
     }
 }
 
@@ -153,7 +169,28 @@ pub(crate) fn finished_deliberation(role: Role) -> Finished {
 /// critique, issue, failure reason and dry-run output.
 pub(crate) fn noted_deliberation(role: Role, note: &str) -> Finished {
     let profiles = [ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()];
-    let council = Council::assemble(role, 4, &profiles).unwrap();
+    run(Council::assemble(role, 4, &profiles).unwrap(), note)
+}
+
+/// [`finished_deliberation`] with the four agents seated from the standing council `council_id`.
+pub(crate) fn standing_deliberation(role: Role, council_id: &str) -> Finished {
+    let profiles = [ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()];
+    let council =
+        Council::assemble(role, 4, &profiles).unwrap().seated_from(CouncilId::new(council_id).unwrap());
+    run(council, "")
+}
+
+/// [`request`] for a deliberation seated from the standing council of `finished`.
+pub(crate) fn standing_request(
+    task_id: &str,
+    role: Role,
+    created_at_ms: i64,
+    finished: &Finished,
+) -> NewDeliberation {
+    request(task_id, role, created_at_ms).with_seats(&finished.last)
+}
+
+fn run(council: Council, note: &str) -> Finished {
     let ids: Vec<_> = council.agents().iter().map(|a| a.id.clone()).collect();
     let mut d = Deliberation::new(council, task(note), Rounds::new(2).unwrap());
     let usage = |n: u64| TokenUsage {

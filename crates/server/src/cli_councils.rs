@@ -1,0 +1,273 @@
+//! The `council`, `agent` and `agents` subcommands: the standing-council registry from a
+//! terminal.
+
+use std::collections::HashMap;
+
+use clap::{Args, Subcommand};
+use orchestrator_api_grpc::pb;
+
+use crate::cli::{Target, client, status_error};
+
+/// `orchestrator council …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum CouncilCommand {
+    /// Create the standing council of a role with generated agents.
+    Create {
+        /// DEV, QA, ARCHITECT, DEVOPS or DATA.
+        #[arg(long)]
+        role: String,
+        /// Agents to seat (1..=16; default 3).
+        #[arg(long, default_value_t = 0)]
+        agents: i32,
+        /// Model profile (repeatable; agent i runs on the i-th, cycled). Default: `default`.
+        #[arg(long = "profile")]
+        profiles: Vec<String>,
+        /// Default review rounds of its deliberations (0: no peer review; default 1).
+        #[arg(long)]
+        rounds: Option<i32>,
+        /// Persona of every agent.
+        #[arg(long, default_value = "")]
+        persona: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the standing councils and their agents.
+    List {
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a standing council (by id, or by --role) and its agents.
+    Delete {
+        council_id: Option<String>,
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `orchestrator agent …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Register an agent on its role's standing council (created if the role has none).
+    Register {
+        agent_id: String,
+        #[arg(long)]
+        role: String,
+        /// Model profile it runs on (default: `default`).
+        #[arg(long, default_value = "")]
+        profile: String,
+        /// Standing instructions added to its prompts.
+        #[arg(long, default_value = "")]
+        persona: String,
+        /// A `key=value` label (repeatable).
+        #[arg(long = "meta")]
+        metadata: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove an agent from its council.
+    Unregister {
+        agent_id: String,
+        /// Only if it is of this role.
+        #[arg(long, default_value = "")]
+        role: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Seat the agent in no new deliberation (running ones keep it).
+    Drain {
+        agent_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Seat the agent in new deliberations again.
+    Activate {
+        agent_id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `orchestrator agents`
+#[derive(Debug, Args)]
+pub(crate) struct AgentsArgs {
+    /// Only deliberations of the last this many seconds (0: all time).
+    #[arg(long, default_value_t = 0)]
+    since_secs: i64,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Runs a `council` subcommand.
+///
+/// # Errors
+/// Connection failures and error statuses, formatted for a person.
+pub(crate) async fn council(command: CouncilCommand) -> Result<(), String> {
+    match command {
+        CouncilCommand::Create { role, agents, profiles, rounds, persona, target } => {
+            let config = pb::CouncilConfig {
+                deliberation_rounds: rounds.unwrap_or(0),
+                enable_peer_review: rounds.is_none_or(|r| r > 0),
+                model_profiles: profiles,
+                persona,
+                ..Default::default()
+            };
+            let created = client(&target)
+                .await?
+                .create_council(pb::CreateCouncilRequest { role, num_agents: agents, config: Some(config) })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            println!("council {} created with {}", created.council_id, created.agent_ids.join(", "));
+            Ok(())
+        }
+        CouncilCommand::List { role, target } => {
+            let listed = client(&target)
+                .await?
+                .list_councils(pb::ListCouncilsRequest {
+                    role_filter: role.unwrap_or_default(),
+                    include_agents: true,
+                })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            if listed.councils.is_empty() {
+                println!("no standing councils: every deliberation seats an ad-hoc council");
+            }
+            for c in &listed.councils {
+                println!(
+                    "{} {:<9} {} agent(s), {} round(s), profiles {}",
+                    c.council_id, c.role, c.num_agents, c.deliberation_rounds, c.model
+                );
+                for a in &c.agents {
+                    let profile = a.capabilities.as_ref().map_or("", |caps| caps.model_profile.as_str());
+                    let persona = a.persona.lines().next().unwrap_or_default();
+                    println!("  {:<24} {:<9} {:<12} {persona}", a.agent_id, a.status, profile);
+                }
+            }
+            Ok(())
+        }
+        CouncilCommand::Delete { council_id, role, target } => {
+            let deleted = client(&target)
+                .await?
+                .delete_council(pb::DeleteCouncilRequest {
+                    council_id: council_id.unwrap_or_default(),
+                    role: role.unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            println!("{}", deleted.message);
+            Ok(())
+        }
+    }
+}
+
+/// Runs an `agent` subcommand.
+///
+/// # Errors
+/// A malformed `--meta`, connection failures and error statuses, formatted for a person.
+pub(crate) async fn agent(command: AgentCommand) -> Result<(), String> {
+    match command {
+        AgentCommand::Register { agent_id, role, profile, persona, metadata, target } => {
+            let metadata = metadata
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| format!("--meta {pair:?}: expected key=value"))
+                })
+                .collect::<Result<HashMap<_, _>, _>>()?;
+            let registered = client(&target)
+                .await?
+                .register_agent(pb::RegisterAgentRequest {
+                    agent_id,
+                    role,
+                    capabilities: Some(pb::AgentCapabilities {
+                        model_profile: profile,
+                        ..Default::default()
+                    }),
+                    metadata,
+                    persona,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            println!("{}", registered.message);
+            Ok(())
+        }
+        AgentCommand::Unregister { agent_id, role, target } => {
+            let removed = client(&target)
+                .await?
+                .unregister_agent(pb::UnregisterAgentRequest { agent_id, role })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            println!("{}", removed.message);
+            Ok(())
+        }
+        AgentCommand::Drain { agent_id, target } => set_status(agent_id, "DRAINING", &target).await,
+        AgentCommand::Activate { agent_id, target } => set_status(agent_id, "ACTIVE", &target).await,
+    }
+}
+
+async fn set_status(agent_id: String, status: &str, target: &Target) -> Result<(), String> {
+    let set = client(target)
+        .await?
+        .set_agent_status(pb::SetAgentStatusRequest { agent_id, status: status.to_owned() })
+        .await
+        .map_err(|s| status_error(&s))?
+        .into_inner();
+    let agent = set.agent.unwrap_or_default();
+    println!("{} is {}", agent.agent_id, agent.status);
+    Ok(())
+}
+
+/// Prints every agent's record: one line per agent of a standing council.
+///
+/// # Errors
+/// Connection failures and error statuses, formatted for a person.
+pub(crate) async fn agents(args: AgentsArgs) -> Result<(), String> {
+    let metrics = client(&args.target)
+        .await?
+        .get_metrics(pb::GetMetricsRequest {
+            metric_type: String::new(),
+            time_range_ms: args.since_secs.saturating_mul(1000),
+        })
+        .await
+        .map_err(|s| status_error(&s))?
+        .into_inner();
+    let per_agent = metrics.agents.unwrap_or_default().per_agent;
+    println!(
+        "{:<24} {:<9} {:<12} {:<12} {:>6} {:>5} {:>6} {:>8} {:>9} {:>9}",
+        "agent", "role", "profile", "status", "delibs", "wins", "score", "failures", "resp_ms", "tokens"
+    );
+    for a in &per_agent {
+        let r = a.record.unwrap_or_default();
+        let u = r.usage.unwrap_or_default();
+        let score = r.mean_score.map_or_else(|| "-".to_owned(), |s| format!("{s:.3}"));
+        let response = r.mean_response_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}"));
+        let status = if a.busy { format!("{} busy", a.status) } else { a.status.clone() };
+        println!(
+            "{:<24} {:<9} {:<12} {:<12} {:>6} {:>5} {:>6} {:>8} {:>9} {:>9}",
+            a.agent_id,
+            a.role,
+            a.model_profile,
+            status,
+            r.deliberations,
+            r.wins,
+            score,
+            r.failures,
+            response,
+            u.prompt_tokens + u.completion_tokens
+        );
+    }
+    if per_agent.is_empty() {
+        println!("(no registered agents)");
+    }
+    Ok(())
+}
