@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite talks to are up: PostgreSQL on 127.0.0.1:5432
-# (database `test`, trust auth) and NATS on 127.0.0.1:4222. Installs and starts them when
+# (database `test`, trust auth), NATS on 127.0.0.1:4222 and the bubblewrap sandbox. Installs and starts them when
 # missing, as on a fresh machine.
 set -euo pipefail
 
@@ -54,3 +54,18 @@ if ! nats_ready; then
 fi
 nats_ready || { say "NATS did not come up on 127.0.0.1:4222"; exit 1; }
 say "NATS ready on 127.0.0.1:4222"
+
+# The sandbox for model-written code (dry runs, acceptance tests): bubblewrap, plus setpriv and
+# prlimit from util-linux. Without it those tests report SKIPPED (and fail under CI=true).
+if ! command -v bwrap >/dev/null 2>&1; then
+  say "installing bubblewrap"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq bubblewrap >/dev/null
+fi
+for tool in bwrap setpriv prlimit; do
+  command -v "${tool}" >/dev/null 2>&1 || { say "${tool} is missing"; exit 1; }
+done
+bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true \
+  || { say "bubblewrap cannot create namespaces on this machine"; exit 1; }
+say "bubblewrap sandbox works"
