@@ -19,7 +19,7 @@ use super::render::status_name;
 use super::target::{Client, status_error};
 use super::view::TaskStatusView;
 use super::watch::{follow, print_final};
-use super::{Context, interrupt};
+use super::{Context, Interrupts};
 
 /// Exit status after Ctrl-C, as shells report a command ended by SIGINT.
 const INTERRUPTED: u8 = 130;
@@ -61,6 +61,7 @@ pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), Stri
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
 pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<ExitCode, String> {
+    let mut interrupts = Interrupts::listen();
     let mut client = context.target.client().await?;
     let started = Instant::now();
     let submitted = submit_request(&mut client, &args).await?;
@@ -76,20 +77,25 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
         tokio::pin!(followed);
         tokio::select! {
             outcome = &mut followed => Some(outcome),
-            () = interrupt() => None,
+            () = interrupts.next() => None,
         }
     };
     progress.finish();
     match outcome {
         Some(outcome) => print_final(&outcome?, args.show, context),
-        None => interrupted(&mut client, &task_id, context).await,
+        None => interrupted(&mut client, &task_id, &mut interrupts, context).await,
     }
 }
 
 /// After Ctrl-C: cancel or leave running (asked only at a terminal), then say how to follow.
-async fn interrupted(client: &mut Client, task_id: &str, context: &Context) -> Result<ExitCode, String> {
+async fn interrupted(
+    client: &mut Client,
+    task_id: &str,
+    interrupts: &mut Interrupts,
+    context: &Context,
+) -> Result<ExitCode, String> {
     let cancel = if std::io::stdin().is_terminal() {
-        ask_cancel().await
+        ask_cancel(interrupts).await
     } else {
         eprintln!("\ninterrupted; stdin is not a terminal, so {task_id} is left running");
         false
@@ -119,7 +125,7 @@ async fn interrupted(client: &mut Client, task_id: &str, context: &Context) -> R
 }
 
 /// Asks on the terminal; anything but `c`/`cancel` (or a second Ctrl-C) leaves it running.
-async fn ask_cancel() -> bool {
+async fn ask_cancel(interrupts: &mut Interrupts) -> bool {
     eprint!("\ncancel the deliberation or leave it running? [c/L] ");
     // A plain thread, not the blocking pool: the runtime waits for the pool on exit, and a
     // read left unanswered after a second Ctrl-C must not keep the process alive.
@@ -133,7 +139,7 @@ async fn ask_cancel() -> bool {
             answer.ok().and_then(Result::ok).map(|a| a.trim().to_ascii_lowercase()).as_deref(),
             Some("c" | "cancel")
         ),
-        () = interrupt() => {
+        () = interrupts.next() => {
             eprintln!();
             false
         }

@@ -118,10 +118,44 @@ impl Context {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT); never when the handler cannot be installed.
-pub(crate) async fn interrupt() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
+/// Ctrl-C (SIGINT), listened for from the moment this is made: a signal that arrives before
+/// anyone waits for it is kept, never left to the default action (which would end the process
+/// without a word about the deliberation it leaves).
+#[derive(Debug)]
+pub(crate) struct Interrupts {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    pub(crate) fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            Self { signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves on the next Ctrl-C; never when no handler could be installed.
+    pub(crate) async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            match &mut self.signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 

@@ -196,7 +196,7 @@ pub(crate) fn proposal(result: &pb::DeliberationResult, title: &str) -> String {
                 Some(false) => "FAILED",
                 None => "not run",
             };
-            let _ = writeln!(out, "  {:<10} {:<8} {}", l.name, verdict, l.detail.trim());
+            let _ = writeln!(out, "  {:<13} {:<8} {}", l.name, verdict, l.detail.trim());
         }
     }
     if !result.reviews.is_empty() {
@@ -319,7 +319,7 @@ mod tests {
             usage: None,
         };
         let text = proposal(&result, "winner");
-        assert!(text.contains("dry run    not run  not run: no sandbox"), "{text}");
+        assert!(text.contains("dry run       not run  not run: no sandbox"), "{text}");
         assert!(text.contains("round 1 agent-1") && text.contains("7.0/10"), "{text}");
         assert!(ranking(&[result]).contains("1.00 1/1"));
     }

@@ -15,7 +15,7 @@ use super::progress::Progress;
 use super::render::{self, is_final, now_ms};
 use super::target::{Client, status_error};
 use super::view::DeliberationView;
-use super::{Context, interrupt};
+use super::{Context, Interrupts};
 
 const FIRST_POLL: Duration = Duration::from_millis(100);
 const SLOWEST_POLL: Duration = Duration::from_secs(1);
@@ -74,6 +74,7 @@ pub(crate) fn print_final(
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
 pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> Result<ExitCode, String> {
+    let mut interrupts = Interrupts::listen();
     let mut client = context.target.client().await?;
     let first = client
         .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.to_owned() })
@@ -96,7 +97,7 @@ pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> R
         tokio::pin!(followed);
         tokio::select! {
             outcome = &mut followed => Some(outcome),
-            () = interrupt() => None,
+            () = interrupts.next() => None,
         }
     };
     progress.finish();
