@@ -33,14 +33,35 @@ impl Drop for Server {
 
 /// A server whose model takes `delay` to answer each call.
 async fn server(delay: Duration) -> Server {
+    server_with(delay, |_| Vec::new()).await
+}
+
+/// [`server`] with extra environment, made from the server's data directory.
+async fn server_with(
+    delay: Duration,
+    env: impl FnOnce(&std::path::Path) -> Vec<(&'static str, String)>,
+) -> Server {
     let model = slow_model(delay).await;
     serve_models(&model, &["slow-model"]).await;
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
-    let child = support::start_server(port, &database, &model.uri(), &[]);
-    connect(port).await;
+    let env = env(data.path());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = support::start_server(port, &database, &model.uri(), &env);
+    wait_for_health(port);
     Server { child, port, _data: data, _model: model }
+}
+
+/// Waits until `orchestrator health` says SERVING (bounded: 10 s).
+fn wait_for_health(port: u16) {
+    for _ in 0..200 {
+        if run(port, &["health"]).status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server on port {port} did not come up");
 }
 
 /// The client, aimed at `port`, with nothing inherited that would change what it does.
@@ -362,4 +383,28 @@ async fn config_check_validates_the_file_names_the_bad_key_and_probes_every_prof
     let missing = check(&dir.path().join("nope.toml"), &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("nope.toml"), "{}", text(&missing.stderr));
+}
+
+#[tokio::test]
+async fn the_token_comes_from_the_flag_or_the_environment_and_its_absence_is_explained() {
+    const TOKEN: &str = "cli-test-token-0123456789";
+    let server = server_with(Duration::ZERO, |dir| {
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, format!("ci {TOKEN}\n")).unwrap();
+        vec![("ORCHESTRATOR_AUTH_TOKENS_FILE", tokens.display().to_string())]
+    })
+    .await;
+    let refused = run(server.port, &["list"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.starts_with("orchestrator: UNAUTHENTICATED: "), "{stderr}");
+    assert!(stderr.trim_end().ends_with("(set --token or ORCHESTRATOR_TOKEN)"), "{stderr}");
+
+    assert!(ok(server.port, &["list", "--token", TOKEN]).starts_with("TASK ID"));
+    let from_env =
+        orchestrator(server.port).args(["list", "--json"]).env("ORCHESTRATOR_TOKEN", TOKEN).output().unwrap();
+    assert!(from_env.status.success(), "{}", text(&from_env.stderr));
+    let wrong = run(server.port, &["list", "--token", "not-the-token-at-all"]);
+    assert!(text(&wrong.stderr).contains("UNAUTHENTICATED"), "{}", text(&wrong.stderr));
+    assert!(!text(&wrong.stderr).contains("not-the-token-at-all"), "the token is never echoed");
 }

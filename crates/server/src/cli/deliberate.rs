@@ -112,7 +112,9 @@ async fn interrupted(
         eprintln!("{task_id} keeps running on the server");
         pb::DeliberationStatus::InProgress
     };
-    eprintln!("follow it:  orchestrator watch {task_id}");
+    if !cancel {
+        eprintln!("follow it:  orchestrator watch {task_id}");
+    }
     eprintln!("its result: orchestrator get {task_id}");
     if context.json {
         Context::print_json(&TaskStatusView {

@@ -83,7 +83,7 @@ impl Progress {
         let output = if quiet {
             Output::Quiet
         } else if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(1);
+            let bar = ProgressBar::new(1).with_elapsed(started.elapsed());
             if let Ok(style) =
                 ProgressStyle::with_template("{spinner} [{elapsed}] {bar:20.cyan/blue} {pos}/{len} {msg}")
             {
@@ -145,7 +145,7 @@ impl Progress {
         match status {
             pb::DeliberationStatus::Pending | pb::DeliberationStatus::Unknown if !self.queued_shown => {
                 self.queued_shown = true;
-                self.line("queued: waiting for a free slot");
+                self.line("pending: waiting to start");
             }
             pb::DeliberationStatus::InProgress => {
                 let phase = tags.and_then(|t| t.get("phase")).map_or("proposing", String::as_str);

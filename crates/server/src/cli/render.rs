@@ -54,9 +54,12 @@ pub(crate) fn duration(ms: i64) -> String {
 }
 
 /// How long a deliberation took, or for one that has not ended, how long it has been going.
+/// A final deliberation without a recorded duration (cancelled before it ran) shows `-`.
 pub(crate) fn duration_of(status: pb::DeliberationStatus, duration_ms: i64, created_at_ms: i64) -> String {
-    if is_final(status) || duration_ms > 0 {
+    if duration_ms > 0 {
         duration(duration_ms)
+    } else if is_final(status) {
+        "-".to_owned()
     } else if created_at_ms > 0 {
         format!("{} so far", duration(now_ms() - created_at_ms))
     } else {
@@ -214,12 +217,19 @@ pub(crate) fn proposal(result: &pb::DeliberationResult, title: &str) -> String {
 /// `--show all`, every proposal).
 pub(crate) fn deliberation(r: &pb::GetDeliberationResultResponse, show: Show) -> String {
     let status = r.status();
+    let when = if is_final(status) {
+        format!("in {}", duration_of(status, r.duration_ms, r.created_at_ms))
+    } else {
+        let phase = r.metadata.as_ref().and_then(|m| m.tags.get("phase"));
+        let phase = phase.map_or_else(String::new, |p| format!(", {p}"));
+        let elapsed = if r.created_at_ms > 0 { duration(now_ms() - r.created_at_ms) } else { "-".to_owned() };
+        format!("for {elapsed}{phase}")
+    };
     let mut out = format!(
-        "task {} ({}): {} in {}, {}\n",
+        "task {} ({}): {} {when}, {}\n",
         r.task_id,
         if r.role.is_empty() { "-" } else { &r.role },
         status_name(status),
-        duration_of(status, r.duration_ms, r.created_at_ms),
         usage(r.usage.as_ref())
     );
     if !r.error_message.is_empty() {
@@ -273,6 +283,7 @@ mod tests {
         let shown = duration_of(pb::DeliberationStatus::InProgress, 0, created);
         assert!(shown.ends_with(" so far") && shown.starts_with('5'), "{shown}");
         assert_eq!(duration_of(pb::DeliberationStatus::Completed, 1500, created), "1.5 s");
+        assert_eq!(duration_of(pb::DeliberationStatus::Cancelled, 0, created), "-");
     }
 
     #[test]

@@ -112,8 +112,9 @@ pub(crate) struct DeliberationView {
     /// The current phase while it runs.
     pub(crate) phase: Option<String>,
     pub(crate) created_at_ms: i64,
-    /// How long it took; for unfinished work, how long it has been going.
-    pub(crate) duration_ms: i64,
+    /// How long it took; for unfinished work, how long it has been going; `null` when it
+    /// ended without running (cancelled while pending).
+    pub(crate) duration_ms: Option<i64>,
     pub(crate) winner_id: Option<String>,
     pub(crate) error: Option<String>,
     pub(crate) failures: Vec<FailureView>,
@@ -151,11 +152,13 @@ impl DeliberationView {
     }
 }
 
-fn elapsed_or(finished: bool, duration_ms: i64, created_at_ms: i64) -> i64 {
-    if finished || duration_ms > 0 || created_at_ms <= 0 {
-        duration_ms
+fn elapsed_or(finished: bool, duration_ms: i64, created_at_ms: i64) -> Option<i64> {
+    if duration_ms > 0 {
+        Some(duration_ms)
+    } else if finished || created_at_ms <= 0 {
+        None
     } else {
-        (now_ms() - created_at_ms).max(0)
+        Some((now_ms() - created_at_ms).max(0))
     }
 }
 
@@ -166,7 +169,8 @@ pub(crate) struct SummaryView {
     pub(crate) role: String,
     pub(crate) status: &'static str,
     pub(crate) created_at_ms: i64,
-    pub(crate) duration_ms: i64,
+    /// As in [`DeliberationView::duration_ms`].
+    pub(crate) duration_ms: Option<i64>,
     pub(crate) winner_id: Option<String>,
     pub(crate) task: String,
     pub(crate) error: Option<String>,

@@ -3,7 +3,7 @@
 //! StreamDeliberation cannot follow an existing deliberation: it starts one, and cancels it
 //! when its client goes away. So `watch` (and `deliberate`, after submitting) polls
 //! GetDeliberationResult, which the server updates after every phase: quickly at first, then
-//! backing off to once a second while nothing changes, and quickly again after a change.
+//! backing off to twice a second while nothing changes, and quickly again after a change.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use super::view::DeliberationView;
 use super::{Context, Interrupts};
 
 const FIRST_POLL: Duration = Duration::from_millis(100);
-const SLOWEST_POLL: Duration = Duration::from_secs(1);
+const SLOWEST_POLL: Duration = Duration::from_millis(500);
 
 /// What can be seen of a deliberation's progress; a change resets the back-off.
 fn fingerprint(r: &pb::GetDeliberationResultResponse) -> (i32, Option<String>, usize, i64) {
