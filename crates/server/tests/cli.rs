@@ -408,3 +408,70 @@ async fn the_token_comes_from_the_flag_or_the_environment_and_its_absence_is_exp
     assert!(text(&wrong.stderr).contains("UNAUTHENTICATED"), "{}", text(&wrong.stderr));
     assert!(!text(&wrong.stderr).contains("not-the-token-at-all"), "the token is never echoed");
 }
+
+/// A CA made at run time and a server certificate it signed for `localhost` and 127.0.0.1.
+fn server_certificate(dir: &std::path::Path) -> (String, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cli-test-ca");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    (write("ca.pem", &ca.pem()), write("cert.pem", &cert.pem()), write("key.pem", &key.serialize_pem()))
+}
+
+#[tokio::test]
+async fn https_addresses_speak_tls_with_the_given_ca_and_plaintext_is_never_tried_instead() {
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = server_certificate(pki.path());
+    let model = slow_model(Duration::ZERO).await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
+    let child = support::start_server(
+        port,
+        &database,
+        &model.uri(),
+        &[("ORCHESTRATOR_TLS_CERT", cert.as_str()), ("ORCHESTRATOR_TLS_KEY", key.as_str())],
+    );
+    let _server = Server { child, port, _data: data, _model: model };
+    let https = format!("https://127.0.0.1:{port}");
+    let tls = |args: &[&str]| {
+        let mut all = vec!["--addr", https.as_str(), "--ca", ca.as_str()];
+        all.extend_from_slice(args);
+        run(port, &all)
+    };
+    let mut up = tls(&["health"]);
+    for _ in 0..200 {
+        if up.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        up = tls(&["health"]);
+    }
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    let listed = tls(&["list", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    serde_json::from_slice::<Value>(&listed.stdout).unwrap();
+
+    // Without the CA the server's certificate is not trusted: a clear refusal, no fallback.
+    let untrusted = run(port, &["list", "--addr", &https]);
+    assert_eq!(untrusted.status.code(), Some(1));
+    let stderr = text(&untrusted.stderr);
+    assert!(stderr.starts_with(&format!("orchestrator: cannot connect to {https}: ")), "{stderr}");
+    assert!(stderr.contains("--ca") && stderr.lines().count() == 1, "{stderr}");
+
+    // Plaintext to a TLS server fails too, saying what to try.
+    let plain = run(port, &["list", "--addr", &format!("http://127.0.0.1:{port}")]);
+    assert_eq!(plain.status.code(), Some(1));
+    let stderr = text(&plain.stderr);
+    assert!(stderr.lines().count() == 1 && stderr.contains("https://"), "{stderr}");
+}

@@ -148,11 +148,12 @@ impl Target {
         let lower = cause.to_ascii_lowercase();
         let hint = match scheme_of(&self.addr) {
             Ok(Scheme::Tls)
-                if ["corrupt message", "invalidcontenttype", "handshake", "tls", "certificate"]
-                    .iter()
-                    .any(|w| lower.contains(w)) =>
+                if ["corrupt message", "invalidcontenttype"].iter().any(|w| lower.contains(w)) =>
             {
-                " (is the server serving plaintext? then use http://; with TLS, check --ca)"
+                " (is the server serving plaintext? then use http://)"
+            }
+            Ok(Scheme::Tls) if ["certificate", "issuer", "handshake"].iter().any(|w| lower.contains(w)) => {
+                " (is the server's certificate signed by the CA given with --ca, and for this host name?)"
             }
             Ok(Scheme::Plain)
                 if ["connection reset", "broken pipe", "closed"].iter().any(|w| lower.contains(w)) =>
@@ -210,8 +211,16 @@ pub(crate) fn status_error(status: &tonic::Status) -> String {
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
     };
+    let lost = ["operation was canceled", "connection", "transport error", "broken pipe"];
     let hint = match status.code() {
         Code::Unauthenticated => " (set --token or ORCHESTRATOR_TOKEN)",
+        // The connection itself failed: a plaintext client's first request to a TLS server
+        // ends like this, since the server drops a connection that does not start with TLS.
+        Code::Cancelled | Code::Unavailable
+            if lost.iter().any(|w| status.message().to_ascii_lowercase().contains(w)) =>
+        {
+            " (the connection failed; if the server serves TLS, use an https:// address)"
+        }
         _ => "",
     };
     let message = if status.message().is_empty() {
