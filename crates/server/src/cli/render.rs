@@ -134,7 +134,7 @@ pub(crate) fn check_lines(checks: Option<&pb::CheckSuite>) -> Vec<CheckLine> {
             let output = d.output.lines().next().unwrap_or_default();
             format!("exit {} {}", d.exit_code, if d.message.is_empty() { output } else { &d.message })
         } else {
-            d.message.clone()
+            d.message.strip_prefix("not run: ").unwrap_or(&d.message).to_owned()
         };
         lines.push(CheckLine { name: "dry run".into(), passed: d.ran.then_some(d.passed), detail });
     }
@@ -330,7 +330,7 @@ mod tests {
             usage: None,
         };
         let text = proposal(&result, "winner");
-        assert!(text.contains("dry run       not run  not run: no sandbox"), "{text}");
+        assert!(text.contains("dry run       not run  no sandbox"), "{text}");
         assert!(text.contains("round 1 agent-1") && text.contains("7.0/10"), "{text}");
         assert!(ranking(&[result]).contains("1.00 1/1"));
     }

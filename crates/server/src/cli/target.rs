@@ -211,12 +211,13 @@ pub(crate) fn status_error(status: &tonic::Status) -> String {
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
     };
-    let lost = ["operation was canceled", "connection", "transport error", "broken pipe"];
+    let lost =
+        ["operation was canceled", "connection", "transport error", "broken pipe", "h2 protocol error"];
     let hint = match status.code() {
         Code::Unauthenticated => " (set --token or ORCHESTRATOR_TOKEN)",
         // The connection itself failed: a plaintext client's first request to a TLS server
         // ends like this, since the server drops a connection that does not start with TLS.
-        Code::Cancelled | Code::Unavailable
+        Code::Cancelled | Code::Unavailable | Code::Internal | Code::Unknown
             if lost.iter().any(|w| status.message().to_ascii_lowercase().contains(w)) =>
         {
             " (the connection failed; if the server serves TLS, use an https:// address)"
