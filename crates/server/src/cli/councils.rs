@@ -20,13 +20,14 @@ pub(crate) enum CouncilCommand {
         #[arg(long)]
         role: String,
         /// Agents to seat (1..=16; default 3).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+              value_parser = clap::value_parser!(i32).range(0..=16), hide_default_value = true)]
         agents: i32,
         /// Model profile (repeatable; agent i runs on the i-th, cycled). Default: `default`.
         #[arg(long = "profile")]
         profiles: Vec<String>,
         /// Default review rounds of its deliberations (0: no peer review; default 1).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(0..=5))]
         rounds: Option<i32>,
         /// Persona of every agent.
         #[arg(long, default_value = "")]
@@ -80,7 +81,7 @@ pub(crate) enum AgentCommand {
 #[derive(Debug, Args)]
 pub(crate) struct AgentsArgs {
     /// Only deliberations of the last this many seconds (0: all time).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(0..))]
     since_secs: i64,
 }
 

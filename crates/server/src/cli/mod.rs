@@ -205,6 +205,19 @@ mod tests {
     }
 
     #[test]
+    fn negative_counts_are_refused_everywhere_by_flag_name() {
+        for args in [
+            &["orchestrator", "council", "create", "--role", "QA", "--agents", "-2"][..],
+            &["orchestrator", "council", "create", "--role", "QA", "--rounds", "-1"][..],
+            &["orchestrator", "agents", "--since-secs", "-5"][..],
+            &["orchestrator", "list", "--limit", "-1"][..],
+        ] {
+            let message = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(message.contains("invalid value '-"), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
     fn target_flags_go_before_or_after_the_subcommand() {
         let cli = Cli::try_parse_from(["orchestrator", "--addr", "http://h:1", "list", "--json"]).unwrap();
         assert_eq!(cli.target.addr, "http://h:1");

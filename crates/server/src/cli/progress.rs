@@ -24,6 +24,9 @@ enum Output {
     Lines,
     /// Lines above a spinner and a bar of phases.
     Bar(ProgressBar),
+    /// Kept in memory, for tests.
+    #[cfg(test)]
+    Memory(std::cell::RefCell<Vec<String>>),
 }
 
 /// What has been shown of one deliberation.
@@ -117,6 +120,8 @@ impl Progress {
             Output::Quiet => {}
             Output::Lines => eprintln!("{line}"),
             Output::Bar(bar) => bar.println(line),
+            #[cfg(test)]
+            Output::Memory(lines) => lines.borrow_mut().push(text.to_owned()),
         }
     }
 
@@ -225,7 +230,91 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    fn in_memory() -> Progress {
+        let mut progress = Progress::new(Instant::now(), true);
+        progress.output = Output::Memory(std::cell::RefCell::new(Vec::new()));
+        progress
+    }
+
+    fn lines(progress: &Progress) -> Vec<String> {
+        match &progress.output {
+            Output::Memory(lines) => lines.borrow().clone(),
+            _ => unreachable!("in memory"),
+        }
+    }
+
+    fn state(
+        status: pb::DeliberationStatus,
+        phase: Option<&str>,
+        calls: i64,
+    ) -> pb::GetDeliberationResultResponse {
+        let mut tags = HashMap::from([("rounds".to_owned(), "1".to_owned())]);
+        if let Some(phase) = phase {
+            tags.insert("phase".to_owned(), phase.to_owned());
+        }
+        pb::GetDeliberationResultResponse {
+            task_id: "t".into(),
+            status: status.into(),
+            metadata: Some(pb::OrchestratorMetadata { tags, ..Default::default() }),
+            usage: Some(pb::TokenUsage {
+                calls,
+                prompt_tokens: 10 * calls,
+                completion_tokens: calls,
+                latency_ms: 0,
+            }),
+            duration_ms: 1200,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_deliberation_seen_only_at_its_end_shows_every_phase_once_in_order() {
+        let mut progress = in_memory();
+        progress.observe(&state(pb::DeliberationStatus::Completed, None, 9));
+        let shown = lines(&progress);
+        let phases: Vec<&str> = shown.iter().map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(
+            phases,
+            [
+                "proposing",
+                "reviewing (round 1)",
+                "revising (round 1)",
+                "scoring",
+                "completed in 1.2 s, 9 call(s), 99 tokens"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_phase_is_shown_once_with_the_tokens_so_far_and_dropped_agents_as_they_come() {
+        let mut progress = in_memory();
+        progress.observe(&state(pb::DeliberationStatus::Pending, None, 0));
+        progress.observe(&state(pb::DeliberationStatus::InProgress, None, 0));
+        progress.observe(&state(pb::DeliberationStatus::InProgress, Some("reviewing (round 1)"), 3));
+        let mut dropped = state(pb::DeliberationStatus::InProgress, Some("reviewing (round 1)"), 3);
+        dropped.failures.push(pb::AgentFailure {
+            agent_id: "dev-2".into(),
+            phase: "review".into(),
+            reason: "timed out".into(),
+            round: 1,
+        });
+        progress.observe(&dropped);
+        progress.observe(&dropped);
+        let shown = lines(&progress);
+        assert_eq!(
+            shown,
+            [
+                "pending: waiting to start",
+                "proposing: each agent writes a proposal",
+                "reviewing (round 1): agents review each other's proposals (3 call(s), 33 tokens so far)",
+                "dropped dev-2 during review (round 1): timed out",
+            ]
+        );
+    }
 
     #[test]
     fn the_plan_lists_every_phase_in_order() {
