@@ -409,7 +409,9 @@ async fn the_token_comes_from_the_flag_or_the_environment_and_its_absence_is_exp
     assert!(!text(&wrong.stderr).contains("not-the-token-at-all"), "the token is never echoed");
 }
 
-/// A CA made at run time and a server certificate it signed for `localhost` and 127.0.0.1.
+/// A CA made at run time and a server certificate it signed for `localhost` and 127.0.0.1
+/// (paths of the CA, the certificate and its key); `client.pem`/`client-key.pem` beside them
+/// hold a client certificate of the same CA with the common name `ops`.
 fn server_certificate(dir: &std::path::Path) -> (String, String, String) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cli-test-ca");
@@ -425,6 +427,12 @@ fn server_certificate(dir: &std::path::Path) -> (String, String, String) {
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
+    let mut client_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    client_params.distinguished_name.push(rcgen::DnType::CommonName, "ops");
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    write("client.pem", &client.pem());
+    write("client-key.pem", &client_key.serialize_pem());
     (write("ca.pem", &ca.pem()), write("cert.pem", &cert.pem()), write("key.pem", &key.serialize_pem()))
 }
 
@@ -473,5 +481,53 @@ async fn https_addresses_speak_tls_with_the_given_ca_and_plaintext_is_never_trie
     let plain = run(port, &["list", "--addr", &format!("http://127.0.0.1:{port}")]);
     assert_eq!(plain.status.code(), Some(1));
     let stderr = text(&plain.stderr);
-    assert!(stderr.lines().count() == 1 && stderr.contains("https://"), "{stderr}");
+    assert!(stderr.lines().count() == 1 && stderr.contains("use an https:// address"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_opens_a_mutual_tls_server() {
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = server_certificate(pki.path());
+    let client_cert = pki.path().join("client.pem").display().to_string();
+    let client_key = pki.path().join("client-key.pem").display().to_string();
+    let model = slow_model(Duration::ZERO).await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
+    let child = support::start_server(
+        port,
+        &database,
+        &model.uri(),
+        &[
+            ("ORCHESTRATOR_TLS_CERT", cert.as_str()),
+            ("ORCHESTRATOR_TLS_KEY", key.as_str()),
+            ("ORCHESTRATOR_TLS_CLIENT_CA", ca.as_str()),
+            ("ORCHESTRATOR_AUTH", "mtls"),
+        ],
+    );
+    let _server = Server { child, port, _data: data, _model: model };
+    let https = format!("https://127.0.0.1:{port}");
+    let with_identity = |args: &[&str]| {
+        let mut all =
+            vec!["--addr", https.as_str(), "--ca", ca.as_str(), "--cert", &client_cert, "--key", &client_key];
+        all.extend_from_slice(args);
+        run(port, &all)
+    };
+    let mut listed = with_identity(&["list", "--json"]);
+    for _ in 0..200 {
+        if listed.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        listed = with_identity(&["list", "--json"]);
+    }
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    serde_json::from_slice::<Value>(&listed.stdout).unwrap();
+
+    let anonymous = run(port, &["list", "--addr", &https, "--ca", &ca]);
+    assert_eq!(anonymous.status.code(), Some(1));
+    let stderr = text(&anonymous.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("orchestrator: connection to {https} failed: ")), "{stderr}");
+    assert!(stderr.contains("--cert and --key"), "says what is missing: {stderr}");
 }

@@ -9,7 +9,6 @@ use orchestrator_api_grpc::pb;
 use serde::Serialize;
 
 use super::Context;
-use super::target::status_error;
 
 /// `orchestrator council …`
 #[derive(Debug, Subcommand)]
@@ -204,7 +203,7 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
                 .await?
                 .create_council(pb::CreateCouncilRequest { role, num_agents: agents, config: Some(config) })
                 .await
-                .map_err(|s| status_error(&s))?
+                .map_err(|s| context.target.failed(&s))?
                 .into_inner();
             if context.json {
                 return Context::print_json(&ChangeView {
@@ -226,7 +225,7 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
                     include_agents: true,
                 })
                 .await
-                .map_err(|s| status_error(&s))?
+                .map_err(|s| context.target.failed(&s))?
                 .into_inner();
             if context.json {
                 return Context::print_json(&listed.councils.iter().map(CouncilView::of).collect::<Vec<_>>());
@@ -257,7 +256,7 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
                     role: role.unwrap_or_default(),
                 })
                 .await
-                .map_err(|s| status_error(&s))?
+                .map_err(|s| context.target.failed(&s))?
                 .into_inner();
             if context.json {
                 return Context::print_json(&ChangeView {
@@ -303,7 +302,7 @@ pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<()
                     ..Default::default()
                 })
                 .await
-                .map_err(|s| status_error(&s))?
+                .map_err(|s| context.target.failed(&s))?
                 .into_inner();
             if context.json {
                 return Context::print_json(&ChangeView {
@@ -322,7 +321,7 @@ pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<()
                 .await?
                 .unregister_agent(pb::UnregisterAgentRequest { agent_id, role })
                 .await
-                .map_err(|s| status_error(&s))?
+                .map_err(|s| context.target.failed(&s))?
                 .into_inner();
             if context.json {
                 return Context::print_json(&ChangeView {
@@ -346,7 +345,7 @@ async fn set_status(agent_id: String, status: &str, context: &Context) -> Result
         .await?
         .set_agent_status(pb::SetAgentStatusRequest { agent_id, status: status.to_owned() })
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     let agent = set.agent.unwrap_or_default();
     if context.json {
@@ -370,7 +369,7 @@ pub(crate) async fn agents(args: AgentsArgs, context: &Context) -> Result<(), St
             time_range_ms: args.since_secs.saturating_mul(1000),
         })
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     let per_agent = metrics.agents.unwrap_or_default().per_agent;
     if context.json {

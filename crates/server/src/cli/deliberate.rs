@@ -16,7 +16,7 @@ use orchestrator_api_grpc::pb;
 use super::args::TaskArgs;
 use super::progress::Progress;
 use super::render::status_name;
-use super::target::{Client, status_error};
+use super::target::{Client, Target};
 use super::view::TaskStatusView;
 use super::watch::{follow, print_final};
 use super::{Context, Interrupts};
@@ -27,13 +27,14 @@ const INTERRUPTED: u8 = 130;
 async fn submit_request(
     client: &mut Client,
     args: &TaskArgs,
+    target: &Target,
 ) -> Result<pb::SubmitDeliberationResponse, String> {
     let task_id = args.task_id();
     client
         .submit_deliberation(args.request(task_id))
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|s| status_error(&s))
+        .map_err(|s| target.failed(&s))
 }
 
 /// `orchestrator submit`: starts it in the background and prints its id.
@@ -42,7 +43,7 @@ async fn submit_request(
 /// Connection failures and error statuses, formatted for a person.
 pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), String> {
     let mut client = context.target.client().await?;
-    let submitted = submit_request(&mut client, &args).await?;
+    let submitted = submit_request(&mut client, &args, &context.target).await?;
     if context.json {
         return Context::print_json(&TaskStatusView {
             status: status_name(submitted.status()),
@@ -64,7 +65,7 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
     let mut interrupts = Interrupts::listen();
     let mut client = context.target.client().await?;
     let started = Instant::now();
-    let submitted = submit_request(&mut client, &args).await?;
+    let submitted = submit_request(&mut client, &args, &context.target).await?;
     let task_id = submitted.task_id.clone();
     let agents = args.agents.map_or_else(|| "default agents".to_owned(), |n| format!("{n} agent(s)"));
     let rounds = args.rounds.map_or_else(|| "default rounds".to_owned(), |n| format!("{n} round(s)"));
@@ -73,7 +74,7 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
 
     let mut progress = Progress::new(started, args.quiet);
     let outcome = {
-        let followed = follow(client.clone(), &task_id, &mut progress);
+        let followed = follow(client.clone(), &context.target, &task_id, &mut progress);
         tokio::pin!(followed);
         tokio::select! {
             outcome = &mut followed => Some(outcome),
@@ -104,7 +105,7 @@ async fn interrupted(
         let cancelled = client
             .cancel_deliberation(pb::CancelDeliberationRequest { task_id: task_id.to_owned() })
             .await
-            .map_err(|s| status_error(&s))?
+            .map_err(|s| context.target.failed(&s))?
             .into_inner();
         eprintln!("{task_id}: {}", status_name(cancelled.status()));
         cancelled.status()

@@ -10,7 +10,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::Context;
-use super::target::status_error;
 use super::view::HealthView;
 
 /// Bound on the whole check, so a hung server fails the probe instead of hanging it.
@@ -22,7 +21,7 @@ async fn ask(context: &Context) -> Result<ServingStatus, String> {
     let response = HealthClient::with_interceptor(channel, bearer)
         .check(HealthCheckRequest { service: String::new() })
         .await
-        .map_err(|s| status_error(&s))?;
+        .map_err(|s| context.target.failed(&s))?;
     Ok(response.into_inner().status())
 }
 

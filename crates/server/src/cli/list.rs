@@ -7,7 +7,6 @@ use orchestrator_api_grpc::pb;
 
 use super::args::{ListArgs, ShowArgs};
 use super::render::{age, duration_of, render_task, status_name};
-use super::target::status_error;
 use super::view::{DeliberationView, ListView, StatusView, SummaryView, TaskStatusView};
 use super::{Context, render};
 
@@ -23,7 +22,7 @@ pub(crate) async fn list(args: ListArgs, context: &Context) -> Result<(), String
         .await?
         .list_deliberations(args.request())
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     let next = Some(page.next_page_token.clone()).filter(|t| !t.is_empty());
     if context.json {
@@ -73,7 +72,7 @@ pub(crate) async fn get(task_id: &str, show: ShowArgs, context: &Context) -> Res
         .await?
         .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.to_owned() })
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     if context.json {
         return Context::print_json(&DeliberationView::of(&r));
@@ -93,7 +92,7 @@ pub(crate) async fn cancel(task_id: String, context: &Context) -> Result<(), Str
         .await?
         .cancel_deliberation(pb::CancelDeliberationRequest { task_id })
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     if context.json {
         return Context::print_json(&TaskStatusView {
@@ -117,7 +116,7 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
         .await?
         .get_status(pb::GetStatusRequest { include_stats: true })
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     let stats = status.stats.clone().unwrap_or_default();
     let view = StatusView {

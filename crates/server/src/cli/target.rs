@@ -35,10 +35,10 @@ pub(crate) struct Target {
     #[arg(long, env = "ORCHESTRATOR_CA", global = true)]
     pub(crate) ca: Option<PathBuf>,
     /// PEM client certificate, for a server that requires mutual TLS (with --key).
-    #[arg(long, env = "ORCHESTRATOR_CLIENT_CERT", global = true, requires = "key")]
+    #[arg(long, env = "ORCHESTRATOR_CLIENT_CERT", global = true)]
     pub(crate) cert: Option<PathBuf>,
     /// PEM private key of --cert.
-    #[arg(long, env = "ORCHESTRATOR_CLIENT_KEY", global = true, requires = "cert")]
+    #[arg(long, env = "ORCHESTRATOR_CLIENT_KEY", global = true)]
     pub(crate) key: Option<PathBuf>,
 }
 
@@ -103,7 +103,7 @@ impl Target {
             .map_err(|e| format!("invalid address {:?}: {e}", self.addr))?
             .connect_timeout(CONNECT_TIMEOUT);
         if scheme == Scheme::Plain {
-            if self.ca.is_some() || self.cert.is_some() {
+            if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
                 return Err(format!(
                     "--ca/--cert need an https:// address (got {:?}); plaintext is never upgraded silently",
                     self.addr
@@ -116,8 +116,18 @@ impl Target {
             Some(path) => tls.ca_certificate(Certificate::from_pem(read_pem(path, "--ca")?)),
             None => tls.with_webpki_roots(),
         };
-        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-            tls = tls.identity(Identity::from_pem(read_pem(cert, "--cert")?, read_pem(key, "--key")?));
+        // Checked here rather than by clap, so a half-set environment does not stop `serve`.
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(read_pem(cert, "--cert")?, read_pem(key, "--key")?));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(
+                    "--cert and --key go together (ORCHESTRATOR_CLIENT_CERT, ORCHESTRATOR_CLIENT_KEY)"
+                        .to_owned(),
+                );
+            }
         }
         endpoint.tls_config(tls).map_err(|e| format!("TLS setup for {}: {}", self.addr, root_cause(&e)))
     }
@@ -211,25 +221,56 @@ pub(crate) fn status_error(status: &tonic::Status) -> String {
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
     };
-    let lost =
-        ["operation was canceled", "connection", "transport error", "broken pipe", "h2 protocol error"];
     let hint = match status.code() {
         Code::Unauthenticated => " (set --token or ORCHESTRATOR_TOKEN)",
-        // The connection itself failed: a plaintext client's first request to a TLS server
-        // ends like this, since the server drops a connection that does not start with TLS.
-        Code::Cancelled | Code::Unavailable | Code::Internal | Code::Unknown
-            if lost.iter().any(|w| status.message().to_ascii_lowercase().contains(w)) =>
-        {
-            " (the connection failed; if the server serves TLS, use an https:// address)"
-        }
         _ => "",
     };
-    let message = if status.message().is_empty() {
-        std::error::Error::source(status).map(root_cause).unwrap_or_default()
+    format!("{name}: {}{hint}", status_message(status))
+}
+
+/// The server's message, or for a status the client made from a broken connection (whose
+/// message says only "transport error"), the underlying cause.
+fn status_message(status: &tonic::Status) -> String {
+    let message = status.message();
+    if message.is_empty() || message == "transport error" {
+        std::error::Error::source(status).map_or_else(|| message.to_owned(), root_cause)
     } else {
-        status.message().to_owned()
-    };
-    format!("{name}: {message}{hint}")
+        message.to_owned()
+    }
+}
+
+/// Whether a status was made by the client from a connection that broke, not sent by a server.
+fn is_connection_failure(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    const BROKEN: &[&str] =
+        &["operation was canceled", "connection", "transport error", "broken pipe", "h2 protocol error"];
+    matches!(status.code(), Code::Cancelled | Code::Unavailable | Code::Internal | Code::Unknown)
+        && BROKEN.iter().any(|w| status.message().to_ascii_lowercase().contains(w))
+}
+
+impl Target {
+    /// An error status of a call to this target, for a person: [`status_error`], and for a
+    /// connection that broke, what to check for this address's scheme.
+    pub(crate) fn failed(&self, status: &tonic::Status) -> String {
+        if !is_connection_failure(status) {
+            return status_error(status);
+        }
+        let cause = status_message(status);
+        let lower = cause.to_ascii_lowercase();
+        let hint = match scheme_of(&self.addr) {
+            // A plaintext client's first request to a TLS server ends like this: the server
+            // drops a connection that does not start with a TLS handshake.
+            Ok(Scheme::Plain) => " (does the server require TLS? then use an https:// address)",
+            Ok(Scheme::Tls) if lower.contains("certificate") => {
+                " (the server requires a client certificate it trusts: --cert and --key)"
+            }
+            // With TLS 1.3 the server's refusal of a missing client certificate can race the
+            // first request, which then sees only the connection close.
+            Ok(Scheme::Tls) => " (does the server require a client certificate? then pass --cert and --key)",
+            Err(_) => "",
+        };
+        format!("connection to {} failed: {cause}{hint}", self.addr)
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +292,12 @@ mod tests {
     fn certificates_with_a_plaintext_address_are_refused_not_ignored() {
         let t = Target { ca: Some("ca.pem".into()), ..target("http://h:1") };
         assert!(t.endpoint().unwrap_err().contains("need an https:// address"));
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let t = Target { cert: Some("c.pem".into()), ..target("https://h:1") };
+        assert!(t.endpoint().unwrap_err().contains("--cert and --key go together"));
     }
 
     #[test]

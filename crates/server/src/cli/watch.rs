@@ -13,7 +13,7 @@ use orchestrator_api_grpc::pb;
 use super::args::ShowArgs;
 use super::progress::Progress;
 use super::render::{self, is_final, now_ms};
-use super::target::{Client, status_error};
+use super::target::{Client, Target};
 use super::view::DeliberationView;
 use super::{Context, Interrupts};
 
@@ -32,6 +32,7 @@ fn fingerprint(r: &pb::GetDeliberationResultResponse) -> (i32, Option<String>, u
 /// An error status (NOT_FOUND for an unknown id), formatted for a person.
 pub(crate) async fn follow(
     mut client: Client,
+    target: &Target,
     task_id: &str,
     progress: &mut Progress,
 ) -> Result<pb::GetDeliberationResultResponse, String> {
@@ -41,7 +42,7 @@ pub(crate) async fn follow(
         let r = client
             .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.to_owned() })
             .await
-            .map_err(|s| status_error(&s))?
+            .map_err(|s| target.failed(&s))?
             .into_inner();
         progress.observe(&r);
         if is_final(r.status()) {
@@ -79,7 +80,7 @@ pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> R
     let first = client
         .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.to_owned() })
         .await
-        .map_err(|s| status_error(&s))?
+        .map_err(|s| context.target.failed(&s))?
         .into_inner();
     if is_final(first.status()) {
         return print_final(&first, show, context);
@@ -93,7 +94,7 @@ pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> R
         render::status_name(first.status())
     ));
     let outcome = {
-        let followed = follow(client, task_id, &mut progress);
+        let followed = follow(client, &context.target, task_id, &mut progress);
         tokio::pin!(followed);
         tokio::select! {
             outcome = &mut followed => Some(outcome),
