@@ -3,21 +3,22 @@
 #![allow(clippy::print_stdout)] // the client subcommands print for a person at a terminal
 
 mod cli;
-mod cli_councils;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use orchestrator_server::{Application, Config, shutdown_signal, telemetry};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Context};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         None | Some(Command::Serve) => serve().await,
-        Some(command) => match cli::run_client(command).await {
-            Ok(()) => ExitCode::SUCCESS,
+        Some(command) => match cli::run_client(command, Context { target: cli.target, json: cli.json }).await
+        {
+            Ok(code) => code,
             Err(message) => {
                 eprintln!("orchestrator: {message}");
                 ExitCode::FAILURE

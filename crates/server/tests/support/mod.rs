@@ -35,6 +35,19 @@ pub(crate) async fn slow_model(delay: Duration) -> MockServer {
     server
 }
 
+/// Makes `server` answer `GET /v1/models` with these model ids, as OpenAI-compatible servers do.
+pub(crate) async fn serve_models(server: &MockServer, ids: &[&str]) {
+    let data: Vec<serde_json::Value> =
+        ids.iter().map(|id| serde_json::json!({"id": id, "object": "model"})).collect();
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"object": "list", "data": data})),
+        )
+        .mount(server)
+        .await;
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

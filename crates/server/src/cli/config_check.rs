@@ -1,0 +1,156 @@
+//! `orchestrator config check <file>`: loads the file through the server's own loader (with the
+//! `ORCHESTRATOR_*` environment layered over it, as `serve` would), so an error names the key
+//! exactly as startup would; then asks every model profile's server for its model list.
+//!
+//! Exit 0: valid and every profile answers with its model (or without a list); 1: valid, but a
+//! profile is unreachable, refuses us or does not serve its model; 2: invalid.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::ExitCode;
+
+use orchestrator_domain::ProfileName;
+use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
+use orchestrator_server::Config;
+use serde::Serialize;
+
+use super::Context;
+
+/// Exit status of an invalid file, as `serve` exits on one.
+const INVALID: u8 = 2;
+
+#[derive(Debug, Serialize)]
+struct ProbeView {
+    profile: String,
+    url: String,
+    reachable: bool,
+    http_status: Option<u16>,
+    /// `null` when the server gave no model list.
+    model_listed: Option<bool>,
+    ok: bool,
+    hint: Option<String>,
+}
+
+impl ProbeView {
+    fn of(p: &ProfileProbe) -> Self {
+        Self {
+            profile: p.profile.to_string(),
+            url: p.url.clone(),
+            reachable: p.reachable,
+            http_status: p.status,
+            model_listed: p.model_listed,
+            ok: p.is_ok(),
+            hint: p.hint.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CheckView {
+    file: String,
+    valid: bool,
+    /// The key at fault and why, when invalid.
+    error: Option<String>,
+    /// `ORCHESTRATOR_*` variables that set no key (misspelt, most likely).
+    unrecognised_env: Vec<String>,
+    profiles: Vec<ProbeView>,
+}
+
+/// The file's configuration, loaded as `serve` loads it but from `file`.
+fn load(file: &Path) -> Result<Config, String> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    env.insert("ORCHESTRATOR_CONFIG".to_owned(), file.display().to_string());
+    Config::from_env(&env).map_err(|e| e.to_string())
+}
+
+/// The configured profiles' backend, or why it cannot be built (named by key).
+fn backend(config: &Config) -> Result<Option<OpenAiBackend>, String> {
+    if config.profiles.is_empty() {
+        return Ok(None);
+    }
+    let profiles = config
+        .profiles
+        .iter()
+        .map(|(name, profile)| {
+            let name = ProfileName::new(name.as_str()).map_err(|e| format!("profiles.{name}: {e}"))?;
+            Ok((name, profile.clone()))
+        })
+        .collect::<Result<BTreeMap<_, _>, String>>()?;
+    OpenAiBackend::new(profiles).map(Some).map_err(|e| e.to_string())
+}
+
+/// Runs the check and prints its report; returns the exit code.
+pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCode {
+    let mut view = CheckView {
+        file: file.display().to_string(),
+        valid: false,
+        error: None,
+        unrecognised_env: Config::unrecognised_env(&std::env::vars().collect()),
+        profiles: Vec::new(),
+    };
+    let loaded = load(file).and_then(|config| Ok((backend(&config)?, config)));
+    let code = match loaded {
+        Err(error) => {
+            view.error = Some(error);
+            ExitCode::from(INVALID)
+        }
+        Ok((backend, config)) => {
+            view.valid = true;
+            if !context.json {
+                println!(
+                    "{}: valid (listen {}, {} profile(s), {} standing council(s))",
+                    view.file,
+                    config.listen,
+                    config.profiles.len(),
+                    config.councils.len()
+                );
+            }
+            match (backend, probe) {
+                (None, _) => {
+                    if !context.json {
+                        println!(
+                            "no model profiles: the server would start, but every deliberation fails until one is set"
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                (Some(_), false) => ExitCode::SUCCESS,
+                (Some(backend), true) => {
+                    let probes = backend.probe().await;
+                    view.profiles = probes.iter().map(ProbeView::of).collect();
+                    if probes.iter().all(ProfileProbe::is_ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+            }
+        }
+    };
+    if context.json {
+        if let Err(error) = Context::print_json(&view) {
+            eprintln!("orchestrator: {error}");
+            return ExitCode::FAILURE;
+        }
+        return code;
+    }
+    if let Some(error) = &view.error {
+        eprintln!("orchestrator: {}: invalid: {error}", view.file);
+    }
+    for name in &view.unrecognised_env {
+        eprintln!("warning: {name} sets no configuration key; is it misspelt?");
+    }
+    for p in &view.profiles {
+        let reach = match (p.reachable, p.http_status) {
+            (true, Some(status)) => format!("reachable (HTTP {status})"),
+            _ => "unreachable".to_owned(),
+        };
+        let model = match p.model_listed {
+            Some(true) => "model listed",
+            Some(false) => "model NOT listed",
+            None => "no model list",
+        };
+        let verdict = if p.ok { "ok" } else { "PROBLEM" };
+        println!("profile {:<12} {verdict:<7} {reach}, {model}  {}", p.profile, p.url);
+        if let Some(hint) = &p.hint {
+            println!("  hint: {hint}");
+        }
+    }
+    code
+}

@@ -1,0 +1,150 @@
+//! `deliberate` and `submit`.
+//!
+//! `deliberate` submits (SubmitDeliberation, with a task id chosen here), prints the id at
+//! once, then follows the stored deliberation (see [`super::watch`]) and prints its result.
+//! Submitting rather than calling StreamDeliberation is what lets Ctrl-C leave the work running:
+//! a stream's deliberation is cancelled when its client goes away. On Ctrl-C a person at a
+//! terminal is asked whether to cancel it; without a terminal on stdin nothing is asked and it
+//! keeps running. Either way the commands to follow it are printed.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use orchestrator_api_grpc::pb;
+
+use super::args::TaskArgs;
+use super::progress::Progress;
+use super::render::status_name;
+use super::target::{Client, Target};
+use super::view::TaskStatusView;
+use super::watch::{follow, print_final};
+use super::{Context, Interrupts};
+
+/// Exit status after Ctrl-C, as shells report a command ended by SIGINT.
+const INTERRUPTED: u8 = 130;
+
+async fn submit_request(
+    client: &mut Client,
+    args: &TaskArgs,
+    target: &Target,
+) -> Result<pb::SubmitDeliberationResponse, String> {
+    let task_id = args.task_id();
+    client
+        .submit_deliberation(args.request(task_id))
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| target.failed(&s))
+}
+
+/// `orchestrator submit`: starts it in the background and prints its id.
+///
+/// # Errors
+/// Connection failures and error statuses, formatted for a person.
+pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), String> {
+    let mut client = context.target.client().await?;
+    let submitted = submit_request(&mut client, &args, &context.target).await?;
+    if context.json {
+        return Context::print_json(&TaskStatusView {
+            status: status_name(submitted.status()),
+            task_id: submitted.task_id,
+            created: Some(submitted.created),
+        });
+    }
+    let what = if submitted.created { "submitted" } else { "already exists" };
+    println!("{} {what} ({})", submitted.task_id, status_name(submitted.status()));
+    eprintln!("follow it: orchestrator watch {id}   result: orchestrator get {id}", id = submitted.task_id);
+    Ok(())
+}
+
+/// `orchestrator deliberate`: submit, print the id, follow, print the result.
+///
+/// # Errors
+/// Connection failures and error statuses, formatted for a person.
+pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<ExitCode, String> {
+    let mut interrupts = Interrupts::listen();
+    let mut client = context.target.client().await?;
+    let started = Instant::now();
+    let submitted = submit_request(&mut client, &args, &context.target).await?;
+    let task_id = submitted.task_id.clone();
+    let agents = args.agents.map_or_else(|| "default agents".to_owned(), |n| format!("{n} agent(s)"));
+    let rounds = args.rounds.map_or_else(|| "default rounds".to_owned(), |n| format!("{n} round(s)"));
+    let again = if submitted.created { "" } else { ", already submitted before: following it" };
+    eprintln!("task {task_id} ({}, {agents}, {rounds}{again})", args.role.to_ascii_uppercase());
+
+    let mut progress = Progress::new(started, args.quiet);
+    let outcome = {
+        let followed = follow(client.clone(), &context.target, &task_id, &mut progress);
+        tokio::pin!(followed);
+        tokio::select! {
+            outcome = &mut followed => Some(outcome),
+            () = interrupts.next() => None,
+        }
+    };
+    progress.finish();
+    match outcome {
+        Some(outcome) => print_final(&outcome?, args.show, context),
+        None => interrupted(&mut client, &task_id, &mut interrupts, context).await,
+    }
+}
+
+/// After Ctrl-C: cancel or leave running (asked only at a terminal), then say how to follow.
+async fn interrupted(
+    client: &mut Client,
+    task_id: &str,
+    interrupts: &mut Interrupts,
+    context: &Context,
+) -> Result<ExitCode, String> {
+    let cancel = if std::io::stdin().is_terminal() {
+        ask_cancel(interrupts).await
+    } else {
+        eprintln!("\ninterrupted; stdin is not a terminal, so {task_id} is left running");
+        false
+    };
+    let status = if cancel {
+        let cancelled = client
+            .cancel_deliberation(pb::CancelDeliberationRequest { task_id: task_id.to_owned() })
+            .await
+            .map_err(|s| context.target.failed(&s))?
+            .into_inner();
+        eprintln!("{task_id}: {}", status_name(cancelled.status()));
+        cancelled.status()
+    } else {
+        eprintln!("{task_id} keeps running on the server");
+        pb::DeliberationStatus::InProgress
+    };
+    if !cancel {
+        eprintln!("follow it:  orchestrator watch {task_id}");
+    }
+    eprintln!("its result: orchestrator get {task_id}");
+    if context.json {
+        Context::print_json(&TaskStatusView {
+            task_id: task_id.to_owned(),
+            status: status_name(status),
+            created: None,
+        })?;
+    }
+    Ok(ExitCode::from(INTERRUPTED))
+}
+
+/// Asks on the terminal; anything but `c`/`cancel` (or a second Ctrl-C) leaves it running.
+async fn ask_cancel(interrupts: &mut Interrupts) -> bool {
+    eprint!("\ncancel the deliberation or leave it running? [c/L] ");
+    // A plain thread, not the blocking pool: the runtime waits for the pool on exit, and a
+    // read left unanswered after a second Ctrl-C must not keep the process alive.
+    let (tx, answer) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = tx.send(std::io::stdin().read_line(&mut line).map(|_| line));
+    });
+    tokio::select! {
+        answer = answer => matches!(
+            answer.ok().and_then(Result::ok).map(|a| a.trim().to_ascii_lowercase()).as_deref(),
+            Some("c" | "cancel")
+        ),
+        () = interrupts.next() => {
+            eprintln!();
+            false
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The command line: `orchestrator` (or `orchestrator serve`) runs the server; the other
+//! subcommands are a gRPC client for people at a terminal and for scripts (`--json`).
+//!
+//! One idea a file:
+//! * [`args`] — the subcommands' arguments and the requests they make;
+//! * [`target`] — which server, how to reach it (scheme, TLS, token) and errors a person reads;
+//! * [`deliberate`] — `deliberate` and `submit`: submit, follow, Ctrl-C;
+//! * [`progress`] — live progress lines (or a spinner at a terminal) on stderr;
+//! * [`watch`] — following a deliberation by id until it ends;
+//! * [`render`] — results, statuses and durations for a person;
+//! * [`view`] — the `--json` documents;
+//! * [`list`] — `list`, `get`, `cancel` and `status`;
+//! * [`health`] — `health`, the container's health check;
+//! * [`config_check`] — `config check`: validate a file and probe every profile;
+//! * [`councils`] — the standing-council registry.
+
+mod args;
+mod config_check;
+mod councils;
+mod deliberate;
+mod health;
+mod list;
+mod progress;
+mod render;
+mod target;
+mod view;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use args::{ListArgs, ShowArgs, TaskArgs};
+pub(crate) use target::Target;
+
+/// Multi-agent deliberation for software-engineering tasks.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrator", version, about = "Multi-agent deliberation for software-engineering tasks")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+    #[command(flatten)]
+    pub(crate) target: Target,
+    /// Print one JSON document on stdout instead of text (progress stays on stderr).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the gRPC server (the default). Configured by ORCHESTRATOR_* variables.
+    Serve,
+    /// Show the server's status and counters.
+    Status,
+    /// Ask the server's grpc.health.v1 service; exit 0 when SERVING, 1 otherwise.
+    Health,
+    /// Run a deliberation: print its id, its progress on stderr, then its ranked results.
+    /// Ctrl-C asks whether to cancel it or leave it running.
+    Deliberate(TaskArgs),
+    /// Start a deliberation in the background and print its id.
+    Submit(TaskArgs),
+    /// Follow a running deliberation until it ends, then print its results.
+    Watch {
+        task_id: String,
+        #[command(flatten)]
+        show: ShowArgs,
+    },
+    /// Show a stored deliberation.
+    Get {
+        task_id: String,
+        #[command(flatten)]
+        show: ShowArgs,
+    },
+    /// List stored deliberations, newest first.
+    List(ListArgs),
+    /// Cancel a pending or running deliberation.
+    Cancel { task_id: String },
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Standing councils: create, list, delete.
+    #[command(subcommand)]
+    Council(councils::CouncilCommand),
+    /// Registered agents: register, unregister, drain, activate.
+    #[command(subcommand)]
+    Agent(councils::AgentCommand),
+    /// Print every registered agent's record (deliberations, wins, mean score, failures).
+    Agents(councils::AgentsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate a config file (with the ORCHESTRATOR_* environment, as the server would read
+    /// it) and probe every model profile's `/models`. Exit 0: valid and every profile answers;
+    /// 1: valid but a profile has a problem; 2: invalid.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+        /// Only validate; do not contact the model servers.
+        #[arg(long)]
+        no_probe: bool,
+    },
+}
+
+/// What every client subcommand gets: where the server is and how to print.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) target: Target,
+    pub(crate) json: bool,
+}
+
+impl Context {
+    /// Prints `document` as the one JSON document of this run.
+    pub(crate) fn print_json(document: &impl serde::Serialize) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(document).map_err(|e| format!("cannot write JSON: {e}"))?;
+        println!("{text}");
+        Ok(())
+    }
+}
+
+/// Ctrl-C (SIGINT), listened for from the moment this is made: a signal that arrives before
+/// anyone waits for it is kept, never left to the default action (which would end the process
+/// without a word about the deliberation it leaves).
+#[derive(Debug)]
+pub(crate) struct Interrupts {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    pub(crate) fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            Self { signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves on the next Ctrl-C; never when no handler could be installed.
+    pub(crate) async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            match &mut self.signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Runs a client subcommand, printing to stdout; `Err` is the message for stderr.
+///
+/// # Errors
+/// Connection failures and error statuses, formatted for a person.
+pub(crate) async fn run_client(command: Command, context: Context) -> Result<ExitCode, String> {
+    let done = |()| ExitCode::SUCCESS;
+    match command {
+        Command::Serve => Ok(ExitCode::SUCCESS),
+        Command::Status => list::status(&context).await.map(done),
+        Command::Health => health::check(&context).await,
+        Command::Deliberate(args) => deliberate::deliberate(args, &context).await,
+        Command::Submit(args) => deliberate::submit(args, &context).await.map(done),
+        Command::Watch { task_id, show } => watch::watch(&task_id, show, &context).await,
+        Command::Get { task_id, show } => list::get(&task_id, show, &context).await.map(done),
+        Command::List(args) => list::list(args, &context).await.map(done),
+        Command::Cancel { task_id } => list::cancel(task_id, &context).await.map(done),
+        Command::Config(ConfigCommand::Check { file, no_probe }) => {
+            Ok(config_check::check(&file, !no_probe, &context).await)
+        }
+        Command::Council(command) => councils::council(command, &context).await.map(done),
+        Command::Agent(command) => councils::agent(command, &context).await.map(done),
+        Command::Agents(args) => councils::agents(args, &context).await.map(done),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_negative_agent_count_is_a_value_refused_by_name_not_a_flag() {
+        let error = Cli::try_parse_from(["orchestrator", "deliberate", "t", "--agents", "-1"]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("--agents"), "{message}");
+        assert!(message.contains("-1"), "{message}");
+        assert!(message.contains("1..=16"), "{message}");
+    }
+
+    #[test]
+    fn negative_counts_are_refused_everywhere_by_flag_name() {
+        for args in [
+            &["orchestrator", "council", "create", "--role", "QA", "--agents", "-2"][..],
+            &["orchestrator", "council", "create", "--role", "QA", "--rounds", "-1"][..],
+            &["orchestrator", "agents", "--since-secs", "-5"][..],
+            &["orchestrator", "list", "--limit", "-1"][..],
+        ] {
+            let message = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(message.contains("invalid value '-"), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn target_flags_go_before_or_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["orchestrator", "--addr", "http://h:1", "list", "--json"]).unwrap();
+        assert_eq!(cli.target.addr, "http://h:1");
+        assert!(cli.json);
+        let cli = Cli::try_parse_from(["orchestrator", "get", "x", "--addr", "http://h:2"]).unwrap();
+        assert_eq!(cli.target.addr, "http://h:2");
+    }
+}

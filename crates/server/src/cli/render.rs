@@ -1,0 +1,337 @@
+//! Results, statuses and durations as a person reads them: the ranked table, the winner with
+//! its checks and reviews, `in progress` rather than `InProgress`, `1m 05s` rather than
+//! `65000 ms`, and elapsed time (never `0 ms`) for work that has not ended.
+
+use std::fmt::Write as _;
+
+use orchestrator_api_grpc::pb;
+
+use super::args::Show;
+
+/// A status as people say it.
+pub(crate) fn status_name(status: pb::DeliberationStatus) -> &'static str {
+    match status {
+        pb::DeliberationStatus::Unknown => "unknown",
+        pb::DeliberationStatus::Pending => "pending",
+        pb::DeliberationStatus::InProgress => "in progress",
+        pb::DeliberationStatus::Completed => "completed",
+        pb::DeliberationStatus::Failed => "failed",
+        pb::DeliberationStatus::Timeout => "timed out",
+        pb::DeliberationStatus::Cancelled => "cancelled",
+        pb::DeliberationStatus::Interrupted => "interrupted",
+    }
+}
+
+/// Whether a deliberation in this status will change no more.
+pub(crate) fn is_final(status: pb::DeliberationStatus) -> bool {
+    !matches!(
+        status,
+        pb::DeliberationStatus::Pending
+            | pb::DeliberationStatus::InProgress
+            | pb::DeliberationStatus::Unknown
+    )
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
+pub(crate) fn duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+/// How long a deliberation took, or for one that has not ended, how long it has been going.
+/// A final deliberation without a recorded duration (cancelled before it ran) shows `-`.
+pub(crate) fn duration_of(status: pb::DeliberationStatus, duration_ms: i64, created_at_ms: i64) -> String {
+    if duration_ms > 0 {
+        duration(duration_ms)
+    } else if is_final(status) {
+        "-".to_owned()
+    } else if created_at_ms > 0 {
+        format!("{} so far", duration(now_ms() - created_at_ms))
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// `5 s ago`, `3m 10s ago`.
+pub(crate) fn age(created_at_ms: i64) -> String {
+    if created_at_ms <= 0 {
+        return "-".to_owned();
+    }
+    format!("{} ago", duration(now_ms() - created_at_ms))
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn count(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// The first line of a task, cut to `max` characters.
+pub(crate) fn render_task(task: &str, max: usize) -> String {
+    let first = task.lines().next().unwrap_or_default();
+    if first.chars().count() > max {
+        let cut: String = first.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        first.to_owned()
+    }
+}
+
+/// `9 calls, 1,234 tokens` (prompt plus completion).
+pub(crate) fn usage(usage: Option<&pb::TokenUsage>) -> String {
+    let u = usage.copied().unwrap_or_default();
+    format!("{} call(s), {} tokens", count(u.calls), count(u.prompt_tokens + u.completion_tokens))
+}
+
+/// One check of a proposal: its name, whether it passed, and what it said.
+pub(crate) struct CheckLine {
+    pub(crate) name: String,
+    /// `None`: not run.
+    pub(crate) passed: Option<bool>,
+    pub(crate) detail: String,
+}
+
+/// Every check of a suite, in a fixed order: policy, lint, dry run, then the others (the
+/// acceptance tests among them).
+pub(crate) fn check_lines(checks: Option<&pb::CheckSuite>) -> Vec<CheckLine> {
+    let Some(checks) = checks else { return Vec::new() };
+    let mut lines = Vec::new();
+    if let Some(p) = &checks.policy {
+        let detail = if p.violations.is_empty() { p.message.clone() } else { p.violations.join("; ") };
+        lines.push(CheckLine { name: "policy".into(), passed: Some(p.passed), detail });
+    }
+    if let Some(l) = &checks.lint {
+        let mut detail = format!("{} error(s), {} warning(s)", l.error_count, l.warning_count);
+        if let Some(first) = l.errors.first() {
+            let _ = write!(detail, ": {first}");
+        }
+        lines.push(CheckLine { name: "lint".into(), passed: Some(l.passed), detail });
+    }
+    if let Some(d) = &checks.dryrun {
+        let detail = if d.ran {
+            let output = d.output.lines().next().unwrap_or_default();
+            format!("exit {} {}", d.exit_code, if d.message.is_empty() { output } else { &d.message })
+        } else {
+            d.message.strip_prefix("not run: ").unwrap_or(&d.message).to_owned()
+        };
+        lines.push(CheckLine { name: "dry run".into(), passed: d.ran.then_some(d.passed), detail });
+    }
+    for c in &checks.additional_checks {
+        lines.push(CheckLine {
+            name: c.check_type.clone(),
+            passed: Some(c.passed),
+            detail: format!("score {:.2} {}", c.score, c.message),
+        });
+    }
+    lines
+}
+
+/// `0.83 3/4`: the check score and how many checks that ran passed.
+fn checks_cell(result: &pb::DeliberationResult) -> String {
+    let lines = check_lines(result.checks.as_ref());
+    let ran: Vec<bool> = lines.iter().filter_map(|l| l.passed).collect();
+    let passed = ran.iter().filter(|p| **p).count();
+    format!("{:.2} {passed}/{}", result.check_score, ran.len())
+}
+
+/// The ranked table.
+pub(crate) fn ranking(results: &[pb::DeliberationResult]) -> String {
+    let mut out = format!(
+        "{:<5} {:<20} {:<12} {:>6} {:>9} {:>5}\n",
+        "RANK", "AUTHOR", "PROFILE", "SCORE", "CHECKS", "PEER"
+    );
+    for r in results {
+        let p = r.proposal.clone().unwrap_or_default();
+        let peer = r.peer_score.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"));
+        let _ = writeln!(
+            out,
+            "{:<5} {:<20} {:<12} {:>6.3} {:>9} {:>5}",
+            r.rank,
+            p.author_id,
+            p.model_profile,
+            r.score,
+            checks_cell(r),
+            peer
+        );
+    }
+    out
+}
+
+/// One proposal in full: its content, checks and the reviews it received.
+pub(crate) fn proposal(result: &pb::DeliberationResult, title: &str) -> String {
+    let p = result.proposal.clone().unwrap_or_default();
+    let mut out = format!(
+        "\n{title} {} ({}): rank {}, score {:.3}\n\n{}\n",
+        p.author_id,
+        if p.model_profile.is_empty() { "default" } else { &p.model_profile },
+        result.rank,
+        result.score,
+        p.content.trim_end()
+    );
+    let lines = check_lines(result.checks.as_ref());
+    if !lines.is_empty() {
+        out.push_str("\nchecks:\n");
+        for l in &lines {
+            let verdict = match l.passed {
+                Some(true) => "passed",
+                Some(false) => "FAILED",
+                None => "not run",
+            };
+            let _ = writeln!(out, "  {:<13} {:<8} {}", l.name, verdict, l.detail.trim());
+        }
+    }
+    if !result.reviews.is_empty() {
+        let _ = writeln!(out, "\nreviews ({}):", result.reviews.len());
+        for r in &result.reviews {
+            let score = r.score.map_or_else(|| "no score".to_owned(), |s| format!("{s:.1}/10"));
+            let critique = r.critique.lines().next().unwrap_or_default();
+            let _ = writeln!(out, "  round {} {:<20} {:<9} {critique}", r.round, r.reviewer_id, score);
+        }
+    }
+    out
+}
+
+/// A stored deliberation: the header, dropped agents, the ranking, then the winner (or, with
+/// `--show all`, every proposal).
+pub(crate) fn deliberation(r: &pb::GetDeliberationResultResponse, show: Show) -> String {
+    let status = r.status();
+    let when = if is_final(status) {
+        format!("in {}", duration_of(status, r.duration_ms, r.created_at_ms))
+    } else {
+        let phase = r.metadata.as_ref().and_then(|m| m.tags.get("phase"));
+        let phase = phase.map_or_else(String::new, |p| format!(", {p}"));
+        let elapsed = if r.created_at_ms > 0 { duration(now_ms() - r.created_at_ms) } else { "-".to_owned() };
+        format!("for {elapsed}{phase}")
+    };
+    let mut out = format!(
+        "task {} ({}): {} {when}, {}\n",
+        r.task_id,
+        if r.role.is_empty() { "-" } else { &r.role },
+        status_name(status),
+        usage(r.usage.as_ref())
+    );
+    if !r.error_message.is_empty() {
+        let _ = writeln!(out, "error: {}", r.error_message);
+    }
+    for f in &r.failures {
+        let round = if f.round > 0 { format!(" (round {})", f.round) } else { String::new() };
+        let _ = writeln!(out, "dropped {} during {}{round}: {}", f.agent_id, f.phase, f.reason);
+    }
+    if r.results.is_empty() {
+        if !is_final(status) {
+            let _ = writeln!(out, "no results yet: follow it with `orchestrator watch {}`", r.task_id);
+        }
+        return out;
+    }
+    out.push('\n');
+    out.push_str(&ranking(&r.results));
+    match show {
+        Show::All => {
+            for result in &r.results {
+                let title = if result.rank == 1 { "winner" } else { "proposal" };
+                out.push_str(&proposal(result, title));
+            }
+        }
+        Show::Winner => {
+            if let Some(winner) =
+                r.results.iter().find(|x| x.proposal.as_ref().is_some_and(|p| p.author_id == r.winner_id))
+            {
+                out.push_str(&proposal(winner, "winner"));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_a_person_would_say_them() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_340), "12.3 s");
+        assert_eq!(duration(65_000), "1m 05s");
+        assert_eq!(duration(7_380_000), "2h 03m");
+    }
+
+    #[test]
+    fn unfinished_work_shows_time_so_far_never_zero() {
+        let created = now_ms() - 5_000;
+        let shown = duration_of(pb::DeliberationStatus::InProgress, 0, created);
+        assert!(shown.ends_with(" so far") && shown.starts_with('5'), "{shown}");
+        assert_eq!(duration_of(pb::DeliberationStatus::Completed, 1500, created), "1.5 s");
+        assert_eq!(duration_of(pb::DeliberationStatus::Cancelled, 0, created), "-");
+    }
+
+    #[test]
+    fn statuses_have_human_names() {
+        assert_eq!(status_name(pb::DeliberationStatus::InProgress), "in progress");
+        assert_eq!(status_name(pb::DeliberationStatus::Timeout), "timed out");
+    }
+
+    #[test]
+    fn counts_group_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1234), "1,234");
+        assert_eq!(count(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn the_winner_shows_its_checks_and_reviews() {
+        let result = pb::DeliberationResult {
+            proposal: Some(pb::Proposal {
+                author_id: "agent-0".into(),
+                content: "fn x() {}".into(),
+                ..Default::default()
+            }),
+            checks: Some(pb::CheckSuite {
+                policy: Some(pb::PolicyResult { passed: true, ..Default::default() }),
+                dryrun: Some(pb::DryRunResult {
+                    ran: false,
+                    message: "not run: no sandbox".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            score: 0.9,
+            rank: 1,
+            reviews: vec![pb::Review {
+                reviewer_id: "agent-1".into(),
+                round: 1,
+                critique: "fine".into(),
+                score: Some(7.0),
+                ..Default::default()
+            }],
+            check_score: 1.0,
+            peer_score: Some(7.0),
+            usage: None,
+        };
+        let text = proposal(&result, "winner");
+        assert!(text.contains("dry run       not run  no sandbox"), "{text}");
+        assert!(text.contains("round 1 agent-1") && text.contains("7.0/10"), "{text}");
+        assert!(ranking(&[result]).contains("1.00 1/1"));
+    }
+}
