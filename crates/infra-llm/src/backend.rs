@@ -18,7 +18,7 @@ use crate::delimiters;
 use crate::error::{LlmError, Result};
 use crate::probe::{PROBE_TIMEOUT, ProfileProbe, probe_profile};
 use crate::profile::{LlmProfile, ResolvedProfile};
-use crate::prompts::{self, Phase, Prompt};
+use crate::prompts::{self, Prompt, PromptKind};
 use crate::retry::RetryPolicy;
 use crate::review_parse::{parse_review, parse_selection};
 use crate::sampling::sampling;
@@ -118,7 +118,12 @@ impl OpenAiBackend {
     ///
     /// The answer's text is cleaned before anyone sees it: echoed delimiters stripped, the
     /// profile's key redacted. Errors name the profile (see [`with_profile`]).
-    async fn complete(&self, agent: &Agent, phase: Phase, prompt: Prompt) -> Result<ChatReply, AgentError> {
+    async fn complete(
+        &self,
+        agent: &Agent,
+        phase: PromptKind,
+        prompt: Prompt,
+    ) -> Result<ChatReply, AgentError> {
         let prompt = prompts::with_persona(prompt, agent.persona.as_ref());
         let runtime = self
             .profiles
@@ -135,7 +140,8 @@ impl OpenAiBackend {
         );
         async move {
             let sampling = sampling(profile.temperature, agent.seat, phase);
-            let json = profile.response_format_json && matches!(phase, Phase::Review | Phase::Select);
+            let json =
+                profile.response_format_json && matches!(phase, PromptKind::Review | PromptKind::Select);
             trace!(system = %prompt.system, user = %prompt.user, "prompt");
             debug!(
                 prompt_chars = prompt.system.len() + prompt.user.len(),
@@ -249,12 +255,13 @@ impl AgentBackend for OpenAiBackend {
     }
 
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError> {
-        let reply = self.complete(agent, Phase::Propose, prompts::propose(agent.role, task)).await?;
+        let reply = self.complete(agent, PromptKind::Propose, prompts::propose(agent.role, task)).await?;
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
     async fn review(&self, agent: &Agent, task: &Task, proposal: &str) -> Result<ReviewReply, AgentError> {
-        let reply = self.complete(agent, Phase::Review, prompts::review(agent.role, task, proposal)).await?;
+        let reply =
+            self.complete(agent, PromptKind::Review, prompts::review(agent.role, task, proposal)).await?;
         let parsed = parse_review(&reply.text);
         if parsed.score.is_none() {
             debug!(agent = %agent.id, "review held no usable score");
@@ -275,7 +282,7 @@ impl AgentBackend for OpenAiBackend {
         reviews: &[Review],
     ) -> Result<Completion, AgentError> {
         let prompt = prompts::revise(agent.role, task, current, reviews);
-        let reply = self.complete(agent, Phase::Revise, prompt).await?;
+        let reply = self.complete(agent, PromptKind::Revise, prompt).await?;
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
@@ -286,7 +293,7 @@ impl AgentBackend for OpenAiBackend {
         candidates: &[String],
     ) -> Result<Selection, AgentError> {
         let reply =
-            self.complete(agent, Phase::Select, prompts::select(agent.role, task, candidates)).await?;
+            self.complete(agent, PromptKind::Select, prompts::select(agent.role, task, candidates)).await?;
         let parsed = parse_selection(&reply.text, candidates.len());
         Ok(Selection { choice: parsed.choice, rationale: parsed.rationale, usage: usage(&reply) })
     }

@@ -26,20 +26,20 @@ pub const REVIEW_JSON_TEMPLATE: &str =
 
 /// Which step of a deliberation a call serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub(crate) enum PromptKind {
     Propose,
     Review,
     Revise,
     Select,
 }
 
-impl Phase {
+impl PromptKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Phase::Propose => "propose",
-            Phase::Review => "review",
-            Phase::Revise => "revise",
-            Phase::Select => "select",
+            PromptKind::Propose => "propose",
+            PromptKind::Review => "review",
+            PromptKind::Revise => "revise",
+            PromptKind::Select => "select",
         }
     }
 }
@@ -70,12 +70,12 @@ pub(crate) fn persona(role: Role) -> &'static str {
     }
 }
 
-fn system(role: Role, phase: Phase) -> String {
+fn system(role: Role, phase: PromptKind) -> String {
     let job = match phase {
-        Phase::Propose => "Propose a solution to the task.",
-        Phase::Review => "Review a colleague's proposal strictly and fairly.",
-        Phase::Revise => "Improve your proposal using the reviews you received.",
-        Phase::Select => "Choose the best of several candidate proposals.",
+        PromptKind::Propose => "Propose a solution to the task.",
+        PromptKind::Review => "Review a colleague's proposal strictly and fairly.",
+        PromptKind::Revise => "Improve your proposal using the reviews you received.",
+        PromptKind::Select => "Choose the best of several candidate proposals.",
     };
     format!("{} {job}", persona(role))
 }
@@ -103,7 +103,7 @@ pub(crate) fn task_block(task: &Task) -> String {
 /// Asks for a first proposal.
 pub(crate) fn propose(role: Role, task: &Task) -> Prompt {
     Prompt {
-        system: system(role, Phase::Propose),
+        system: system(role, PromptKind::Propose),
         user: format!(
             "{}\nWrite your proposal. Address every requirement by its number. Output only the proposal.",
             task_block(task)
@@ -118,7 +118,7 @@ pub(crate) fn propose(role: Role, task: &Task) -> Prompt {
 /// instead of reviewing it (0 of 4 answers graded, against 4 of 4 this way).
 pub(crate) fn review(role: Role, task: &Task, proposal: &str) -> Prompt {
     Prompt {
-        system: system(role, Phase::Review),
+        system: system(role, PromptKind::Review),
         user: format!(
             "Grade the proposal below against the rubric and the requirements. Reply with JSON only:\n\
              {REVIEW_JSON_TEMPLATE}\n\n\
@@ -155,7 +155,7 @@ pub(crate) fn revise(role: Role, task: &Task, current: &str, reviews: &[Review])
         "\nWrite a complete revised proposal that fixes the issues and meets every requirement. \
          Output only the proposal.",
     );
-    Prompt { system: system(role, Phase::Revise), user }
+    Prompt { system: system(role, PromptKind::Revise), user }
 }
 
 /// Asks which of anonymous candidates is best, as JSON with a 1-based choice; format first, as
@@ -172,7 +172,7 @@ pub(crate) fn select(role: Role, task: &Task, candidates: &[String]) -> Prompt {
         let _ = write!(user, "\nCandidate {}:\n{OPEN}\n{}\n{CLOSE}\n", i + 1, bounded(candidate, each));
     }
     user.push_str("\nYour JSON answer:");
-    Prompt { system: system(role, Phase::Select), user }
+    Prompt { system: system(role, PromptKind::Select), user }
 }
 
 /// `prompt` with the agent's own persona, if it has one, after its role's in the system message.

@@ -14,7 +14,7 @@
 //!   servers that honour seeds.
 
 use crate::profile::MAX_TEMPERATURE;
-use crate::prompts::Phase;
+use crate::prompts::PromptKind;
 
 /// Temperature distance between neighbouring seats when writing.
 pub const TEMPERATURE_STEP: f64 = 0.15;
@@ -33,14 +33,14 @@ pub(crate) struct Sampling {
 }
 
 /// The sampling of the agent in `seat` for `phase`, on a profile whose temperature is `base`.
-pub(crate) fn sampling(base: f64, seat: usize, phase: Phase) -> Sampling {
+pub(crate) fn sampling(base: f64, seat: usize, phase: PromptKind) -> Sampling {
     let temperature = match phase {
-        Phase::Propose | Phase::Revise => {
+        PromptKind::Propose | PromptKind::Revise => {
             let steps = seat.div_ceil(2).min(MAX_STEPS) as f64;
             let sign = if seat % 2 == 1 { 1.0 } else { -1.0 };
             base + sign * steps * TEMPERATURE_STEP
         }
-        Phase::Review | Phase::Select => base.min(JUDGE_TEMPERATURE),
+        PromptKind::Review | PromptKind::Select => base.min(JUDGE_TEMPERATURE),
     };
     let temperature = (temperature.clamp(0.0, MAX_TEMPERATURE) * 1000.0).round() / 1000.0;
     Sampling { temperature, seed: SEED_BASE + seat as u64 }
@@ -51,7 +51,7 @@ mod tests {
     use super::*;
 
     fn writing(base: f64, seat: usize) -> f64 {
-        sampling(base, seat, Phase::Propose).temperature
+        sampling(base, seat, PromptKind::Propose).temperature
     }
 
     #[test]
@@ -66,21 +66,21 @@ mod tests {
         assert_eq!(writing(0.7, 8), 0.25);
         assert_eq!(writing(0.0, 2), 0.0);
         assert_eq!(writing(1.95, 1), 2.0);
-        assert_eq!(sampling(0.7, 3, Phase::Revise).temperature, 1.0);
+        assert_eq!(sampling(0.7, 3, PromptKind::Revise).temperature, 1.0);
     }
 
     #[test]
     fn judging_is_cold_and_the_same_for_every_seat() {
         for seat in 0..5 {
-            assert_eq!(sampling(0.7, seat, Phase::Review).temperature, JUDGE_TEMPERATURE);
-            assert_eq!(sampling(0.1, seat, Phase::Select).temperature, 0.1);
+            assert_eq!(sampling(0.7, seat, PromptKind::Review).temperature, JUDGE_TEMPERATURE);
+            assert_eq!(sampling(0.1, seat, PromptKind::Select).temperature, 0.1);
         }
     }
 
     #[test]
     fn every_seat_gets_its_own_seed() {
-        let seeds: Vec<u64> = (0..4).map(|seat| sampling(0.0, seat, Phase::Propose).seed).collect();
+        let seeds: Vec<u64> = (0..4).map(|seat| sampling(0.0, seat, PromptKind::Propose).seed).collect();
         assert_eq!(seeds, vec![1000, 1001, 1002, 1003]);
-        assert_eq!(sampling(0.7, 2, Phase::Review).seed, 1002);
+        assert_eq!(sampling(0.7, 2, PromptKind::Review).seed, 1002);
     }
 }
