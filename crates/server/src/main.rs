@@ -1,6 +1,6 @@
 //! The orchestrator binary: with no subcommand (or `serve`) it reads configuration, starts
 //! telemetry and serves until SIGTERM/ctrl-c; other subcommands are a gRPC client.
-#![allow(clippy::print_stdout)] // the client subcommands print for a person at a terminal
+#![allow(clippy::print_stdout)] // the client subcommands print for a person at a terminal; serve announces its address
 
 mod cli;
 
@@ -46,6 +46,9 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One line on stdout, for scripts and tests that start the server on port 0 and need the
+    // port it got; the listener is bound, so connecting from here on waits at most for serving.
+    println!("listening on {}", app.local_addr());
     match app.run_until(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -14,7 +14,7 @@ use orchestrator_api_grpc::pb;
 use serde_json::Value;
 use wiremock::MockServer;
 
-use support::{connect, free_port, serve_models, slow_model};
+use support::{closed_port, connect, serve_models, slow_model};
 
 /// A running `orchestrator serve` with its fake model; killed when dropped.
 struct Server {
@@ -44,24 +44,12 @@ async fn server_with(
     let model = slow_model(delay).await;
     serve_models(&model, &["slow-model"]).await;
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
     let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
     let env = env(data.path());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let child = support::start_server(port, &database, &model.uri(), &env);
-    wait_for_health(port);
+    // Bound once it says so: from here a client's connection waits at most for serving.
+    let (child, port) = support::start_server(&database, &model.uri(), &env);
     Server { child, port, _data: data, _model: model }
-}
-
-/// Waits until `orchestrator health` says SERVING (bounded: 10 s).
-fn wait_for_health(port: u16) {
-    for _ in 0..200 {
-        if run(port, &["health"]).status.success() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server on port {port} did not come up");
 }
 
 /// The client, aimed at `port`, with nothing inherited that would change what it does.
@@ -264,11 +252,11 @@ async fn health_exits_zero_only_when_serving() {
     let view = json(server.port, &["health", "--json"]);
     assert_eq!((&view["status"], &view["serving"]), (&Value::from("SERVING"), &Value::from(true)));
 
-    let nobody = free_port();
-    let down = run(nobody, &["health"]);
+    let nobody = closed_port();
+    let down = run(nobody.port, &["health"]);
     assert_eq!(down.status.code(), Some(1));
     assert!(text(&down.stdout).contains("UNREACHABLE"), "{}", text(&down.stdout));
-    let down = run(nobody, &["health", "--json"]);
+    let down = run(nobody.port, &["health", "--json"]);
     assert_eq!(down.status.code(), Some(1));
     let view: Value = serde_json::from_slice(&down.stdout).unwrap();
     assert_eq!(view["serving"], false);
@@ -300,7 +288,7 @@ async fn addresses_need_a_scheme_and_https_never_falls_back_to_plaintext() {
     assert_eq!(stderr.lines().count(), 1, "one line, not a debug dump: {stderr}");
     assert!(tls.stdout.is_empty());
 
-    let refused = run(free_port(), &["list"]);
+    let refused = run(closed_port().port, &["list"]);
     let stderr = text(&refused.stderr);
     assert!(stderr.contains("cannot connect to") && stderr.lines().count() == 1, "{stderr}");
 
@@ -311,12 +299,12 @@ async fn addresses_need_a_scheme_and_https_never_falls_back_to_plaintext() {
 
 #[test]
 fn a_negative_agent_count_is_refused_naming_the_flag() {
-    let output = run(free_port(), &["deliberate", "t", "--agents", "-1"]);
+    let output = run(closed_port().port, &["deliberate", "t", "--agents", "-1"]);
     assert_eq!(output.status.code(), Some(2), "a usage error");
     let stderr = text(&output.stderr);
     assert!(stderr.contains("invalid value '-1' for '--agents <AGENTS>'"), "{stderr}");
     assert!(stderr.contains("1..=16"), "{stderr}");
-    let output = run(free_port(), &["deliberate", "t", "--rounds", "9"]);
+    let output = run(closed_port().port, &["deliberate", "t", "--rounds", "9"]);
     assert!(text(&output.stderr).contains("'--rounds <ROUNDS>'"), "{}", text(&output.stderr));
 }
 
@@ -338,7 +326,7 @@ async fn config_check_validates_the_file_names_the_bad_key_and_probes_every_prof
     let check = |file: &std::path::Path, extra: &[&str]| {
         let mut args = vec!["config", "check", file.to_str().unwrap()];
         args.extend_from_slice(extra);
-        run(free_port(), &args)
+        run(closed_port().port, &args)
     };
 
     let output = check(&good, &[]);
@@ -440,31 +428,17 @@ fn server_certificate(dir: &std::path::Path) -> (String, String, String) {
 async fn https_addresses_speak_tls_with_the_given_ca_and_plaintext_is_never_tried_instead() {
     let pki = tempfile::tempdir().unwrap();
     let (ca, cert, key) = server_certificate(pki.path());
-    let model = slow_model(Duration::ZERO).await;
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
-    let child = support::start_server(
-        port,
-        &database,
-        &model.uri(),
-        &[("ORCHESTRATOR_TLS_CERT", cert.as_str()), ("ORCHESTRATOR_TLS_KEY", key.as_str())],
-    );
-    let _server = Server { child, port, _data: data, _model: model };
+    let server =
+        server_with(Duration::ZERO, |_| vec![("ORCHESTRATOR_TLS_CERT", cert), ("ORCHESTRATOR_TLS_KEY", key)])
+            .await;
+    let port = server.port;
     let https = format!("https://127.0.0.1:{port}");
     let tls = |args: &[&str]| {
         let mut all = vec!["--addr", https.as_str(), "--ca", ca.as_str()];
         all.extend_from_slice(args);
         run(port, &all)
     };
-    let mut up = tls(&["health"]);
-    for _ in 0..200 {
-        if up.status.success() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        up = tls(&["health"]);
-    }
+    let up = tls(&["health"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     let listed = tls(&["list", "--json"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
@@ -490,22 +464,16 @@ async fn a_client_certificate_opens_a_mutual_tls_server() {
     let (ca, cert, key) = server_certificate(pki.path());
     let client_cert = pki.path().join("client.pem").display().to_string();
     let client_key = pki.path().join("client-key.pem").display().to_string();
-    let model = slow_model(Duration::ZERO).await;
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
-    let child = support::start_server(
-        port,
-        &database,
-        &model.uri(),
-        &[
-            ("ORCHESTRATOR_TLS_CERT", cert.as_str()),
-            ("ORCHESTRATOR_TLS_KEY", key.as_str()),
-            ("ORCHESTRATOR_TLS_CLIENT_CA", ca.as_str()),
-            ("ORCHESTRATOR_AUTH", "mtls"),
-        ],
-    );
-    let _server = Server { child, port, _data: data, _model: model };
+    let server = server_with(Duration::ZERO, |_| {
+        vec![
+            ("ORCHESTRATOR_TLS_CERT", cert),
+            ("ORCHESTRATOR_TLS_KEY", key),
+            ("ORCHESTRATOR_TLS_CLIENT_CA", ca.clone()),
+            ("ORCHESTRATOR_AUTH", "mtls".to_owned()),
+        ]
+    })
+    .await;
+    let port = server.port;
     let https = format!("https://127.0.0.1:{port}");
     let with_identity = |args: &[&str]| {
         let mut all =
@@ -513,14 +481,7 @@ async fn a_client_certificate_opens_a_mutual_tls_server() {
         all.extend_from_slice(args);
         run(port, &all)
     };
-    let mut listed = with_identity(&["list", "--json"]);
-    for _ in 0..200 {
-        if listed.status.success() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        listed = with_identity(&["list", "--json"]);
-    }
+    let listed = with_identity(&["list", "--json"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     serde_json::from_slice::<Value>(&listed.stdout).unwrap();
 

@@ -12,16 +12,15 @@ use std::process::{Child, Command, Output};
 use orchestrator_api_grpc::pb;
 use wiremock::MockServer;
 
-use support::{connect, free_port, slow_model};
+use support::{connect, slow_model};
 
 const PERSONA: &str = "You favour boring technology and always ask for a rollback plan.";
 
-/// `orchestrator serve` on `port` with the profiles `default`, `fast` (model `fast-model`) and
+/// `orchestrator serve` (and its port) with the profiles `default`, `fast` (model `fast-model`) and
 /// `big` (model `big-model`), all served by the fake model.
-fn start(port: u16, db: &std::path::Path, model: &MockServer) -> Child {
+fn start(db: &std::path::Path, model: &MockServer) -> (Child, u16) {
     let base_url = format!("{}/v1", model.uri());
     support::start_server(
-        port,
         &format!("sqlite:{}", db.display()),
         &model.uri(),
         &[
@@ -67,8 +66,7 @@ async fn a_council_registered_before_a_restart_deliberates_after_it_and_each_age
     let db = dir.path().join("orchestrator.db");
 
     // Register three agents on two profiles with the CLI.
-    let port = free_port();
-    let server = start(port, &db, &model);
+    let (server, port) = start(&db, &model);
     connect(port).await;
     let registered = cli(
         port,
@@ -89,8 +87,7 @@ async fn a_council_registered_before_a_restart_deliberates_after_it_and_each_age
     terminate(server).await;
 
     // A new process on the same file deliberates for DEV without naming any agent.
-    let port = free_port();
-    let server = start(port, &db, &model);
+    let (server, port) = start(&db, &model);
     let mut client = connect(port).await;
     let councils =
         client.list_councils(pb::ListCouncilsRequest::default()).await.unwrap().into_inner().councils;

@@ -14,24 +14,19 @@ use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::DeliberationStatus as Status;
 use wiremock::MockServer;
 
-use support::{Client, connect, free_port, get, saved_a_phase, slow_model, wait_for};
+use support::{Client, connect, get, saved_a_phase, slow_model, wait_for};
 
 fn sqlite(db: &Path) -> String {
     format!("sqlite:{}", db.display())
 }
 
-fn start_server(port: u16, db: &Path, model_url: &str) -> Child {
-    start_server_resuming(port, db, model_url, true)
+fn start_server(db: &Path, model_url: &str) -> (Child, u16) {
+    start_server_resuming(db, model_url, true)
 }
 
-fn start_server_resuming(port: u16, db: &Path, model_url: &str, resume: bool) -> Child {
+fn start_server_resuming(db: &Path, model_url: &str, resume: bool) -> (Child, u16) {
     let resume = resume.to_string();
-    support::start_server(
-        port,
-        &sqlite(db),
-        model_url,
-        &[("ORCHESTRATOR_RESUME_UNFINISHED", resume.as_str())],
-    )
+    support::start_server(&sqlite(db), model_url, &[("ORCHESTRATOR_RESUME_UNFINISHED", resume.as_str())])
 }
 
 fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
@@ -53,8 +48,7 @@ async fn crash_mid_deliberation(
     db: &Path,
     resume: bool,
 ) -> (Client, pb::DeliberateResponse, Child, usize) {
-    let port = free_port();
-    let mut server = start_server_resuming(port, db, &model.uri(), resume);
+    let (mut server, port) = start_server_resuming(db, &model.uri(), resume);
     let mut client = connect(port).await;
 
     let finished = client.deliberate(request("finished", 1)).await.unwrap().into_inner();
@@ -67,8 +61,7 @@ async fn crash_mid_deliberation(
     server.wait().unwrap();
     let calls_before = model.received_requests().await.unwrap().len();
 
-    let port = free_port();
-    let server = start_server_resuming(port, db, &model.uri(), resume);
+    let (server, port) = start_server_resuming(db, &model.uri(), resume);
     let client = connect(port).await;
     (client, finished, server, calls_before)
 }
@@ -142,15 +135,17 @@ async fn sigterm_leaves_running_work_to_resume_and_exits_cleanly() {
     let model = slow_model(Duration::from_millis(500)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
-    let port = free_port();
-    let server = start_server(port, &db, &model.uri());
+    let (server, port) = start_server(&db, &model.uri());
     let mut client = connect(port).await;
     client.submit_deliberation(request("submitted", 3)).await.unwrap();
     let waiting = {
         let mut client = client.clone();
         tokio::spawn(async move { client.deliberate(request("waiting", 3)).await })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Terminated once both run and have saved their proposals.
+    for task_id in ["submitted", "waiting"] {
+        wait_for(&mut client, task_id, saved_a_phase).await;
+    }
 
     let pid = server.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -160,8 +155,7 @@ async fn sigterm_leaves_running_work_to_resume_and_exits_cleanly() {
     assert_eq!(answered.code(), tonic::Code::Unavailable, "{answered:?}");
     assert!(answered.message().contains("resumes when it restarts"), "{}", answered.message());
 
-    let port = free_port();
-    let server = start_server(port, &db, &model.uri());
+    let (server, port) = start_server(&db, &model.uri());
     let mut client = connect(port).await;
     for task_id in ["submitted", "waiting"] {
         let r = wait_for(&mut client, task_id, support::finished).await;
@@ -178,15 +172,17 @@ async fn sigterm_without_resuming_interrupts_running_work_after_the_grace_period
     let model = slow_model(Duration::from_secs(60)).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("o.db");
-    let port = free_port();
-    let server = start_server_resuming(port, &db, &model.uri(), false);
+    let (server, port) = start_server_resuming(&db, &model.uri(), false);
     let mut client = connect(port).await;
     client.submit_deliberation(request("stuck", 0)).await.unwrap();
     let waiting = {
         let mut client = client.clone();
         tokio::spawn(async move { client.deliberate(request("waiting", 0)).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Terminated once both are running (their model calls take a minute).
+    for task_id in ["stuck", "waiting"] {
+        wait_for(&mut client, task_id, |r| r.status() == Status::InProgress).await;
+    }
 
     let pid = server.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -197,8 +193,7 @@ async fn sigterm_without_resuming_interrupts_running_work_after_the_grace_period
         (tonic::Code::Unavailable, "the server is shutting down")
     );
 
-    let port = free_port();
-    let mut server = start_server_resuming(port, &db, &model.uri(), false);
+    let (mut server, port) = start_server_resuming(&db, &model.uri(), false);
     let mut client = connect(port).await;
     for task_id in ["stuck", "waiting"] {
         let r = get(&mut client, task_id).await;

@@ -12,15 +12,10 @@ use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::DeliberationStatus as Status;
 use sqlx::Connection;
 
-use support::{connect, finished, free_port, saved_a_phase, slow_model, start_server, wait_for};
+use support::{connect, finished, saved_a_phase, slow_model, start_server, wait_for};
 
-fn start_node(node: &str, port: u16, database_url: &str, model_url: &str) -> std::process::Child {
-    start_server(
-        port,
-        database_url,
-        model_url,
-        &[("ORCHESTRATOR_NODE_ID", node), ("ORCHESTRATOR_LEASE_SECS", "3")],
-    )
+fn start_node(node: &str, database_url: &str, model_url: &str) -> (std::process::Child, u16) {
+    start_server(database_url, model_url, &[("ORCHESTRATOR_NODE_ID", node), ("ORCHESTRATOR_LEASE_SECS", "3")])
 }
 
 /// A fresh schema on the test database, and the URL that puts every connection in it.
@@ -41,9 +36,22 @@ async fn fresh_schema() -> Option<(String, String)> {
     Some((format!("{base}{separator}options=-c%20search_path%3D{schema}"), schema))
 }
 
+/// How many of the model's calls were for the deliberation `task_id`.
+async fn calls_for(model: &wiremock::MockServer, task_id: &str) -> usize {
+    let marker = format!("({task_id})");
+    model
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(&marker))
+        .count()
+}
+
 fn request(task_id: &str) -> pb::DeliberateRequest {
     pb::DeliberateRequest {
-        task_description: "Design a retry policy for webhooks".into(),
+        // The task id in the prompt tells the model's calls for each deliberation apart.
+        task_description: format!("Design a retry policy for webhooks ({task_id})"),
         role: "DEV".into(),
         task_id: task_id.into(),
         rounds: Some(2),
@@ -57,21 +65,16 @@ async fn nodes_share_a_database_without_running_anything_twice() {
     let Some((database_url, schema)) = fresh_schema().await else { return };
     let model = slow_model(Duration::from_millis(300)).await;
 
-    let port_a = free_port();
-    let mut node_a = start_node("node-a", port_a, &database_url, &model.uri());
+    let (mut node_a, port_a) = start_node("node-a", &database_url, &model.uri());
     let mut a = connect(port_a).await;
 
     // node-a runs "first"; node-b starts meanwhile and must leave it alone.
     a.submit_deliberation(request("first")).await.unwrap();
     wait_for(&mut a, "first", saved_a_phase).await;
-    let port_b = free_port();
-    let mut node_b = start_node("node-b", port_b, &database_url, &model.uri());
+    let (mut node_b, port_b) = start_node("node-b", &database_url, &model.uri());
     let mut b = connect(port_b).await;
     let first = wait_for(&mut b, "first", |r| r.status() == Status::Completed).await;
     assert_eq!(first.results.len(), 2);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // 2 agents × (1 proposal + 2 × (review + revision)) = 10 calls: nobody ran it twice.
-    assert_eq!(model.received_requests().await.unwrap().len(), 10);
 
     // node-a dies mid-way through "second"; node-b takes it over after the lease (3 s).
     a.submit_deliberation(request("second")).await.unwrap();
@@ -84,6 +87,9 @@ async fn nodes_share_a_database_without_running_anything_twice() {
 
     node_b.kill().unwrap();
     node_b.wait().unwrap();
+    // Both nodes are gone, so no call is still to come: 2 agents × (1 proposal + 2 × (review +
+    // revision)) = 10 calls for "first", so nobody ran it twice, even after node-b saw it end.
+    assert_eq!(calls_for(&model, "first").await, 10);
     let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let mut connection = sqlx::PgConnection::connect(&base).await.unwrap();

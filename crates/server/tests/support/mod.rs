@@ -1,10 +1,13 @@
-//! Helpers of the tests that run the real `orchestrator` binary: a slow fake model, free ports,
-//! starting a server with extra environment, and polling it over gRPC.
+//! Helpers of the tests that run the real `orchestrator` binary: a slow fake model, starting a
+//! server on a port it picks itself (read from the line it prints), a port that refuses
+//! connections, and polling a server over gRPC with a deadline.
 #![allow(dead_code, reason = "each test binary uses part of the helpers")]
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
@@ -48,41 +51,94 @@ pub(crate) async fn serve_models(server: &MockServer, ids: &[&str]) {
         .await;
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// How long a server may take to bind its port and say which.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// How often [`poll`] tries again.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// A loopback port on which connections are refused: bound, so nothing else takes it while
+/// this lives, but never listening.
+pub(crate) struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    pub(crate) port: u16,
 }
 
-/// Starts `orchestrator serve` on `port` against `database_url` and the fake model, with a
-/// 2 s shutdown grace and the extra environment given.
-pub(crate) fn start_server(port: u16, database_url: &str, model_url: &str, env: &[(&str, &str)]) -> Child {
+pub(crate) fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    ClosedPort { _socket: socket, port }
+}
+
+/// Starts `orchestrator serve` on a port of its choosing against `database_url` and the fake
+/// model, with a 2 s shutdown grace and the extra environment given. Returns the process once
+/// it has bound, with the port it announced.
+pub(crate) fn start_server(database_url: &str, model_url: &str, env: &[(&str, &str)]) -> (Child, u16) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
     command
         .arg("serve")
-        .env("ORCHESTRATOR_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ORCHESTRATOR_LISTEN", "127.0.0.1:0")
         .env("ORCHESTRATOR_DATABASE_URL", database_url)
         .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
         .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
         .env("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", "2")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (key, value) in env {
         command.env(key, value);
     }
-    command.spawn().unwrap()
+    let mut child = command.spawn().unwrap();
+    let port = announced_port(&mut child);
+    (child, port)
+}
+
+/// The port of the `listening on ADDR` line the server prints once bound. A thread reads the
+/// server's stdout to its end, so the server never blocks on a full pipe.
+fn announced_port(child: &mut Child) -> u16 {
+    let stdout = child.stdout.take().unwrap();
+    let (announced, announcement) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = announced.send(addr.parse::<SocketAddr>().unwrap().port());
+            }
+        }
+    });
+    match announcement.recv_timeout(STARTUP) {
+        Ok(port) => port,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            panic!("the server did not say where it listens within {STARTUP:?}");
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the server exited before listening: {:?}", child.wait())
+        }
+    }
+}
+
+/// Tries `attempt` every 50 ms until it gives a value; panics with `what` after `within`.
+pub(crate) async fn poll<T>(what: &str, within: Duration, mut attempt: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what} (waited {within:?})");
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }
 
 /// A client once the server answers GetStatus (bounded: 10 s).
 pub(crate) async fn connect(port: u16) -> Client {
-    for _ in 0..200 {
-        if let Ok(mut client) = OrchestratorServiceClient::connect(format!("http://127.0.0.1:{port}")).await
-            && client.get_status(pb::GetStatusRequest::default()).await.is_ok()
-        {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server on port {port} did not come up");
+    poll(&format!("server on port {port} did not come up"), Duration::from_secs(10), async || {
+        let mut client = OrchestratorServiceClient::connect(format!("http://127.0.0.1:{port}")).await.ok()?;
+        client.get_status(pb::GetStatusRequest::default()).await.ok()?;
+        Some(client)
+    })
+    .await
 }
 
 pub(crate) async fn get(client: &mut Client, task_id: &str) -> pb::GetDeliberationResultResponse {
@@ -93,20 +149,21 @@ pub(crate) async fn get(client: &mut Client, task_id: &str) -> pb::GetDeliberati
         .into_inner()
 }
 
-/// Polls until `done` holds (bounded: 20 s).
+/// Polls until the server knows `task_id` and `done` holds (bounded: 20 s).
 pub(crate) async fn wait_for(
     client: &mut Client,
     task_id: &str,
     done: impl Fn(&pb::GetDeliberationResultResponse) -> bool,
 ) -> pb::GetDeliberationResultResponse {
-    for _ in 0..400 {
-        let r = get(client, task_id).await;
-        if done(&r) {
-            return r;
+    poll(&format!("{task_id} never reached the expected state"), Duration::from_secs(20), async || {
+        let request = pb::GetDeliberationResultRequest { task_id: task_id.into() };
+        match client.get_deliberation_result(request).await {
+            Ok(r) => Some(r.into_inner()).filter(|r| done(r)),
+            Err(status) if status.code() == tonic::Code::NotFound => None,
+            Err(status) => panic!("GetDeliberationResult {task_id}: {status:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{task_id} never reached the expected state");
+    })
+    .await
 }
 
 /// True once a deliberation left PENDING and IN_PROGRESS.
