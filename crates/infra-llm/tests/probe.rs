@@ -126,7 +126,7 @@ async fn a_refused_key_is_named_as_such() {
 
 #[tokio::test]
 async fn a_refused_port_is_unreachable_and_asks_whether_the_server_runs() {
-    let base_url = refused_base_url().await;
+    let (_bound, base_url) = refused_base_url();
     let backend = backend(profile(&base_url, |_| {}));
 
     let probe = probe_one(&backend).await;

@@ -116,7 +116,7 @@ async fn a_completion_echoing_the_key_is_returned_with_the_key_redacted() {
 #[tokio::test]
 async fn a_refused_connection_names_the_profile_and_not_the_url() {
     let (_guard, logs) = capture_logs();
-    let base_url = refused_base_url().await;
+    let (_bound, base_url) = refused_base_url();
     let port = base_url.rsplit(':').next().unwrap().trim_end_matches("/v1").to_owned();
 
     let error = backend(profile(&base_url, |_| {})).propose(&agent(0), &task()).await.unwrap_err();

@@ -87,17 +87,8 @@ where
     #[tracing::instrument(level = "debug", skip_all, err)]
     async fn registry(&self) -> Result<Registry, StoreError> {
         let fail = |e| from_sqlx("reading the council registry", None, e);
-        // Both reads in one transaction: a change committing between them cannot pair the
-        // councils of one registry with the agents of another.
         let mut tx = self.reader().begin().await.map_err(fail)?;
-        let councils: Vec<CouncilRow> = sqlx::query_as(&format!("SELECT {COUNCIL_COLUMNS} FROM councils"))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?;
-        let members: Vec<MemberRow> = sqlx::query_as(&format!("SELECT {MEMBER_COLUMNS} FROM council_agents"))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?;
+        let (councils, members) = registry_rows(&mut tx).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         from_rows(councils, members)
     }
@@ -114,14 +105,7 @@ where
             .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        let councils: Vec<CouncilRow> = sqlx::query_as(&format!("SELECT {COUNCIL_COLUMNS} FROM councils"))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?;
-        let members: Vec<MemberRow> = sqlx::query_as(&format!("SELECT {MEMBER_COLUMNS} FROM council_agents"))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(fail)?;
+        let (councils, members) = registry_rows(&mut tx).await.map_err(fail)?;
         let stored = from_rows(councils, members)?;
         let mut changed = stored.clone();
         if let Err(refused) = change(&mut changed) {
@@ -180,6 +164,15 @@ where
         let completed = DeliberationStatus::Completed.as_str();
         let filter = seated(since_ms);
         let mut records = RegistryRecords::default();
+        // Agents dropped from completed deliberations, counted per `column` (an agent or a council).
+        let failures_by = async |column: &str| -> Result<Vec<CountRow>, StoreError> {
+            let sql = format!(
+                "SELECT {column} AS id, COUNT(*) AS n \
+                 FROM agent_failures f JOIN deliberations d ON d.task_id = f.task_id \
+                 WHERE {filter} AND d.status = '{completed}' GROUP BY {column}"
+            );
+            with_since(sqlx::query_as(&sql), since_ms).fetch_all(self.reader()).await.map_err(fail)
+        };
 
         let totals: Vec<AgentTotalsRow> = with_since(
             sqlx::query_as(&format!(
@@ -203,17 +196,7 @@ where
             record.usage = usage(u.prompt_tokens, u.completion_tokens, u.calls, u.latency_ms);
         }
 
-        let failures: Vec<CountRow> = with_since(
-            sqlx::query_as(&format!(
-                "SELECT f.agent_id AS id, COUNT(*) AS n \
-                 FROM agent_failures f JOIN deliberations d ON d.task_id = f.task_id \
-                 WHERE {filter} AND d.status = '{completed}' GROUP BY f.agent_id"
-            )),
-            since_ms,
-        )
-        .fetch_all(self.reader())
-        .await
-        .map_err(fail)?;
+        let failures = failures_by("f.agent_id").await?;
         for row in failures {
             records.agents.entry(agent_id(&row.id)?).or_default().failures = count(row.n);
         }
@@ -269,17 +252,7 @@ where
             records.councils.entry(council_id(&row.id)?).or_default().winner_score_sum = row.score_sum;
         }
 
-        let dropped: Vec<CountRow> = with_since(
-            sqlx::query_as(&format!(
-                "SELECT d.council_id AS id, COUNT(*) AS n \
-                 FROM agent_failures f JOIN deliberations d ON d.task_id = f.task_id \
-                 WHERE {filter} AND d.status = '{completed}' GROUP BY d.council_id"
-            )),
-            since_ms,
-        )
-        .fetch_all(self.reader())
-        .await
-        .map_err(fail)?;
+        let dropped = failures_by("d.council_id").await?;
         for row in dropped {
             records.councils.entry(council_id(&row.id)?).or_default().agent_failures = count(row.n);
         }
@@ -303,6 +276,26 @@ where
         }
         Ok(records)
     }
+}
+
+/// Every council and every seat of the registry, read in one transaction (`tx`): a change
+/// committing between the two reads cannot pair the councils of one registry with the agents
+/// of another.
+async fn registry_rows<DB>(
+    tx: &mut sqlx::Transaction<'_, DB>,
+) -> Result<(Vec<CouncilRow>, Vec<MemberRow>), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'r> CouncilRow: sqlx::FromRow<'r, DB::Row>,
+    for<'r> MemberRow: sqlx::FromRow<'r, DB::Row>,
+{
+    let councils =
+        sqlx::query_as(&format!("SELECT {COUNCIL_COLUMNS} FROM councils")).fetch_all(&mut **tx).await?;
+    let members =
+        sqlx::query_as(&format!("SELECT {MEMBER_COLUMNS} FROM council_agents")).fetch_all(&mut **tx).await?;
+    Ok((councils, members))
 }
 
 /// Binds `$1` to `since_ms` when the query filters by it.

@@ -106,11 +106,13 @@ pub(crate) fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
     (tracing::subscriber::set_default(subscriber), captured)
 }
 
-/// A base URL on which nothing listens: a port bound, then released.
-pub(crate) async fn refused_base_url() -> String {
-    let (listener, url) = listen().await;
-    drop(listener);
-    url
+/// A base URL on which connections are refused, while the socket returned lives: its port is
+/// bound (so nothing else takes it) but never listening.
+pub(crate) fn refused_base_url() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind a local port");
+    let url = format!("http://{}/v1", socket.local_addr().expect("bound address"));
+    (socket, url)
 }
 
 /// Reads one HTTP/1.1 request (head and `Content-Length` body); `None` when the peer closed.
