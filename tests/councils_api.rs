@@ -11,7 +11,7 @@ use futures::StreamExt;
 use orchestrator_api_grpc::pb;
 use orchestrator_application::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
 use orchestrator_domain::{Agent, ProfileName, Review, Task};
-use orchestrator_tests::{ScriptedBackend, TestApp, spawn_app};
+use orchestrator_tests::{ScriptedBackend, TestApp, spawn_app, wait_until_done};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::Code;
 
@@ -524,23 +524,6 @@ async fn every_deliberation_rpc_seats_exactly_the_standing_councils_agents_and_p
     let submitted = app.client.submit_deliberation(request("DEV")).await.unwrap().into_inner();
     let done = wait_until_done(&mut app, &submitted.task_id).await;
     assert_eq!(authors(&done.results), expected_dev_seats());
-}
-
-/// Polls until the deliberation leaves PENDING/IN_PROGRESS (bounded: 20 s).
-async fn wait_until_done(app: &mut TestApp, task_id: &str) -> pb::GetDeliberationResultResponse {
-    for _ in 0..400 {
-        let r = app
-            .client
-            .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
-            .await
-            .unwrap()
-            .into_inner();
-        if !matches!(r.status(), pb::DeliberationStatus::Pending | pb::DeliberationStatus::InProgress) {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("deliberation {task_id} did not finish");
 }
 
 #[tokio::test]

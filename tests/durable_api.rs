@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::DeliberationStatus as Status;
-use orchestrator_tests::{ScriptedBackend, TestApp, spawn_app, spawn_app_with};
+use orchestrator_tests::{ScriptedBackend, TestApp, spawn_app, spawn_app_with, wait_until_done};
 use tonic::Code;
 
 fn request(task_id: &str) -> pb::DeliberateRequest {
@@ -25,18 +25,6 @@ async fn result(app: &mut TestApp, task_id: &str) -> pb::GetDeliberationResultRe
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Polls until the deliberation leaves PENDING/IN_PROGRESS (bounded: 20 s).
-async fn wait_until_done(app: &mut TestApp, task_id: &str) -> pb::GetDeliberationResultResponse {
-    for _ in 0..400 {
-        let r = result(app, task_id).await;
-        if !matches!(r.status(), Status::Pending | Status::InProgress) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("deliberation {task_id} did not finish");
 }
 
 #[tokio::test]

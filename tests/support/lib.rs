@@ -8,6 +8,7 @@ pub mod scripted;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
 use orchestrator_application::ports::AgentBackend;
 use orchestrator_server::{Application, Config, Dependencies};
@@ -87,4 +88,22 @@ pub async fn spawn_app_with(
     }));
     let client = OrchestratorServiceClient::connect(format!("http://{addr}")).await.expect("client connects");
     TestApp { addr, data_dir, client, shutdown: Some(tx), server: Some(server) }
+}
+
+/// Polls until the deliberation leaves PENDING/IN_PROGRESS (bounded: 20 s).
+pub async fn wait_until_done(app: &mut TestApp, task_id: &str) -> pb::GetDeliberationResultResponse {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = app
+            .client
+            .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
+            .await
+            .expect("GetDeliberationResult")
+            .into_inner();
+        if !matches!(r.status(), pb::DeliberationStatus::Pending | pb::DeliberationStatus::InProgress) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "deliberation {task_id} did not finish");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
