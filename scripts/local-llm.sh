@@ -6,6 +6,9 @@
 # waits until /v1/models answers and prints the base URL (…/v1) on stdout as its last line.
 # Nothing is downloaded at run time beyond the PyPI packages; the venv is reused when present.
 #
+# `scripts/local-llm.sh --stop` stops the server this script started (the venv stays for next time;
+# delete ~/.cache/orchestrator/llm-venv to remove it).
+#
 # Env: LOCAL_LLM_VENV (default ~/.cache/orchestrator/llm-venv), LOCAL_LLM_PORT (default 8089),
 #      LOCAL_LLM_LOG (default $LOCAL_LLM_VENV/server.log).
 set -euo pipefail
@@ -16,6 +19,18 @@ log="${LOCAL_LLM_LOG:-$venv/server.log}"
 base="http://127.0.0.1:${port}/v1"
 
 say() { echo "local-llm: $*" >&2; }
+
+if [ "${1:-}" = "--stop" ]; then
+  pid_file="${venv}/server.pid"
+  if [ -f "${pid_file}" ] && kill -0 "$(cat "${pid_file}")" 2>/dev/null; then
+    kill "$(cat "${pid_file}")"
+    rm -f "${pid_file}"
+    say "stopped the server on ${base}"
+  else
+    say "no server started by this script is running"
+  fi
+  exit 0
+fi
 
 if curl -fsS "${base}/models" >/dev/null 2>&1; then
   say "already answering on ${base}"
