@@ -34,7 +34,7 @@ pub use agent::{Agent, AgentId, AgentStatus, Persona, ProfileName};
 pub use checks::{CheckSuite, DryRunOutcome, LintResult, PolicyResult};
 pub use council::{Council, CouncilId};
 pub use deliberation::{
-    AgentFailure, Deliberation, DeliberationOutcome, Phase, RankedProposal, ReviewAssignment,
+    AgentFailure, Deliberation, DeliberationParts, DeliberationOutcome, Phase, RankedProposal, ReviewAssignment,
     RevisionRequest, Rounds,
 };
 pub use error::{DomainError, Result};

@@ -24,6 +24,7 @@ mod postgres;
 mod registry_rows;
 mod rows;
 mod sql_store;
+mod snapshot;
 mod sqlite;
 mod statement;
 mod text;

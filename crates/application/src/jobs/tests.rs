@@ -192,6 +192,10 @@ fn dead_lease() -> crate::ports::Lease {
     crate::ports::Lease { owner: "previous-node".into(), until_ms: 0 }
 }
 
+fn previous_fence() -> crate::ports::Fence {
+    crate::ports::Fence::created_by("previous-node")
+}
+
 fn no_resume() -> JobSettings {
     JobSettings { resume_unfinished: false, ..JobSettings::default() }
 }
@@ -270,7 +274,7 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
     store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
-    store.mark_started("orphan", 2).await.unwrap();
+    store.mark_started("orphan", &previous_fence(), 2).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
     let record = jobs.get(&anon(), "orphan").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
@@ -283,7 +287,7 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
     store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
-    store.mark_started("orphan", 2).await.unwrap();
+    store.mark_started("orphan", &previous_fence(), 2).await.unwrap();
     store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }, &dead_lease()).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
     jobs.shutdown(Duration::from_secs(5)).await;
@@ -302,7 +306,7 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
         .create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }, &dead_lease())
         .await
         .unwrap();
-    store.mark_started("late", 0).await.unwrap();
+    store.mark_started("late", &previous_fence(), 0).await.unwrap();
     jobs.recover().await.unwrap();
     jobs.shutdown(Duration::from_secs(60)).await;
     let record = jobs.get(&anon(), "late").await.unwrap();
