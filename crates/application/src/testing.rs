@@ -108,6 +108,16 @@ impl InMemoryStore {
         Ok(())
     }
 
+    /// The phase of the saved progress of `task_id`, if it exists and saved one.
+    pub fn saved_phase(&self, task_id: &str) -> Option<orchestrator_domain::Phase> {
+        self.entries().get(task_id)?.record.progress.as_ref().map(Deliberation::phase)
+    }
+
+    /// The stored status of `task_id`, if it exists.
+    pub fn status_if_any(&self, task_id: &str) -> Option<DeliberationStatus> {
+        self.entries().get(task_id).map(|entry| entry.record.status)
+    }
+
     /// The lease owner of `task_id`; panics when unknown (test code).
     pub fn owner(&self, task_id: &str) -> String {
         self.entries()[task_id].lease.owner.clone()

@@ -34,13 +34,20 @@ impl Jobs {
                 _ = tick.tick() => {}
                 () = self.stopped.cancelled() => return,
             }
-            held_until = self.renew(held_until).await;
-            if !self.tasks.is_closed()
-                && let Err(error) = self.take_over(true).await
-            {
-                warn!(%error, "could not take over unfinished deliberations");
-            }
+            held_until = self.maintain_once(held_until).await;
         }
+    }
+
+    /// One round of [`Jobs::maintain`]: renews, stops what was lost, takes over what is free.
+    /// `held_until` is until when the leases were last known to hold; returns the new bound.
+    pub(super) async fn maintain_once(self: &Arc<Self>, held_until: Instant) -> Instant {
+        let held_until = self.renew(held_until).await;
+        if !self.tasks.is_closed()
+            && let Err(error) = self.take_over(true).await
+        {
+            warn!(%error, "could not take over unfinished deliberations");
+        }
+        held_until
     }
 
     /// Renews this node's leases and stops the local runs a renewal did not cover; returns

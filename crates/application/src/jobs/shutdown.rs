@@ -79,6 +79,14 @@ impl Jobs {
         report
     }
 
+    /// Waits until every deliberation task has ended (tests synchronise on this event).
+    #[cfg(test)]
+    pub(super) async fn until_idle(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+
     /// Whether shutdown has begun (new deliberations are refused).
     pub fn is_draining(&self) -> bool {
         self.draining.is_cancelled()
