@@ -52,8 +52,7 @@ mod tests {
         assert_eq!(status.message(), "role: bad");
         assert_eq!(to_status(ApplicationError::BackendNotConfigured).code(), Code::FailedPrecondition);
         assert_eq!(to_status(ApplicationError::NotFound { task_id: "x".into() }).code(), Code::NotFound);
-        let deadline =
-            ApplicationError::DeadlineExceeded {
+        let deadline = ApplicationError::DeadlineExceeded {
             timeout: Duration::from_secs(1),
             phase: "proposing".into(),
             partial: None,

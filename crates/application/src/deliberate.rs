@@ -242,7 +242,11 @@ impl Deliberate {
             Err(_elapsed) => {
                 // The finished proposals are kept, scored and ranked as they stand.
                 let partial = deliberation.partial_outcome(&self.settings.weights).map(Box::new);
-                Err(ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase().to_string(), partial })
+                Err(ApplicationError::DeadlineExceeded {
+                    timeout,
+                    phase: deliberation.phase().to_string(),
+                    partial,
+                })
             }
         };
         self.tracker.record_deliberation(role, elapsed, result.is_ok());

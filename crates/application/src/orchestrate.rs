@@ -182,12 +182,18 @@ mod tests;
 /// profile of the first seated agent among the results, else `default`.
 fn selection_profile(configured: Option<ProfileName>, report: &DeliberationReport) -> ProfileName {
     configured
-        .or_else(|| report.outcome.results.iter().min_by_key(|r| r.agent.seat).map(|r| r.agent.profile.clone()))
+        .or_else(|| {
+            report.outcome.results.iter().min_by_key(|r| r.agent.seat).map(|r| r.agent.profile.clone())
+        })
         .unwrap_or_else(ProfileName::default_profile)
 }
 
 /// The report of a selection stored earlier.
-fn stored_report(report: DeliberationReport, candidates: usize, stored: &StoredSelection) -> OrchestrationReport {
+fn stored_report(
+    report: DeliberationReport,
+    candidates: usize,
+    stored: &StoredSelection,
+) -> OrchestrationReport {
     let winner =
         report.outcome.results.iter().position(|r| r.agent.id.as_str() == stored.winner_id).unwrap_or(0);
     OrchestrationReport {

@@ -163,7 +163,9 @@ impl DeliberationStore for InMemoryStore {
     }
 
     async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError> {
-        self.transition(task_id, Some(fence), DeliberationStatus::InProgress, |r| r.started_at_ms = Some(at_ms))
+        self.transition(task_id, Some(fence), DeliberationStatus::InProgress, |r| {
+            r.started_at_ms = Some(at_ms)
+        })
     }
 
     async fn save_progress(
@@ -245,7 +247,8 @@ impl DeliberationStore for InMemoryStore {
         let mut entries = self.entries();
         match entries.get_mut(&storable_text(task_id)) {
             Some(entry)
-                if entry.record.status == DeliberationStatus::Completed && entry.record.selection.is_none() =>
+                if entry.record.status == DeliberationStatus::Completed
+                    && entry.record.selection.is_none() =>
             {
                 entry.record.winner_id = Some(selection.winner_id.clone());
                 entry.record.selection = Some(selection);
@@ -308,7 +311,8 @@ impl DeliberationStore for InMemoryStore {
         let mut claimed = Vec::new();
         for entry in self.entries().values_mut() {
             let free = entry.lease.until_ms < now_ms || (include_own && entry.lease.owner == owner);
-            if !entry.record.status.is_terminal() && free && !running.contains(&entry.record.request.task_id) {
+            if !entry.record.status.is_terminal() && free && !running.contains(&entry.record.request.task_id)
+            {
                 entry.lease = Lease { owner: owner.clone(), until_ms: lease.until_ms };
                 entry.record.lease_epoch += 1;
                 claimed.push(entry.record.clone());

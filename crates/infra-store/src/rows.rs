@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError, StoredSelection};
 use orchestrator_domain::{
-    Agent, AgentFailure, AgentId, CheckSuite, DeliberationOutcome, DeliberationStatus,
-    DomainError, PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
+    Agent, AgentFailure, AgentId, CheckSuite, DeliberationOutcome, DeliberationStatus, DomainError,
+    PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
 };
 use serde::de::DeserializeOwned;
 

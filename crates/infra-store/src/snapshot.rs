@@ -16,7 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use orchestrator_domain::{
-    AgentFailure, AgentId, Council, Deliberation, DeliberationParts, Phase, Proposal, Review, Task, TokenUsage,
+    AgentFailure, AgentId, Council, Deliberation, DeliberationParts, Phase, Proposal, Review, Task,
+    TokenUsage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +90,9 @@ pub(crate) fn restore(json: &str) -> Restored {
     let v1 = match serde_json::from_str::<SnapshotV1>(json) {
         Ok(v1) => v1,
         Err(error) => {
-            return Restored::Unreadable(format!("saved progress (snapshot version {version}) does not decode: {error}"));
+            return Restored::Unreadable(format!(
+                "saved progress (snapshot version {version}) does not decode: {error}"
+            ));
         }
     };
     let parts = DeliberationParts {

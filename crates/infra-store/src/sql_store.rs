@@ -28,8 +28,8 @@ use crate::rows::{
     DELIBERATION_COLUMNS, DeliberationRow, FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS,
     ProposalRow, REVIEW_COLUMNS, ReviewRow,
 };
-use crate::statement::Statement;
 use crate::snapshot::snapshot;
+use crate::statement::Statement;
 use crate::text::{storable, to_json};
 
 /// Rows per multi-row `INSERT`, far below either database's bind-parameter limit.
@@ -158,7 +158,8 @@ where
             sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
         }
         for chunk in rows.reviews.chunks(INSERT_CHUNK) {
-            let mut insert = Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
+            let mut insert =
+                Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
             insert.push_values(chunk, |values, r| {
                 values
                     .push_bind(task_id.to_owned())
@@ -409,15 +410,15 @@ where
                 target = status.as_str(),
             );
             let mut update = sqlx::query(&sql)
-            .bind(storable(end.error))
-            .bind(end.finished_at_ms)
-            .bind(end.duration_ms)
-            .bind(rows.as_ref().and_then(|rows| rows.winner_id.clone()))
-            .bind(usage.map(|u| u.prompt_tokens))
-            .bind(usage.map(|u| u.completion_tokens))
-            .bind(usage.map(|u| u.calls))
-            .bind(usage.map(|u| u.latency_ms))
-            .bind(task_id.clone());
+                .bind(storable(end.error))
+                .bind(end.finished_at_ms)
+                .bind(end.duration_ms)
+                .bind(rows.as_ref().and_then(|rows| rows.winner_id.clone()))
+                .bind(usage.map(|u| u.prompt_tokens))
+                .bind(usage.map(|u| u.completion_tokens))
+                .bind(usage.map(|u| u.calls))
+                .bind(usage.map(|u| u.latency_ms))
+                .bind(task_id.clone());
             if let Some(fence) = fence {
                 update = update.bind(storable(&fence.owner)).bind(fence.epoch);
             }

@@ -452,7 +452,12 @@ mod councils {
             assert!(store.complete(task_id, &fence(), outcome, at + 50, 49).await.unwrap());
         }
         ended("s-failed", 300).await;
-        assert!(store.finish_unsuccessfully("s-failed", None, &end(DeliberationStatus::Failed, "x", 301)).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("s-failed", None, &end(DeliberationStatus::Failed, "x", 301))
+                .await
+                .unwrap()
+        );
         ended("s-running", 400).await;
         assert!(store.create(&request("ad-hoc", Role::Dev, 500), &lease()).await.unwrap());
         assert!(store.mark_started("ad-hoc", &fence(), 501).await.unwrap());
@@ -497,7 +502,9 @@ mod contract {
     use orchestrator_application::ports::{DeliberationStore, Fence, Lease, ListQuery, StoreError};
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
-    use crate::support::{end, fence, finished_deliberation, lease, noted_deliberation, noted_request, request};
+    use crate::support::{
+        end, fence, finished_deliberation, lease, noted_deliberation, noted_request, request,
+    };
 
     type Store = Arc<dyn DeliberationStore>;
 
@@ -516,7 +523,10 @@ mod contract {
             }
             failed => {
                 assert!(
-                    store.finish_unsuccessfully(task_id, None, &end(failed, "stopped", created_at_ms + 5)).await.unwrap()
+                    store
+                        .finish_unsuccessfully(task_id, None, &end(failed, "stopped", created_at_ms + 5))
+                        .await
+                        .unwrap()
                 );
             }
         }
@@ -569,7 +579,10 @@ mod contract {
     pub(crate) async fn progress_is_saved_only_while_in_progress(store: Store) {
         let finished = finished_deliberation(Role::Qa);
         assert!(store.create(&request("progress", Role::Qa, 10), &lease()).await.unwrap());
-        assert!(!store.save_progress("progress", &fence(), &finished.mid).await.unwrap(), "saved while PENDING");
+        assert!(
+            !store.save_progress("progress", &fence(), &finished.mid).await.unwrap(),
+            "saved while PENDING"
+        );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress, None);
 
         assert!(store.mark_started("progress", &fence(), 11).await.unwrap());
@@ -579,11 +592,17 @@ mod contract {
         assert_eq!(record.status, DeliberationStatus::InProgress);
         assert_eq!(record.outcome, None);
 
-        assert!(store.save_progress("progress", &fence(), &finished.last).await.unwrap(), "a later phase overwrites");
+        assert!(
+            store.save_progress("progress", &fence(), &finished.last).await.unwrap(),
+            "a later phase overwrites"
+        );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
 
         assert!(store.complete("progress", &fence(), &finished.outcome, 20, 9).await.unwrap());
-        assert!(!store.save_progress("progress", &fence(), &finished.mid).await.unwrap(), "saved after completion");
+        assert!(
+            !store.save_progress("progress", &fence(), &finished.mid).await.unwrap(),
+            "saved after completion"
+        );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
         assert!(!store.save_progress("missing", &fence(), &finished.mid).await.unwrap());
     }
@@ -604,7 +623,10 @@ mod contract {
         assert!(store.complete("happy", &fence(), &outcome, 4, 2).await.unwrap());
         assert!(!store.complete("happy", &fence(), &outcome, 5, 3).await.unwrap(), "completed twice");
         for status in [Failed, Timeout, Cancelled, Interrupted] {
-            assert!(!store.finish_unsuccessfully("happy", None, &end(status, "late", 6)).await.unwrap(), "{status}");
+            assert!(
+                !store.finish_unsuccessfully("happy", None, &end(status, "late", 6)).await.unwrap(),
+                "{status}"
+            );
         }
         let record = store.get("happy").await.unwrap().unwrap();
         assert_eq!(
@@ -615,7 +637,12 @@ mod contract {
 
         // PENDING → CANCELLED; completing afterwards is refused and stores no outcome.
         store.create(&request("cancelled", Role::Dev, 1), &lease()).await.unwrap();
-        assert!(store.finish_unsuccessfully("cancelled", None, &end(Cancelled, "client cancelled", 7)).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("cancelled", None, &end(Cancelled, "client cancelled", 7))
+                .await
+                .unwrap()
+        );
         assert!(!store.mark_started("cancelled", &fence(), 8).await.unwrap());
         assert!(!store.complete("cancelled", &fence(), &outcome, 9, 1).await.unwrap());
         let record = store.get("cancelled").await.unwrap().unwrap();
@@ -626,7 +653,12 @@ mod contract {
         // IN_PROGRESS → TIMEOUT, and a terminal status stays.
         store.create(&request("slow", Role::Dev, 1), &lease()).await.unwrap();
         store.mark_started("slow", &fence(), 2).await.unwrap();
-        assert!(store.finish_unsuccessfully("slow", None, &end(Timeout, "deadline of 600s exceeded", 3)).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("slow", None, &end(Timeout, "deadline of 600s exceeded", 3))
+                .await
+                .unwrap()
+        );
         assert!(!store.finish_unsuccessfully("slow", None, &end(Failed, "again", 4)).await.unwrap());
         let record = store.get("slow").await.unwrap().unwrap();
         assert_eq!((record.status, record.error.as_deref()), (Timeout, Some("deadline of 600s exceeded")));
@@ -634,7 +666,10 @@ mod contract {
         // finish_unsuccessfully only takes failure statuses.
         store.create(&request("odd", Role::Dev, 1), &lease()).await.unwrap();
         for status in [Pending, InProgress, Completed] {
-            assert!(!store.finish_unsuccessfully("odd", None, &end(status, "x", 2)).await.unwrap(), "{status}");
+            assert!(
+                !store.finish_unsuccessfully("odd", None, &end(status, "x", 2)).await.unwrap(),
+                "{status}"
+            );
         }
         assert_eq!(store.get("odd").await.unwrap().unwrap().status, Pending);
     }

@@ -23,7 +23,8 @@ const UNVERSIONED: &str = include_str!("fixtures/progress_unversioned.json");
 async fn previous_release(database: &str) -> Migrator {
     let dir = format!("{}/migrations/{database}", env!("CARGO_MANIFEST_DIR"));
     let mut migrator = Migrator::new(Path::new(&dir)).await.unwrap();
-    migrator.migrations = migrator.migrations.iter().filter(|m| m.version < 6).cloned().collect::<Vec<_>>().into();
+    migrator.migrations =
+        migrator.migrations.iter().filter(|m| m.version < 6).cloned().collect::<Vec<_>>().into();
     migrator
 }
 
@@ -58,7 +59,9 @@ async fn assert_upgraded(store: &dyn DeliberationStore) {
     assert_eq!(claimed[0].progress.as_ref(), Some(&progress));
     let stale = store.save_progress("old", &Fence::created_by("old-node"), &progress).await;
     assert!(stale.is_err(), "{stale:?}");
-    assert!(store.save_progress("old", &Fence { owner: "new-node".into(), epoch: 1 }, &progress).await.unwrap());
+    assert!(
+        store.save_progress("old", &Fence { owner: "new-node".into(), epoch: 1 }, &progress).await.unwrap()
+    );
     // Saved again, it is a version 1 snapshot that reads back the same.
     assert_eq!(store.get("old").await.unwrap().unwrap().progress.as_ref(), Some(&progress));
 }

@@ -385,7 +385,10 @@ impl Config {
             let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
             return Err(ServerError::config(
                 "selection_profile",
-                format!("names profile \"{profile}\", which is not configured (configured: {})", known.join(", ")),
+                format!(
+                    "names profile \"{profile}\", which is not configured (configured: {})",
+                    known.join(", ")
+                ),
             ));
         }
         if self.database_url.is_empty() {
@@ -495,6 +498,30 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().starts_with("ORCHESTRATOR_LLM_MAX_TOKENS: invalid value"), "{err}");
+    }
+
+    #[test]
+    fn selection_profile_must_name_a_configured_profile_and_the_error_names_the_key() {
+        let llm = [("ORCHESTRATOR_LLM_BASE_URL", "http://x/v1"), ("ORCHESTRATOR_LLM_MODEL", "m")];
+        let err = Config::from_env(&env(&[llm[0], llm[1], ("ORCHESTRATOR_SELECTION_PROFILE", "judge")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("selection_profile: names profile \"judge\", which is not configured"),
+            "{err}"
+        );
+        let config =
+            Config::from_env(&env(&[llm[0], llm[1], ("ORCHESTRATOR_SELECTION_PROFILE", "default")])).unwrap();
+        assert_eq!(config.selection_profile.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn store_timeouts_come_from_config_and_are_bounded() {
+        let config = Config::from_env(&env(&[("ORCHESTRATOR_STORE_ACQUIRE_TIMEOUT_MS", "750")])).unwrap();
+        assert_eq!(config.store_options().acquire_timeout, Duration::from_millis(750));
+        assert_eq!(config.store_probe_interval_ms, 2000);
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_STORE_PROBE_INTERVAL_MS", "0")])).unwrap_err();
+        assert!(err.to_string().starts_with("store_probe_interval_ms: must be within"), "{err}");
     }
 
     #[test]

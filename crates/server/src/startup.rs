@@ -13,16 +13,17 @@ use orchestrator_application::ports::{
     AgentBackend, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
 };
 use orchestrator_application::{
-    Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate, StoreState,
+    Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
+    StoreState,
 };
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_dryrun::CommandDryRunner;
 use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -137,7 +138,8 @@ impl Application {
             None => {
                 info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
                 let stores =
-                    orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options()).await?;
+                    orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
+                        .await?;
                 (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
             }
         };
@@ -259,7 +261,10 @@ impl Application {
                     () = shutdown => {}
                     () = requested.cancelled() => {}
                 }
-                info!(grace_secs = grace.as_secs(), "shutdown requested: reporting NOT_SERVING, refusing new work");
+                info!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown requested: reporting NOT_SERVING, refusing new work"
+                );
                 requested.cancel();
                 health.set_not_serving::<OrchestratorServiceServer<OrchestratorApi>>().await;
                 health.set_service_status("", tonic_health::ServingStatus::NotServing).await;

@@ -21,7 +21,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use support::proxy::{Link, Proxy};
-use support::{Client, connect, finished, free_port, fresh_pg_schema, get, saved_a_phase, slow_model, wait_for};
+use support::{
+    Client, connect, finished, free_port, fresh_pg_schema, get, saved_a_phase, slow_model, wait_for,
+};
 
 fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
     pb::DeliberateRequest {
@@ -76,7 +78,8 @@ async fn rows(database_url: &str) -> Vec<(String, String, String, i64, String, i
 }
 
 fn now_ms() -> i64 {
-    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+        .unwrap()
 }
 
 const GRACE: Duration = Duration::from_secs(10);
@@ -118,7 +121,9 @@ async fn sigterm_drill(database_url: &str, resume: bool) {
     assert!(took >= GRACE, "exited after {took:?}, before the grace period");
 
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
-    for step in ["shutdown requested", "grace period over", "deliberations stopped", "closed the deliberation store"] {
+    for step in
+        ["shutdown requested", "grace period over", "deliberations stopped", "closed the deliberation store"]
+    {
         assert!(log.contains(step), "the log names the step {step:?}:\n{log}");
     }
     let stored = rows(database_url).await;
@@ -128,7 +133,11 @@ async fn sigterm_drill(database_url: &str, resume: bool) {
             assert_eq!(status, "IN_PROGRESS", "{task_id} stays resumable");
             assert!(lease_until_ms < now_ms(), "{task_id}: the lease was released for another node");
         } else {
-            assert_eq!((status.as_str(), error.as_str()), ("INTERRUPTED", "the server is shutting down"), "{task_id}");
+            assert_eq!(
+                (status.as_str(), error.as_str()),
+                ("INTERRUPTED", "the server is shutting down"),
+                "{task_id}"
+            );
         }
     }
 }
@@ -172,8 +181,11 @@ fn upstream(url: &str) -> String {
 }
 
 async fn health(port: u16) -> Option<ServingStatus> {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).ok()?.connect().await.ok()?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
     let mut client = HealthClient::new(channel);
     let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
     let response = client.check(request).await.ok()?;
@@ -221,7 +233,8 @@ async fn storage_cut_mid_deliberation_flips_health_and_never_answers_ok_without_
     time_until(|| {
         let mut client = client.clone();
         async move {
-            let read = client.get_deliberation_result(pb::GetDeliberationResultRequest { task_id: "cut".into() });
+            let read =
+                client.get_deliberation_result(pb::GetDeliberationResultRequest { task_id: "cut".into() });
             read.await.is_ok_and(|r| saved_a_phase(&r.into_inner()))
         }
     })
@@ -231,7 +244,8 @@ async fn storage_cut_mid_deliberation_flips_health_and_never_answers_ok_without_
     let status = client.get_status(pb::GetStatusRequest::default()).await.unwrap().into_inner();
     assert_eq!(status.status, "DEGRADED");
     assert!(status.degraded_reason.starts_with("storage unreachable"), "{}", status.degraded_reason);
-    let read = client.get_deliberation_result(pb::GetDeliberationResultRequest { task_id: "cut".into() }).await;
+    let read =
+        client.get_deliberation_result(pb::GetDeliberationResultRequest { task_id: "cut".into() }).await;
     assert_eq!(read.unwrap_err().code(), tonic::Code::Unavailable, "reads answer UNAVAILABLE, promptly");
 
     // The deliberation finishes while the store is gone: the caller is not told OK.
@@ -243,7 +257,9 @@ async fn storage_cut_mid_deliberation_flips_health_and_never_answers_ok_without_
     let up = time_until(|| async { health(port).await == Some(ServingStatus::Serving) }).await;
     let status = client.get_status(pb::GetStatusRequest::default()).await.unwrap().into_inner();
     assert_eq!((status.status.as_str(), status.degraded_reason.as_str()), ("SERVING", ""));
-    eprintln!("store probe every 200 ms, acquire timeout 500 ms: NOT_SERVING after {down:?}, SERVING again after {up:?}");
+    eprintln!(
+        "store probe every 200 ms, acquire timeout 500 ms: NOT_SERVING after {down:?}, SERVING again after {up:?}"
+    );
     // The stated bound: one probe interval plus the acquire timeout (down), one interval (up);
     // checked at ten times that so a loaded machine does not fail it.
     assert!(down < Duration::from_secs(7) && up < Duration::from_secs(2), "down {down:?}, up {up:?}");
@@ -253,7 +269,8 @@ async fn storage_cut_mid_deliberation_flips_health_and_never_answers_ok_without_
     assert_eq!(stored.status(), Status::Completed, "{}", stored.error_message);
     assert_eq!(stored.results.len(), 2);
     assert!(stored.duration_ms > 0);
-    let unfinished = rows(&url).await.into_iter().filter(|r| r.1 == "PENDING" || r.1 == "IN_PROGRESS").count();
+    let unfinished =
+        rows(&url).await.into_iter().filter(|r| r.1 == "PENDING" || r.1 == "IN_PROGRESS").count();
     assert_eq!(unfinished, 0);
 
     sigterm(&server);
@@ -276,8 +293,13 @@ async fn a_node_paused_past_its_lease_has_its_writes_refused_and_one_result_is_s
         &dir.path().join("a.log"),
     );
     let mut client_a = connect(port_a).await;
-    let node_b =
-        start(port_b, &url, &model.uri(), &[lease[0], ("ORCHESTRATOR_NODE_ID", "node-b")], &dir.path().join("b.log"));
+    let node_b = start(
+        port_b,
+        &url,
+        &model.uri(),
+        &[lease[0], ("ORCHESTRATOR_NODE_ID", "node-b")],
+        &dir.path().join("b.log"),
+    );
     let mut client_b = connect(port_b).await;
 
     // Five phases of 400 ms: node-a runs it, then freezes (its store traffic held) past its lease.
@@ -285,10 +307,8 @@ async fn a_node_paused_past_its_lease_has_its_writes_refused_and_one_result_is_s
     wait_for(&mut client_b, "contested", saved_a_phase).await;
     proxy.set(Link::Paused);
     let paused = Instant::now();
-    let taken = time_until(|| async {
-        rows(&url).await.iter().any(|r| r.0 == "contested" && r.4 == "node-b")
-    })
-    .await;
+    let taken =
+        time_until(|| async { rows(&url).await.iter().any(|r| r.0 == "contested" && r.4 == "node-b") }).await;
     eprintln!("node-a paused; node-b took the deliberation over after {taken:?} (lease 3 s)");
     proxy.set(Link::Open);
     assert!(paused.elapsed() >= Duration::from_secs(3), "taken only once the lease ran out");
@@ -350,9 +370,13 @@ async fn orchestrate_retried_with_the_same_task_id_answers_the_same_winner() {
     let calls = model.received_requests().await.unwrap().len();
     let again = client.orchestrate(orchestrate).await.unwrap().into_inner();
     assert_eq!(model.received_requests().await.unwrap().len(), calls, "the retry made no model call");
-    let winner = |r: &pb::OrchestrateResponse| r.winner.as_ref().unwrap().proposal.as_ref().unwrap().author_id.clone();
+    let winner =
+        |r: &pb::OrchestrateResponse| r.winner.as_ref().unwrap().proposal.as_ref().unwrap().author_id.clone();
     assert_eq!(winner(&again), winner(&first));
-    assert_eq!((again.selection_method.as_str(), again.selection_rationale.as_str()), (first.selection_method.as_str(), first.selection_rationale.as_str()));
+    assert_eq!(
+        (again.selection_method.as_str(), again.selection_rationale.as_str()),
+        (first.selection_method.as_str(), first.selection_rationale.as_str())
+    );
     let stored = get(&mut client, "orchestrated").await;
     assert_eq!(stored.winner_id, winner(&first), "GetDeliberationResult names the selected proposal");
     assert_eq!(stored.selection_method, first.selection_method);

@@ -36,7 +36,7 @@ pub(super) enum Write {
         partial: Option<DeliberationOutcome>,
     },
     /// The deliberation as it stands after a phase.
-    Progress(Deliberation),
+    Progress(Box<Deliberation>),
 }
 
 impl Write {

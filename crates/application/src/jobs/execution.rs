@@ -30,7 +30,10 @@ impl Jobs {
     /// neither a lease renewal nor a takeover of this node's own work races its start.
     pub(super) fn register(&self, task_id: &str) -> Arc<RunHandle> {
         let handle = Arc::new(RunHandle::default());
-        self.runs.lock().unwrap_or_else(PoisonError::into_inner).insert(task_id.to_owned(), Arc::clone(&handle));
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(task_id.to_owned(), Arc::clone(&handle));
         handle
     }
 
@@ -40,7 +43,8 @@ impl Jobs {
 
     /// The task ids this node runs, or holds a write for: never claimed again while here.
     pub(super) fn held_locally(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.runs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+        let mut ids: Vec<String> =
+            self.runs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
         ids.extend(self.repair_ids());
         ids
     }
@@ -63,8 +67,9 @@ impl Jobs {
         let jobs = Arc::clone(self);
         let guard = CancelOnDrop::new(handle.cancel.clone());
         self.tasks.spawn(async move {
-            let result =
-                jobs.execute(&task_id, deliberation, &handle, &fence, observer.as_deref(), started_at_ms).await;
+            let result = jobs
+                .execute(&task_id, deliberation, &handle, &fence, observer.as_deref(), started_at_ms)
+                .await;
             jobs.unregister(&task_id);
             drop(admission);
             let _ = tx.send(result);
@@ -133,7 +138,11 @@ impl Jobs {
                 report.duration_ms =
                     u64::try_from(finished - started_at_ms).unwrap_or(0).max(report.duration_ms).max(1);
                 let duration_ms = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
-                let write = Write::Complete { outcome: report.outcome.clone(), finished_at_ms: finished, duration_ms };
+                let write = Write::Complete {
+                    outcome: report.outcome.clone(),
+                    finished_at_ms: finished,
+                    duration_ms,
+                };
                 let pending = PendingWrite { fence: Some(fence.clone()), role, write };
                 match self.write_durably(task_id, pending).await {
                     Ok(true) => Ok(report),

@@ -90,7 +90,9 @@ impl Jobs {
         let now = self.clock.now_ms();
         let released = Lease { owner: self.settings.node_id.clone(), until_ms: now.saturating_sub(1) };
         match self.store.renew_leases(&released).await {
-            Ok(rows) => info!(released = rows.len(), "shutdown: released the leases of unfinished deliberations"),
+            Ok(rows) => {
+                info!(released = rows.len(), "shutdown: released the leases of unfinished deliberations")
+            }
             Err(error) => warn!(%error, "shutdown: could not release leases; they run out on their own"),
         }
     }

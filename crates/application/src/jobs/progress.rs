@@ -22,8 +22,11 @@ pub(super) struct Persisting<'a> {
 impl ProgressObserver for Persisting<'_> {
     async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
         let role = deliberation.council().role();
-        let pending =
-            PendingWrite { fence: Some(self.fence.clone()), role, write: Write::Progress(deliberation.clone()) };
+        let pending = PendingWrite {
+            fence: Some(self.fence.clone()),
+            role,
+            write: Write::Progress(Box::new(deliberation.clone())),
+        };
         if let Err(NotWritten::Refused(StoreError::LeaseLost { .. })) =
             self.jobs.write_durably(task_id, pending).await
         {

@@ -47,23 +47,38 @@ impl Jobs {
         self.draining.cancel();
         self.tasks.close();
         let running = self.admitted.load(Ordering::SeqCst);
-        info!(running, grace_secs = grace.as_secs(), "shutdown: refusing new deliberations; waiting for running ones");
+        info!(
+            running,
+            grace_secs = grace.as_secs(),
+            "shutdown: refusing new deliberations; waiting for running ones"
+        );
         let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
         if drained {
             info!("shutdown: every deliberation finished within the grace period");
         } else {
             let left = self.admitted.load(Ordering::SeqCst);
             if self.settings.resume_unfinished {
-                warn!(left, grace_secs = grace.as_secs(), "shutdown: grace period over; stopping deliberations to resume at the next start");
+                warn!(
+                    left,
+                    grace_secs = grace.as_secs(),
+                    "shutdown: grace period over; stopping deliberations to resume at the next start"
+                );
             } else {
-                warn!(left, grace_secs = grace.as_secs(), "shutdown: grace period over; interrupting deliberations");
+                warn!(
+                    left,
+                    grace_secs = grace.as_secs(),
+                    "shutdown: grace period over; interrupting deliberations"
+                );
             }
             self.shutdown.cancel();
             self.tasks.wait().await;
         }
         let unrepaired = self.repair().await;
         if unrepaired > 0 {
-            warn!(unrepaired, "shutdown: writes still not stored; their deliberations resume at the next start");
+            warn!(
+                unrepaired,
+                "shutdown: writes still not stored; their deliberations resume at the next start"
+            );
         }
         if self.settings.resume_unfinished {
             self.release_leases().await;

@@ -438,12 +438,18 @@ async fn a_result_the_store_cannot_take_is_never_answered_ok_and_is_stored_once_
     until("proposals saved", || store.saved_phase("unstored").is_some()).await;
     store.down.store(true, Ordering::SeqCst);
     let probed = jobs.probe_store_once().await;
-    assert!(matches!(&probed, StoreState::Unreachable { cause } if cause.contains("the store is down")), "{probed:?}");
+    assert!(
+        matches!(&probed, StoreState::Unreachable { cause } if cause.contains("the store is down")),
+        "{probed:?}"
+    );
     assert_eq!(*jobs.store_state().borrow(), probed, "health follows the probe");
 
     // The deliberation finishes while the store is down: its result is retried, then kept.
     let err = waiting.await.unwrap().unwrap_err();
-    assert!(matches!(&err, ApplicationError::ResultNotStored { task_id } if task_id == "unstored"), "{err:?}");
+    assert!(
+        matches!(&err, ApplicationError::ResultNotStored { task_id } if task_id == "unstored"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("unstored"));
     assert_eq!(store.status("unstored"), DeliberationStatus::InProgress, "never told OK, never stored");
 
@@ -484,7 +490,8 @@ async fn a_node_that_lost_its_lease_stops_and_only_the_new_holder_stores_a_resul
         let node_a = Arc::clone(&node_a);
         tokio::spawn(async move { node_a.run(&anon(), command("contested", 0), None).await })
     };
-    until("node-a runs it", || store.status_if_any("contested") == Some(DeliberationStatus::InProgress)).await;
+    until("node-a runs it", || store.status_if_any("contested") == Some(DeliberationStatus::InProgress))
+        .await;
 
     // node-a pauses past its lease (its clock reading is the shared one): node-b takes over.
     clock.0.store(10_000, Ordering::SeqCst);
