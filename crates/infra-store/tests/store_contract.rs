@@ -60,6 +60,7 @@ contract_tests!(
     two_hundred_concurrent_deliberations_complete_and_are_all_listed,
     nul_characters_are_stored_as_replacement_characters,
     ping_answers_while_the_store_is_open,
+    a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once,
 );
 
 /// Runs each council contract function once per store, with the store's two ports.
@@ -499,7 +500,9 @@ mod contract {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use orchestrator_application::ports::{DeliberationStore, Fence, Lease, ListQuery, StoreError};
+    use orchestrator_application::ports::{
+        DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection, UnsuccessfulEnd,
+    };
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
     use crate::support::{
@@ -1032,6 +1035,73 @@ mod contract {
         let listed = store.list(&query(10)).await.unwrap();
         assert_eq!(ids(&listed), ["nul-failed", "nul-\u{FFFD}-id"]);
         assert_eq!(listed.items[0].request, replaced(&failed));
+
+        // A TIMEOUT's partial results and Orchestrate's rationale are model text too.
+        assert!(store.create(&noted_request("nul-late", Role::Dev, 3_000, NOTE), &lease()).await.unwrap());
+        assert!(store.mark_started("nul-late", &fence(), 3_001).await.unwrap());
+        let late = UnsuccessfulEnd {
+            partial: Some(&written.outcome),
+            duration_ms: Some(5),
+            ..end(DeliberationStatus::Timeout, "deadline \0", 3_006)
+        };
+        assert!(store.finish_unsuccessfully("nul-late", Some(&fence()), &late).await.unwrap());
+        let record = store.get("nul-late").await.unwrap().unwrap();
+        assert_eq!(record.outcome.as_ref(), Some(&expected.1));
+        assert_eq!(record.error.as_deref(), Some("deadline \u{FFFD}"));
+        let selection = StoredSelection {
+            method: "architect".into(),
+            winner_id: expected.1.results[0].agent.id.to_string(),
+            rationale: "clearest \0 one".into(),
+        };
+        assert!(store.save_selection("nul-\0-id", &selection).await.unwrap());
+        let stored = store.get("nul-\0-id").await.unwrap().unwrap().selection.unwrap();
+        assert_eq!(stored.rationale, "clearest \u{FFFD} one");
+    }
+
+    pub(crate) async fn a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once(store: Store) {
+        let finished = finished_deliberation(Role::Qa);
+        assert!(store.create(&request("late", Role::Qa, 1), &lease()).await.unwrap());
+        assert!(store.mark_started("late", &fence(), 2).await.unwrap());
+        let late = UnsuccessfulEnd {
+            partial: Some(&finished.outcome),
+            duration_ms: Some(2_000),
+            ..end(
+                DeliberationStatus::Timeout,
+                "deliberation exceeded its 2s deadline while reviewing (round 1)",
+                2_002,
+            )
+        };
+        assert!(store.finish_unsuccessfully("late", Some(&fence()), &late).await.unwrap());
+        let record = store.get("late").await.unwrap().unwrap();
+        assert_eq!(record.status, DeliberationStatus::Timeout);
+        assert_eq!(record.duration_ms, Some(2_000));
+        assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
+        assert_eq!(record.winner_id.as_deref(), Some(finished.outcome.results[0].agent.id.as_str()));
+        // Without partial results a TIMEOUT has no outcome.
+        assert!(store.create(&request("empty", Role::Qa, 3), &lease()).await.unwrap());
+        assert!(store.mark_started("empty", &fence(), 4).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("empty", Some(&fence()), &end(DeliberationStatus::Timeout, "late", 5))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get("empty").await.unwrap().unwrap().outcome, None);
+
+        seed(&store, "chosen", Role::Qa, 10, DeliberationStatus::Completed).await;
+        let second = finished_deliberation(Role::Qa).outcome.results[1].agent.id.to_string();
+        let choice = StoredSelection {
+            method: "architect".into(),
+            winner_id: second.clone(),
+            rationale: "simplest".into(),
+        };
+        assert!(!store.save_selection("late", &choice).await.unwrap(), "only a COMPLETED deliberation");
+        assert!(store.save_selection("chosen", &choice).await.unwrap());
+        let other = StoredSelection { winner_id: "qa-1".into(), ..choice.clone() };
+        assert!(!store.save_selection("chosen", &other).await.unwrap(), "the first choice stays");
+        let record = store.get("chosen").await.unwrap().unwrap();
+        assert_eq!(record.selection, Some(choice));
+        assert_eq!(record.winner_id, Some(second), "the winner is the selected proposal");
     }
 
     pub(crate) async fn ping_answers_while_the_store_is_open(store: Store) {
