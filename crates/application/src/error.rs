@@ -22,7 +22,11 @@ pub enum ApplicationError {
     AllAgentsFailed { failures: Vec<AgentFailure> },
     /// The deliberation ran out of time. `partial` holds the proposals it had finished,
     /// scored and ranked as they stood (none when no proposal was finished).
-    #[error("deliberation exceeded its {}s deadline while {phase}", .timeout.as_secs())]
+    #[error(
+        "deliberation exceeded its {}s deadline while {phase}{}",
+        .timeout.as_secs(),
+        if .partial.is_some() { "; the proposals finished by then are kept as partial results (GetDeliberationResult)" } else { "" }
+    )]
     DeadlineExceeded { timeout: Duration, phase: String, partial: Option<Box<DeliberationOutcome>> },
     /// The deliberation was cancelled by a client.
     #[error("deliberation {task_id} was cancelled")]

@@ -113,6 +113,15 @@ impl InMemoryStore {
         self.entries().get(task_id)?.record.progress.as_ref().map(Deliberation::phase)
     }
 
+    /// Makes the saved progress of `task_id` unreadable for `reason`, as a snapshot of an
+    /// unknown version reads back from a database store.
+    pub fn spoil_progress(&self, task_id: &str, reason: &str) {
+        if let Some(entry) = self.entries().get_mut(task_id) {
+            entry.record.progress = None;
+            entry.record.unreadable_progress = Some(reason.to_owned());
+        }
+    }
+
     /// The stored status of `task_id`, if it exists.
     pub fn status_if_any(&self, task_id: &str) -> Option<DeliberationStatus> {
         self.entries().get(task_id).map(|entry| entry.record.status)

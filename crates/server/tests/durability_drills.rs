@@ -394,6 +394,7 @@ async fn a_deliberation_out_of_time_keeps_its_finished_proposals_as_partial_resu
     late.constraints = Some(pb::TaskConstraints { timeout_seconds: 2, ..Default::default() });
     let answered = client.deliberate(late).await.unwrap_err();
     assert_eq!(answered.code(), tonic::Code::DeadlineExceeded, "{answered:?}");
+    assert!(answered.message().contains("kept as partial results"), "{}", answered.message());
     let stored = get(&mut client, "late").await;
     assert_eq!(stored.status(), Status::Timeout);
     assert!(stored.partial, "marked partial");

@@ -298,6 +298,26 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     assert!(corrupt.error.unwrap().ends_with("not resumed: rounds: must be within 0..=5, got 9"));
 }
 
+#[tokio::test]
+async fn progress_that_cannot_be_restored_ends_interrupted_with_the_reason_not_a_panic() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs =
+        jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
+    store.create(&orphan("future"), &dead_lease()).await.unwrap();
+    store.mark_started("future", &previous_fence(), 2).await.unwrap();
+    store.spoil_progress("future", "saved progress has unknown snapshot version 7");
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
+    let record = jobs.get(&anon(), "future").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Interrupted);
+    assert_eq!(
+        record.error.as_deref(),
+        Some(
+            "the server stopped before this deliberation finished; not resumed: its saved progress cannot be \
+             restored (saved progress has unknown snapshot version 7)"
+        )
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_resumed_deliberation_keeps_its_original_deadline() {
     let store = Arc::new(InMemoryStore::default());
