@@ -571,3 +571,45 @@ async fn shutdown_refuses_new_work_and_reports_what_it_stopped() {
     assert_eq!(report, ShutdownReport { drained: false, left_resumable: 0, interrupted: 1, unrepaired: 0 });
     assert_eq!(store.status("long"), DeliberationStatus::Interrupted);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_longer_than_the_lease_stops_the_run_and_the_node_resumes_it_afterwards() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let mut ids = MockIdGenerator::new();
+    ids.expect_new_id().return_const("unused".to_owned());
+    let backend = Arc::new(SleepingBackend::new(STEP));
+    let deliberate = Arc::new(Deliberate::new(
+        Some(backend.clone()),
+        None,
+        clock.clone(),
+        Arc::new(ids),
+        Arc::new(Counters::new(0)),
+        DeliberationSettings::default(),
+    ));
+    let lease = Duration::from_secs(3);
+    let settings = JobSettings { node_id: "solo".into(), lease, ..JobSettings::default() };
+    let jobs = Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings));
+    jobs.submit(&anon(), command("blip", 0)).await.unwrap();
+    until("blip starts", || store.status("blip") == DeliberationStatus::InProgress).await;
+
+    // The database goes away for longer than the lease: the renewal cannot vouch for the run
+    // any more, so the node stops it rather than risk a second runner.
+    store.down.store(true, Ordering::SeqCst);
+    let held = tokio::time::Instant::now() + lease;
+    let held = jobs.maintain_once(held).await;
+    assert!(!jobs.runs.lock().unwrap().is_empty(), "still within the lease");
+    tokio::time::sleep(lease).await;
+    let held = jobs.maintain_once(held).await;
+    until("the run stopped", || jobs.runs.lock().unwrap().is_empty()).await;
+
+    // The database returns: the node takes its own unfinished row back and finishes it.
+    store.down.store(false, Ordering::SeqCst);
+    clock.0.store(60_000, Ordering::SeqCst);
+    jobs.maintain_once(held).await;
+    jobs.until_idle().await;
+    let record = jobs.get(&anon(), "blip").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Completed);
+    assert_eq!(record.lease_epoch, 1, "taken back under a new epoch");
+}
