@@ -68,6 +68,11 @@ impl Dependencies {
     }
 }
 
+/// The grpc.health service name that answers SERVING while the process runs, whatever the
+/// store's state: for liveness probes, which must not restart a server whose database is down
+/// (readiness uses `""`, which follows the store).
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Once every deliberation has ended (and its end is stored), how long RPCs that waited for
 /// them have to be answered before connections a client keeps open are dropped.
 const ANSWER_MARGIN: Duration = Duration::from_secs(2);
@@ -252,6 +257,7 @@ impl Application {
         let health = services.health.clone();
         let grace = self.config.shutdown_grace();
         let requested = CancellationToken::new();
+        health.set_service_status(LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
         // Health follows the store until shutdown begins; NOT_SERVING from then on.
         tokio::spawn(follow_store_health(health.clone(), self.jobs.store_state(), requested.clone()));
         let signal = {

@@ -181,13 +181,17 @@ fn upstream(url: &str) -> String {
 }
 
 async fn health(port: u16) -> Option<ServingStatus> {
+    health_of(port, "").await
+}
+
+async fn health_of(port: u16, service: &str) -> Option<ServingStatus> {
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .ok()?
         .connect()
         .await
         .ok()?;
     let mut client = HealthClient::new(channel);
-    let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let request = tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
     let response = client.check(request).await.ok()?;
     Some(response.into_inner().status())
 }
@@ -243,6 +247,7 @@ async fn storage_cut_mid_deliberation_flips_health_and_never_answers_ok_without_
     let down = time_until(|| async { health(port).await == Some(ServingStatus::NotServing) }).await;
     let status = client.get_status(pb::GetStatusRequest::default()).await.unwrap().into_inner();
     assert_eq!(status.status, "DEGRADED");
+    assert_eq!(health_of(port, "liveness").await, Some(ServingStatus::Serving), "alive, just not ready");
     assert!(status.degraded_reason.starts_with("storage unreachable"), "{}", status.degraded_reason);
     let read =
         client.get_deliberation_result(pb::GetDeliberationResultRequest { task_id: "cut".into() }).await;
