@@ -410,3 +410,56 @@ async fn a_deliberation_out_of_time_keeps_its_finished_proposals_as_partial_resu
     sigterm(&server);
     assert!(wait_for_exit(server).await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selection_profile_reaches_the_architect_call_and_an_unknown_one_stops_startup() {
+    let agents = slow_model(Duration::from_millis(10)).await;
+    let judge = slow_model(Duration::from_millis(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orchestrator.toml");
+    let write_config = |profile: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "selection_profile = \"{profile}\"\n[profiles.judge]\nbase_url = \"{}/v1\"\nmodel = \"judge-model\"\n",
+                judge.uri()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("judge");
+    let config_path = config.to_str().unwrap().to_owned();
+    let (server, mut client) =
+        serve_sqlite(dir.path(), &agents.uri(), &[("ORCHESTRATOR_CONFIG", config_path.as_str())]).await;
+    let orchestrate = pb::OrchestrateRequest {
+        task_description: "Design a durable job queue".into(),
+        role: "ARCHITECT".into(),
+        options: Some(pb::OrchestratorOptions {
+            enable_architect_selection: true,
+            deliberation_rounds: 1,
+            enable_peer_review: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client.orchestrate(orchestrate).await.unwrap();
+    let asked = judge.received_requests().await.unwrap();
+    assert_eq!(asked.len(), 1, "the one selection call went to the judge profile");
+    assert!(String::from_utf8_lossy(&asked[0].body).contains("judge-model"));
+    sigterm(&server);
+    assert!(wait_for_exit(server).await.success());
+
+    write_config("nope");
+    let refused = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .arg("serve")
+        .env("ORCHESTRATOR_CONFIG", &config_path)
+        .env("ORCHESTRATOR_LISTEN", "127.0.0.1:0")
+        .env("ORCHESTRATOR_DATABASE_URL", sqlite_url(dir.path()))
+        .env("ORCHESTRATOR_LLM_BASE_URL", format!("{}/v1", agents.uri()))
+        .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("selection_profile"), "the error names the key: {stderr}");
+}
