@@ -294,12 +294,14 @@ impl DeliberationStore for InMemoryStore {
         Ok(Page { items: matching, next_cursor })
     }
 
-    async fn renew_leases(&self, lease: &Lease) -> Result<Vec<String>, StoreError> {
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError> {
         self.check_up()?;
         let owner = storable_text(&lease.owner);
+        let only: Option<Vec<String>> = only.map(|ids| ids.iter().map(|id| storable_text(id)).collect());
         let mut renewed = Vec::new();
         for entry in self.entries().values_mut() {
-            if entry.lease.owner == owner && !entry.record.status.is_terminal() {
+            let listed = only.as_ref().is_none_or(|ids| ids.contains(&entry.record.request.task_id));
+            if entry.lease.owner == owner && !entry.record.status.is_terminal() && listed {
                 entry.lease.until_ms = lease.until_ms;
                 renewed.push(entry.record.request.task_id.clone());
             }

@@ -501,20 +501,28 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(owner = %lease.owner), err)]
-    async fn renew_leases(&self, lease: &Lease) -> Result<Vec<String>, StoreError> {
-        let renewed = sqlx::query(&format!(
-            "UPDATE deliberations SET lease_until_ms = $1 WHERE owner = $2 AND status IN ({UNFINISHED}) \
-             RETURNING task_id"
-        ))
-        .bind(lease.until_ms)
-        .bind(storable(&lease.owner))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("renewing leases", None, e))?;
-        renewed
-            .iter()
-            .map(|row| row.try_get::<String, _>("task_id").map_err(|e| from_sqlx("renewing leases", None, e)))
-            .collect()
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError> {
+        if only.is_some_and(<[String]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        let mut renew = Statement::new("UPDATE deliberations SET lease_until_ms = ");
+        renew
+            .push_bind(lease.until_ms)
+            .push(" WHERE owner = ")
+            .push_bind(storable(&lease.owner))
+            .push(&format!(" AND status IN ({UNFINISHED})"));
+        if let Some(task_ids) = only {
+            renew.push(" AND task_id IN (");
+            for (i, task_id) in task_ids.iter().enumerate() {
+                renew.push(if i == 0 { "" } else { ", " }).push_bind(storable(task_id));
+            }
+            renew.push(")");
+        }
+        renew.push(" RETURNING task_id");
+        let fail = |e| from_sqlx("renewing leases", None, e);
+        let (sql, arguments) = renew.into_parts().map_err(fail)?;
+        let renewed = sqlx::query_with(&sql, arguments).fetch_all(&self.writer).await.map_err(fail)?;
+        renewed.iter().map(|row| row.try_get::<String, _>("task_id").map_err(fail)).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(owner = %lease.owner), err)]

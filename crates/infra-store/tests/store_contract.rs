@@ -898,12 +898,15 @@ mod contract {
         );
 
         // Renewal keeps a claim alive; a lapse lets another node take it.
-        assert_eq!(store.renew_leases(&at("me", 10_000)).await.unwrap().len(), 2);
+        let only_dead = ["dead".to_owned()];
+        assert_eq!(store.renew_leases(&at("me", 1_800), Some(&only_dead)).await.unwrap(), ["dead"]);
+        assert!(store.renew_leases(&at("me", 1_800), Some(&[])).await.unwrap().is_empty());
+        assert_eq!(store.renew_leases(&at("me", 10_000), None).await.unwrap().len(), 2);
         assert!(store.claim_unfinished(&at("third", 20_000), 8_500, false, &[]).await.unwrap().is_empty());
         let taken = store.claim_unfinished(&at("third", 20_000), 10_500, false, &[]).await.unwrap();
         let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["mine", "live", "dead"]);
-        assert!(store.renew_leases(&at("me", 30_000)).await.unwrap().is_empty(), "no longer mine");
+        assert!(store.renew_leases(&at("me", 30_000), None).await.unwrap().is_empty(), "no longer mine");
 
         // Each claim moved the rows to a new epoch: "me" wrote "dead" under epoch 2 (claimed
         // twice), "third" now holds epoch 3. The old holder's writes are refused, the new one's land.

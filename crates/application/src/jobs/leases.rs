@@ -19,10 +19,11 @@ impl Jobs {
         Lease { owner: self.settings.node_id.clone(), until_ms: now_ms.saturating_add(ms) }
     }
 
-    /// Keeps this node's leases alive and takes over what other nodes left when their lease
-    /// ran out (and what this node holds but no longer runs — a start the store refused), every
-    /// third of a lease, until [`Jobs::shutdown`] has finished. Run it as a background task
-    /// beside the server.
+    /// Keeps the leases of what this node runs alive and takes over what is left unfinished
+    /// once its lease ran out — other nodes' work, and this node's own rows it no longer runs
+    /// (a start the store refused, a run stopped during an outage: only running work is
+    /// renewed) — every third of a lease, until [`Jobs::shutdown`] has finished. Run it as a
+    /// background task beside the server.
     pub async fn maintain(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.lease / 3);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -43,18 +44,19 @@ impl Jobs {
     pub(super) async fn maintain_once(self: &Arc<Self>, held_until: Instant) -> Instant {
         let held_until = self.renew(held_until).await;
         if !self.tasks.is_closed()
-            && let Err(error) = self.take_over(true).await
+            && let Err(error) = self.take_over(false).await
         {
             warn!(%error, "could not take over unfinished deliberations");
         }
         held_until
     }
 
-    /// Renews this node's leases and stops the local runs a renewal did not cover; returns
-    /// until when the leases now hold.
+    /// Renews the leases of what this node runs (or holds a write for) and stops the local
+    /// runs a renewal did not cover; returns until when the leases now hold.
     async fn renew(&self, held_until: Instant) -> Instant {
         let began = Instant::now();
-        match self.store.renew_leases(&self.lease(self.clock.now_ms())).await {
+        let held = self.held_locally();
+        match self.store.renew_leases(&self.lease(self.clock.now_ms()), Some(&held)).await {
             Ok(renewed) => {
                 let renewed: HashSet<String> = renewed.into_iter().collect();
                 self.stop_runs(|task_id, held_since| !renewed.contains(task_id) && held_since < began);
@@ -89,7 +91,7 @@ impl Jobs {
     pub(super) async fn release_leases(&self) {
         let now = self.clock.now_ms();
         let released = Lease { owner: self.settings.node_id.clone(), until_ms: now.saturating_sub(1) };
-        match self.store.renew_leases(&released).await {
+        match self.store.renew_leases(&released, None).await {
             Ok(rows) => {
                 info!(released = rows.len(), "shutdown: released the leases of unfinished deliberations")
             }

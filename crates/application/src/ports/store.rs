@@ -322,9 +322,11 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// [`StoreError::InvalidCursor`] for a cursor this store did not issue.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Extends `lease` over every unfinished deliberation its owner holds; returns the task
-    /// ids actually renewed, so the owner can stop what it no longer holds.
-    async fn renew_leases(&self, lease: &Lease) -> Result<Vec<String>, StoreError>;
+    /// Extends `lease` over the unfinished deliberations its owner holds — only those in
+    /// `only` when given (what the owner actually runs: the rest is left to run out, so
+    /// whoever claims it next runs it) — and returns the task ids actually renewed, so the
+    /// owner can stop what it no longer holds.
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError>;
 
     /// Claims, under `lease`, every PENDING or IN_PROGRESS deliberation that nobody holds or
     /// whose lease ended before `now_ms` — and, with `include_own`, those `lease.owner` held
