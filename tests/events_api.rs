@@ -73,3 +73,48 @@ async fn the_server_announces_each_step_of_a_deliberation_on_nats() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_ends_stored_at_shutdown_are_announced_before_the_server_stops() {
+    let url =
+        std::env::var("ORCHESTRATOR_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let listener = match async_nats::connect(&url).await {
+        Ok(client) => client,
+        Err(error) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "NATS is required in CI at {url}: {error}");
+            eprintln!("SKIPPED: no NATS at {url}");
+            return;
+        }
+    };
+    let prefix = format!("it{}", uuid::Uuid::now_v7().simple());
+    let mut ended = listener.subscribe(format!("{prefix}.deliberation.ended")).await.unwrap();
+    listener.flush().await.unwrap();
+
+    let (nats_url, events_prefix) = (url.clone(), prefix.clone());
+    let mut app = spawn_app_with(
+        move |c| orchestrator_server::Config {
+            nats_url: Some(nats_url),
+            events_prefix,
+            shutdown_grace_secs: 1,
+            resume_unfinished: false,
+            ..c
+        },
+        Some(Arc::new(ScriptedBackend::new().with_delay(Duration::from_secs(60)))),
+    )
+    .await;
+    app.client
+        .submit_deliberation(pb::DeliberateRequest {
+            task_description: "Outlive the grace period".into(),
+            role: "QA".into(),
+            task_id: "cut-short".into(),
+            num_agents: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Once the server has stopped, the INTERRUPTED end it stored has been flushed to NATS.
+    app.stop().await;
+    let message = tokio::time::timeout(Duration::from_secs(10), ended.next()).await.unwrap().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!((body["task_id"].as_str(), body["status"].as_str()), (Some("cut-short"), Some("INTERRUPTED")));
+}

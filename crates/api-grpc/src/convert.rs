@@ -372,11 +372,12 @@ pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
         failed_deliberations: wide(s.failed_deliberations),
     });
     pb::GetStatusResponse {
-        status: "SERVING".to_owned(),
+        status: if report.degraded.is_some() { "DEGRADED" } else { "SERVING" }.to_owned(),
         uptime_seconds: wide(report.uptime.as_secs()),
         stats,
         llm_configured: report.llm_configured,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        degraded_reason: report.degraded.clone().unwrap_or_default(),
     }
 }
 
@@ -494,6 +495,9 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
         usage: Some(usage(&usage_total)),
         role: record.request.role.to_string(),
         created_at_ms: record.request.created_at_ms,
+        partial: record.status == DeliberationStatus::Timeout && record.outcome.is_some(),
+        selection_method: record.selection.as_ref().map(|s| s.method.clone()).unwrap_or_default(),
+        selection_rationale: record.selection.as_ref().map(|s| s.rationale.clone()).unwrap_or_default(),
     }
 }
 

@@ -14,9 +14,10 @@ pub fn to_status(err: ApplicationError) -> Status {
         ApplicationError::BackendNotConfigured | ApplicationError::FailedPrecondition(_) => {
             Status::failed_precondition(err.to_string())
         }
-        ApplicationError::AllAgentsFailed { .. } | ApplicationError::ShuttingDown { .. } => {
-            Status::unavailable(err.to_string())
-        }
+        ApplicationError::AllAgentsFailed { .. }
+        | ApplicationError::ShuttingDown { .. }
+        | ApplicationError::ResultNotStored { .. }
+        | ApplicationError::LeaseLost { .. } => Status::unavailable(err.to_string()),
         ApplicationError::DeadlineExceeded { .. } => Status::deadline_exceeded(err.to_string()),
         ApplicationError::Cancelled { .. } => Status::cancelled(err.to_string()),
         ApplicationError::NotFound { .. } => Status::not_found(err.to_string()),
@@ -51,8 +52,11 @@ mod tests {
         assert_eq!(status.message(), "role: bad");
         assert_eq!(to_status(ApplicationError::BackendNotConfigured).code(), Code::FailedPrecondition);
         assert_eq!(to_status(ApplicationError::NotFound { task_id: "x".into() }).code(), Code::NotFound);
-        let deadline =
-            ApplicationError::DeadlineExceeded { timeout: Duration::from_secs(1), phase: "proposing".into() };
+        let deadline = ApplicationError::DeadlineExceeded {
+            timeout: Duration::from_secs(1),
+            phase: "proposing".into(),
+            partial: None,
+        };
         assert_eq!(to_status(deadline).code(), Code::DeadlineExceeded);
         assert_eq!(
             to_status(ApplicationError::AllAgentsFailed { failures: vec![] }).code(),

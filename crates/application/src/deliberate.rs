@@ -240,7 +240,13 @@ impl Deliberate {
         let result = match driven {
             Ok(driven) => driven,
             Err(_elapsed) => {
-                Err(ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase().to_string() })
+                // The finished proposals are kept, scored and ranked as they stand.
+                let partial = deliberation.partial_outcome(&self.settings.weights).map(Box::new);
+                Err(ApplicationError::DeadlineExceeded {
+                    timeout,
+                    phase: deliberation.phase().to_string(),
+                    partial,
+                })
             }
         };
         self.tracker.record_deliberation(role, elapsed, result.is_ok());

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orchestrator_domain::{AgentFailure, DomainError};
+use orchestrator_domain::{AgentFailure, DeliberationOutcome, DomainError};
 
 use crate::ports::StoreError;
 
@@ -20,9 +20,14 @@ pub enum ApplicationError {
     /// Every agent failed; nothing is left to rank.
     #[error("every agent failed: {}", summarize(.failures))]
     AllAgentsFailed { failures: Vec<AgentFailure> },
-    /// The deliberation ran out of time.
-    #[error("deliberation exceeded its {}s deadline while {phase}", .timeout.as_secs())]
-    DeadlineExceeded { timeout: Duration, phase: String },
+    /// The deliberation ran out of time. `partial` holds the proposals it had finished,
+    /// scored and ranked as they stood (none when no proposal was finished).
+    #[error(
+        "deliberation exceeded its {}s deadline while {phase}{}",
+        .timeout.as_secs(),
+        if .partial.is_some() { "; the proposals finished by then are kept as partial results (GetDeliberationResult)" } else { "" }
+    )]
+    DeadlineExceeded { timeout: Duration, phase: String, partial: Option<Box<DeliberationOutcome>> },
     /// The deliberation was cancelled by a client.
     #[error("deliberation {task_id} was cancelled")]
     Cancelled { task_id: String },
@@ -53,6 +58,15 @@ pub enum ApplicationError {
         "the server is shutting down"
     })]
     ShuttingDown { resumable: bool },
+    /// The deliberation's result (or end) could not be stored within the retry budget; the
+    /// server keeps it and stores it when storage returns. Never answered as OK.
+    #[error(
+        "the result of deliberation {task_id} could not be stored yet; it is kept and stored when storage returns (poll GetDeliberationResult)"
+    )]
+    ResultNotStored { task_id: String },
+    /// Another node took the deliberation over (this node's lease ran out); it runs there.
+    #[error("deliberation {task_id} is now run by another server (poll GetDeliberationResult)")]
+    LeaseLost { task_id: String },
     /// Persistence failed; the cause (for the logs) is the source, not the message.
     #[error("storage failed")]
     Store {

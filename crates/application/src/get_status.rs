@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::counters::{Counters, CountersSnapshot};
+use tokio::sync::watch;
+
+use crate::jobs::StoreState;
 use crate::ports::Clock;
 
 /// What GetStatus answers.
@@ -12,6 +15,8 @@ pub struct StatusReport {
     pub uptime: Duration,
     pub llm_configured: bool,
     pub stats: Option<CountersSnapshot>,
+    /// Why the server is degraded (the store is unreachable, say); `None` while serving.
+    pub degraded: Option<String>,
 }
 
 /// The GetStatus use case.
@@ -19,6 +24,7 @@ pub struct GetStatus {
     tracker: Arc<Counters>,
     clock: Arc<dyn Clock>,
     llm_configured: bool,
+    store_state: Option<watch::Receiver<StoreState>>,
 }
 
 impl std::fmt::Debug for GetStatus {
@@ -29,7 +35,14 @@ impl std::fmt::Debug for GetStatus {
 
 impl GetStatus {
     pub fn new(tracker: Arc<Counters>, clock: Arc<dyn Clock>, llm_configured: bool) -> Self {
-        Self { tracker, clock, llm_configured }
+        Self { tracker, clock, llm_configured, store_state: None }
+    }
+
+    /// Reports the store's health as the probe last saw it (see [`crate::Jobs::store_state`]).
+    #[must_use]
+    pub fn with_store_state(mut self, store_state: watch::Receiver<StoreState>) -> Self {
+        self.store_state = Some(store_state);
+        self
     }
 
     pub fn execute(&self, include_stats: bool) -> StatusReport {
@@ -38,6 +51,10 @@ impl GetStatus {
             uptime: Duration::from_millis(u64::try_from(uptime_ms).unwrap_or(0)),
             llm_configured: self.llm_configured,
             stats: include_stats.then(|| self.tracker.snapshot()),
+            degraded: self.store_state.as_ref().and_then(|state| match &*state.borrow() {
+                StoreState::Serving => None,
+                StoreState::Unreachable { cause } => Some(format!("storage unreachable: {cause}")),
+            }),
         }
     }
 }

@@ -29,6 +29,6 @@ pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};
 pub use get_status::{GetStatus, StatusReport};
-pub use jobs::{CancelOnDrop, JobSettings, Jobs, Recovery, Submission};
+pub use jobs::{CancelOnDrop, JobSettings, Jobs, Recovery, ShutdownReport, StoreState, Submission};
 pub use latency::LatencyHistogram;
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};

@@ -10,7 +10,7 @@ use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
 use crate::error::Result;
 use crate::jobs::Jobs;
-use crate::ports::ProgressObserver;
+use crate::ports::{ProgressObserver, StoredSelection};
 
 /// How many of the best-ranked proposals the selection chooses among.
 pub const TOP_K: usize = 3;
@@ -38,6 +38,11 @@ impl SelectionMethod {
             SelectionMethod::Architect => "architect",
             SelectionMethod::Score => "score",
         }
+    }
+
+    /// The method a stored selection names; anything unknown reads as `Score`.
+    pub fn parse(name: &str) -> Self {
+        if name == "architect" { SelectionMethod::Architect } else { SelectionMethod::Score }
     }
 }
 
@@ -69,9 +74,14 @@ impl Orchestrate {
         Self { jobs }
     }
 
+    /// Deliberates, then selects — once: the choice is stored with the deliberation, and a
+    /// retry with the same task id (like GetDeliberationResult) answers the stored choice
+    /// instead of asking the architect again.
+    ///
     /// # Errors
-    /// Everything a deliberation can fail with. A failed selection is not an error: it falls
-    /// back to the highest score and says so in the rationale.
+    /// Everything a deliberation can fail with; `Store` when the choice cannot be stored (the
+    /// caller never hears of a winner that is not stored). A failed selection is not an error:
+    /// it falls back to the highest score and says so in the rationale.
     pub async fn execute(
         &self,
         caller: &Caller,
@@ -79,26 +89,35 @@ impl Orchestrate {
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<OrchestrationReport> {
         let deliberate = self.jobs.deliberate();
-        let selection_profile = deliberate
-            .settings()
-            .selection_profile
-            .clone()
-            .or_else(|| command.deliberate.profiles.first().cloned())
-            .unwrap_or_else(ProfileName::default_profile);
         let started = Instant::now();
         let report = self.jobs.run(caller, command.deliberate, observer).await?;
+        let candidates = report.outcome.results.len().min(TOP_K);
+        if let Some(stored) = self.jobs.get(caller, &report.task_id).await?.selection {
+            info!(task_id = report.task_id, method = stored.method, "answering the stored selection");
+            return Ok(stored_report(report, candidates, &stored));
+        }
         let timeout = report.task.constraints().timeout().unwrap_or(deliberate.settings().default_timeout);
         let deadline = started + timeout;
-
-        let candidates = report.outcome.results.len().min(TOP_K);
         let by_score = |rationale: String| (0, SelectionMethod::Score, rationale, TokenUsage::default());
         let (winner, method, rationale, selection_usage) = if !command.architect_selection {
             by_score("highest final score (architect selection not requested)".to_owned())
         } else if candidates < 2 {
             by_score("only one candidate survived; chose it".to_owned())
         } else {
-            self.select(&report, candidates, selection_profile, deadline).await.unwrap_or_else(by_score)
+            let profile = selection_profile(deliberate.settings().selection_profile.clone(), &report);
+            self.select(&report, candidates, profile, deadline).await.unwrap_or_else(by_score)
         };
+        let selection = StoredSelection {
+            method: method.as_str().to_owned(),
+            winner_id: report.outcome.results[winner].agent.id.to_string(),
+            rationale: rationale.clone(),
+        };
+        if !self.jobs.save_selection(&report.task_id, &selection).await? {
+            // A concurrent retry stored its choice first: answer that one.
+            if let Some(stored) = self.jobs.get(caller, &report.task_id).await?.selection {
+                return Ok(stored_report(report, candidates, &stored));
+            }
+        }
         deliberate.tracker().record_orchestration(started.elapsed());
         info!(task_id = report.task_id, method = method.as_str(), winner, "orchestration completed");
         Ok(OrchestrationReport {
@@ -158,3 +177,32 @@ impl Orchestrate {
 
 #[cfg(test)]
 mod tests;
+
+/// The profile of the ARCHITECT that selects: the configured `selection_profile`, else the
+/// profile of the first seated agent among the results, else `default`.
+fn selection_profile(configured: Option<ProfileName>, report: &DeliberationReport) -> ProfileName {
+    configured
+        .or_else(|| {
+            report.outcome.results.iter().min_by_key(|r| r.agent.seat).map(|r| r.agent.profile.clone())
+        })
+        .unwrap_or_else(ProfileName::default_profile)
+}
+
+/// The report of a selection stored earlier.
+fn stored_report(
+    report: DeliberationReport,
+    candidates: usize,
+    stored: &StoredSelection,
+) -> OrchestrationReport {
+    let winner =
+        report.outcome.results.iter().position(|r| r.agent.id.as_str() == stored.winner_id).unwrap_or(0);
+    OrchestrationReport {
+        execution_id: report.task_id.clone(),
+        deliberation: report,
+        candidates: candidates.max(winner + 1),
+        winner,
+        method: SelectionMethod::parse(&stored.method),
+        rationale: stored.rationale.clone(),
+        selection_usage: TokenUsage::default(),
+    }
+}

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ports::{
-    CouncilStore, DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor,
-    RegistryChange, RegistryRecords, StoreError,
+    CouncilStore, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
+    PageCursor, RegistryChange, RegistryRecords, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 
 /// The store ports in memory, for driving the job runner and the council registry. It keeps
@@ -25,6 +25,8 @@ pub struct InMemoryStore {
     registry: Mutex<Registry>,
     /// How many times saving progress was asked for, applied or not.
     pub saves: AtomicUsize,
+    /// While set, every call fails with `StoreError::Unavailable` (a database that is down).
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 /// A stored deliberation and the lease on it.
@@ -32,6 +34,22 @@ pub struct InMemoryStore {
 struct Entry {
     record: DeliberationRecord,
     lease: Lease,
+}
+
+impl Entry {
+    /// Refuses a write under a fence that no longer holds an unfinished row.
+    fn check_fence(&self, task_id: &str, fence: Option<&Fence>) -> Result<(), StoreError> {
+        match fence {
+            Some(fence)
+                if !self.record.status.is_terminal()
+                    && (storable_text(&fence.owner) != self.lease.owner
+                        || fence.epoch != self.record.lease_epoch) =>
+            {
+                Err(StoreError::LeaseLost { task_id: task_id.to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The text a store keeps for `text`: U+0000 replaced by U+FFFD, as the port promises.
@@ -62,22 +80,56 @@ impl InMemoryStore {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Moves `task_id` to `next` if the lifecycle allows it, then lets `f` fill in the rest.
+    /// Moves `task_id` to `next` if the lifecycle allows it and `fence` (when given) still
+    /// holds the row, then lets `f` fill in the rest.
     fn transition(
         &self,
         task_id: &str,
+        fence: Option<&Fence>,
         next: DeliberationStatus,
         f: impl FnOnce(&mut DeliberationRecord),
-    ) -> bool {
+    ) -> Result<bool, StoreError> {
+        self.check_up()?;
         let mut entries = self.entries();
-        match entries.get_mut(&storable_text(task_id)) {
-            Some(entry) if entry.record.status.can_become(next) => {
-                entry.record.status = next;
-                f(&mut entry.record);
-                true
-            }
-            _ => false,
+        let Some(entry) = entries.get_mut(&storable_text(task_id)) else { return Ok(false) };
+        entry.check_fence(task_id, fence)?;
+        if !entry.record.status.can_become(next) {
+            return Ok(false);
         }
+        entry.record.status = next;
+        f(&mut entry.record);
+        Ok(true)
+    }
+
+    fn check_up(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("using the in-memory store", "the store is down"));
+        }
+        Ok(())
+    }
+
+    /// The phase of the saved progress of `task_id`, if it exists and saved one.
+    pub fn saved_phase(&self, task_id: &str) -> Option<orchestrator_domain::Phase> {
+        self.entries().get(task_id)?.record.progress.as_ref().map(Deliberation::phase)
+    }
+
+    /// Makes the saved progress of `task_id` unreadable for `reason`, as a snapshot of an
+    /// unknown version reads back from a database store.
+    pub fn spoil_progress(&self, task_id: &str, reason: &str) {
+        if let Some(entry) = self.entries().get_mut(task_id) {
+            entry.record.progress = None;
+            entry.record.unreadable_progress = Some(reason.to_owned());
+        }
+    }
+
+    /// The stored status of `task_id`, if it exists.
+    pub fn status_if_any(&self, task_id: &str) -> Option<DeliberationStatus> {
+        self.entries().get(task_id).map(|entry| entry.record.status)
+    }
+
+    /// The lease owner of `task_id`; panics when unknown (test code).
+    pub fn owner(&self, task_id: &str) -> String {
+        self.entries()[task_id].lease.owner.clone()
     }
 
     /// The stored status of `task_id`; panics when unknown (test code).
@@ -89,6 +141,7 @@ impl InMemoryStore {
 #[async_trait]
 impl DeliberationStore for InMemoryStore {
     async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+        self.check_up()?;
         let request = storable(&new.task_id, new)?;
         let mut entries = self.entries();
         if entries.contains_key(&request.task_id) {
@@ -104,26 +157,39 @@ impl DeliberationStore for InMemoryStore {
             winner_id: None,
             error: None,
             progress: None,
+            unreadable_progress: None,
             outcome: None,
+            lease_epoch: 0,
+            selection: None,
         };
         entries.insert(record.request.task_id.clone(), Entry { record, lease });
         Ok(true)
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
+        self.check_up()?;
         Ok(self.entries().get(&storable_text(task_id)).map(|entry| entry.record.clone()))
     }
 
-    async fn mark_started(&self, task_id: &str, at_ms: i64) -> Result<bool, StoreError> {
-        Ok(self.transition(task_id, DeliberationStatus::InProgress, |r| r.started_at_ms = Some(at_ms)))
+    async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError> {
+        self.transition(task_id, Some(fence), DeliberationStatus::InProgress, |r| {
+            r.started_at_ms = Some(at_ms)
+        })
     }
 
-    async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError> {
+    async fn save_progress(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        progress: &Deliberation,
+    ) -> Result<bool, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
+        self.check_up()?;
         let progress = storable(task_id, progress)?;
         let mut entries = self.entries();
         match entries.get_mut(&storable_text(task_id)) {
             Some(entry) if entry.record.status == DeliberationStatus::InProgress => {
+                entry.check_fence(task_id, Some(fence))?;
                 entry.record.progress = Some(progress);
                 Ok(true)
             }
@@ -134,6 +200,7 @@ impl DeliberationStore for InMemoryStore {
     async fn complete(
         &self,
         task_id: &str,
+        fence: &Fence,
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
         duration_ms: i64,
@@ -143,33 +210,65 @@ impl DeliberationStore for InMemoryStore {
         for ranked in &mut outcome.results {
             ranked.agent.persona = None;
         }
-        Ok(self.transition(task_id, DeliberationStatus::Completed, |r| {
+        self.transition(task_id, Some(fence), DeliberationStatus::Completed, |r| {
             r.winner_id = outcome.results.first().map(|winner| winner.agent.id.to_string());
             r.outcome = Some(outcome);
             r.error = None;
             r.finished_at_ms = Some(finished_at_ms);
             r.duration_ms = Some(duration_ms);
-        }))
+        })
     }
 
     async fn finish_unsuccessfully(
         &self,
         task_id: &str,
-        status: DeliberationStatus,
-        error: &str,
-        finished_at_ms: i64,
+        fence: Option<&Fence>,
+        end: &UnsuccessfulEnd<'_>,
     ) -> Result<bool, StoreError> {
         use DeliberationStatus::{Cancelled, Failed, Interrupted, Timeout};
-        if !matches!(status, Failed | Timeout | Cancelled | Interrupted) {
+        if !matches!(end.status, Failed | Timeout | Cancelled | Interrupted) {
             return Ok(false);
         }
-        Ok(self.transition(task_id, status, |r| {
-            r.error = Some(storable_text(error));
-            r.finished_at_ms = Some(finished_at_ms);
-        }))
+        let partial = match end.partial {
+            Some(partial) if end.status == Timeout => {
+                let mut partial = storable(task_id, partial)?;
+                for ranked in &mut partial.results {
+                    ranked.agent.persona = None;
+                }
+                Some(partial)
+            }
+            _ => None,
+        };
+        self.transition(task_id, fence, end.status, |r| {
+            r.error = Some(storable_text(end.error));
+            r.finished_at_ms = Some(end.finished_at_ms);
+            r.duration_ms = end.duration_ms;
+            if let Some(partial) = partial {
+                r.winner_id = partial.results.first().map(|best| best.agent.id.to_string());
+                r.outcome = Some(partial);
+            }
+        })
+    }
+
+    async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError> {
+        self.check_up()?;
+        let selection = storable(task_id, selection)?;
+        let mut entries = self.entries();
+        match entries.get_mut(&storable_text(task_id)) {
+            Some(entry)
+                if entry.record.status == DeliberationStatus::Completed
+                    && entry.record.selection.is_none() =>
+            {
+                entry.record.winner_id = Some(selection.winner_id.clone());
+                entry.record.selection = Some(selection);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.check_up()?;
         let cursor = query.cursor.as_deref().map(PageCursor::decode).transpose()?;
         let cursor = cursor.map(|c| PageCursor { task_id: storable_text(&c.task_id), ..c });
         let mut matching: Vec<DeliberationRecord> = self
@@ -195,13 +294,16 @@ impl DeliberationStore for InMemoryStore {
         Ok(Page { items: matching, next_cursor })
     }
 
-    async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError> {
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError> {
+        self.check_up()?;
         let owner = storable_text(&lease.owner);
-        let mut renewed = 0;
+        let only: Option<Vec<String>> = only.map(|ids| ids.iter().map(|id| storable_text(id)).collect());
+        let mut renewed = Vec::new();
         for entry in self.entries().values_mut() {
-            if entry.lease.owner == owner && !entry.record.status.is_terminal() {
+            let listed = only.as_ref().is_none_or(|ids| ids.contains(&entry.record.request.task_id));
+            if entry.lease.owner == owner && !entry.record.status.is_terminal() && listed {
                 entry.lease.until_ms = lease.until_ms;
-                renewed += 1;
+                renewed.push(entry.record.request.task_id.clone());
             }
         }
         Ok(renewed)
@@ -212,13 +314,18 @@ impl DeliberationStore for InMemoryStore {
         lease: &Lease,
         now_ms: i64,
         include_own: bool,
+        running: &[String],
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
+        self.check_up()?;
         let owner = storable_text(&lease.owner);
+        let running: Vec<String> = running.iter().map(|id| storable_text(id)).collect();
         let mut claimed = Vec::new();
         for entry in self.entries().values_mut() {
             let free = entry.lease.until_ms < now_ms || (include_own && entry.lease.owner == owner);
-            if !entry.record.status.is_terminal() && free {
+            if !entry.record.status.is_terminal() && free && !running.contains(&entry.record.request.task_id)
+            {
                 entry.lease = Lease { owner: owner.clone(), until_ms: lease.until_ms };
+                entry.record.lease_epoch += 1;
                 claimed.push(entry.record.clone());
             }
         }
@@ -229,7 +336,7 @@ impl DeliberationStore for InMemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
+        self.check_up()
     }
 }
 

@@ -165,6 +165,25 @@ impl DeliberationOutcome {
     }
 }
 
+/// Every field of a [`Deliberation`], for storing one and restoring it: a store keeps these in
+/// its own (versioned) snapshot format and hands them back to [`Deliberation::restore`], which
+/// checks that they still describe a deliberation before accepting them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliberationParts {
+    pub council: Council,
+    pub task: Task,
+    pub rounds: u32,
+    pub phase: Phase,
+    pub proposals: Vec<Proposal>,
+    pub reviews: Vec<Review>,
+    pub failures: Vec<AgentFailure>,
+    pub dropped: BTreeSet<AgentId>,
+    pub pending: BTreeSet<AgentId>,
+    pub assignments: BTreeMap<AgentId, AgentId>,
+    pub under_review: BTreeMap<AgentId, String>,
+    pub usage: BTreeMap<AgentId, TokenUsage>,
+}
+
 /// The deliberation aggregate (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deliberation {
@@ -206,6 +225,70 @@ impl Deliberation {
             assignments: BTreeMap::new(),
             under_review: BTreeMap::new(),
             usage: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds a saved deliberation, refusing parts that no longer describe one: a round
+    /// beyond the rounds it runs, or an agent (author, reviewer, pending, dropped, assigned)
+    /// that is not in its council.
+    ///
+    /// # Errors
+    /// `Invalid` on field `progress` naming what does not hold.
+    pub fn restore(parts: DeliberationParts) -> Result<Self> {
+        let invalid = |reason: String| Err(DomainError::invalid("progress", reason));
+        let seated = |id: &AgentId| parts.council.agent(id).is_some();
+        if parts.rounds > Rounds::MAX {
+            return invalid(format!("rounds {} exceeds {}", parts.rounds, Rounds::MAX));
+        }
+        if parts.phase.round() > parts.rounds {
+            return invalid(format!("phase {} is beyond its {} rounds", parts.phase, parts.rounds));
+        }
+        let agents = parts
+            .proposals
+            .iter()
+            .map(Proposal::author)
+            .chain(parts.reviews.iter().flat_map(|r| [&r.reviewer, &r.target]))
+            .chain(parts.dropped.iter())
+            .chain(parts.pending.iter())
+            .chain(parts.assignments.iter().flat_map(|(reviewer, target)| [reviewer, target]))
+            .chain(parts.under_review.keys())
+            .chain(parts.usage.keys());
+        for agent in agents {
+            if !seated(agent) {
+                return invalid(format!("agent {agent} is not in the council"));
+            }
+        }
+        Ok(Self {
+            council: parts.council,
+            task: parts.task,
+            rounds: parts.rounds,
+            phase: parts.phase,
+            proposals: parts.proposals,
+            reviews: parts.reviews,
+            failures: parts.failures,
+            dropped: parts.dropped,
+            pending: parts.pending,
+            assignments: parts.assignments,
+            under_review: parts.under_review,
+            usage: parts.usage,
+        })
+    }
+
+    /// Every field, for a store to save (see [`DeliberationParts`]).
+    pub fn to_parts(&self) -> DeliberationParts {
+        DeliberationParts {
+            council: self.council.clone(),
+            task: self.task.clone(),
+            rounds: self.rounds,
+            phase: self.phase,
+            proposals: self.proposals.clone(),
+            reviews: self.reviews.clone(),
+            failures: self.failures.clone(),
+            dropped: self.dropped.clone(),
+            pending: self.pending.clone(),
+            assignments: self.assignments.clone(),
+            under_review: self.under_review.clone(),
+            usage: self.usage.clone(),
         }
     }
 
@@ -400,6 +483,28 @@ impl Deliberation {
         if self.proposals.is_empty() {
             return Err(DomainError::NoSurvivors);
         }
+        let results = self.rank_proposals(&mut dry_runs, weights);
+        self.phase = Phase::Completed;
+        Ok(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+    }
+
+    /// What a deliberation that ran out of time has to show: the proposals finished so far,
+    /// scored (without dry runs) and ranked as they stand, with the failures and usage so far;
+    /// `None` before any proposal was finished. The deliberation itself is left as it was.
+    pub fn partial_outcome(&self, weights: &ScoringWeights) -> Option<DeliberationOutcome> {
+        if self.proposals.is_empty() {
+            return None;
+        }
+        let results = self.rank_proposals(&mut BTreeMap::new(), weights);
+        Some(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+    }
+
+    /// The surviving proposals scored and ranked, best first.
+    fn rank_proposals(
+        &self,
+        dry_runs: &mut BTreeMap<AgentId, DryRunOutcome>,
+        weights: &ScoringWeights,
+    ) -> Vec<RankedProposal> {
         let mut scored = Vec::with_capacity(self.proposals.len());
         for proposal in &self.proposals {
             let author = proposal.author().clone();
@@ -439,12 +544,10 @@ impl Deliberation {
                 },
             ));
         }
-        let results = rank(scored, |(key, _)| key)
+        rank(scored, |(key, _)| key)
             .into_iter()
             .map(|(rank, (_, ranked))| RankedProposal { rank, ..ranked })
-            .collect();
-        self.phase = Phase::Completed;
-        Ok(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+            .collect()
     }
 
     fn review_round_or_scoring(&self, round: u32) -> Phase {

@@ -34,8 +34,8 @@ pub use agent::{Agent, AgentId, AgentStatus, Persona, ProfileName};
 pub use checks::{CheckSuite, DryRunOutcome, LintResult, PolicyResult};
 pub use council::{Council, CouncilId};
 pub use deliberation::{
-    AgentFailure, Deliberation, DeliberationOutcome, Phase, RankedProposal, ReviewAssignment,
-    RevisionRequest, Rounds,
+    AgentFailure, Deliberation, DeliberationOutcome, DeliberationParts, Phase, RankedProposal,
+    ReviewAssignment, RevisionRequest, Rounds,
 };
 pub use error::{DomainError, Result};
 pub use excerpt::excerpt;

@@ -88,4 +88,8 @@ impl EventPublisher for NatsPublisher {
             }
         }
     }
+
+    async fn flush(&self) {
+        NatsPublisher::flush(self).await;
+    }
 }

@@ -23,6 +23,7 @@ mod options;
 mod postgres;
 mod registry_rows;
 mod rows;
+mod snapshot;
 mod sql_store;
 mod sqlite;
 mod statement;

@@ -6,20 +6,21 @@
 
 use std::collections::BTreeMap;
 
-use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError};
+use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError, StoredSelection};
 use orchestrator_domain::{
-    Agent, AgentFailure, AgentId, CheckSuite, Deliberation, DeliberationOutcome, DeliberationStatus,
-    DomainError, PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
+    Agent, AgentFailure, AgentId, CheckSuite, DeliberationOutcome, DeliberationStatus, DomainError,
+    PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
 };
 use serde::de::DeserializeOwned;
 
 use crate::error::{Fault, corrupt};
+use crate::snapshot::{self, Restored};
 use crate::text::{storable, to_json};
 
 /// The columns of `deliberations` a [`DeliberationRow`] reads, except `progress` (which only
 /// `get` and claiming add: listing leaves it out to stay cheap).
 pub(crate) const DELIBERATION_COLUMNS: &str = "task_id, status, request, started_at_ms, finished_at_ms, \
-     duration_ms, winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms";
+     duration_ms, winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms, lease_epoch, selection";
 
 /// The columns of `proposals` besides `task_id`, in the order of [`ProposalRow`].
 pub(crate) const PROPOSAL_COLUMNS: &str = "ordinal, rank, agent_id, agent_role, profile, seat, author, \
@@ -45,7 +46,7 @@ pub(crate) struct DeliberationRow {
     pub(crate) duration_ms: Option<i64>,
     pub(crate) winner_id: Option<String>,
     pub(crate) error: Option<String>,
-    /// The [`Deliberation`] snapshot as JSON; `None` too when the query did not select it.
+    /// The versioned progress snapshot (see `snapshot.rs`) as JSON; `None` too when the query did not select it.
     #[sqlx(default)]
     pub(crate) progress: Option<String>,
     /// Total usage, set together on completion.
@@ -53,6 +54,10 @@ pub(crate) struct DeliberationRow {
     pub(crate) completion_tokens: Option<i64>,
     pub(crate) calls: Option<i64>,
     pub(crate) latency_ms: Option<i64>,
+    /// The epoch of the last claim (see `Fence`).
+    pub(crate) lease_epoch: i64,
+    /// The `StoredSelection` of Orchestrate as JSON, once chosen.
+    pub(crate) selection: Option<String>,
 }
 
 /// [`TokenUsage`] as four integer columns, so totals can be summed in SQL.
@@ -329,16 +334,26 @@ impl DeliberationRow {
         let task_id = self.task_id.as_str();
         let status = self.status()?;
         let request: NewDeliberation = from_json(task_id, "request", &self.request)?;
-        let progress = self
-            .progress
-            .as_deref()
-            .map(|json| from_json::<Deliberation>(task_id, "progress", json))
-            .transpose()?;
+        let (progress, unreadable_progress) = match self.progress.as_deref().map(snapshot::restore) {
+            None => (None, None),
+            Some(Restored::Deliberation(deliberation)) => (Some(*deliberation), None),
+            Some(Restored::Unreadable(reason)) => {
+                tracing::warn!(task_id, %reason, "saved progress cannot be restored");
+                (None, Some(reason))
+            }
+        };
+        // A TIMEOUT keeps its partial results only when it had some.
         let outcome = outcome
+            .filter(|rows| status == DeliberationStatus::Completed || !rows.proposals.is_empty())
             .map(|mut rows| {
                 rows.usage = self.usage().ok_or_else(|| corrupt(task_id, Fault::MissingUsage))?;
                 rows.into_outcome(task_id)
             })
+            .transpose()?;
+        let selection = self
+            .selection
+            .as_deref()
+            .map(|json| from_json::<StoredSelection>(task_id, "selection", json))
             .transpose()?;
         Ok(DeliberationRecord {
             request,
@@ -349,7 +364,10 @@ impl DeliberationRow {
             winner_id: self.winner_id,
             error: self.error,
             progress,
+            unreadable_progress,
             outcome,
+            lease_epoch: self.lease_epoch,
+            selection,
         })
     }
 }

@@ -17,16 +17,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{
-    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreError,
+    DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page, PageCursor,
+    StoreError, StoredSelection, UnsuccessfulEnd,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::error::{Fault, from_sqlx};
 use crate::rows::{
     DELIBERATION_COLUMNS, DeliberationRow, FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS,
     ProposalRow, REVIEW_COLUMNS, ReviewRow,
 };
+use crate::snapshot::snapshot;
 use crate::statement::Statement;
 use crate::text::{storable, to_json};
 
@@ -77,6 +79,119 @@ fn sources_of(target: DeliberationStatus) -> Option<String> {
         .map(|status| format!("'{}'", status.as_str()))
         .collect();
     (!sources.is_empty()).then(|| sources.join(", "))
+}
+
+/// Who holds a row now, read when a fenced write matched nothing.
+#[derive(Debug, sqlx::FromRow)]
+struct HolderRow {
+    status: String,
+    owner: String,
+    lease_epoch: i64,
+}
+
+// A second impl block with the bounds its helpers need (see the note above the trait impl).
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<f64>: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'n> &'n str: ColumnIndex<DB::Row>,
+{
+    /// Why a write under `fence` matched no row: `Err(LeaseLost)` when the row is unfinished
+    /// and held by another claim; `Ok(false)` when the lifecycle refused it (or no row).
+    async fn refusal(&self, task_id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
+        let Some(fence) = fence else { return Ok(false) };
+        let holder: Option<HolderRow> = sqlx::query_as(
+            "SELECT status, COALESCE(owner, '') AS owner, lease_epoch FROM deliberations WHERE task_id = $1",
+        )
+        .bind(task_id.to_owned())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(|e| from_sqlx("checking the lease of", Some(task_id), e))?;
+        let Some(holder) = holder else { return Ok(false) };
+        let unfinished = DeliberationStatus::parse(&holder.status).is_ok_and(|s| !s.is_terminal());
+        if unfinished && (holder.owner != storable(&fence.owner) || holder.lease_epoch != fence.epoch) {
+            tracing::warn!(task_id, owner = %holder.owner, epoch = holder.lease_epoch, "write refused: another claim holds the deliberation");
+            return Err(StoreError::LeaseLost { task_id: task_id.to_owned() });
+        }
+        Ok(false)
+    }
+
+    /// Inserts the rows of an outcome (ranked proposals, their reviews, failures) in `tx`.
+    async fn insert_outcome(
+        tx: &mut DB::Connection,
+        task_id: &str,
+        rows: &OutcomeRows,
+    ) -> Result<(), sqlx::Error> {
+        for chunk in rows.proposals.chunks(INSERT_CHUNK) {
+            let mut insert =
+                Statement::new(format!("INSERT INTO proposals (task_id, {PROPOSAL_COLUMNS}) VALUES "));
+            insert.push_values(chunk, |values, p| {
+                values
+                    .push_bind(task_id.to_owned())
+                    .push_bind(p.ordinal)
+                    .push_bind(p.rank)
+                    .push_bind(p.agent_id.clone())
+                    .push_bind(p.agent_role.clone())
+                    .push_bind(p.profile.clone())
+                    .push_bind(p.seat)
+                    .push_bind(p.author.clone())
+                    .push_bind(p.content.clone())
+                    .push_bind(p.revisions.clone())
+                    .push_bind(p.created_at_ms)
+                    .push_bind(p.checks.clone())
+                    .push_bind(p.check_score)
+                    .push_bind(p.peer_score)
+                    .push_bind(p.score)
+                    .push_bind(p.usage.prompt_tokens)
+                    .push_bind(p.usage.completion_tokens)
+                    .push_bind(p.usage.calls)
+                    .push_bind(p.usage.latency_ms);
+            });
+            let (sql, arguments) = insert.into_parts()?;
+            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+        }
+        for chunk in rows.reviews.chunks(INSERT_CHUNK) {
+            let mut insert =
+                Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
+            insert.push_values(chunk, |values, r| {
+                values
+                    .push_bind(task_id.to_owned())
+                    .push_bind(r.proposal_agent_id.clone())
+                    .push_bind(r.ordinal)
+                    .push_bind(r.reviewer.clone())
+                    .push_bind(r.target.clone())
+                    .push_bind(r.round)
+                    .push_bind(r.score)
+                    .push_bind(r.critique.clone())
+                    .push_bind(r.issues.clone());
+            });
+            let (sql, arguments) = insert.into_parts()?;
+            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+        }
+        for chunk in rows.failures.chunks(INSERT_CHUNK) {
+            let mut insert =
+                Statement::new(format!("INSERT INTO agent_failures (task_id, {FAILURE_COLUMNS}) VALUES "));
+            insert.push_values(chunk, |values, f| {
+                values
+                    .push_bind(task_id.to_owned())
+                    .push_bind(f.ordinal)
+                    .push_bind(f.agent_id.clone())
+                    .push_bind(f.phase.clone())
+                    .push_bind(f.round)
+                    .push_bind(f.reason.clone());
+            });
+            let (sql, arguments) = insert.into_parts()?;
+            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
 }
 
 // The bounds below say "DB runs this file's SQL with i64, f64 and text values". They are
@@ -138,11 +253,11 @@ where
         let Some(row) = row else {
             return Ok(None);
         };
-        if row.status()? != DeliberationStatus::Completed {
+        if !matches!(row.status()?, DeliberationStatus::Completed | DeliberationStatus::Timeout) {
             return row.into_record(None).map(Some);
         }
-        // The outcome rows are committed in the same transaction as the COMPLETED status, so
-        // once that status is visible they are too.
+        // The outcome rows (a TIMEOUT's partial ones too) are committed in the same transaction
+        // as the status, so once that status is visible they are too.
         let proposals: Vec<ProposalRow> = sqlx::query_as(&format!(
             "SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE task_id = $1 ORDER BY ordinal"
         ))
@@ -170,7 +285,7 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
-    async fn mark_started(&self, task_id: &str, at_ms: i64) -> Result<bool, StoreError> {
+    async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError> {
         let target = DeliberationStatus::InProgress;
         let Some(sources) = sources_of(target) else {
             return Ok(false);
@@ -178,37 +293,47 @@ where
         let task_id = storable(task_id);
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET status = '{target}', started_at_ms = $1 \
-             WHERE task_id = $2 AND status IN ({sources}) RETURNING task_id",
+             WHERE task_id = $2 AND status IN ({sources}) AND owner = $3 AND lease_epoch = $4 RETURNING task_id",
             target = target.as_str(),
         ))
         .bind(at_ms)
         .bind(task_id.clone())
+        .bind(storable(&fence.owner))
+        .bind(fence.epoch)
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx("starting", Some(&task_id), e))?;
-        Ok(updated.is_some())
+        if updated.is_some() { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, phase = %progress.phase()), err)]
-    async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError> {
+    async fn save_progress(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        progress: &Deliberation,
+    ) -> Result<bool, StoreError> {
         let task_id = storable(task_id);
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET progress = $1 WHERE task_id = $2 AND status = '{in_progress}' \
-             RETURNING task_id",
+             AND owner = $3 AND lease_epoch = $4 RETURNING task_id",
             in_progress = DeliberationStatus::InProgress.as_str(),
         ))
-        .bind(to_json(&task_id, "progress", progress)?)
+        .bind(to_json(&task_id, "progress", &snapshot(progress))?)
         .bind(task_id.clone())
+        .bind(storable(&fence.owner))
+        .bind(fence.epoch)
         .fetch_optional(&self.writer)
         .await
         .map_err(|e| from_sqlx("saving progress of", Some(&task_id), e))?;
-        Ok(updated.is_some())
+        if updated.is_some() { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
     async fn complete(
         &self,
         task_id: &str,
+        fence: &Fence,
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
         duration_ms: i64,
@@ -224,7 +349,8 @@ where
             let updated = sqlx::query(&format!(
                 "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
                  winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
-                 latency_ms = $7 WHERE task_id = $8 AND status IN ({sources}) RETURNING task_id",
+                 latency_ms = $7 WHERE task_id = $8 AND status IN ({sources}) AND owner = $9 \
+                 AND lease_epoch = $10 RETURNING task_id",
                 completed = DeliberationStatus::Completed.as_str(),
             ))
             .bind(finished_at_ms)
@@ -235,89 +361,31 @@ where
             .bind(rows.usage.calls)
             .bind(rows.usage.latency_ms)
             .bind(task_id.clone())
+            .bind(storable(&fence.owner))
+            .bind(fence.epoch)
             .fetch_optional(&mut *tx)
             .await?;
             if updated.is_none() {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            for chunk in rows.proposals.chunks(INSERT_CHUNK) {
-                let mut insert =
-                    Statement::new(format!("INSERT INTO proposals (task_id, {PROPOSAL_COLUMNS}) VALUES "));
-                insert.push_values(chunk, |values, p| {
-                    values
-                        .push_bind(task_id.clone())
-                        .push_bind(p.ordinal)
-                        .push_bind(p.rank)
-                        .push_bind(p.agent_id.clone())
-                        .push_bind(p.agent_role.clone())
-                        .push_bind(p.profile.clone())
-                        .push_bind(p.seat)
-                        .push_bind(p.author.clone())
-                        .push_bind(p.content.clone())
-                        .push_bind(p.revisions.clone())
-                        .push_bind(p.created_at_ms)
-                        .push_bind(p.checks.clone())
-                        .push_bind(p.check_score)
-                        .push_bind(p.peer_score)
-                        .push_bind(p.score)
-                        .push_bind(p.usage.prompt_tokens)
-                        .push_bind(p.usage.completion_tokens)
-                        .push_bind(p.usage.calls)
-                        .push_bind(p.usage.latency_ms);
-                });
-                let (sql, arguments) = insert.into_parts()?;
-                sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
-            }
-            for chunk in rows.reviews.chunks(INSERT_CHUNK) {
-                let mut insert =
-                    Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
-                insert.push_values(chunk, |values, r| {
-                    values
-                        .push_bind(task_id.clone())
-                        .push_bind(r.proposal_agent_id.clone())
-                        .push_bind(r.ordinal)
-                        .push_bind(r.reviewer.clone())
-                        .push_bind(r.target.clone())
-                        .push_bind(r.round)
-                        .push_bind(r.score)
-                        .push_bind(r.critique.clone())
-                        .push_bind(r.issues.clone());
-                });
-                let (sql, arguments) = insert.into_parts()?;
-                sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
-            }
-            for chunk in rows.failures.chunks(INSERT_CHUNK) {
-                let mut insert = Statement::new(format!(
-                    "INSERT INTO agent_failures (task_id, {FAILURE_COLUMNS}) VALUES "
-                ));
-                insert.push_values(chunk, |values, f| {
-                    values
-                        .push_bind(task_id.clone())
-                        .push_bind(f.ordinal)
-                        .push_bind(f.agent_id.clone())
-                        .push_bind(f.phase.clone())
-                        .push_bind(f.round)
-                        .push_bind(f.reason.clone());
-                });
-                let (sql, arguments) = insert.into_parts()?;
-                sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
-            }
+            Self::insert_outcome(&mut tx, &task_id, &rows).await?;
             tx.commit().await?;
             Ok(true)
         };
-        transaction.await.map_err(|e| from_sqlx("completing", Some(&task_id), e))
+        let applied = transaction.await.map_err(|e| from_sqlx("completing", Some(&task_id), e))?;
+        if applied { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, status = %status), err)]
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, status = %end.status), err)]
     async fn finish_unsuccessfully(
         &self,
         task_id: &str,
-        status: DeliberationStatus,
-        error: &str,
-        finished_at_ms: i64,
+        fence: Option<&Fence>,
+        end: &UnsuccessfulEnd<'_>,
     ) -> Result<bool, StoreError> {
         use DeliberationStatus::{Cancelled, Failed, Interrupted, Timeout};
+        let status = end.status;
         if !matches!(status, Failed | Timeout | Cancelled | Interrupted) {
             tracing::warn!(%status, "refusing to finish a deliberation unsuccessfully with a non-failure status");
             return Ok(false);
@@ -326,17 +394,63 @@ where
             return Ok(false);
         };
         let task_id = storable(task_id);
+        let rows = match end.partial {
+            Some(partial) if status == Timeout => Some(OutcomeRows::from_outcome(&task_id, partial)?),
+            _ => None,
+        };
+        let usage = rows.as_ref().map(|rows| rows.usage);
+        let fenced = if fence.is_some() { " AND owner = $10 AND lease_epoch = $11" } else { "" };
+        // The end and a TIMEOUT's partial results commit together or not at all.
+        let transaction = async {
+            let mut tx = self.writer.begin().await?;
+            let sql = format!(
+                "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2, \
+                 duration_ms = $3, winner_id = $4, prompt_tokens = $5, completion_tokens = $6, calls = $7, \
+                 latency_ms = $8 WHERE task_id = $9 AND status IN ({sources}){fenced} RETURNING task_id",
+                target = status.as_str(),
+            );
+            let mut update = sqlx::query(&sql)
+                .bind(storable(end.error))
+                .bind(end.finished_at_ms)
+                .bind(end.duration_ms)
+                .bind(rows.as_ref().and_then(|rows| rows.winner_id.clone()))
+                .bind(usage.map(|u| u.prompt_tokens))
+                .bind(usage.map(|u| u.completion_tokens))
+                .bind(usage.map(|u| u.calls))
+                .bind(usage.map(|u| u.latency_ms))
+                .bind(task_id.clone());
+            if let Some(fence) = fence {
+                update = update.bind(storable(&fence.owner)).bind(fence.epoch);
+            }
+            let updated = update.fetch_optional(&mut *tx).await?;
+            if updated.is_none() {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if let Some(rows) = &rows {
+                Self::insert_outcome(&mut tx, &task_id, rows).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        };
+        let applied = transaction.await.map_err(|e| from_sqlx("finishing", Some(&task_id), e))?;
+        if applied { Ok(true) } else { self.refusal(&task_id, fence).await }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
+    async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError> {
+        let task_id = storable(task_id);
         let updated = sqlx::query(&format!(
-            "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2 \
-             WHERE task_id = $3 AND status IN ({sources}) RETURNING task_id",
-            target = status.as_str(),
+            "UPDATE deliberations SET selection = $1, winner_id = $2 \
+             WHERE task_id = $3 AND status = '{completed}' AND selection IS NULL RETURNING task_id",
+            completed = DeliberationStatus::Completed.as_str(),
         ))
-        .bind(storable(error))
-        .bind(finished_at_ms)
+        .bind(to_json(&task_id, "selection", selection)?)
+        .bind(storable(&selection.winner_id))
         .bind(task_id.clone())
         .fetch_optional(&self.writer)
         .await
-        .map_err(|e| from_sqlx("finishing", Some(&task_id), e))?;
+        .map_err(|e| from_sqlx("saving the selection of", Some(&task_id), e))?;
         Ok(updated.is_some())
     }
 
@@ -387,17 +501,28 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(owner = %lease.owner), err)]
-    async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError> {
-        let renewed = sqlx::query(&format!(
-            "UPDATE deliberations SET lease_until_ms = $1 WHERE owner = $2 AND status IN ({UNFINISHED}) \
-             RETURNING task_id"
-        ))
-        .bind(lease.until_ms)
-        .bind(storable(&lease.owner))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("renewing leases", None, e))?;
-        Ok(renewed.len() as u64)
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError> {
+        if only.is_some_and(<[String]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        let mut renew = Statement::new("UPDATE deliberations SET lease_until_ms = ");
+        renew
+            .push_bind(lease.until_ms)
+            .push(" WHERE owner = ")
+            .push_bind(storable(&lease.owner))
+            .push(&format!(" AND status IN ({UNFINISHED})"));
+        if let Some(task_ids) = only {
+            renew.push(" AND task_id IN (");
+            for (i, task_id) in task_ids.iter().enumerate() {
+                renew.push(if i == 0 { "" } else { ", " }).push_bind(storable(task_id));
+            }
+            renew.push(")");
+        }
+        renew.push(" RETURNING task_id");
+        let fail = |e| from_sqlx("renewing leases", None, e);
+        let (sql, arguments) = renew.into_parts().map_err(fail)?;
+        let renewed = sqlx::query_with(&sql, arguments).fetch_all(&self.writer).await.map_err(fail)?;
+        renewed.iter().map(|row| row.try_get::<String, _>("task_id").map_err(fail)).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(owner = %lease.owner), err)]
@@ -406,21 +531,31 @@ where
         lease: &Lease,
         now_ms: i64,
         include_own: bool,
+        running: &[String],
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
-        let own = if include_own { " OR owner = $1" } else { "" };
-        // One statement: two servers claiming at once cannot both take a row.
-        let claimed: Vec<DeliberationRow> = sqlx::query_as(&format!(
-            "UPDATE deliberations SET owner = $1, lease_until_ms = $2 \
-             WHERE status IN ({UNFINISHED}) \
-               AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < $3{own}) \
-             RETURNING {DELIBERATION_COLUMNS}, progress"
-        ))
-        .bind(storable(&lease.owner))
-        .bind(lease.until_ms)
-        .bind(now_ms)
-        .fetch_all(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("claiming unfinished deliberations", None, e))?;
+        let owner = storable(&lease.owner);
+        // One statement: two servers claiming at once cannot both take a row. Each claim
+        // moves the row to a new epoch, fencing off whoever held it before.
+        let mut claim = Statement::new("UPDATE deliberations SET owner = ");
+        claim
+            .push_bind(owner.clone())
+            .push(", lease_until_ms = ")
+            .push_bind(lease.until_ms)
+            .push(&format!(", lease_epoch = lease_epoch + 1 WHERE status IN ({UNFINISHED})"))
+            .push(" AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ")
+            .push_bind(now_ms);
+        if include_own {
+            claim.push(" OR owner = ").push_bind(owner);
+        }
+        claim.push(")");
+        for task_id in running {
+            claim.push(" AND task_id <> ").push_bind(storable(task_id));
+        }
+        claim.push(&format!(" RETURNING {DELIBERATION_COLUMNS}, progress"));
+        let fail = |e| from_sqlx("claiming unfinished deliberations", None, e);
+        let (sql, arguments) = claim.into_parts().map_err(fail)?;
+        let claimed: Vec<DeliberationRow> =
+            sqlx::query_as_with(&sql, arguments).fetch_all(&self.writer).await.map_err(fail)?;
         let mut records =
             claimed.into_iter().map(|row| row.into_record(None)).collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| {

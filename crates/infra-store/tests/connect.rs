@@ -25,7 +25,7 @@ fn migrations(database: &str) -> i64 {
         .count() as i64
 }
 
-use support::{PostgresDb, finished_deliberation, lease, request};
+use support::{PostgresDb, fence, finished_deliberation, lease, request};
 
 async fn complete_one(
     store: &dyn DeliberationStore,
@@ -33,9 +33,9 @@ async fn complete_one(
 ) -> orchestrator_domain::DeliberationOutcome {
     let finished = finished_deliberation(Role::Dev);
     assert!(store.create(&request(task_id, Role::Dev, 1), &lease()).await.unwrap());
-    assert!(store.mark_started(task_id, 2).await.unwrap());
-    assert!(store.save_progress(task_id, &finished.last).await.unwrap());
-    assert!(store.complete(task_id, &finished.outcome, 3, 1).await.unwrap());
+    assert!(store.mark_started(task_id, &fence(), 2).await.unwrap());
+    assert!(store.save_progress(task_id, &fence(), &finished.last).await.unwrap());
+    assert!(store.complete(task_id, &fence(), &finished.outcome, 3, 1).await.unwrap());
     finished.outcome
 }
 

@@ -60,6 +60,7 @@ contract_tests!(
     two_hundred_concurrent_deliberations_complete_and_are_all_listed,
     nul_characters_are_stored_as_replacement_characters,
     ping_answers_while_the_store_is_open,
+    a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once,
 );
 
 /// Runs each council contract function once per store, with the store's two ports.
@@ -170,7 +171,7 @@ mod councils {
         Member, Persona, ProfileName, Registry, Role, Rounds, StandingCouncil,
     };
 
-    use crate::support::{lease, request, standing_deliberation, standing_request};
+    use crate::support::{end, fence, lease, request, standing_deliberation, standing_request};
 
     type Councils_ = Arc<dyn CouncilStore>;
     type Deliberations = Arc<dyn DeliberationStore>;
@@ -443,21 +444,26 @@ mod councils {
             let new = standing_request(task_id, Role::Dev, at, &finished);
             async move {
                 assert!(store.create(&new, &lease()).await.unwrap());
-                assert!(store.mark_started(&new.task_id, at + 1).await.unwrap());
+                assert!(store.mark_started(&new.task_id, &fence(), at + 1).await.unwrap());
             }
         };
         // Two completed, one failed, one running; and an ad-hoc one whose agents share the ids.
         for (task_id, at) in [("s-1", 100), ("s-2", 200)] {
             ended(task_id, at).await;
-            assert!(store.complete(task_id, outcome, at + 50, 49).await.unwrap());
+            assert!(store.complete(task_id, &fence(), outcome, at + 50, 49).await.unwrap());
         }
         ended("s-failed", 300).await;
-        assert!(store.finish_unsuccessfully("s-failed", DeliberationStatus::Failed, "x", 301).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("s-failed", None, &end(DeliberationStatus::Failed, "x", 301))
+                .await
+                .unwrap()
+        );
         ended("s-running", 400).await;
         assert!(store.create(&request("ad-hoc", Role::Dev, 500), &lease()).await.unwrap());
-        assert!(store.mark_started("ad-hoc", 501).await.unwrap());
+        assert!(store.mark_started("ad-hoc", &fence(), 501).await.unwrap());
         let ad_hoc = crate::support::finished_deliberation(Role::Dev).outcome;
-        assert!(store.complete("ad-hoc", &ad_hoc, 502, 1).await.unwrap());
+        assert!(store.complete("ad-hoc", &fence(), &ad_hoc, 502, 1).await.unwrap());
 
         let records = councils.records(None).await.unwrap();
         assert_eq!(records.agents.len(), 4);
@@ -494,10 +500,14 @@ mod contract {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use orchestrator_application::ports::{DeliberationStore, Lease, ListQuery, StoreError};
+    use orchestrator_application::ports::{
+        DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection, UnsuccessfulEnd,
+    };
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
-    use crate::support::{finished_deliberation, lease, noted_deliberation, noted_request, request};
+    use crate::support::{
+        end, fence, finished_deliberation, lease, noted_deliberation, noted_request, request,
+    };
 
     type Store = Arc<dyn DeliberationStore>;
 
@@ -507,16 +517,19 @@ mod contract {
         match status {
             DeliberationStatus::Pending => {}
             DeliberationStatus::InProgress => {
-                assert!(store.mark_started(task_id, created_at_ms + 1).await.unwrap());
+                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1).await.unwrap());
             }
             DeliberationStatus::Completed => {
-                assert!(store.mark_started(task_id, created_at_ms + 1).await.unwrap());
+                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1).await.unwrap());
                 let outcome = finished_deliberation(role).outcome;
-                assert!(store.complete(task_id, &outcome, created_at_ms + 100, 99).await.unwrap());
+                assert!(store.complete(task_id, &fence(), &outcome, created_at_ms + 100, 99).await.unwrap());
             }
             failed => {
                 assert!(
-                    store.finish_unsuccessfully(task_id, failed, "stopped", created_at_ms + 5).await.unwrap()
+                    store
+                        .finish_unsuccessfully(task_id, None, &end(failed, "stopped", created_at_ms + 5))
+                        .await
+                        .unwrap()
                 );
             }
         }
@@ -550,9 +563,9 @@ mod contract {
 
         let new = request("round-trip", Role::Dev, 1_700_000_000_000);
         assert!(store.create(&new, &lease()).await.unwrap());
-        assert!(store.mark_started("round-trip", 1_700_000_000_010).await.unwrap());
-        assert!(store.save_progress("round-trip", &finished.last).await.unwrap());
-        assert!(store.complete("round-trip", outcome, 1_700_000_009_000, 8_990).await.unwrap());
+        assert!(store.mark_started("round-trip", &fence(), 1_700_000_000_010).await.unwrap());
+        assert!(store.save_progress("round-trip", &fence(), &finished.last).await.unwrap());
+        assert!(store.complete("round-trip", &fence(), outcome, 1_700_000_009_000, 8_990).await.unwrap());
 
         let record = store.get("round-trip").await.unwrap().unwrap();
         assert_eq!(record.request, new);
@@ -569,23 +582,32 @@ mod contract {
     pub(crate) async fn progress_is_saved_only_while_in_progress(store: Store) {
         let finished = finished_deliberation(Role::Qa);
         assert!(store.create(&request("progress", Role::Qa, 10), &lease()).await.unwrap());
-        assert!(!store.save_progress("progress", &finished.mid).await.unwrap(), "saved while PENDING");
+        assert!(
+            !store.save_progress("progress", &fence(), &finished.mid).await.unwrap(),
+            "saved while PENDING"
+        );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress, None);
 
-        assert!(store.mark_started("progress", 11).await.unwrap());
-        assert!(store.save_progress("progress", &finished.mid).await.unwrap());
+        assert!(store.mark_started("progress", &fence(), 11).await.unwrap());
+        assert!(store.save_progress("progress", &fence(), &finished.mid).await.unwrap());
         let record = store.get("progress").await.unwrap().unwrap();
         assert_eq!(record.progress.as_ref(), Some(&finished.mid));
         assert_eq!(record.status, DeliberationStatus::InProgress);
         assert_eq!(record.outcome, None);
 
-        assert!(store.save_progress("progress", &finished.last).await.unwrap(), "a later phase overwrites");
+        assert!(
+            store.save_progress("progress", &fence(), &finished.last).await.unwrap(),
+            "a later phase overwrites"
+        );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
 
-        assert!(store.complete("progress", &finished.outcome, 20, 9).await.unwrap());
-        assert!(!store.save_progress("progress", &finished.mid).await.unwrap(), "saved after completion");
+        assert!(store.complete("progress", &fence(), &finished.outcome, 20, 9).await.unwrap());
+        assert!(
+            !store.save_progress("progress", &fence(), &finished.mid).await.unwrap(),
+            "saved after completion"
+        );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
-        assert!(!store.save_progress("missing", &finished.mid).await.unwrap());
+        assert!(!store.save_progress("missing", &fence(), &finished.mid).await.unwrap());
     }
 
     pub(crate) async fn status_changes_follow_the_lifecycle(store: Store) {
@@ -593,18 +615,21 @@ mod contract {
         let outcome = finished_deliberation(Role::Dev).outcome;
 
         // Nothing applies to an unknown deliberation.
-        assert!(!store.mark_started("nope", 1).await.unwrap());
-        assert!(!store.complete("nope", &outcome, 2, 1).await.unwrap());
-        assert!(!store.finish_unsuccessfully("nope", Failed, "x", 2).await.unwrap());
+        assert!(!store.mark_started("nope", &fence(), 1).await.unwrap());
+        assert!(!store.complete("nope", &fence(), &outcome, 2, 1).await.unwrap());
+        assert!(!store.finish_unsuccessfully("nope", None, &end(Failed, "x", 2)).await.unwrap());
 
         // PENDING → IN_PROGRESS → COMPLETED, then nothing.
         store.create(&request("happy", Role::Dev, 1), &lease()).await.unwrap();
-        assert!(store.mark_started("happy", 2).await.unwrap());
-        assert!(!store.mark_started("happy", 3).await.unwrap(), "started twice");
-        assert!(store.complete("happy", &outcome, 4, 2).await.unwrap());
-        assert!(!store.complete("happy", &outcome, 5, 3).await.unwrap(), "completed twice");
+        assert!(store.mark_started("happy", &fence(), 2).await.unwrap());
+        assert!(!store.mark_started("happy", &fence(), 3).await.unwrap(), "started twice");
+        assert!(store.complete("happy", &fence(), &outcome, 4, 2).await.unwrap());
+        assert!(!store.complete("happy", &fence(), &outcome, 5, 3).await.unwrap(), "completed twice");
         for status in [Failed, Timeout, Cancelled, Interrupted] {
-            assert!(!store.finish_unsuccessfully("happy", status, "late", 6).await.unwrap(), "{status}");
+            assert!(
+                !store.finish_unsuccessfully("happy", None, &end(status, "late", 6)).await.unwrap(),
+                "{status}"
+            );
         }
         let record = store.get("happy").await.unwrap().unwrap();
         assert_eq!(
@@ -615,9 +640,14 @@ mod contract {
 
         // PENDING → CANCELLED; completing afterwards is refused and stores no outcome.
         store.create(&request("cancelled", Role::Dev, 1), &lease()).await.unwrap();
-        assert!(store.finish_unsuccessfully("cancelled", Cancelled, "client cancelled", 7).await.unwrap());
-        assert!(!store.mark_started("cancelled", 8).await.unwrap());
-        assert!(!store.complete("cancelled", &outcome, 9, 1).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("cancelled", None, &end(Cancelled, "client cancelled", 7))
+                .await
+                .unwrap()
+        );
+        assert!(!store.mark_started("cancelled", &fence(), 8).await.unwrap());
+        assert!(!store.complete("cancelled", &fence(), &outcome, 9, 1).await.unwrap());
         let record = store.get("cancelled").await.unwrap().unwrap();
         assert_eq!(record.status, Cancelled);
         assert_eq!(record.error.as_deref(), Some("client cancelled"));
@@ -625,16 +655,24 @@ mod contract {
 
         // IN_PROGRESS → TIMEOUT, and a terminal status stays.
         store.create(&request("slow", Role::Dev, 1), &lease()).await.unwrap();
-        store.mark_started("slow", 2).await.unwrap();
-        assert!(store.finish_unsuccessfully("slow", Timeout, "deadline of 600s exceeded", 3).await.unwrap());
-        assert!(!store.finish_unsuccessfully("slow", Failed, "again", 4).await.unwrap());
+        store.mark_started("slow", &fence(), 2).await.unwrap();
+        assert!(
+            store
+                .finish_unsuccessfully("slow", None, &end(Timeout, "deadline of 600s exceeded", 3))
+                .await
+                .unwrap()
+        );
+        assert!(!store.finish_unsuccessfully("slow", None, &end(Failed, "again", 4)).await.unwrap());
         let record = store.get("slow").await.unwrap().unwrap();
         assert_eq!((record.status, record.error.as_deref()), (Timeout, Some("deadline of 600s exceeded")));
 
         // finish_unsuccessfully only takes failure statuses.
         store.create(&request("odd", Role::Dev, 1), &lease()).await.unwrap();
         for status in [Pending, InProgress, Completed] {
-            assert!(!store.finish_unsuccessfully("odd", status, "x", 2).await.unwrap(), "{status}");
+            assert!(
+                !store.finish_unsuccessfully("odd", None, &end(status, "x", 2)).await.unwrap(),
+                "{status}"
+            );
         }
         assert_eq!(store.get("odd").await.unwrap().unwrap().status, Pending);
     }
@@ -644,10 +682,11 @@ mod contract {
         for i in 0..20 {
             let task_id = format!("race-{i}");
             store.create(&request(&task_id, Role::Dev, i), &lease()).await.unwrap();
-            store.mark_started(&task_id, i).await.unwrap();
+            store.mark_started(&task_id, &fence(), i).await.unwrap();
+            let (fence, cancel) = (fence(), end(DeliberationStatus::Cancelled, "cancelled", 100));
             let (completed, cancelled) = tokio::join!(
-                store.complete(&task_id, &outcome, 100, 10),
-                store.finish_unsuccessfully(&task_id, DeliberationStatus::Cancelled, "cancelled", 100),
+                store.complete(&task_id, &fence, &outcome, 100, 10),
+                store.finish_unsuccessfully(&task_id, None, &cancel),
             );
             let (completed, cancelled) = (completed.unwrap(), cancelled.unwrap());
             assert!(completed ^ cancelled, "{task_id}: completed={completed} cancelled={cancelled}");
@@ -837,33 +876,59 @@ mod contract {
         store.create(&request("mine", Role::Devops, 1), &at("me", 1_000)).await.unwrap();
         store.create(&request("live", Role::Devops, 2), &at("other", 9_000)).await.unwrap();
         store.create(&request("dead", Role::Devops, 3), &at("gone", 500)).await.unwrap();
-        assert!(store.mark_started("dead", 4).await.unwrap());
-        assert!(store.save_progress("dead", &finished.mid).await.unwrap());
+        let gone = Fence::created_by("gone");
+        assert!(store.mark_started("dead", &gone, 4).await.unwrap());
+        assert!(store.save_progress("dead", &gone, &finished.mid).await.unwrap());
         seed(&store, "done", Role::Devops, 4, Completed).await;
         seed(&store, "cancelled", Role::Devops, 5, Cancelled).await;
 
         // At 600: "dead" expired; "live" holds; "mine" is taken back only when asked.
-        let claimed = store.claim_unfinished(&at("me", 2_000), 600, false).await.unwrap();
+        let claimed = store.claim_unfinished(&at("me", 2_000), 600, false, &[]).await.unwrap();
         let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["dead"]);
         assert_eq!(claimed[0].status, InProgress);
         assert_eq!(claimed[0].progress.as_ref(), Some(&finished.mid), "claimed with its saved progress");
         assert_eq!(claimed[0].request, request("dead", Role::Devops, 3));
-        let claimed = store.claim_unfinished(&at("me", 2_000), 600, true).await.unwrap();
+        let claimed = store.claim_unfinished(&at("me", 2_000), 600, true, &[]).await.unwrap();
         let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["mine", "dead"], "own work, oldest first");
         assert!(
-            store.claim_unfinished(&at("third", 3_000), 1_500, false).await.unwrap().is_empty(),
+            store.claim_unfinished(&at("third", 3_000), 1_500, false, &[]).await.unwrap().is_empty(),
             "me renewed to 2000"
         );
 
         // Renewal keeps a claim alive; a lapse lets another node take it.
-        assert_eq!(store.renew_leases(&at("me", 10_000)).await.unwrap(), 2);
-        assert!(store.claim_unfinished(&at("third", 20_000), 8_500, false).await.unwrap().is_empty());
-        let taken = store.claim_unfinished(&at("third", 20_000), 10_500, false).await.unwrap();
+        let only_dead = ["dead".to_owned()];
+        assert_eq!(store.renew_leases(&at("me", 1_800), Some(&only_dead)).await.unwrap(), ["dead"]);
+        assert!(store.renew_leases(&at("me", 1_800), Some(&[])).await.unwrap().is_empty());
+        assert_eq!(store.renew_leases(&at("me", 10_000), None).await.unwrap().len(), 2);
+        assert!(store.claim_unfinished(&at("third", 20_000), 8_500, false, &[]).await.unwrap().is_empty());
+        let taken = store.claim_unfinished(&at("third", 20_000), 10_500, false, &[]).await.unwrap();
         let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["mine", "live", "dead"]);
-        assert_eq!(store.renew_leases(&at("me", 30_000)).await.unwrap(), 0, "no longer mine");
+        assert!(store.renew_leases(&at("me", 30_000), None).await.unwrap().is_empty(), "no longer mine");
+
+        // Each claim moved the rows to a new epoch: "me" wrote "dead" under epoch 2 (claimed
+        // twice), "third" now holds epoch 3. The old holder's writes are refused, the new one's land.
+        assert_eq!(taken[2].lease_epoch, 3);
+        let stale = Fence { owner: "me".into(), epoch: 2 };
+        let refused = store.save_progress("dead", &stale, &finished.mid).await.unwrap_err();
+        assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
+        let refused = store.complete("dead", &stale, &finished.outcome, 11_000, 5).await.unwrap_err();
+        assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
+        let stale_end = end(Failed, "lost", 11_000);
+        let refused = store.finish_unsuccessfully("dead", Some(&stale), &stale_end).await.unwrap_err();
+        assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
+        let holder = Fence { owner: "third".into(), epoch: 3 };
+        assert!(store.complete("dead", &holder, &finished.outcome, 11_000, 5).await.unwrap());
+        assert_eq!(store.get("dead").await.unwrap().unwrap().status, Completed);
+        // A write the lifecycle refuses is not a lost lease.
+        assert!(!store.complete("dead", &holder, &finished.outcome, 11_000, 5).await.unwrap());
+
+        // A node never claims what it runs already.
+        let running = ["mine".to_owned(), "live".to_owned()];
+        let claimed = store.claim_unfinished(&at("third", 40_000), 39_000, true, &running).await.unwrap();
+        assert!(claimed.is_empty(), "{:?}", claimed.iter().map(|r| &r.request.task_id).collect::<Vec<_>>());
     }
 
     pub(crate) async fn two_hundred_concurrent_deliberations_complete_and_are_all_listed(store: Store) {
@@ -875,10 +940,10 @@ mod contract {
             tokio::spawn(async move {
                 let task_id = format!("load-{i:03}");
                 assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i), &lease()).await?);
-                assert!(store.mark_started(&task_id, 10_001 + i).await?);
-                assert!(store.save_progress(&task_id, &finished.mid).await?);
-                assert!(store.save_progress(&task_id, &finished.last).await?);
-                assert!(store.complete(&task_id, &finished.outcome, 10_500 + i, 499).await?);
+                assert!(store.mark_started(&task_id, &fence(), 10_001 + i).await?);
+                assert!(store.save_progress(&task_id, &fence(), &finished.mid).await?);
+                assert!(store.save_progress(&task_id, &fence(), &finished.last).await?);
+                assert!(store.complete(&task_id, &fence(), &finished.outcome, 10_500 + i, 499).await?);
                 Ok::<_, StoreError>(())
             })
         });
@@ -942,9 +1007,9 @@ mod contract {
 
         let new = noted_request("nul-\0-id", Role::Dev, 1_000, NOTE);
         assert!(store.create(&new, &lease()).await.unwrap());
-        assert!(store.mark_started("nul-\0-id", 1_001).await.unwrap());
-        assert!(store.save_progress("nul-\0-id", &written.last).await.unwrap());
-        assert!(store.complete("nul-\0-id", &written.outcome, 1_002, 1).await.unwrap());
+        assert!(store.mark_started("nul-\0-id", &fence(), 1_001).await.unwrap());
+        assert!(store.save_progress("nul-\0-id", &fence(), &written.last).await.unwrap());
+        assert!(store.complete("nul-\0-id", &fence(), &written.outcome, 1_002, 1).await.unwrap());
         let record = store.get("nul-\0-id").await.unwrap().unwrap();
         assert_eq!(record.request, replaced(&new));
         assert_eq!(record.request.task_id, "nul-\u{FFFD}-id");
@@ -963,7 +1028,7 @@ mod contract {
         let error = "model output ended in \0\0";
         assert!(
             store
-                .finish_unsuccessfully("nul-failed", DeliberationStatus::Failed, error, 2_001)
+                .finish_unsuccessfully("nul-failed", None, &end(DeliberationStatus::Failed, error, 2_001))
                 .await
                 .unwrap()
         );
@@ -973,6 +1038,73 @@ mod contract {
         let listed = store.list(&query(10)).await.unwrap();
         assert_eq!(ids(&listed), ["nul-failed", "nul-\u{FFFD}-id"]);
         assert_eq!(listed.items[0].request, replaced(&failed));
+
+        // A TIMEOUT's partial results and Orchestrate's rationale are model text too.
+        assert!(store.create(&noted_request("nul-late", Role::Dev, 3_000, NOTE), &lease()).await.unwrap());
+        assert!(store.mark_started("nul-late", &fence(), 3_001).await.unwrap());
+        let late = UnsuccessfulEnd {
+            partial: Some(&written.outcome),
+            duration_ms: Some(5),
+            ..end(DeliberationStatus::Timeout, "deadline \0", 3_006)
+        };
+        assert!(store.finish_unsuccessfully("nul-late", Some(&fence()), &late).await.unwrap());
+        let record = store.get("nul-late").await.unwrap().unwrap();
+        assert_eq!(record.outcome.as_ref(), Some(&expected.1));
+        assert_eq!(record.error.as_deref(), Some("deadline \u{FFFD}"));
+        let selection = StoredSelection {
+            method: "architect".into(),
+            winner_id: expected.1.results[0].agent.id.to_string(),
+            rationale: "clearest \0 one".into(),
+        };
+        assert!(store.save_selection("nul-\0-id", &selection).await.unwrap());
+        let stored = store.get("nul-\0-id").await.unwrap().unwrap().selection.unwrap();
+        assert_eq!(stored.rationale, "clearest \u{FFFD} one");
+    }
+
+    pub(crate) async fn a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once(store: Store) {
+        let finished = finished_deliberation(Role::Qa);
+        assert!(store.create(&request("late", Role::Qa, 1), &lease()).await.unwrap());
+        assert!(store.mark_started("late", &fence(), 2).await.unwrap());
+        let late = UnsuccessfulEnd {
+            partial: Some(&finished.outcome),
+            duration_ms: Some(2_000),
+            ..end(
+                DeliberationStatus::Timeout,
+                "deliberation exceeded its 2s deadline while reviewing (round 1)",
+                2_002,
+            )
+        };
+        assert!(store.finish_unsuccessfully("late", Some(&fence()), &late).await.unwrap());
+        let record = store.get("late").await.unwrap().unwrap();
+        assert_eq!(record.status, DeliberationStatus::Timeout);
+        assert_eq!(record.duration_ms, Some(2_000));
+        assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
+        assert_eq!(record.winner_id.as_deref(), Some(finished.outcome.results[0].agent.id.as_str()));
+        // Without partial results a TIMEOUT has no outcome.
+        assert!(store.create(&request("empty", Role::Qa, 3), &lease()).await.unwrap());
+        assert!(store.mark_started("empty", &fence(), 4).await.unwrap());
+        assert!(
+            store
+                .finish_unsuccessfully("empty", Some(&fence()), &end(DeliberationStatus::Timeout, "late", 5))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.get("empty").await.unwrap().unwrap().outcome, None);
+
+        seed(&store, "chosen", Role::Qa, 10, DeliberationStatus::Completed).await;
+        let second = finished_deliberation(Role::Qa).outcome.results[1].agent.id.to_string();
+        let choice = StoredSelection {
+            method: "architect".into(),
+            winner_id: second.clone(),
+            rationale: "simplest".into(),
+        };
+        assert!(!store.save_selection("late", &choice).await.unwrap(), "only a COMPLETED deliberation");
+        assert!(store.save_selection("chosen", &choice).await.unwrap());
+        let other = StoredSelection { winner_id: "qa-1".into(), ..choice.clone() };
+        assert!(!store.save_selection("chosen", &other).await.unwrap(), "the first choice stays");
+        let record = store.get("chosen").await.unwrap().unwrap();
+        assert_eq!(record.selection, Some(choice));
+        assert_eq!(record.winner_id, Some(second), "the winner is the selected proposal");
     }
 
     pub(crate) async fn ping_answers_while_the_store_is_open(store: Store) {

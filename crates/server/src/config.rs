@@ -70,6 +70,14 @@ pub struct Config {
     /// How long a server's claim on its unfinished deliberations holds without renewal; other
     /// servers take them over after it runs out.
     pub lease_secs: u64,
+    /// How long a statement waits for a database connection before failing UNAVAILABLE, in
+    /// milliseconds (also bounds the health probe's ping).
+    pub store_acquire_timeout_ms: u64,
+    /// How often the store is probed for health (and unstored writes retried), in milliseconds.
+    pub store_probe_interval_ms: u64,
+    /// How long a write that ends or saves a deliberation is retried while the store is down,
+    /// in seconds, before it is kept for repair and a waiting caller gets UNAVAILABLE.
+    pub store_write_retry_secs: u64,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
     /// NATS server to publish deliberation events to (`nats://host:4222`); none: no events.
@@ -114,6 +122,9 @@ impl Default for Config {
             resume_unfinished: true,
             node_id: default_node_id(),
             lease_secs: 30,
+            store_acquire_timeout_ms: 3000,
+            store_probe_interval_ms: 2000,
+            store_write_retry_secs: 30,
             selection_profile: None,
             dry_run: None,
             nats_url: None,
@@ -237,6 +248,9 @@ impl Config {
         "resume_unfinished",
         "node_id",
         "lease_secs",
+        "store_acquire_timeout_ms",
+        "store_probe_interval_ms",
+        "store_write_retry_secs",
         "selection_profile",
         "nats_url",
         "events_prefix",
@@ -346,6 +360,37 @@ impl Config {
                 format!("must be within 3..=3600, got {}", self.lease_secs),
             ));
         }
+        if !(100..=60_000).contains(&self.store_acquire_timeout_ms) {
+            return Err(ServerError::config(
+                "store_acquire_timeout_ms",
+                format!("must be within 100..=60000, got {}", self.store_acquire_timeout_ms),
+            ));
+        }
+        if !(100..=60_000).contains(&self.store_probe_interval_ms) {
+            return Err(ServerError::config(
+                "store_probe_interval_ms",
+                format!("must be within 100..=60000, got {}", self.store_probe_interval_ms),
+            ));
+        }
+        if self.store_write_retry_secs > 3600 {
+            return Err(ServerError::config(
+                "store_write_retry_secs",
+                format!("must be at most 3600, got {}", self.store_write_retry_secs),
+            ));
+        }
+        if let Some(profile) = &self.selection_profile
+            && !self.profiles.is_empty()
+            && !self.profiles.contains_key(profile)
+        {
+            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            return Err(ServerError::config(
+                "selection_profile",
+                format!(
+                    "names profile \"{profile}\", which is not configured (configured: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
         if self.database_url.is_empty() {
             return Err(ServerError::config("database_url", "must not be empty"));
         }
@@ -380,6 +425,14 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The store's connection timeouts.
+    pub fn store_options(&self) -> orchestrator_infra_store::StoreOptions {
+        orchestrator_infra_store::StoreOptions {
+            acquire_timeout: Duration::from_millis(self.store_acquire_timeout_ms),
+            ..Default::default()
+        }
     }
 }
 
@@ -445,6 +498,30 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().starts_with("ORCHESTRATOR_LLM_MAX_TOKENS: invalid value"), "{err}");
+    }
+
+    #[test]
+    fn selection_profile_must_name_a_configured_profile_and_the_error_names_the_key() {
+        let llm = [("ORCHESTRATOR_LLM_BASE_URL", "http://x/v1"), ("ORCHESTRATOR_LLM_MODEL", "m")];
+        let err = Config::from_env(&env(&[llm[0], llm[1], ("ORCHESTRATOR_SELECTION_PROFILE", "judge")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("selection_profile: names profile \"judge\", which is not configured"),
+            "{err}"
+        );
+        let config =
+            Config::from_env(&env(&[llm[0], llm[1], ("ORCHESTRATOR_SELECTION_PROFILE", "default")])).unwrap();
+        assert_eq!(config.selection_profile.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn store_timeouts_come_from_config_and_are_bounded() {
+        let config = Config::from_env(&env(&[("ORCHESTRATOR_STORE_ACQUIRE_TIMEOUT_MS", "750")])).unwrap();
+        assert_eq!(config.store_options().acquire_timeout, Duration::from_millis(750));
+        assert_eq!(config.store_probe_interval_ms, 2000);
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_STORE_PROBE_INTERVAL_MS", "0")])).unwrap_err();
+        assert!(err.to_string().starts_with("store_probe_interval_ms: must be within"), "{err}");
     }
 
     #[test]

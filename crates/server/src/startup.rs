@@ -14,12 +14,14 @@ use orchestrator_application::ports::{
 };
 use orchestrator_application::{
     Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
+    StoreState,
 };
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_dryrun::CommandDryRunner;
 use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
@@ -66,19 +68,38 @@ impl Dependencies {
     }
 }
 
-/// Time allowed after the grace period for interrupted work to be recorded and answered.
-const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+/// The grpc.health service name that answers SERVING while the process runs, whatever the
+/// store's state: for liveness probes, which must not restart a server whose database is down
+/// (readiness uses `""`, which follows the store).
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// Once every deliberation has ended (and its end is stored), how long RPCs that waited for
+/// them have to be answered before connections a client keeps open are dropped.
+const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 
 /// A bound, ready-to-serve orchestrator.
-#[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     api: OrchestratorApi,
     jobs: Arc<Jobs>,
+    /// Closed at the end of shutdown, after the last write.
+    store: Arc<dyn DeliberationStore>,
+    /// Flushed at the end of shutdown, after the last event.
+    events: Option<Arc<dyn EventPublisher>>,
     authentication: Authentication,
     tls: Option<ServerTlsConfig>,
     config: Config,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("jobs", &self.jobs)
+            .field("events", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Application {
@@ -121,11 +142,9 @@ impl Application {
             Some(store) => (store, deps.councils),
             None => {
                 info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
-                let stores = orchestrator_infra_store::connect_stores(
-                    &config.database_url,
-                    &orchestrator_infra_store::StoreOptions::default(),
-                )
-                .await?;
+                let stores =
+                    orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
+                        .await?;
                 (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
             }
         };
@@ -134,8 +153,17 @@ impl Application {
         if !llm_configured {
             warn!("no LLM backend configured: Deliberate and Orchestrate will answer FAILED_PRECONDITION");
         }
-        let settings =
-            DeliberationSettings { default_timeout: config.default_timeout(), ..Default::default() };
+        let selection_profile = config
+            .selection_profile
+            .as_deref()
+            .map(ProfileName::new)
+            .transpose()
+            .map_err(|e| ServerError::config("selection_profile", e.to_string()))?;
+        let settings = DeliberationSettings {
+            default_timeout: config.default_timeout(),
+            selection_profile,
+            ..Default::default()
+        };
         let registry = councils.as_ref().map(|store| {
             Arc::new(Councils::new(
                 Arc::clone(store),
@@ -174,10 +202,12 @@ impl Application {
             resume_unfinished: config.resume_unfinished,
             node_id: config.node_id.clone(),
             lease: Duration::from_secs(config.lease_secs),
+            write_retry: Duration::from_secs(config.store_write_retry_secs),
+            probe_interval: Duration::from_millis(config.store_probe_interval_ms),
         };
-        let mut jobs = Jobs::new(deliberate, store, Arc::clone(&deps.clock), job_settings);
-        if let Some(events) = deps.events {
-            jobs = jobs.with_events(events);
+        let mut jobs = Jobs::new(deliberate, Arc::clone(&store), Arc::clone(&deps.clock), job_settings);
+        if let Some(events) = &deps.events {
+            jobs = jobs.with_events(Arc::clone(events));
         }
         let jobs = Arc::new(jobs);
         let recovery = jobs.recover().await?;
@@ -189,7 +219,10 @@ impl Application {
             );
         }
         let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&jobs)));
-        let status = Arc::new(GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured));
+        let status = Arc::new(
+            GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured)
+                .with_store_state(jobs.store_state()),
+        );
         let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
         if let Some(registry) = registry {
             api = api.with_councils(registry);
@@ -201,7 +234,7 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
-        Ok(Self { listener, local_addr, api, jobs, authentication, tls, config })
+        Ok(Self { listener, local_addr, api, jobs, store, events: deps.events, authentication, tls, config })
     }
 
     /// The address actually bound (useful with port 0).
@@ -209,8 +242,13 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops accepting, lets
-    /// running deliberations finish for up to the grace period and ends the rest INTERRUPTED.
+    /// Serves until `shutdown` resolves, then shuts down in order, logging each step:
+    /// 1. reports NOT_SERVING and stops accepting connections and new deliberations;
+    /// 2. lets running deliberations — submitted ones included — finish for the whole
+    ///    `shutdown_grace_secs`, then stops the rest: left resumable (leases released) or
+    ///    stored INTERRUPTED, per `resume_unfinished`;
+    /// 3. gives the RPCs that waited for them a moment to be answered;
+    /// 4. closes the store and flushes the events.
     ///
     /// # Errors
     /// Transport failures.
@@ -218,23 +256,39 @@ impl Application {
         let services = grpc_router(self.api).await?;
         let health = services.health.clone();
         let grace = self.config.shutdown_grace();
-        let jobs = Arc::clone(&self.jobs);
-        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            info!(grace_secs = grace.as_secs(), "shutdown requested; draining");
-            health.set_not_serving::<OrchestratorServiceServer<OrchestratorApi>>().await;
-            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-            let _ = signalled_tx.send(());
-            // Runs beside the server: waiting RPCs finish once their deliberations end.
-            tokio::spawn(async move {
-                jobs.shutdown(grace).await;
-                let _ = drained_tx.send(());
-            });
+        let requested = CancellationToken::new();
+        health.set_service_status(LIVENESS_SERVICE, tonic_health::ServingStatus::Serving).await;
+        // Health follows the store until shutdown begins; NOT_SERVING from then on.
+        tokio::spawn(follow_store_health(health.clone(), self.jobs.store_state(), requested.clone()));
+        let signal = {
+            let requested = requested.clone();
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = requested.cancelled() => {}
+                }
+                info!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown requested: reporting NOT_SERVING, refusing new work"
+                );
+                requested.cancel();
+                health.set_not_serving::<OrchestratorServiceServer<OrchestratorApi>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            }
         };
-        // Renews this node's leases and takes over work other nodes left; ends after shutdown.
+        // Stops every deliberation within the grace period once shutdown is requested.
+        let drained = {
+            let jobs = Arc::clone(&self.jobs);
+            let requested = requested.clone();
+            tokio::spawn(async move {
+                requested.cancelled().await;
+                jobs.shutdown(grace).await
+            })
+        };
+        // Renews this node's leases and takes over work other nodes left; probes the store.
+        // Both end once shutdown has finished.
         tokio::spawn(Arc::clone(&self.jobs).maintain());
+        tokio::spawn(Arc::clone(&self.jobs).probe_store());
         info!(addr = %self.local_addr, node_id = self.config.node_id, "orchestrator listening");
         // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
         let incoming = TcpIncoming::from(self.listener)
@@ -249,22 +303,72 @@ impl Application {
             .layer(AuthLayer::new(self.authentication, self.config.reflection_open))
             .add_routes(services.routes)
             .serve_with_incoming_shutdown(incoming, signal);
-        // Deliberations are interrupted at the grace period; connections a client keeps open
-        // past it (plus a margin for the interrupted RPCs to answer) do not hold the exit.
-        let give_up = async {
-            match signalled_rx.await {
-                Ok(()) => tokio::time::sleep(grace + DRAIN_MARGIN).await,
-                Err(_) => std::future::pending().await,
+        tokio::pin!(serve);
+        tokio::pin!(drained);
+        let mut served = None;
+        let report = tokio::select! {
+            result = &mut serve => {
+                // No connection left open (or the transport failed): the deliberations still
+                // get their grace period.
+                requested.cancel();
+                served = Some(result);
+                (&mut drained).await
             }
+            report = &mut drained => report,
         };
-        tokio::select! {
-            served = serve => served?,
-            () = give_up => warn!("connections still open after the grace period; exiting"),
+        match report {
+            Ok(report) => info!(?report, "shutdown: every deliberation has ended"),
+            Err(error) => warn!(%error, "shutdown: the drain task failed"),
         }
-        // Background (submitted) deliberations are not RPCs: wait for their drain too.
-        let _ = tokio::time::timeout(DRAIN_MARGIN, drained_rx).await;
+        let served = match served {
+            Some(served) => served,
+            None => match tokio::time::timeout(ANSWER_MARGIN, &mut serve).await {
+                Ok(served) => served,
+                Err(_) => {
+                    warn!("shutdown: connections still open after the answers were sent; closing them");
+                    Ok(())
+                }
+            },
+        };
+        self.store.close().await;
+        if let Some(events) = &self.events {
+            events.flush().await;
+            info!("shutdown: deliberation events flushed");
+        }
         info!("orchestrator stopped");
+        served?;
         Ok(())
+    }
+}
+
+/// Reports the store's health on the gRPC health service (the whole server and the
+/// orchestrator service) until shutdown begins.
+async fn follow_store_health(
+    health: tonic_health::server::HealthReporter,
+    mut store_state: tokio::sync::watch::Receiver<StoreState>,
+    requested: CancellationToken,
+) {
+    loop {
+        let state = store_state.borrow_and_update().clone();
+        if requested.is_cancelled() {
+            return;
+        }
+        let status = if state.is_serving() {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(
+                <OrchestratorServiceServer<OrchestratorApi> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+        tokio::select! {
+            changed = store_state.changed() => if changed.is_err() { return },
+            () = requested.cancelled() => return,
+        }
     }
 }
 

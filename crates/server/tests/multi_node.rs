@@ -12,28 +12,10 @@ use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::DeliberationStatus as Status;
 use sqlx::Connection;
 
-use support::{connect, finished, saved_a_phase, slow_model, start_server, wait_for};
+use support::{connect, finished, fresh_pg_schema, saved_a_phase, slow_model, start_server, wait_for};
 
 fn start_node(node: &str, database_url: &str, model_url: &str) -> (std::process::Child, u16) {
     start_server(database_url, model_url, &[("ORCHESTRATOR_NODE_ID", node), ("ORCHESTRATOR_LEASE_SECS", "3")])
-}
-
-/// A fresh schema on the test database, and the URL that puts every connection in it.
-async fn fresh_schema() -> Option<(String, String)> {
-    let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut connection = match sqlx::PgConnection::connect(&base).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL is required in CI: {error}");
-            eprintln!("skipping: no PostgreSQL at {base}");
-            return None;
-        }
-    };
-    let schema = format!("multinode_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut connection).await.unwrap();
-    let separator = if base.contains('?') { '&' } else { '?' };
-    Some((format!("{base}{separator}options=-c%20search_path%3D{schema}"), schema))
 }
 
 /// How many of the model's calls were for the deliberation `task_id`.
@@ -62,7 +44,7 @@ fn request(task_id: &str) -> pb::DeliberateRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_share_a_database_without_running_anything_twice() {
-    let Some((database_url, schema)) = fresh_schema().await else { return };
+    let Some((database_url, schema)) = fresh_pg_schema("multinode").await else { return };
     let model = slow_model(Duration::from_millis(300)).await;
 
     let (mut node_a, port_a) = start_node("node-a", &database_url, &model.uri());

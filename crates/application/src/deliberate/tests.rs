@@ -98,7 +98,11 @@ async fn deadline_ends_the_deliberation_and_names_the_phase() {
     let err = deliberate.execute(cmd, &NoProgress).await.unwrap_err();
 
     assert_eq!(started.elapsed(), Duration::from_secs(15));
-    assert_eq!(err.to_string(), "deliberation exceeded its 15s deadline while reviewing (round 1)");
+    assert_eq!(
+        err.to_string(),
+        "deliberation exceeded its 15s deadline while reviewing (round 1); the proposals finished by then are \
+         kept as partial results (GetDeliberationResult)"
+    );
     // The three reviews in flight at the deadline were abandoned, not awaited.
     assert_eq!(backend.abandoned.load(Ordering::SeqCst), 3);
 }

@@ -1,118 +1,162 @@
 //! A job's life: it waits for a slot, runs its deliberation under the deadline, and stores
-//! how it ended — once, even when a client cancel races its end.
+//! how it ended — once, even when a client cancel races its end, and only under this node's
+//! lease (see [`crate::ports::Fence`]).
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use orchestrator_domain::{Deliberation, DeliberationStatus, Role};
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::admission::Admission;
+use super::durable_writes::{NotWritten, PendingWrite, Write};
 use super::progress::Persisting;
 use super::submission::{CancelOnDrop, JobResult};
-use super::{Jobs, store_error};
+use super::{Jobs, RunHandle, store_error};
 use crate::error::ApplicationError;
-use crate::ports::{EventKind, ProgressObserver, StoreError};
+use crate::ports::{Fence, ProgressObserver, StoreError};
+
+/// Where a job stands when it ends: its identity, its claim, and when it started (if it did).
+struct Job<'a> {
+    task_id: &'a str,
+    role: Role,
+    fence: &'a Fence,
+    started_at_ms: Option<i64>,
+}
 
 impl Jobs {
-    /// Runs an admitted deliberation as a background task. `started_at_ms` is set when it
-    /// resumes one that was already IN_PROGRESS.
+    /// Registers `task_id` as run by this node before its row is created or claimed, so that
+    /// neither a lease renewal nor a takeover of this node's own work races its start.
+    pub(super) fn register(&self, task_id: &str) -> Arc<RunHandle> {
+        let handle = Arc::new(RunHandle::default());
+        self.runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(task_id.to_owned(), Arc::clone(&handle));
+        handle
+    }
+
+    pub(super) fn unregister(&self, task_id: &str) {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner).remove(task_id);
+    }
+
+    /// The task ids this node runs, or holds a write for: never claimed again while here.
+    pub(super) fn held_locally(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.runs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+        ids.extend(self.repair_ids());
+        ids
+    }
+
+    /// Runs an admitted deliberation as a background task under `fence`. `started_at_ms` is
+    /// set when it resumes one that was already IN_PROGRESS.
+    #[allow(clippy::too_many_arguments, reason = "one call site per entry point, each field distinct")]
     pub(super) fn spawn(
         self: &Arc<Self>,
         admission: Admission,
         task_id: String,
+        handle: Arc<RunHandle>,
+        fence: Fence,
         deliberation: Deliberation,
         observer: Option<Arc<dyn ProgressObserver>>,
         started_at_ms: Option<i64>,
     ) -> (oneshot::Receiver<JobResult>, CancelOnDrop) {
-        let token = CancellationToken::new();
-        self.cancels.lock().unwrap_or_else(PoisonError::into_inner).insert(task_id.clone(), token.clone());
+        handle.held_now();
         let (tx, rx) = oneshot::channel();
         let jobs = Arc::clone(self);
-        let job_token = token.clone();
+        let guard = CancelOnDrop::new(handle.cancel.clone());
         self.tasks.spawn(async move {
-            let result =
-                jobs.execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms).await;
-            jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&task_id);
+            let result = jobs
+                .execute(&task_id, deliberation, &handle, &fence, observer.as_deref(), started_at_ms)
+                .await;
+            jobs.unregister(&task_id);
             drop(admission);
             let _ = tx.send(result);
         });
-        (rx, CancelOnDrop::new(token))
+        (rx, guard)
     }
 
     async fn execute(
         &self,
         task_id: &str,
         deliberation: Deliberation,
-        cancel: &CancellationToken,
+        handle: &RunHandle,
+        fence: &Fence,
         observer: Option<&dyn ProgressObserver>,
         resumed_from_ms: Option<i64>,
     ) -> JobResult {
         let role = deliberation.council().role();
+        let mut job = Job { task_id, role, fence, started_at_ms: resumed_from_ms };
         let _slot = tokio::select! {
             slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
-            () = cancel.cancelled() => return self.end_cancelled(task_id, role).await,
-            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id, role).await,
+            () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,
+            () = self.shutdown.cancelled() => return self.end_at_shutdown(&job).await,
+            () = handle.lease_lost.cancelled() => return Err(self.lease_lost(task_id)),
         };
         let now = self.clock.now_ms();
         let started_at_ms = match resumed_from_ms {
             Some(started) => started,
-            None => match self.store.mark_started(task_id, now).await {
+            None => match self.store.mark_started(task_id, fence, now).await {
                 Ok(true) => now,
                 Ok(false) => return Err(ApplicationError::Cancelled { task_id: task_id.to_owned() }),
+                // The row stays PENDING and this node's: the lease renewal keeps it, and the
+                // takeover of this node's own unstarted work runs it once the store answers.
                 Err(error) => return Err(store_error(error)),
             },
         };
-        self.emit(task_id, role, EventKind::Started).await;
+        job.started_at_ms = Some(started_at_ms);
+        self.emit(task_id, role, crate::ports::EventKind::Started).await;
         // A resumed deliberation keeps its original deadline: time already spent counts.
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
         let spent = Duration::from_millis(u64::try_from(now - started_at_ms).unwrap_or(0));
         if spent >= timeout {
-            let error =
-                ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase().to_string() };
-            return self.end(task_id, role, DeliberationStatus::Timeout, error).await;
+            let error = ApplicationError::DeadlineExceeded {
+                timeout,
+                phase: deliberation.phase().to_string(),
+                partial: None,
+            };
+            return self.end(&job, DeliberationStatus::Timeout, error).await;
         }
         let deadline = deadline - spent;
         let _active = self
             .deliberate
             .tracker()
             .track_active(deliberation.council().role(), deliberation.council().len());
-        let persisting = Persisting { jobs: self, next: observer };
+        let persisting = Persisting { jobs: self, fence, lease_lost: &handle.lease_lost, next: observer };
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {
             result = run => result,
-            () = cancel.cancelled() => return self.end_cancelled(task_id, role).await,
-            () = self.shutdown.cancelled() => return self.end_at_shutdown(task_id, role).await,
+            () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,
+            () = self.shutdown.cancelled() => return self.end_at_shutdown(&job).await,
+            () = handle.lease_lost.cancelled() => return Err(self.lease_lost(task_id)),
         };
         match result {
             Ok(mut report) => {
                 let finished = self.clock.now_ms();
                 // Resumed work counts from its first start, not from the restart.
                 report.duration_ms =
-                    u64::try_from(finished - started_at_ms).unwrap_or(0).max(report.duration_ms);
-                let duration = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
-                match self.store.complete(task_id, &report.outcome, finished, duration).await {
-                    Ok(true) => {
-                        let completed = EventKind::Completed {
-                            winner_id: report.outcome.winner().agent.id.to_string(),
-                            results: report.outcome.results.len(),
-                            duration_ms: report.duration_ms,
-                        };
-                        self.emit(task_id, role, completed).await;
-                    }
+                    u64::try_from(finished - started_at_ms).unwrap_or(0).max(report.duration_ms).max(1);
+                let duration_ms = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
+                let write = Write::Complete {
+                    outcome: report.outcome.clone(),
+                    finished_at_ms: finished,
+                    duration_ms,
+                };
+                let pending = PendingWrite { fence: Some(fence.clone()), role, write };
+                match self.write_durably(task_id, pending).await {
+                    Ok(true) => Ok(report),
                     Ok(false) => {
-                        warn!(task_id, "deliberation finished after it was cancelled; result not stored")
+                        warn!(task_id, "deliberation finished after it was cancelled; result not stored");
+                        Err(ApplicationError::Cancelled { task_id: task_id.to_owned() })
                     }
-                    Err(error) => error!(task_id, %error, "could not store the completed deliberation"),
+                    Err(not_written) => Err(self.not_stored(task_id, not_written)),
                 }
-                Ok(report)
             }
             Err(error @ ApplicationError::DeadlineExceeded { .. }) => {
-                self.end(task_id, role, DeliberationStatus::Timeout, error).await
+                self.end(&job, DeliberationStatus::Timeout, error).await
             }
-            Err(error) => self.end(task_id, role, DeliberationStatus::Failed, error).await,
+            Err(error) => self.end(&job, DeliberationStatus::Failed, error).await,
         }
     }
 
@@ -120,55 +164,84 @@ impl Jobs {
         ApplicationError::ShuttingDown { resumable: self.settings.resume_unfinished }
     }
 
+    fn lease_lost(&self, task_id: &str) -> ApplicationError {
+        warn!(task_id, "lease lost: another node holds this deliberation; stopped the local run");
+        ApplicationError::LeaseLost { task_id: task_id.to_owned() }
+    }
+
+    /// What the caller hears when a write did not land.
+    fn not_stored(&self, task_id: &str, not_written: NotWritten) -> ApplicationError {
+        match not_written {
+            NotWritten::KeptForRepair(_) => ApplicationError::ResultNotStored { task_id: task_id.to_owned() },
+            NotWritten::Refused(StoreError::LeaseLost { .. }) => self.lease_lost(task_id),
+            NotWritten::Refused(error) => store_error(error),
+        }
+    }
+
     /// At shutdown a deliberation is left as saved, to resume at the next start, or ends
     /// INTERRUPTED when resuming is off.
-    async fn end_at_shutdown(&self, task_id: &str, role: Role) -> JobResult {
+    async fn end_at_shutdown(&self, job: &Job<'_>) -> JobResult {
         if self.settings.resume_unfinished {
-            info!(task_id, "deliberation left to resume after restart");
+            info!(task_id = job.task_id, "deliberation left to resume after restart");
+            self.shutdown_counts.left_resumable();
             Err(self.stopping())
         } else {
-            self.end(task_id, role, DeliberationStatus::Interrupted, self.stopping()).await
+            let ended = self.end(job, DeliberationStatus::Interrupted, self.stopping()).await;
+            self.shutdown_counts.interrupted();
+            ended
         }
     }
 
-    async fn end_cancelled(&self, task_id: &str, role: Role) -> JobResult {
-        self.end(
-            task_id,
-            role,
-            DeliberationStatus::Cancelled,
-            ApplicationError::Cancelled { task_id: task_id.to_owned() },
-        )
-        .await
+    async fn end_cancelled(&self, job: &Job<'_>) -> JobResult {
+        let cancelled = ApplicationError::Cancelled { task_id: job.task_id.to_owned() };
+        self.end(job, DeliberationStatus::Cancelled, cancelled).await
     }
 
-    /// Ends a job with `error`: stored and announced unless another end came first.
-    async fn end(
-        &self,
-        task_id: &str,
-        role: Role,
-        status: DeliberationStatus,
-        error: ApplicationError,
-    ) -> JobResult {
-        if let Err(store) = self.record_end(task_id, role, status, &error.to_string()).await {
-            error!(task_id, error = %store, "could not store the end of a deliberation");
+    /// Ends a job with `error`: stored (retried, or kept for repair) and announced unless
+    /// another end came first. A TIMEOUT keeps the partial results the error carries.
+    async fn end(&self, job: &Job<'_>, status: DeliberationStatus, error: ApplicationError) -> JobResult {
+        let finished_at_ms = self.clock.now_ms();
+        let partial = match &error {
+            ApplicationError::DeadlineExceeded { partial, .. } => partial.as_deref().cloned(),
+            _ => None,
+        };
+        let write = Write::End {
+            status,
+            message: error.to_string(),
+            finished_at_ms,
+            duration_ms: job.started_at_ms.map(|started| (finished_at_ms - started).max(1)),
+            partial,
+        };
+        let pending = PendingWrite { fence: Some(job.fence.clone()), role: job.role, write };
+        match self.write_durably(job.task_id, pending).await {
+            Ok(_) => Err(error),
+            Err(NotWritten::Refused(StoreError::LeaseLost { .. })) => Err(self.lease_lost(job.task_id)),
+            Err(_) => Err(error),
         }
-        Err(error)
     }
 
     /// Stores an unsuccessful end and announces it — only if it applied, so an end that came
     /// first (a client cancel racing a failure, say) is announced once. Returns whether it did.
+    /// `fence`: `None` for a client's cancel, which any node may store.
     pub(super) async fn record_end(
         &self,
         task_id: &str,
         role: Role,
+        fence: Option<&Fence>,
         status: DeliberationStatus,
         message: &str,
     ) -> std::result::Result<bool, StoreError> {
-        let applied = self.store.finish_unsuccessfully(task_id, status, message, self.clock.now_ms()).await?;
-        if applied {
-            let ended = EventKind::Ended { status: status.to_string(), error: message.to_owned() };
-            self.emit(task_id, role, ended).await;
+        let write = Write::End {
+            status,
+            message: message.to_owned(),
+            finished_at_ms: self.clock.now_ms(),
+            duration_ms: None,
+            partial: None::<DeliberationOutcome>,
+        };
+        let pending = PendingWrite { fence: fence.cloned(), role, write };
+        match self.write_durably(task_id, pending).await {
+            Ok(applied) => Ok(applied),
+            Err(NotWritten::KeptForRepair(error) | NotWritten::Refused(error)) => Err(error),
         }
-        Ok(applied)
     }
 }

@@ -14,12 +14,18 @@
 //! * [`execution`] — a job's life from its slot to its stored end;
 //! * [`progress`] — saving and announcing every phase;
 //! * [`recovery`] — resuming what a stopped process left;
-//! * [`leases`] — keeping this node's claims alive and taking over other nodes' work;
+//! * [`leases`] — keeping this node's claims alive, stopping what it lost, taking over other
+//!   nodes' work;
+//! * [`durable_writes`] — retrying the writes that end or save a deliberation, and keeping
+//!   those that could not land for repair;
+//! * [`health`] — probing the store, so health reports what storage can do;
 //! * [`queries`] — get, list and cancel;
 //! * [`shutdown`] — stopping within the grace period.
 
 mod admission;
+mod durable_writes;
 mod execution;
+mod health;
 mod leases;
 mod progress;
 mod queries;
@@ -41,7 +47,9 @@ use crate::deliberate::Deliberate;
 use crate::error::ApplicationError;
 use crate::ports::{Clock, DeliberationEvent, DeliberationStore, EventKind, EventPublisher, StoreError};
 
+pub use health::StoreState;
 pub use recovery::Recovery;
+pub use shutdown::ShutdownReport;
 pub use submission::{CancelOnDrop, JobResult, Submission};
 
 /// Limits on work in flight.
@@ -60,6 +68,11 @@ pub struct JobSettings {
     /// How long this node's claim on its unfinished deliberations holds without renewal;
     /// another node takes them over once it runs out.
     pub lease: Duration,
+    /// How long a write that ends or saves a deliberation is retried (with back-off) while the
+    /// store is unavailable, before it is kept for repair and the caller told UNAVAILABLE.
+    pub write_retry: Duration,
+    /// How often the store is probed for health (and pending repairs retried).
+    pub probe_interval: Duration,
 }
 
 impl Default for JobSettings {
@@ -70,6 +83,8 @@ impl Default for JobSettings {
             resume_unfinished: true,
             node_id: "orchestrator".to_owned(),
             lease: Duration::from_secs(30),
+            write_retry: Duration::from_secs(30),
+            probe_interval: Duration::from_secs(2),
         }
     }
 }
@@ -84,8 +99,19 @@ pub struct Jobs {
     slots: Arc<Semaphore>,
     /// Deliberations admitted and not yet ended (running or waiting for a slot).
     admitted: Arc<AtomicUsize>,
-    cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// The deliberations this node runs (or is about to), by task id.
+    runs: Mutex<HashMap<String, Arc<RunHandle>>>,
+    /// Writes that could not land within `write_retry`, by task id: retried by the store probe
+    /// until they do (see [`durable_writes`]).
+    repairs: Mutex<HashMap<String, durable_writes::PendingWrite>>,
+    /// What the store probe last saw.
+    store_state: tokio::sync::watch::Sender<StoreState>,
+    /// Set when shutdown begins: new submissions are refused.
+    draining: CancellationToken,
+    /// Set when the grace period ends: running deliberations stop.
     shutdown: CancellationToken,
+    /// How running deliberations ended at shutdown (see [`ShutdownReport`]).
+    shutdown_counts: shutdown::Counts,
     /// Ends [`Jobs::maintain`] once shutdown has finished.
     stopped: CancellationToken,
     tasks: TaskTracker,
@@ -120,8 +146,12 @@ impl Jobs {
             slots: Arc::new(Semaphore::new(settings.max_running)),
             settings,
             admitted: Arc::new(AtomicUsize::new(0)),
-            cancels: Mutex::new(HashMap::new()),
+            runs: Mutex::new(HashMap::new()),
+            repairs: Mutex::new(HashMap::new()),
+            store_state: tokio::sync::watch::Sender::new(StoreState::Serving),
+            draining: CancellationToken::new(),
             shutdown: CancellationToken::new(),
+            shutdown_counts: shutdown::Counts::default(),
             stopped: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }
@@ -147,6 +177,23 @@ impl Jobs {
     }
 }
 
+/// One deliberation this node runs: how to cancel it for a client, and how to stop it when
+/// its lease was lost (without writing anything: another node holds it now).
+#[derive(Debug, Default)]
+pub(crate) struct RunHandle {
+    cancel: CancellationToken,
+    lease_lost: CancellationToken,
+    /// When the row was known to be held by this node (created or claimed); a lease renewal
+    /// that began earlier may not have seen it.
+    held_since: std::sync::OnceLock<tokio::time::Instant>,
+}
+
+impl RunHandle {
+    fn held_now(&self) {
+        let _ = self.held_since.set(tokio::time::Instant::now());
+    }
+}
+
 /// A storage failure as the use cases report it: a bad cursor and an unknown id are the
 /// client's; everything else is the database's.
 fn store_error(error: StoreError) -> ApplicationError {
@@ -156,6 +203,7 @@ fn store_error(error: StoreError) -> ApplicationError {
             reason: "invalid page token".into(),
         },
         StoreError::NotFound { task_id } => ApplicationError::NotFound { task_id },
+        StoreError::LeaseLost { task_id } => ApplicationError::LeaseLost { task_id },
         source => ApplicationError::Store { source },
     }
 }

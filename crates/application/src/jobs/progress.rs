@@ -2,25 +2,39 @@
 
 use async_trait::async_trait;
 use orchestrator_domain::Deliberation;
-use tracing::warn;
+use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
-use crate::ports::{EventKind, ProgressObserver};
+use super::durable_writes::{NotWritten, PendingWrite, Write};
+use crate::ports::{EventKind, Fence, ProgressObserver, StoreError};
 
-/// Saves each phase, announces it, then passes it on to the caller's observer.
+/// Saves each phase under the job's fence (retried while the store is unavailable), announces
+/// it, then passes it on to the caller's observer. A save refused because another node holds
+/// the deliberation stops the local run through `lease_lost`.
 pub(super) struct Persisting<'a> {
     pub(super) jobs: &'a Jobs,
+    pub(super) fence: &'a Fence,
+    pub(super) lease_lost: &'a CancellationToken,
     pub(super) next: Option<&'a (dyn ProgressObserver + 'a)>,
 }
 
 #[async_trait]
 impl ProgressObserver for Persisting<'_> {
     async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
-        if let Err(error) = self.jobs.store.save_progress(task_id, deliberation).await {
-            warn!(task_id, %error, "could not save deliberation progress");
+        let role = deliberation.council().role();
+        let pending = PendingWrite {
+            fence: Some(self.fence.clone()),
+            role,
+            write: Write::Progress(Box::new(deliberation.clone())),
+        };
+        if let Err(NotWritten::Refused(StoreError::LeaseLost { .. })) =
+            self.jobs.write_durably(task_id, pending).await
+        {
+            self.lease_lost.cancel();
+            return;
         }
         let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
-        self.jobs.emit(task_id, deliberation.council().role(), phase).await;
+        self.jobs.emit(task_id, role, phase).await;
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;
         }

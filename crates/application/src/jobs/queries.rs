@@ -8,7 +8,7 @@ use tracing::info;
 use super::{Jobs, store_error};
 use crate::caller::Caller;
 use crate::error::{ApplicationError, Result};
-use crate::ports::{DeliberationRecord, ListQuery, Page};
+use crate::ports::{DeliberationRecord, ListQuery, Page, StoredSelection};
 
 impl Jobs {
     /// Reads a stored deliberation of the caller's (any, for an admin).
@@ -51,11 +51,17 @@ impl Jobs {
             )));
         }
         let changed = self
-            .record_end(task_id, record.request.role, DeliberationStatus::Cancelled, "cancelled by a client")
+            .record_end(
+                task_id,
+                record.request.role,
+                None,
+                DeliberationStatus::Cancelled,
+                "cancelled by a client",
+            )
             .await
             .map_err(store_error)?;
-        if let Some(token) = self.cancels.lock().unwrap_or_else(PoisonError::into_inner).get(task_id) {
-            token.cancel();
+        if let Some(run) = self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(task_id) {
+            run.cancel.cancel();
         }
         if changed {
             info!(task_id, "deliberation cancelled");
@@ -63,5 +69,14 @@ impl Jobs {
         } else {
             Ok(self.get(caller, task_id).await?.status)
         }
+    }
+
+    /// Stores how Orchestrate chose the winner of a completed deliberation; `false` when a
+    /// choice was stored already (the first one stays).
+    ///
+    /// # Errors
+    /// `Store` on database failures.
+    pub async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool> {
+        self.store.save_selection(task_id, selection).await.map_err(store_error)
     }
 }

@@ -9,7 +9,7 @@ use super::{Jobs, store_error};
 use crate::councils::Overrides;
 use crate::deliberate::DeliberateCommand;
 use crate::error::{ApplicationError, Result};
-use crate::ports::DeliberationRecord;
+use crate::ports::{DeliberationRecord, Fence};
 
 /// What [`Jobs::recover`] did with the deliberations a stopped process left unfinished.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,13 +37,20 @@ impl Jobs {
     /// this node held before a restart — and resumes it (or ends it INTERRUPTED).
     pub(super) async fn take_over(self: &Arc<Self>, include_own: bool) -> Result<Recovery> {
         let now = self.clock.now_ms();
-        let claimed =
-            self.store.claim_unfinished(&self.lease(now), now, include_own).await.map_err(store_error)?;
+        let running = self.held_locally();
+        let claimed = self
+            .store
+            .claim_unfinished(&self.lease(now), now, include_own, &running)
+            .await
+            .map_err(store_error)?;
         let mut recovery = Recovery::default();
         for record in claimed {
             let task_id = record.request.task_id.clone();
+            let fence = Fence { owner: self.settings.node_id.clone(), epoch: record.lease_epoch };
             let restored = if !self.settings.resume_unfinished {
                 Err(None)
+            } else if let Some(reason) = &record.unreadable_progress {
+                Err(Some(format!("its saved progress cannot be restored ({reason})")))
             } else if !self.deliberate.backend_configured() {
                 Err(Some("no LLM backend is configured".to_owned()))
             } else {
@@ -59,8 +66,10 @@ impl Jobs {
                         DeliberationStatus::InProgress => record.started_at_ms.or(Some(now)),
                         _ => None,
                     };
-                    info!(task_id, phase = %deliberation.phase(), "resuming deliberation");
-                    let (_result, guard) = self.spawn(admission, task_id, deliberation, None, started_at_ms);
+                    info!(task_id, phase = %deliberation.phase(), epoch = fence.epoch, "resuming deliberation");
+                    let handle = self.register(&task_id);
+                    let (_result, guard) =
+                        self.spawn(admission, task_id, handle, fence, deliberation, None, started_at_ms);
                     guard.disarm();
                     recovery.resumed += 1;
                 }
@@ -73,7 +82,13 @@ impl Jobs {
                         }
                     };
                     let interrupted = self
-                        .record_end(&task_id, record.request.role, DeliberationStatus::Interrupted, &message)
+                        .record_end(
+                            &task_id,
+                            record.request.role,
+                            Some(&fence),
+                            DeliberationStatus::Interrupted,
+                            &message,
+                        )
                         .await
                         .map_err(store_error)?;
                     if interrupted {

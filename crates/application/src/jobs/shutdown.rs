@@ -1,29 +1,109 @@
-//! Stopping: no new work, the grace period for running work, then the rest left resumable
-//! (or INTERRUPTED).
+//! Stopping: no new work, the whole grace period for running work, then the rest left
+//! resumable (its lease released so another node may take it at once) or ended INTERRUPTED,
+//! and the writes kept for repair tried a last time — every step logged.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::Jobs;
 
+/// How running deliberations ended at shutdown.
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    resumable: AtomicU64,
+    interrupted: AtomicU64,
+}
+
+impl Counts {
+    pub(super) fn left_resumable(&self) {
+        self.resumable.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn interrupted(&self) {
+        self.interrupted.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What [`Jobs::shutdown`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether every deliberation finished within the grace period.
+    pub drained: bool,
+    /// Deliberations stopped at the end of the grace period and left to resume.
+    pub left_resumable: u64,
+    /// Deliberations stopped at the end of the grace period and stored INTERRUPTED.
+    pub interrupted: u64,
+    /// Writes that still could not reach the store (their rows resume at the next start).
+    pub unrepaired: usize,
+}
+
 impl Jobs {
     /// Stops taking work, lets running deliberations finish for up to `grace`, then stops the
-    /// rest: left as saved to resume at the next start, or INTERRUPTED when resuming is off.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// rest: left as saved to resume at the next start (leases released), or INTERRUPTED when
+    /// resuming is off. Returns once every deliberation task has ended and its end is stored.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.draining.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+        let running = self.admitted.load(Ordering::SeqCst);
+        info!(
+            running,
+            grace_secs = grace.as_secs(),
+            "shutdown: refusing new deliberations; waiting for running ones"
+        );
+        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        if drained {
+            info!("shutdown: every deliberation finished within the grace period");
+        } else {
+            let left = self.admitted.load(Ordering::SeqCst);
             if self.settings.resume_unfinished {
                 warn!(
+                    left,
                     grace_secs = grace.as_secs(),
-                    "stopping deliberations still running; they resume at the next start"
+                    "shutdown: grace period over; stopping deliberations to resume at the next start"
                 );
             } else {
-                warn!(grace_secs = grace.as_secs(), "interrupting deliberations still running");
+                warn!(
+                    left,
+                    grace_secs = grace.as_secs(),
+                    "shutdown: grace period over; interrupting deliberations"
+                );
             }
             self.shutdown.cancel();
             self.tasks.wait().await;
         }
+        let unrepaired = self.repair().await;
+        if unrepaired > 0 {
+            warn!(
+                unrepaired,
+                "shutdown: writes still not stored; their deliberations resume at the next start"
+            );
+        }
+        if self.settings.resume_unfinished {
+            self.release_leases().await;
+        }
+        let report = ShutdownReport {
+            drained,
+            left_resumable: self.shutdown_counts.resumable.load(Ordering::SeqCst),
+            interrupted: self.shutdown_counts.interrupted.load(Ordering::SeqCst),
+            unrepaired,
+        };
+        info!(?report, "shutdown: deliberations stopped");
         self.stopped.cancel();
+        report
+    }
+
+    /// Waits until every deliberation task has ended (tests synchronise on this event).
+    #[cfg(test)]
+    pub(super) async fn until_idle(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.tasks.reopen();
+    }
+
+    /// Whether shutdown has begun (new deliberations are refused).
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
     }
 }

@@ -1,7 +1,7 @@
 //! The entry points: [`Jobs::submit`] starts a deliberation in the background, [`Jobs::run`]
 //! starts one and waits for it. Both store it PENDING first, so it is never lost.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use orchestrator_domain::DeliberationStatus;
 use tokio::sync::oneshot;
@@ -12,7 +12,7 @@ use super::{Jobs, store_error};
 use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
 use crate::error::{ApplicationError, Result};
-use crate::ports::{EventKind, NewDeliberation, ProgressObserver};
+use crate::ports::{EventKind, Fence, NewDeliberation, ProgressObserver};
 
 /// What a submission did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,12 +161,30 @@ impl Jobs {
         }
         .with_seats(&deliberation);
 
+        if self.is_draining() {
+            return Err(self.stopping());
+        }
         if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
             return existing_submission(caller, &new, existing.request, existing.status);
         }
         let admission = self.admit()?;
-        let created = self.store.create(&new, &self.lease(new.created_at_ms)).await.map_err(store_error)?;
+        if self.runs.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&task_id) {
+            // The same id is being submitted at this moment; the store decides which one wins.
+            return Err(ApplicationError::AlreadyExists {
+                task_id,
+                detail: "is being submitted right now; retry to read its status".to_owned(),
+            });
+        }
+        let handle = self.register(&task_id);
+        let created = match self.store.create(&new, &self.lease(new.created_at_ms)).await {
+            Ok(created) => created,
+            Err(error) => {
+                self.unregister(&task_id);
+                return Err(store_error(error));
+            }
+        };
         if !created {
+            self.unregister(&task_id);
             // Another submission of the same id won the race.
             let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? else {
                 return Err(ApplicationError::Internal(format!(
@@ -177,7 +195,9 @@ impl Jobs {
         }
 
         self.emit(&task_id, new.role, EventKind::Submitted).await;
-        let (result, guard) = self.spawn(admission, task_id.clone(), deliberation, observer, None);
+        let fence = Fence::created_by(self.settings.node_id.clone());
+        let (result, guard) =
+            self.spawn(admission, task_id.clone(), handle, fence, deliberation, observer, None);
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
         Ok(Started::New { submission, result, guard })

@@ -54,11 +54,16 @@ fn command(task_id: &str, timeout_seconds: i64) -> DeliberateCommand {
     }
 }
 
-async fn settle() {
-    // Lets spawned jobs run on the paused clock until they block on time or finish.
-    for _ in 0..20 {
-        tokio::task::yield_now().await;
+/// Waits on the paused clock until `done` holds: the condition is checked after every
+/// millisecond of (auto-advanced) time, for at most a paused hour.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..3_600_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    panic!("never happened: {what}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,10 +77,8 @@ async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
         Submission { task_id: "job-1".into(), status: DeliberationStatus::Pending, created: true }
     );
 
-    tokio::time::sleep(STEP / 2).await;
-    assert_eq!(store.status("job-1"), DeliberationStatus::InProgress);
-    tokio::time::sleep(3 * STEP).await;
-    settle().await;
+    until("job-1 starts", || store.status("job-1") == DeliberationStatus::InProgress).await;
+    jobs.until_idle().await;
 
     let record = jobs.get(&anon(), "job-1").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Completed);
@@ -94,8 +97,7 @@ async fn the_same_task_id_never_starts_a_second_deliberation() {
     assert!(jobs.submit(&anon(), command("same", 0)).await.unwrap().created);
     let again = jobs.submit(&anon(), command("same", 0)).await.unwrap();
     assert!(!again.created);
-    tokio::time::sleep(10 * STEP).await;
-    settle().await;
+    jobs.until_idle().await;
     assert_eq!(backend.started.load(Ordering::SeqCst), 6, "one deliberation of 2 agents × 3 phases");
     let replay = jobs.run(&anon(), command("same", 0), None).await.unwrap();
     assert_eq!(replay.task_id, "same");
@@ -123,11 +125,9 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
     let err = jobs.submit(&anon(), command("c", 0)).await.unwrap_err();
     assert!(matches!(err, ApplicationError::ResourceExhausted(_)), "{err:?}");
     assert!(store.get("c").await.unwrap().is_none());
-    settle().await;
-    assert_eq!(store.status("a"), DeliberationStatus::InProgress);
+    until("a starts", || store.status("a") == DeliberationStatus::InProgress).await;
     assert_eq!(store.status("b"), DeliberationStatus::Pending, "waits for the only slot");
-    tokio::time::sleep(10 * STEP).await;
-    settle().await;
+    jobs.until_idle().await;
     assert_eq!(store.status("b"), DeliberationStatus::Completed);
     assert!(jobs.submit(&anon(), command("c", 0)).await.unwrap().created, "capacity is given back");
 }
@@ -143,12 +143,11 @@ async fn cancel_stops_queued_and_running_deliberations() {
     );
     jobs.submit(&anon(), command("running", 0)).await.unwrap();
     jobs.submit(&anon(), command("queued", 0)).await.unwrap();
-    settle().await;
+    until("running starts", || store.status("running") == DeliberationStatus::InProgress).await;
 
     assert_eq!(jobs.cancel(&anon(), "queued").await.unwrap(), DeliberationStatus::Cancelled);
     assert_eq!(jobs.cancel(&anon(), "running").await.unwrap(), DeliberationStatus::Cancelled);
-    tokio::time::sleep(10 * STEP).await;
-    settle().await;
+    jobs.until_idle().await;
 
     assert_eq!(store.status("queued"), DeliberationStatus::Cancelled);
     assert_eq!(store.status("running"), DeliberationStatus::Cancelled);
@@ -183,13 +182,19 @@ async fn a_waiting_caller_that_goes_away_cancels_its_deliberation() {
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     let waited = tokio::time::timeout(STEP / 2, jobs.run(&anon(), command("impatient", 0), None)).await;
     assert!(waited.is_err());
-    settle().await;
-    assert_eq!(store.status("impatient"), DeliberationStatus::Cancelled);
+    until("the dropped caller's deliberation is cancelled", || {
+        store.status("impatient") == DeliberationStatus::Cancelled
+    })
+    .await;
 }
 
 /// The lease of a process that died long ago.
 fn dead_lease() -> crate::ports::Lease {
     crate::ports::Lease { owner: "previous-node".into(), until_ms: 0 }
+}
+
+fn previous_fence() -> crate::ports::Fence {
+    crate::ports::Fence::created_by("previous-node")
 }
 
 fn no_resume() -> JobSettings {
@@ -227,7 +232,8 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
         tokio::spawn(async move { jobs.run(&anon(), command("waiting", 0), None).await })
     };
     // Proposals (one step) are in and saved; the reviews are under way.
-    tokio::time::sleep(STEP + STEP / 2).await;
+    let reviewing = |task_id| store.saved_phase(task_id).is_some_and(|p| p.action() == "review");
+    until("both saved their proposals", || reviewing("queued") && reviewing("waiting")).await;
     jobs.shutdown(Duration::ZERO).await;
     let err = waiting.await.unwrap().unwrap_err();
     assert!(matches!(err, ApplicationError::ShuttingDown { resumable: true }), "{err:?}");
@@ -237,8 +243,7 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
     let second = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&second), Arc::clone(&store), JobSettings::default());
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 2, interrupted: 0 });
-    tokio::time::sleep(10 * STEP).await;
-    settle().await;
+    jobs.until_idle().await;
     for task_id in ["queued", "waiting"] {
         let record = jobs.get(&anon(), task_id).await.unwrap();
         assert_eq!(record.status, DeliberationStatus::Completed, "{task_id}");
@@ -270,7 +275,7 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
     store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
-    store.mark_started("orphan", 2).await.unwrap();
+    store.mark_started("orphan", &previous_fence(), 2).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
     let record = jobs.get(&anon(), "orphan").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
@@ -283,7 +288,7 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
     store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
-    store.mark_started("orphan", 2).await.unwrap();
+    store.mark_started("orphan", &previous_fence(), 2).await.unwrap();
     store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }, &dead_lease()).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
     jobs.shutdown(Duration::from_secs(5)).await;
@@ -291,6 +296,26 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let corrupt = jobs.get(&anon(), "corrupt").await.unwrap();
     assert_eq!(corrupt.status, DeliberationStatus::Interrupted);
     assert!(corrupt.error.unwrap().ends_with("not resumed: rounds: must be within 0..=5, got 9"));
+}
+
+#[tokio::test]
+async fn progress_that_cannot_be_restored_ends_interrupted_with_the_reason_not_a_panic() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs =
+        jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
+    store.create(&orphan("future"), &dead_lease()).await.unwrap();
+    store.mark_started("future", &previous_fence(), 2).await.unwrap();
+    store.spoil_progress("future", "saved progress has unknown snapshot version 7");
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
+    let record = jobs.get(&anon(), "future").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Interrupted);
+    assert_eq!(
+        record.error.as_deref(),
+        Some(
+            "the server stopped before this deliberation finished; not resumed: its saved progress cannot be \
+             restored (saved progress has unknown snapshot version 7)"
+        )
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,7 +327,7 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
         .create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }, &dead_lease())
         .await
         .unwrap();
-    store.mark_started("late", 0).await.unwrap();
+    store.mark_started("late", &previous_fence(), 0).await.unwrap();
     jobs.recover().await.unwrap();
     jobs.shutdown(Duration::from_secs(60)).await;
     let record = jobs.get(&anon(), "late").await.unwrap();
@@ -358,10 +383,9 @@ async fn every_step_of_a_deliberation_is_announced_once() {
     );
 
     jobs.submit(&anon(), command("dropped", 0)).await.unwrap();
-    settle().await;
+    until("dropped starts", || store.status("dropped") == DeliberationStatus::InProgress).await;
     jobs.cancel(&anon(), "dropped").await.unwrap();
-    tokio::time::sleep(5 * STEP).await;
-    settle().await;
+    jobs.until_idle().await;
     assert_eq!(
         recorder.names("dropped"),
         ["submitted", "started", "ended:CANCELLED"],
@@ -404,23 +428,188 @@ async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
     store.create(&command_record("theirs"), &theirs).await.unwrap();
 
     assert_eq!(jobs.recover().await.unwrap(), Recovery::default(), "node-a's lease still holds");
-    let maintenance = tokio::spawn(Arc::clone(&jobs).maintain());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    settle().await;
+    let held = tokio::time::Instant::now() + Duration::from_secs(3);
+    let held = jobs.maintain_once(held).await;
+    jobs.until_idle().await;
     assert_eq!(store.status("theirs"), DeliberationStatus::Pending, "still node-a's");
     assert_eq!(backend.started.load(Ordering::SeqCst), 0);
 
     clock.0.store(5_000, Ordering::SeqCst); // node-a stopped renewing
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for _ in 0..10 {
-        settle().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    jobs.maintain_once(held).await;
+    jobs.until_idle().await;
     assert_eq!(store.status("theirs"), DeliberationStatus::Completed, "taken over by node-b");
+    assert_eq!(store.owner("theirs"), "node-b");
     jobs.shutdown(Duration::from_secs(1)).await;
-    maintenance.await.unwrap();
 }
 
 fn command_record(task_id: &str) -> NewDeliberation {
     NewDeliberation { task: command(task_id, 0).task, role: Role::Data, num_agents: 2, ..orphan(task_id) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_the_store_cannot_take_is_never_answered_ok_and_is_stored_once_it_returns() {
+    let store = Arc::new(InMemoryStore::default());
+    let settings = JobSettings { write_retry: 5 * STEP, ..JobSettings::default() };
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), settings);
+    let waiting = {
+        let jobs = Arc::clone(&jobs);
+        tokio::spawn(async move { jobs.run(&anon(), command("unstored", 0), None).await })
+    };
+    until("proposals saved", || store.saved_phase("unstored").is_some()).await;
+    store.down.store(true, Ordering::SeqCst);
+    let probed = jobs.probe_store_once().await;
+    assert!(
+        matches!(&probed, StoreState::Unreachable { cause } if cause.contains("the store is down")),
+        "{probed:?}"
+    );
+    assert_eq!(*jobs.store_state().borrow(), probed, "health follows the probe");
+
+    // The deliberation finishes while the store is down: its result is retried, then kept.
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, ApplicationError::ResultNotStored { task_id } if task_id == "unstored"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("unstored"));
+    assert_eq!(store.status("unstored"), DeliberationStatus::InProgress, "never told OK, never stored");
+
+    // The store returns: the next probe reports it and stores the kept result.
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(jobs.probe_store_once().await, StoreState::Serving);
+    assert!(jobs.store_state().borrow().is_serving());
+    let record = jobs.get(&anon(), "unstored").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Completed);
+    assert!(record.duration_ms.is_some_and(|ms| ms > 0));
+    assert!(jobs.repair_ids().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_lost_its_lease_stops_and_only_the_new_holder_stores_a_result() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let node = |name: &str| {
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().return_const("unused".to_owned());
+        let backend = Arc::new(SleepingBackend::new(STEP));
+        let deliberate = Arc::new(Deliberate::new(
+            Some(backend.clone()),
+            None,
+            clock.clone(),
+            Arc::new(ids),
+            Arc::new(Counters::new(0)),
+            DeliberationSettings::default(),
+        ));
+        let settings =
+            JobSettings { node_id: name.into(), lease: Duration::from_secs(3), ..JobSettings::default() };
+        (Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings)), backend)
+    };
+    let (node_a, _) = node("node-a");
+    let (node_b, backend_b) = node("node-b");
+    let running_on_a = {
+        let node_a = Arc::clone(&node_a);
+        tokio::spawn(async move { node_a.run(&anon(), command("contested", 0), None).await })
+    };
+    until("node-a runs it", || store.status_if_any("contested") == Some(DeliberationStatus::InProgress))
+        .await;
+
+    // node-a pauses past its lease (its clock reading is the shared one): node-b takes over.
+    clock.0.store(10_000, Ordering::SeqCst);
+    node_b.maintain_once(tokio::time::Instant::now()).await;
+    assert_eq!(store.owner("contested"), "node-b");
+
+    // node-a's next write is refused; it stops its run at once and answers UNAVAILABLE-worthy.
+    let err = running_on_a.await.unwrap().unwrap_err();
+    assert!(matches!(&err, ApplicationError::LeaseLost { task_id } if task_id == "contested"), "{err:?}");
+    node_b.until_idle().await;
+    let record = node_b.get(&anon(), "contested").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Completed, "exactly one result: node-b's");
+    assert_eq!(backend_b.started.load(Ordering::SeqCst), 6, "node-b ran it from the start");
+
+    // A node never claims what it runs itself.
+    node_b.submit(&anon(), command("own", 0)).await.unwrap();
+    clock.0.store(100_000, Ordering::SeqCst);
+    node_b.maintain_once(tokio::time::Instant::now()).await;
+    node_b.until_idle().await;
+    assert_eq!(store.get("own").await.unwrap().unwrap().lease_epoch, 0, "never re-claimed while running");
+    assert_eq!(store.status("own"), DeliberationStatus::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deliberation_out_of_time_keeps_its_finished_proposals_ranked_as_partial() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    // Proposals take one step, reviews another: a 2 s deadline falls during the reviews... of
+    // round one; the proposals are in.
+    let err = jobs.run(&anon(), command("late", 2), None).await.unwrap_err();
+    let ApplicationError::DeadlineExceeded { partial: Some(partial), .. } = &err else { panic!("{err:?}") };
+    assert_eq!(partial.results.len(), 2);
+    let record = jobs.get(&anon(), "late").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Timeout);
+    let kept = record.outcome.expect("partial results are stored");
+    assert_eq!(kept.results.len(), 2);
+    assert_eq!(kept.results.iter().map(|r| r.rank).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(record.winner_id.as_deref(), Some(kept.results[0].agent.id.as_str()));
+    assert!(record.duration_ms.is_some_and(|ms| ms > 0), "a real duration");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_refuses_new_work_and_reports_what_it_stopped() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), no_resume());
+    jobs.submit(&anon(), command("long", 600)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let shutdown = {
+        let jobs = Arc::clone(&jobs);
+        tokio::spawn(async move { jobs.shutdown(2 * STEP).await })
+    };
+    until("draining", || jobs.is_draining()).await;
+    let refused = jobs.submit(&anon(), command("late", 0)).await.unwrap_err();
+    assert!(matches!(refused, ApplicationError::ShuttingDown { .. }), "{refused:?}");
+    let report = shutdown.await.unwrap();
+    assert!(started.elapsed() >= 2 * STEP, "the whole grace period was given");
+    assert_eq!(report, ShutdownReport { drained: false, left_resumable: 0, interrupted: 1, unrepaired: 0 });
+    assert_eq!(store.status("long"), DeliberationStatus::Interrupted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_longer_than_the_lease_stops_the_run_and_the_node_resumes_it_afterwards() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let mut ids = MockIdGenerator::new();
+    ids.expect_new_id().return_const("unused".to_owned());
+    let backend = Arc::new(SleepingBackend::new(STEP));
+    let deliberate = Arc::new(Deliberate::new(
+        Some(backend.clone()),
+        None,
+        clock.clone(),
+        Arc::new(ids),
+        Arc::new(Counters::new(0)),
+        DeliberationSettings::default(),
+    ));
+    let lease = Duration::from_secs(3);
+    let settings = JobSettings { node_id: "solo".into(), lease, ..JobSettings::default() };
+    let jobs = Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings));
+    jobs.submit(&anon(), command("blip", 0)).await.unwrap();
+    until("blip starts", || store.status("blip") == DeliberationStatus::InProgress).await;
+
+    // The database goes away for longer than the lease: the renewal cannot vouch for the run
+    // any more, so the node stops it rather than risk a second runner.
+    store.down.store(true, Ordering::SeqCst);
+    let held = tokio::time::Instant::now() + lease;
+    let held = jobs.maintain_once(held).await;
+    assert!(!jobs.runs.lock().unwrap().is_empty(), "still within the lease");
+    tokio::time::sleep(lease).await;
+    let held = jobs.maintain_once(held).await;
+    until("the run stopped", || jobs.runs.lock().unwrap().is_empty()).await;
+
+    // The database returns: the node takes its own unfinished row back and finishes it.
+    store.down.store(false, Ordering::SeqCst);
+    clock.0.store(60_000, Ordering::SeqCst);
+    jobs.maintain_once(held).await;
+    jobs.until_idle().await;
+    let record = jobs.get(&anon(), "blip").await.unwrap();
+    assert_eq!(record.status, DeliberationStatus::Completed);
+    assert_eq!(record.lease_epoch, 1, "taken back under a new epoch");
 }

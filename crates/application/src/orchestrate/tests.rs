@@ -120,3 +120,78 @@ async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is
         .unwrap();
     assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
 }
+
+#[tokio::test]
+async fn a_retry_answers_the_stored_choice_without_asking_the_architect_again() {
+    let mut backend = scripted_backend();
+    backend.expect_review().returning(|_, _, _| {
+        Ok(ReviewReply {
+            critique: "ok".into(),
+            score: Some(PeerScore::new(6.0).unwrap()),
+            ..Default::default()
+        })
+    });
+    // Asked once: the retry must not ask again (and might otherwise choose another winner).
+    backend.expect_select().times(1).returning(|_, _, _| {
+        Ok(Selection { choice: Some(1), rationale: "clearest".into(), usage: TokenUsage::default() })
+    });
+    let orchestrate = orchestrate(backend);
+    let caller = crate::caller::Caller::anonymous();
+    let mut retried = orchestrate_command(true);
+    retried.deliberate.task_id = Some("orchestrated".into());
+    let first = orchestrate.execute(&caller, retried.clone(), None).await.unwrap();
+    let again = orchestrate.execute(&caller, retried, None).await.unwrap();
+    assert_eq!(
+        (again.winner, again.method, again.rationale.as_str()),
+        (1, SelectionMethod::Architect, "clearest")
+    );
+    assert_eq!(
+        again.deliberation.outcome.results[again.winner],
+        first.deliberation.outcome.results[first.winner]
+    );
+    // GetDeliberationResult names the chosen proposal, not the rank-1 one.
+    let record = orchestrate.jobs.get(&caller, "orchestrated").await.unwrap();
+    let chosen = first.deliberation.outcome.results[1].agent.id.to_string();
+    assert_eq!(record.winner_id.as_deref(), Some(chosen.as_str()));
+    let stored = record.selection.unwrap();
+    assert_eq!((stored.method.as_str(), stored.winner_id.as_str()), ("architect", chosen.as_str()));
+}
+
+#[tokio::test]
+async fn the_architect_uses_the_configured_selection_profile_else_the_first_seated_agents() {
+    for (configured, expected) in [(Some("judge"), "judge"), (None, "default")] {
+        let mut backend = scripted_backend();
+        backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
+        backend
+            .expect_select()
+            .withf(move |agent, _, _| agent.profile.as_str() == expected)
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(Selection { choice: Some(0), rationale: "ok".into(), usage: TokenUsage::default() })
+            });
+        let mut clock = MockClock::new();
+        clock.expect_now_ms().return_const(1_000_i64);
+        let clock: Arc<dyn crate::ports::Clock> = Arc::new(clock);
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().return_const("generated-id".to_owned());
+        let settings = DeliberationSettings {
+            selection_profile: configured.map(|p| ProfileName::new(p).unwrap()),
+            ..DeliberationSettings::default()
+        };
+        let deliberate = Arc::new(Deliberate::new(
+            Some(Arc::new(backend)),
+            None,
+            Arc::clone(&clock),
+            Arc::new(ids),
+            Arc::new(Counters::new(0)),
+            settings,
+        ));
+        let jobs = Jobs::new(deliberate, Arc::new(InMemoryStore::default()), clock, JobSettings::default());
+        let orchestrate = Orchestrate::new(Arc::new(jobs));
+        let report = orchestrate
+            .execute(&crate::caller::Caller::anonymous(), orchestrate_command(true), None)
+            .await
+            .unwrap();
+        assert_eq!(report.method, SelectionMethod::Architect, "{configured:?}");
+    }
+}

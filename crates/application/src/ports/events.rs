@@ -49,6 +49,10 @@ impl EventKind {
 #[async_trait]
 pub trait EventPublisher: Send + Sync + 'static {
     async fn publish(&self, event: &DeliberationEvent);
+
+    /// Waits until everything published so far has left the process; called once at shutdown
+    /// so the last events (INTERRUPTED ends, say) are not lost with it.
+    async fn flush(&self) {}
 }
 
 #[cfg(test)]

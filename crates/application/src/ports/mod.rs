@@ -14,8 +14,8 @@ pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};
 pub use progress::{NoProgress, ProgressObserver};
 pub use store::{
-    DeliberationRecord, DeliberationStore, Lease, ListQuery, NewDeliberation, Page, PageCursor, StoreCause,
-    StoreError,
+    DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page, PageCursor,
+    StoreCause, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 pub use system::{Clock, IdGenerator};
 

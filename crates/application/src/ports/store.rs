@@ -96,7 +96,25 @@ pub struct DeliberationRecord {
     pub winner_id: Option<String>,
     pub error: Option<String>,
     pub progress: Option<Deliberation>,
+    /// Why the saved progress could not be restored (a snapshot of an unknown version, say);
+    /// the deliberation then cannot resume and ends INTERRUPTED with this reason.
+    pub unreadable_progress: Option<String>,
     pub outcome: Option<DeliberationOutcome>,
+    /// The claim under which the row was last taken (see [`Fence`]); 0 until first claimed.
+    pub lease_epoch: i64,
+    /// The winner an Orchestrate call chose among the results, once chosen.
+    pub selection: Option<StoredSelection>,
+}
+
+/// How Orchestrate chose its winner, kept with the deliberation so that a retry and
+/// GetDeliberationResult answer the same choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSelection {
+    /// `architect` or `score`.
+    pub method: String,
+    /// The agent id of the chosen proposal.
+    pub winner_id: String,
+    pub rationale: String,
 }
 
 impl DeliberationRecord {
@@ -104,6 +122,18 @@ impl DeliberationRecord {
     pub fn council_id(&self) -> Option<&CouncilId> {
         self.request.council_id().or_else(|| self.progress.as_ref().and_then(|d| d.council().id()))
     }
+}
+
+/// An unsuccessful end to store: the status (FAILED, TIMEOUT, CANCELLED or INTERRUPTED), why,
+/// when, how long it ran, and for a TIMEOUT the partial results it had.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsuccessfulEnd<'a> {
+    pub status: DeliberationStatus,
+    pub error: &'a str,
+    pub finished_at_ms: i64,
+    /// Milliseconds from start to end; `None` when it never started.
+    pub duration_ms: Option<i64>,
+    pub partial: Option<&'a DeliberationOutcome>,
 }
 
 /// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
@@ -114,6 +144,23 @@ impl DeliberationRecord {
 pub struct Lease {
     pub owner: String,
     pub until_ms: i64,
+}
+
+/// The right to write one deliberation: the node that holds its lease and the epoch of that
+/// claim. Every claim increments the epoch, so a node that lost a deliberation (its lease ran
+/// out during a pause and another node claimed it) holds a stale fence, and the store refuses
+/// its writes with [`StoreError::LeaseLost`] instead of letting two nodes store results.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub owner: String,
+    pub epoch: i64,
+}
+
+impl Fence {
+    /// The fence of a deliberation `owner` created (never claimed yet: epoch 0).
+    pub fn created_by(owner: impl Into<String>) -> Self {
+        Self { owner: owner.into(), epoch: 0 }
+    }
 }
 
 /// Filters and paging for [`DeliberationStore::list`]; newest first, ordered by
@@ -192,6 +239,10 @@ pub enum StoreError {
     /// The operation names a deliberation that does not exist.
     #[error("no deliberation with task_id \"{task_id}\"")]
     NotFound { task_id: String },
+    /// The write came with a fence that no longer holds: another node claimed the deliberation
+    /// (this node's lease ran out). Nothing was written; this node must stop running it.
+    #[error("deliberation {task_id} is now held by another node; the write was refused")]
+    LeaseLost { task_id: String },
 }
 
 impl StoreError {
@@ -226,29 +277,44 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// Reads one deliberation with its progress and outcome.
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError>;
 
-    /// PENDING → IN_PROGRESS.
-    async fn mark_started(&self, task_id: &str, at_ms: i64) -> Result<bool, StoreError>;
+    /// PENDING → IN_PROGRESS, under `fence`.
+    ///
+    /// The writes that take a [`Fence`] apply only while the row is held by it; a row that
+    /// another claim took fails with [`StoreError::LeaseLost`].
+    async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError>;
 
-    /// Saves the deliberation as it stands after a phase; only while IN_PROGRESS.
-    async fn save_progress(&self, task_id: &str, progress: &Deliberation) -> Result<bool, StoreError>;
+    /// Saves the deliberation as it stands after a phase; only while IN_PROGRESS, under `fence`.
+    async fn save_progress(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        progress: &Deliberation,
+    ) -> Result<bool, StoreError>;
 
-    /// IN_PROGRESS → COMPLETED with the ranked outcome.
+    /// IN_PROGRESS → COMPLETED with the ranked outcome, under `fence`.
     async fn complete(
         &self,
         task_id: &str,
+        fence: &Fence,
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
         duration_ms: i64,
     ) -> Result<bool, StoreError>;
 
-    /// PENDING/IN_PROGRESS → FAILED, TIMEOUT, CANCELLED or INTERRUPTED with the reason.
+    /// PENDING/IN_PROGRESS → FAILED, TIMEOUT, CANCELLED or INTERRUPTED with the reason, under
+    /// `fence` when one is given (`None`: a client's cancel, which any node may store).
+    /// `partial` holds what a deliberation that ran out of time had finished, ranked as it
+    /// stood; it is stored with the end and read back as the record's outcome.
     async fn finish_unsuccessfully(
         &self,
         task_id: &str,
-        status: DeliberationStatus,
-        error: &str,
-        finished_at_ms: i64,
+        fence: Option<&Fence>,
+        end: &UnsuccessfulEnd<'_>,
     ) -> Result<bool, StoreError>;
+
+    /// Stores how Orchestrate chose the winner of a COMPLETED deliberation; the first choice
+    /// stored stays (returns `false` when one was stored already).
+    async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError>;
 
     /// Pages through deliberations, newest first, serving [`ListQuery::page_size`] records.
     ///
@@ -256,18 +322,23 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// [`StoreError::InvalidCursor`] for a cursor this store did not issue.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Extends `lease` over every unfinished deliberation its owner holds; returns how many.
-    async fn renew_leases(&self, lease: &Lease) -> Result<u64, StoreError>;
+    /// Extends `lease` over the unfinished deliberations its owner holds — only those in
+    /// `only` when given (what the owner actually runs: the rest is left to run out, so
+    /// whoever claims it next runs it) — and returns the task ids actually renewed, so the
+    /// owner can stop what it no longer holds.
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError>;
 
     /// Claims, under `lease`, every PENDING or IN_PROGRESS deliberation that nobody holds or
     /// whose lease ended before `now_ms` — and, with `include_own`, those `lease.owner` held
-    /// already (a restarted server taking back what its previous process left) — and returns
-    /// them with their saved progress, oldest first.
+    /// already (a restarted server taking back what its previous process left) — except the
+    /// task ids in `running` (what this node runs already), and returns them with their saved
+    /// progress, oldest first. Each claim increments the row's lease epoch (see [`Fence`]).
     async fn claim_unfinished(
         &self,
         lease: &Lease,
         now_ms: i64,
         include_own: bool,
+        running: &[String],
     ) -> Result<Vec<DeliberationRecord>, StoreError>;
 
     /// Checks, within a short timeout, that the database answers; for health probes.

@@ -115,6 +115,26 @@ pub(crate) fn lease() -> orchestrator_application::ports::Lease {
     orchestrator_application::ports::Lease { owner: "test-node".into(), until_ms: i64::MAX / 2 }
 }
 
+/// The fence of a deliberation created under [`lease`] and never claimed since.
+pub(crate) fn fence() -> orchestrator_application::ports::Fence {
+    orchestrator_application::ports::Fence::created_by("test-node")
+}
+
+/// An unsuccessful end without a duration or partial results.
+pub(crate) fn end(
+    status: orchestrator_domain::DeliberationStatus,
+    error: &str,
+    finished_at_ms: i64,
+) -> orchestrator_application::ports::UnsuccessfulEnd<'_> {
+    orchestrator_application::ports::UnsuccessfulEnd {
+        status,
+        error,
+        finished_at_ms,
+        duration_ms: None,
+        partial: None,
+    }
+}
+
 /// A request as a client would submit it.
 pub(crate) fn request(task_id: &str, role: Role, created_at_ms: i64) -> NewDeliberation {
     noted_request(task_id, role, created_at_ms, "")

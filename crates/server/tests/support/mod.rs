@@ -15,6 +15,8 @@ use tonic::transport::Channel;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+pub(crate) mod proxy;
+
 pub(crate) type Client = OrchestratorServiceClient<Channel>;
 
 /// An OpenAI-compatible model that takes `delay` to answer every call with a graded review.
@@ -96,7 +98,7 @@ pub(crate) fn start_server(database_url: &str, model_url: &str, env: &[(&str, &s
 
 /// The port of the `listening on ADDR` line the server prints once bound. A thread reads the
 /// server's stdout to its end, so the server never blocks on a full pipe.
-fn announced_port(child: &mut Child) -> u16 {
+pub(crate) fn announced_port(child: &mut Child) -> u16 {
     let stdout = child.stdout.take().unwrap();
     let (announced, announcement) = mpsc::channel();
     std::thread::spawn(move || {
@@ -175,4 +177,24 @@ pub(crate) fn finished(r: &pb::GetDeliberationResultResponse) -> bool {
 pub(crate) fn saved_a_phase(r: &pb::GetDeliberationResultResponse) -> bool {
     r.status() == pb::DeliberationStatus::InProgress
         && r.metadata.as_ref().is_some_and(|m| m.tags.contains_key("phase"))
+}
+
+/// A fresh schema on the test PostgreSQL and the URL that puts every connection in it; `None`
+/// (after printing SKIPPED) when PostgreSQL is unreachable — a failure when `CI=true`.
+pub(crate) async fn fresh_pg_schema(prefix: &str) -> Option<(String, String)> {
+    use sqlx::Connection;
+    let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut connection = match sqlx::PgConnection::connect(&base).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL is required in CI: {error}");
+            eprintln!("SKIPPED: a PostgreSQL drill, no PostgreSQL at the test URL ({error})");
+            return None;
+        }
+    };
+    let schema = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut connection).await.unwrap();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some((format!("{base}{separator}options=-c%20search_path%3D{schema}"), schema))
 }
