@@ -155,6 +155,9 @@ pub struct DeliberationOutcome {
     pub results: Vec<RankedProposal>,
     pub failures: Vec<AgentFailure>,
     pub usage: TokenUsage,
+    /// Backend calls an early stop spared (0 when every round ran).
+    #[serde(default)]
+    pub calls_saved: u64,
 }
 
 impl DeliberationOutcome {
@@ -444,7 +447,12 @@ impl Deliberation {
             .map(|(rank, (_, ranked))| RankedProposal { rank, ..ranked })
             .collect();
         self.phase = Phase::Completed;
-        Ok(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+        Ok(DeliberationOutcome {
+            results,
+            failures: self.failures.clone(),
+            usage: self.total_usage(),
+            calls_saved: 0,
+        })
     }
 
     fn review_round_or_scoring(&self, round: u32) -> Phase {

@@ -141,7 +141,7 @@ pub fn peer_mean(scores: impl IntoIterator<Item = PeerScore>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{DryRunOutcome, LintResult, PolicyResult, RequirementCoverage};
+    use crate::checks::{DryRunOutcome, LintResult, PolicyResult, RequirementCoverage, TestOutcome};
 
     fn suite(
         violations: usize,
@@ -171,6 +171,8 @@ mod tests {
                     DryRunOutcome::Ran { passed, exit_code: 0, output: String::new(), message: String::new() }
                 }
             },
+            tests: TestOutcome::no_tests(),
+            revision_tests: Vec::new(),
         }
     }
 

@@ -106,6 +106,7 @@ impl TaskArgs {
                 metadata: HashMap::new(),
                 max_iterations: 0,
                 timeout_seconds: self.timeout,
+                acceptance_tests: None,
             }),
             rounds: self.rounds,
             num_agents: self.agents,
