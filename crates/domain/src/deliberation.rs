@@ -19,14 +19,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentId};
-use crate::checks::{CheckSuite, DryRunOutcome};
+use crate::checks::{CheckSuite, DryRunOutcome, TestOutcome};
 use crate::council::Council;
 use crate::error::{DomainError, Result};
 use crate::proposal::Proposal;
 use crate::ranking::{RankKey, rank};
 use crate::review::Review;
 use crate::ring::ring_assignment;
-use crate::scoring::{Score, ScoringWeights, check_score, peer_mean};
+use crate::scoring::{AGREEMENT_SCORE, Score, ScoringWeights, check_score, missing_peer_prior, peer_mean};
 use crate::task::Task;
 use crate::usage::TokenUsage;
 
@@ -121,6 +121,9 @@ pub struct ReviewAssignment {
     pub target: AgentId,
     pub proposal: String,
     pub round: u32,
+    /// How the proposal fared against the task's acceptance tests (`NotRun` when the task has
+    /// none).
+    pub tests: TestOutcome,
 }
 
 /// One revision to ask for: `author` revises `current` in the light of `reviews`.
@@ -130,6 +133,16 @@ pub struct RevisionRequest {
     pub current: String,
     pub reviews: Vec<Review>,
     pub round: u32,
+    /// How `current` fared against the task's acceptance tests (`NotRun` when the task has
+    /// none).
+    pub tests: TestOutcome,
+}
+
+/// A proposal version that still has to be run against the acceptance tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRequest {
+    pub author: AgentId,
+    pub content: String,
 }
 
 /// A final proposal with everything that decided its rank.
@@ -187,6 +200,15 @@ pub struct Deliberation {
     /// already assigned stays answerable even if its target drops out mid-round.
     under_review: BTreeMap<AgentId, String>,
     usage: BTreeMap<AgentId, TokenUsage>,
+    /// Acceptance-test outcomes per author, indexed by proposal version (0: the first).
+    #[serde(default)]
+    tests: BTreeMap<AgentId, Vec<TestOutcome>>,
+    /// Whether review rounds end early once a proposal passes every test and its peers agree.
+    #[serde(default)]
+    early_stop: bool,
+    /// Backend calls the early stop spared.
+    #[serde(default)]
+    calls_saved: u64,
 }
 
 impl Deliberation {
@@ -209,7 +231,71 @@ impl Deliberation {
             assignments: BTreeMap::new(),
             under_review: BTreeMap::new(),
             usage: BTreeMap::new(),
+            tests: BTreeMap::new(),
+            early_stop: false,
+            calls_saved: 0,
         }
+    }
+
+    /// Turns the early stop on or off (off by default): when on, the review rounds end after
+    /// a review round in which some proposal passed every acceptance test and every review of
+    /// it graded it at least [`AGREEMENT_SCORE`]; the calls skipped are counted in
+    /// [`calls_saved`](Self::calls_saved).
+    pub fn set_early_stop(&mut self, on: bool) {
+        self.early_stop = on;
+    }
+
+    /// Backend calls the early stop spared so far (0 when every round ran).
+    pub fn calls_saved(&self) -> u64 {
+        self.calls_saved
+    }
+
+    /// Proposal versions not yet run against the acceptance tests, in seat order; empty when
+    /// the task has no tests.
+    pub fn test_requests(&self) -> Vec<TestRequest> {
+        if self.task.constraints().acceptance_tests().is_none() {
+            return Vec::new();
+        }
+        self.proposals
+            .iter()
+            .filter(|p| self.tests_of(p).is_none())
+            .map(|p| TestRequest { author: p.author().clone(), content: p.content().to_owned() })
+            .collect()
+    }
+
+    /// Records how an author's current proposal version fared against the acceptance tests.
+    /// An author no longer in the deliberation is ignored (it dropped out meanwhile).
+    pub fn record_tests(&mut self, author: &AgentId, outcome: TestOutcome) {
+        let Some(version) = self.proposal(author).map(Proposal::version) else {
+            return;
+        };
+        let outcomes = self.tests.entry(author.clone()).or_default();
+        if outcomes.len() <= version {
+            outcomes.resize(version + 1, TestOutcome::NotRun { reason: "not run".to_owned() });
+        }
+        outcomes[version] = outcome;
+    }
+
+    /// Marks an author's current proposal as cut off at the model's token limit.
+    pub fn record_truncated(&mut self, author: &AgentId) {
+        if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == author) {
+            proposal.mark_truncated();
+        }
+    }
+
+    /// The recorded test outcome of a proposal's current version.
+    fn tests_of(&self, proposal: &Proposal) -> Option<&TestOutcome> {
+        self.tests.get(proposal.author()).and_then(|outcomes| outcomes.get(proposal.version()))
+    }
+
+    /// What a prompt shows about a proposal's tests.
+    fn shown_tests(&self, proposal: &Proposal) -> TestOutcome {
+        if self.task.constraints().acceptance_tests().is_none() {
+            return TestOutcome::no_tests();
+        }
+        self.tests_of(proposal)
+            .cloned()
+            .unwrap_or_else(|| TestOutcome::NotRun { reason: "not run".to_owned() })
     }
 
     pub fn council(&self) -> &Council {
@@ -271,7 +357,10 @@ impl Deliberation {
             .filter_map(|reviewer| {
                 let target = self.assignments.get(&reviewer.id)?;
                 let proposal = self.under_review.get(target)?.clone();
-                Some(ReviewAssignment { reviewer, target: target.clone(), proposal, round })
+                // Revisions happen after reviews, so a target still in the deliberation is at
+                // the version under review.
+                let tests = self.proposal(target).map_or_else(TestOutcome::no_tests, |p| self.shown_tests(p));
+                Some(ReviewAssignment { reviewer, target: target.clone(), proposal, round, tests })
             })
             .collect()
     }
@@ -284,9 +373,11 @@ impl Deliberation {
         self.pending_agents()
             .into_iter()
             .filter_map(|author| {
-                let current = self.proposal(&author.id)?.content().to_owned();
+                let proposal = self.proposal(&author.id)?;
+                let current = proposal.content().to_owned();
+                let tests = self.shown_tests(proposal);
                 let reviews = self.reviews_of(&author.id, Some(round));
-                Some(RevisionRequest { author, current, reviews, round })
+                Some(RevisionRequest { author, current, reviews, round, tests })
             })
             .collect()
     }
@@ -377,6 +468,10 @@ impl Deliberation {
         }
         let next = match self.phase {
             Phase::Proposing => self.review_round_or_scoring(1),
+            Phase::Reviewing { round } if self.early_stop && self.agreed_on_a_passing_proposal(round) => {
+                self.calls_saved = self.calls_skipped_from(round);
+                Phase::Scoring
+            }
             Phase::Reviewing { round } => Phase::Revising { round },
             Phase::Revising { round } => self.review_round_or_scoring(round + 1),
             Phase::Scoring | Phase::Completed => {
@@ -403,6 +498,11 @@ impl Deliberation {
         if self.proposals.is_empty() {
             return Err(DomainError::NoSurvivors);
         }
+        let peer_scores: BTreeMap<AgentId, Option<f64>> =
+            self.proposals.iter().map(|p| (p.author().clone(), self.peer_score_of(p.author()))).collect();
+        // A proposal nobody graded usably is scored as the worst graded one (at most neutral),
+        // never on its checks alone: having no usable review must not pay.
+        let prior = missing_peer_prior(peer_scores.values().flatten().copied());
         let mut scored = Vec::with_capacity(self.proposals.len());
         for proposal in &self.proposals {
             let author = proposal.author().clone();
@@ -412,14 +512,17 @@ impl Deliberation {
             let dry_run = dry_runs
                 .remove(&author)
                 .unwrap_or_else(|| DryRunOutcome::NotRun { reason: "not run".to_owned() });
-            let checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
+            let mut checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
+            if proposal.truncated() {
+                checks.lint.flag_truncated();
+            }
+            let (tests, revision_tests) = self.test_history(proposal);
+            checks.tests = tests;
+            checks.revision_tests = revision_tests;
             let check_score = check_score(&checks);
             let reviews = self.reviews_of(&author, None);
-            let last_graded_round = reviews.iter().filter(|r| r.score.is_some()).map(|r| r.round).max();
-            let peer_score = last_graded_round.and_then(|round| {
-                peer_mean(reviews.iter().filter(|r| r.round == round).filter_map(|r| r.score))
-            });
-            let score = weights.combine(check_score, peer_score);
+            let peer_score = peer_scores.get(&author).copied().flatten();
+            let score = weights.combine(check_score, peer_score.or(prior));
             let key = RankKey {
                 score,
                 failed_checks: checks.failed_count(),
@@ -451,8 +554,57 @@ impl Deliberation {
             results,
             failures: self.failures.clone(),
             usage: self.total_usage(),
-            calls_saved: 0,
+            calls_saved: self.calls_saved,
         })
+    }
+
+    /// Mean grade of the last round that graded `author`'s proposal usably.
+    fn peer_score_of(&self, author: &AgentId) -> Option<f64> {
+        let reviews = self.reviews_of(author, None);
+        let last_graded_round = reviews.iter().filter(|r| r.score.is_some()).map(|r| r.round).max()?;
+        peer_mean(reviews.iter().filter(|r| r.round == last_graded_round).filter_map(|r| r.score))
+    }
+
+    /// The test outcome of a proposal's final version and of each earlier one, oldest first.
+    fn test_history(&self, proposal: &Proposal) -> (TestOutcome, Vec<TestOutcome>) {
+        if self.task.constraints().acceptance_tests().is_none() {
+            return (TestOutcome::no_tests(), vec![TestOutcome::no_tests(); proposal.version()]);
+        }
+        let recorded = self.tests.get(proposal.author()).map_or(&[][..], Vec::as_slice);
+        let at = |version: usize| {
+            recorded
+                .get(version)
+                .cloned()
+                .unwrap_or_else(|| TestOutcome::NotRun { reason: "not run".to_owned() })
+        };
+        (at(proposal.version()), (0..proposal.version()).map(at).collect())
+    }
+
+    /// Whether some proposal passed every acceptance test and every review of it this round
+    /// graded it at least [`AGREEMENT_SCORE`] (a review without a grade is no agreement).
+    fn agreed_on_a_passing_proposal(&self, round: u32) -> bool {
+        self.proposals.iter().any(|p| {
+            let reviews: Vec<&Review> =
+                self.reviews.iter().filter(|r| r.round == round && &r.target == p.author()).collect();
+            self.tests_of(p).and_then(TestOutcome::passed) == Some(true)
+                && !reviews.is_empty()
+                && reviews.iter().all(|r| r.score.is_some_and(|s| s.value() >= AGREEMENT_SCORE))
+        })
+    }
+
+    /// The calls the rest of the deliberation would have made after review round `round`,
+    /// had nobody dropped out: this round's revisions (one per reviewed author), then a review
+    /// and a revision per survivor in each later round.
+    fn calls_skipped_from(&self, round: u32) -> u64 {
+        let survivors = self.proposals.len() as u64;
+        let revisions = self
+            .proposals
+            .iter()
+            .filter(|p| self.reviews.iter().any(|r| r.round == round && &r.target == p.author()))
+            .count() as u64;
+        let later_rounds = u64::from(self.rounds.saturating_sub(round));
+        let later = if survivors >= 2 { later_rounds * 2 * survivors } else { 0 };
+        revisions + later
     }
 
     fn review_round_or_scoring(&self, round: u32) -> Phase {

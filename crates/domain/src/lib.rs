@@ -39,7 +39,7 @@ pub use checks::{
 pub use council::{Council, CouncilId};
 pub use deliberation::{
     AgentFailure, Deliberation, DeliberationOutcome, Phase, RankedProposal, ReviewAssignment,
-    RevisionRequest, Rounds,
+    RevisionRequest, Rounds, TestRequest,
 };
 pub use error::{DomainError, Result};
 pub use excerpt::excerpt;

@@ -49,7 +49,7 @@ fn orchestrate_with(
     select: impl Fn() -> Result<Selection, AgentError> + Send + Sync + 'static,
 ) -> Orchestrate {
     let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| {
+    backend.expect_review().returning(|_, _, _, _| {
         Ok(ReviewReply {
             critique: "ok".into(),
             score: Some(PeerScore::new(6.0).unwrap()),
@@ -111,7 +111,7 @@ async fn unusable_architect_answer_falls_back_to_the_score_and_says_so() {
 #[tokio::test]
 async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is_made() {
     let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
+    backend.expect_review().returning(|_, _, _, _| Ok(ReviewReply::default()));
     backend.expect_select().never();
     let orchestrate = orchestrate(backend);
     let report = orchestrate

@@ -15,8 +15,8 @@ pub use acceptance::{
 };
 pub use dry_run::DryRunOutcome;
 pub use lint::{
-    COVERAGE_THRESHOLD, LintResult, MAX_LINE_CHARS, MAX_PROPOSAL_BYTES, MIN_USEFUL_CHARS, RELEVANCE_TERMS,
-    RELEVANCE_WARNING, RequirementCoverage, lint,
+    COPIED_LINE_SHARE, COVERAGE_THRESHOLD, LintResult, MAX_LINE_CHARS, MAX_PROPOSAL_BYTES, MIN_USEFUL_CHARS,
+    RELEVANCE_TERMS, RELEVANCE_WARNING, RequirementCoverage, TRUNCATED_ERROR, lint,
 };
 pub use policy::{PolicyResult, check_policy};
 
