@@ -82,10 +82,10 @@ impl AcceptanceTests {
             ));
         }
         let count = count_tests(language, &code);
-        if count == 0 {
+        if count == 0 && !code.contains("assert") {
             return Err(DomainError::invalid(
                 FIELD,
-                "holds no test: expected top-level `assert` statements or `def test_*` functions",
+                "holds no test: expected `assert` statements or `def test_*` functions",
             ));
         }
         if count > MAX_TEST_COUNT {
