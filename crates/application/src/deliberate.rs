@@ -491,4 +491,6 @@ async fn timed<T>(
 }
 
 #[cfg(test)]
+mod execution_tests;
+#[cfg(test)]
 mod tests;

@@ -29,11 +29,11 @@ pub const LINT_ERROR_PENALTY: f64 = 0.5;
 /// Lint score lost per warning.
 pub const LINT_WARNING_PENALTY: f64 = 0.1;
 /// Weight of the acceptance-test pass rate in the check score; every other component weighs 1.
-/// Five matches all the other components together (policy, lint, coverage, relevance, dry
-/// run), so a proposal whose code passes and whose text reads poorly still scores as well on
-/// checks as one that reads perfectly and fails every test — and better once it also reads
-/// half decently.
-pub const TESTS_WEIGHT: f64 = 5.0;
+/// Ten is twice all the other components together (policy, lint, coverage, relevance, dry run):
+/// execution is the backbone of the score. Tried with a scripted council: at 5, code passing
+/// half its tests that peers graded 9/10 still beat code passing all of them graded 4/10; at 10
+/// the passing code wins.
+pub const TESTS_WEIGHT: f64 = 10.0;
 /// A 0–10 grade halfway: the most a proposal without a usable grade is credited with.
 pub const NEUTRAL_PEER_SCORE: f64 = 5.0;
 /// The grade (0–10) every reviewer of a proposal must give it, with all its acceptance tests
@@ -268,8 +268,8 @@ mod tests {
         let mut failing = suite(0, 0, 0, Some((1, 1)), None);
         failing.tests = report(CaseOutcome::Failed);
         let (pass, fail) = (check_score(&passing).value(), check_score(&failing).value());
-        assert!(close(pass, 5.0 / 8.0), "{pass}");
-        assert!(close(fail, 3.0 / 8.0), "{fail}");
+        assert!(close(pass, 10.0 / 13.0), "{pass}");
+        assert!(close(fail, 3.0 / 13.0), "{fail}");
         let w = ScoringWeights::default();
         assert!(w.combine(check_score(&passing), Some(5.0)) > w.combine(check_score(&failing), Some(7.0)));
     }
