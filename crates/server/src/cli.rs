@@ -91,13 +91,26 @@ pub(crate) struct TaskArgs {
     /// Client-chosen id (makes retries idempotent).
     #[arg(long, default_value = "")]
     pub(crate) task_id: String,
+    /// Python acceptance tests every proposal's code is run against, in the server's sandbox
+    /// (plain asserts and/or `test_*` functions; they import the code as `solution`).
+    #[arg(long = "tests", value_name = "FILE")]
+    pub(crate) tests: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) target: Target,
 }
 
 impl TaskArgs {
-    fn request(&self) -> pb::DeliberateRequest {
-        pb::DeliberateRequest {
+    /// The request; reads the `--tests` file.
+    fn request(&self) -> Result<pb::DeliberateRequest, String> {
+        let acceptance_tests = match &self.tests {
+            None => None,
+            Some(path) => Some(pb::AcceptanceTests {
+                language: "python".to_owned(),
+                code: std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --tests {}: {e}", path.display()))?,
+            }),
+        };
+        Ok(pb::DeliberateRequest {
             task_description: self.task.clone(),
             role: self.role.clone(),
             constraints: Some(pb::TaskConstraints {
@@ -106,13 +119,13 @@ impl TaskArgs {
                 metadata: HashMap::new(),
                 max_iterations: 0,
                 timeout_seconds: self.timeout,
-                acceptance_tests: None,
+                acceptance_tests,
             }),
             rounds: self.rounds,
             num_agents: self.agents,
             task_id: self.task_id.clone(),
             agent_profiles: self.profiles.clone(),
-        }
+        })
     }
 }
 
@@ -177,7 +190,7 @@ pub(crate) async fn run_client(command: Command) -> Result<(), String> {
         Command::Deliberate(args) => {
             let response = client(&args.target)
                 .await?
-                .deliberate(args.request())
+                .deliberate(args.request()?)
                 .await
                 .map_err(|s| status_error(&s))?
                 .into_inner();
@@ -200,7 +213,7 @@ pub(crate) async fn run_client(command: Command) -> Result<(), String> {
         Command::Submit(args) => {
             let response = client(&args.target)
                 .await?
-                .submit_deliberation(args.request())
+                .submit_deliberation(args.request()?)
                 .await
                 .map_err(|s| status_error(&s))?
                 .into_inner();
@@ -255,5 +268,36 @@ pub(crate) async fn run_client(command: Command) -> Result<(), String> {
         Command::Council(command) => crate::cli_councils::council(command).await,
         Command::Agent(command) => crate::cli_councils::agent(command).await,
         Command::Agents(args) => crate::cli_councils::agents(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn the_tests_flag_sends_the_file_as_python_acceptance_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tests.py");
+        std::fs::write(&path, "from solution import add\nassert add(1, 2) == 3\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "orchestrator",
+            "deliberate",
+            "write add",
+            "--tests",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let Some(Command::Deliberate(args)) = cli.command else { panic!("not deliberate") };
+        let tests = args.request().unwrap().constraints.unwrap().acceptance_tests.unwrap();
+        assert_eq!(tests.language, "python");
+        assert_eq!(tests.code, "from solution import add\nassert add(1, 2) == 3\n");
+
+        let cli =
+            Cli::try_parse_from(["orchestrator", "submit", "x", "--tests", "/no/such/tests.py"]).unwrap();
+        let Some(Command::Submit(args)) = cli.command else { panic!("not submit") };
+        assert!(args.request().unwrap_err().starts_with("cannot read --tests /no/such/tests.py"));
     }
 }
