@@ -139,7 +139,7 @@ fn own_text(content: &str, task_description: &str, requirements: &[String]) -> S
                 return true;
             }
             if line_words.len() < 4 {
-                return !prompt_lines.iter().any(|p| *p == line_words);
+                return !prompt_lines.contains(&line_words);
             }
             let own_triples = line_words.windows(3).count();
             let copied = line_words.windows(3).filter(|t| triples.contains(t)).count();
