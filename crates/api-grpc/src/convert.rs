@@ -351,6 +351,7 @@ pub fn metadata(report: &DeliberationReport, now_ms: i64) -> pb::OrchestratorMet
         ("completion_tokens".to_owned(), u.completion_tokens.to_string()),
         ("llm_calls".to_owned(), u.calls.to_string()),
         ("llm_latency_ms".to_owned(), u.latency_ms.to_string()),
+        ("calls_saved".to_owned(), report.outcome.calls_saved.to_string()),
         ("council_id".to_owned(), council_tag(report.council_id.as_ref())),
     ]);
     pb::OrchestratorMetadata {
