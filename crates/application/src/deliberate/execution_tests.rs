@@ -253,3 +253,40 @@ async fn early_stop_saves_exactly_the_calls_it_reports() {
     assert_eq!(early.outcome.calls_saved, calls_without - calls_with);
     assert_eq!(early.outcome.winner().agent.id.as_str(), "dev-3");
 }
+
+#[tokio::test]
+async fn an_answer_cut_at_the_token_limit_is_flagged_in_lint() {
+    let mut backend = crate::ports::MockAgentBackend::new();
+    backend.expect_has_profile().return_const(true);
+    backend.expect_propose().returning(|agent, _| {
+        // Captured from SmolLM2-135M at max_tokens: the code stops mid-expression.
+        let cut = agent.seat == 0;
+        let text = if cut {
+            "Here is a function that adds two numbers:\n\n```python\ndef add(a, b):\n    return a +"
+                .to_owned()
+        } else {
+            CORRECT.to_owned()
+        };
+        Ok(Completion { text, truncated: cut, ..Completion::default() })
+    });
+    let mut clock = MockClock::new();
+    clock.expect_now_ms().return_const(1_000_i64);
+    let mut ids = MockIdGenerator::new();
+    ids.expect_new_id().return_const("generated-id".to_owned());
+    let use_case = Deliberate::new(
+        Some(Arc::new(backend)),
+        None,
+        Arc::new(clock),
+        Arc::new(ids),
+        Arc::new(Counters::new(0)),
+        DeliberationSettings::default(),
+    );
+    let report = use_case.execute(tested_command(2, 0), &NoProgress).await.unwrap();
+    let cut = report.outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
+    assert!(
+        cut.checks.lint.errors.iter().any(|e| e == orchestrator_domain::checks::TRUNCATED_ERROR),
+        "{:?}",
+        cut.checks.lint
+    );
+    assert_eq!(report.outcome.winner().agent.id.as_str(), "dev-2");
+}
