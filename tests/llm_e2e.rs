@@ -185,10 +185,12 @@ async fn a_real_model_gets_its_code_run_and_the_results_match_a_rerun() {
             assert_eq!(counts(earlier), rerun_counts(&rerun), "{}: an earlier version", proposal.author_id);
         }
         eprintln!(
-            "{}: {} (revisions: {:?})",
+            "{}: {} (revisions: {:?})\n{}\n--- its answer:\n{}",
             proposal.author_id,
             reported.message,
-            result.revision_tests.iter().map(|t| t.message.clone()).collect::<Vec<_>>()
+            result.revision_tests.iter().map(|t| t.message.clone()).collect::<Vec<_>>(),
+            reported.report,
+            proposal.content
         );
     }
     eprintln!("calls {} saved {}", response.usage.unwrap().calls, response.usage.unwrap().calls_saved);

@@ -37,8 +37,9 @@ pub fn test_limits() -> SandboxLimits {
 }
 
 /// The proposal's Python code: its ```python / ```py blocks joined; without any, its unlabelled
-/// fenced blocks; without those, the whole answer (small models often answer with bare code;
-/// prose then fails to import, which is the honest verdict).
+/// fenced blocks; without those, what follows a Python or unlabelled fence never closed (an
+/// answer cut off at the model's token limit); without that, the whole answer (small models
+/// often answer with bare code; prose then fails to import, which is the honest verdict).
 pub fn solution_code(content: &str) -> String {
     let python = code_blocks(content, &["python".to_owned(), "py".to_owned(), "python3".to_owned()]);
     if !python.is_empty() {
@@ -48,7 +49,22 @@ pub fn solution_code(content: &str) -> String {
     if !unlabelled.is_empty() {
         return unlabelled.join("\n");
     }
-    content.to_owned()
+    unclosed_block(content).unwrap_or(content).to_owned()
+}
+
+/// What follows the first opening ```python, ```py or bare ``` line, when no block was closed.
+fn unclosed_block(content: &str) -> Option<&str> {
+    let mut offset = 0;
+    for line in content.split_inclusive('\n') {
+        offset += line.len();
+        let fence = line.trim();
+        if let Some(language) = fence.strip_prefix("```")
+            && ["", "python", "py", "python3"].contains(&language.trim().to_ascii_lowercase().as_str())
+        {
+            return Some(&content[offset..]);
+        }
+    }
+    None
 }
 
 /// A [`TestRunner`] for Python acceptance tests, executing only inside the bubblewrap sandbox.
@@ -202,5 +218,16 @@ mod tests {
         assert_eq!(solution_code(answer), "def f():\n    return 1\n");
         assert_eq!(solution_code("Here:\n```\nx = 1\n```\n"), "x = 1\n");
         assert_eq!(solution_code("def f(): return 1"), "def f(): return 1");
+    }
+
+    #[test]
+    fn an_answer_cut_inside_its_code_block_keeps_the_code_without_the_fence() {
+        // Captured from SmolLM2-135M at max_tokens = 256.
+        let cut = "```python\ndef add(a, b):\n    \"\"\"Returns the sum of two numbers\"\"\"\n    return a +";
+        assert_eq!(
+            solution_code(cut),
+            "def add(a, b):\n    \"\"\"Returns the sum of two numbers\"\"\"\n    return a +"
+        );
+        assert_eq!(solution_code("Sure:\n```\nx = 1\n"), "x = 1\n");
     }
 }
