@@ -538,3 +538,20 @@ fn a_truncated_answer_fails_lint_until_revised() {
     assert!(dev1.checks.lint.errors.iter().any(|e| e == crate::checks::TRUNCATED_ERROR));
     assert_eq!(outcome.winner().agent.id.as_str(), "dev-2");
 }
+
+#[test]
+fn a_snapshot_saved_before_acceptance_tests_existed_still_loads() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    let mut json = serde_json::to_value(&d).unwrap();
+    let object = json.as_object_mut().unwrap();
+    for key in ["tests", "early_stop", "calls_saved"] {
+        assert!(object.remove(key).is_some(), "{key} is saved");
+    }
+    for proposal in object["proposals"].as_array_mut().unwrap() {
+        proposal.as_object_mut().unwrap().remove("truncated");
+    }
+    object["task"]["constraints"].as_object_mut().unwrap().remove("acceptance_tests");
+    let restored: Deliberation = serde_json::from_value(json).unwrap();
+    assert_eq!(restored, d);
+}
