@@ -90,10 +90,19 @@ impl Orchestrate {
         let timeout = report.task.constraints().timeout().unwrap_or(deliberate.settings().default_timeout);
         let deadline = started + timeout;
 
-        let candidates = report.outcome.results.len().min(TOP_K);
+        let top = report.outcome.results.len().min(TOP_K);
+        // When the best proposal passed every acceptance test, the architect chooses only among
+        // the leading proposals that did too: an opinion never overrules executed tests.
+        let passing = report.outcome.results[..top]
+            .iter()
+            .take_while(|r| r.checks.tests.passed() == Some(true))
+            .count();
+        let candidates = if passing > 0 { passing } else { top };
         let by_score = |rationale: String| (0, SelectionMethod::Score, rationale, TokenUsage::default());
         let (winner, method, rationale, selection_usage) = if !command.architect_selection {
             by_score("highest final score (architect selection not requested)".to_owned())
+        } else if candidates < 2 && top >= 2 {
+            by_score("only the best candidate passed every acceptance test; chose it".to_owned())
         } else if candidates < 2 {
             by_score("only one candidate survived; chose it".to_owned())
         } else {
