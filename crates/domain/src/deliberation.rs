@@ -12,6 +12,12 @@
 //!
 //! Review assignment is a ring over the surviving agents in seat order ([`ring_assignment`]):
 //! round 1 reviews the next peer, round 2 the one after, and nobody ever reviews itself.
+//!
+//! When the task carries acceptance tests, every proposal version is to be run against them
+//! (`test_requests`, then `record_tests`); reviewers and authors are handed the outcome of the
+//! version they look at, and scoring uses the final version's. With the early stop on, a review
+//! round in which some proposal passed every test and every review of it graded it at least
+//! [`AGREEMENT_SCORE`] goes straight to scoring, and the calls skipped are counted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
