@@ -150,7 +150,8 @@ async fn the_architect_never_overrules_the_only_proposal_that_passes_its_tests()
     runner.expect_supports().return_const(true);
     runner.expect_can_run().return_const(true);
     runner.expect_run().returning(|_, content| {
-        let outcome = if content.contains("plan architect-2") { CaseOutcome::Passed } else { CaseOutcome::Failed };
+        let outcome =
+            if content.contains("plan architect-2") { CaseOutcome::Passed } else { CaseOutcome::Failed };
         TestOutcome::Ran(TestReport::from_cases(vec![TestCase::new("test_limit", outcome, "", "")], ""))
     });
     let mut cmd = command(4);

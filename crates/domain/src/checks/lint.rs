@@ -127,9 +127,20 @@ fn own_text(content: &str, task_description: &str, requirements: &[String]) -> S
         .filter(|line| !line.is_empty())
         .collect();
     let triples: BTreeSet<&[String]> = prompt_lines.iter().flat_map(|line| line.windows(3)).collect();
+    let mut in_code = false;
     content
         .lines()
         .filter(|line| {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+                in_code = !in_code;
+                return true;
+            }
+            // A statement inside a code block (a function signature the task spelled out) is
+            // the proposal's code, even when it repeats the task; prose and docstrings are not.
+            if in_code && trimmed.contains(['(', ')', '[', ']', '{', '}', '=']) {
+                return true;
+            }
             let mut line_words: Vec<String> = words(line).collect();
             // A list marker ("1.", "2)") is not a word of the restated text.
             if line_words.first().is_some_and(|w| w.chars().all(|c| c.is_ascii_digit())) {
@@ -343,6 +354,16 @@ mod tests {
         );
         let result = lint(&own, task, &requirements);
         assert_eq!(result.coverage.covered, 2, "{result:?}");
+    }
+
+    #[test]
+    fn code_repeating_the_signature_the_task_gave_is_the_proposals_own() {
+        // HumanEval-style task: the prompt spells out the signature and the docstring.
+        let task = "def add(a: int, b: int) -> int:\n    \"\"\"Add two numbers a and b together and return the sum\"\"\"";
+        let answer = "```python\ndef add(a: int, b: int) -> int:\n    \"\"\"Add two numbers a and b together and return the sum\"\"\"\n    total = a + b\n    return total\n```";
+        let own = own_text(answer, task, &[]);
+        assert!(own.contains("def add(a: int, b: int) -> int:"), "{own}");
+        assert!(!own.contains("Add two numbers"), "the copied docstring is not its own: {own}");
     }
 
     #[test]
