@@ -189,8 +189,11 @@ pub(crate) fn revise(
         }
     }
     user.push_str("\nWrite a complete revised proposal that fixes the issues and meets every requirement");
-    if tests.passed() == Some(false) {
-        user.push_str(", and whose code passes the failing tests");
+    match tests.passed() {
+        Some(false) => user.push_str(", and whose code passes the failing tests"),
+        // Seen on SmolLM2: a revision of code that passed broke it; say what to keep.
+        Some(true) => user.push_str(", keeping its code passing every test"),
+        None => {}
     }
     user.push_str(". Output only the proposal.");
     Prompt { system: system(role, Phase::Revise), user }
@@ -404,6 +407,18 @@ mod tests {
         assert!(user.contains("Your code run on the acceptance tests:\n<<<\n1 passed, 1 failed"), "{user}");
         assert!(user.contains("FAILED test_empty: assert reverse('') == ''\n    File \"acceptance_tests.py\", line 4, in test_empty"), "{user}");
         assert!(user.ends_with("whose code passes the failing tests. Output only the proposal."), "{user}");
+    }
+
+    #[test]
+    fn authors_whose_code_passes_are_told_to_keep_it_passing() {
+        use orchestrator_domain::{CaseOutcome, TestCase, TestReport};
+        let passing = TestOutcome::Ran(TestReport::from_cases(
+            vec![TestCase::new("test_empty", CaseOutcome::Passed, "", "")],
+            "",
+        ));
+        let user = revise(Role::Dev, &tested_task(), "def reverse(s): return s[::-1]", &passing, &[]).user;
+        assert!(user.contains("1 passed, 0 failed, 0 errored"), "{user}");
+        assert!(user.ends_with("keeping its code passing every test. Output only the proposal."), "{user}");
     }
 
     #[test]
