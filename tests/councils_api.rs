@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use orchestrator_api_grpc::pb;
 use orchestrator_application::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
-use orchestrator_domain::{Agent, ProfileName, Review, Task};
+use orchestrator_domain::{Agent, ProfileName, Review, Task, TestOutcome};
 use orchestrator_tests::{ScriptedBackend, TestApp, spawn_app, wait_until_done};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::Code;
@@ -77,9 +77,15 @@ impl AgentBackend for Recording {
         self.inner.propose(agent, task).await
     }
 
-    async fn review(&self, agent: &Agent, task: &Task, proposal: &str) -> Result<ReviewReply, AgentError> {
+    async fn review(
+        &self,
+        agent: &Agent,
+        task: &Task,
+        proposal: &str,
+        tests: &TestOutcome,
+    ) -> Result<ReviewReply, AgentError> {
         self.record("review", agent);
-        self.inner.review(agent, task, proposal).await
+        self.inner.review(agent, task, proposal, tests).await
     }
 
     async fn revise(
@@ -87,10 +93,11 @@ impl AgentBackend for Recording {
         agent: &Agent,
         task: &Task,
         current: &str,
+        tests: &TestOutcome,
         reviews: &[Review],
     ) -> Result<Completion, AgentError> {
         self.record("revise", agent);
-        self.inner.revise(agent, task, current, reviews).await
+        self.inner.revise(agent, task, current, tests, reviews).await
     }
 
     async fn select(

@@ -19,6 +19,7 @@ fn request(role: &str) -> pb::DeliberateRequest {
             metadata: HashMap::from([("team".into(), "platform".into())]),
             max_iterations: 0,
             timeout_seconds: 30,
+            acceptance_tests: None,
         }),
         rounds: None,
         num_agents: None,

@@ -131,3 +131,67 @@ async fn one_council_can_mix_model_profiles() {
     assert_eq!(profiles, BTreeSet::from(["default".to_owned(), "creative".to_owned()]));
     assert!(response.results.iter().all(|r| !r.proposal.as_ref().unwrap().content.trim().is_empty()));
 }
+
+const ADD_TESTS: &str = "from solution import add\n\
+assert add(1, 2) == 3\n\
+\n\
+def test_negative():\n    assert add(-1, -1) == -2\n";
+
+/// Counts of a wire report, for comparing with a rerun.
+fn counts(report: &pb::TestReport) -> (bool, i32, i32, i32) {
+    (report.ran, report.passed, report.failed, report.errored)
+}
+
+fn rerun_counts(outcome: &orchestrator_domain::TestOutcome) -> (bool, i32, i32, i32) {
+    let wire = orchestrator_api_grpc::convert::test_report(outcome);
+    counts(&wire)
+}
+
+#[tokio::test]
+async fn a_real_model_gets_its_code_run_and_the_results_match_a_rerun() {
+    use orchestrator_application::ports::TestRunner;
+    let Some(url) = model_url() else { return };
+    let mut app = app(&url).await;
+    let request = pb::DeliberateRequest {
+        task_description: "Write a Python function add(a, b) that returns the sum of two numbers.".into(),
+        role: "DEV".into(),
+        constraints: Some(pb::TaskConstraints {
+            acceptance_tests: Some(pb::AcceptanceTests { language: "python".into(), code: ADD_TESTS.into() }),
+            ..Default::default()
+        }),
+        rounds: Some(1),
+        num_agents: Some(2),
+        ..Default::default()
+    };
+    let response = app.client.deliberate(request).await.unwrap().into_inner();
+    assert!(!response.results.is_empty(), "{:?}", response.failures);
+
+    // Rerun every version's code through the same sandboxed adapter, here in the test.
+    let runner = orchestrator_infra_dryrun::PythonTestRunner::detect();
+    let tests = orchestrator_domain::AcceptanceTests::new("python", ADD_TESTS.into()).unwrap();
+    for result in &response.results {
+        let proposal = result.proposal.as_ref().unwrap();
+        let reported = result.tests.as_ref().unwrap();
+        assert_eq!(result.revision_tests.len(), proposal.revisions.len());
+        let rerun = runner.run(&tests, &proposal.content).await;
+        assert_eq!(
+            counts(reported),
+            rerun_counts(&rerun),
+            "{}: {reported:?} vs {rerun:?}",
+            proposal.author_id
+        );
+        for (earlier, content) in result.revision_tests.iter().zip(&proposal.revisions) {
+            let rerun = runner.run(&tests, content).await;
+            assert_eq!(counts(earlier), rerun_counts(&rerun), "{}: an earlier version", proposal.author_id);
+        }
+        eprintln!(
+            "{}: {} (revisions: {:?})\n{}\n--- its answer:\n{}",
+            proposal.author_id,
+            reported.message,
+            result.revision_tests.iter().map(|t| t.message.clone()).collect::<Vec<_>>(),
+            reported.report,
+            proposal.content
+        );
+    }
+    eprintln!("calls {} saved {}", response.usage.unwrap().calls, response.usage.unwrap().calls_saved);
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
-use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TokenUsage};
+use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TestOutcome, TokenUsage};
 
 /// Writes proposals that cover the task's requirements, grades them by seat, and can be told
 /// to fail some agents or to take its time.
@@ -72,8 +72,19 @@ impl AgentBackend for ScriptedBackend {
 
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError> {
         let usage = self.enter(agent, format!("propose {} {}", agent.id, task.description())).await?;
-        let covered: Vec<&str> =
-            task.constraints().requirements().iter().take(agent.seat + 1).map(String::as_str).collect();
+        // Each covered requirement in its own words (its words reordered): the lint check does
+        // not count requirements merely copied from the prompt.
+        let covered: Vec<String> = task
+            .constraints()
+            .requirements()
+            .iter()
+            .take(agent.seat + 1)
+            .map(|requirement| {
+                let mut words: Vec<&str> = requirement.split_whitespace().collect();
+                words.sort_unstable();
+                words.join(" ")
+            })
+            .collect();
         let mut text = format!(
             "Proposal from seat {} on {}: {}\nAddresses: {}",
             agent.seat,
@@ -88,7 +99,13 @@ impl AgentBackend for ScriptedBackend {
         Ok(Completion { text, usage, truncated: false })
     }
 
-    async fn review(&self, agent: &Agent, _task: &Task, proposal: &str) -> Result<ReviewReply, AgentError> {
+    async fn review(
+        &self,
+        agent: &Agent,
+        _task: &Task,
+        proposal: &str,
+        _tests: &TestOutcome,
+    ) -> Result<ReviewReply, AgentError> {
         let usage = self.enter(agent, format!("review {}", agent.id)).await?;
         let grade = 5.0 + (proposal.len() % 5) as f64;
         Ok(ReviewReply {
@@ -104,6 +121,7 @@ impl AgentBackend for ScriptedBackend {
         agent: &Agent,
         _task: &Task,
         current: &str,
+        _tests: &TestOutcome,
         reviews: &[Review],
     ) -> Result<Completion, AgentError> {
         let usage = self.enter(agent, format!("revise {}", agent.id)).await?;

@@ -11,8 +11,9 @@ use orchestrator_application::{
     OrchestrationReport, Overrides, StatusReport, Submission,
 };
 use orchestrator_domain::{
-    AgentFailure, Council, CouncilId, DeliberationStatus, DomainError, DryRunOutcome, ProfileName,
-    RankedProposal, Review, Role, Rounds, Task, TaskConstraints, TokenUsage, excerpt,
+    AcceptanceTests, AgentFailure, Council, CouncilId, DeliberationStatus, DomainError, DryRunOutcome,
+    ProfileName, RankedProposal, Review, Role, Rounds, Task, TaskConstraints, TestOutcome, TokenUsage,
+    excerpt,
 };
 
 use orchestrator_domain::checks::RELEVANCE_WARNING;
@@ -63,13 +64,19 @@ pub fn required_task_id(raw: &str) -> Result<String, ApplicationError> {
 
 fn constraints(raw: Option<pb::TaskConstraints>) -> Result<TaskConstraints, DomainError> {
     let raw = raw.unwrap_or_default();
-    TaskConstraints::new(
+    let constraints = TaskConstraints::new(
         raw.rubric,
         raw.requirements,
         raw.metadata.into_iter().collect(),
         i64::from(raw.timeout_seconds),
         i64::from(raw.max_iterations),
-    )
+    )?;
+    match raw.acceptance_tests {
+        None => Ok(constraints),
+        Some(tests) => {
+            Ok(constraints.with_acceptance_tests(AcceptanceTests::new(&tests.language, tests.code)?))
+        }
+    }
 }
 
 /// Unset or 0 means the default council size; the range itself is the domain's rule.
@@ -189,6 +196,39 @@ pub fn usage(u: &TokenUsage) -> pb::TokenUsage {
         completion_tokens: wide(u.completion_tokens),
         calls: wide(u.calls),
         latency_ms: wide(u.latency_ms),
+        calls_saved: 0,
+    }
+}
+
+/// A deliberation's total usage, with the calls an early stop spared.
+pub fn total_usage(u: &TokenUsage, calls_saved: u64) -> pb::TokenUsage {
+    pb::TokenUsage { calls_saved: wide(calls_saved), ..usage(u) }
+}
+
+/// One run of acceptance tests as sent on the wire.
+pub fn test_report(outcome: &TestOutcome) -> pb::TestReport {
+    match outcome {
+        TestOutcome::NotRun { reason } => {
+            pb::TestReport { ran: false, message: reason.clone(), ..Default::default() }
+        }
+        TestOutcome::Ran(report) => pb::TestReport {
+            ran: true,
+            passed: i32::try_from(report.passed).unwrap_or(i32::MAX),
+            failed: i32::try_from(report.failed).unwrap_or(i32::MAX),
+            errored: i32::try_from(report.errored).unwrap_or(i32::MAX),
+            message: report.summary(),
+            report: report.render(),
+            cases: report
+                .cases
+                .iter()
+                .map(|c| pb::TestCaseResult {
+                    name: c.name.clone(),
+                    outcome: c.outcome.as_str().to_owned(),
+                    message: c.message.clone(),
+                    traceback: c.traceback.clone(),
+                })
+                .collect(),
+        },
     }
 }
 
@@ -294,6 +334,8 @@ pub fn result(r: &RankedProposal) -> pb::DeliberationResult {
         check_score: r.check_score.value(),
         peer_score: r.peer_score,
         usage: Some(usage(&r.usage)),
+        tests: Some(test_report(&r.checks.tests)),
+        revision_tests: r.checks.revision_tests.iter().map(test_report).collect(),
     }
 }
 
@@ -309,6 +351,7 @@ pub fn metadata(report: &DeliberationReport, now_ms: i64) -> pb::OrchestratorMet
         ("completion_tokens".to_owned(), u.completion_tokens.to_string()),
         ("llm_calls".to_owned(), u.calls.to_string()),
         ("llm_latency_ms".to_owned(), u.latency_ms.to_string()),
+        ("calls_saved".to_owned(), report.outcome.calls_saved.to_string()),
         ("council_id".to_owned(), council_tag(report.council_id.as_ref())),
     ]);
     pb::OrchestratorMetadata {
@@ -333,7 +376,7 @@ pub fn deliberate_response(report: &DeliberationReport, now_ms: i64) -> pb::Deli
         metadata: Some(metadata(report, now_ms)),
         failures: report.outcome.failures.iter().map(failure).collect(),
         task_id: report.task_id.clone(),
-        usage: Some(usage(&report.outcome.usage)),
+        usage: Some(total_usage(&report.outcome.usage, report.outcome.calls_saved)),
     }
 }
 
@@ -353,7 +396,7 @@ pub fn orchestrate_response(report: &OrchestrationReport, now_ms: i64) -> pb::Or
         selection_rationale: report.rationale.clone(),
         selection_method: report.method.as_str().to_owned(),
         failures: d.outcome.failures.iter().map(failure).collect(),
-        usage: Some(usage(&(d.outcome.usage + report.selection_usage))),
+        usage: Some(total_usage(&(d.outcome.usage + report.selection_usage), d.outcome.calls_saved)),
     }
 }
 
@@ -462,12 +505,15 @@ pub fn list_query(r: pb::ListDeliberationsRequest) -> Result<ListQuery, Applicat
 
 /// A stored deliberation as a GetDeliberationResult response.
 pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDeliberationResultResponse {
-    let (results, failures, usage_total) = match (&record.outcome, &record.progress) {
-        (Some(outcome), _) => {
-            (outcome.results.iter().map(result).collect(), outcome.failures.clone(), outcome.usage)
-        }
-        (None, Some(progress)) => (Vec::new(), progress.failures().to_vec(), progress.total_usage()),
-        (None, None) => (Vec::new(), Vec::new(), TokenUsage::default()),
+    let (results, failures, usage_total, calls_saved) = match (&record.outcome, &record.progress) {
+        (Some(outcome), _) => (
+            outcome.results.iter().map(result).collect(),
+            outcome.failures.clone(),
+            outcome.usage,
+            outcome.calls_saved,
+        ),
+        (None, Some(progress)) => (Vec::new(), progress.failures().to_vec(), progress.total_usage(), 0),
+        (None, None) => (Vec::new(), Vec::new(), TokenUsage::default(), 0),
     };
     let mut tags = HashMap::from([
         ("role".to_owned(), record.request.role.to_string()),
@@ -492,7 +538,7 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
             tags,
         }),
         failures: failures.iter().map(failure).collect(),
-        usage: Some(usage(&usage_total)),
+        usage: Some(total_usage(&usage_total, calls_saved)),
         role: record.request.role.to_string(),
         created_at_ms: record.request.created_at_ms,
         partial: record.status == DeliberationStatus::Timeout && record.outcome.is_some(),
@@ -598,6 +644,55 @@ mod tests {
             error(pb::DeliberateRequest { constraints: Some(constraints), ..request() }),
             "constraints.timeout_seconds: must not be negative, got -5"
         );
+    }
+
+    #[test]
+    fn acceptance_tests_reach_the_task_and_bad_ones_name_their_field() {
+        let with = |language: &str, code: &str| pb::DeliberateRequest {
+            constraints: Some(pb::TaskConstraints {
+                acceptance_tests: Some(pb::AcceptanceTests { language: language.into(), code: code.into() }),
+                ..Default::default()
+            }),
+            ..request()
+        };
+        let c =
+            DeliberateCommand::try_from(with("python", "from solution import f\nassert f() == 1\n")).unwrap();
+        let tests = c.task.constraints().acceptance_tests().unwrap();
+        assert_eq!(tests.language(), orchestrator_domain::TestLanguage::Python);
+        assert_eq!(tests.count(), 1);
+        assert!(
+            DeliberateCommand::try_from(request()).unwrap().task.constraints().acceptance_tests().is_none()
+        );
+        assert!(
+            error(with("", "assert True")).starts_with("constraints.acceptance_tests.language: unsupported"),
+            "an empty language is not python"
+        );
+        assert_eq!(error(with("python", "")), "constraints.acceptance_tests.code: must not be blank");
+        assert!(
+            error(with("python", &"assert True\n".repeat(10_000)))
+                .starts_with("constraints.acceptance_tests.code: must be at most 65536 bytes")
+        );
+    }
+
+    #[test]
+    fn test_reports_carry_counts_and_the_trimmed_report() {
+        use orchestrator_domain::{CaseOutcome, TestCase, TestReport};
+        let not_run = test_report(&TestOutcome::no_sandbox());
+        assert!(!not_run.ran);
+        assert_eq!(not_run.message, "not run: no sandbox");
+        let ran = test_report(&TestOutcome::Ran(TestReport::from_cases(
+            vec![
+                TestCase::new("test_a", CaseOutcome::Passed, "", ""),
+                TestCase::new("test_b", CaseOutcome::Failed, "assert 1 == 2", "line 3"),
+            ],
+            "",
+        )));
+        assert!(ran.ran);
+        assert_eq!((ran.passed, ran.failed, ran.errored), (1, 1, 0));
+        assert_eq!(ran.message, "1 passed, 1 failed, 0 errored");
+        assert!(ran.report.contains("FAILED test_b: assert 1 == 2"), "{}", ran.report);
+        assert_eq!(ran.cases[1].outcome, "failed");
+        assert_eq!(total_usage(&TokenUsage::default(), 4).calls_saved, 4);
     }
 
     #[test]

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use orchestrator_domain::{
     Agent, Council, CouncilId, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase,
-    ProfileName, Review, ReviewAssignment, Role, Rounds, ScoringWeights, Task, TokenUsage,
+    ProfileName, Review, ReviewAssignment, RevisionRequest, Role, Rounds, ScoringWeights, Task, TestOutcome,
+    TokenUsage,
 };
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -17,7 +19,7 @@ use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
 use crate::ports::{
     AgentBackend, AgentError, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
-    ProgressObserver,
+    ProgressObserver, TestRunner,
 };
 
 /// Server-side settings of every deliberation.
@@ -28,6 +30,11 @@ pub struct DeliberationSettings {
     pub weights: ScoringWeights,
     /// Profile of the ARCHITECT agent that selects in Orchestrate; `None`: the first agent's.
     pub selection_profile: Option<ProfileName>,
+    /// End the review rounds once a proposal passes every acceptance test and its reviewers
+    /// agree (see [`Deliberation::set_early_stop`]).
+    pub early_stop: bool,
+    /// Acceptance-test runs at once within one deliberation.
+    pub test_concurrency: usize,
 }
 
 impl Default for DeliberationSettings {
@@ -36,6 +43,8 @@ impl Default for DeliberationSettings {
             default_timeout: Duration::from_secs(300),
             weights: ScoringWeights::default(),
             selection_profile: None,
+            early_stop: true,
+            test_concurrency: 2,
         }
     }
 }
@@ -104,6 +113,7 @@ pub struct Deliberate {
     tracker: Arc<Counters>,
     settings: DeliberationSettings,
     councils: Option<Arc<dyn CouncilStore>>,
+    test_runner: Option<Arc<dyn TestRunner>>,
 }
 
 impl std::fmt::Debug for Deliberate {
@@ -112,6 +122,7 @@ impl std::fmt::Debug for Deliberate {
             .field("backend_configured", &self.backend.is_some())
             .field("dry_runner_configured", &self.dry_runner.is_some())
             .field("councils_configured", &self.councils.is_some())
+            .field("test_runner_configured", &self.test_runner.is_some())
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
@@ -128,7 +139,15 @@ impl Deliberate {
         tracker: Arc<Counters>,
         settings: DeliberationSettings,
     ) -> Self {
-        Self { backend, dry_runner, clock, ids, tracker, settings, councils: None }
+        Self { backend, dry_runner, clock, ids, tracker, settings, councils: None, test_runner: None }
+    }
+
+    /// Runs every proposal version against the task's acceptance tests with this runner.
+    /// Without one, tasks with tests report "not run: no sandbox" for every proposal.
+    #[must_use]
+    pub fn with_test_runner(mut self, runner: Arc<dyn TestRunner>) -> Self {
+        self.test_runner = Some(runner);
+        self
     }
 
     /// Seats the role's standing council from this registry in every deliberation whose
@@ -229,6 +248,7 @@ impl Deliberate {
         let rounds = deliberation.rounds();
         let started_at_ms = self.clock.now_ms();
         let started = Instant::now();
+        deliberation.set_early_stop(self.settings.early_stop);
         let span =
             info_span!("deliberation", task_id, role = %role, agents = deliberation.council().len(), rounds);
 
@@ -257,6 +277,7 @@ impl Deliberate {
                 winner = %outcome.winner().agent.id,
                 duration_ms = elapsed.as_millis() as u64,
                 failures = outcome.failures.len(),
+                calls_saved = outcome.calls_saved,
                 "deliberation completed"
             ),
             Err(error) => warn!(task_id, %error, "deliberation failed"),
@@ -288,7 +309,11 @@ impl Deliberate {
         loop {
             match d.phase() {
                 Phase::Proposing => self.proposal_round(backend, task, d).await?,
-                Phase::Reviewing { .. } => self.review_round(backend, task, d).await?,
+                Phase::Reviewing { .. } => {
+                    // Reviewers see each proposal's test report, and the early stop needs it.
+                    self.test_round(task, d).await;
+                    self.review_round(backend, task, d).await?;
+                }
                 Phase::Revising { .. } => self.revision_round(backend, task, d).await?,
                 Phase::Scoring => break,
                 Phase::Completed => {
@@ -298,6 +323,7 @@ impl Deliberate {
             advance(d)?;
             observer.phase_completed(task_id, d).await;
         }
+        self.test_round(task, d).await;
         let dry_runs = self.dry_runs(task, d).await;
         let outcome = d.finish(dry_runs, &self.settings.weights)?;
         observer.phase_completed(task_id, d).await;
@@ -316,7 +342,11 @@ impl Deliberate {
         });
         let replies = join_all(calls).await;
         record_replies(d, replies, |d, agent, completion| {
-            d.record_proposal(&agent.id, completion.text, self.clock.now_ms())
+            d.record_proposal(&agent.id, completion.text, self.clock.now_ms())?;
+            if completion.truncated {
+                d.record_truncated(&agent.id);
+            }
+            Ok(())
         })
     }
 
@@ -327,8 +357,9 @@ impl Deliberate {
         d: &mut Deliberation,
     ) -> Result<()> {
         let calls = d.review_assignments().into_iter().map(|assignment| async move {
-            let ReviewAssignment { reviewer, target, proposal, round } = assignment;
-            let (result, usage) = timed(backend.review(&reviewer, task, &proposal), |r| r.usage).await;
+            let ReviewAssignment { reviewer, target, proposal, round, tests } = assignment;
+            let (result, usage) =
+                timed(backend.review(&reviewer, task, &proposal, &tests), |r| r.usage).await;
             let result = result.map(|reply| Review {
                 reviewer: reviewer.id.clone(),
                 target,
@@ -350,13 +381,55 @@ impl Deliberate {
         d: &mut Deliberation,
     ) -> Result<()> {
         let calls = d.revision_requests().into_iter().map(|request| async move {
+            let RevisionRequest { author, current, reviews, tests, .. } = request;
             let (result, usage) =
-                timed(backend.revise(&request.author, task, &request.current, &request.reviews), |c| c.usage)
-                    .await;
-            (request.author, result, usage)
+                timed(backend.revise(&author, task, &current, &tests, &reviews), |c| c.usage).await;
+            (author, result, usage)
         });
         let replies = join_all(calls).await;
-        record_replies(d, replies, |d, author, completion| d.record_revision(&author.id, completion.text))
+        record_replies(d, replies, |d, author, completion| {
+            d.record_revision(&author.id, completion.text)?;
+            if completion.truncated {
+                d.record_truncated(&author.id);
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs every proposal version not yet tested against the task's acceptance tests, at
+    /// most [`DeliberationSettings::test_concurrency`] at once, and records the outcomes.
+    async fn test_round(&self, task: &Task, d: &mut Deliberation) {
+        let requests = d.test_requests();
+        let Some(tests) = task.constraints().acceptance_tests() else {
+            return;
+        };
+        if requests.is_empty() {
+            return;
+        }
+        let outcomes: Vec<_> = match self.test_runner.as_deref() {
+            Some(runner) if runner.supports(tests.language()) => {
+                stream::iter(requests)
+                    .map(|request| async move {
+                        let outcome = runner.run(tests, &request.content).await;
+                        (request.author, outcome)
+                    })
+                    .buffered(self.settings.test_concurrency.max(1))
+                    .collect()
+                    .await
+            }
+            Some(_) => {
+                let reason = format!("not run: no test runner for {}", tests.language());
+                requests
+                    .into_iter()
+                    .map(|r| (r.author, TestOutcome::NotRun { reason: reason.clone() }))
+                    .collect()
+            }
+            None => requests.into_iter().map(|r| (r.author, TestOutcome::no_sandbox())).collect(),
+        };
+        for (author, outcome) in outcomes {
+            debug!(agent = %author, tests = %outcome.message(), "acceptance tests");
+            d.record_tests(&author, outcome);
+        }
     }
 
     async fn dry_runs(
@@ -423,5 +496,7 @@ async fn timed<T>(
     (result, usage)
 }
 
+#[cfg(test)]
+mod execution_tests;
 #[cfg(test)]
 mod tests;

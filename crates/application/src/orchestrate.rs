@@ -91,7 +91,14 @@ impl Orchestrate {
         let deliberate = self.jobs.deliberate();
         let started = Instant::now();
         let report = self.jobs.run(caller, command.deliberate, observer).await?;
-        let candidates = report.outcome.results.len().min(TOP_K);
+        let top = report.outcome.results.len().min(TOP_K);
+        // When the best proposal passed every acceptance test, the architect chooses only among
+        // the leading proposals that did too: an opinion never overrules executed tests.
+        let passing = report.outcome.results[..top]
+            .iter()
+            .take_while(|r| r.checks.tests.passed() == Some(true))
+            .count();
+        let candidates = if passing > 0 { passing } else { top };
         if let Some(stored) = self.jobs.get(caller, &report.task_id).await?.selection {
             info!(task_id = report.task_id, method = stored.method, "answering the stored selection");
             return Ok(stored_report(report, candidates, &stored));
@@ -101,6 +108,8 @@ impl Orchestrate {
         let by_score = |rationale: String| (0, SelectionMethod::Score, rationale, TokenUsage::default());
         let (winner, method, rationale, selection_usage) = if !command.architect_selection {
             by_score("highest final score (architect selection not requested)".to_owned())
+        } else if candidates < 2 && top >= 2 {
+            by_score("only the best candidate passed every acceptance test; chose it".to_owned())
         } else if candidates < 2 {
             by_score("only one candidate survived; chose it".to_owned())
         } else {

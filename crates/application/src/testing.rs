@@ -415,7 +415,7 @@ pub(crate) fn scripted_backend() -> crate::ports::MockAgentBackend {
             truncated: false,
         })
     });
-    backend.expect_revise().returning(|_, _, current, _| {
+    backend.expect_revise().returning(|_, _, current, _, _| {
         Ok(Completion {
             text: format!("{current} (revised)"),
             usage: TokenUsage::default(),
@@ -435,7 +435,7 @@ mod sleeping {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TokenUsage};
+    use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TestOutcome, TokenUsage};
 
     use crate::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
 
@@ -515,6 +515,7 @@ mod sleeping {
             _agent: &Agent,
             _task: &Task,
             _proposal: &str,
+            _tests: &TestOutcome,
         ) -> Result<ReviewReply, AgentError> {
             self.call().await?;
             Ok(ReviewReply {
@@ -529,6 +530,7 @@ mod sleeping {
             agent: &Agent,
             _task: &Task,
             _current: &str,
+            _tests: &TestOutcome,
             _reviews: &[Review],
         ) -> Result<Completion, AgentError> {
             self.call().await?;

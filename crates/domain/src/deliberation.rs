@@ -12,6 +12,12 @@
 //!
 //! Review assignment is a ring over the surviving agents in seat order ([`ring_assignment`]):
 //! round 1 reviews the next peer, round 2 the one after, and nobody ever reviews itself.
+//!
+//! When the task carries acceptance tests, every proposal version is to be run against them
+//! (`test_requests`, then `record_tests`); reviewers and authors are handed the outcome of the
+//! version they look at, and scoring uses the final version's. With the early stop on, a review
+//! round in which some proposal passed every test and every review of it graded it at least
+//! [`AGREEMENT_SCORE`] goes straight to scoring, and the calls skipped are counted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,14 +25,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentId};
-use crate::checks::{CheckSuite, DryRunOutcome};
+use crate::checks::{CheckSuite, DryRunOutcome, TestOutcome};
 use crate::council::Council;
 use crate::error::{DomainError, Result};
 use crate::proposal::Proposal;
 use crate::ranking::{RankKey, rank};
 use crate::review::Review;
 use crate::ring::ring_assignment;
-use crate::scoring::{Score, ScoringWeights, check_score, peer_mean};
+use crate::scoring::{AGREEMENT_SCORE, Score, ScoringWeights, check_score, missing_peer_prior, peer_mean};
 use crate::task::Task;
 use crate::usage::TokenUsage;
 
@@ -121,6 +127,9 @@ pub struct ReviewAssignment {
     pub target: AgentId,
     pub proposal: String,
     pub round: u32,
+    /// How the proposal fared against the task's acceptance tests (`NotRun` when the task has
+    /// none).
+    pub tests: TestOutcome,
 }
 
 /// One revision to ask for: `author` revises `current` in the light of `reviews`.
@@ -130,6 +139,16 @@ pub struct RevisionRequest {
     pub current: String,
     pub reviews: Vec<Review>,
     pub round: u32,
+    /// How `current` fared against the task's acceptance tests (`NotRun` when the task has
+    /// none).
+    pub tests: TestOutcome,
+}
+
+/// A proposal version that still has to be run against the acceptance tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRequest {
+    pub author: AgentId,
+    pub content: String,
 }
 
 /// A final proposal with everything that decided its rank.
@@ -155,6 +174,9 @@ pub struct DeliberationOutcome {
     pub results: Vec<RankedProposal>,
     pub failures: Vec<AgentFailure>,
     pub usage: TokenUsage,
+    /// Backend calls an early stop spared (0 when every round ran).
+    #[serde(default)]
+    pub calls_saved: u64,
 }
 
 impl DeliberationOutcome {
@@ -182,6 +204,10 @@ pub struct DeliberationParts {
     pub assignments: BTreeMap<AgentId, AgentId>,
     pub under_review: BTreeMap<AgentId, String>,
     pub usage: BTreeMap<AgentId, TokenUsage>,
+    /// Acceptance-test outcomes per author, indexed by proposal version.
+    pub tests: BTreeMap<AgentId, Vec<TestOutcome>>,
+    pub early_stop: bool,
+    pub calls_saved: u64,
 }
 
 /// The deliberation aggregate (see the module docs).
@@ -203,6 +229,15 @@ pub struct Deliberation {
     /// already assigned stays answerable even if its target drops out mid-round.
     under_review: BTreeMap<AgentId, String>,
     usage: BTreeMap<AgentId, TokenUsage>,
+    /// Acceptance-test outcomes per author, indexed by proposal version (0: the first).
+    #[serde(default)]
+    tests: BTreeMap<AgentId, Vec<TestOutcome>>,
+    /// Whether review rounds end early once a proposal passes every test and its peers agree.
+    #[serde(default)]
+    early_stop: bool,
+    /// Backend calls the early stop spared.
+    #[serde(default)]
+    calls_saved: u64,
 }
 
 impl Deliberation {
@@ -225,6 +260,9 @@ impl Deliberation {
             assignments: BTreeMap::new(),
             under_review: BTreeMap::new(),
             usage: BTreeMap::new(),
+            tests: BTreeMap::new(),
+            early_stop: false,
+            calls_saved: 0,
         }
     }
 
@@ -252,7 +290,8 @@ impl Deliberation {
             .chain(parts.pending.iter())
             .chain(parts.assignments.iter().flat_map(|(reviewer, target)| [reviewer, target]))
             .chain(parts.under_review.keys())
-            .chain(parts.usage.keys());
+            .chain(parts.usage.keys())
+            .chain(parts.tests.keys());
         for agent in agents {
             if !seated(agent) {
                 return invalid(format!("agent {agent} is not in the council"));
@@ -271,6 +310,9 @@ impl Deliberation {
             assignments: parts.assignments,
             under_review: parts.under_review,
             usage: parts.usage,
+            tests: parts.tests,
+            early_stop: parts.early_stop,
+            calls_saved: parts.calls_saved,
         })
     }
 
@@ -289,7 +331,71 @@ impl Deliberation {
             assignments: self.assignments.clone(),
             under_review: self.under_review.clone(),
             usage: self.usage.clone(),
+            tests: self.tests.clone(),
+            early_stop: self.early_stop,
+            calls_saved: self.calls_saved,
         }
+    }
+
+    /// Turns the early stop on or off (off by default): when on, the review rounds end after
+    /// a review round in which some proposal passed every acceptance test and every review of
+    /// it graded it at least [`AGREEMENT_SCORE`]; the calls skipped are counted in
+    /// [`calls_saved`](Self::calls_saved).
+    pub fn set_early_stop(&mut self, on: bool) {
+        self.early_stop = on;
+    }
+
+    /// Backend calls the early stop spared so far (0 when every round ran).
+    pub fn calls_saved(&self) -> u64 {
+        self.calls_saved
+    }
+
+    /// Proposal versions not yet run against the acceptance tests, in seat order; empty when
+    /// the task has no tests.
+    pub fn test_requests(&self) -> Vec<TestRequest> {
+        if self.task.constraints().acceptance_tests().is_none() {
+            return Vec::new();
+        }
+        self.proposals
+            .iter()
+            .filter(|p| self.tests_of(p).is_none())
+            .map(|p| TestRequest { author: p.author().clone(), content: p.content().to_owned() })
+            .collect()
+    }
+
+    /// Records how an author's current proposal version fared against the acceptance tests.
+    /// An author no longer in the deliberation is ignored (it dropped out meanwhile).
+    pub fn record_tests(&mut self, author: &AgentId, outcome: TestOutcome) {
+        let Some(version) = self.proposal(author).map(Proposal::version) else {
+            return;
+        };
+        let outcomes = self.tests.entry(author.clone()).or_default();
+        if outcomes.len() <= version {
+            outcomes.resize(version + 1, TestOutcome::NotRun { reason: "not run".to_owned() });
+        }
+        outcomes[version] = outcome;
+    }
+
+    /// Marks an author's current proposal as cut off at the model's token limit.
+    pub fn record_truncated(&mut self, author: &AgentId) {
+        if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == author) {
+            proposal.mark_truncated();
+        }
+    }
+
+    /// The recorded test outcome of a proposal's current version.
+    fn tests_of(&self, proposal: &Proposal) -> Option<&TestOutcome> {
+        self.tests.get(proposal.author()).and_then(|outcomes| outcomes.get(proposal.version()))
+    }
+
+    /// What a prompt shows about a proposal's tests.
+    fn shown_tests(&self, proposal: &Proposal) -> TestOutcome {
+        if self.task.constraints().acceptance_tests().is_none() {
+            return TestOutcome::no_tests();
+        }
+        self.tests_of(proposal)
+            .cloned()
+            .unwrap_or_else(|| TestOutcome::NotRun { reason: "not run".to_owned() })
     }
 
     pub fn council(&self) -> &Council {
@@ -351,7 +457,10 @@ impl Deliberation {
             .filter_map(|reviewer| {
                 let target = self.assignments.get(&reviewer.id)?;
                 let proposal = self.under_review.get(target)?.clone();
-                Some(ReviewAssignment { reviewer, target: target.clone(), proposal, round })
+                // Revisions happen after reviews, so a target still in the deliberation is at
+                // the version under review.
+                let tests = self.proposal(target).map_or_else(TestOutcome::no_tests, |p| self.shown_tests(p));
+                Some(ReviewAssignment { reviewer, target: target.clone(), proposal, round, tests })
             })
             .collect()
     }
@@ -364,9 +473,11 @@ impl Deliberation {
         self.pending_agents()
             .into_iter()
             .filter_map(|author| {
-                let current = self.proposal(&author.id)?.content().to_owned();
+                let proposal = self.proposal(&author.id)?;
+                let current = proposal.content().to_owned();
+                let tests = self.shown_tests(proposal);
                 let reviews = self.reviews_of(&author.id, Some(round));
-                Some(RevisionRequest { author, current, reviews, round })
+                Some(RevisionRequest { author, current, reviews, round, tests })
             })
             .collect()
     }
@@ -457,6 +568,10 @@ impl Deliberation {
         }
         let next = match self.phase {
             Phase::Proposing => self.review_round_or_scoring(1),
+            Phase::Reviewing { round } if self.early_stop && self.agreed_on_a_passing_proposal(round) => {
+                self.calls_saved = self.calls_skipped_from(round);
+                Phase::Scoring
+            }
             Phase::Reviewing { round } => Phase::Revising { round },
             Phase::Revising { round } => self.review_round_or_scoring(round + 1),
             Phase::Scoring | Phase::Completed => {
@@ -485,7 +600,12 @@ impl Deliberation {
         }
         let results = self.rank_proposals(&mut dry_runs, weights);
         self.phase = Phase::Completed;
-        Ok(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+        Ok(DeliberationOutcome {
+            results,
+            failures: self.failures.clone(),
+            usage: self.total_usage(),
+            calls_saved: self.calls_saved,
+        })
     }
 
     /// What a deliberation that ran out of time has to show: the proposals finished so far,
@@ -496,7 +616,12 @@ impl Deliberation {
             return None;
         }
         let results = self.rank_proposals(&mut BTreeMap::new(), weights);
-        Some(DeliberationOutcome { results, failures: self.failures.clone(), usage: self.total_usage() })
+        Some(DeliberationOutcome {
+            results,
+            failures: self.failures.clone(),
+            usage: self.total_usage(),
+            calls_saved: self.calls_saved,
+        })
     }
 
     /// The surviving proposals scored and ranked, best first.
@@ -505,6 +630,11 @@ impl Deliberation {
         dry_runs: &mut BTreeMap<AgentId, DryRunOutcome>,
         weights: &ScoringWeights,
     ) -> Vec<RankedProposal> {
+        let peer_scores: BTreeMap<AgentId, Option<f64>> =
+            self.proposals.iter().map(|p| (p.author().clone(), self.peer_score_of(p.author()))).collect();
+        // A proposal nobody graded usably is scored as the worst graded one (at most neutral),
+        // never on its checks alone: having no usable review must not pay.
+        let prior = missing_peer_prior(peer_scores.values().flatten().copied());
         let mut scored = Vec::with_capacity(self.proposals.len());
         for proposal in &self.proposals {
             let author = proposal.author().clone();
@@ -514,14 +644,17 @@ impl Deliberation {
             let dry_run = dry_runs
                 .remove(&author)
                 .unwrap_or_else(|| DryRunOutcome::NotRun { reason: "not run".to_owned() });
-            let checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
+            let mut checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
+            if proposal.truncated() {
+                checks.lint.flag_truncated();
+            }
+            let (tests, revision_tests) = self.test_history(proposal);
+            checks.tests = tests;
+            checks.revision_tests = revision_tests;
             let check_score = check_score(&checks);
             let reviews = self.reviews_of(&author, None);
-            let last_graded_round = reviews.iter().filter(|r| r.score.is_some()).map(|r| r.round).max();
-            let peer_score = last_graded_round.and_then(|round| {
-                peer_mean(reviews.iter().filter(|r| r.round == round).filter_map(|r| r.score))
-            });
-            let score = weights.combine(check_score, peer_score);
+            let peer_score = peer_scores.get(&author).copied().flatten();
+            let score = weights.combine(check_score, peer_score.or(prior));
             let key = RankKey {
                 score,
                 failed_checks: checks.failed_count(),
@@ -548,6 +681,55 @@ impl Deliberation {
             .into_iter()
             .map(|(rank, (_, ranked))| RankedProposal { rank, ..ranked })
             .collect()
+    }
+
+    /// Mean grade of the last round that graded `author`'s proposal usably.
+    fn peer_score_of(&self, author: &AgentId) -> Option<f64> {
+        let reviews = self.reviews_of(author, None);
+        let last_graded_round = reviews.iter().filter(|r| r.score.is_some()).map(|r| r.round).max()?;
+        peer_mean(reviews.iter().filter(|r| r.round == last_graded_round).filter_map(|r| r.score))
+    }
+
+    /// The test outcome of a proposal's final version and of each earlier one, oldest first.
+    fn test_history(&self, proposal: &Proposal) -> (TestOutcome, Vec<TestOutcome>) {
+        if self.task.constraints().acceptance_tests().is_none() {
+            return (TestOutcome::no_tests(), vec![TestOutcome::no_tests(); proposal.version()]);
+        }
+        let recorded = self.tests.get(proposal.author()).map_or(&[][..], Vec::as_slice);
+        let at = |version: usize| {
+            recorded
+                .get(version)
+                .cloned()
+                .unwrap_or_else(|| TestOutcome::NotRun { reason: "not run".to_owned() })
+        };
+        (at(proposal.version()), (0..proposal.version()).map(at).collect())
+    }
+
+    /// Whether some proposal passed every acceptance test and every review of it this round
+    /// graded it at least [`AGREEMENT_SCORE`] (a review without a grade is no agreement).
+    fn agreed_on_a_passing_proposal(&self, round: u32) -> bool {
+        self.proposals.iter().any(|p| {
+            let reviews: Vec<&Review> =
+                self.reviews.iter().filter(|r| r.round == round && &r.target == p.author()).collect();
+            self.tests_of(p).and_then(TestOutcome::passed) == Some(true)
+                && !reviews.is_empty()
+                && reviews.iter().all(|r| r.score.is_some_and(|s| s.value() >= AGREEMENT_SCORE))
+        })
+    }
+
+    /// The calls the rest of the deliberation would have made after review round `round`,
+    /// had nobody dropped out: this round's revisions (one per reviewed author), then a review
+    /// and a revision per survivor in each later round.
+    fn calls_skipped_from(&self, round: u32) -> u64 {
+        let survivors = self.proposals.len() as u64;
+        let revisions = self
+            .proposals
+            .iter()
+            .filter(|p| self.reviews.iter().any(|r| r.round == round && &r.target == p.author()))
+            .count() as u64;
+        let later_rounds = u64::from(self.rounds.saturating_sub(round));
+        let later = if survivors >= 2 { later_rounds * 2 * survivors } else { 0 };
+        revisions + later
     }
 
     fn review_round_or_scoring(&self, round: u32) -> Phase {

@@ -12,6 +12,7 @@
 //! rules that span councils.
 #![forbid(unsafe_code)]
 
+pub mod acceptance;
 pub mod agent;
 pub mod checks;
 pub mod council;
@@ -30,12 +31,15 @@ pub mod status;
 pub mod task;
 pub mod usage;
 
+pub use acceptance::{AcceptanceTests, TestLanguage};
 pub use agent::{Agent, AgentId, AgentStatus, Persona, ProfileName};
-pub use checks::{CheckSuite, DryRunOutcome, LintResult, PolicyResult};
+pub use checks::{
+    CaseOutcome, CheckSuite, DryRunOutcome, LintResult, PolicyResult, TestCase, TestOutcome, TestReport,
+};
 pub use council::{Council, CouncilId};
 pub use deliberation::{
     AgentFailure, Deliberation, DeliberationOutcome, DeliberationParts, Phase, RankedProposal,
-    ReviewAssignment, RevisionRequest, Rounds,
+    ReviewAssignment, RevisionRequest, Rounds, TestRequest,
 };
 pub use error::{DomainError, Result};
 pub use excerpt::excerpt;

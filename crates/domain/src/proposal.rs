@@ -11,22 +11,42 @@ pub struct Proposal {
     content: String,
     created_at_ms: i64,
     revisions: Vec<String>,
+    /// The current content was cut off at the model's token limit.
+    #[serde(default)]
+    truncated: bool,
 }
 
 impl Proposal {
     pub fn new(author: AgentId, content: String, created_at_ms: i64) -> Self {
-        Self { author, content, created_at_ms, revisions: Vec::new() }
+        Self { author, content, created_at_ms, revisions: Vec::new(), truncated: false }
     }
 
     /// Rebuilds a proposal read back from storage.
     pub fn restore(author: AgentId, content: String, created_at_ms: i64, revisions: Vec<String>) -> Self {
-        Self { author, content, created_at_ms, revisions }
+        Self { author, content, created_at_ms, revisions, truncated: false }
     }
 
     /// Replaces the content, keeping the previous version in the history.
     pub fn revise(&mut self, content: String) {
         let previous = std::mem::replace(&mut self.content, content);
         self.revisions.push(previous);
+        self.truncated = false;
+    }
+
+    /// Marks the current content as cut off at the model's token limit (until the next
+    /// revision replaces it).
+    pub fn mark_truncated(&mut self) {
+        self.truncated = true;
+    }
+
+    /// Whether the current content was cut off at the model's token limit.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Which version the current content is: 0 for the first proposal, n after n revisions.
+    pub fn version(&self) -> usize {
+        self.revisions.len()
     }
 
     pub fn author(&self) -> &AgentId {

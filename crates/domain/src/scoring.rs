@@ -2,15 +2,21 @@
 //!
 //! Every weight lives in this file so the rule can be read, and changed, in one place.
 //!
-//! * **check score** in [0, 1] = mean of the components that apply:
-//!   policy (1 clean, 0 any violation), lint (`1 − 0.5·errors − 0.1·warnings`, floored at 0),
-//!   requirement coverage (covered / total, only when the task lists requirements),
-//!   relevance (share of the task description's key terms the proposal mentions) and
-//!   dry run (1 passed, 0 failed, only when it ran).
+//! * **check score** in [0, 1] = weighted mean of the components that apply, each of weight 1
+//!   except the acceptance tests: policy (1 clean, 0 any violation), lint
+//!   (`1 − 0.5·errors − 0.1·warnings`, floored at 0), requirement coverage (covered / total,
+//!   only when the task lists requirements), relevance (share of the task description's key
+//!   terms the proposal mentions), dry run (1 passed, 0 failed, only when it ran) and
+//!   **acceptance tests** (passed / all, weight [`TESTS_WEIGHT`], only when they ran). The tests
+//!   outweigh the text checks together, so a proposal whose code passes beats one that only
+//!   reads well.
 //! * **peer score** = mean of the 0–10 grades the proposal received in the last review round
 //!   that graded it, divided by 10. Reviews without a usable grade are left out.
-//! * **final score** = `checks·check_score + peer·peer_score`, divided by the weights in use;
-//!   with no graded review the final score is the check score alone (never an invented grade).
+//! * **final score** = `checks·check_score + peer·peer_score`, divided by the weights in use.
+//!   A proposal without any usable grade while others have one is scored with
+//!   [`missing_peer_prior`] (the lowest peer mean given, at most [`NEUTRAL_PEER_SCORE`]) so that
+//!   having no usable review never pays; when nobody was graded (no review rounds), the final
+//!   score is the check score alone (never an invented grade).
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +28,17 @@ use crate::review::PeerScore;
 pub const LINT_ERROR_PENALTY: f64 = 0.5;
 /// Lint score lost per warning.
 pub const LINT_WARNING_PENALTY: f64 = 0.1;
+/// Weight of the acceptance-test pass rate in the check score; every other component weighs 1.
+/// Ten is twice all the other components together (policy, lint, coverage, relevance, dry run):
+/// execution is the backbone of the score. Tried with a scripted council: at 5, code passing
+/// half its tests that peers graded 9/10 still beat code passing all of them graded 4/10; at 10
+/// the passing code wins.
+pub const TESTS_WEIGHT: f64 = 10.0;
+/// A 0–10 grade halfway: the most a proposal without a usable grade is credited with.
+pub const NEUTRAL_PEER_SCORE: f64 = 5.0;
+/// The grade (0–10) every reviewer of a proposal must give it, with all its acceptance tests
+/// passing, for the council to stop early.
+pub const AGREEMENT_SCORE: f64 = 7.0;
 
 /// A final score in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -115,21 +132,36 @@ impl ScoringWeights {
 
 /// The check part of the score (see the module docs).
 pub fn check_score(suite: &CheckSuite) -> Score {
-    let mut parts = vec![if suite.policy.passed() { 1.0 } else { 0.0 }];
+    // (value, weight) of each component that applies.
+    let mut parts = vec![(if suite.policy.passed() { 1.0 } else { 0.0 }, 1.0)];
     let lint = 1.0
         - LINT_ERROR_PENALTY * suite.lint.errors.len() as f64
         - LINT_WARNING_PENALTY * suite.lint.warnings.len() as f64;
-    parts.push(lint.max(0.0));
+    parts.push((lint.max(0.0), 1.0));
     if let Some(ratio) = suite.lint.coverage.ratio() {
-        parts.push(ratio);
+        parts.push((ratio, 1.0));
     }
     if let Some(relevance) = suite.lint.relevance {
-        parts.push(relevance);
+        parts.push((relevance, 1.0));
     }
     if let Some(passed) = suite.dry_run.passed() {
-        parts.push(if passed { 1.0 } else { 0.0 });
+        parts.push((if passed { 1.0 } else { 0.0 }, 1.0));
     }
-    Score::clamped(parts.iter().sum::<f64>() / parts.len() as f64)
+    if let Some(rate) = suite.tests.pass_rate() {
+        parts.push((rate, TESTS_WEIGHT));
+    }
+    let weights: f64 = parts.iter().map(|(_, w)| w).sum();
+    Score::clamped(parts.iter().map(|(v, w)| v * w).sum::<f64>() / weights)
+}
+
+/// The peer mean (0–10) credited to a proposal without a usable grade, given the means of the
+/// graded ones: the lowest of them, at most [`NEUTRAL_PEER_SCORE`]; `None` when nobody was
+/// graded (then every proposal stands on its checks alone).
+pub fn missing_peer_prior(graded_means: impl IntoIterator<Item = f64>) -> Option<f64> {
+    graded_means
+        .into_iter()
+        .fold(None, |low: Option<f64>, m| Some(low.map_or(m, |l| l.min(m))))
+        .map(|low| low.min(NEUTRAL_PEER_SCORE))
 }
 
 /// Mean of the usable grades, or `None` when there is none.
@@ -141,7 +173,7 @@ pub fn peer_mean(scores: impl IntoIterator<Item = PeerScore>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{DryRunOutcome, LintResult, PolicyResult, RequirementCoverage};
+    use crate::checks::{DryRunOutcome, LintResult, PolicyResult, RequirementCoverage, TestOutcome};
 
     fn suite(
         violations: usize,
@@ -171,6 +203,8 @@ mod tests {
                     DryRunOutcome::Ran { passed, exit_code: 0, output: String::new(), message: String::new() }
                 }
             },
+            tests: TestOutcome::no_tests(),
+            revision_tests: Vec::new(),
         }
     }
 
@@ -219,6 +253,39 @@ mod tests {
     fn without_graded_reviews_the_check_score_stands_alone() {
         let w = ScoringWeights::default();
         assert!(close(w.combine(Score::new(0.7).unwrap(), None).value(), 0.7));
+    }
+
+    #[test]
+    fn passing_tests_outweigh_every_text_check() {
+        use crate::checks::{CaseOutcome, TestCase, TestReport};
+        let report = |outcome| {
+            TestOutcome::Ran(TestReport::from_cases(vec![TestCase::new("test_f", outcome, "", "")], ""))
+        };
+        // Reads poorly: a policy violation, two lint errors, no requirement covered.
+        let mut passing = suite(1, 2, 0, Some((0, 1)), None);
+        passing.tests = report(CaseOutcome::Passed);
+        // Reads perfectly, fails its test.
+        let mut failing = suite(0, 0, 0, Some((1, 1)), None);
+        failing.tests = report(CaseOutcome::Failed);
+        let (pass, fail) = (check_score(&passing).value(), check_score(&failing).value());
+        assert!(close(pass, 10.0 / 13.0), "{pass}");
+        assert!(close(fail, 3.0 / 13.0), "{fail}");
+        let w = ScoringWeights::default();
+        assert!(w.combine(check_score(&passing), Some(5.0)) > w.combine(check_score(&failing), Some(7.0)));
+    }
+
+    #[test]
+    fn tests_that_did_not_run_are_no_component() {
+        let mut s = suite(0, 0, 0, None, None);
+        s.tests = TestOutcome::no_sandbox();
+        assert!(close(check_score(&s).value(), 1.0));
+    }
+
+    #[test]
+    fn a_missing_grade_is_credited_with_the_lowest_given_at_most_neutral() {
+        assert_eq!(missing_peer_prior([]), None);
+        assert_eq!(missing_peer_prior([8.0, 6.0, 9.0]), Some(NEUTRAL_PEER_SCORE));
+        assert_eq!(missing_peer_prior([8.0, 2.5]), Some(2.5));
     }
 
     #[test]

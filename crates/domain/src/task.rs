@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acceptance::AcceptanceTests;
 use crate::error::{DomainError, Result};
 
 /// Largest task description, in bytes.
@@ -32,6 +33,9 @@ pub struct TaskConstraints {
     metadata: BTreeMap<String, String>,
     timeout: Option<Duration>,
     max_iterations: Option<u32>,
+    /// Tests every proposal's code must pass; absent in rows stored before they existed.
+    #[serde(default)]
+    acceptance_tests: Option<AcceptanceTests>,
 }
 
 impl TaskConstraints {
@@ -129,7 +133,25 @@ impl TaskConstraints {
             }
             n => Some(u32::try_from(n).unwrap_or(u32::MAX)),
         };
-        Ok(Self { rubric: rubric.trim().to_owned(), requirements, metadata, timeout, max_iterations })
+        Ok(Self {
+            rubric: rubric.trim().to_owned(),
+            requirements,
+            metadata,
+            timeout,
+            max_iterations,
+            acceptance_tests: None,
+        })
+    }
+
+    /// The same constraints carrying acceptance tests (validated by [`AcceptanceTests::new`]).
+    #[must_use]
+    pub fn with_acceptance_tests(self, tests: AcceptanceTests) -> Self {
+        Self { acceptance_tests: Some(tests), ..self }
+    }
+
+    /// Tests every proposal's code is run against, when the task has any.
+    pub fn acceptance_tests(&self) -> Option<&AcceptanceTests> {
+        self.acceptance_tests.as_ref()
     }
 
     /// How proposals are judged (may be empty).

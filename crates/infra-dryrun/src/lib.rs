@@ -10,11 +10,16 @@
 //! * [`code_blocks`] — finding the fenced code blocks of a proposal.
 //! * [`runner`] — [`CommandDryRunner`], the [`DryRunner`](orchestrator_application::ports::DryRunner)
 //!   implementation: code file in the sandbox's work dir, limits, timeout, output cap, kill.
+//! * [`acceptance`] — [`PythonTestRunner`], the
+//!   [`TestRunner`](orchestrator_application::ports::TestRunner) of Python acceptance tests:
+//!   sandbox only, never unsandboxed.
 #![forbid(unsafe_code)]
 
+pub mod acceptance;
 pub mod code_blocks;
 pub mod config;
 pub mod runner;
 
+pub use acceptance::PythonTestRunner;
 pub use config::{ConfigError, DryRunConfig, DryRunLimits};
 pub use runner::CommandDryRunner;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::join_all;
 use orchestrator_application::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
-use orchestrator_domain::{Agent, ProfileName, Review, Task, TokenUsage};
+use orchestrator_domain::{Agent, ProfileName, Review, Task, TestOutcome, TokenUsage};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, trace, warn};
@@ -259,9 +259,15 @@ impl AgentBackend for OpenAiBackend {
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
-    async fn review(&self, agent: &Agent, task: &Task, proposal: &str) -> Result<ReviewReply, AgentError> {
+    async fn review(
+        &self,
+        agent: &Agent,
+        task: &Task,
+        proposal: &str,
+        tests: &TestOutcome,
+    ) -> Result<ReviewReply, AgentError> {
         let reply =
-            self.complete(agent, PromptKind::Review, prompts::review(agent.role, task, proposal)).await?;
+            self.complete(agent, PromptKind::Review, prompts::review(agent.role, task, proposal, tests)).await?;
         let parsed = parse_review(&reply.text);
         if parsed.score.is_none() {
             debug!(agent = %agent.id, "review held no usable score");
@@ -279,9 +285,10 @@ impl AgentBackend for OpenAiBackend {
         agent: &Agent,
         task: &Task,
         current: &str,
+        tests: &TestOutcome,
         reviews: &[Review],
     ) -> Result<Completion, AgentError> {
-        let prompt = prompts::revise(agent.role, task, current, reviews);
+        let prompt = prompts::revise(agent.role, task, current, tests, reviews);
         let reply = self.complete(agent, PromptKind::Revise, prompt).await?;
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }

@@ -107,6 +107,16 @@ mod tests {
     }
 
     #[test]
+    fn a_captured_proposal_opening_with_the_delimiter_keeps_its_code_fence() {
+        // Captured from SmolLM2-135M on a task with acceptance tests: the answer repeats the
+        // prompt's framing around its code.
+        let raw = "<<<\n```python\ndef add(a, b):\n    return a + b\n```\n>>>";
+        assert_eq!(strip(raw), "```python\ndef add(a, b):\n    return a + b\n```");
+        let raw = "<<< Proposal:\nHere is the function:\n```python\ndef add(a, b):\n    return a + b\n```";
+        assert!(!strip(raw).contains("<<<"), "{}", strip(raw));
+    }
+
+    #[test]
     fn an_answer_of_delimiters_only_becomes_empty() {
         assert_eq!(strip("<<<\n>>>"), "");
         assert_eq!(strip("<<< PROPOSAL\n\n>>>"), "");

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use orchestrator_domain::{Persona, Review, Role, Task};
+use orchestrator_domain::{Persona, Review, Role, Task, TestOutcome};
 
 use crate::delimiters::{CLOSE, OPEN};
 
@@ -97,7 +97,23 @@ pub(crate) fn task_block(task: &Task) -> String {
     for (i, requirement) in constraints.requirements().iter().enumerate() {
         let _ = writeln!(block, "{}. {requirement}", i + 1);
     }
+    if let Some(tests) = constraints.acceptance_tests() {
+        let _ = write!(
+            block,
+            "\nAcceptance tests ({language}; they import the code of a proposal as the module `solution`, \
+             so put the whole solution in one ```{language} block):\n{OPEN}\n{}\n{CLOSE}\n",
+            bounded(tests.code(), MAX_EMBEDDED_CHARS),
+            language = tests.language(),
+        );
+    }
     block
+}
+
+/// The report of a proposal's code run on the acceptance tests, when they ran; `None` when the
+/// task has no tests or they did not run (a prompt then says nothing about them).
+fn test_report(tests: &TestOutcome) -> Option<String> {
+    let report = tests.report()?;
+    Some(format!("{OPEN}\n{}\n{CLOSE}", bounded(&report.render(), MAX_EMBEDDED_CHARS)))
 }
 
 /// Asks for a first proposal.
@@ -116,13 +132,21 @@ pub(crate) fn propose(role: Role, task: &Task) -> Prompt {
 /// The answer format comes first and the prompt ends by asking for the JSON: tried on
 /// SmolLM2-135M, a format stated only after the proposal made it continue the proposal's code
 /// instead of reviewing it (0 of 4 answers graded, against 4 of 4 this way).
-pub(crate) fn review(role: Role, task: &Task, proposal: &str) -> Prompt {
+///
+/// When the proposal's code ran on the acceptance tests, their report follows the proposal, so
+/// the grade rests on what the code did, not only on how it reads.
+pub(crate) fn review(role: Role, task: &Task, proposal: &str, tests: &TestOutcome) -> Prompt {
+    let report = test_report(tests).map_or_else(String::new, |report| {
+        format!(
+            "\n\nIts code run on the acceptance tests:\n{report}\nA proposal that fails tests is not correct."
+        )
+    });
     Prompt {
         system: system(role, PromptKind::Review),
         user: format!(
             "Grade the proposal below against the rubric and the requirements. Reply with JSON only:\n\
              {REVIEW_JSON_TEMPLATE}\n\n\
-             {}\nProposal to review:\n{OPEN}\n{}\n{CLOSE}\n\nYour JSON review:",
+             {}\nProposal to review:\n{OPEN}\n{}\n{CLOSE}{report}\n\nYour JSON review:",
             task_block(task),
             bounded(proposal, MAX_EMBEDDED_CHARS)
         ),
@@ -130,12 +154,25 @@ pub(crate) fn review(role: Role, task: &Task, proposal: &str) -> Prompt {
 }
 
 /// Asks for a complete revision of the agent's own proposal, from the critiques it received.
-pub(crate) fn revise(role: Role, task: &Task, current: &str, reviews: &[Review]) -> Prompt {
+///
+/// When its code ran on the acceptance tests, the author sees its own report first: failing
+/// test names, assertion messages and the ends of the tracebacks.
+pub(crate) fn revise(
+    role: Role,
+    task: &Task,
+    current: &str,
+    tests: &TestOutcome,
+    reviews: &[Review],
+) -> Prompt {
     let mut user = format!(
-        "{}\nYour current proposal:\n{OPEN}\n{}\n{CLOSE}\n\nReviews you received:\n",
+        "{}\nYour current proposal:\n{OPEN}\n{}\n{CLOSE}\n\n",
         task_block(task),
         bounded(current, MAX_EMBEDDED_CHARS)
     );
+    if let Some(report) = test_report(tests) {
+        let _ = write!(user, "Your code run on the acceptance tests:\n{report}\n\n");
+    }
+    user.push_str("Reviews you received:\n");
     if reviews.is_empty() {
         user.push_str("(none)\n");
     }
@@ -151,10 +188,14 @@ pub(crate) fn revise(role: Role, task: &Task, current: &str, reviews: &[Review])
             let _ = writeln!(user, "Issues: {}", review.issues.join("; "));
         }
     }
-    user.push_str(
-        "\nWrite a complete revised proposal that fixes the issues and meets every requirement. \
-         Output only the proposal.",
-    );
+    user.push_str("\nWrite a complete revised proposal that fixes the issues and meets every requirement");
+    match tests.passed() {
+        Some(false) => user.push_str(", and whose code passes the failing tests"),
+        // Seen on SmolLM2: a revision of code that passed broke it; say what to keep.
+        Some(true) => user.push_str(", keeping its code passing every test"),
+        None => {}
+    }
+    user.push_str(". Output only the proposal.");
     Prompt { system: system(role, PromptKind::Revise), user }
 }
 
@@ -225,8 +266,8 @@ mod tests {
         };
         vec![
             propose(role, &task()),
-            review(role, &task(), "fn rev() {}"),
-            revise(role, &task(), "fn rev() {}", &[received]),
+            review(role, &task(), "fn rev() {}", &TestOutcome::no_tests()),
+            revise(role, &task(), "fn rev() {}", &TestOutcome::no_tests(), &[received]),
             select(role, &task(), &["A".into(), "B".into()]),
         ]
     }
@@ -265,7 +306,7 @@ mod tests {
 
     #[test]
     fn review_asks_for_json_and_shows_no_author() {
-        let user = review(Role::Qa, &task(), "my proposal text").user;
+        let user = review(Role::Qa, &task(), "my proposal text", &TestOutcome::no_tests()).user;
         assert!(user.contains("my proposal text"));
         assert!(user.contains(r#"{"score": <0-10>, "critique": "#), "{user}");
         assert!(user.contains(&format!("Reply with JSON only:\n{REVIEW_JSON_TEMPLATE}\n")), "{user}");
@@ -303,10 +344,87 @@ mod tests {
         }
     }
 
+    fn tested_task() -> Task {
+        let tests = orchestrator_domain::AcceptanceTests::new(
+            "python",
+            "from solution import reverse\n\ndef test_empty():\n    assert reverse('') == ''\n".into(),
+        )
+        .unwrap();
+        Task::new("Write reverse(s) in Python", TaskConstraints::default().with_acceptance_tests(tests))
+            .unwrap()
+    }
+
+    fn failing_report() -> TestOutcome {
+        use orchestrator_domain::{CaseOutcome, TestCase, TestReport};
+        TestOutcome::Ran(TestReport::from_cases(
+            vec![
+                TestCase::new("test_abc", CaseOutcome::Passed, "", ""),
+                TestCase::new(
+                    "test_empty",
+                    CaseOutcome::Failed,
+                    "assert reverse('') == ''",
+                    "File \"acceptance_tests.py\", line 4, in test_empty\nAssertionError",
+                ),
+            ],
+            "",
+        ))
+    }
+
+    #[test]
+    fn every_prompt_shows_the_acceptance_tests_and_the_solution_module() {
+        for prompt in [
+            propose(Role::Dev, &tested_task()),
+            review(Role::Dev, &tested_task(), "x", &TestOutcome::no_tests()),
+        ] {
+            assert!(
+                prompt.user.contains(
+                    "Acceptance tests (python; they import the code of a proposal as the module `solution`"
+                ),
+                "{}",
+                prompt.user
+            );
+            assert!(
+                prompt.user.contains("def test_empty():\n    assert reverse('') == ''"),
+                "{}",
+                prompt.user
+            );
+        }
+        assert!(!propose(Role::Dev, &task()).user.contains("Acceptance tests"));
+    }
+
+    #[test]
+    fn reviewers_see_the_test_report_of_the_proposal_they_grade() {
+        let user = review(Role::Qa, &tested_task(), "def reverse(s): return s", &failing_report()).user;
+        assert!(user.contains("Its code run on the acceptance tests:\n<<<\n1 passed, 1 failed, 0 errored\nFAILED test_empty: assert reverse('') == ''"), "{user}");
+        assert!(user.ends_with("Your JSON review:"), "the request for JSON stays last");
+        let quiet = review(Role::Qa, &tested_task(), "x", &TestOutcome::no_sandbox()).user;
+        assert!(!quiet.contains("Its code run on"), "tests that did not run are not shown: {quiet}");
+    }
+
+    #[test]
+    fn authors_revise_with_their_own_failures() {
+        let user = revise(Role::Dev, &tested_task(), "def reverse(s): return s", &failing_report(), &[]).user;
+        assert!(user.contains("Your code run on the acceptance tests:\n<<<\n1 passed, 1 failed"), "{user}");
+        assert!(user.contains("FAILED test_empty: assert reverse('') == ''\n    File \"acceptance_tests.py\", line 4, in test_empty"), "{user}");
+        assert!(user.ends_with("whose code passes the failing tests. Output only the proposal."), "{user}");
+    }
+
+    #[test]
+    fn authors_whose_code_passes_are_told_to_keep_it_passing() {
+        use orchestrator_domain::{CaseOutcome, TestCase, TestReport};
+        let passing = TestOutcome::Ran(TestReport::from_cases(
+            vec![TestCase::new("test_empty", CaseOutcome::Passed, "", "")],
+            "",
+        ));
+        let user = revise(Role::Dev, &tested_task(), "def reverse(s): return s[::-1]", &passing, &[]).user;
+        assert!(user.contains("1 passed, 0 failed, 0 errored"), "{user}");
+        assert!(user.ends_with("keeping its code passing every test. Output only the proposal."), "{user}");
+    }
+
     #[test]
     fn long_embedded_texts_are_cut_on_a_char_boundary() {
         let long = "é".repeat(MAX_EMBEDDED_CHARS + 10);
-        let user = review(Role::Dev, &task(), &long).user;
+        let user = review(Role::Dev, &task(), &long, &TestOutcome::no_tests()).user;
         assert!(user.contains("[... truncated]"));
         assert!(user.chars().filter(|c| *c == 'é').count() == MAX_EMBEDDED_CHARS);
     }

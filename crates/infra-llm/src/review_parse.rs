@@ -659,6 +659,18 @@ mod tests {
     }
 
     #[test]
+    fn a_critique_list_of_template_placeholders_is_not_a_grade_whatever_the_score() {
+        // Captured from SmolLM2-135M reviewing a Python proposal with its test report: a number
+        // filled in, the texts left as the template's placeholders.
+        for raw in [
+            "{\"score\": 8, \"critique\": [\"<problem>\"], \"issues\": [\"<problem>\"]}",
+            "Here is my review of the proposal:\n\n```json\n{\n  \"score\": 9,\n  \"critique\": [\"<problem>\"],\n  \"issues\": []\n}\n```",
+        ] {
+            assert_eq!(parse_review(raw), echo(), "{raw}");
+        }
+    }
+
+    #[test]
     fn a_real_review_next_to_an_echo_is_still_read() {
         let t = REVIEW_JSON_TEMPLATE;
         for raw in [

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use orchestrator_application::ports::{AgentBackend, AgentError};
-use orchestrator_domain::{AgentId, PeerScore, ProfileName, Review};
+use orchestrator_domain::{AgentId, PeerScore, ProfileName, Review, TestOutcome};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::{REQUIREMENTS, RUBRIC, agent, backend, completion, profile, task};
@@ -65,7 +65,7 @@ async fn an_agents_persona_reaches_the_system_message_of_every_call() {
     let mut seated = agent(1);
     seated.persona = Some(orchestrator_domain::Persona::new("You always ask for a rollback plan.").unwrap());
     backend.propose(&seated, &task()).await.unwrap();
-    backend.review(&seated, &task(), "a plan").await.unwrap();
+    backend.review(&seated, &task(), "a plan", &TestOutcome::no_tests()).await.unwrap();
     backend.propose(&agent(0), &task()).await.unwrap();
     let sent = requests(&server).await;
     for request in &sent[..2] {
@@ -326,8 +326,8 @@ async fn every_prompt_sent_carries_the_rubric_and_every_requirement() {
     };
 
     backend.propose(&agent, &task).await.unwrap();
-    backend.review(&agent, &task, "proposal text").await.unwrap();
-    backend.revise(&agent, &task, "proposal text", &[received]).await.unwrap();
+    backend.review(&agent, &task, "proposal text", &TestOutcome::no_tests()).await.unwrap();
+    backend.revise(&agent, &task, "proposal text", &TestOutcome::no_tests(), &[received]).await.unwrap();
     backend.select(&agent, &task, &["one".into(), "two".into()]).await.unwrap();
 
     let sent = requests(&server).await;
@@ -351,7 +351,7 @@ async fn review_answers_are_parsed_and_json_mode_is_requested_when_enabled() {
     answer(&server, ResponseTemplate::new(200).set_body_json(completion(text, Some((100, 20))))).await;
     let backend = backend(profile(&base_url, |p| p.response_format_json = true));
 
-    let review = backend.review(&agent(1), &task(), "fn rev() {}").await.unwrap();
+    let review = backend.review(&agent(1), &task(), "fn rev() {}", &TestOutcome::no_tests()).await.unwrap();
     backend.propose(&agent(1), &task()).await.unwrap();
 
     assert_eq!(review.score.map(PeerScore::value), Some(8.0));
@@ -367,7 +367,10 @@ async fn an_unparseable_review_keeps_the_text_without_a_score() {
     let (server, base_url) = server().await;
     answer(&server, ResponseTemplate::new(200).set_body_json(completion("I like it a lot.", None))).await;
 
-    let review = backend(profile(&base_url, |_| {})).review(&agent(0), &task(), "p").await.unwrap();
+    let review = backend(profile(&base_url, |_| {}))
+        .review(&agent(0), &task(), "p", &TestOutcome::no_tests())
+        .await
+        .unwrap();
 
     assert_eq!((review.score, review.critique.as_str()), (None, "I like it a lot."));
 }
@@ -399,7 +402,7 @@ async fn seats_sample_with_different_temperatures_and_seeds() {
     for seat in 0..3 {
         backend.propose(&agent(seat), &task()).await.unwrap();
     }
-    backend.review(&agent(2), &task(), "p").await.unwrap();
+    backend.review(&agent(2), &task(), "p", &TestOutcome::no_tests()).await.unwrap();
 
     let sampled: Vec<(f64, u64)> = requests(&server)
         .await

@@ -7,6 +7,7 @@
 mod support;
 
 use orchestrator_application::ports::{AgentBackend, AgentError};
+use orchestrator_domain::TestOutcome;
 use orchestrator_infra_llm::prompts::REVIEW_JSON_TEMPLATE;
 use orchestrator_infra_llm::review_parse::TEMPLATE_ECHO_CRITIQUE;
 use secrecy::SecretString;
@@ -99,7 +100,7 @@ async fn a_completion_echoing_the_key_is_returned_with_the_key_redacted() {
     let (agent, task) = (agent(0), task());
 
     let proposal = backend.propose(&agent, &task).await.unwrap();
-    let review = backend.review(&agent, &task, "p").await.unwrap();
+    let review = backend.review(&agent, &task, "p", &TestOutcome::no_tests()).await.unwrap();
     let selection = backend.select(&agent, &task, &["a".into(), "b".into()]).await.unwrap();
 
     assert_no_key(&proposal.text, "the proposal");
@@ -179,7 +180,7 @@ async fn a_completion_cut_at_max_tokens_is_marked_truncated() {
     let (agent, task) = (agent(0), task());
 
     let proposal = backend.propose(&agent, &task).await.unwrap();
-    let revision = backend.revise(&agent, &task, "draft", &[]).await.unwrap();
+    let revision = backend.revise(&agent, &task, "draft", &TestOutcome::no_tests(), &[]).await.unwrap();
     let finished = backend.propose(&agent, &task).await.unwrap();
 
     assert!(proposal.truncated && revision.truncated);
@@ -211,7 +212,8 @@ async fn echoed_prompt_delimiters_never_reach_a_proposal() {
         let backend = backend(profile(&format!("{}/v1", server.uri()), |_| {}));
 
         let proposal = backend.propose(&agent(0), &task()).await.unwrap();
-        let revision = backend.revise(&agent(0), &task(), "draft", &[]).await.unwrap();
+        let revision =
+            backend.revise(&agent(0), &task(), "draft", &TestOutcome::no_tests(), &[]).await.unwrap();
 
         assert_eq!(proposal.text, expected, "{raw:?}");
         assert_eq!(revision.text, expected, "{raw:?}");
@@ -249,7 +251,8 @@ async fn a_review_echoing_the_prompt_template_is_not_a_grade() {
             .await;
         let backend = backend(profile(&format!("{}/v1", server.uri()), |_| {}));
 
-        let review = backend.review(&agent(0), &task(), "fn rev() {}").await.unwrap();
+        let review =
+            backend.review(&agent(0), &task(), "fn rev() {}", &TestOutcome::no_tests()).await.unwrap();
 
         assert_eq!((review.score, review.critique.as_str()), (None, TEMPLATE_ECHO_CRITIQUE), "{text}");
         assert!(review.issues.is_empty());

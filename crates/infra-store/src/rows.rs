@@ -295,7 +295,7 @@ impl OutcomeRows {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(DeliberationOutcome { results, failures, usage: self.usage.to_usage(task_id)? })
+        Ok(DeliberationOutcome { results, failures, usage: self.usage.to_usage(task_id)?, calls_saved: 0 })
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use orchestrator_domain::{
     AgentFailure, AgentId, Council, Deliberation, DeliberationParts, Phase, Proposal, Review, Task,
-    TokenUsage,
+    TestOutcome, TokenUsage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,13 @@ struct SnapshotV1 {
     assignments: BTreeMap<AgentId, AgentId>,
     under_review: BTreeMap<AgentId, String>,
     usage: BTreeMap<AgentId, TokenUsage>,
+    /// Added within version 1 (absent in older snapshots: no tests run, no early stop).
+    #[serde(default)]
+    tests: BTreeMap<AgentId, Vec<TestOutcome>>,
+    #[serde(default)]
+    early_stop: bool,
+    #[serde(default)]
+    calls_saved: u64,
 }
 
 /// What a stored snapshot gives back.
@@ -69,6 +76,9 @@ pub(crate) fn snapshot(deliberation: &Deliberation) -> impl Serialize + use<> {
         assignments: parts.assignments,
         under_review: parts.under_review,
         usage: parts.usage,
+        tests: parts.tests,
+        early_stop: parts.early_stop,
+        calls_saved: parts.calls_saved,
     }
 }
 
@@ -108,6 +118,9 @@ pub(crate) fn restore(json: &str) -> Restored {
         assignments: v1.assignments,
         under_review: v1.under_review,
         usage: v1.usage,
+        tests: v1.tests,
+        early_stop: v1.early_stop,
+        calls_saved: v1.calls_saved,
     };
     match Deliberation::restore(parts) {
         Ok(deliberation) => Restored::Deliberation(Box::new(deliberation)),

@@ -80,6 +80,9 @@ pub struct Config {
     pub store_write_retry_secs: u64,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
+    /// End review rounds early once a proposal passes every acceptance test and all its
+    /// reviewers grade it at least 7/10; the calls saved are reported.
+    pub early_stop: bool,
     /// NATS server to publish deliberation events to (`nats://host:4222`); none: no events.
     pub nats_url: Option<String>,
     /// Subject prefix of the events: `<prefix>.deliberation.<event>`.
@@ -126,6 +129,7 @@ impl Default for Config {
             store_probe_interval_ms: 2000,
             store_write_retry_secs: 30,
             selection_profile: None,
+            early_stop: true,
             dry_run: None,
             nats_url: None,
             events_prefix: "orchestrator".to_owned(),
@@ -252,6 +256,7 @@ impl Config {
         "store_probe_interval_ms",
         "store_write_retry_secs",
         "selection_profile",
+        "early_stop",
         "nats_url",
         "events_prefix",
         "dry_run",

@@ -10,14 +10,14 @@ use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceS
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
-    AgentBackend, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
+    AgentBackend, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher, IdGenerator, TestRunner,
 };
 use orchestrator_application::{
     Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
     StoreState,
 };
 use orchestrator_domain::ProfileName;
-use orchestrator_infra_dryrun::CommandDryRunner;
+use orchestrator_infra_dryrun::{CommandDryRunner, PythonTestRunner};
 use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
@@ -41,6 +41,8 @@ pub struct Dependencies {
     /// (a `store` given without a registry leaves the server without standing councils).
     pub councils: Option<Arc<dyn CouncilStore>>,
     pub dry_runner: Option<Arc<dyn DryRunner>>,
+    /// Runs acceptance tests; `None`: the Python runner over the sandbox detected at startup.
+    pub test_runner: Option<Arc<dyn TestRunner>>,
     /// `None`: publish to `nats_url` when one is configured.
     pub events: Option<Arc<dyn EventPublisher>>,
     pub clock: Arc<dyn Clock>,
@@ -61,6 +63,7 @@ impl Dependencies {
             store: None,
             councils: None,
             dry_runner: None,
+            test_runner: None,
             events: None,
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
@@ -162,8 +165,20 @@ impl Application {
         let settings = DeliberationSettings {
             default_timeout: config.default_timeout(),
             selection_profile,
+            early_stop: config.early_stop,
             ..Default::default()
         };
+        let test_runner = deps.test_runner.unwrap_or_else(|| Arc::new(PythonTestRunner::detect()));
+        if test_runner.can_run() {
+            info!(
+                early_stop = config.early_stop,
+                "acceptance tests: the sandbox works; tasks' tests will run"
+            );
+        } else {
+            warn!(
+                "acceptance tests: no working sandbox; tasks' tests will be reported \"not run: no sandbox\""
+            );
+        }
         let registry = councils.as_ref().map(|store| {
             Arc::new(Councils::new(
                 Arc::clone(store),
@@ -195,6 +210,7 @@ impl Application {
         if let Some(councils) = councils {
             deliberate = deliberate.with_councils(councils);
         }
+        deliberate = deliberate.with_test_runner(test_runner);
         let deliberate = Arc::new(deliberate);
         let job_settings = JobSettings {
             max_running: config.max_running,

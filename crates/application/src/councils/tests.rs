@@ -30,14 +30,14 @@ fn backend(calls: Arc<Mutex<Vec<String>>>) -> MockAgentBackend {
             truncated: false,
         })
     });
-    backend.expect_review().returning(|_, _, _| {
+    backend.expect_review().returning(|_, _, _, _| {
         Ok(ReviewReply {
             critique: "ok".into(),
             score: Some(PeerScore::new(7.0).unwrap()),
             ..Default::default()
         })
     });
-    backend.expect_revise().returning(|_, _, current, _| {
+    backend.expect_revise().returning(|_, _, current, _, _| {
         Ok(Completion {
             text: format!("{current} (revised)"),
             usage: TokenUsage::default(),

@@ -131,7 +131,7 @@ async fn review_assignment_rotates_and_hides_the_author() {
     let mut backend = scripted_backend();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    backend.expect_review().returning(move |agent, _, proposal| {
+    backend.expect_review().returning(move |agent, _, proposal, _| {
         log.lock().unwrap().push((agent.id.to_string(), proposal.to_owned()));
         Ok(ReviewReply {
             critique: "ok".into(),
@@ -168,8 +168,8 @@ async fn failing_agent_is_dropped_and_reported_not_replaced() {
     });
     backend
         .expect_review()
-        .returning(|_, _, _| Ok(ReviewReply { critique: "ok".into(), ..Default::default() }));
-    backend.expect_revise().returning(|_, _, c, _| {
+        .returning(|_, _, _, _| Ok(ReviewReply { critique: "ok".into(), ..Default::default() }));
+    backend.expect_revise().returning(|_, _, c, _, _| {
         Ok(Completion { text: c.to_owned(), usage: TokenUsage::default(), truncated: false })
     });
     let deliberate = use_case(Some(Arc::new(backend)));
@@ -255,14 +255,14 @@ async fn a_restored_deliberation_continues_from_its_saved_phase() {
     let mut backend = MockAgentBackend::new();
     backend.expect_has_profile().return_const(true);
     backend.expect_propose().never();
-    backend.expect_review().times(3).returning(|_, _, _| {
+    backend.expect_review().times(3).returning(|_, _, _, _| {
         Ok(ReviewReply {
             critique: "ok".into(),
             score: Some(PeerScore::new(8.0).unwrap()),
             ..Default::default()
         })
     });
-    backend.expect_revise().times(3).returning(|_, _, c, _| {
+    backend.expect_revise().times(3).returning(|_, _, c, _, _| {
         Ok(Completion { text: format!("{c} v2"), usage: TokenUsage::default(), truncated: false })
     });
     let deliberate = use_case(Some(Arc::new(backend)));

@@ -11,19 +11,30 @@ use crate::ports::{AgentError, MockAgentBackend, MockClock, MockIdGenerator, Rev
 use crate::testing::{InMemoryStore, scripted_backend};
 
 fn orchestrate(backend: MockAgentBackend) -> Orchestrate {
+    orchestrate_testing(backend, None)
+}
+
+fn orchestrate_testing(
+    backend: MockAgentBackend,
+    runner: Option<Arc<dyn crate::ports::TestRunner>>,
+) -> Orchestrate {
     let mut clock = MockClock::new();
     clock.expect_now_ms().return_const(1_000_i64);
     let clock: Arc<dyn crate::ports::Clock> = Arc::new(clock);
     let mut ids = MockIdGenerator::new();
     ids.expect_new_id().return_const("generated-id".to_owned());
-    let deliberate = Arc::new(Deliberate::new(
+    let deliberate = Deliberate::new(
         Some(Arc::new(backend)),
         None,
         Arc::clone(&clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
-    ));
+    );
+    let deliberate = Arc::new(match runner {
+        Some(runner) => deliberate.with_test_runner(runner),
+        None => deliberate,
+    });
     Orchestrate::new(Arc::new(Jobs::new(
         deliberate,
         Arc::new(InMemoryStore::default()),
@@ -49,7 +60,7 @@ fn orchestrate_with(
     select: impl Fn() -> Result<Selection, AgentError> + Send + Sync + 'static,
 ) -> Orchestrate {
     let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| {
+    backend.expect_review().returning(|_, _, _, _| {
         Ok(ReviewReply {
             critique: "ok".into(),
             score: Some(PeerScore::new(6.0).unwrap()),
@@ -111,7 +122,7 @@ async fn unusable_architect_answer_falls_back_to_the_score_and_says_so() {
 #[tokio::test]
 async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is_made() {
     let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
+    backend.expect_review().returning(|_, _, _, _| Ok(ReviewReply::default()));
     backend.expect_select().never();
     let orchestrate = orchestrate(backend);
     let report = orchestrate
@@ -122,9 +133,50 @@ async fn without_architect_selection_the_top_score_wins_and_no_selection_call_is
 }
 
 #[tokio::test]
+async fn the_architect_never_overrules_the_only_proposal_that_passes_its_tests() {
+    use orchestrator_domain::{
+        AcceptanceTests, CaseOutcome, TestCase, TestLanguage, TestOutcome, TestReport,
+    };
+    let mut backend = scripted_backend();
+    backend.expect_review().returning(|_, _, _, _| {
+        Ok(ReviewReply {
+            critique: "ok".into(),
+            score: Some(PeerScore::new(6.0).unwrap()),
+            ..Default::default()
+        })
+    });
+    backend.expect_select().never();
+    let mut runner = crate::ports::MockTestRunner::new();
+    runner.expect_supports().return_const(true);
+    runner.expect_can_run().return_const(true);
+    runner.expect_run().returning(|_, content| {
+        let outcome =
+            if content.contains("plan architect-2") { CaseOutcome::Passed } else { CaseOutcome::Failed };
+        TestOutcome::Ran(TestReport::from_cases(vec![TestCase::new("test_limit", outcome, "", "")], ""))
+    });
+    let mut cmd = command(4);
+    let tests = AcceptanceTests::new("python", "def test_limit():\n    assert True\n".into()).unwrap();
+    assert_eq!(tests.language(), TestLanguage::Python);
+    let constraints = cmd.task.constraints().clone().with_acceptance_tests(tests);
+    cmd.task = Task::new(cmd.task.description(), constraints).unwrap();
+    let report = orchestrate_testing(backend, Some(Arc::new(runner)))
+        .execute(
+            &crate::caller::Caller::anonymous(),
+            OrchestrateCommand { deliberate: cmd, architect_selection: true },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.candidates, 1);
+    assert_eq!((report.winner, report.method), (0, SelectionMethod::Score));
+    assert_eq!(report.rationale, "only the best candidate passed every acceptance test; chose it");
+    assert_eq!(report.deliberation.outcome.winner().agent.id.as_str(), "architect-2");
+}
+
+#[tokio::test]
 async fn a_retry_answers_the_stored_choice_without_asking_the_architect_again() {
     let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _| {
+    backend.expect_review().returning(|_, _, _, _| {
         Ok(ReviewReply {
             critique: "ok".into(),
             score: Some(PeerScore::new(6.0).unwrap()),
@@ -161,7 +213,7 @@ async fn a_retry_answers_the_stored_choice_without_asking_the_architect_again() 
 async fn the_architect_uses_the_configured_selection_profile_else_the_first_seated_agents() {
     for (configured, expected) in [(Some("judge"), "judge"), (None, "default")] {
         let mut backend = scripted_backend();
-        backend.expect_review().returning(|_, _, _| Ok(ReviewReply::default()));
+        backend.expect_review().returning(|_, _, _, _| Ok(ReviewReply::default()));
         backend
             .expect_select()
             .withf(move |agent, _, _| agent.profile.as_str() == expected)

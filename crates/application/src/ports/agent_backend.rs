@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TokenUsage};
+use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TestOutcome, TokenUsage};
 
 /// Text an agent produced, with what it cost (tokens; calls and latency are filled by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -106,15 +106,25 @@ pub trait AgentBackend: Send + Sync + 'static {
     /// Writes a first proposal for the task.
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError>;
 
-    /// Reviews an anonymous proposal against the task's rubric and requirements.
-    async fn review(&self, agent: &Agent, task: &Task, proposal: &str) -> Result<ReviewReply, AgentError>;
+    /// Reviews an anonymous proposal against the task's rubric and requirements, and against
+    /// the report of its code run on the task's acceptance tests (`NotRun` when the task has
+    /// none or they could not run).
+    async fn review(
+        &self,
+        agent: &Agent,
+        task: &Task,
+        proposal: &str,
+        tests: &TestOutcome,
+    ) -> Result<ReviewReply, AgentError>;
 
-    /// Revises the agent's own proposal in the light of the reviews it received.
+    /// Revises the agent's own proposal in the light of the reviews it received and of its own
+    /// acceptance-test report (`NotRun` when the task has none or they could not run).
     async fn revise(
         &self,
         agent: &Agent,
         task: &Task,
         current: &str,
+        tests: &TestOutcome,
         reviews: &[Review],
     ) -> Result<Completion, AgentError>;
 

@@ -7,6 +7,7 @@ mod events;
 mod progress;
 mod store;
 mod system;
+mod test_runner;
 
 pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
 pub use council_store::{AgentRecord, CouncilRecord, CouncilStore, RegistryChange, RegistryRecords};
@@ -18,8 +19,11 @@ pub use store::{
     StoreCause, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 pub use system::{Clock, IdGenerator};
+pub use test_runner::TestRunner;
 
 #[cfg(any(test, feature = "mocks"))]
 pub use agent_backend::MockAgentBackend;
 #[cfg(any(test, feature = "mocks"))]
 pub use system::{MockClock, MockIdGenerator};
+#[cfg(any(test, feature = "mocks"))]
+pub use test_runner::MockTestRunner;

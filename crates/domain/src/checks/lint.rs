@@ -14,6 +14,11 @@ pub const MIN_USEFUL_CHARS: usize = 40;
 pub const MAX_LINE_CHARS: usize = 400;
 /// Share of a requirement's keywords a proposal must mention for it to count as addressed.
 pub const COVERAGE_THRESHOLD: f64 = 0.5;
+/// A line of the proposal sharing at least this share of its word triples with the prompt
+/// (task description, requirements) is a restatement, not the proposal's own substance.
+pub const COPIED_LINE_SHARE: f64 = 0.6;
+/// The lint error of an answer the model stopped at its token limit.
+pub const TRUNCATED_ERROR: &str = "answer was cut off at the model's token limit (finish_reason = length)";
 /// How many of the task description's first distinct key terms relevance is measured on.
 pub const RELEVANCE_TERMS: usize = 20;
 /// Below this share of the task's key terms a proposal draws a warning: it is probably about
@@ -52,6 +57,14 @@ impl LintResult {
     pub fn passed(&self) -> bool {
         self.errors.is_empty()
     }
+
+    /// Flags an answer cut off at the model's token limit: an error, since its end (often the
+    /// code) is missing.
+    pub fn flag_truncated(&mut self) {
+        if !self.errors.iter().any(|e| e == TRUNCATED_ERROR) {
+            self.errors.push(TRUNCATED_ERROR.to_owned());
+        }
+    }
 }
 
 /// Lints a proposal against the task's description and requirements.
@@ -83,8 +96,11 @@ pub fn lint(content: &str, task_description: &str, requirements: &[String]) -> L
         warnings.push(format!("{placeholders} placeholder line(s) (TODO/FIXME/unimplemented!)"));
     }
 
-    let vocabulary = vocabulary(content);
-    let coverage = coverage(content, &vocabulary, requirements);
+    // Coverage and relevance come from the proposal's own substance: lines restating the task
+    // or its requirements do not count (small models open by copying the prompt).
+    let own = own_text(content, task_description, requirements);
+    let vocabulary = vocabulary(&own);
+    let coverage = coverage(&own, &vocabulary, requirements);
     for &index in &coverage.missing {
         errors.push(format!(
             "requirement {} not addressed: {}",
@@ -97,6 +113,51 @@ pub fn lint(content: &str, task_description: &str, requirements: &[String]) -> L
         warnings.push(format!("proposal mentions {:.0}% of the task's key terms", share * 100.0));
     }
     LintResult { errors, warnings, coverage, relevance }
+}
+
+/// `content` without the lines copied from the prompt: a line of four words or more sharing at
+/// least [`COPIED_LINE_SHARE`] of its word triples with the task description or a requirement,
+/// or a shorter line equal (in words) to a line of the prompt, such as a requirement repeated
+/// as a bullet.
+fn own_text(content: &str, task_description: &str, requirements: &[String]) -> String {
+    let prompt_lines: Vec<Vec<String>> = task_description
+        .lines()
+        .chain(requirements.iter().map(String::as_str))
+        .map(|line| words(line).collect::<Vec<_>>())
+        .filter(|line| !line.is_empty())
+        .collect();
+    let triples: BTreeSet<&[String]> = prompt_lines.iter().flat_map(|line| line.windows(3)).collect();
+    let mut in_code = false;
+    content
+        .lines()
+        .filter(|line| {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+                in_code = !in_code;
+                return true;
+            }
+            // A statement inside a code block (a function signature the task spelled out) is
+            // the proposal's code, even when it repeats the task; prose and docstrings are not.
+            if in_code && trimmed.contains(['(', ')', '[', ']', '{', '}', '=']) {
+                return true;
+            }
+            let mut line_words: Vec<String> = words(line).collect();
+            // A list marker ("1.", "2)") is not a word of the restated text.
+            if line_words.first().is_some_and(|w| w.chars().all(|c| c.is_ascii_digit())) {
+                line_words.remove(0);
+            }
+            if line_words.is_empty() {
+                return true;
+            }
+            if line_words.len() < 4 {
+                return !prompt_lines.contains(&line_words);
+            }
+            let own_triples = line_words.windows(3).count();
+            let copied = line_words.windows(3).filter(|t| triples.contains(t)).count();
+            (copied as f64) < COPIED_LINE_SHARE * own_triples as f64
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The 1-based line of a code fence that is opened and never closed.
@@ -219,7 +280,7 @@ mod tests {
 
     #[test]
     fn short_proposal_is_a_warning() {
-        let result = lint("paginate the users listing", TASK, &[]);
+        let result = lint("paginate with a cursor", TASK, &[]);
         assert!(result.passed());
         assert_eq!(result.warnings, ["proposal is very short (under 40 characters)"]);
     }
@@ -272,6 +333,48 @@ mod tests {
         assert_eq!(off_topic.warnings, ["proposal mentions 0% of the task's key terms"]);
         assert!(off_topic.passed(), "a warning, not an error");
         assert_eq!(lint(GOOD, "do it", &[]).relevance, None);
+    }
+
+    /// Captured from SmolLM2-135M on "Write a Python function that reverses a string": it
+    /// restates the task and the requirements, then writes code that addresses neither.
+    const RESTATING_ANSWER: &str = "Task: Write a Python function that reverses a string.\n\n\
+        Requirements:\n1. Handle empty input\n2. Include unit tests\n\n\
+        Here is the code:\n```python\ndef reverse(s):\n    return s[::-1]\n```";
+
+    #[test]
+    fn restating_the_task_and_requirements_is_not_coverage() {
+        let task = "Write a Python function that reverses a string";
+        let requirements = reqs(&["Handle empty input", "Include unit tests"]);
+        let result = lint(RESTATING_ANSWER, task, &requirements);
+        assert_eq!(result.coverage.covered, 0, "{result:?}");
+        assert_eq!(result.coverage.missing, [0, 1]);
+        // The same points made in its own words count.
+        let own = format!(
+            "{RESTATING_ANSWER}\nAn empty input string returns an empty string; unit tests cover both cases."
+        );
+        let result = lint(&own, task, &requirements);
+        assert_eq!(result.coverage.covered, 2, "{result:?}");
+    }
+
+    #[test]
+    fn code_repeating_the_signature_the_task_gave_is_the_proposals_own() {
+        // HumanEval-style task: the prompt spells out the signature and the docstring.
+        let task = "def add(a: int, b: int) -> int:\n    \"\"\"Add two numbers a and b together and return the sum\"\"\"";
+        let answer = "```python\ndef add(a: int, b: int) -> int:\n    \"\"\"Add two numbers a and b together and return the sum\"\"\"\n    total = a + b\n    return total\n```";
+        let own = own_text(answer, task, &[]);
+        assert!(own.contains("def add(a: int, b: int) -> int:"), "{own}");
+        assert!(!own.contains("Add two numbers"), "the copied docstring is not its own: {own}");
+    }
+
+    #[test]
+    fn a_truncated_answer_is_flagged_once_as_an_error() {
+        // Captured from SmolLM2-135M at max_tokens: the function stops mid-expression.
+        let cut = "Here is a function that reverses a string:\n\n```python\ndef reverse(s):\n    return s[";
+        let mut result = lint(cut, "Reverse a string", &[]);
+        result.flag_truncated();
+        result.flag_truncated();
+        assert!(!result.passed());
+        assert_eq!(result.errors.iter().filter(|e| *e == TRUNCATED_ERROR).count(), 1, "{result:?}");
     }
 
     #[test]

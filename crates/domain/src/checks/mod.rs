@@ -4,14 +4,19 @@
 //! so a proposal that leaks a secret or ignores a requirement scores lower. Executing code is
 //! the one thing the domain cannot do; that result arrives as a [`DryRunOutcome`] from outside.
 
+mod acceptance;
 mod dry_run;
 mod lint;
 mod policy;
 
+pub use acceptance::{
+    CaseOutcome, MAX_CASE_MESSAGE_CHARS, MAX_CASES, MAX_REPORT_CHARS, MAX_TRACEBACK_CHARS, TestCase,
+    TestOutcome, TestReport,
+};
 pub use dry_run::DryRunOutcome;
 pub use lint::{
-    COVERAGE_THRESHOLD, LintResult, MAX_LINE_CHARS, MAX_PROPOSAL_BYTES, MIN_USEFUL_CHARS, RELEVANCE_TERMS,
-    RELEVANCE_WARNING, RequirementCoverage, lint,
+    COPIED_LINE_SHARE, COVERAGE_THRESHOLD, LintResult, MAX_LINE_CHARS, MAX_PROPOSAL_BYTES, MIN_USEFUL_CHARS,
+    RELEVANCE_TERMS, RELEVANCE_WARNING, RequirementCoverage, TRUNCATED_ERROR, lint,
 };
 pub use policy::{PolicyResult, check_policy};
 
@@ -25,6 +30,12 @@ pub struct CheckSuite {
     pub policy: PolicyResult,
     pub lint: LintResult,
     pub dry_run: DryRunOutcome,
+    /// The final content run against the task's acceptance tests.
+    #[serde(default)]
+    pub tests: TestOutcome,
+    /// The same for each earlier version, oldest first (aligned with the proposal's revisions).
+    #[serde(default)]
+    pub revision_tests: Vec<TestOutcome>,
 }
 
 impl CheckSuite {
@@ -34,6 +45,8 @@ impl CheckSuite {
             policy: check_policy(content),
             lint: lint(content, task.description(), task.constraints().requirements()),
             dry_run,
+            tests: TestOutcome::no_tests(),
+            revision_tests: Vec::new(),
         }
     }
 
@@ -44,10 +57,15 @@ impl CheckSuite {
 
     /// How many checks failed (used to break score ties).
     pub fn failed_count(&self) -> usize {
-        [!self.policy.passed(), !self.lint.passed(), self.dry_run.passed() == Some(false)]
-            .into_iter()
-            .filter(|failed| *failed)
-            .count()
+        [
+            !self.policy.passed(),
+            !self.lint.passed(),
+            self.dry_run.passed() == Some(false),
+            self.tests.passed() == Some(false),
+        ]
+        .into_iter()
+        .filter(|failed| *failed)
+        .count()
     }
 }
 

@@ -283,7 +283,7 @@ fn finish_ranks_by_score_using_last_round_peer_grades() {
 }
 
 #[test]
-fn ungraded_reviews_do_not_count_toward_the_peer_score() {
+fn an_ungraded_proposal_is_scored_as_the_lowest_graded_one_not_on_checks_alone() {
     let mut d = deliberation(2, 1);
     propose_all(&mut d);
     d.advance().unwrap();
@@ -294,9 +294,30 @@ fn ungraded_reviews_do_not_count_toward_the_peer_score() {
     let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
     let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
     let dev2 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-2").unwrap();
-    assert_eq!(dev1.peer_score, None);
-    assert_eq!(dev1.score, dev1.check_score);
+    assert_eq!(dev1.peer_score, None, "the reported peer score stays absent");
     assert_eq!(dev2.peer_score, Some(0.0));
+    assert_eq!(dev1.check_score, dev2.check_score);
+    assert_eq!(dev1.score, dev2.score, "no usable review earns nothing over a 0/10");
+    assert!(dev1.score < dev1.check_score);
+}
+
+/// Captured on SmolLM2-135M: one reviewer graded its target 6/10, the other answered with the
+/// JSON template (no grade). Before, the ungraded proposal was scored on its checks alone and
+/// won; now it is credited with the lowest grade given.
+#[test]
+fn a_proposal_never_gains_by_having_no_usable_review() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    d.advance().unwrap();
+    review_all(&mut d, |a| if a.target.as_str() == "dev-2" { None } else { Some(6.0) });
+    d.advance().unwrap();
+    revise_all(&mut d);
+    d.advance().unwrap();
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
+    let dev2 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-2").unwrap();
+    assert_eq!(dev1.check_score, dev2.check_score);
+    assert!(dev2.score <= dev1.score, "{} > {}", dev2.score.value(), dev1.score.value());
     assert_eq!(outcome.winner().agent.id.as_str(), "dev-1");
 }
 
@@ -393,4 +414,144 @@ proptest! {
             }
         }
     }
+}
+
+fn tested_deliberation(agents: usize, rounds: u32) -> Deliberation {
+    let council = Council::assemble(Role::Dev, agents, &[ProfileName::default_profile()]).unwrap();
+    let tests = crate::acceptance::AcceptanceTests::new(
+        "python",
+        "from solution import add\n\ndef test_add():\n    assert add(1, 2) == 3\n".into(),
+    )
+    .unwrap();
+    let constraints = TaskConstraints::default().with_acceptance_tests(tests);
+    let task = Task::new("Write add(a, b) in Python", constraints).unwrap();
+    Deliberation::new(council, task, Rounds::new(i64::from(rounds)).unwrap())
+}
+
+fn outcome_of(passed: bool) -> TestOutcome {
+    use crate::checks::{CaseOutcome, TestCase, TestReport};
+    let case = if passed {
+        TestCase::new("test_add", CaseOutcome::Passed, "", "")
+    } else {
+        TestCase::new("test_add", CaseOutcome::Failed, "assert add(1, 2) == 3", "line 4, in test_add")
+    };
+    TestOutcome::Ran(TestReport::from_cases(vec![case], ""))
+}
+
+fn test_all(d: &mut Deliberation, passes: impl Fn(&AgentId) -> bool) {
+    for request in d.test_requests() {
+        d.record_tests(&request.author, outcome_of(passes(&request.author)));
+    }
+}
+
+#[test]
+fn without_acceptance_tests_nothing_is_to_be_tested() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    assert!(d.test_requests().is_empty());
+    d.advance().unwrap();
+    assert!(d.review_assignments().iter().all(|a| a.tests == TestOutcome::no_tests()));
+}
+
+#[test]
+fn each_version_is_tested_once_and_prompts_see_the_outcome_of_their_version() {
+    let mut d = tested_deliberation(2, 1);
+    propose_all(&mut d);
+    assert_eq!(d.test_requests().len(), 2);
+    test_all(&mut d, |a| a.as_str() == "dev-2");
+    assert!(d.test_requests().is_empty(), "tested versions are not asked for again");
+    d.advance().unwrap();
+    let assignments = d.review_assignments();
+    let of = |target: &str| assignments.iter().find(|a| a.target.as_str() == target).unwrap().tests.clone();
+    assert_eq!(of("dev-1").passed(), Some(false), "the reviewer of dev-1 sees its failure");
+    assert_eq!(of("dev-2").passed(), Some(true));
+    review_all(&mut d, |_| Some(5.0));
+    d.advance().unwrap();
+    let requests = d.revision_requests();
+    let own = requests.iter().find(|r| r.author.id.as_str() == "dev-1").unwrap();
+    assert!(own.tests.render().contains("FAILED test_add: assert add(1, 2) == 3"));
+    revise_all(&mut d);
+    let retest: Vec<_> = d.test_requests().into_iter().map(|r| r.author.to_string()).collect();
+    assert_eq!(retest, ["dev-1", "dev-2"], "every revision is a new version to test");
+    test_all(&mut d, |_| true);
+    d.advance().unwrap();
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
+    assert_eq!(dev1.checks.tests.passed(), Some(true));
+    assert_eq!(dev1.checks.revision_tests.len(), 1);
+    assert_eq!(dev1.checks.revision_tests[0].passed(), Some(false));
+}
+
+#[test]
+fn a_revision_that_passes_outranks_the_peer_favourite_that_fails() {
+    let mut d = tested_deliberation(2, 1);
+    propose_all(&mut d);
+    test_all(&mut d, |_| false);
+    d.advance().unwrap();
+    review_all(&mut d, |a| Some(if a.target.as_str() == "dev-1" { 9.0 } else { 4.0 }));
+    d.advance().unwrap();
+    revise_all(&mut d);
+    test_all(&mut d, |a| a.as_str() == "dev-2");
+    d.advance().unwrap();
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    assert_eq!(outcome.winner().agent.id.as_str(), "dev-2");
+}
+
+#[test]
+fn early_stop_skips_the_remaining_rounds_and_counts_the_calls() {
+    let mut d = tested_deliberation(3, 3);
+    d.set_early_stop(true);
+    propose_all(&mut d);
+    test_all(&mut d, |a| a.as_str() == "dev-3");
+    assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 1 });
+    review_all(&mut d, |_| Some(8.0));
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+    // Round 1's 3 revisions, then rounds 2 and 3: 3 reviews and 3 revisions each.
+    assert_eq!(d.calls_saved(), 3 + 2 * 6);
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    assert_eq!(outcome.calls_saved, 15);
+    assert_eq!(outcome.winner().agent.id.as_str(), "dev-3");
+}
+
+#[test]
+fn no_early_stop_without_agreement_or_a_full_pass_or_when_off() {
+    for (early_stop, passing, grade) in [(true, true, 6.0), (true, false, 9.0), (false, true, 9.0)] {
+        let mut d = tested_deliberation(2, 2);
+        d.set_early_stop(early_stop);
+        propose_all(&mut d);
+        test_all(&mut d, |_| passing);
+        d.advance().unwrap();
+        review_all(&mut d, |_| Some(grade));
+        assert_eq!(d.advance().unwrap(), Phase::Revising { round: 1 }, "{early_stop} {passing} {grade}");
+        assert_eq!(d.calls_saved(), 0);
+    }
+}
+
+#[test]
+fn a_truncated_answer_fails_lint_until_revised() {
+    let mut d = deliberation(2, 0);
+    propose_all(&mut d);
+    d.record_truncated(&id("dev-1"));
+    d.advance().unwrap();
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
+    assert!(dev1.checks.lint.errors.iter().any(|e| e == crate::checks::TRUNCATED_ERROR));
+    assert_eq!(outcome.winner().agent.id.as_str(), "dev-2");
+}
+
+#[test]
+fn a_snapshot_saved_before_acceptance_tests_existed_still_loads() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    let mut json = serde_json::to_value(&d).unwrap();
+    let object = json.as_object_mut().unwrap();
+    for key in ["tests", "early_stop", "calls_saved"] {
+        assert!(object.remove(key).is_some(), "{key} is saved");
+    }
+    for proposal in object["proposals"].as_array_mut().unwrap() {
+        proposal.as_object_mut().unwrap().remove("truncated");
+    }
+    object["task"]["constraints"].as_object_mut().unwrap().remove("acceptance_tests");
+    let restored: Deliberation = serde_json::from_value(json).unwrap();
+    assert_eq!(restored, d);
 }

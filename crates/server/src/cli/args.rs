@@ -38,6 +38,10 @@ pub(crate) struct TaskArgs {
     /// Client-chosen id (makes retries idempotent). Default: a new UUIDv7.
     #[arg(long)]
     pub(crate) task_id: Option<String>,
+    /// Python acceptance tests every proposal's code is run against, in the server's sandbox
+    /// (plain asserts and/or `test_*` functions, run after the proposal's code).
+    #[arg(long = "tests", value_name = "FILE")]
+    pub(crate) tests: Option<std::path::PathBuf>,
     /// No progress on stderr, only the task id and the result.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -52,8 +56,20 @@ impl TaskArgs {
         self.task_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
     }
 
-    pub(crate) fn request(&self, task_id: String) -> pb::DeliberateRequest {
-        pb::DeliberateRequest {
+    /// The request under `task_id`; reads the `--tests` file.
+    ///
+    /// # Errors
+    /// The `--tests` file cannot be read.
+    pub(crate) fn request(&self, task_id: String) -> Result<pb::DeliberateRequest, String> {
+        let acceptance_tests = match &self.tests {
+            None => None,
+            Some(path) => Some(pb::AcceptanceTests {
+                language: "python".to_owned(),
+                code: std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --tests {}: {e}", path.display()))?,
+            }),
+        };
+        Ok(pb::DeliberateRequest {
             task_description: self.task.clone(),
             role: self.role.clone(),
             constraints: Some(pb::TaskConstraints {
@@ -62,12 +78,13 @@ impl TaskArgs {
                 metadata: HashMap::new(),
                 max_iterations: 0,
                 timeout_seconds: self.timeout,
+                acceptance_tests,
             }),
             rounds: self.rounds,
             num_agents: self.agents,
             task_id,
             agent_profiles: self.profiles.clone(),
-        }
+        })
     }
 }
 
@@ -147,9 +164,8 @@ impl ListArgs {
 mod tests {
     use super::*;
 
-    #[test]
-    fn generated_task_ids_are_uuid_v7_and_a_given_one_is_kept() {
-        let args = TaskArgs {
+    fn base_args() -> TaskArgs {
+        TaskArgs {
             task: "t".into(),
             role: "DEV".into(),
             agents: None,
@@ -159,12 +175,31 @@ mod tests {
             timeout: 0,
             profiles: vec![],
             task_id: None,
+            tests: None,
             quiet: false,
             show: ShowArgs { show: Show::Winner },
-        };
+        }
+    }
+
+    #[test]
+    fn generated_task_ids_are_uuid_v7_and_a_given_one_is_kept() {
+        let args = base_args();
         let id = uuid::Uuid::parse_str(&args.task_id()).unwrap();
         assert_eq!(id.get_version_num(), 7);
         let given = TaskArgs { task_id: Some("pg16".into()), ..args };
-        assert_eq!(given.request(given.task_id()).task_id, "pg16");
+        assert_eq!(given.request(given.task_id()).unwrap().task_id, "pg16");
+    }
+
+    #[test]
+    fn the_tests_flag_sends_the_file_as_python_acceptance_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tests.py");
+        std::fs::write(&path, "assert add(1, 2) == 3\n").unwrap();
+        let args = TaskArgs { tests: Some(path), ..base_args() };
+        let tests = args.request("t".into()).unwrap().constraints.unwrap().acceptance_tests.unwrap();
+        assert_eq!((tests.language.as_str(), tests.code.as_str()), ("python", "assert add(1, 2) == 3\n"));
+
+        let missing = TaskArgs { tests: Some("/no/such/tests.py".into()), ..base_args() };
+        assert!(missing.request("t".into()).unwrap_err().starts_with("cannot read --tests /no/such/tests.py"));
     }
 }

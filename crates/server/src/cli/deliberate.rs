@@ -29,9 +29,9 @@ async fn submit_request(
     args: &TaskArgs,
     target: &Target,
 ) -> Result<pb::SubmitDeliberationResponse, String> {
-    let task_id = args.task_id();
+    let request = args.request(args.task_id())?;
     client
-        .submit_deliberation(args.request(task_id))
+        .submit_deliberation(request)
         .await
         .map(tonic::Response::into_inner)
         .map_err(|s| target.failed(&s))

@@ -265,6 +265,7 @@ mod tests {
                 prompt_tokens: 10 * calls,
                 completion_tokens: calls,
                 latency_ms: 0,
+                calls_saved: 0,
             }),
             duration_ms: 1200,
             ..Default::default()

@@ -202,6 +202,9 @@ pub(crate) fn proposal(result: &pb::DeliberationResult, title: &str) -> String {
             let _ = writeln!(out, "  {:<13} {:<8} {}", l.name, verdict, l.detail.trim());
         }
     }
+    if let Some(tests) = result.tests.as_ref().filter(|t| t.ran || !t.message.is_empty()) {
+        out.push_str(&test_lines(tests, &result.revision_tests));
+    }
     if !result.reviews.is_empty() {
         let _ = writeln!(out, "\nreviews ({}):", result.reviews.len());
         for r in &result.reviews {
@@ -209,6 +212,24 @@ pub(crate) fn proposal(result: &pb::DeliberationResult, title: &str) -> String {
             let critique = r.critique.lines().next().unwrap_or_default();
             let _ = writeln!(out, "  round {} {:<20} {:<9} {critique}", r.round, r.reviewer_id, score);
         }
+    }
+    out
+}
+
+/// The acceptance tests of a proposal's final version (each failing case with its message),
+/// then how every earlier version fared.
+fn test_lines(tests: &pb::TestReport, revisions: &[pb::TestReport]) -> String {
+    let verdict = |t: &pb::TestReport| match (t.ran, t.failed + t.errored) {
+        (false, _) => "not run",
+        (true, 0) => "passed",
+        (true, _) => "FAILED",
+    };
+    let mut out = format!("\nacceptance tests: {} {}\n", verdict(tests), tests.message.trim());
+    for case in tests.cases.iter().filter(|c| c.outcome != "passed") {
+        let _ = writeln!(out, "  {:<8} {} {}", case.outcome, case.name, case.message.lines().next().unwrap_or_default());
+    }
+    for (version, t) in revisions.iter().enumerate() {
+        let _ = writeln!(out, "  version {version}: {} {}", verdict(t), t.message.trim());
     }
     out
 }
@@ -328,8 +349,25 @@ mod tests {
             check_score: 1.0,
             peer_score: Some(7.0),
             usage: None,
+            tests: Some(pb::TestReport {
+                ran: true,
+                passed: 1,
+                failed: 1,
+                message: "1 passed, 1 failed".into(),
+                cases: vec![pb::TestCaseResult {
+                    name: "test_empty".into(),
+                    outcome: "failed".into(),
+                    message: "assert x('') == 0".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            revision_tests: vec![pb::TestReport { ran: false, message: "not run: no sandbox".into(), ..Default::default() }],
         };
         let text = proposal(&result, "winner");
+        assert!(text.contains("acceptance tests: FAILED 1 passed, 1 failed"), "{text}");
+        assert!(text.contains("failed   test_empty assert x('') == 0"), "{text}");
+        assert!(text.contains("version 0: not run not run: no sandbox"), "{text}");
         assert!(text.contains("dry run       not run  no sandbox"), "{text}");
         assert!(text.contains("round 1 agent-1") && text.contains("7.0/10"), "{text}");
         assert!(ranking(&[result]).contains("1.00 1/1"));
