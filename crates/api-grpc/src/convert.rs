@@ -377,6 +377,17 @@ pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
         stats,
         llm_configured: report.llm_configured,
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        backends: report
+            .backends
+            .iter()
+            .map(|probe| pb::BackendProbe {
+                profile: probe.profile.clone(),
+                reachable: probe.reachable,
+                model_listed: probe.model_listed,
+                ok: probe.ok,
+                message: probe.message.clone(),
+            })
+            .collect(),
     }
 }
 

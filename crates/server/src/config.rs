@@ -99,6 +99,8 @@ pub struct Config {
     /// Standing councils by role (`[councils.<role>]`), created at startup when their role has
     /// none; a council already stored is left as it is.
     pub councils: BTreeMap<String, CouncilDeclaration>,
+    /// Serve Prometheus metrics at `http://<metrics_listen>/metrics`; none: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -127,6 +129,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             councils: BTreeMap::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -250,6 +253,7 @@ impl Config {
         "tls_key",
         "tls_client_ca",
         "councils",
+        "metrics_listen",
     ];
 
     /// Loads from the process environment (and the file it names).

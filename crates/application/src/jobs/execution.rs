@@ -7,13 +7,14 @@ use std::time::Duration;
 use orchestrator_domain::{Deliberation, DeliberationStatus, Role};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use super::admission::Admission;
 use super::progress::Persisting;
 use super::submission::{CancelOnDrop, JobResult};
 use super::{Jobs, store_error};
 use crate::error::ApplicationError;
+use crate::observability;
 use crate::ports::{EventKind, ProgressObserver, StoreError};
 
 impl Jobs {
@@ -32,13 +33,19 @@ impl Jobs {
         let (tx, rx) = oneshot::channel();
         let jobs = Arc::clone(self);
         let job_token = token.clone();
-        self.tasks.spawn(async move {
-            let result =
-                jobs.execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms).await;
-            jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&task_id);
-            drop(admission);
-            let _ = tx.send(result);
-        });
+        // The job outlives the request that started it; its span carries the task id to every
+        // event of the run, down to each model call (a child of the caller's span, if any).
+        let span = info_span!("job", task_id = %task_id);
+        self.tasks.spawn(
+            async move {
+                let result =
+                    jobs.execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms).await;
+                jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&task_id);
+                drop(admission);
+                let _ = tx.send(result);
+            }
+            .instrument(span),
+        );
         (rx, CancelOnDrop::new(token))
     }
 
@@ -95,6 +102,7 @@ impl Jobs {
                 let duration = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
                 match self.store.complete(task_id, &report.outcome, finished, duration).await {
                     Ok(true) => {
+                        observability::deliberation_ended(role, DeliberationStatus::Completed);
                         let completed = EventKind::Completed {
                             winner_id: report.outcome.winner().agent.id.to_string(),
                             results: report.outcome.results.len(),
@@ -166,6 +174,7 @@ impl Jobs {
     ) -> std::result::Result<bool, StoreError> {
         let applied = self.store.finish_unsuccessfully(task_id, status, message, self.clock.now_ms()).await?;
         if applied {
+            observability::deliberation_ended(role, status);
             let ended = EventKind::Ended { status: status.to_string(), error: message.to_owned() };
             self.emit(task_id, role, ended).await;
         }
