@@ -101,6 +101,9 @@ pub struct Config {
     pub councils: BTreeMap<String, CouncilDeclaration>,
     /// Serve Prometheus metrics at `http://<metrics_listen>/metrics`; none: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// Export spans to this OpenTelemetry collector over OTLP/HTTP (`http://host:4318`;
+    /// `/v1/traces` is appended). Needs a build with the `otlp` feature; none: no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -130,6 +133,7 @@ impl Default for Config {
             tls_client_ca: None,
             councils: BTreeMap::new(),
             metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -254,6 +258,7 @@ impl Config {
         "tls_client_ca",
         "councils",
         "metrics_listen",
+        "otlp_endpoint",
     ];
 
     /// Loads from the process environment (and the file it names).

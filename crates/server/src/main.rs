@@ -34,7 +34,13 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_subscriber(config.log_format);
+    let telemetry = match telemetry::init_telemetry(&config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("orchestrator: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     for name in Config::unrecognised_env(&std::env::vars().collect()) {
         tracing::warn!(variable = name, "environment variable sets no configuration key; is it misspelt?");
     }
@@ -45,7 +51,9 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until(shutdown_signal()).await {
+    let served = app.run_until(shutdown_signal()).await;
+    telemetry.shutdown();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = &error as &dyn std::error::Error, "server failed");
