@@ -33,7 +33,9 @@ async fn fake_model_server() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1/models"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [{"id": MODEL}]})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [{"id": MODEL}]})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -63,7 +65,7 @@ struct Running {
 
 async fn start(model_server: &MockServer) -> Running {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut profile = LlmProfile::new(&format!("{}/v1", model_server.uri()), MODEL);
+    let mut profile = LlmProfile::new(format!("{}/v1", model_server.uri()), MODEL);
     profile.max_retries = 2;
     let config = Config {
         profiles: BTreeMap::from([("default".to_owned(), profile)]),
@@ -108,8 +110,11 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
-/// The samples of a Prometheus text page: (name, labels sorted) → value.
-fn samples(page: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
+/// A series: the metric's name and its labels, sorted.
+type Series = (String, Vec<(String, String)>);
+
+/// The samples of a Prometheus text page: series → value.
+fn samples(page: &str) -> BTreeMap<Series, f64> {
     page.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .map(|line| {
@@ -132,7 +137,7 @@ fn samples(page: &str) -> BTreeMap<(String, Vec<(String, String)>), f64> {
         .collect()
 }
 
-fn value(samples: &BTreeMap<(String, Vec<(String, String)>), f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+fn value(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut labels: Vec<(String, String)> =
         labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     labels.sort();
@@ -180,10 +185,7 @@ async fn a_scrape_after_a_deliberation_counts_it_its_phases_and_its_model_calls(
     assert_eq!(value(&s, "orchestrator_llm_retries_total", &model), 1.0, "the first 503 was retried once");
     assert_eq!(value(&s, "orchestrator_jobs_running", &[]), 0.0);
     assert_eq!(value(&s, "orchestrator_jobs_queued", &[]), 0.0);
-    assert!(
-        !s.keys().any(|(name, _)| name == "orchestrator_llm_errors_total"),
-        "no call failed for good"
-    );
+    assert!(!s.keys().any(|(name, _)| name == "orchestrator_llm_errors_total"), "no call failed for good");
 
     assert_eq!(http_get(app.metrics, "/other").await.0, 404);
 
@@ -207,11 +209,15 @@ async fn get_status_reports_each_model_profile_as_probed() {
     let model_server = fake_model_server().await;
     let mut app = start(&model_server).await;
 
-    let status = app.client.get_status(pb::GetStatusRequest { include_stats: false }).await.unwrap().into_inner();
+    let status =
+        app.client.get_status(pb::GetStatusRequest { include_stats: false }).await.unwrap().into_inner();
 
     assert_eq!(status.backends.len(), 1);
     let probe = &status.backends[0];
-    assert_eq!((probe.profile.as_str(), probe.reachable, probe.model_listed, probe.ok), ("default", true, Some(true), true));
+    assert_eq!(
+        (probe.profile.as_str(), probe.reachable, probe.model_listed, probe.ok),
+        ("default", true, Some(true), true)
+    );
     assert_eq!(probe.message, format!("reachable; model \"{MODEL}\" is served"));
     let host = model_server.uri().trim_start_matches("http://").to_owned();
     assert!(!probe.message.contains(&host), "the server's address never reaches clients");

@@ -114,7 +114,8 @@ pub(crate) async fn probe_profile(
         }
         Ok(Err(cause)) => {
             probe.hint = Some(format!("{cause}; is the model server running at {base}?"));
-            probe.summary = format!("not reachable: {cause}; is the model server of profiles.{name} running?");
+            probe.summary =
+                format!("not reachable: {cause}; is the model server of profiles.{name} running?");
         }
         Ok(Ok((status, body))) => {
             probe.reachable = true;

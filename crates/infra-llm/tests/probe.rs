@@ -6,8 +6,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orchestrator_domain::ProfileName;
 use orchestrator_application::ports::BackendProber;
+use orchestrator_domain::ProfileName;
 use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
 use secrecy::SecretString;
 use serde_json::json;
@@ -204,12 +204,20 @@ async fn the_status_port_reports_each_case_in_words_that_never_name_the_server()
         ]
     );
     assert_eq!(health[0].message, "reachable; model \"test-model\" is served");
-    assert!(health[1].message.contains("missing /v1 (check profiles.no-v1.base_url)"), "{}", health[1].message);
+    assert!(
+        health[1].message.contains("missing /v1 (check profiles.no-v1.base_url)"),
+        "{}",
+        health[1].message
+    );
     assert!(health[2].message.starts_with("not reachable: cannot connect"), "{}", health[2].message);
     assert!(health[3].message.contains("not in the server's list; check profiles.unlisted.model"));
     for (h, (_, url)) in health.iter().zip([&profiles[0], &profiles[2], &profiles[3], &profiles[1]]) {
         let host = url.trim_start_matches("http://").split('/').next().unwrap();
         assert!(!h.message.contains(host), "the client message names the server: {}", h.message);
-        assert!(h.operator_detail.contains(host), "the operator detail names the server: {}", h.operator_detail);
+        assert!(
+            h.operator_detail.contains(host),
+            "the operator detail names the server: {}",
+            h.operator_detail
+        );
     }
 }

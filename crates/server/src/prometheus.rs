@@ -107,8 +107,8 @@ impl MetricsEndpoint {
                     let response = respond(&request, &handle, &jobs);
                     async move { Ok::<_, Infallible>(response) }
                 });
-                let connection =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
                 if let Err(error) = connection.await {
                     debug!(%error, "metrics connection ended with an error");
                 }

@@ -10,7 +10,8 @@ use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceS
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
-    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher, IdGenerator,
+    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher,
+    IdGenerator,
 };
 use orchestrator_application::{
     Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
@@ -202,7 +203,8 @@ impl Application {
             backend_check::spawn_startup_probe(Arc::clone(prober));
         }
         let status = Arc::new(
-            GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured).with_prober(deps.prober),
+            GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured)
+                .with_prober(deps.prober),
         );
         let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
         if let Some(registry) = registry {

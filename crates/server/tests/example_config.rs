@@ -44,9 +44,17 @@ fn the_example_config_loads_with_the_defaults_and_the_local_model() {
     assert_eq!(config.database_url, defaults.database_url);
     assert_eq!(
         (config.max_running, config.queue_capacity, config.default_timeout_secs, config.shutdown_grace_secs),
-        (defaults.max_running, defaults.queue_capacity, defaults.default_timeout_secs, defaults.shutdown_grace_secs)
+        (
+            defaults.max_running,
+            defaults.queue_capacity,
+            defaults.default_timeout_secs,
+            defaults.shutdown_grace_secs
+        )
     );
-    assert_eq!((config.lease_secs, config.resume_unfinished), (defaults.lease_secs, defaults.resume_unfinished));
+    assert_eq!(
+        (config.lease_secs, config.resume_unfinished),
+        (defaults.lease_secs, defaults.resume_unfinished)
+    );
     assert_eq!(config.metrics_listen, None, "metrics are off unless asked for");
     let local = &config.profiles["default"];
     assert_eq!((local.base_url.as_str(), local.model.as_str()), ("http://127.0.0.1:8089/v1", "smollm2"));

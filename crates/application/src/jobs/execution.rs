@@ -38,8 +38,9 @@ impl Jobs {
         let span = info_span!("job", task_id = %task_id);
         self.tasks.spawn(
             async move {
-                let result =
-                    jobs.execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms).await;
+                let result = jobs
+                    .execute(&task_id, deliberation, &job_token, observer.as_deref(), started_at_ms)
+                    .await;
                 jobs.cancels.lock().unwrap_or_else(PoisonError::into_inner).remove(&task_id);
                 drop(admission);
                 let _ = tx.send(result);
