@@ -112,11 +112,10 @@ mod otlp {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "otlp")))]
 mod tests {
     use super::*;
 
-    #[cfg(not(feature = "otlp"))]
     #[test]
     fn an_otlp_endpoint_without_the_feature_is_a_configuration_error() {
         let config = Config { otlp_endpoint: Some("http://127.0.0.1:4318".into()), ..Config::default() };
