@@ -147,7 +147,36 @@ fn password_of(url: &str) -> Option<&str> {
 mod tests {
     use std::error::Error as _;
 
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
     use super::*;
+    use crate::observability::STORE_ERRORS;
+
+    #[test]
+    fn every_storage_failure_is_counted_by_kind() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let _ = from_sqlx("reading", Some("t-1"), sqlx::Error::PoolTimedOut);
+            let _ = from_sqlx("reading", Some("t-1"), sqlx::Error::ColumnNotFound("x".into()));
+            let _ = corrupt("t-2", Fault::MissingUsage);
+            let _ =
+                connect_failed("postgres://u:pw@db/x", Fault::NoAnswer { timeout: Duration::from_secs(1) });
+        });
+        let mut counts: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == STORE_ERRORS)
+            .map(|(key, _, _, value)| {
+                let kind = key.key().labels().map(|label| label.value().to_owned()).collect::<String>();
+                let DebugValue::Counter(count) = value else { panic!("{value:?}") };
+                (kind, count)
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(counts, vec![("corrupt".to_owned(), 2), ("unavailable".to_owned(), 2)]);
+    }
 
     #[test]
     fn passwords_are_removed_from_urls() {

@@ -70,7 +70,7 @@ async fn nodes_share_a_database_without_running_anything_twice() {
     assert_eq!(first.results.len(), 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // 2 agents × (1 proposal + 2 × (review + revision)) = 10 calls: nobody ran it twice.
-    assert_eq!(model.received_requests().await.unwrap().len(), 10);
+    assert_eq!(support::chat_calls(&model).await.len(), 10);
 
     // node-a dies mid-way through "second"; node-b takes it over after the lease (3 s).
     a.submit_deliberation(request("second")).await.unwrap();

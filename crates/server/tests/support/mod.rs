@@ -35,6 +35,13 @@ pub(crate) async fn slow_model(delay: Duration) -> MockServer {
     server
 }
 
+/// The chat completions `model` received — the model calls of deliberations, without the
+/// servers' start-up probes of `/v1/models`.
+pub(crate) async fn chat_calls(model: &MockServer) -> Vec<wiremock::Request> {
+    let received = model.received_requests().await.unwrap_or_default();
+    received.into_iter().filter(|r| r.url.path().ends_with("/chat/completions")).collect()
+}
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
