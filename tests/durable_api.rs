@@ -265,7 +265,8 @@ async fn postgres_stores_deliberations_too() {
     if let Err(error) =
         orchestrator_infra_store::connect(&url, &orchestrator_infra_store::StoreOptions::default()).await
     {
-        orchestrator_test_support::skip("PostgreSQL", "set ORCHESTRATOR_TEST_PG_URL", error);
+        let why = orchestrator_test_support::chain(&error);
+        orchestrator_test_support::skip("PostgreSQL", "set ORCHESTRATOR_TEST_PG_URL", why);
         return;
     }
     let mut app = spawn_app_with(

@@ -31,6 +31,19 @@ pub fn current_test() -> String {
     }
 }
 
+/// An error with its sources, joined by `": "`: the cause of a skip is often a few levels down
+/// (a store that cannot open because a migration failed, say).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The line [`skip`] prints (without the newline).
 pub fn notice(test: &str, service: &str, how: &str, why: &dyn Display) -> String {
     format!("SKIPPED: {test} needs {service} ({how}): {why}")
@@ -61,6 +74,24 @@ mod tests {
             notice("events_reach_nats", "NATS", "set ORCHESTRATOR_TEST_NATS_URL", &"connection refused"),
             "SKIPPED: events_reach_nats needs NATS (set ORCHESTRATOR_TEST_NATS_URL): connection refused"
         );
+    }
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("cannot open the store")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let error = Outer(std::io::Error::other("migration 6 is missing"));
+        assert_eq!(chain(&error), "cannot open the store: migration 6 is missing");
     }
 
     #[test]
