@@ -223,6 +223,30 @@ async fn get_status_reports_each_model_profile_as_probed() {
     assert!(!probe.message.contains(&host), "the server's address never reaches clients");
 }
 
+#[tokio::test]
+async fn a_hung_model_server_delays_neither_startup_nor_status_beyond_the_probe_timeout() {
+    let hung = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(600)))
+        .mount(&hung)
+        .await;
+    // A hang guard, far below the server's 600 s: startup must not wait for the probe at all.
+    let guard = std::time::Duration::from_secs(60);
+    let mut app =
+        tokio::time::timeout(guard, start(&hung)).await.expect("startup waited for the model server");
+
+    let status = tokio::time::timeout(guard, app.client.get_status(pb::GetStatusRequest::default()))
+        .await
+        .expect("GetStatus waited for the model server")
+        .unwrap()
+        .into_inner();
+
+    let probe = &status.backends[0];
+    assert_eq!((probe.reachable, probe.model_listed, probe.ok), (false, None, false));
+    assert!(probe.message.contains("no answer within 2000 ms"), "{}", probe.message);
+}
+
 // ---- span capture ----------------------------------------------------------------------
 
 /// The spans (name, task id or "") around each "llm call succeeded" event.
