@@ -421,6 +421,17 @@ pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
         llm_configured: report.llm_configured,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         degraded_reason: report.degraded.clone().unwrap_or_default(),
+        backends: report
+            .backends
+            .iter()
+            .map(|probe| pb::BackendProbe {
+                profile: probe.profile.clone(),
+                reachable: probe.reachable,
+                model_listed: probe.model_listed,
+                ok: probe.ok,
+                message: probe.message.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -13,7 +13,7 @@ use orchestrator_domain::{Deliberation, Phase};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{debug, instrument};
+use tracing::{Instrument, Span, debug, field, instrument};
 
 use crate::convert;
 use crate::convert::councils as council_convert;
@@ -86,6 +86,14 @@ fn may_change_registry<T>(request: &Request<T>) -> Result<(), Status> {
     }
 }
 
+/// Puts a client-chosen task id (validated by then) on the handler's span; a generated id is on
+/// the `job` span the deliberation runs in, a child of this one.
+fn record_task_id(task_id: Option<&str>) {
+    if let Some(task_id) = task_id {
+        Span::current().record("task_id", task_id);
+    }
+}
+
 /// Streams one update per completed phase of a deliberation.
 struct StreamObserver {
     tx: mpsc::Sender<Result<pb::DeliberationUpdate, Status>>,
@@ -132,44 +140,48 @@ type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::DeliberationUpdate, Sta
 
 #[tonic::async_trait]
 impl OrchestratorService for OrchestratorApi {
-    #[instrument(skip_all)]
+    #[instrument(skip_all, fields(task_id = field::Empty))]
     async fn deliberate(
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::DeliberateResponse>, Status> {
         let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        record_task_id(command.task_id.as_deref());
         let report = self.jobs.run(&caller, command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::deliberate_response(&report, self.clock.now_ms())))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(skip_all, fields(task_id = field::Empty))]
     async fn orchestrate(
         &self,
         request: Request<pb::OrchestrateRequest>,
     ) -> Result<Response<pb::OrchestrateResponse>, Status> {
         let caller = caller_of(&request);
         let command = OrchestrateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        record_task_id(command.deliberate.task_id.as_deref());
         let report = self.orchestrate.execute(&caller, command, None).await.map_err(to_status)?;
         Ok(Response::new(convert::orchestrate_response(&report, self.clock.now_ms())))
     }
 
     type StreamDeliberationStream = UpdateStream;
 
-    #[instrument(skip_all)]
+    #[instrument(skip_all, fields(task_id = field::Empty))]
     async fn stream_deliberation(
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<Self::StreamDeliberationStream>, Status> {
         let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        record_task_id(command.task_id.as_deref());
         // Refuse bad or unserviceable requests with a status, before the stream opens.
         let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).await.map_err(to_status)?;
         let rounds = prepared.rounds();
         let (tx, rx) = mpsc::channel(32);
         let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, rounds))).await;
         let jobs = Arc::clone(&self.jobs);
-        tokio::spawn(async move {
+        let span = Span::current();
+        let streamed = async move {
             let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone() });
             // A client that disconnects drops the receiver: the deliberation is cancelled.
             let result = tokio::select! {
@@ -205,16 +217,20 @@ impl OrchestratorService for OrchestratorApi {
                     let _ = tx.send(Err(to_status(error))).await;
                 }
             }
-        });
+        };
+        // The stream outlives the handler; its span keeps the RPC's context (and task id).
+        tokio::spawn(streamed.instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[instrument(skip_all, fields(task_id = field::Empty))]
     async fn get_deliberation_result(
         &self,
         request: Request<pb::GetDeliberationResultRequest>,
     ) -> Result<Response<pb::GetDeliberationResultResponse>, Status> {
         let caller = caller_of(&request);
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
+        record_task_id(Some(&task_id));
         let record = self.jobs.get(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(convert::record_response(&record, self.clock.now_ms())))
     }
@@ -320,7 +336,7 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
-        let report = self.status.execute(request.into_inner().include_stats);
+        let report = self.status.execute(request.into_inner().include_stats).await;
         Ok(Response::new(convert::status_response(&report)))
     }
 
@@ -343,13 +359,14 @@ impl OrchestratorService for OrchestratorApi {
         Ok(Response::new(metrics))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(skip_all, fields(task_id = field::Empty))]
     async fn submit_deliberation(
         &self,
         request: Request<pb::DeliberateRequest>,
     ) -> Result<Response<pb::SubmitDeliberationResponse>, Status> {
         let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
+        record_task_id(command.task_id.as_deref());
         let submission = self.jobs.submit(&caller, command).await.map_err(to_status)?;
         Ok(Response::new(convert::submission(&submission)))
     }
@@ -367,13 +384,14 @@ impl OrchestratorService for OrchestratorApi {
         }))
     }
 
-    #[instrument(skip_all)]
+    #[instrument(skip_all, fields(task_id = field::Empty))]
     async fn cancel_deliberation(
         &self,
         request: Request<pb::CancelDeliberationRequest>,
     ) -> Result<Response<pb::CancelDeliberationResponse>, Status> {
         let caller = caller_of(&request);
         let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
+        record_task_id(Some(&task_id));
         let status = self.jobs.cancel(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(pb::CancelDeliberationResponse {
             task_id,

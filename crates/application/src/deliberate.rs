@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::councils::{Overrides, standing_seats};
 use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
+use crate::observability::{self, PhaseLabel};
 use crate::ports::{
     AgentBackend, AgentError, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
     ProgressObserver, TestRunner,
@@ -269,6 +270,12 @@ impl Deliberate {
                 })
             }
         };
+        let outcome_label = match &result {
+            Ok(_) => "completed",
+            Err(ApplicationError::DeadlineExceeded { .. }) => "timeout",
+            Err(_) => "failed",
+        };
+        observability::deliberation_ran(role, outcome_label, elapsed);
         self.tracker.record_deliberation(role, elapsed, result.is_ok());
         self.tracker.record_agent_calls(&deliberation.total_usage());
         match &result {
@@ -306,26 +313,38 @@ impl Deliberate {
     ) -> Result<DeliberationOutcome> {
         let task = d.task().clone();
         let task = &task;
+        let role = d.council().role();
         loop {
-            match d.phase() {
-                Phase::Proposing => self.proposal_round(backend, task, d).await?,
+            let started = Instant::now();
+            let phase = match d.phase() {
+                Phase::Proposing => {
+                    self.proposal_round(backend, task, d).await?;
+                    PhaseLabel::Propose
+                }
                 Phase::Reviewing { .. } => {
                     // Reviewers see each proposal's test report, and the early stop needs it.
                     self.test_round(task, d).await;
                     self.review_round(backend, task, d).await?;
+                    PhaseLabel::Review
                 }
-                Phase::Revising { .. } => self.revision_round(backend, task, d).await?,
+                Phase::Revising { .. } => {
+                    self.revision_round(backend, task, d).await?;
+                    PhaseLabel::Revise
+                }
                 Phase::Scoring => break,
                 Phase::Completed => {
                     return Err(ApplicationError::Internal("deliberation is already completed".into()));
                 }
-            }
+            };
+            observability::phase_ran(role, phase, started.elapsed());
             advance(d)?;
             observer.phase_completed(task_id, d).await;
         }
+        let started = Instant::now();
         self.test_round(task, d).await;
         let dry_runs = self.dry_runs(task, d).await;
         let outcome = d.finish(dry_runs, &self.settings.weights)?;
+        observability::phase_ran(role, PhaseLabel::Score, started.elapsed());
         observer.phase_completed(task_id, d).await;
         Ok(outcome)
     }

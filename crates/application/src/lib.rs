@@ -15,6 +15,7 @@ pub mod error;
 pub mod get_status;
 pub mod jobs;
 pub mod latency;
+pub mod observability;
 pub mod orchestrate;
 pub mod ports;
 #[cfg(any(test, feature = "mocks"))]
@@ -28,7 +29,7 @@ pub use councils::{
 pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};
-pub use get_status::{GetStatus, StatusReport};
+pub use get_status::{BACKEND_PROBE_TIMEOUT, GetStatus, StatusReport};
 pub use jobs::{CancelOnDrop, JobSettings, Jobs, Recovery, ShutdownReport, StoreState, Submission};
 pub use latency::LatencyHistogram;
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};

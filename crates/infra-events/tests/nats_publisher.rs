@@ -15,8 +15,7 @@ async fn publisher(prefix: &str) -> Option<NatsPublisher> {
     match NatsPublisher::connect(&url(), prefix).await {
         Ok(publisher) => Some(publisher),
         Err(error) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "NATS is required in CI: {error}");
-            eprintln!("skipping: {error}");
+            orchestrator_test_support::skip("NATS", "set ORCHESTRATOR_TEST_NATS_URL", error);
             None
         }
     }

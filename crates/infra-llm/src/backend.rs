@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info, info_span, trace, warn};
 use crate::client::{ChatClient, ChatReply, ChatRequest, Message, ResponseFormat};
 use crate::delimiters;
 use crate::error::{LlmError, Result};
+use crate::observability;
 use crate::probe::{PROBE_TIMEOUT, ProfileProbe, probe_profile};
 use crate::profile::{LlmProfile, ResolvedProfile};
 use crate::prompts::{self, Prompt, PromptKind};
@@ -174,6 +175,9 @@ impl OpenAiBackend {
                 .policy
                 .run(|attempt| {
                     let body = body.clone();
+                    if attempt.number > 1 {
+                        observability::retried(profile);
+                    }
                     async move {
                         self.client
                             .attempt(profile, body, attempt.timeout)
@@ -184,7 +188,10 @@ impl OpenAiBackend {
                 .await
                 .and_then(|reply| clean(reply, profile))
                 .map_err(|error| with_profile(error, &profile.name));
-            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let elapsed = started.elapsed();
+            let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            let tokens = result.as_ref().map(|reply| (reply.prompt_tokens, reply.completion_tokens));
+            observability::call_finished(profile, phase, elapsed, tokens);
             match &result {
                 Ok(reply) => {
                     if reply.truncated() {

@@ -13,6 +13,7 @@
 //! * [`delimiters`] — the `<<<` … `>>>` framing of prompts, stripped when a model echoes it.
 //! * [`review_parse`] — reading reviews and selections out of loosely formatted model output.
 //! * [`sampling`] — temperature and seed per council seat, so agents on one model differ.
+//! * [`observability`] — the metric names of model calls (calls, latency, tokens, retries, errors).
 //! * [`error`] — [`LlmError`], why a backend could not be built.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod backend;
 pub mod client;
 pub mod delimiters;
 pub mod error;
+pub mod observability;
 pub mod probe;
 pub mod profile;
 pub mod prompts;

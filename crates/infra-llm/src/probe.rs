@@ -8,12 +8,14 @@
 
 use std::time::Duration;
 
-use orchestrator_application::ports::AgentError;
+use async_trait::async_trait;
+use orchestrator_application::ports::{AgentError, BackendHealth, BackendProber};
 use orchestrator_domain::ProfileName;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tracing::debug;
 
+use crate::OpenAiBackend;
 use crate::client::ChatClient;
 use crate::profile::ResolvedProfile;
 use crate::redact::Redactor;
@@ -43,6 +45,9 @@ pub struct ProfileProbe {
     pub model_listed: Option<bool>,
     /// What to check, when something looks wrong.
     pub hint: Option<String>,
+    /// What was found, in one line that names the profile but not the server (no URL, no
+    /// text the server sent): safe to show clients.
+    pub summary: String,
 }
 
 impl ProfileProbe {
@@ -52,6 +57,30 @@ impl ProfileProbe {
         self.reachable
             && self.status.is_some_and(|s| (200..300).contains(&s))
             && self.model_listed != Some(false)
+    }
+}
+
+impl ProfileProbe {
+    /// The port's view of this probe: the client-safe summary as its message, the URL and
+    /// hint as the operator's detail.
+    pub fn into_health(self) -> BackendHealth {
+        let ok = self.is_ok();
+        let operator_detail = format!("{}: {}", self.url, self.hint.as_deref().unwrap_or(&self.summary));
+        BackendHealth {
+            profile: self.profile.to_string(),
+            reachable: self.reachable,
+            model_listed: self.model_listed,
+            ok,
+            message: self.summary,
+            operator_detail,
+        }
+    }
+}
+
+#[async_trait]
+impl BackendProber for OpenAiBackend {
+    async fn probe_backends(&self, timeout: Duration) -> Vec<BackendHealth> {
+        self.probe_within(timeout).await.into_iter().map(ProfileProbe::into_health).collect()
     }
 }
 
@@ -69,16 +98,24 @@ pub(crate) async fn probe_profile(
         status: None,
         model_listed: None,
         hint: None,
+        summary: String::new(),
     };
+    let name = &profile.name;
     match tokio::time::timeout(timeout, client.get(&profile.models_url, profile, MAX_MODELS_BODY)).await {
         Err(_elapsed) => {
             probe.hint = Some(format!(
                 "no answer within {} ms; is the model server at {base} running and not overloaded?",
                 timeout.as_millis()
             ));
+            probe.summary = format!(
+                "not reachable: no answer within {} ms; is the model server of profiles.{name} running?",
+                timeout.as_millis()
+            );
         }
         Ok(Err(cause)) => {
             probe.hint = Some(format!("{cause}; is the model server running at {base}?"));
+            probe.summary =
+                format!("not reachable: {cause}; is the model server of profiles.{name} running?");
         }
         Ok(Ok((status, body))) => {
             probe.reachable = true;
@@ -113,6 +150,7 @@ fn read_answer(
                 key_sent: profile.authorization.is_some(),
             };
             probe.hint = Some(refused.to_string());
+            probe.summary = refused.to_string();
         }
         StatusCode::NOT_FOUND if !profile.base_url.path().trim_end_matches('/').ends_with("/v1") => {
             probe.hint = Some(format!(
@@ -120,24 +158,36 @@ fn read_answer(
                 probe.url,
                 base.trim_end_matches('/')
             ));
+            probe.summary = format!(
+                "GET /models answered 404: the base URL may be missing /v1 (check profiles.{name}.base_url)"
+            );
         }
         StatusCode::NOT_FOUND => {
             probe.hint = Some(format!(
                 "GET {} answered 404: is {base} an OpenAI-compatible API? check profiles.{name}.base_url",
                 probe.url
             ));
+            probe.summary = format!(
+                "GET /models answered 404: is it an OpenAI-compatible API? check profiles.{name}.base_url"
+            );
         }
         s if s.is_success() => match model_ids(body) {
             None => {
-                probe.hint = Some(
-                    "the server's answer is not a model list; it may still serve chat completions".to_owned(),
-                );
+                let hint = "the server's answer is not a model list; it may still serve chat completions";
+                probe.hint = Some(hint.to_owned());
+                probe.summary = format!("reachable, but {hint}");
             }
             Some(ids) => {
                 let listed = ids.iter().any(|id| same_model(id, &profile.model));
                 probe.model_listed = Some(listed);
-                if !listed {
+                if listed {
+                    probe.summary = format!("reachable; model \"{}\" is served", profile.model);
+                } else {
                     probe.hint = Some(not_listed_hint(profile, &ids));
+                    probe.summary = format!(
+                        "reachable, but model \"{}\" is not in the server's list; check profiles.{name}.model",
+                        profile.model
+                    );
                 }
             }
         },
@@ -145,6 +195,7 @@ fn read_answer(
             let excerpt = profile.redactor.excerpt(body);
             let detail = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
             probe.hint = Some(format!("GET {} answered HTTP {s}{detail}", probe.url));
+            probe.summary = format!("GET /models answered HTTP {s}; check profiles.{name}.base_url");
         }
     }
 }
@@ -222,6 +273,7 @@ mod tests {
             status: Some(200),
             model_listed: Some(true),
             hint: None,
+            summary: "reachable; model \"m\" is served".into(),
         };
         assert!(probe.is_ok());
         assert!(ProfileProbe { model_listed: None, ..probe.clone() }.is_ok());

@@ -6,6 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use orchestrator_application::ports::BackendProber;
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
 use secrecy::SecretString;
@@ -59,6 +60,7 @@ async fn a_server_listing_the_model_is_ok_and_gets_the_key() {
             status: Some(200),
             model_listed: Some(true),
             hint: None,
+            summary: "reachable; model \"test-model\" is served".to_owned(),
         }
     );
     assert!(probe.is_ok());
@@ -168,4 +170,54 @@ async fn a_non_list_answer_is_reachable_without_a_verdict_on_the_model() {
     assert_eq!((probe.reachable, probe.status, probe.model_listed), (true, Some(200), None));
     assert!(probe.is_ok());
     assert!(probe.hint.unwrap().contains("not a model list"));
+}
+
+#[tokio::test]
+async fn the_status_port_reports_each_case_in_words_that_never_name_the_server() {
+    let listed = models_server(model_list(&["test-model"])).await;
+    let unlisted = models_server(model_list(&["other"])).await;
+    let no_v1 = models_server(model_list(&["test-model"])).await;
+    let (_bound, refused) = refused_base_url();
+    let profiles = [
+        ("listed", format!("{}/v1", listed.uri())),
+        ("unlisted", format!("{}/v1", unlisted.uri())),
+        ("no-v1", no_v1.uri()),
+        ("refused", refused.clone()),
+    ];
+    let backend = OpenAiBackend::new(
+        profiles.iter().map(|(name, url)| (ProfileName::new(*name).unwrap(), profile(url, |_| {}))).collect(),
+    )
+    .unwrap();
+
+    let health = tokio::time::timeout(GUARD, backend.probe_backends(Duration::from_secs(2))).await.unwrap();
+
+    // In profile order: listed, no-v1, refused, unlisted.
+    let verdicts: Vec<_> =
+        health.iter().map(|h| (h.profile.as_str(), h.reachable, h.model_listed, h.ok)).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("listed", true, Some(true), true),
+            ("no-v1", true, None, false),
+            ("refused", false, None, false),
+            ("unlisted", true, Some(false), false),
+        ]
+    );
+    assert_eq!(health[0].message, "reachable; model \"test-model\" is served");
+    assert!(
+        health[1].message.contains("missing /v1 (check profiles.no-v1.base_url)"),
+        "{}",
+        health[1].message
+    );
+    assert!(health[2].message.starts_with("not reachable: cannot connect"), "{}", health[2].message);
+    assert!(health[3].message.contains("not in the server's list; check profiles.unlisted.model"));
+    for (h, (_, url)) in health.iter().zip([&profiles[0], &profiles[2], &profiles[3], &profiles[1]]) {
+        let host = url.trim_start_matches("http://").split('/').next().unwrap();
+        assert!(!h.message.contains(host), "the client message names the server: {}", h.message);
+        assert!(
+            h.operator_detail.contains(host),
+            "the operator detail names the server: {}",
+            h.operator_detail
+        );
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use orchestrator_application::ports::{StoreCause, StoreError};
 use orchestrator_domain::DomainError;
 
+use crate::observability::store_failed;
+
 /// Stand-in task id in errors about a row whose own id could not be read.
 const UNKNOWN_TASK: &str = "<unknown>";
 
@@ -64,9 +66,11 @@ pub(crate) fn from_sqlx(action: &str, task_id: Option<&str>, err: sqlx::Error) -
         | sqlx::Error::TypeNotFound { .. }
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
+            store_failed("corrupt");
             StoreError::corrupt(task_id.unwrap_or(UNKNOWN_TASK), err)
         }
         other => {
+            store_failed("unavailable");
             let operation = match task_id {
                 Some(task_id) => format!("{action} deliberation {task_id}"),
                 None => action.to_owned(),
@@ -78,11 +82,13 @@ pub(crate) fn from_sqlx(action: &str, task_id: Option<&str>, err: sqlx::Error) -
 
 /// An unreadable stored value of deliberation `task_id`.
 pub(crate) fn corrupt(task_id: &str, fault: Fault) -> StoreError {
+    store_failed("corrupt");
     StoreError::corrupt(task_id, fault)
 }
 
 /// An unreadable stored row of the agent registry (`entry` names the council or agent).
 pub(crate) fn corrupt_registry(entry: &str, fault: Fault) -> StoreError {
+    store_failed("corrupt");
     StoreError::CorruptRegistry { entry: entry.to_owned(), source: fault.into() }
 }
 
@@ -90,6 +96,7 @@ pub(crate) fn corrupt_registry(entry: &str, fault: Fault) -> StoreError {
 /// without its password; the cause is kept as the source unless its own text contains the
 /// password, in which case it is replaced by that text with the password masked.
 pub(crate) fn connect_failed(url: &str, err: impl Into<StoreCause>) -> StoreError {
+    store_failed("unavailable");
     let mut cause: StoreCause = err.into();
     if let Some(password) = password_of(url).filter(|p| !p.is_empty()) {
         let text = chain_text(cause.as_ref());
@@ -140,7 +147,36 @@ fn password_of(url: &str) -> Option<&str> {
 mod tests {
     use std::error::Error as _;
 
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
     use super::*;
+    use crate::observability::STORE_ERRORS;
+
+    #[test]
+    fn every_storage_failure_is_counted_by_kind() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let _ = from_sqlx("reading", Some("t-1"), sqlx::Error::PoolTimedOut);
+            let _ = from_sqlx("reading", Some("t-1"), sqlx::Error::ColumnNotFound("x".into()));
+            let _ = corrupt("t-2", Fault::MissingUsage);
+            let _ =
+                connect_failed("postgres://u:pw@db/x", Fault::NoAnswer { timeout: Duration::from_secs(1) });
+        });
+        let mut counts: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == STORE_ERRORS)
+            .map(|(key, _, _, value)| {
+                let kind = key.key().labels().map(|label| label.value().to_owned()).collect::<String>();
+                let DebugValue::Counter(count) = value else { panic!("{value:?}") };
+                (kind, count)
+            })
+            .collect();
+        counts.sort();
+        assert_eq!(counts, vec![("corrupt".to_owned(), 2), ("unavailable".to_owned(), 2)]);
+    }
 
     #[test]
     fn passwords_are_removed_from_urls() {

@@ -19,6 +19,7 @@
 
 mod council_store;
 mod error;
+pub mod observability;
 mod options;
 mod postgres;
 mod registry_rows;

@@ -15,8 +15,11 @@ use orchestrator_application::ports::DeliberationStore;
 use orchestrator_infra_store::{PostgresStore, StoreOptions};
 
 fn skip(why: &str) {
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {why}");
-    eprintln!("SKIPPED postgres_tls: {why}");
+    orchestrator_test_support::skip(
+        "a PostgreSQL cluster of its own",
+        "run as root with PostgreSQL's server binaries installed",
+        why,
+    );
 }
 
 fn run(command: &mut Command) -> Result<(), String> {

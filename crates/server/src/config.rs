@@ -110,6 +110,11 @@ pub struct Config {
     /// Standing councils by role (`[councils.<role>]`), created at startup when their role has
     /// none; a council already stored is left as it is.
     pub councils: BTreeMap<String, CouncilDeclaration>,
+    /// Serve Prometheus metrics at `http://<metrics_listen>/metrics`; none: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Export spans to this OpenTelemetry collector over OTLP/HTTP (`http://host:4318`;
+    /// `/v1/traces` is appended). Needs a build with the `otlp` feature; none: no export.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for Config {
@@ -142,6 +147,8 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             councils: BTreeMap::new(),
+            metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -269,6 +276,8 @@ impl Config {
         "tls_key",
         "tls_client_ca",
         "councils",
+        "metrics_listen",
+        "otlp_endpoint",
     ];
 
     /// Loads from the process environment (and the file it names).

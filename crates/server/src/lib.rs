@@ -4,8 +4,10 @@
 //! [`Application::run_until`], so tests start the very same server on port 0.
 #![forbid(unsafe_code)]
 
+pub mod backend_check;
 pub mod config;
 pub mod error;
+pub mod prometheus;
 pub mod security;
 pub mod startup;
 pub mod system;

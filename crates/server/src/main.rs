@@ -35,7 +35,13 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_subscriber(config.log_format);
+    let telemetry = match telemetry::init_telemetry(&config) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("orchestrator: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
     for name in Config::unrecognised_env(&std::env::vars().collect()) {
         tracing::warn!(variable = name, "environment variable sets no configuration key; is it misspelt?");
     }
@@ -49,7 +55,9 @@ async fn serve() -> ExitCode {
     // One line on stdout, for scripts and tests that start the server on port 0 and need the
     // port it got; the listener is bound, so connecting from here on waits at most for serving.
     println!("listening on {}", app.local_addr());
-    match app.run_until(shutdown_signal()).await {
+    let served = app.run_until(shutdown_signal()).await;
+    telemetry.shutdown();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = &error as &dyn std::error::Error, "server failed");

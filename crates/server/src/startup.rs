@@ -10,7 +10,8 @@ use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceS
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
-    AgentBackend, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher, IdGenerator, TestRunner,
+    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher,
+    IdGenerator, TestRunner,
 };
 use orchestrator_application::{
     Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
@@ -26,8 +27,10 @@ use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
+use crate::backend_check;
 use crate::config::Config;
 use crate::error::{Result, ServerError};
+use crate::prometheus::MetricsEndpoint;
 use crate::security;
 use crate::system::{SystemClock, UuidV7Ids};
 
@@ -47,6 +50,8 @@ pub struct Dependencies {
     pub events: Option<Arc<dyn EventPublisher>>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
+    /// Checks the model servers at startup and in GetStatus; `None`: no check.
+    pub prober: Option<Arc<dyn BackendProber>>,
 }
 
 impl std::fmt::Debug for Dependencies {
@@ -67,6 +72,7 @@ impl Dependencies {
             events: None,
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
+            prober: None,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct Application {
     authentication: Authentication,
     tls: Option<ServerTlsConfig>,
     config: Config,
+    /// `/metrics`, when `metrics_listen` is set.
+    metrics: Option<MetricsEndpoint>,
 }
 
 impl std::fmt::Debug for Application {
@@ -112,7 +120,9 @@ impl Application {
     /// Configuration, adapter or bind failures.
     pub async fn build(config: Config) -> Result<Self> {
         let mut deps = Dependencies::system();
-        deps.backend = llm_backend(&config)?;
+        let backend = openai_backend(&config)?;
+        deps.prober = backend.clone().map(|backend| backend as Arc<dyn BackendProber>);
+        deps.backend = backend.map(|backend| backend as Arc<dyn AgentBackend>);
         Self::build_with(config, deps).await
     }
 
@@ -235,9 +245,13 @@ impl Application {
             );
         }
         let orchestrate = Arc::new(Orchestrate::new(Arc::clone(&jobs)));
+        if let Some(prober) = &deps.prober {
+            backend_check::spawn_startup_probe(Arc::clone(prober));
+        }
         let status = Arc::new(
             GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured)
-                .with_store_state(jobs.store_state()),
+                .with_store_state(jobs.store_state())
+                .with_prober(deps.prober),
         );
         let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
         if let Some(registry) = registry {
@@ -250,12 +264,32 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
-        Ok(Self { listener, local_addr, api, jobs, store, events: deps.events, authentication, tls, config })
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(MetricsEndpoint::bind(addr, Arc::clone(&jobs)).await?),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            local_addr,
+            api,
+            jobs,
+            store,
+            events: deps.events,
+            authentication,
+            tls,
+            config,
+            metrics,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsEndpoint::local_addr)
     }
 
     /// Serves until `shutdown` resolves, then shuts down in order, logging each step:
@@ -305,6 +339,7 @@ impl Application {
         // Both end once shutdown has finished.
         tokio::spawn(Arc::clone(&self.jobs).maintain());
         tokio::spawn(Arc::clone(&self.jobs).probe_store());
+        let metrics = self.metrics.map(|endpoint| tokio::spawn(endpoint.serve()));
         info!(addr = %self.local_addr, node_id = self.config.node_id, "orchestrator listening");
         // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
         let incoming = TcpIncoming::from(self.listener)
@@ -351,6 +386,9 @@ impl Application {
             events.flush().await;
             info!("shutdown: deliberation events flushed");
         }
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         info!("orchestrator stopped");
         served?;
         Ok(())
@@ -393,6 +431,14 @@ async fn follow_store_health(
 /// # Errors
 /// A profile that is invalid, named by its key (`profiles.<name>.<field>`).
 pub fn llm_backend(config: &Config) -> Result<Option<Arc<dyn AgentBackend>>> {
+    Ok(openai_backend(config)?.map(|backend| backend as Arc<dyn AgentBackend>))
+}
+
+/// [`llm_backend`] as its concrete type, which also probes the model servers.
+///
+/// # Errors
+/// See [`llm_backend`].
+pub fn openai_backend(config: &Config) -> Result<Option<Arc<OpenAiBackend>>> {
     if !config.llm_configured() {
         return Ok(None);
     }

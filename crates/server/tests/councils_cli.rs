@@ -119,7 +119,7 @@ async fn a_council_registered_before_a_restart_deliberates_after_it_and_each_age
 
     // The model server saw each agent's profile and alice's persona.
     let calls: Vec<serde_json::Value> =
-        model.received_requests().await.unwrap().iter().map(|r| r.body_json().unwrap()).collect();
+        support::chat_calls(&model).await.iter().map(|r| r.body_json().unwrap()).collect();
     let on = |model_name: &str| calls.iter().filter(|c| c["model"] == model_name).count();
     // One round: each agent proposes, reviews and revises.
     assert_eq!((on("fast-model"), on("big-model"), on("slow-model")), (6, 3, 0));

@@ -59,7 +59,7 @@ async fn crash_mid_deliberation(
     wait_for(&mut client, "in-flight", saved_a_phase).await;
     server.kill().unwrap(); // SIGKILL: no shutdown hook runs
     server.wait().unwrap();
-    let calls_before = model.received_requests().await.unwrap().len();
+    let calls_before = support::chat_calls(model).await.len();
 
     let (server, port) = start_server_resuming(db, &model.uri(), resume);
     let client = connect(port).await;
@@ -89,7 +89,7 @@ async fn kill_nine_mid_deliberation_loses_nothing_and_the_restart_resumes_from_t
         assert_eq!(result.reviews.len(), 2);
     }
     // 2 agents × 2 rounds is 10 calls from scratch; the restart redid only unsaved phases.
-    let calls_after = model.received_requests().await.unwrap().len() - calls_before;
+    let calls_after = support::chat_calls(&model).await.len() - calls_before;
     assert!(calls_after < 10, "resumed with {calls_after} calls");
 
     // The file takes new work after the crash.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Jobs;
 use crate::error::{ApplicationError, Result};
+use crate::observability::JobLoad;
 
 /// One admitted deliberation; dropping it gives the place back, on every path.
 #[derive(Debug)]
@@ -38,5 +39,12 @@ impl Jobs {
             )));
         }
         Ok(admission)
+    }
+
+    /// Deliberations holding a slot and waiting for one right now, for the metrics gauges.
+    pub fn load(&self) -> JobLoad {
+        let running = self.settings.max_running.saturating_sub(self.slots.available_permits());
+        let admitted = self.admitted.load(Ordering::SeqCst);
+        JobLoad { running, queued: admitted.saturating_sub(running) }
     }
 }

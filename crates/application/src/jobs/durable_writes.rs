@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
+use crate::observability;
 use crate::ports::{EventKind, Fence, StoreError, UnsuccessfulEnd};
 
 /// First pause between attempts; doubled after each, up to [`MAX_BACKOFF`].
@@ -77,6 +78,7 @@ impl Jobs {
                 let applied =
                     self.store.complete(task_id, fence, outcome, *finished_at_ms, *duration_ms).await?;
                 if applied {
+                    observability::deliberation_ended(pending.role, DeliberationStatus::Completed);
                     let completed = EventKind::Completed {
                         winner_id: outcome.winner().agent.id.to_string(),
                         results: outcome.results.len(),
@@ -96,6 +98,7 @@ impl Jobs {
                 };
                 let applied = self.store.finish_unsuccessfully(task_id, fence, &end).await?;
                 if applied {
+                    observability::deliberation_ended(pending.role, *status);
                     let ended = EventKind::Ended { status: status.to_string(), error: message.clone() };
                     self.emit(task_id, pending.role, ended).await;
                 }

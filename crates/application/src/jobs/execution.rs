@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role};
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::admission::Admission;
 use super::durable_writes::{NotWritten, PendingWrite, Write};
@@ -66,14 +66,20 @@ impl Jobs {
         let (tx, rx) = oneshot::channel();
         let jobs = Arc::clone(self);
         let guard = CancelOnDrop::new(handle.cancel.clone());
-        self.tasks.spawn(async move {
-            let result = jobs
-                .execute(&task_id, deliberation, &handle, &fence, observer.as_deref(), started_at_ms)
-                .await;
-            jobs.unregister(&task_id);
-            drop(admission);
-            let _ = tx.send(result);
-        });
+        // The job outlives the request that started it; its span carries the task id to every
+        // event of the run, down to each model call (a child of the caller's span, if any).
+        let span = info_span!("job", task_id = %task_id);
+        self.tasks.spawn(
+            async move {
+                let result = jobs
+                    .execute(&task_id, deliberation, &handle, &fence, observer.as_deref(), started_at_ms)
+                    .await;
+                jobs.unregister(&task_id);
+                drop(admission);
+                let _ = tx.send(result);
+            }
+            .instrument(span),
+        );
         (rx, guard)
     }
 

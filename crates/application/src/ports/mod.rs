@@ -1,6 +1,7 @@
 //! Ports: what the use cases need from the outside world, as traits adapters implement.
 
 mod agent_backend;
+mod backend_probe;
 mod council_store;
 mod dry_run;
 mod events;
@@ -10,6 +11,7 @@ mod system;
 mod test_runner;
 
 pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
+pub use backend_probe::{BackendHealth, BackendProber};
 pub use council_store::{AgentRecord, CouncilRecord, CouncilStore, RegistryChange, RegistryRecords};
 pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};

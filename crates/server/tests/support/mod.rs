@@ -53,6 +53,13 @@ pub(crate) async fn serve_models(server: &MockServer, ids: &[&str]) {
         .await;
 }
 
+/// The chat completions `model` received — the model calls of deliberations, without the
+/// servers' start-up probes of `/v1/models`.
+pub(crate) async fn chat_calls(model: &MockServer) -> Vec<wiremock::Request> {
+    let received = model.received_requests().await.unwrap_or_default();
+    received.into_iter().filter(|r| r.url.path().ends_with("/chat/completions")).collect()
+}
+
 /// How long a server may take to bind its port and say which.
 const STARTUP: Duration = Duration::from_secs(10);
 
