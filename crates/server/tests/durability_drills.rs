@@ -438,7 +438,7 @@ async fn selection_profile_reaches_the_architect_call_and_an_unknown_one_stops_s
         ..Default::default()
     };
     client.orchestrate(orchestrate).await.unwrap();
-    let asked = judge.received_requests().await.unwrap();
+    let asked = support::chat_calls(&judge).await;
     assert_eq!(asked.len(), 1, "the one selection call went to the judge profile");
     assert!(String::from_utf8_lossy(&asked[0].body).contains("judge-model"));
     sigterm(&server);
