@@ -1,0 +1,206 @@
+//! The benchmark loop: every problem under every configuration, graded, written as it goes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use orchestrator_api_grpc::pb;
+use tracing::{info, warn};
+
+use crate::configs::Configuration;
+use crate::error::{QualityError, Result};
+use crate::examples::visible_asserts;
+use crate::grading::{Grader, excerpt};
+use crate::humaneval::Problem;
+use crate::orchestrator::Orchestrator;
+use crate::report::{self, Row, RunInfo, ServerTests};
+use crate::solution::python_code;
+
+/// What to run and where to write it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub problems: Vec<Problem>,
+    pub configs: Vec<Configuration>,
+    /// Bound on one deliberation, sent with every task.
+    pub deliberation_timeout: Duration,
+    /// Results go here: `results.csv`, `results.md`, `results.svg`, `answers/`.
+    pub out_dir: PathBuf,
+    pub info: RunInfo,
+}
+
+/// The files a run wrote.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub csv: PathBuf,
+    pub markdown: PathBuf,
+    pub svg: PathBuf,
+}
+
+impl Outputs {
+    fn in_dir(dir: &Path) -> Self {
+        Self { csv: dir.join("results.csv"), markdown: dir.join("results.md"), svg: dir.join("results.svg") }
+    }
+}
+
+/// Runs the plan: per problem, the visible tests are parsed and vetted, then each
+/// configuration deliberates and its winner is graded on the hidden tests. Results are
+/// rewritten after every row, so an interrupted run keeps what it measured.
+///
+/// # Errors
+/// Sandbox runs that could not be carried out and unwritable outputs; a failed deliberation
+/// is a row, not an error.
+pub async fn run(
+    plan: &Plan,
+    orchestrator: &mut Orchestrator,
+    grader: &Grader,
+) -> Result<(Vec<Row>, Outputs)> {
+    let outputs = Outputs::in_dir(&plan.out_dir);
+    create_dir(&plan.out_dir)?;
+    let mut rows = Vec::with_capacity(plan.problems.len() * plan.configs.len());
+    let timeout_secs = i32::try_from(plan.deliberation_timeout.as_secs()).unwrap_or(i32::MAX);
+    for (index, problem) in plan.problems.iter().enumerate() {
+        let visible = grader.vet(problem, visible_asserts(&problem.prompt, &problem.entry_point)).await?;
+        for &config in &plan.configs {
+            let request = config.request(problem, &visible, timeout_secs);
+            let row = deliberate_and_grade(
+                orchestrator,
+                grader,
+                problem,
+                config,
+                request,
+                visible.len(),
+                &plan.out_dir,
+            )
+            .await?;
+            info!(
+                problem = problem.task_id,
+                n = index + 1,
+                of = plan.problems.len(),
+                config = %config.letter(),
+                passed = row.passed,
+                calls = row.calls,
+                tokens = row.prompt_tokens + row.completion_tokens,
+                wall_s = format!("{:.1}", row.wall.as_secs_f64()),
+                detail = row.error.as_deref().unwrap_or(&row.detail),
+                "graded"
+            );
+            rows.push(row);
+            write_outputs(plan, &rows, &outputs)?;
+        }
+    }
+    write_outputs(plan, &rows, &outputs)?;
+    Ok((rows, outputs))
+}
+
+async fn deliberate_and_grade(
+    orchestrator: &mut Orchestrator,
+    grader: &Grader,
+    problem: &Problem,
+    config: Configuration,
+    request: pb::DeliberateRequest,
+    visible_tests: usize,
+    out_dir: &Path,
+) -> Result<Row> {
+    let started = Instant::now();
+    let answer = orchestrator.client.deliberate(request).await;
+    let wall = started.elapsed();
+    let mut row = Row {
+        config,
+        task_id: problem.task_id.clone(),
+        visible_tests,
+        passed: false,
+        detail: String::new(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        calls: 0,
+        wall,
+        server_tests: None,
+        error: None,
+    };
+    let response = match answer {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            warn!(problem = problem.task_id, config = %config.letter(), code = ?status.code(), "deliberation failed");
+            row.error = Some(format!("{:?}: {}", status.code(), excerpt(status.message(), 200)));
+            return Ok(row);
+        }
+    };
+    if let Some(usage) = response.usage {
+        row.prompt_tokens = usage.prompt_tokens;
+        row.completion_tokens = usage.completion_tokens;
+        row.calls = usage.calls;
+    }
+    let winner = response
+        .results
+        .iter()
+        .find(|r| r.proposal.as_ref().is_some_and(|p| p.author_id == response.winner_id))
+        .or(response.results.first());
+    let Some(winner) = winner else {
+        row.error = Some(format!("no proposal survived ({} failures)", response.failures.len()));
+        return Ok(row);
+    };
+    row.server_tests = winner.tests.as_ref().filter(|t| t.ran).map(|t| ServerTests {
+        passed: t.passed,
+        failed: t.failed,
+        errored: t.errored,
+    });
+    let content = winner.proposal.as_ref().map_or("", |p| p.content.as_str());
+    let code = python_code(content);
+    save_answer(out_dir, config, &problem.task_id, content)?;
+    let verdict = grader.grade(problem, code.as_deref()).await?;
+    row.passed = verdict.passed;
+    row.detail = verdict.detail;
+    Ok(row)
+}
+
+/// Keeps the winner's answer for inspection: `answers/<config>/<task>.md`.
+fn save_answer(out_dir: &Path, config: Configuration, task_id: &str, content: &str) -> Result<()> {
+    let dir = out_dir.join("answers").join(config.letter().to_string());
+    create_dir(&dir)?;
+    let path = dir.join(format!("{}.md", task_id.replace(['/', '\\'], "_")));
+    std::fs::write(&path, content).map_err(|source| QualityError::Output { path, source })
+}
+
+fn write_outputs(plan: &Plan, rows: &[Row], outputs: &Outputs) -> Result<()> {
+    let summaries = report::summarise(rows, &plan.configs);
+    let title = format!("HumanEval {} · {} · {}", plan.info.problems, plan.info.model, plan.info.date);
+    write(&outputs.csv, &report::csv(rows))?;
+    write(&outputs.markdown, &report::markdown(&plan.info, &summaries, rows))?;
+    write(&outputs.svg, &crate::chart::svg(&title, &summaries))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| QualityError::Output { path: path.to_owned(), source })
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| QualityError::Output { path: dir.to_owned(), source })
+}
+
+/// `--check`: a row for every problem under every configuration, none of them a failed
+/// deliberation. Says nothing about quality.
+///
+/// # Errors
+/// [`QualityError::Check`] listing what is missing or failed.
+pub fn check(plan: &Plan, rows: &[Row]) -> Result<()> {
+    let mut problems = Vec::new();
+    for problem in &plan.problems {
+        for &config in &plan.configs {
+            let mine: Vec<&Row> =
+                rows.iter().filter(|r| r.task_id == problem.task_id && r.config == config).collect();
+            match mine.as_slice() {
+                [row] => {
+                    if let Some(error) = &row.error {
+                        problems.push(format!("{} ({}): {error}", problem.task_id, config.letter()));
+                    }
+                }
+                other => problems.push(format!(
+                    "{} ({}): {} rows instead of 1",
+                    problem.task_id,
+                    config.letter(),
+                    other.len()
+                )),
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(QualityError::Check(problems.join("; "))) }
+}
