@@ -204,3 +204,68 @@ pub fn check(plan: &Plan, rows: &[Row]) -> Result<()> {
     }
     if problems.is_empty() { Ok(()) } else { Err(QualityError::Check(problems.join("; "))) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(task_id: &str) -> Problem {
+        Problem {
+            task_id: task_id.into(),
+            prompt: "def f():\n".into(),
+            canonical_solution: "    return 1\n".into(),
+            test: "def check(candidate):\n    assert candidate() == 1\n".into(),
+            entry_point: "f".into(),
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            problems: vec![problem("HumanEval/0"), problem("HumanEval/1")],
+            configs: vec![Configuration::Single, Configuration::CouncilWithTests],
+            deliberation_timeout: Duration::from_secs(60),
+            out_dir: PathBuf::from("unused"),
+            info: RunInfo {
+                date: "2026-11-26".into(),
+                model: "m".into(),
+                endpoint: "e".into(),
+                problems: "p".into(),
+            },
+        }
+    }
+
+    fn row(task_id: &str, config: Configuration) -> Row {
+        Row {
+            config,
+            task_id: task_id.into(),
+            visible_tests: 0,
+            passed: false,
+            detail: "failed: AssertionError".into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            calls: 1,
+            wall: Duration::from_millis(1),
+            server_tests: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn check_wants_one_row_per_problem_and_configuration_whatever_the_quality() {
+        let plan = plan();
+        let mut rows: Vec<Row> =
+            plan.problems.iter().flat_map(|p| plan.configs.iter().map(|&c| row(&p.task_id, c))).collect();
+        check(&plan, &rows).unwrap();
+
+        rows[3].error = Some("DeadlineExceeded: deliberation timed out".into());
+        let duplicate = rows[0].clone();
+        rows.remove(1);
+        rows.push(duplicate);
+        let error = check(&plan, &rows).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "check failed: HumanEval/0 (a): 2 rows instead of 1; HumanEval/0 (c): 0 rows instead of 1; \
+             HumanEval/1 (c): DeadlineExceeded: deliberation timed out"
+        );
+    }
+}
