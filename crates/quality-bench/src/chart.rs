@@ -31,7 +31,7 @@ pub fn svg(title: &str, summaries: &[Summary]) -> String {
         measure("wall seconds per problem", Summary::wall_secs_per_problem, |v| format!("{v:.1}")),
     ];
     let width = PANEL_WIDTH * panels.len() as f64 + 20.0;
-    let height = TOP + PANEL_HEIGHT + 80.0;
+    let height = TOP + PANEL_HEIGHT + 40.0 + 18.0 * summaries.len() as f64;
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -58,7 +58,8 @@ pub fn svg(title: &str, summaries: &[Summary]) -> String {
             left + PANEL_WIDTH - 20.0
         );
         for (slot, (value, summary)) in values.iter().zip(summaries).enumerate() {
-            let bar_height = (value / scale * PANEL_HEIGHT).clamp(0.0, PANEL_HEIGHT);
+            // The tallest bar leaves room above it for its value.
+            let bar_height = (value / scale * PANEL_HEIGHT * 0.85).clamp(0.0, PANEL_HEIGHT);
             let x = left + 15.0 + slot as f64 * (BAR_WIDTH + 20.0);
             let colour = COLOURS[slot % COLOURS.len()];
             let _ = writeln!(
@@ -76,9 +77,8 @@ pub fn svg(title: &str, summaries: &[Summary]) -> String {
             );
         }
     }
-    let y = TOP + PANEL_HEIGHT + 40.0;
     for (slot, summary) in summaries.iter().enumerate() {
-        let x = 10.0 + slot as f64 * 260.0;
+        let (x, y) = (10.0, TOP + PANEL_HEIGHT + 40.0 + 18.0 * slot as f64);
         let _ = writeln!(
             out,
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/>\n<text x=\"{:.1}\" y=\"{y:.1}\">({}) {} — {}/{} passed</text>",
@@ -133,6 +133,6 @@ mod tests {
             assert!(svg.contains(label), "{label} missing");
         }
         assert!(svg.contains("HumanEval 0..4 &lt;smollm2&gt;"));
-        assert!(svg.contains("height=\"220.0\""), "the largest value fills its panel");
+        assert!(svg.contains("height=\"187.0\""), "the largest value fills 85% of its panel");
     }
 }

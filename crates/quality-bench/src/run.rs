@@ -162,7 +162,7 @@ fn save_answer(out_dir: &Path, config: Configuration, task_id: &str, content: &s
 
 fn write_outputs(plan: &Plan, rows: &[Row], outputs: &Outputs) -> Result<()> {
     let summaries = report::summarise(rows, &plan.configs);
-    let title = format!("HumanEval {} · {} · {}", plan.info.problems, plan.info.model, plan.info.date);
+    let title = format!("{} · {} · {}", plan.info.problems, plan.info.model, plan.info.date);
     write(&outputs.csv, &report::csv(rows))?;
     write(&outputs.markdown, &report::markdown(&plan.info, &summaries, rows))?;
     write(&outputs.svg, &crate::chart::svg(&title, &summaries))
