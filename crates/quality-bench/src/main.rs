@@ -24,9 +24,10 @@ struct Args {
     /// OpenAI-compatible endpoint (`…/v1`) for the in-process orchestrator.
     #[arg(long, env = "ORCHESTRATOR_TEST_LLM_URL")]
     llm_url: Option<String>,
-    /// Model name sent to the endpoint.
-    #[arg(long, default_value = "smollm2")]
-    model: String,
+    /// Model name sent to the endpoint (default `smollm2`); with --server, only the label of
+    /// the report (the server's configured profile answers).
+    #[arg(long)]
+    model: Option<String>,
     /// Completion token limit of every call (in-process server).
     #[arg(long, default_value_t = 512)]
     max_tokens: u32,
@@ -100,18 +101,20 @@ async fn benchmark(args: Args) -> Result<()> {
     let deliberation_timeout = Duration::from_secs(args.timeout_secs);
     let (mut orchestrator, model) = match (&args.server, &args.llm_url) {
         (Some(url), _) => {
-            (Orchestrator::connect(url).await?, format!("{} (as configured on the server)", args.model))
+            let label = args.model.clone().unwrap_or_else(|| "the server's default profile".to_owned());
+            (Orchestrator::connect(url).await?, label)
         }
         (None, Some(url)) => {
             let settings = ModelSettings {
                 url: url.clone(),
-                model: args.model.clone(),
+                model: args.model.clone().unwrap_or_else(|| "smollm2".to_owned()),
                 max_tokens: args.max_tokens,
                 temperature: args.temperature,
                 call_timeout: deliberation_timeout,
                 deliberation_timeout,
             };
-            (Orchestrator::start(&settings).await?, args.model.clone())
+            let label = settings.model.clone();
+            (Orchestrator::start(&settings).await?, label)
         }
         (None, None) => {
             return Err(QualityError::InvalidArgument {
