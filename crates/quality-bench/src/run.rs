@@ -45,6 +45,10 @@ impl Outputs {
 /// configuration deliberates and its winner is graded on the hidden tests. Results are
 /// rewritten after every row, so an interrupted run keeps what it measured.
 ///
+/// The configurations take turns going first (problem i starts with configuration i mod n):
+/// a model server that caches prompts (llama.cpp does) answers a repeated prompt faster, and
+/// a fixed order would hand that gain to the same configuration every time.
+///
 /// # Errors
 /// Sandbox runs that could not be carried out and unwritable outputs; a failed deliberation
 /// is a row, not an error.
@@ -59,7 +63,7 @@ pub async fn run(
     let timeout_secs = i32::try_from(plan.deliberation_timeout.as_secs()).unwrap_or(i32::MAX);
     for (index, problem) in plan.problems.iter().enumerate() {
         let visible = grader.vet(problem, visible_asserts(&problem.prompt, &problem.entry_point)).await?;
-        for &config in &plan.configs {
+        for config in rotated(&plan.configs, index) {
             let request = config.request(problem, &visible, timeout_secs);
             let row = deliberate_and_grade(
                 orchestrator,
@@ -89,6 +93,16 @@ pub async fn run(
     }
     write_outputs(plan, &rows, &outputs)?;
     Ok((rows, outputs))
+}
+
+/// `configs` starting at `index` modulo their count.
+fn rotated(configs: &[Configuration], index: usize) -> Vec<Configuration> {
+    let mut order = configs.to_vec();
+    let count = order.len();
+    if count > 0 {
+        order.rotate_left(index % count);
+    }
+    order
 }
 
 async fn deliberate_and_grade(
@@ -248,6 +262,15 @@ mod tests {
             server_tests: None,
             error: None,
         }
+    }
+
+    #[test]
+    fn configurations_take_turns_going_first() {
+        let all = Configuration::ALL;
+        let firsts: Vec<Configuration> = (0..4).map(|i| rotated(&all, i)[0]).collect();
+        assert_eq!(firsts, [all[0], all[1], all[2], all[0]]);
+        assert_eq!(rotated(&all, 1), [all[1], all[2], all[0]]);
+        assert!(rotated(&[], 3).is_empty());
     }
 
     #[test]
