@@ -61,7 +61,8 @@ struct Args {
 
 /// The workspace this binary was built from (scripts/ and target/ live there).
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let relative = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::canonicalize(&relative).unwrap_or(relative)
 }
 
 #[tokio::main]
