@@ -175,6 +175,15 @@ fn save_answer(out_dir: &Path, config: Configuration, task_id: &str, content: &s
 }
 
 fn write_outputs(plan: &Plan, rows: &[Row], outputs: &Outputs) -> Result<()> {
+    // Rows arrive in turn order; the files list them by problem, then configuration.
+    let mut ordered = rows.to_vec();
+    ordered.sort_by_key(|row| {
+        (
+            plan.problems.iter().position(|p| p.task_id == row.task_id),
+            plan.configs.iter().position(|&c| c == row.config),
+        )
+    });
+    let rows = ordered.as_slice();
     let summaries = report::summarise(rows, &plan.configs);
     let title = format!("{} · {} · {}", plan.info.problems, plan.info.model, plan.info.date);
     write(&outputs.csv, &report::csv(rows))?;
