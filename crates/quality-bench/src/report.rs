@@ -22,6 +22,8 @@ pub struct Row {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub calls: i64,
+    /// Calls an early stop spared, as the server reported them.
+    pub calls_saved: i64,
     /// Around the Deliberate RPC, as the client saw it.
     pub wall: Duration,
     /// Whether the server reported running the acceptance tests on the winner, and its counts.
@@ -114,7 +116,7 @@ pub fn summarise(rows: &[Row], configs: &[Configuration]) -> Vec<Summary> {
 /// One CSV line per row, with a header.
 pub fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "config,task_id,visible_tests,passed,prompt_tokens,completion_tokens,calls,wall_ms,\
+        "config,task_id,visible_tests,passed,prompt_tokens,completion_tokens,calls,calls_saved,wall_ms,\
          server_tests_ran,server_tests_passed,server_tests_failed,server_tests_errored,error,detail\n",
     );
     for row in rows {
@@ -124,7 +126,7 @@ pub fn csv(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             row.config.letter(),
             csv_field(&row.task_id),
             row.visible_tests,
@@ -132,6 +134,7 @@ pub fn csv(rows: &[Row]) -> String {
             row.prompt_tokens,
             row.completion_tokens,
             row.calls,
+            row.calls_saved,
             row.wall.as_millis(),
             ran,
             passed,
@@ -260,6 +263,7 @@ mod tests {
             prompt_tokens: 100,
             completion_tokens: 50,
             calls: if config == Configuration::Single { 1 } else { 9 },
+            calls_saved: 0,
             wall: Duration::from_millis(wall_ms),
             server_tests: None,
             error: None,
@@ -298,7 +302,7 @@ mod tests {
         assert!(lines[0].starts_with("config,task_id,"));
         assert_eq!(
             lines[1],
-            "c,HumanEval/3,2,false,100,50,9,1500,false,,,,,\"failed: AssertionError, at \"\"x\"\"\""
+            "c,HumanEval/3,2,false,100,50,9,0,1500,false,,,,,\"failed: AssertionError, at \"\"x\"\"\""
         );
     }
 

@@ -126,6 +126,7 @@ async fn deliberate_and_grade(
         prompt_tokens: 0,
         completion_tokens: 0,
         calls: 0,
+        calls_saved: 0,
         wall,
         server_tests: None,
         error: None,
@@ -142,6 +143,7 @@ async fn deliberate_and_grade(
         row.prompt_tokens = usage.prompt_tokens;
         row.completion_tokens = usage.completion_tokens;
         row.calls = usage.calls;
+        row.calls_saved = usage.calls_saved;
     }
     let winner = response
         .results
@@ -267,6 +269,7 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens: 1,
             calls: 1,
+            calls_saved: 0,
             wall: Duration::from_millis(1),
             server_tests: None,
             error: None,
