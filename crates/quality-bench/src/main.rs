@@ -69,7 +69,13 @@ fn workspace() -> PathBuf {
 async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,orchestrator_quality_bench=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).compact().init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
     match benchmark(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
