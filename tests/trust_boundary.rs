@@ -360,3 +360,50 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca_and_names_the_prin
         assert_ne!(err.code(), Code::Ok);
     }
 }
+
+/// A model server that refuses every credential: a configuration fault of the profile, which
+/// clients must see as FAILED_PRECONDITION naming the profile (not UNAVAILABLE, which invites
+/// retries), with neither the key nor the backend's body or URL in the message.
+#[tokio::test]
+async fn a_backend_refusing_the_credentials_is_a_failed_precondition_naming_the_profile() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const KEY: &str = "sk-live-0123456789abcdefghij";
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(format!("invalid api key {KEY}")))
+        .mount(&model)
+        .await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut profile = orchestrator_infra_llm::LlmProfile::new(format!("{}/v1", model.uri()), "m");
+    profile.api_key = Some(KEY.to_owned().into());
+    let config = Config {
+        profiles: std::collections::BTreeMap::from([("gpu".to_owned(), profile)]),
+        ..orchestrator_tests::test_config(&data_dir)
+    };
+    let app = orchestrator_server::Application::build(config).await.unwrap();
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let mut client = OrchestratorServiceClient::connect(format!("http://{addr}")).await.unwrap();
+
+    let status = client
+        .deliberate(pb::DeliberateRequest {
+            agent_profiles: vec!["gpu".into()],
+            ..request("refused-key", "Write a Python add(a, b)")
+        })
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("profile(s) \"gpu\""), "{}", status.message());
+    for secret in [KEY, model.uri().as_str(), "invalid api key"] {
+        assert!(!status.message().contains(secret), "leaked {secret}: {}", status.message());
+    }
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}

@@ -11,9 +11,9 @@ use tracing::error;
 pub fn to_status(err: ApplicationError) -> Status {
     match err {
         ApplicationError::InvalidArgument { .. } => Status::invalid_argument(err.to_string()),
-        ApplicationError::BackendNotConfigured | ApplicationError::FailedPrecondition(_) => {
-            Status::failed_precondition(err.to_string())
-        }
+        ApplicationError::BackendNotConfigured
+        | ApplicationError::BackendMisconfigured { .. }
+        | ApplicationError::FailedPrecondition(_) => Status::failed_precondition(err.to_string()),
         ApplicationError::AllAgentsFailed { .. }
         | ApplicationError::ShuttingDown { .. }
         | ApplicationError::ResultNotStored { .. }

@@ -473,7 +473,13 @@ impl Deliberate {
 
 fn advance(d: &mut Deliberation) -> Result<Phase> {
     d.advance().map_err(|error| match error {
-        DomainError::NoSurvivors => ApplicationError::AllAgentsFailed { failures: d.failures().to_vec() },
+        DomainError::NoSurvivors => match d.misconfigured_profiles() {
+            Some(profiles) => ApplicationError::BackendMisconfigured {
+                profiles: profiles.into_iter().collect(),
+                failures: d.failures().to_vec(),
+            },
+            None => ApplicationError::AllAgentsFailed { failures: d.failures().to_vec() },
+        },
         other => other.into(),
     })
 }
@@ -497,7 +503,10 @@ fn record_replies<T>(
 
 fn fail(d: &mut Deliberation, agent: &Agent, error: &AgentError) -> Result<()> {
     debug!(agent = %agent.id, phase = %d.phase(), %error, "agent dropped");
-    d.record_failure(&agent.id, error.to_string())?;
+    match error.misconfigured_profile() {
+        Some(profile) => d.record_misconfiguration(&agent.id, profile, error.to_string())?,
+        None => d.record_failure(&agent.id, error.to_string())?,
+    }
     Ok(())
 }
 

@@ -20,6 +20,13 @@ pub enum ApplicationError {
     /// Every agent failed; nothing is left to rank.
     #[error("every agent failed: {}", summarize(.failures))]
     AllAgentsFailed { failures: Vec<AgentFailure> },
+    /// Every agent failed because the servers of these model profiles refused the configured
+    /// credentials: the operator must fix the profiles, retrying cannot help.
+    #[error(
+        "every agent failed: the model server refused the credentials of profile(s) {}; fix their api_key/api_key_env (HTTP 401/403; see the server log)",
+        .profiles.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+    )]
+    BackendMisconfigured { profiles: Vec<String>, failures: Vec<AgentFailure> },
     /// The deliberation ran out of time. `partial` holds the proposals it had finished,
     /// scored and ranked as they stood (none when no proposal was finished).
     #[error(

@@ -118,6 +118,10 @@ pub struct AgentFailure {
     /// Review round for review/revise failures, 0 for propose.
     pub round: u32,
     pub reason: String,
+    /// Set when the cause was the configuration of this model profile (its server refused the
+    /// credentials): retrying, or another agent on the same profile, cannot succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misconfigured_profile: Option<String>,
 }
 
 /// One review to ask for: `reviewer` grades the proposal of `target` (shown without its author).
@@ -490,7 +494,7 @@ impl Deliberation {
         self.expect_phase("record a proposal", |p| matches!(p, Phase::Proposing))?;
         self.take_pending(agent)?;
         if content.trim().is_empty() {
-            self.drop_agent(agent, "returned an empty proposal".to_owned());
+            self.drop_agent(agent, "returned an empty proposal".to_owned(), None);
         } else {
             self.proposals.push(Proposal::new(agent.clone(), content, created_at_ms));
             let council = &self.council;
@@ -529,7 +533,7 @@ impl Deliberation {
         self.expect_phase("record a revision", |p| matches!(p, Phase::Revising { .. }))?;
         self.take_pending(agent)?;
         if content.trim().is_empty() {
-            self.drop_agent(agent, "returned an empty revision".to_owned());
+            self.drop_agent(agent, "returned an empty revision".to_owned(), None);
         } else if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == agent) {
             proposal.revise(content);
         }
@@ -542,8 +546,34 @@ impl Deliberation {
     /// `NotPending` when the agent owes nothing in this phase.
     pub fn record_failure(&mut self, agent: &AgentId, reason: impl Into<String>) -> Result<()> {
         self.take_pending(agent)?;
-        self.drop_agent(agent, reason.into());
+        self.drop_agent(agent, reason.into(), None);
         Ok(())
+    }
+
+    /// Like [`record_failure`](Self::record_failure), for a failure caused by the configuration
+    /// of the agent's model profile (credentials refused): the failure names the profile, so a
+    /// deliberation that loses every agent this way can say what to fix.
+    ///
+    /// # Errors
+    /// `NotPending` when the agent owes no reply in this phase.
+    pub fn record_misconfiguration(
+        &mut self,
+        agent: &AgentId,
+        profile: &str,
+        reason: impl Into<String>,
+    ) -> Result<()> {
+        self.take_pending(agent)?;
+        self.drop_agent(agent, reason.into(), Some(profile.to_owned()));
+        Ok(())
+    }
+
+    /// The profiles to fix when every failure so far was a configuration fault; `None` when
+    /// there were no failures or any had another cause.
+    pub fn misconfigured_profiles(&self) -> Option<BTreeSet<String>> {
+        if self.failures.is_empty() {
+            return None;
+        }
+        self.failures.iter().map(|f| f.misconfigured_profile.clone()).collect()
     }
 
     /// Adds the cost of one backend call to an agent's usage (failed calls cost too).
@@ -778,7 +808,7 @@ impl Deliberation {
         }
     }
 
-    fn drop_agent(&mut self, agent: &AgentId, reason: String) {
+    fn drop_agent(&mut self, agent: &AgentId, reason: String, misconfigured_profile: Option<String>) {
         self.proposals.retain(|p| p.author() != agent);
         if self.dropped.insert(agent.clone()) {
             self.failures.push(AgentFailure {
@@ -786,6 +816,7 @@ impl Deliberation {
                 phase: self.phase.action().to_owned(),
                 round: self.phase.round(),
                 reason,
+                misconfigured_profile,
             });
         }
     }

@@ -292,6 +292,7 @@ impl OutcomeRows {
                     phase: row.phase,
                     round: from_i64(task_id, "round", row.round)?,
                     reason: row.reason,
+                    misconfigured_profile: None,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -204,6 +204,43 @@ async fn every_agent_failing_is_an_error_listing_each_failure() {
 }
 
 #[tokio::test]
+async fn every_agent_refused_credentials_is_a_configuration_fault_naming_the_profile() {
+    let mut backend = MockAgentBackend::new();
+    backend.expect_has_profile().return_const(true);
+    backend.expect_propose().returning(|agent, _| {
+        Err(AgentError::Unauthorized { profile: agent.profile.to_string(), status: 401, key_sent: true })
+    });
+    let deliberate = use_case(Some(Arc::new(backend)));
+
+    let err = deliberate.execute(command(2, 1), &NoProgress).await.unwrap_err();
+
+    let ApplicationError::BackendMisconfigured { profiles, failures } = &err else {
+        panic!("unexpected {err:?}")
+    };
+    assert_eq!(profiles, &["default".to_owned()]);
+    assert_eq!(failures.len(), 2);
+    assert!(err.to_string().contains("profile(s) \"default\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_configuration_fault_among_other_failures_is_still_all_agents_failed() {
+    let mut backend = MockAgentBackend::new();
+    backend.expect_has_profile().return_const(true);
+    backend.expect_propose().returning(|agent, _| {
+        if agent.id.as_str() == "dev-1" {
+            Err(AgentError::Unauthorized { profile: agent.profile.to_string(), status: 403, key_sent: false })
+        } else {
+            Err(AgentError::Timeout(Duration::from_secs(3)))
+        }
+    });
+    let deliberate = use_case(Some(Arc::new(backend)));
+
+    let err = deliberate.execute(command(2, 1), &NoProgress).await.unwrap_err();
+
+    assert!(matches!(err, ApplicationError::AllAgentsFailed { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn without_a_backend_nothing_is_invented() {
     let deliberate = use_case(None);
     let err = deliberate.execute(command(3, 1), &NoProgress).await.unwrap_err();

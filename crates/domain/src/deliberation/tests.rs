@@ -167,7 +167,8 @@ fn failed_agent_is_dropped_and_reported() {
             agent: id("dev-2"),
             phase: "propose".into(),
             round: 0,
-            reason: "connection refused".into()
+            reason: "connection refused".into(),
+            misconfigured_profile: None,
         }]
     );
     assert_eq!(pairs(&d), strs(&[("dev-1", "dev-3"), ("dev-3", "dev-1")]));
