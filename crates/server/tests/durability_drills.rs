@@ -11,7 +11,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use orchestrator_api_grpc::pb;
@@ -21,9 +21,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use support::proxy::{Link, Proxy};
-use support::{
-    Client, announced_port, connect, finished, fresh_pg_schema, get, saved_a_phase, slow_model, wait_for,
-};
+use support::{Client, connect, finished, fresh_pg_schema, get, saved_a_phase, slow_model, wait_for};
 
 fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
     pb::DeliberateRequest {
@@ -39,22 +37,7 @@ fn request(task_id: &str, rounds: i32) -> pb::DeliberateRequest {
 /// Starts the binary on a port of its choosing with `env` and its log (INFO and up) in `log`;
 /// returns it once bound, with the port it announced.
 fn start(database_url: &str, model_url: &str, env: &[(&str, &str)], log: &Path) -> (Child, u16) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
-    command
-        .arg("serve")
-        .env("ORCHESTRATOR_LISTEN", "127.0.0.1:0")
-        .env("ORCHESTRATOR_DATABASE_URL", database_url)
-        .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
-        .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let port = announced_port(&mut child);
-    (child, port)
+    support::start_server_logged(database_url, model_url, env, log)
 }
 
 async fn wait_for_exit(mut server: Child) -> std::process::ExitStatus {

@@ -84,6 +84,26 @@ pub(crate) fn closed_port() -> ClosedPort {
 /// model, with a 2 s shutdown grace and the extra environment given. Returns the process once
 /// it has bound, with the port it announced.
 pub(crate) fn start_server(database_url: &str, model_url: &str, env: &[(&str, &str)]) -> (Child, u16) {
+    let mut command = serve_command(database_url, model_url);
+    command.env("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", "2").env("RUST_LOG", "warn").stderr(Stdio::inherit());
+    spawn_announced(command, env)
+}
+
+/// Like [`start_server`] with the server's own shutdown grace, and its log (INFO and up) in
+/// `log` for the test to read.
+pub(crate) fn start_server_logged(
+    database_url: &str,
+    model_url: &str,
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+) -> (Child, u16) {
+    let mut command = serve_command(database_url, model_url);
+    command.env("RUST_LOG", "info").stderr(std::fs::File::create(log).unwrap());
+    spawn_announced(command, env)
+}
+
+/// `orchestrator serve` on 127.0.0.1:0 against `database_url` and the fake model.
+fn serve_command(database_url: &str, model_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
     command
         .arg("serve")
@@ -91,10 +111,12 @@ pub(crate) fn start_server(database_url: &str, model_url: &str, env: &[(&str, &s
         .env("ORCHESTRATOR_DATABASE_URL", database_url)
         .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
         .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
-        .env("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", "2")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Spawns `command` with the extra environment and waits for the port it announces.
+fn spawn_announced(mut command: Command, env: &[(&str, &str)]) -> (Child, u16) {
     for (key, value) in env {
         command.env(key, value);
     }
@@ -105,7 +127,7 @@ pub(crate) fn start_server(database_url: &str, model_url: &str, env: &[(&str, &s
 
 /// The port of the `listening on ADDR` line the server prints once bound. A thread reads the
 /// server's stdout to its end, so the server never blocks on a full pipe.
-pub(crate) fn announced_port(child: &mut Child) -> u16 {
+fn announced_port(child: &mut Child) -> u16 {
     let stdout = child.stdout.take().unwrap();
     let (announced, announcement) = mpsc::channel();
     std::thread::spawn(move || {
