@@ -191,6 +191,12 @@ async fn deliberate_json_is_one_document_on_stdout_and_list_pages() {
     let status = json(server.port, &["status", "--json"]);
     assert_eq!(status["status"], "SERVING");
     assert_eq!(status["llm_configured"], true);
+    // The server probed its one profile's model server just now: reachable, model listed.
+    assert_eq!(status["backends"][0]["profile"], "default");
+    assert_eq!(
+        (&status["backends"][0]["ok"], &status["backends"][0]["model_listed"]),
+        (&Value::from(true), &Value::from(true))
+    );
 }
 
 #[tokio::test]

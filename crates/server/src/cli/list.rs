@@ -7,7 +7,7 @@ use orchestrator_api_grpc::pb;
 
 use super::args::{ListArgs, ShowArgs};
 use super::render::{age, duration_of, render_task, status_name};
-use super::view::{DeliberationView, ListView, StatusView, SummaryView, TaskStatusView};
+use super::view::{BackendView, DeliberationView, ListView, StatusView, SummaryView, TaskStatusView};
 use super::{Context, render};
 
 /// `orchestrator list`: a page of deliberations, newest first, with a header; the command for
@@ -129,6 +129,18 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
         total_orchestrations: stats.total_orchestrations,
         running: stats.active_councils,
         mean_deliberation_ms: stats.avg_deliberation_time_ms,
+        degraded_reason: status.degraded_reason.clone(),
+        backends: status
+            .backends
+            .iter()
+            .map(|b| BackendView {
+                profile: b.profile.clone(),
+                ok: b.ok,
+                reachable: b.reachable,
+                model_listed: b.model_listed,
+                message: b.message.clone(),
+            })
+            .collect(),
     };
     if context.json {
         return Context::print_json(&view);
@@ -151,5 +163,16 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
         view.running,
         render::duration(view.mean_deliberation_ms as i64)
     );
+    if !view.degraded_reason.is_empty() {
+        println!("degraded: {}", view.degraded_reason);
+    }
+    for backend in &view.backends {
+        println!(
+            "profile {:<12} {:<7} {}",
+            backend.profile,
+            if backend.ok { "ok" } else { "PROBLEM" },
+            backend.message
+        );
+    }
     Ok(())
 }

@@ -220,6 +220,22 @@ pub(crate) struct StatusView {
     pub(crate) total_orchestrations: i64,
     pub(crate) running: i64,
     pub(crate) mean_deliberation_ms: f64,
+    /// Why the server is degraded (its store unreachable); empty while serving.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub(crate) degraded_reason: String,
+    /// Each model profile as the server just probed it.
+    pub(crate) backends: Vec<BackendView>,
+}
+
+/// One model profile's probe, as GetStatus reports it.
+#[derive(Debug, Serialize)]
+pub(crate) struct BackendView {
+    pub(crate) profile: String,
+    pub(crate) ok: bool,
+    pub(crate) reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) model_listed: Option<bool>,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Serialize)]
