@@ -273,8 +273,9 @@ impl AgentBackend for OpenAiBackend {
         proposal: &str,
         tests: &TestOutcome,
     ) -> Result<ReviewReply, AgentError> {
-        let reply =
-            self.complete(agent, PromptKind::Review, prompts::review(agent.role, task, proposal, tests)).await?;
+        let reply = self
+            .complete(agent, PromptKind::Review, prompts::review(agent.role, task, proposal, tests))
+            .await?;
         let parsed = parse_review(&reply.text);
         if parsed.score.is_none() {
             debug!(agent = %agent.id, "review held no usable score");

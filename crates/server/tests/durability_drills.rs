@@ -295,12 +295,8 @@ async fn a_node_paused_past_its_lease_has_its_writes_refused_and_one_result_is_s
         &dir.path().join("a.log"),
     );
     let mut client_a = connect(port_a).await;
-    let (node_b, port_b) = start(
-        &url,
-        &model.uri(),
-        &[lease[0], ("ORCHESTRATOR_NODE_ID", "node-b")],
-        &dir.path().join("b.log"),
-    );
+    let (node_b, port_b) =
+        start(&url, &model.uri(), &[lease[0], ("ORCHESTRATOR_NODE_ID", "node-b")], &dir.path().join("b.log"));
     let mut client_b = connect(port_b).await;
 
     // Five phases of 400 ms: node-a runs it, then freezes (its store traffic held) past its lease.

@@ -200,6 +200,8 @@ mod tests {
         assert_eq!((tests.language.as_str(), tests.code.as_str()), ("python", "assert add(1, 2) == 3\n"));
 
         let missing = TaskArgs { tests: Some("/no/such/tests.py".into()), ..base_args() };
-        assert!(missing.request("t".into()).unwrap_err().starts_with("cannot read --tests /no/such/tests.py"));
+        assert!(
+            missing.request("t".into()).unwrap_err().starts_with("cannot read --tests /no/such/tests.py")
+        );
     }
 }

@@ -30,11 +30,7 @@ async fn submit_request(
     target: &Target,
 ) -> Result<pb::SubmitDeliberationResponse, String> {
     let request = args.request(args.task_id())?;
-    client
-        .submit_deliberation(request)
-        .await
-        .map(tonic::Response::into_inner)
-        .map_err(|s| target.failed(&s))
+    client.submit_deliberation(request).await.map(tonic::Response::into_inner).map_err(|s| target.failed(&s))
 }
 
 /// `orchestrator submit`: starts it in the background and prints its id.

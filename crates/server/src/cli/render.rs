@@ -226,7 +226,13 @@ fn test_lines(tests: &pb::TestReport, revisions: &[pb::TestReport]) -> String {
     };
     let mut out = format!("\nacceptance tests: {} {}\n", verdict(tests), tests.message.trim());
     for case in tests.cases.iter().filter(|c| c.outcome != "passed") {
-        let _ = writeln!(out, "  {:<8} {} {}", case.outcome, case.name, case.message.lines().next().unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  {:<8} {} {}",
+            case.outcome,
+            case.name,
+            case.message.lines().next().unwrap_or_default()
+        );
     }
     for (version, t) in revisions.iter().enumerate() {
         let _ = writeln!(out, "  version {version}: {} {}", verdict(t), t.message.trim());
@@ -362,7 +368,11 @@ mod tests {
                 }],
                 ..Default::default()
             }),
-            revision_tests: vec![pb::TestReport { ran: false, message: "not run: no sandbox".into(), ..Default::default() }],
+            revision_tests: vec![pb::TestReport {
+                ran: false,
+                message: "not run: no sandbox".into(),
+                ..Default::default()
+            }],
         };
         let text = proposal(&result, "winner");
         assert!(text.contains("acceptance tests: FAILED 1 passed, 1 failed"), "{text}");
