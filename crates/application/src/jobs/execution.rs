@@ -129,7 +129,13 @@ impl Jobs {
             .deliberate
             .tracker()
             .track_active(deliberation.council().role(), deliberation.council().len());
-        let persisting = Persisting { jobs: self, fence, lease_lost: &handle.lease_lost, next: observer };
+        let persisting = Persisting {
+            jobs: self,
+            fence,
+            lease_lost: &handle.lease_lost,
+            live: &handle.live,
+            next: observer,
+        };
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {
             result = run => result,
