@@ -13,6 +13,7 @@ use super::admission::Admission;
 use super::durable_writes::{NotWritten, PendingWrite, Write};
 use super::progress::Persisting;
 use super::submission::{CancelOnDrop, JobResult};
+use super::watch::Broadcast;
 use super::{Jobs, RunHandle, store_error};
 use crate::error::ApplicationError;
 use crate::ports::{Fence, ProgressObserver, StoreError};
@@ -133,7 +134,7 @@ impl Jobs {
             jobs: self,
             fence,
             lease_lost: &handle.lease_lost,
-            live: &handle.live,
+            live: Broadcast { live: &handle.live, phase_steps: &handle.phase_steps },
             next: observer,
         };
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);

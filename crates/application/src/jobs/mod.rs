@@ -192,6 +192,9 @@ pub(crate) struct RunHandle {
     /// Each agent's step and each saved phase, for watchers (see [`watch`]); closed when the
     /// run ends and this handle is dropped.
     live: tokio::sync::broadcast::Sender<watch::LiveEvent>,
+    /// The steps of the phase in flight, replayed to a watcher that joins mid-phase; sent on
+    /// `live` under this lock, so a joining watcher misses none and sees none twice.
+    phase_steps: Mutex<Vec<crate::ports::AgentStep>>,
 }
 
 impl Default for RunHandle {
@@ -201,6 +204,7 @@ impl Default for RunHandle {
             lease_lost: CancellationToken::new(),
             held_since: std::sync::OnceLock::new(),
             live: tokio::sync::broadcast::Sender::new(watch::LIVE_CAPACITY),
+            phase_steps: Mutex::new(Vec::new()),
         }
     }
 }

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
 use super::durable_writes::{NotWritten, PendingWrite, Write};
-use super::watch::LiveEvent;
+use super::watch::Broadcast;
 use crate::ports::{AgentStep, EventKind, Fence, ProgressObserver, StoreError};
 
 /// Saves each phase under the job's fence (retried while the store is unavailable), announces
@@ -17,7 +17,7 @@ pub(super) struct Persisting<'a> {
     pub(super) jobs: &'a Jobs,
     pub(super) fence: &'a Fence,
     pub(super) lease_lost: &'a CancellationToken,
-    pub(super) live: &'a tokio::sync::broadcast::Sender<LiveEvent>,
+    pub(super) live: Broadcast<'a>,
     pub(super) next: Option<&'a (dyn ProgressObserver + 'a)>,
 }
 
@@ -38,14 +38,14 @@ impl ProgressObserver for Persisting<'_> {
         }
         let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
         self.jobs.emit(task_id, role, phase).await;
-        let _ = self.live.send(LiveEvent::PhaseSaved);
+        self.live.phase_saved();
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;
         }
     }
 
     async fn agent_step(&self, task_id: &str, step: &AgentStep) {
-        let _ = self.live.send(LiveEvent::Step(step.clone()));
+        self.live.step(step);
         if let Some(next) = self.next {
             next.agent_step(task_id, step).await;
         }

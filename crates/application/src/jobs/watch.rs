@@ -7,7 +7,7 @@
 //! [`POLL_INTERVAL`] instead, so its watchers see its phases and its end, not its agents'
 //! steps. A watcher is only a reader: dropping its stream never touches the deliberation.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
@@ -22,6 +22,28 @@ use crate::ports::{AgentStep, DeliberationRecord};
 /// Events buffered per running deliberation for a slow watcher; one that falls further behind
 /// skips the oldest (it still sees every saved phase through the next stored state).
 pub(super) const LIVE_CAPACITY: usize = 256;
+
+/// What a running job tells its watchers: each step (kept until its phase is saved, for
+/// watchers that join mid-phase) and each saved phase.
+pub(super) struct Broadcast<'a> {
+    pub(super) live: &'a broadcast::Sender<LiveEvent>,
+    pub(super) phase_steps: &'a Mutex<Vec<AgentStep>>,
+}
+
+impl Broadcast<'_> {
+    pub(super) fn step(&self, step: &AgentStep) {
+        let mut steps = self.phase_steps.lock().unwrap_or_else(PoisonError::into_inner);
+        steps.push(step.clone());
+        // Nobody listening is fine.
+        let _ = self.live.send(LiveEvent::Step(step.clone()));
+    }
+
+    pub(super) fn phase_saved(&self) {
+        let mut steps = self.phase_steps.lock().unwrap_or_else(PoisonError::into_inner);
+        steps.clear();
+        let _ = self.live.send(LiveEvent::PhaseSaved);
+    }
+}
 
 /// How often a deliberation running elsewhere is read back from the store.
 pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -77,22 +99,24 @@ impl Jobs {
     /// # Errors
     /// `NotFound` for an unknown id and for another principal's (as [`Jobs::get`]); `Store`.
     pub async fn watch(self: &Arc<Self>, caller: &Caller, task_id: &str) -> Result<WatchUpdates> {
-        // Subscribed before the first read, so nothing between the two is missed.
-        let live = self
-            .runs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(task_id)
-            .map(|run| run.live.subscribe());
+        // Subscribed before the first read, so nothing between the two is missed; the steps
+        // of the phase in flight are replayed after the first state.
+        let run = self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(task_id).cloned();
+        let live = run.map(|run| {
+            let steps = run.phase_steps.lock().unwrap_or_else(PoisonError::into_inner);
+            (run.live.subscribe(), steps.clone())
+        });
         let first = self.get(caller, task_id).await?;
-        let stage = match live {
-            _ if first.status.is_terminal() => Stage::Done,
-            Some(live) => Stage::Live(live),
-            None => Stage::Polling { last: fingerprint(&first), wait: true },
+        let (stage, replay) = match live {
+            _ if first.status.is_terminal() => (Stage::Done, Vec::new()),
+            Some((live, steps)) => (Stage::Live(live), steps),
+            None => (Stage::Polling { last: fingerprint(&first), wait: true }, Vec::new()),
         };
         let watching = Watching { jobs: Arc::clone(self), task_id: task_id.to_owned(), stage };
-        let first = stream::once(async move { Ok(WatchUpdate::State(Box::new(first))) });
-        Ok(first.chain(stream::unfold(watching, Watching::next)).boxed())
+        let first = std::iter::once(WatchUpdate::State(Box::new(first)))
+            .chain(replay.into_iter().map(WatchUpdate::Step))
+            .map(Ok);
+        Ok(stream::iter(first).chain(stream::unfold(watching, Watching::next)).boxed())
     }
 }
 
