@@ -589,4 +589,6 @@ async fn timed<T>(
 #[cfg(test)]
 mod execution_tests;
 #[cfg(test)]
+mod step_tests;
+#[cfg(test)]
 mod tests;
