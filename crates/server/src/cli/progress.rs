@@ -216,7 +216,7 @@ impl Progress {
             }
             "dropped" => {
                 self.dropped_shown.insert(step.agent_id.clone());
-                format!("dropped during {}: {}", step.phase, step.reason)
+                format!("dropped ({}): {}", step.phase, step.reason)
             }
             other => other.to_owned(),
         };
