@@ -113,6 +113,8 @@ impl Jobs {
             },
         };
         job.started_at_ms = Some(started_at_ms);
+        // Watchers read the state it started in.
+        let _ = handle.live.send(super::watch::LiveEvent::Stored);
         self.emit(task_id, role, crate::ports::EventKind::Started).await;
         // A resumed deliberation keeps its original deadline: time already spent counts.
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);

@@ -38,7 +38,7 @@ impl ProgressObserver for Persisting<'_> {
         }
         let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
         self.jobs.emit(task_id, role, phase).await;
-        self.live.phase_saved();
+        self.live.phase_saved(deliberation.phase() == orchestrator_domain::Phase::Completed);
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;
         }

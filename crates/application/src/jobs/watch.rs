@@ -38,10 +38,14 @@ impl Broadcast<'_> {
         let _ = self.live.send(LiveEvent::Step(step.clone()));
     }
 
-    pub(super) fn phase_saved(&self) {
+    /// A phase was saved; `last` when it was the last (the final state follows when the run
+    /// ends, and a state between the two would show a completed phase of an unfinished run).
+    pub(super) fn phase_saved(&self, last: bool) {
         let mut steps = self.phase_steps.lock().unwrap_or_else(PoisonError::into_inner);
         steps.clear();
-        let _ = self.live.send(LiveEvent::PhaseSaved);
+        if !last {
+            let _ = self.live.send(LiveEvent::Stored);
+        }
     }
 }
 
@@ -53,8 +57,8 @@ pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub(crate) enum LiveEvent {
     /// An agent's call landed.
     Step(AgentStep),
-    /// A phase was saved: the store holds the new state.
-    PhaseSaved,
+    /// The stored state changed (started, or a phase saved): watchers read it.
+    Stored,
 }
 
 /// One item of a watch.
@@ -127,9 +131,10 @@ impl Watching {
                 Stage::Done => return None,
                 Stage::Live(live) => match live.recv().await {
                     Ok(LiveEvent::Step(step)) => return Some((Ok(WatchUpdate::Step(step)), self)),
-                    Ok(LiveEvent::PhaseSaved) => {
+                    Ok(LiveEvent::Stored) => {
                         let state = self.read().await;
-                        if state.is_err() {
+                        // A cancel is stored before the run stops: its state is the last.
+                        if state.as_ref().map_or(true, |r| r.status.is_terminal()) {
                             self.stage = Stage::Done;
                         }
                         return Some((state.map(|r| WatchUpdate::State(Box::new(r))), self));
