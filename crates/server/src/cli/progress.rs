@@ -357,6 +357,57 @@ mod tests {
     }
 
     #[test]
+    fn each_agents_step_shows_under_its_phase_and_a_drop_shows_once() {
+        let step = |agent: &str, phase: &str, kind: &str| pb::AgentStep {
+            agent_id: agent.into(),
+            phase: phase.into(),
+            kind: kind.into(),
+            tokens: 412,
+            ..Default::default()
+        };
+        let mut progress = in_memory();
+        progress.observe(&state(pb::DeliberationStatus::InProgress, None, 0));
+        progress.step(&step("dev-2", "proposing", "proposed"));
+        progress.step(&pb::AgentStep {
+            target: "dev-1".into(),
+            score: 6.5,
+            has_score: true,
+            ..step("dev-3", "reviewing (round 1)", "reviewed")
+        });
+        progress.step(&pb::AgentStep {
+            tests_passed: 2,
+            tests_failed: 1,
+            tokens: 0,
+            ..step("dev-1", "reviewing (round 1)", "tests")
+        });
+        progress.step(&pb::AgentStep {
+            reason: "timed out".into(),
+            tokens: 0,
+            ..step("dev-2", "revising (round 1)", "dropped")
+        });
+        let mut later = state(pb::DeliberationStatus::InProgress, Some("revising (round 1)"), 5);
+        later.failures.push(pb::AgentFailure {
+            agent_id: "dev-2".into(),
+            phase: "revise".into(),
+            reason: "timed out".into(),
+            round: 1,
+        });
+        progress.observe(&later);
+        assert_eq!(
+            lines(&progress),
+            [
+                "proposing: each agent writes a proposal",
+                "  dev-2 proposed (412 tokens)",
+                "reviewing (round 1): agents review each other's proposals",
+                "  dev-3 reviewed dev-1: 6.5/10 (412 tokens)",
+                "  dev-1 tests: 2 passed, 1 failed",
+                "revising (round 1): agents revise after the reviews",
+                "  dev-2 dropped (revising (round 1)): timed out",
+            ]
+        );
+    }
+
+    #[test]
     fn the_plan_lists_every_phase_in_order() {
         assert_eq!(
             plan(2),
