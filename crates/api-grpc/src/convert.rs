@@ -21,6 +21,7 @@ use orchestrator_domain::checks::RELEVANCE_WARNING;
 use crate::pb;
 
 pub mod councils;
+pub mod watch;
 
 /// Longest accepted client task id, in bytes.
 pub const MAX_TASK_ID_LEN: usize = 128;

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
     Caller, Councils, Counters, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
@@ -122,6 +122,8 @@ impl StreamObserver {
             current_step: phase.to_string(),
             current_agent: String::new(),
             partial_result: None,
+            state: None,
+            agent_step: None,
         }
     }
 }
@@ -207,6 +209,8 @@ impl OrchestratorService for OrchestratorApi {
                             ),
                             current_agent: ranked.agent.id.to_string(),
                             partial_result: Some(convert::result(ranked)),
+                            state: None,
+                            agent_step: None,
                         };
                         if tx.send(Ok(update)).await.is_err() {
                             return;
@@ -221,6 +225,25 @@ impl OrchestratorService for OrchestratorApi {
         // The stream outlives the handler; its span keeps the RPC's context (and task id).
         tokio::spawn(streamed.instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchDeliberationStream = UpdateStream;
+
+    /// Follows a deliberation; the stream only reads, so dropping it leaves the work running.
+    #[instrument(skip_all, fields(task_id = field::Empty))]
+    async fn watch_deliberation(
+        &self,
+        request: Request<pb::WatchDeliberationRequest>,
+    ) -> Result<Response<Self::WatchDeliberationStream>, Status> {
+        let caller = caller_of(&request);
+        let task_id = convert::required_task_id(&request.into_inner().task_id).map_err(to_status)?;
+        record_task_id(Some(&task_id));
+        let updates = self.jobs.watch(&caller, &task_id).await.map_err(to_status)?;
+        let clock = Arc::clone(&self.clock);
+        let updates = updates.map(move |update| {
+            update.map(|u| convert::watch::watch_update(&u, clock.now_ms())).map_err(to_status)
+        });
+        Ok(Response::new(Box::pin(updates)))
     }
 
     #[instrument(skip_all, fields(task_id = field::Empty))]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, FuturesUnordered, StreamExt};
 use orchestrator_domain::{
     Agent, Council, CouncilId, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase,
     ProfileName, Review, ReviewAssignment, RevisionRequest, Role, Rounds, ScoringWeights, Task, TestOutcome,
@@ -19,8 +19,8 @@ use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
 use crate::observability::{self, PhaseLabel};
 use crate::ports::{
-    AgentBackend, AgentError, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
-    ProgressObserver, TestRunner,
+    AgentBackend, AgentError, AgentStep, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
+    ProgressObserver, StepKind, TestRunner,
 };
 
 /// Server-side settings of every deliberation.
@@ -318,17 +318,17 @@ impl Deliberate {
             let started = Instant::now();
             let phase = match d.phase() {
                 Phase::Proposing => {
-                    self.proposal_round(backend, task, d).await?;
+                    self.proposal_round(backend, task, d, (task_id, observer)).await?;
                     PhaseLabel::Propose
                 }
                 Phase::Reviewing { .. } => {
                     // Reviewers see each proposal's test report, and the early stop needs it.
-                    self.test_round(task, d).await;
-                    self.review_round(backend, task, d).await?;
+                    self.test_round(task, d, (task_id, observer)).await;
+                    self.review_round(backend, task, d, (task_id, observer)).await?;
                     PhaseLabel::Review
                 }
                 Phase::Revising { .. } => {
-                    self.revision_round(backend, task, d).await?;
+                    self.revision_round(backend, task, d, (task_id, observer)).await?;
                     PhaseLabel::Revise
                 }
                 Phase::Scoring => break,
@@ -341,7 +341,7 @@ impl Deliberate {
             observer.phase_completed(task_id, d).await;
         }
         let started = Instant::now();
-        self.test_round(task, d).await;
+        self.test_round(task, d, (task_id, observer)).await;
         let dry_runs = self.dry_runs(task, d).await;
         let outcome = d.finish(dry_runs, &self.settings.weights)?;
         observability::phase_ran(role, PhaseLabel::Score, started.elapsed());
@@ -354,12 +354,13 @@ impl Deliberate {
         backend: &dyn AgentBackend,
         task: &Task,
         d: &mut Deliberation,
+        report: Report<'_>,
     ) -> Result<()> {
         let calls = d.proposal_requests().into_iter().map(|agent| async move {
             let (result, usage) = timed(backend.propose(&agent, task), |c| c.usage).await;
             (agent, result, usage)
         });
-        let replies = join_all(calls).await;
+        let replies = gather(calls, &d.phase().to_string(), report, |_| StepKind::Proposed).await;
         record_replies(d, replies, |d, agent, completion| {
             d.record_proposal(&agent.id, completion.text, self.clock.now_ms())?;
             if completion.truncated {
@@ -374,6 +375,7 @@ impl Deliberate {
         backend: &dyn AgentBackend,
         task: &Task,
         d: &mut Deliberation,
+        report: Report<'_>,
     ) -> Result<()> {
         let calls = d.review_assignments().into_iter().map(|assignment| async move {
             let ReviewAssignment { reviewer, target, proposal, round, tests } = assignment;
@@ -389,7 +391,11 @@ impl Deliberate {
             });
             (reviewer, result, usage)
         });
-        let replies = join_all(calls).await;
+        let replies = gather(calls, &d.phase().to_string(), report, |review: &Review| StepKind::Reviewed {
+            target: review.target.clone(),
+            score: review.score.map(orchestrator_domain::PeerScore::value),
+        })
+        .await;
         record_replies(d, replies, |d, _reviewer, review| d.record_review(review))
     }
 
@@ -398,6 +404,7 @@ impl Deliberate {
         backend: &dyn AgentBackend,
         task: &Task,
         d: &mut Deliberation,
+        report: Report<'_>,
     ) -> Result<()> {
         let calls = d.revision_requests().into_iter().map(|request| async move {
             let RevisionRequest { author, current, reviews, tests, .. } = request;
@@ -405,7 +412,7 @@ impl Deliberate {
                 timed(backend.revise(&author, task, &current, &tests, &reviews), |c| c.usage).await;
             (author, result, usage)
         });
-        let replies = join_all(calls).await;
+        let replies = gather(calls, &d.phase().to_string(), report, |_| StepKind::Revised).await;
         record_replies(d, replies, |d, author, completion| {
             d.record_revision(&author.id, completion.text)?;
             if completion.truncated {
@@ -417,7 +424,7 @@ impl Deliberate {
 
     /// Runs every proposal version not yet tested against the task's acceptance tests, at
     /// most [`DeliberationSettings::test_concurrency`] at once, and records the outcomes.
-    async fn test_round(&self, task: &Task, d: &mut Deliberation) {
+    async fn test_round(&self, task: &Task, d: &mut Deliberation, (task_id, observer): Report<'_>) {
         let requests = d.test_requests();
         let Some(tests) = task.constraints().acceptance_tests() else {
             return;
@@ -427,14 +434,28 @@ impl Deliberate {
         }
         let outcomes: Vec<_> = match self.test_runner.as_deref() {
             Some(runner) if runner.supports(tests.language()) => {
-                stream::iter(requests)
+                let phase = d.phase().to_string();
+                let mut runs = stream::iter(requests)
                     .map(|request| async move {
                         let outcome = runner.run(tests, &request.content).await;
                         (request.author, outcome)
                     })
-                    .buffered(self.settings.test_concurrency.max(1))
-                    .collect()
-                    .await
+                    .buffered(self.settings.test_concurrency.max(1));
+                let mut outcomes = Vec::new();
+                while let Some((author, outcome)) = runs.next().await {
+                    if let Some(report) = outcome.report() {
+                        let kind = StepKind::TestsRan {
+                            passed: report.passed,
+                            failed: report.failed,
+                            errored: report.errored,
+                        };
+                        let step =
+                            AgentStep { agent_id: author.clone(), phase: phase.clone(), kind, tokens: 0 };
+                        observer.agent_step(task_id, &step).await;
+                    }
+                    outcomes.push((author, outcome));
+                }
+                outcomes
             }
             Some(_) => {
                 let reason = format!("not run: no test runner for {}", tests.language());
@@ -484,11 +505,61 @@ fn advance(d: &mut Deliberation) -> Result<Phase> {
     })
 }
 
+/// Where a round reports each agent's step: the task id and the observer.
+type Report<'a> = (&'a str, &'a dyn ProgressObserver);
+
+/// One agent's call of a phase: the agent, its reply or error, and what it cost.
+type Reply<T> = (Agent, std::result::Result<T, AgentError>, TokenUsage);
+
+/// Longest excerpt of a dropped agent's error in its step.
+const REASON_EXCERPT_CHARS: usize = 160;
+
+/// Awaits every call of a phase at once and reports each agent's step as its call lands;
+/// returns the replies in the order of `calls`, so the deliberation records them the same
+/// way however the calls raced.
+async fn gather<T, F>(
+    calls: impl IntoIterator<Item = F>,
+    phase: &str,
+    (task_id, observer): Report<'_>,
+    landed: impl Fn(&T) -> StepKind,
+) -> Vec<Reply<T>>
+where
+    F: Future<Output = Reply<T>>,
+{
+    let mut pending: FuturesUnordered<_> =
+        calls.into_iter().enumerate().map(|(i, call)| async move { (i, call.await) }).collect();
+    let mut replies = Vec::with_capacity(pending.len());
+    while let Some((i, (agent, result, usage))) = pending.next().await {
+        let kind = match &result {
+            Ok(reply) => landed(reply),
+            Err(error) => StepKind::Dropped { reason: excerpt(&error.to_string(), REASON_EXCERPT_CHARS) },
+        };
+        let step = AgentStep {
+            agent_id: agent.id.clone(),
+            phase: phase.to_owned(),
+            kind,
+            tokens: usage.total_tokens(),
+        };
+        observer.agent_step(task_id, &step).await;
+        replies.push((i, (agent, result, usage)));
+    }
+    replies.sort_by_key(|(i, _)| *i);
+    replies.into_iter().map(|(_, reply)| reply).collect()
+}
+
+/// The first `max` characters of `text`, with an ellipsis when cut.
+fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Records the replies of one phase: every call's usage, then each reply, or the failure that
 /// drops its agent.
 fn record_replies<T>(
     d: &mut Deliberation,
-    replies: Vec<(Agent, std::result::Result<T, AgentError>, TokenUsage)>,
+    replies: Vec<Reply<T>>,
     mut record: impl FnMut(&mut Deliberation, &Agent, T) -> orchestrator_domain::Result<()>,
 ) -> Result<()> {
     for (agent, result, usage) in replies {
@@ -526,5 +597,7 @@ async fn timed<T>(
 
 #[cfg(test)]
 mod execution_tests;
+#[cfg(test)]
+mod step_tests;
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,9 @@ pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
 pub use error::{ApplicationError, Result};
 pub use get_status::{BACKEND_PROBE_TIMEOUT, GetStatus, StatusReport};
-pub use jobs::{CancelOnDrop, JobSettings, Jobs, Recovery, ShutdownReport, StoreState, Submission};
+pub use jobs::{
+    CancelOnDrop, JobSettings, Jobs, Recovery, ShutdownReport, StoreState, Submission, WatchUpdate,
+    WatchUpdates,
+};
 pub use latency::LatencyHistogram;
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};

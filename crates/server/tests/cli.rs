@@ -165,6 +165,49 @@ async fn deliberate_prints_the_task_id_first_then_every_phase_in_order_then_the_
 }
 
 #[tokio::test]
+async fn deliberate_shows_each_agents_step_under_its_phase_as_it_lands() {
+    // Calls slow enough that every step lands while the CLI watches.
+    let server = server(Duration::from_millis(300)).await;
+    let output =
+        run(server.port, &["deliberate", "Write is_palindrome(s)", "--agents", "3", "--rounds", "1"]);
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let steps = |what: &str| stderr.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(steps(" proposed ("), 3, "one line per agent's proposal: {stderr}");
+    assert_eq!(steps(" reviewed dev-"), 3, "one line per review: {stderr}");
+    assert_eq!(steps(" revised ("), 3, "one line per revision: {stderr}");
+    // Each step under its phase, the phases in order.
+    assert_in_order(
+        &stderr,
+        &[
+            "proposing: ",
+            "  dev-",
+            " proposed (",
+            "reviewing (round 1): ",
+            "  dev-",
+            " reviewed dev-",
+            "revising (round 1): ",
+            "  dev-",
+            " revised (",
+            "scoring: ",
+            "completed in ",
+        ],
+    );
+    let first_review = stderr.find(" reviewed dev-").unwrap();
+    assert!(stderr[first_review..].find(" proposed (").is_none(), "proposals all before reviews: {stderr}");
+    let first_revision = stderr.find(" revised (").unwrap();
+    assert!(
+        stderr[first_revision..].find(" reviewed dev-").is_none(),
+        "reviews all before revisions: {stderr}"
+    );
+
+    // Quiet stays quiet.
+    let quiet = run(server.port, &["deliberate", "Write reverse(s)", "--agents", "2", "--rounds", "0", "-q"]);
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert!(!text(&quiet.stderr).contains(" proposed ("), "{}", text(&quiet.stderr));
+}
+
+#[tokio::test]
 async fn deliberate_json_is_one_document_on_stdout_and_list_pages() {
     let server = server(Duration::ZERO).await;
     let done = json(
@@ -241,7 +284,11 @@ async fn ctrl_c_without_a_terminal_leaves_the_deliberation_running_and_watch_fol
     let watched = run(server.port, &["watch", &task_id]);
     let (stdout, stderr) = (text(&watched.stdout), text(&watched.stderr));
     assert!(watched.status.success(), "{stderr}");
-    assert_in_order(&stderr, &[&format!("watching {task_id}"), "scoring: ", "completed in "]);
+    // The proposal lands while it is watched: its step shows before the phases after it.
+    assert_in_order(
+        &stderr,
+        &[&format!("watching {task_id}"), "  dev-1 proposed (", "scoring: ", "completed in "],
+    );
     assert!(stdout.starts_with(&format!("task {task_id} (DEV): completed in ")), "{stdout}");
     assert!(stdout.contains("RANK") && stdout.contains("winner dev-"), "{stdout}");
 

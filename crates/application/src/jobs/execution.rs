@@ -13,6 +13,7 @@ use super::admission::Admission;
 use super::durable_writes::{NotWritten, PendingWrite, Write};
 use super::progress::Persisting;
 use super::submission::{CancelOnDrop, JobResult};
+use super::watch::Broadcast;
 use super::{Jobs, RunHandle, store_error};
 use crate::error::ApplicationError;
 use crate::ports::{Fence, ProgressObserver, StoreError};
@@ -112,6 +113,8 @@ impl Jobs {
             },
         };
         job.started_at_ms = Some(started_at_ms);
+        // Watchers read the state it started in.
+        let _ = handle.live.send(super::watch::LiveEvent::Stored);
         self.emit(task_id, role, crate::ports::EventKind::Started).await;
         // A resumed deliberation keeps its original deadline: time already spent counts.
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
@@ -129,7 +132,13 @@ impl Jobs {
             .deliberate
             .tracker()
             .track_active(deliberation.council().role(), deliberation.council().len());
-        let persisting = Persisting { jobs: self, fence, lease_lost: &handle.lease_lost, next: observer };
+        let persisting = Persisting {
+            jobs: self,
+            fence,
+            lease_lost: &handle.lease_lost,
+            live: Broadcast { live: &handle.live, phase_steps: &handle.phase_steps },
+            next: observer,
+        };
         let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {
             result = run => result,

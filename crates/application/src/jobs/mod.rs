@@ -20,6 +20,7 @@
 //!   those that could not land for repair;
 //! * [`health`] — probing the store, so health reports what storage can do;
 //! * [`queries`] — get, list and cancel;
+//! * [`watch`] — following a deliberation step by step;
 //! * [`shutdown`] — stopping within the grace period.
 
 mod admission;
@@ -32,6 +33,7 @@ mod queries;
 mod recovery;
 mod shutdown;
 mod submission;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +53,7 @@ pub use health::StoreState;
 pub use recovery::Recovery;
 pub use shutdown::ShutdownReport;
 pub use submission::{CancelOnDrop, JobResult, Submission};
+pub use watch::{WatchUpdate, WatchUpdates};
 
 /// Limits on work in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,13 +182,31 @@ impl Jobs {
 
 /// One deliberation this node runs: how to cancel it for a client, and how to stop it when
 /// its lease was lost (without writing anything: another node holds it now).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RunHandle {
     cancel: CancellationToken,
     lease_lost: CancellationToken,
     /// When the row was known to be held by this node (created or claimed); a lease renewal
     /// that began earlier may not have seen it.
     held_since: std::sync::OnceLock<tokio::time::Instant>,
+    /// Each agent's step and each saved phase, for watchers (see [`watch`]); closed when the
+    /// run ends and this handle is dropped.
+    live: tokio::sync::broadcast::Sender<watch::LiveEvent>,
+    /// The steps of the phase in flight, replayed to a watcher that joins mid-phase; sent on
+    /// `live` under this lock, so a joining watcher misses none and sees none twice.
+    phase_steps: Mutex<Vec<crate::ports::AgentStep>>,
+}
+
+impl Default for RunHandle {
+    fn default() -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            lease_lost: CancellationToken::new(),
+            held_since: std::sync::OnceLock::new(),
+            live: tokio::sync::broadcast::Sender::new(watch::LIVE_CAPACITY),
+            phase_steps: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl RunHandle {

@@ -6,15 +6,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
 use super::durable_writes::{NotWritten, PendingWrite, Write};
-use crate::ports::{EventKind, Fence, ProgressObserver, StoreError};
+use super::watch::Broadcast;
+use crate::ports::{AgentStep, EventKind, Fence, ProgressObserver, StoreError};
 
 /// Saves each phase under the job's fence (retried while the store is unavailable), announces
 /// it, then passes it on to the caller's observer. A save refused because another node holds
-/// the deliberation stops the local run through `lease_lost`.
+/// the deliberation stops the local run through `lease_lost`. Agents' steps and saved phases
+/// go to the run's watchers through `live` (nobody listening is fine).
 pub(super) struct Persisting<'a> {
     pub(super) jobs: &'a Jobs,
     pub(super) fence: &'a Fence,
     pub(super) lease_lost: &'a CancellationToken,
+    pub(super) live: Broadcast<'a>,
     pub(super) next: Option<&'a (dyn ProgressObserver + 'a)>,
 }
 
@@ -35,8 +38,16 @@ impl ProgressObserver for Persisting<'_> {
         }
         let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
         self.jobs.emit(task_id, role, phase).await;
+        self.live.phase_saved(deliberation.phase() == orchestrator_domain::Phase::Completed);
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;
+        }
+    }
+
+    async fn agent_step(&self, task_id: &str, step: &AgentStep) {
+        self.live.step(step);
+        if let Some(next) = self.next {
+            next.agent_step(task_id, step).await;
         }
     }
 }

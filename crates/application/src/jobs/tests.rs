@@ -613,3 +613,66 @@ async fn a_store_outage_longer_than_the_lease_stops_the_run_and_the_node_resumes
     assert_eq!(record.status, DeliberationStatus::Completed);
     assert_eq!(record.lease_epoch, 1, "taken back under a new epoch");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deliberation_not_run_here_is_watched_from_the_store_until_it_ends() {
+    use futures::StreamExt;
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
+    store.create(&orphan("elsewhere"), &dead_lease()).await.unwrap();
+    let status = |update: Option<Result<WatchUpdate, ApplicationError>>| match update {
+        Some(Ok(WatchUpdate::State(record))) => record.status,
+        other => panic!("expected a state, got {other:?}"),
+    };
+
+    let mut updates = jobs.watch(&anon(), "elsewhere").await.unwrap();
+    assert_eq!(status(updates.next().await), DeliberationStatus::Pending, "the stored state first");
+    store.mark_started("elsewhere", &previous_fence(), 2).await.unwrap();
+    assert_eq!(status(updates.next().await), DeliberationStatus::InProgress, "read back from the store");
+    jobs.cancel(&anon(), "elsewhere").await.unwrap();
+    assert_eq!(status(updates.next().await), DeliberationStatus::Cancelled, "its end last");
+    assert!(updates.next().await.is_none());
+
+    let mut ended = jobs.watch(&anon(), "elsewhere").await.unwrap();
+    assert_eq!(status(ended.next().await), DeliberationStatus::Cancelled);
+    assert!(ended.next().await.is_none(), "an ended deliberation: one update");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deliberation_run_here_is_watched_step_by_step_and_a_watcher_going_away_changes_nothing() {
+    use futures::StreamExt;
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    jobs.submit(&anon(), command("here", 0)).await.unwrap();
+
+    let mut dropped_early = jobs.watch(&anon(), "here").await.unwrap();
+    assert!(matches!(dropped_early.next().await, Some(Ok(WatchUpdate::State(_)))));
+    drop(dropped_early);
+
+    let updates: Vec<WatchUpdate> =
+        jobs.watch(&anon(), "here").await.unwrap().map(Result::unwrap).collect().await;
+    let steps: Vec<String> = updates
+        .iter()
+        .filter_map(|u| match u {
+            WatchUpdate::Step(step) => Some(step.phase.clone()),
+            WatchUpdate::State(_) => None,
+        })
+        .collect();
+    // Two agents propose, review and revise: six steps, phase by phase.
+    assert_eq!(
+        steps,
+        [
+            "proposing",
+            "proposing",
+            "reviewing (round 1)",
+            "reviewing (round 1)",
+            "revising (round 1)",
+            "revising (round 1)"
+        ]
+    );
+    match updates.last() {
+        Some(WatchUpdate::State(record)) => assert_eq!(record.status, DeliberationStatus::Completed),
+        other => panic!("the final state last, got {other:?}"),
+    }
+    assert_eq!(store.status("here"), DeliberationStatus::Completed);
+}

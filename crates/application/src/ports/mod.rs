@@ -15,7 +15,7 @@ pub use backend_probe::{BackendHealth, BackendProber};
 pub use council_store::{AgentRecord, CouncilRecord, CouncilStore, RegistryChange, RegistryRecords};
 pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};
-pub use progress::{NoProgress, ProgressObserver};
+pub use progress::{AgentStep, NoProgress, ProgressObserver, StepKind};
 pub use store::{
     DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page, PageCursor,
     StoreCause, StoreError, StoredSelection, UnsuccessfulEnd,

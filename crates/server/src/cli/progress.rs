@@ -1,9 +1,11 @@
-//! Live progress of a deliberation on stderr: one line per phase as it starts, every dropped
-//! agent as it is dropped, elapsed time and tokens so far; above an `indicatif` spinner and bar
-//! when stderr is a terminal, as plain lines otherwise (logs, CI, pipes).
+//! Live progress of a deliberation on stderr: one line per phase as it starts, one per agent's
+//! step as it lands (proposed, reviewed, revised, tests run, dropped — with that call's
+//! tokens), elapsed time and tokens so far; above an `indicatif` spinner and bar when stderr is
+//! a terminal, as plain lines otherwise (logs, CI, pipes).
 //!
-//! Progress comes from the stored deliberation (GetDeliberationResult), which the server saves
-//! after every phase. A phase is shown once, in order: when a poll finds the deliberation
+//! Steps come from WatchDeliberation; phases from the stored deliberation (sent by
+//! WatchDeliberation, or polled with GetDeliberationResult), which the server saves after
+//! every phase. A phase is shown once, in order: when a poll finds the deliberation
 //! further along than the last one did, the phases it went through in between are shown too
 //! (a deliberation runs them all, in this order), so a fast deliberation prints the same lines
 //! as a slow one.
@@ -39,6 +41,8 @@ pub(crate) struct Progress {
     shown: usize,
     queued_shown: bool,
     failures_shown: usize,
+    /// Agents whose drop was shown as a step, so the stored failure is not shown again.
+    dropped_shown: std::collections::HashSet<String>,
     /// A phase the plan did not foresee (a newer server), shown once.
     last_unplanned: Option<String>,
     ended: bool,
@@ -104,6 +108,7 @@ impl Progress {
             shown: 0,
             queued_shown: false,
             failures_shown: 0,
+            dropped_shown: std::collections::HashSet::new(),
             last_unplanned: None,
             ended: false,
         }
@@ -162,6 +167,9 @@ impl Progress {
             _ => {}
         }
         for f in r.failures.iter().skip(self.failures_shown) {
+            if self.dropped_shown.contains(&f.agent_id) {
+                continue;
+            }
             let round = if f.round > 0 { format!(" (round {})", f.round) } else { String::new() };
             self.line(&format!("dropped {} during {}{round}: {}", f.agent_id, f.phase, f.reason));
         }
@@ -182,6 +190,37 @@ impl Progress {
         } else {
             self.update_bar(&so_far);
         }
+    }
+
+    /// Shows one agent's step, after the line of the phase it belongs to.
+    pub(crate) fn step(&mut self, step: &pb::AgentStep) {
+        if self.ended {
+            return;
+        }
+        self.reach(&step.phase, "");
+        let tokens = if step.tokens > 0 {
+            format!(" ({} tokens)", count(i64::try_from(step.tokens).unwrap_or(i64::MAX)))
+        } else {
+            String::new()
+        };
+        let what = match step.kind.as_str() {
+            "proposed" | "revised" => format!("{}{tokens}", step.kind),
+            "reviewed" if step.has_score => format!("reviewed {}: {}/10{tokens}", step.target, step.score),
+            "reviewed" => format!("reviewed {}{tokens}", step.target),
+            "tests" => {
+                let mut counts = format!("tests: {} passed, {} failed", step.tests_passed, step.tests_failed);
+                if step.tests_errored > 0 {
+                    counts.push_str(&format!(", {} errored", step.tests_errored));
+                }
+                counts
+            }
+            "dropped" => {
+                self.dropped_shown.insert(step.agent_id.clone());
+                format!("dropped ({}): {}", step.phase, step.reason)
+            }
+            other => other.to_owned(),
+        };
+        self.line(&format!("  {} {what}", step.agent_id));
     }
 
     /// Shows every phase of the plan up to and including `phase`.
@@ -313,6 +352,57 @@ mod tests {
                 "proposing: each agent writes a proposal",
                 "reviewing (round 1): agents review each other's proposals (3 call(s), 33 tokens so far)",
                 "dropped dev-2 during review (round 1): timed out",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_agents_step_shows_under_its_phase_and_a_drop_shows_once() {
+        let step = |agent: &str, phase: &str, kind: &str| pb::AgentStep {
+            agent_id: agent.into(),
+            phase: phase.into(),
+            kind: kind.into(),
+            tokens: 412,
+            ..Default::default()
+        };
+        let mut progress = in_memory();
+        progress.observe(&state(pb::DeliberationStatus::InProgress, None, 0));
+        progress.step(&step("dev-2", "proposing", "proposed"));
+        progress.step(&pb::AgentStep {
+            target: "dev-1".into(),
+            score: 6.5,
+            has_score: true,
+            ..step("dev-3", "reviewing (round 1)", "reviewed")
+        });
+        progress.step(&pb::AgentStep {
+            tests_passed: 2,
+            tests_failed: 1,
+            tokens: 0,
+            ..step("dev-1", "reviewing (round 1)", "tests")
+        });
+        progress.step(&pb::AgentStep {
+            reason: "timed out".into(),
+            tokens: 0,
+            ..step("dev-2", "revising (round 1)", "dropped")
+        });
+        let mut later = state(pb::DeliberationStatus::InProgress, Some("revising (round 1)"), 5);
+        later.failures.push(pb::AgentFailure {
+            agent_id: "dev-2".into(),
+            phase: "revise".into(),
+            reason: "timed out".into(),
+            round: 1,
+        });
+        progress.observe(&later);
+        assert_eq!(
+            lines(&progress),
+            [
+                "proposing: each agent writes a proposal",
+                "  dev-2 proposed (412 tokens)",
+                "reviewing (round 1): agents review each other's proposals",
+                "  dev-3 reviewed dev-1: 6.5/10 (412 tokens)",
+                "  dev-1 tests: 2 passed, 1 failed",
+                "revising (round 1): agents revise after the reviews",
+                "  dev-2 dropped (revising (round 1)): timed out",
             ]
         );
     }

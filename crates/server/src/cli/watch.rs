@@ -1,9 +1,13 @@
 //! Following a deliberation by id until it ends.
 //!
-//! StreamDeliberation cannot follow an existing deliberation: it starts one, and cancels it
-//! when its client goes away. So `watch` (and `deliberate`, after submitting) polls
-//! GetDeliberationResult, which the server updates after every phase: quickly at first, then
-//! backing off to twice a second while nothing changes, and quickly again after a change.
+//! `watch` (and `deliberate`, after submitting) opens WatchDeliberation, which sends the stored
+//! state, then each agent's step as it lands and the state after each phase, and ends with the
+//! final state; closing it leaves the deliberation running. A server without that RPC
+//! (UNIMPLEMENTED) is polled instead with GetDeliberationResult, which it updates after every
+//! phase: quickly at first, then backing off to twice a second while nothing changes, and
+//! quickly again after a change. Polling shows phases, not agents' steps. (StreamDeliberation
+//! cannot follow an existing deliberation: it starts one, and cancels it when its client goes
+//! away.)
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -26,11 +30,42 @@ fn fingerprint(r: &pb::GetDeliberationResultResponse) -> (i32, Option<String>, u
     (r.status, phase, r.failures.len(), r.usage.map_or(0, |u| u.calls))
 }
 
-/// Polls `task_id` until it ends, showing its progress; returns its final state.
+/// Follows `task_id` until it ends, showing its progress step by step (or phase by phase, by
+/// polling, from a server without WatchDeliberation); returns its final state.
 ///
 /// # Errors
 /// An error status (NOT_FOUND for an unknown id), formatted for a person.
 pub(crate) async fn follow(
+    mut client: Client,
+    target: &Target,
+    task_id: &str,
+    progress: &mut Progress,
+) -> Result<pb::GetDeliberationResultResponse, String> {
+    let request = pb::WatchDeliberationRequest { task_id: task_id.to_owned() };
+    match client.watch_deliberation(request).await {
+        Ok(updates) => {
+            let mut updates = updates.into_inner();
+            while let Some(update) = updates.message().await.map_err(|s| target.failed(&s))? {
+                if let Some(step) = &update.agent_step {
+                    progress.step(step);
+                }
+                if let Some(state) = update.state {
+                    progress.observe(&state);
+                    if is_final(state.status()) {
+                        return Ok(state);
+                    }
+                }
+            }
+            // Ended without a final state (its server stopped and left it to resume): poll.
+        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => {}
+        Err(status) => return Err(target.failed(&status)),
+    }
+    poll(client, target, task_id, progress).await
+}
+
+/// Polls `task_id` until it ends, showing its progress; returns its final state.
+async fn poll(
     mut client: Client,
     target: &Target,
     task_id: &str,

@@ -1,0 +1,108 @@
+//! WatchDeliberation's updates: the stored state (as GetDeliberationResult answers it) and
+//! each agent's step, with the legacy `status`/`current_step`/`current_agent` fields filled
+//! for clients that only read those.
+
+use orchestrator_application::WatchUpdate;
+use orchestrator_application::ports::{AgentStep, DeliberationRecord, StepKind};
+use orchestrator_domain::{DeliberationStatus, Phase};
+
+use crate::pb;
+
+/// One update of a watch.
+pub fn watch_update(update: &WatchUpdate, now_ms: i64) -> pb::DeliberationUpdate {
+    match update {
+        WatchUpdate::State(record) => state_update(record, now_ms),
+        WatchUpdate::Step(step) => step_update(step),
+    }
+}
+
+fn state_update(record: &DeliberationRecord, now_ms: i64) -> pb::DeliberationUpdate {
+    let phase = record.progress.as_ref().map(|d| (d.phase(), d.rounds()));
+    let (status, percent) = match (record.status, phase) {
+        (DeliberationStatus::Completed, _) => ("complete".to_owned(), 100),
+        (DeliberationStatus::InProgress, Some((phase, rounds))) => {
+            (legacy_status(phase).to_owned(), percent_done(phase, rounds))
+        }
+        (DeliberationStatus::InProgress, None) => ("generating".to_owned(), 0),
+        (other, _) => (other.to_string().to_ascii_lowercase(), 0),
+    };
+    pb::DeliberationUpdate {
+        status,
+        progress_percent: percent,
+        current_step: phase.map_or_else(|| record.status.to_string(), |(p, _)| p.to_string()),
+        current_agent: String::new(),
+        partial_result: None,
+        state: Some(super::record_response(record, now_ms)),
+        agent_step: None,
+    }
+}
+
+fn step_update(step: &AgentStep) -> pb::DeliberationUpdate {
+    let mut wire = pb::AgentStep {
+        agent_id: step.agent_id.to_string(),
+        phase: step.phase.clone(),
+        tokens: step.tokens,
+        ..Default::default()
+    };
+    let what = match &step.kind {
+        StepKind::Proposed => {
+            wire.kind = "proposed".into();
+            "proposed".to_owned()
+        }
+        StepKind::Reviewed { target, score } => {
+            wire.kind = "reviewed".into();
+            wire.target = target.to_string();
+            if let Some(score) = score {
+                wire.score = *score;
+                wire.has_score = true;
+            }
+            format!("reviewed {target}")
+        }
+        StepKind::Revised => {
+            wire.kind = "revised".into();
+            "revised".to_owned()
+        }
+        StepKind::TestsRan { passed, failed, errored } => {
+            wire.kind = "tests".into();
+            (wire.tests_passed, wire.tests_failed, wire.tests_errored) = (*passed, *failed, *errored);
+            format!("tests: {passed} passed, {failed} failed, {errored} errored")
+        }
+        StepKind::Dropped { reason } => {
+            wire.kind = "dropped".into();
+            wire.reason = reason.clone();
+            "dropped".to_owned()
+        }
+    };
+    pb::DeliberationUpdate {
+        status: step.phase.clone(),
+        progress_percent: 0,
+        current_step: what,
+        current_agent: step.agent_id.to_string(),
+        partial_result: None,
+        state: None,
+        agent_step: Some(wire),
+    }
+}
+
+/// StreamDeliberation's words for a phase.
+fn legacy_status(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Proposing => "generating",
+        Phase::Reviewing { .. } | Phase::Revising { .. } => "reviewing",
+        Phase::Scoring => "scoring",
+        Phase::Completed => "complete",
+    }
+}
+
+/// Phases done out of propose, review + revise per round, and scoring.
+fn percent_done(phase: Phase, rounds: u32) -> i32 {
+    let total = 2 + 2 * rounds;
+    let done = match phase {
+        Phase::Proposing => 0,
+        Phase::Reviewing { round } => 2 * round - 1,
+        Phase::Revising { round } => 2 * round,
+        Phase::Scoring => total - 1,
+        Phase::Completed => total,
+    };
+    i32::try_from(done * 100 / total).unwrap_or(100)
+}
