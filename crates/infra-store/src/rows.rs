@@ -20,7 +20,8 @@ use crate::text::{storable, to_json};
 /// The columns of `deliberations` a [`DeliberationRow`] reads, except `progress` (which only
 /// `get` and claiming add: listing leaves it out to stay cheap).
 pub(crate) const DELIBERATION_COLUMNS: &str = "task_id, status, request, started_at_ms, finished_at_ms, \
-     duration_ms, winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms, lease_epoch, selection";
+     duration_ms, winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms, lease_epoch, selection, \
+     calls_saved";
 
 /// The columns of `proposals` besides `task_id`, in the order of [`ProposalRow`].
 pub(crate) const PROPOSAL_COLUMNS: &str = "ordinal, rank, agent_id, agent_role, profile, seat, author, \
@@ -58,6 +59,8 @@ pub(crate) struct DeliberationRow {
     pub(crate) lease_epoch: i64,
     /// The `StoredSelection` of Orchestrate as JSON, once chosen.
     pub(crate) selection: Option<String>,
+    /// Backend calls the early stop spared, set on completion.
+    pub(crate) calls_saved: i64,
 }
 
 /// [`TokenUsage`] as four integer columns, so totals can be summed in SQL.
@@ -124,6 +127,8 @@ pub(crate) struct FailureRow {
 pub(crate) struct OutcomeRows {
     pub(crate) winner_id: Option<String>,
     pub(crate) usage: UsageColumns,
+    /// Backend calls an early stop spared (0 when every round ran).
+    pub(crate) calls_saved: i64,
     pub(crate) proposals: Vec<ProposalRow>,
     pub(crate) reviews: Vec<ReviewRow>,
     pub(crate) failures: Vec<FailureRow>,
@@ -224,6 +229,7 @@ impl OutcomeRows {
         Ok(Self {
             winner_id: outcome.results.first().map(|winner| storable(winner.agent.id.as_str())),
             usage: UsageColumns::from_usage(task_id, &outcome.usage)?,
+            calls_saved: to_i64(task_id, "calls_saved", outcome.calls_saved)?,
             proposals,
             reviews,
             failures,
@@ -296,7 +302,12 @@ impl OutcomeRows {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(DeliberationOutcome { results, failures, usage: self.usage.to_usage(task_id)?, calls_saved: 0 })
+        Ok(DeliberationOutcome {
+            results,
+            failures,
+            usage: self.usage.to_usage(task_id)?,
+            calls_saved: from_i64(task_id, "calls_saved", self.calls_saved)?,
+        })
     }
 }
 
@@ -348,6 +359,7 @@ impl DeliberationRow {
             .filter(|rows| status == DeliberationStatus::Completed || !rows.proposals.is_empty())
             .map(|mut rows| {
                 rows.usage = self.usage().ok_or_else(|| corrupt(task_id, Fault::MissingUsage))?;
+                rows.calls_saved = self.calls_saved;
                 rows.into_outcome(task_id)
             })
             .transpose()?;

@@ -279,8 +279,14 @@ where
         .fetch_all(&self.reader)
         .await
         .map_err(fail)?;
-        let outcome =
-            OutcomeRows { winner_id: None, usage: Default::default(), proposals, reviews, failures };
+        let outcome = OutcomeRows {
+            winner_id: None,
+            usage: Default::default(),
+            calls_saved: 0,
+            proposals,
+            reviews,
+            failures,
+        };
         row.into_record(Some(outcome)).map(Some)
     }
 
@@ -349,8 +355,8 @@ where
             let updated = sqlx::query(&format!(
                 "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
                  winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
-                 latency_ms = $7 WHERE task_id = $8 AND status IN ({sources}) AND owner = $9 \
-                 AND lease_epoch = $10 RETURNING task_id",
+                 latency_ms = $7, calls_saved = $11 WHERE task_id = $8 AND status IN ({sources}) \
+                 AND owner = $9 AND lease_epoch = $10 RETURNING task_id",
                 completed = DeliberationStatus::Completed.as_str(),
             ))
             .bind(finished_at_ms)
@@ -363,6 +369,7 @@ where
             .bind(task_id.clone())
             .bind(storable(&fence.owner))
             .bind(fence.epoch)
+            .bind(rows.calls_saved)
             .fetch_optional(&mut *tx)
             .await?;
             if updated.is_none() {
