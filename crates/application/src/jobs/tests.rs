@@ -405,14 +405,17 @@ impl crate::ports::Clock for HandClock {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
-    let store = Arc::new(InMemoryStore::default());
-    let clock = Arc::new(HandClock::default());
-    clock.0.store(1_000, Ordering::SeqCst);
-    let backend = Arc::new(SleepingBackend::new(Duration::ZERO));
+/// A node named `name` with a 3 s lease on the shared `store`, reading time from `clock`, its
+/// agents answering after `delay`: the nodes of the lease and outage tests.
+fn node_on(
+    name: &str,
+    store: &Arc<InMemoryStore>,
+    clock: &Arc<HandClock>,
+    delay: Duration,
+) -> (Arc<Jobs>, Arc<SleepingBackend>) {
     let mut ids = MockIdGenerator::new();
     ids.expect_new_id().return_const("unused".to_owned());
+    let backend = Arc::new(SleepingBackend::new(delay));
     let deliberate = Arc::new(Deliberate::new(
         Some(backend.clone()),
         None,
@@ -422,8 +425,16 @@ async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
         DeliberationSettings::default(),
     ));
     let settings =
-        JobSettings { node_id: "node-b".into(), lease: Duration::from_secs(3), ..JobSettings::default() };
-    let jobs = Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings));
+        JobSettings { node_id: name.into(), lease: Duration::from_secs(3), ..JobSettings::default() };
+    (Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings)), backend)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let (jobs, backend) = node_on("node-b", &store, &clock, Duration::ZERO);
     let theirs = crate::ports::Lease { owner: "node-a".into(), until_ms: 4_000 };
     store.create(&command_record("theirs"), &theirs).await.unwrap();
 
@@ -488,22 +499,7 @@ async fn a_node_that_lost_its_lease_stops_and_only_the_new_holder_stores_a_resul
     let store = Arc::new(InMemoryStore::default());
     let clock = Arc::new(HandClock::default());
     clock.0.store(1_000, Ordering::SeqCst);
-    let node = |name: &str| {
-        let mut ids = MockIdGenerator::new();
-        ids.expect_new_id().return_const("unused".to_owned());
-        let backend = Arc::new(SleepingBackend::new(STEP));
-        let deliberate = Arc::new(Deliberate::new(
-            Some(backend.clone()),
-            None,
-            clock.clone(),
-            Arc::new(ids),
-            Arc::new(Counters::new(0)),
-            DeliberationSettings::default(),
-        ));
-        let settings =
-            JobSettings { node_id: name.into(), lease: Duration::from_secs(3), ..JobSettings::default() };
-        (Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings)), backend)
-    };
+    let node = |name: &str| node_on(name, &store, &clock, STEP);
     let (node_a, _) = node("node-a");
     let (node_b, backend_b) = node("node-b");
     let running_on_a = {
@@ -577,20 +573,8 @@ async fn a_store_outage_longer_than_the_lease_stops_the_run_and_the_node_resumes
     let store = Arc::new(InMemoryStore::default());
     let clock = Arc::new(HandClock::default());
     clock.0.store(1_000, Ordering::SeqCst);
-    let mut ids = MockIdGenerator::new();
-    ids.expect_new_id().return_const("unused".to_owned());
-    let backend = Arc::new(SleepingBackend::new(STEP));
-    let deliberate = Arc::new(Deliberate::new(
-        Some(backend.clone()),
-        None,
-        clock.clone(),
-        Arc::new(ids),
-        Arc::new(Counters::new(0)),
-        DeliberationSettings::default(),
-    ));
     let lease = Duration::from_secs(3);
-    let settings = JobSettings { node_id: "solo".into(), lease, ..JobSettings::default() };
-    let jobs = Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings));
+    let (jobs, _backend) = node_on("solo", &store, &clock, STEP);
     jobs.submit(&anon(), command("blip", 0)).await.unwrap();
     until("blip starts", || store.status("blip") == DeliberationStatus::InProgress).await;
 
