@@ -99,41 +99,12 @@ struct StreamObserver {
     tx: mpsc::Sender<Result<pb::DeliberationUpdate, Status>>,
 }
 
-impl StreamObserver {
-    fn update(phase: Phase, rounds: u32) -> pb::DeliberationUpdate {
-        // Phases: propose, then review + revise per round, then scoring.
-        let total = 2 + 2 * rounds;
-        let done = match phase {
-            Phase::Proposing => 0,
-            Phase::Reviewing { round } => 2 * round - 1,
-            Phase::Revising { round } => 2 * round,
-            Phase::Scoring => total - 1,
-            Phase::Completed => total,
-        };
-        let status = match phase {
-            Phase::Proposing => "generating",
-            Phase::Reviewing { .. } | Phase::Revising { .. } => "reviewing",
-            Phase::Scoring => "scoring",
-            Phase::Completed => "complete",
-        };
-        pb::DeliberationUpdate {
-            status: status.to_owned(),
-            progress_percent: i32::try_from(done * 100 / total).unwrap_or(100),
-            current_step: phase.to_string(),
-            current_agent: String::new(),
-            partial_result: None,
-            state: None,
-            agent_step: None,
-        }
-    }
-}
-
 #[tonic::async_trait]
 impl ProgressObserver for StreamObserver {
     async fn phase_completed(&self, _task_id: &str, d: &Deliberation) {
         if d.phase() != Phase::Completed {
             // A client that went away is handled by the driver; a failed send changes nothing here.
-            let _ = self.tx.send(Ok(Self::update(d.phase(), d.rounds()))).await;
+            let _ = self.tx.send(Ok(convert::watch::phase_update(d.phase(), d.rounds()))).await;
         }
     }
 }
@@ -180,7 +151,7 @@ impl OrchestratorService for OrchestratorApi {
         let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).await.map_err(to_status)?;
         let rounds = prepared.rounds();
         let (tx, rx) = mpsc::channel(32);
-        let _ = tx.send(Ok(StreamObserver::update(Phase::Proposing, rounds))).await;
+        let _ = tx.send(Ok(convert::watch::phase_update(Phase::Proposing, rounds))).await;
         let jobs = Arc::clone(&self.jobs);
         let span = Span::current();
         let streamed = async move {

@@ -84,6 +84,20 @@ fn step_update(step: &AgentStep) -> pb::DeliberationUpdate {
     }
 }
 
+/// The update StreamDeliberation sends when a phase completes: the phase's legacy words and
+/// how far the deliberation has come.
+pub fn phase_update(phase: Phase, rounds: u32) -> pb::DeliberationUpdate {
+    pb::DeliberationUpdate {
+        status: legacy_status(phase).to_owned(),
+        progress_percent: percent_done(phase, rounds),
+        current_step: phase.to_string(),
+        current_agent: String::new(),
+        partial_result: None,
+        state: None,
+        agent_step: None,
+    }
+}
+
 /// StreamDeliberation's words for a phase.
 fn legacy_status(phase: Phase) -> &'static str {
     match phase {
