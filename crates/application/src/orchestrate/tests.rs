@@ -56,9 +56,8 @@ fn command(agents: usize) -> DeliberateCommand {
     }
 }
 
-fn orchestrate_with(
-    select: impl Fn() -> Result<Selection, AgentError> + Send + Sync + 'static,
-) -> Orchestrate {
+/// The scripted backend whose every review grades 6/10.
+fn grading_backend() -> MockAgentBackend {
     let mut backend = scripted_backend();
     backend.expect_review().returning(|_, _, _, _| {
         Ok(ReviewReply {
@@ -67,6 +66,13 @@ fn orchestrate_with(
             ..Default::default()
         })
     });
+    backend
+}
+
+fn orchestrate_with(
+    select: impl Fn() -> Result<Selection, AgentError> + Send + Sync + 'static,
+) -> Orchestrate {
+    let mut backend = grading_backend();
     backend
         .expect_select()
         .withf(|agent, _, candidates| agent.role == Role::Architect && candidates.len() == 3)
@@ -137,14 +143,7 @@ async fn the_architect_never_overrules_the_only_proposal_that_passes_its_tests()
     use orchestrator_domain::{
         AcceptanceTests, CaseOutcome, TestCase, TestLanguage, TestOutcome, TestReport,
     };
-    let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _, _| {
-        Ok(ReviewReply {
-            critique: "ok".into(),
-            score: Some(PeerScore::new(6.0).unwrap()),
-            ..Default::default()
-        })
-    });
+    let mut backend = grading_backend();
     backend.expect_select().never();
     let mut runner = crate::ports::MockTestRunner::new();
     runner.expect_supports().return_const(true);
@@ -175,14 +174,7 @@ async fn the_architect_never_overrules_the_only_proposal_that_passes_its_tests()
 
 #[tokio::test]
 async fn a_retry_answers_the_stored_choice_without_asking_the_architect_again() {
-    let mut backend = scripted_backend();
-    backend.expect_review().returning(|_, _, _, _| {
-        Ok(ReviewReply {
-            critique: "ok".into(),
-            score: Some(PeerScore::new(6.0).unwrap()),
-            ..Default::default()
-        })
-    });
+    let mut backend = grading_backend();
     // Asked once: the retry must not ask again (and might otherwise choose another winner).
     backend.expect_select().times(1).returning(|_, _, _| {
         Ok(Selection { choice: Some(1), rationale: "clearest".into(), usage: TokenUsage::default() })

@@ -283,18 +283,27 @@ fn finish_ranks_by_score_using_last_round_peer_grades() {
     assert!(outcome.results.iter().all(|r| r.checks.all_passed()));
 }
 
-#[test]
-fn an_ungraded_proposal_is_scored_as_the_lowest_graded_one_not_on_checks_alone() {
+/// Two agents, one round: the reviewer of `ungraded` gives no usable grade, the other gives
+/// `grade`; the finished outcome.
+fn two_agents_one_ungraded(ungraded: &str, grade: f64) -> DeliberationOutcome {
     let mut d = deliberation(2, 1);
     propose_all(&mut d);
     d.advance().unwrap();
-    review_all(&mut d, |a| if a.target.as_str() == "dev-1" { None } else { Some(0.0) });
+    review_all(&mut d, |a| if a.target.as_str() == ungraded { None } else { Some(grade) });
     d.advance().unwrap();
     revise_all(&mut d);
     d.advance().unwrap();
-    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
-    let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
-    let dev2 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-2").unwrap();
+    d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap()
+}
+
+fn result_of<'a>(outcome: &'a DeliberationOutcome, agent: &str) -> &'a RankedProposal {
+    outcome.results.iter().find(|r| r.agent.id.as_str() == agent).unwrap()
+}
+
+#[test]
+fn an_ungraded_proposal_is_scored_as_the_lowest_graded_one_not_on_checks_alone() {
+    let outcome = two_agents_one_ungraded("dev-1", 0.0);
+    let (dev1, dev2) = (result_of(&outcome, "dev-1"), result_of(&outcome, "dev-2"));
     assert_eq!(dev1.peer_score, None, "the reported peer score stays absent");
     assert_eq!(dev2.peer_score, Some(0.0));
     assert_eq!(dev1.check_score, dev2.check_score);
@@ -307,16 +316,8 @@ fn an_ungraded_proposal_is_scored_as_the_lowest_graded_one_not_on_checks_alone()
 /// won; now it is credited with the lowest grade given.
 #[test]
 fn a_proposal_never_gains_by_having_no_usable_review() {
-    let mut d = deliberation(2, 1);
-    propose_all(&mut d);
-    d.advance().unwrap();
-    review_all(&mut d, |a| if a.target.as_str() == "dev-2" { None } else { Some(6.0) });
-    d.advance().unwrap();
-    revise_all(&mut d);
-    d.advance().unwrap();
-    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
-    let dev1 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-1").unwrap();
-    let dev2 = outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-2").unwrap();
+    let outcome = two_agents_one_ungraded("dev-2", 6.0);
+    let (dev1, dev2) = (result_of(&outcome, "dev-1"), result_of(&outcome, "dev-2"));
     assert_eq!(dev1.check_score, dev2.check_score);
     assert!(dev2.score <= dev1.score, "{} > {}", dev2.score.value(), dev1.score.value());
     assert_eq!(outcome.winner().agent.id.as_str(), "dev-1");
