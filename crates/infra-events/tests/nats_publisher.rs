@@ -26,8 +26,12 @@ async fn events_arrive_as_json_on_their_subject_with_the_task_header() {
     let prefix = format!("test{}", uuid::Uuid::now_v7().simple());
     let Some(publisher) = publisher(&prefix).await else { return };
     let listener = async_nats::connect(url()).await.unwrap();
-    let mut all = listener.subscribe(format!("{prefix}.deliberation.>")).await.unwrap();
-    listener.flush().await.unwrap();
+    let mut all = orchestrator_test_support::nats::subscribe_confirmed(
+        &listener,
+        &format!("{prefix}.deliberation.>"),
+        &format!("{prefix}.deliberation.probe"),
+    )
+    .await;
 
     let event = DeliberationEvent {
         task_id: "t-42".into(),

@@ -13,7 +13,12 @@
 //!
 //! With `CI=true` there is no skipping: [`skip`] panics with the same words, so a CI machine
 //! that lost a service fails instead of passing on tests that never ran.
+//!
+//! [`nats::subscribe_confirmed`] is the one way a test subscribes to NATS before it makes
+//! something publish: it returns only once the server has the subscription.
 #![forbid(unsafe_code)]
+
+pub mod nats;
 
 use std::fmt::Display;
 use std::io::Write;
