@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{Mutex, watch};
+
 use crate::counters::{Counters, CountersSnapshot};
-use tokio::sync::watch;
 
 use crate::jobs::StoreState;
 use crate::ports::{BackendHealth, BackendProber, Clock};
@@ -13,6 +14,12 @@ use crate::ports::{BackendHealth, BackendProber, Clock};
 /// How long GetStatus waits for each model server: long enough for a healthy server on
 /// another continent, short enough that a dead one does not stall a status call.
 pub const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one probe of the model servers answers GetStatus. A monitor polling status every
+/// second, or a hundred clients at once, then cost each model server one `GET /models` per
+/// window, and a dead server holds up at most one status call per window (by
+/// [`BACKEND_PROBE_TIMEOUT`]) instead of every one.
+pub const BACKEND_PROBE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// What GetStatus answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +40,9 @@ pub struct GetStatus {
     llm_configured: bool,
     store_state: Option<watch::Receiver<StoreState>>,
     prober: Option<Arc<dyn BackendProber>>,
+    /// The last probe and when it was taken (clock ms). Held across a probe, so callers that
+    /// arrive meanwhile wait for it instead of starting their own.
+    last_probe: Mutex<Option<(i64, Vec<BackendHealth>)>>,
 }
 
 impl std::fmt::Debug for GetStatus {
@@ -46,7 +56,7 @@ impl std::fmt::Debug for GetStatus {
 
 impl GetStatus {
     pub fn new(tracker: Arc<Counters>, clock: Arc<dyn Clock>, llm_configured: bool) -> Self {
-        Self { tracker, clock, llm_configured, store_state: None, prober: None }
+        Self { tracker, clock, llm_configured, store_state: None, prober: None, last_probe: Mutex::new(None) }
     }
 
     /// Reports the store's health as the probe last saw it (see [`crate::Jobs::store_state`]).
@@ -56,21 +66,19 @@ impl GetStatus {
         self
     }
 
-    /// Probes the model servers with `prober` on every status call.
+    /// Probes the model servers with `prober`, at most once per [`BACKEND_PROBE_MAX_AGE`].
     #[must_use]
     pub fn with_prober(mut self, prober: Option<Arc<dyn BackendProber>>) -> Self {
         self.prober = prober;
         self
     }
 
-    /// Uptime, configuration, the counters when `include_stats`, and a fresh probe of every
-    /// model profile (bounded by [`BACKEND_PROBE_TIMEOUT`]).
+    /// Uptime, configuration, the counters when `include_stats`, and a probe of every model
+    /// profile at most [`BACKEND_PROBE_MAX_AGE`] old (a new one is bounded by
+    /// [`BACKEND_PROBE_TIMEOUT`]).
     pub async fn execute(&self, include_stats: bool) -> StatusReport {
         let uptime_ms = (self.clock.now_ms() - self.tracker.started_at_ms()).max(0);
-        let backends = match &self.prober {
-            Some(prober) => prober.probe_backends(BACKEND_PROBE_TIMEOUT).await,
-            None => Vec::new(),
-        };
+        let backends = self.backends().await;
         StatusReport {
             uptime: Duration::from_millis(u64::try_from(uptime_ms).unwrap_or(0)),
             llm_configured: self.llm_configured,
@@ -82,21 +90,49 @@ impl GetStatus {
             backends,
         }
     }
+
+    /// The last probe while it is younger than [`BACKEND_PROBE_MAX_AGE`], else a new one.
+    async fn backends(&self) -> Vec<BackendHealth> {
+        let Some(prober) = &self.prober else {
+            return Vec::new();
+        };
+        let mut last_probe = self.last_probe.lock().await;
+        let max_age_ms = i64::try_from(BACKEND_PROBE_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+        let now_ms = self.clock.now_ms();
+        if let Some((taken_at_ms, backends)) = last_probe.as_ref() {
+            // A clock that went backwards counts as stale, not as fresh forever.
+            if (0..max_age_ms).contains(&(now_ms - taken_at_ms)) {
+                return backends.clone();
+            }
+        }
+        let backends = prober.probe_backends(BACKEND_PROBE_TIMEOUT).await;
+        *last_probe = Some((self.clock.now_ms(), backends.clone()));
+        backends
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
     use async_trait::async_trait;
 
     use super::*;
     use crate::ports::MockClock;
 
-    struct OneDownServer;
+    /// One profile whose server is down; counts how often it was asked.
+    #[derive(Default)]
+    struct OneDownServer {
+        probes: AtomicUsize,
+    }
 
     #[async_trait]
     impl BackendProber for OneDownServer {
         async fn probe_backends(&self, timeout: Duration) -> Vec<BackendHealth> {
             assert_eq!(timeout, BACKEND_PROBE_TIMEOUT);
+            self.probes.fetch_add(1, Ordering::SeqCst);
+            // Give concurrent callers the chance to start their own probe, were they allowed to.
+            tokio::task::yield_now().await;
             vec![BackendHealth {
                 profile: "default".into(),
                 reachable: false,
@@ -122,14 +158,51 @@ mod tests {
         assert!(status.execute(true).await.stats.is_some());
     }
 
-    #[tokio::test]
-    async fn every_status_call_probes_the_model_servers() {
+    /// A GetStatus whose clock reads `now` (ms) and whose prober is `prober`.
+    fn status_at(now: &Arc<AtomicI64>, prober: &Arc<OneDownServer>) -> GetStatus {
         let mut clock = MockClock::new();
-        clock.expect_now_ms().return_const(0_i64);
-        let status = GetStatus::new(Arc::new(Counters::new(0)), Arc::new(clock), true)
-            .with_prober(Some(Arc::new(OneDownServer)));
-        let report = status.execute(false).await;
+        let now = Arc::clone(now);
+        clock.expect_now_ms().returning(move || now.load(Ordering::SeqCst));
+        let prober: Arc<dyn BackendProber> = Arc::clone(prober) as Arc<dyn BackendProber>;
+        GetStatus::new(Arc::new(Counters::new(0)), Arc::new(clock), true).with_prober(Some(prober))
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_model_servers_as_probed() {
+        let prober = Arc::new(OneDownServer::default());
+        let report = status_at(&Arc::new(AtomicI64::new(0)), &prober).execute(false).await;
         assert_eq!(report.backends.len(), 1);
         assert!(!report.backends[0].reachable);
+        assert_eq!(prober.probes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_probe_answers_status_calls_until_it_is_max_age_old() {
+        let now = Arc::new(AtomicI64::new(10_000));
+        let prober = Arc::new(OneDownServer::default());
+        let status = status_at(&now, &prober);
+        let max_age_ms = i64::try_from(BACKEND_PROBE_MAX_AGE.as_millis()).unwrap();
+
+        let first = status.execute(false).await;
+        now.fetch_add(max_age_ms - 1, Ordering::SeqCst);
+        assert_eq!(status.execute(false).await.backends, first.backends);
+        assert_eq!(prober.probes.load(Ordering::SeqCst), 1, "a young probe is reused");
+
+        now.fetch_add(1, Ordering::SeqCst);
+        status.execute(false).await;
+        assert_eq!(prober.probes.load(Ordering::SeqCst), 2, "a probe max-age old is taken again");
+
+        now.fetch_sub(60_000, Ordering::SeqCst);
+        status.execute(false).await;
+        assert_eq!(prober.probes.load(Ordering::SeqCst), 3, "a clock that went back means stale");
+    }
+
+    #[tokio::test]
+    async fn concurrent_status_calls_share_one_probe() {
+        let prober = Arc::new(OneDownServer::default());
+        let status = status_at(&Arc::new(AtomicI64::new(0)), &prober);
+        let reports = futures::future::join_all((0..8).map(|_| status.execute(false))).await;
+        assert!(reports.iter().all(|report| report.backends.len() == 1));
+        assert_eq!(prober.probes.load(Ordering::SeqCst), 1);
     }
 }
