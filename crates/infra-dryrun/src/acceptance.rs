@@ -20,7 +20,7 @@ use orchestrator_infra_sandbox::{
 };
 use serde::Deserialize;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::code_blocks::code_blocks;
 
@@ -76,20 +76,21 @@ pub struct PythonTestRunner {
 
 impl PythonTestRunner {
     /// Detects the sandbox with a short probe run (blocks for tens of milliseconds: call at
-    /// start-up) and logs whether tests will run.
+    /// start-up). The caller says whether tests will run ([`Self::sandbox_problem`] tells why
+    /// not), once, where it also knows the settings that go with it.
     pub fn detect() -> Self {
         Self::with_sandbox(Sandbox::detect(test_limits()), DEFAULT_CONCURRENCY)
     }
 
     /// A runner over this sandbox, or over none (then every run reports "not run: no sandbox").
     pub fn with_sandbox(sandbox: Result<Sandbox, SandboxUnavailable>, concurrency: usize) -> Self {
-        match &sandbox {
-            Ok(_) => info!("acceptance tests run in the sandbox"),
-            Err(why) => {
-                warn!(%why, "no sandbox: acceptance tests will report \"not run: no sandbox\"");
-            }
-        }
         Self { sandbox, permits: Semaphore::new(concurrency.max(1)) }
+    }
+
+    /// Why tests cannot run here (bubblewrap missing, namespaces refused, …); `None` when the
+    /// sandbox works.
+    pub fn sandbox_problem(&self) -> Option<&SandboxUnavailable> {
+        self.sandbox.as_ref().err()
     }
 
     /// Runs `tests` on `content`'s code and reads the report.

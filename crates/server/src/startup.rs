@@ -178,16 +178,27 @@ impl Application {
             early_stop: config.early_stop,
             ..Default::default()
         };
-        let test_runner = deps.test_runner.unwrap_or_else(|| Arc::new(PythonTestRunner::detect()));
-        if test_runner.can_run() {
-            info!(
+        let (test_runner, sandbox_problem): (Arc<dyn TestRunner>, Option<String>) = match deps.test_runner {
+            Some(runner) => {
+                let problem = (!runner.can_run()).then(|| "the configured test runner cannot run".to_owned());
+                (runner, problem)
+            }
+            None => {
+                let runner = PythonTestRunner::detect();
+                let problem = runner.sandbox_problem().map(ToString::to_string);
+                (Arc::new(runner), problem)
+            }
+        };
+        // The one start-up line about executing model-written tests.
+        match sandbox_problem {
+            None => info!(
                 early_stop = config.early_stop,
                 "acceptance tests: the sandbox works; tasks' tests will run"
-            );
-        } else {
-            warn!(
+            ),
+            Some(why) => warn!(
+                %why,
                 "acceptance tests: no working sandbox; tasks' tests will be reported \"not run: no sandbox\""
-            );
+            ),
         }
         let registry = councils.as_ref().map(|store| {
             Arc::new(Councils::new(

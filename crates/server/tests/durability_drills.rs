@@ -110,6 +110,8 @@ async fn sigterm_drill(database_url: &str, resume: bool) {
     {
         assert!(log.contains(step), "the log names the step {step:?}:\n{log}");
     }
+    let sandbox_lines = log.lines().filter(|line| line.contains("acceptance tests")).count();
+    assert_eq!(sandbox_lines, 1, "one start-up line says whether acceptance tests run:\n{log}");
     let stored = rows(database_url).await;
     assert_eq!(stored.len(), 3);
     for (task_id, status, error, lease_until_ms, _, _) in stored {
