@@ -342,6 +342,17 @@ impl Deliberate {
         }
         let started = Instant::now();
         self.test_round(task, d, (task_id, observer)).await;
+        for kept in d.keep_best_tested_versions()? {
+            info!(
+                task_id,
+                agent = %kept.author,
+                kept_version = kept.kept,
+                kept_passed = kept.kept_passed,
+                regressed_version = kept.regressed,
+                regressed_passed = kept.regressed_passed,
+                "a revision lost acceptance tests: its author's earlier version is kept"
+            );
+        }
         let dry_runs = self.dry_runs(task, d).await;
         let outcome = d.finish(dry_runs, &self.settings.weights)?;
         observability::phase_ran(role, PhaseLabel::Score, started.elapsed());

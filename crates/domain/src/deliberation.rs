@@ -155,6 +155,19 @@ pub struct TestRequest {
     pub content: String,
 }
 
+/// An author whose last version passed fewer acceptance tests than an earlier one, which
+/// the deliberation therefore kept (see [`Deliberation::keep_best_tested_versions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptVersion {
+    pub author: AgentId,
+    /// The version kept (0 is the first proposal); its content is now the final version.
+    pub kept: usize,
+    pub kept_passed: u32,
+    /// The version it replaces, which stays in the proposal's history.
+    pub regressed: usize,
+    pub regressed_passed: u32,
+}
+
 /// A final proposal with everything that decided its rank.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankedProposal {
@@ -385,6 +398,53 @@ impl Deliberation {
         if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == author) {
             proposal.mark_truncated();
         }
+    }
+
+    /// Before scoring: an author whose final version passes fewer acceptance tests than an
+    /// earlier version of its own gets that earlier version back, as a new final version whose
+    /// test outcome is the one that code had (same code, same tests). The regressed version
+    /// stays in the history with its report, so nothing is hidden; a revision simply cannot
+    /// lose tests its author already passed. Only versions that ran count; the most tests
+    /// passed wins and a tie keeps the later version. (The kept version's truncation mark is
+    /// not restored: only the current version carries one.)
+    ///
+    /// # Errors
+    /// `WrongPhase` unless scoring.
+    pub fn keep_best_tested_versions(&mut self) -> Result<Vec<KeptVersion>> {
+        self.expect_phase("keep the best-tested versions", |p| matches!(p, Phase::Scoring))?;
+        let mut kept = Vec::new();
+        if self.task.constraints().acceptance_tests().is_none() {
+            return Ok(kept);
+        }
+        for proposal in &mut self.proposals {
+            let Some(outcomes) = self.tests.get_mut(proposal.author()) else {
+                continue;
+            };
+            let version = proposal.version();
+            let passed_at = |v: usize| outcomes.get(v).and_then(TestOutcome::report).map(|r| r.passed);
+            let Some(final_passed) = passed_at(version) else {
+                continue;
+            };
+            let best = (0..version).filter_map(|v| passed_at(v).map(|p| (p, v))).max();
+            let Some((best_passed, best_version)) = best.filter(|&(p, _)| p > final_passed) else {
+                continue;
+            };
+            let Some(content) = proposal.revisions().get(best_version).cloned() else {
+                continue;
+            };
+            let outcome = outcomes[best_version].clone();
+            proposal.revise(content);
+            outcomes.truncate(version + 1);
+            outcomes.push(outcome);
+            kept.push(KeptVersion {
+                author: proposal.author().clone(),
+                kept: best_version,
+                kept_passed: best_passed,
+                regressed: version,
+                regressed_passed: final_passed,
+            });
+        }
+        Ok(kept)
     }
 
     /// The recorded test outcome of a proposal's current version.

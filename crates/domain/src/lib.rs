@@ -38,7 +38,7 @@ pub use checks::{
 };
 pub use council::{Council, CouncilId};
 pub use deliberation::{
-    AgentFailure, Deliberation, DeliberationOutcome, DeliberationParts, Phase, RankedProposal,
+    AgentFailure, Deliberation, DeliberationOutcome, DeliberationParts, KeptVersion, Phase, RankedProposal,
     ReviewAssignment, RevisionRequest, Rounds, TestRequest,
 };
 pub use error::{DomainError, Result};

@@ -62,6 +62,8 @@ struct Scripted {
     revisions_seen: Mutex<Vec<(String, String)>>,
     /// Grade given to code that passes (to test the early stop).
     grade_of_passing: Option<f64>,
+    /// Revising correct code breaks it (to test that the better version is kept).
+    breaks_correct_code: bool,
 }
 
 #[async_trait]
@@ -111,7 +113,11 @@ impl AgentBackend for Scripted {
     ) -> std::result::Result<Completion, AgentError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.revisions_seen.lock().unwrap().push((agent.id.to_string(), tests.render()));
-        let text = if current == BUGGY { CORRECT } else { current };
+        let text = match current {
+            BUGGY => CORRECT,
+            CORRECT if self.breaks_correct_code => BUGGY,
+            _ => current,
+        };
         Ok(Completion { text: text.to_owned(), ..Completion::default() })
     }
 
@@ -187,6 +193,24 @@ async fn a_failing_proposal_whose_revision_passes_ranks_its_author_first() {
     assert!(runner_up.peer_score > winner.peer_score, "peers preferred the eloquent one");
     // Two first versions and two revisions were run.
     assert_eq!(runner.runs.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_revision_that_breaks_passing_code_gives_way_to_the_passing_version() {
+    // dev-3 proposes correct code and breaks it when revising.
+    let backend = Arc::new(Scripted { breaks_correct_code: true, ..Scripted::default() });
+    let runner = runner();
+    let report = deliberate(Arc::clone(&backend), Some(Arc::clone(&runner)), false)
+        .execute(tested_command(3, 1), &NoProgress)
+        .await
+        .unwrap();
+    let dev3 = report.outcome.results.iter().find(|r| r.agent.id.as_str() == "dev-3").unwrap();
+    assert_eq!(dev3.proposal.content(), CORRECT, "the passing version is the final one");
+    assert_eq!(dev3.proposal.revisions(), [CORRECT, BUGGY], "the broken revision stays in the history");
+    assert_eq!(dev3.checks.tests.passed(), Some(true));
+    let history: Vec<_> = dev3.checks.revision_tests.iter().map(TestOutcome::passed).collect();
+    assert_eq!(history, [Some(true), Some(false)]);
+    assert_eq!(runner.runs.load(Ordering::SeqCst), 6, "the kept version is not run again");
 }
 
 #[tokio::test]

@@ -499,6 +499,90 @@ fn a_revision_that_passes_outranks_the_peer_favourite_that_fails() {
     assert_eq!(outcome.winner().agent.id.as_str(), "dev-2");
 }
 
+/// A report in which `passed` of `total` cases pass.
+fn outcome_passing(passed: u32, total: u32) -> TestOutcome {
+    use crate::checks::{CaseOutcome, TestCase, TestReport};
+    let cases = (0..total)
+        .map(|i| {
+            let name = format!("test_{i}");
+            if i < passed {
+                TestCase::new(&name, CaseOutcome::Passed, "", "")
+            } else {
+                TestCase::new(&name, CaseOutcome::Failed, "assert False", "")
+            }
+        })
+        .collect();
+    TestOutcome::Ran(TestReport::from_cases(cases, ""))
+}
+
+/// Two agents, one round, tested twice: `first` and `second` give (dev-1, dev-2)'s passed
+/// tests of 3 for the first proposal and the revision. Returns the deliberation, scoring.
+fn tested_twice(first: (u32, u32), second: (u32, u32)) -> Deliberation {
+    let mut d = tested_deliberation(2, 1);
+    let pick = |a: &AgentId, (one, two): (u32, u32)| if a.as_str() == "dev-1" { one } else { two };
+    propose_all(&mut d);
+    for request in d.test_requests() {
+        d.record_tests(&request.author, outcome_passing(pick(&request.author, first), 3));
+    }
+    d.advance().unwrap();
+    review_all(&mut d, |_| Some(5.0));
+    d.advance().unwrap();
+    revise_all(&mut d);
+    for request in d.test_requests() {
+        d.record_tests(&request.author, outcome_passing(pick(&request.author, second), 3));
+    }
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+    d
+}
+
+#[test]
+fn a_revision_that_loses_tests_gives_way_to_the_better_earlier_version() {
+    let mut d = tested_twice((3, 1), (2, 2));
+    let first = d.proposals()[0].content().to_owned();
+    let regressed = d.proposals()[0].revisions()[0].clone();
+    assert_ne!(first, regressed);
+
+    let kept = d.keep_best_tested_versions().unwrap();
+    assert_eq!(
+        kept,
+        [KeptVersion { author: id("dev-1"), kept: 0, kept_passed: 3, regressed: 1, regressed_passed: 2 }]
+    );
+    assert!(d.keep_best_tested_versions().unwrap().is_empty(), "keeping is done once");
+
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    let dev1 = result_of(&outcome, "dev-1");
+    let proposal = &dev1.proposal;
+    assert_eq!(proposal.content(), regressed, "the first version is the final one again");
+    assert_eq!(
+        proposal.revisions(),
+        [regressed.clone(), first],
+        "the regressed version stays in the history"
+    );
+    assert_eq!(dev1.checks.tests.report().unwrap().passed, 3);
+    let history: Vec<u32> = dev1.checks.revision_tests.iter().map(|t| t.report().unwrap().passed).collect();
+    assert_eq!(history, [3, 2], "the regression's report is kept");
+    let dev2 = result_of(&outcome, "dev-2");
+    assert_eq!(dev2.proposal.version(), 1, "a revision that gained tests stays");
+}
+
+#[test]
+fn a_tie_or_a_gain_keeps_the_last_version_and_untested_versions_do_not_count() {
+    let mut d = tested_twice((2, 0), (2, 3));
+    assert!(d.keep_best_tested_versions().unwrap().is_empty());
+    assert_eq!(d.proposals()[0].version(), 1);
+
+    let mut untested = tested_deliberation(2, 0);
+    propose_all(&mut untested);
+    untested.advance().unwrap();
+    assert!(untested.keep_best_tested_versions().unwrap().is_empty());
+
+    let mut without_tests = deliberation(2, 0);
+    assert!(matches!(without_tests.keep_best_tested_versions(), Err(DomainError::WrongPhase { .. })));
+    propose_all(&mut without_tests);
+    without_tests.advance().unwrap();
+    assert!(without_tests.keep_best_tested_versions().unwrap().is_empty());
+}
+
 #[test]
 fn early_stop_skips_the_remaining_rounds_and_counts_the_calls() {
     let mut d = tested_deliberation(3, 3);
