@@ -60,7 +60,9 @@ impl NatsPublisher {
         format!("{}.deliberation.{}", self.prefix, event.kind.name())
     }
 
-    /// Waits until everything published so far has reached the server (for shutdown, tests).
+    /// Waits until everything published so far is written to the server's connection (for
+    /// shutdown: the kernel still delivers it after the process exits). It does not wait for the
+    /// server to route it: NATS has no acknowledgement for plain publishes.
     pub async fn flush(&self) {
         if let Err(error) = self.client.flush().await {
             warn!(%error, "could not flush deliberation events");
