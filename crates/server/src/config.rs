@@ -107,6 +107,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle: require client certificates signed by it (mutual TLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// How often the TLS files are checked for changes and reloaded (also on SIGHUP); 0: only
+    /// on SIGHUP.
+    pub tls_reload_interval_secs: u64,
     /// Standing councils by role (`[councils.<role>]`), created at startup when their role has
     /// none; a council already stored is left as it is.
     pub councils: BTreeMap<String, CouncilDeclaration>,
@@ -146,6 +149,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tls_reload_interval_secs: 60,
             councils: BTreeMap::new(),
             metrics_listen: None,
             otlp_endpoint: None,
@@ -275,6 +279,7 @@ impl Config {
         "tls_cert",
         "tls_key",
         "tls_client_ca",
+        "tls_reload_interval_secs",
         "councils",
         "metrics_listen",
         "otlp_endpoint",
@@ -435,6 +440,10 @@ impl Config {
 
     pub fn default_timeout(&self) -> Duration {
         Duration::from_secs(self.default_timeout_secs)
+    }
+
+    pub fn tls_reload_interval(&self) -> Duration {
+        Duration::from_secs(self.tls_reload_interval_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

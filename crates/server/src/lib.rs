@@ -12,6 +12,7 @@ pub mod security;
 pub mod startup;
 pub mod system;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{AuthMode, Config, LogFormat};
 pub use error::ServerError;

@@ -1,5 +1,5 @@
-//! The server's walls as configured: who may call (authentication, secure by default) and
-//! whether gRPC runs over TLS.
+//! The server's walls as configured: who may call (authentication, secure by default). TLS
+//! itself is in [`crate::tls`].
 //!
 //! Secure by default, like Redis's protected mode: with a tokens file, tokens are required;
 //! without one, the server serves unauthenticated only on a loopback address, and refuses to
@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use orchestrator_api_grpc::{Authentication, TokenSet};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config};
@@ -72,35 +71,6 @@ pub fn authentication(config: &Config) -> Result<Authentication> {
     }
 }
 
-/// The TLS configuration of the gRPC listener, when `tls_cert` and `tls_key` are set; with
-/// `tls_client_ca`, clients must present a certificate it signed.
-///
-/// # Errors
-/// A [`ServerError::Config`] naming the key of a missing or unreadable file, or of a client
-/// CA without a server certificate.
-pub fn server_tls(config: &Config) -> Result<Option<ServerTlsConfig>> {
-    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => (cert, key),
-        (None, None) => {
-            if config.tls_client_ca.is_some() {
-                return Err(ServerError::config("tls_client_ca", "needs tls_cert and tls_key too"));
-            }
-            return Ok(None);
-        }
-        (Some(_), None) => return Err(ServerError::config("tls_key", "required with tls_cert")),
-        (None, Some(_)) => return Err(ServerError::config("tls_cert", "required with tls_key")),
-    };
-    let identity = Identity::from_pem(read("tls_cert", cert)?, read("tls_key", key)?);
-    let mut tls = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &config.tls_client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read("tls_client_ca", ca)?));
-        info!(client_ca = %ca.display(), "TLS on, client certificates required");
-    } else {
-        info!(cert = %cert.display(), "TLS on");
-    }
-    Ok(Some(tls))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,18 +108,6 @@ mod tests {
         assert_eq!(
             authentication(&mtls_without_ca).unwrap_err().to_string(),
             "tls_client_ca: required when auth = \"mtls\""
-        );
-    }
-
-    #[test]
-    fn tls_needs_both_halves_of_the_identity() {
-        assert!(server_tls(&config("127.0.0.1:1")).unwrap().is_none());
-        let half = Config { tls_cert: Some("/x.pem".into()), ..config("127.0.0.1:1") };
-        assert_eq!(server_tls(&half).unwrap_err().to_string(), "tls_key: required with tls_cert");
-        let ca_only = Config { tls_client_ca: Some("/ca.pem".into()), ..config("127.0.0.1:1") };
-        assert_eq!(
-            server_tls(&ca_only).unwrap_err().to_string(),
-            "tls_client_ca: needs tls_cert and tls_key too"
         );
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,6 @@ use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
@@ -33,6 +33,7 @@ use crate::error::{Result, ServerError};
 use crate::prometheus::MetricsEndpoint;
 use crate::security;
 use crate::system::{SystemClock, UuidV7Ids};
+use crate::tls::ServerTls;
 
 /// The adapters a server runs with. [`Application::build`] makes them from the
 /// configuration; tests pass their own (a scripted backend, say) to [`Application::build_with`].
@@ -97,7 +98,7 @@ pub struct Application {
     /// Flushed at the end of shutdown, after the last event.
     events: Option<Arc<dyn EventPublisher>>,
     authentication: Authentication,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<ServerTls>>,
     config: Config,
     /// `/metrics`, when `metrics_listen` is set.
     metrics: Option<MetricsEndpoint>,
@@ -133,7 +134,7 @@ impl Application {
     /// Configuration, storage or bind failures.
     pub async fn build_with(config: Config, mut deps: Dependencies) -> Result<Self> {
         let authentication = security::authentication(&config)?;
-        let tls = security::server_tls(&config)?;
+        let tls = ServerTls::load(&config)?;
         if deps.dry_runner.is_none()
             && let Some(dry_run) = &config.dry_run
         {
@@ -356,16 +357,19 @@ impl Application {
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(60)));
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = self.tls {
-            server = server.tls_config(tls)?;
-        }
-        let serve = server
+        let router = tonic::transport::Server::builder()
             .layer(RequestErrorsLayer::new(MAX_REQUEST_BYTES))
             .layer(AuthLayer::new(self.authentication, self.config.reflection_open))
-            .add_routes(services.routes)
-            .serve_with_incoming_shutdown(incoming, signal);
-        tokio::pin!(serve);
+            .add_routes(services.routes);
+        let mut serve: Pin<
+            Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>,
+        > = match self.tls {
+            Some(tls) => {
+                tokio::spawn(Arc::clone(&tls).watch(self.config.tls_reload_interval(), requested.clone()));
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(incoming), signal))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+        };
         tokio::pin!(drained);
         let mut served = None;
         let report = tokio::select! {
