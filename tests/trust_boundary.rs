@@ -9,6 +9,7 @@ use std::sync::Arc;
 use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
 use orchestrator_server::{AuthMode, Config};
+use orchestrator_test_support::pki::Pki;
 use orchestrator_tests::{ScriptedBackend, TestApp, spawn_app_with};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -257,32 +258,6 @@ async fn unknown_roles_are_not_echoed_in_full() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().starts_with("role: unknown role"), "{}", err.message());
     assert!(err.message().len() < 300, "the excerpt is capped: {} bytes", err.message().len());
-}
-
-/// A CA and certificates it signs, made at run time.
-struct Pki {
-    ca_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let ca = params.self_signed(&key).unwrap();
-        Self { ca_pem: ca.pem(), issuer: rcgen::Issuer::new(params, key) }
-    }
-
-    /// A leaf certificate and its key, PEM, for `common_name` valid for `localhost`.
-    fn leaf(&self, common_name: &str) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 async fn tls_channel(app: &TestApp, ca: &str, identity: Option<(String, String)>) -> Result<Channel, String> {

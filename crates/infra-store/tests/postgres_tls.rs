@@ -61,17 +61,9 @@ impl Drop for Cluster {
 
 /// CA and server certificate for `localhost`, PEM.
 fn certificates() -> (String, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test-ca");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
+    let pki = orchestrator_test_support::pki::Pki::new("test-ca");
+    let (cert, key) = pki.leaf("localhost");
+    (pki.ca_pem, cert, key)
 }
 
 fn start_cluster(server_cert: &str, server_key: &str) -> Result<Cluster, String> {

@@ -281,27 +281,16 @@ mod tests {
         );
     }
 
-    /// A certificate for `localhost` signed by a new CA: (CA, certificate, key) in PEM.
-    fn leaf(ca_name: &str) -> (String, String, String) {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (ca.pem(), cert.pem(), key.serialize_pem())
+    /// A certificate for `localhost` signed by a new CA: (certificate, key) in PEM.
+    fn leaf(ca_name: &str) -> (String, String) {
+        orchestrator_test_support::pki::Pki::new(ca_name).leaf("localhost")
     }
 
     #[test]
     fn changed_files_are_reloaded_and_files_that_do_not_fit_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        let (_, cert, key) = leaf("first-ca");
+        let (cert, key) = leaf("first-ca");
         std::fs::write(&cert_path, &cert).unwrap();
         std::fs::write(&key_path, &key).unwrap();
         let config =
@@ -310,7 +299,7 @@ mod tests {
         assert_eq!(tls.reload_if_changed(), Reload::Unchanged);
 
         // A new certificate whose key is not written yet: refused, the old one stays.
-        let (_, new_cert, new_key) = leaf("second-ca");
+        let (new_cert, new_key) = leaf("second-ca");
         std::fs::write(&cert_path, format!("{new_cert}\n")).unwrap();
         let before = Arc::clone(&tls.current.read().unwrap());
         match tls.reload_if_changed() {

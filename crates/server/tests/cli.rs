@@ -54,13 +54,8 @@ async fn server_with(
 
 /// The client, aimed at `port`, with nothing inherited that would change what it does.
 fn orchestrator(port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
-    command
-        .env("ORCHESTRATOR_ADDR", format!("http://127.0.0.1:{port}"))
-        .env_remove("ORCHESTRATOR_TOKEN")
-        .env_remove("ORCHESTRATOR_CA")
-        .env_remove("ORCHESTRATOR_CONFIG")
-        .stdin(Stdio::null());
+    let mut command = support::cli();
+    command.env("ORCHESTRATOR_ADDR", format!("http://127.0.0.1:{port}"));
     command
 }
 
@@ -454,27 +449,17 @@ async fn the_token_comes_from_the_flag_or_the_environment_and_its_absence_is_exp
 /// (paths of the CA, the certificate and its key); `client.pem`/`client-key.pem` beside them
 /// hold a client certificate of the same CA with the common name `ops`.
 fn server_certificate(dir: &std::path::Path) -> (String, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cli-test-ca");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let pki = orchestrator_test_support::pki::Pki::new("cli-test-ca");
+    let (cert, key) = pki.leaf("localhost");
+    let (client, client_key) = pki.leaf("ops");
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
-    let mut client_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    client_params.distinguished_name.push(rcgen::DnType::CommonName, "ops");
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let client = client_params.signed_by(&client_key, &issuer).unwrap();
-    write("client.pem", &client.pem());
-    write("client-key.pem", &client_key.serialize_pem());
-    (write("ca.pem", &ca.pem()), write("cert.pem", &cert.pem()), write("key.pem", &key.serialize_pem()))
+    write("client.pem", &client);
+    write("client-key.pem", &client_key);
+    (write("ca.pem", &pki.ca_pem), write("cert.pem", &cert), write("key.pem", &key))
 }
 
 #[tokio::test]

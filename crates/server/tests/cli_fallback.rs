@@ -3,8 +3,9 @@
 //! that answers only GetDeliberationResult, from a script.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use orchestrator_api_grpc::pb;
@@ -162,13 +163,9 @@ async fn watch_polls_a_server_without_watch_deliberation_and_shows_its_phases() 
     );
 
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        support::cli()
             .args(["watch", "old-1"])
             .env("ORCHESTRATOR_ADDR", format!("http://127.0.0.1:{port}"))
-            .env_remove("ORCHESTRATOR_TOKEN")
-            .env_remove("ORCHESTRATOR_CA")
-            .env_remove("ORCHESTRATOR_CONFIG")
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     })

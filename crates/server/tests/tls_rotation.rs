@@ -7,37 +7,27 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
+use orchestrator_test_support::pki::Pki;
 use support::{serve_models, slow_model};
 
-/// A CA named `name` (its PEM written to `dir/ca.pem`) and a certificate it signed for
+/// A CA named `name` (its PEM written to `dir/<name>.pem`) and a certificate it signed for
 /// `localhost` and 127.0.0.1, as (CA path, certificate PEM, key PEM).
 fn pki(dir: &Path, name: &str) -> (PathBuf, String, String) {
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let pki = Pki::new(name);
+    let (cert, key) = pki.leaf("localhost");
     let ca_path = dir.join(format!("{name}.pem"));
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    (ca_path, cert.pem(), key.serialize_pem())
+    std::fs::write(&ca_path, &pki.ca_pem).unwrap();
+    (ca_path, cert, key)
 }
 
 /// `orchestrator health` over TLS, trusting only `ca`.
 fn health(port: u16, ca: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+    support::cli()
         .args(["health", "--addr", &format!("https://127.0.0.1:{port}"), "--ca"])
         .arg(ca)
-        .env_remove("ORCHESTRATOR_TOKEN")
-        .env_remove("ORCHESTRATOR_CA")
-        .env_remove("ORCHESTRATOR_CONFIG")
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }

@@ -15,10 +15,12 @@
 //! that lost a service fails instead of passing on tests that never ran.
 //!
 //! [`nats::subscribe_confirmed`] is the one way a test subscribes to NATS before it makes
-//! something publish: it returns only once the server has the subscription.
+//! something publish: it returns only once the server has the subscription. [`pki::Pki`] is
+//! the one certificate authority of the tests that speak TLS.
 #![forbid(unsafe_code)]
 
 pub mod nats;
+pub mod pki;
 
 use std::fmt::Display;
 use std::io::Write;

@@ -60,6 +60,18 @@ pub(crate) async fn chat_calls(model: &MockServer) -> Vec<wiremock::Request> {
     received.into_iter().filter(|r| r.url.path().ends_with("/chat/completions")).collect()
 }
 
+/// The `orchestrator` CLI with nothing inherited that would change what it does (a token, a
+/// CA, a configuration file) and no input.
+pub(crate) fn cli() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command
+        .env_remove("ORCHESTRATOR_TOKEN")
+        .env_remove("ORCHESTRATOR_CA")
+        .env_remove("ORCHESTRATOR_CONFIG")
+        .stdin(Stdio::null());
+    command
+}
+
 /// How long a server may take to bind its port and say which.
 const STARTUP: Duration = Duration::from_secs(10);
 
