@@ -357,6 +357,15 @@ impl Application {
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(Duration::from_secs(60)));
+        // SIGHUP reloads the TLS files. Registered here, before serving, so that from the first
+        // connection on a SIGHUP never meets its default action (termination).
+        let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGHUP: TLS files are reloaded on the interval only");
+                None
+            }
+        };
         let router = tonic::transport::Server::builder()
             .layer(RequestErrorsLayer::new(MAX_REQUEST_BYTES))
             .layer(AuthLayer::new(self.authentication, self.config.reflection_open))
@@ -365,10 +374,16 @@ impl Application {
             Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>,
         > = match self.tls {
             Some(tls) => {
-                tokio::spawn(Arc::clone(&tls).watch(self.config.tls_reload_interval(), requested.clone()));
+                let interval = self.config.tls_reload_interval();
+                tokio::spawn(Arc::clone(&tls).watch(interval, hangups, requested.clone()));
                 Box::pin(router.serve_with_incoming_shutdown(tls.incoming(incoming), signal))
             }
-            None => Box::pin(router.serve_with_incoming_shutdown(incoming, signal)),
+            None => {
+                if let Some(hangups) = hangups {
+                    tokio::spawn(crate::tls::ignore_hangups(hangups, requested.clone()));
+                }
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
         };
         tokio::pin!(drained);
         let mut served = None;

@@ -21,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpStream;
+use tokio::signal::unix::Signal;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -185,15 +186,14 @@ impl ServerTls {
         TlsAcceptor::from(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
     }
 
-    /// Looks for changed files every `interval` (never when zero) and on SIGHUP, until `stop`.
-    pub async fn watch(self: Arc<Self>, interval: Duration, stop: CancellationToken) {
-        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(hangups) => Some(hangups),
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGHUP: TLS files are reloaded on the interval only");
-                None
-            }
-        };
+    /// Looks for changed files every `interval` (never when zero) and on each signal of
+    /// `hangups` (SIGHUP, registered by the caller before serving), until `stop`.
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        mut hangups: Option<Signal>,
+        stop: CancellationToken,
+    ) {
         let polling = !interval.is_zero();
         let mut tick = tokio::time::interval(if polling { interval } else { Duration::from_secs(3600) });
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,6 +258,17 @@ impl ServerTls {
             }
         });
         ReceiverStream::new(stream)
+    }
+}
+
+/// Without TLS there is nothing to reload: SIGHUP is logged and ignored, where its default
+/// action would kill the server (an operator's reflex after renewing files must not stop it).
+pub async fn ignore_hangups(mut hangups: Signal, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = hangups.recv() => info!("SIGHUP: nothing to reload (TLS is off)"),
+        }
     }
 }
 

@@ -121,3 +121,28 @@ async fn renewed_files_are_picked_up_on_the_reload_interval() {
     signal(&server, "-TERM");
     assert!(server.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn without_tls_sighup_is_logged_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let model = slow_model(Duration::ZERO).await;
+    serve_models(&model, &["slow-model"]).await;
+    let database = format!("sqlite:{}", dir.path().join("orchestrator.db").display());
+    let (mut server, port) = support::start_server_logged(
+        &database,
+        &model.uri(),
+        &[("ORCHESTRATOR_SHUTDOWN_GRACE_SECS", "1")],
+        &log,
+    );
+    let plain_health =
+        || support::cli().args(["health", "--addr", &format!("http://127.0.0.1:{port}")]).output().unwrap();
+    assert!(plain_health().status.success(), "serving before the signal");
+
+    signal(&server, "-HUP");
+    wait_for_log(&log, "SIGHUP: nothing to reload", 1).await;
+    assert!(plain_health().status.success(), "still serving after SIGHUP");
+
+    signal(&server, "-TERM");
+    assert!(server.wait().unwrap().success());
+}
