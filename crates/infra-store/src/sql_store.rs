@@ -123,6 +123,24 @@ where
         Ok(false)
     }
 
+    /// The `columns` of every row of `table` that belongs to `task_id`, ordered by `order`.
+    async fn rows_of<R>(
+        &self,
+        columns: &str,
+        table: &str,
+        order: &str,
+        task_id: &str,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        sqlx::query_as(&format!("SELECT {columns} FROM {table} WHERE task_id = $1 ORDER BY {order}"))
+            .bind(task_id.to_owned())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| from_sqlx("reading", Some(task_id), e))
+    }
+
     /// Inserts the rows of an outcome (ranked proposals, their reviews, failures) in `tx`.
     async fn insert_outcome(
         tx: &mut DB::Connection,
@@ -257,28 +275,13 @@ where
             return row.into_record(None).map(Some);
         }
         // The outcome rows (a TIMEOUT's partial ones too) are committed in the same transaction
-        // as the status, so once that status is visible they are too.
-        let proposals: Vec<ProposalRow> = sqlx::query_as(&format!(
-            "SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE task_id = $1 ORDER BY ordinal"
-        ))
-        .bind(task_id.clone())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(fail)?;
-        let reviews: Vec<ReviewRow> = sqlx::query_as(&format!(
-            "SELECT {REVIEW_COLUMNS} FROM reviews WHERE task_id = $1 ORDER BY proposal_agent_id, ordinal"
-        ))
-        .bind(task_id.clone())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(fail)?;
-        let failures: Vec<FailureRow> = sqlx::query_as(&format!(
-            "SELECT {FAILURE_COLUMNS} FROM agent_failures WHERE task_id = $1 ORDER BY ordinal"
-        ))
-        .bind(task_id.clone())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(fail)?;
+        // as the status, so once that status is visible they are too. Read concurrently: three
+        // round trips to PostgreSQL cost one.
+        let (proposals, reviews, failures) = tokio::try_join!(
+            self.rows_of::<ProposalRow>(PROPOSAL_COLUMNS, "proposals", "ordinal", &task_id),
+            self.rows_of::<ReviewRow>(REVIEW_COLUMNS, "reviews", "proposal_agent_id, ordinal", &task_id),
+            self.rows_of::<FailureRow>(FAILURE_COLUMNS, "agent_failures", "ordinal", &task_id),
+        )?;
         let outcome = OutcomeRows {
             winner_id: None,
             usage: Default::default(),
