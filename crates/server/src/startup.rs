@@ -362,7 +362,7 @@ impl Application {
         let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(hangups) => Some(hangups),
             Err(error) => {
-                warn!(%error, "cannot listen for SIGHUP: TLS files are reloaded on the interval only");
+                warn!(%error, "cannot listen for SIGHUP: TLS files (if any) are reloaded on the interval only");
                 None
             }
         };

@@ -194,10 +194,13 @@ impl ServerTls {
         mut hangups: Option<Signal>,
         stop: CancellationToken,
     ) {
-        let polling = !interval.is_zero();
-        let mut tick = tokio::time::interval(if polling { interval } else { Duration::from_secs(3600) });
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+        // No interval (zero): the files are looked at on SIGHUP only.
+        let mut ticks = (!interval.is_zero()).then(|| {
+            let start = tokio::time::Instant::now() + interval;
+            let mut ticks = tokio::time::interval_at(start, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
         loop {
             let hangup = async {
                 match hangups.as_mut() {
@@ -210,7 +213,7 @@ impl ServerTls {
                 _ = hangup => {
                     info!("SIGHUP: looking at the TLS files");
                 }
-                _ = tick.tick(), if polling => {}
+                Some(_) = async { Some(ticks.as_mut()?.tick().await) } => {}
             }
             let this = Arc::clone(&self);
             // Reading files and parsing keys blocks: off the runtime's worker threads.
