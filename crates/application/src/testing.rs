@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ports::{
-    CouncilStore, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
-    PageCursor, RegistryChange, RegistryRecords, StoreError, StoredSelection, UnsuccessfulEnd,
+    ClaimScope, CouncilStore, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery,
+    NewDeliberation, Page, PageCursor, RegistryChange, RegistryRecords, StoreError, StoredSelection,
+    UnsuccessfulEnd,
 };
 
 /// The store ports in memory, for driving the job runner and the council registry. It keeps
@@ -27,6 +28,9 @@ pub struct InMemoryStore {
     pub saves: AtomicUsize,
     /// While set, every call fails with `StoreError::Unavailable` (a database that is down).
     pub down: std::sync::atomic::AtomicBool,
+    /// What [`DeliberationStore::held_exclusively`] answers: unset, the store behaves as a
+    /// database several nodes share (the default, so tests can run nodes side by side).
+    pub exclusive: std::sync::atomic::AtomicBool,
 }
 
 /// A stored deliberation and the lease on it.
@@ -313,7 +317,7 @@ impl DeliberationStore for InMemoryStore {
         &self,
         lease: &Lease,
         now_ms: i64,
-        include_own: bool,
+        scope: ClaimScope,
         running: &[String],
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
         self.check_up()?;
@@ -321,7 +325,7 @@ impl DeliberationStore for InMemoryStore {
         let running: Vec<String> = running.iter().map(|id| storable_text(id)).collect();
         let mut claimed = Vec::new();
         for entry in self.entries().values_mut() {
-            let free = entry.lease.until_ms < now_ms || (include_own && entry.lease.owner == owner);
+            let free = entry.lease.until_ms < now_ms || scope == ClaimScope::All;
             if !entry.record.status.is_terminal() && free && !running.contains(&entry.record.request.task_id)
             {
                 entry.lease = Lease { owner: owner.clone(), until_ms: lease.until_ms };
@@ -333,6 +337,10 @@ impl DeliberationStore for InMemoryStore {
             (a.request.created_at_ms, &a.request.task_id).cmp(&(b.request.created_at_ms, &b.request.task_id))
         });
         Ok(claimed)
+    }
+
+    fn held_exclusively(&self) -> bool {
+        self.exclusive.load(Ordering::SeqCst)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -48,6 +48,24 @@ pub(crate) enum Fault {
     MissingUsage,
     #[error("agents belong to a council that is not stored")]
     MissingCouncil,
+    #[error(
+        "the database file {} is in use by another orchestrator process{}; stop that server or give this one another database_url",
+        database.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    InUse { database: std::path::PathBuf, holder: Option<u32> },
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A cause whose text named the password, kept as that text with the password masked.
     #[error("{message}")]
     Redacted { message: String },

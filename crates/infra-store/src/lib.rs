@@ -19,6 +19,7 @@
 
 mod council_store;
 mod error;
+mod file_lock;
 pub mod observability;
 mod options;
 mod postgres;

@@ -13,17 +13,19 @@
 //!
 //! Every text bound to a statement goes through [`storable`] (see `text.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{
-    DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page, PageCursor,
-    StoreError, StoredSelection, UnsuccessfulEnd,
+    ClaimScope, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
+    PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::error::{Fault, from_sqlx};
+use crate::file_lock::ExclusiveFile;
 use crate::rows::{
     DELIBERATION_COLUMNS, DeliberationRow, FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS,
     ProposalRow, REVIEW_COLUMNS, ReviewRow,
@@ -51,11 +53,25 @@ pub struct SqlStore<DB: Database> {
     reader: Pool<DB>,
     /// The longest [`DeliberationStore::ping`] waits for an answer.
     ping_timeout: Duration,
+    /// Whether other processes may reach the database (see [`Hold`]).
+    hold: Hold,
+}
+
+/// Who else may reach a store's database.
+#[derive(Debug, Clone)]
+pub(crate) enum Hold {
+    /// Other servers may share it (PostgreSQL).
+    Shared,
+    /// An in-memory database: nobody else can see it.
+    Memory,
+    /// A file this process holds the exclusive lock of, until the store is closed (or the
+    /// last clone dropped).
+    File(Arc<std::sync::Mutex<Option<ExclusiveFile>>>),
 }
 
 impl<DB: Database> SqlStore<DB> {
-    pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration) -> Self {
-        Self { writer, reader, ping_timeout }
+    pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration, hold: Hold) -> Self {
+        Self { writer, reader, ping_timeout, hold }
     }
 
     /// The pool writes go through (see the type's documentation).
@@ -540,7 +556,7 @@ where
         &self,
         lease: &Lease,
         now_ms: i64,
-        include_own: bool,
+        scope: ClaimScope,
         running: &[String],
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
         let owner = storable(&lease.owner);
@@ -551,13 +567,13 @@ where
             .push_bind(owner.clone())
             .push(", lease_until_ms = ")
             .push_bind(lease.until_ms)
-            .push(&format!(", lease_epoch = lease_epoch + 1 WHERE status IN ({UNFINISHED})"))
-            .push(" AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ")
-            .push_bind(now_ms);
-        if include_own {
-            claim.push(" OR owner = ").push_bind(owner);
+            .push(&format!(", lease_epoch = lease_epoch + 1 WHERE status IN ({UNFINISHED})"));
+        if scope == ClaimScope::Expired {
+            claim
+                .push(" AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ")
+                .push_bind(now_ms)
+                .push(")");
         }
-        claim.push(")");
         for task_id in running {
             claim.push(" AND task_id <> ").push_bind(storable(task_id));
         }
@@ -577,6 +593,10 @@ where
         Ok(records)
     }
 
+    fn held_exclusively(&self) -> bool {
+        !matches!(self.hold, Hold::Shared)
+    }
+
     #[tracing::instrument(level = "debug", skip_all, err)]
     async fn ping(&self) -> Result<(), StoreError> {
         let probe = sqlx::query("SELECT 1").execute(&self.reader);
@@ -593,6 +613,10 @@ where
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        if let Hold::File(held) = &self.hold {
+            // Every connection is closed: another process may have the file now.
+            held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        }
         tracing::info!("closed the deliberation store");
     }
 }

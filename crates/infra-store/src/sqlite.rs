@@ -1,6 +1,9 @@
 //! The embedded default: a SQLite file, opened in WAL mode.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_application::ports::StoreError;
@@ -8,9 +11,10 @@ use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::error::connect_failed;
+use crate::error::{Fault, connect_failed};
+use crate::file_lock::ExclusiveFile;
 use crate::options::StoreOptions;
-use crate::sql_store::SqlStore;
+use crate::sql_store::{Hold, SqlStore};
 
 /// The store on SQLite; open it with [`SqliteStore::open`].
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -29,6 +33,11 @@ impl SqlStore<Sqlite> {
     /// `location` — a file path or a `sqlite:` URL (`sqlite::memory:` works too, for tests) —
     /// and brings its schema up to date.
     ///
+    /// One process at a time: opening takes an exclusive lock on `<file>.lock` first, before
+    /// anything is read, and a file another server holds is refused (see `file_lock.rs`). The
+    /// file is created mode 0600 and the directories created for it 0700: deliberations hold
+    /// tasks and model output that other local users have no business reading.
+    ///
     /// The file is put in WAL mode with `synchronous = FULL` (a committed deliberation
     /// survives even power loss), foreign keys on and a busy timeout. Writes are serialised
     /// through one connection so concurrent deliberations queue instead of failing with
@@ -36,8 +45,8 @@ impl SqlStore<Sqlite> {
     /// reads use a small separate pool, waiting up to [`StoreOptions::acquire_timeout`].
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when the location is malformed, the file cannot be
-    /// created or opened, or a migration fails.
+    /// [`StoreError::Unavailable`] when the location is malformed, the file is in use by
+    /// another process, cannot be created or opened, or a migration fails.
     pub async fn open(location: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         let connection = if location.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(location).map_err(|e| connect_failed(location, e))?
@@ -51,10 +60,17 @@ impl SqlStore<Sqlite> {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let in_memory = location.contains(":memory:") || location.contains("mode=memory");
-        let parent = connection.get_filename().parent().filter(|p| !in_memory && !p.as_os_str().is_empty());
-        if let Some(parent) = parent {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| connect_failed(location, e))?;
-        }
+        let hold = if in_memory {
+            Hold::Memory
+        } else {
+            let file = connection.get_filename().to_owned();
+            let held = tokio::task::spawn_blocking(move || prepare_file(&file))
+                .await
+                .map_err(|e| connect_failed(location, std::io::Error::other(e)))?;
+            let held = held.map_err(|e| connect_failed(location, e))?;
+            tracing::debug!(lock = %held.path().display(), "holding the SQLite file exclusively");
+            Hold::File(Arc::new(std::sync::Mutex::new(Some(held))))
+        };
 
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -77,6 +93,22 @@ impl SqlStore<Sqlite> {
                 .map_err(|e| connect_failed(location, e))?
         };
         tracing::info!(location = %location, "opened SQLite deliberation store");
-        Ok(Self::from_pools(writer, reader, options.acquire_timeout))
+        Ok(Self::from_pools(writer, reader, options.acquire_timeout, hold))
     }
+}
+
+/// Creates the directories of `file` (0700) and the file itself (0600) where missing, then
+/// takes its exclusive lock — before SQLite opens it, so a second server reads nothing.
+fn prepare_file(file: &Path) -> Result<ExclusiveFile, Fault> {
+    let io = |source| Fault::Create { path: file.to_owned(), source };
+    if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io)?;
+    }
+    let held = ExclusiveFile::take(file)?;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io(error)),
+    }
+    Ok(held)
 }

@@ -317,3 +317,27 @@ async fn a_bad_page_token_is_noted_at_info_not_logged_as_an_error() {
     assert!(logged.contains(" INFO ") && logged.contains("page token"), "{logged}");
     assert!(!logged.contains("ERROR"), "{logged}");
 }
+
+#[tokio::test]
+async fn a_sqlite_file_is_private_and_held_by_one_process_at_a_time() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made/for/it/orchestrator.db");
+    let store = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    assert!(store.held_exclusively());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "the database file");
+    assert_eq!(mode(path.parent().unwrap()), 0o700, "a directory made for it");
+    assert_eq!(mode(&dir.path().join("made")), 0o700);
+
+    let refused = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap_err();
+    let text = format!("{refused}: {}", std::error::Error::source(&refused).unwrap());
+    assert!(text.contains("in use by another orchestrator process"), "{text}");
+    assert!(text.contains(&format!("(pid {})", std::process::id())), "{text}");
+
+    store.close().await;
+    let reopened = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
+    reopened.close().await;
+    let memory = SqliteStore::open("sqlite::memory:", &StoreOptions::default()).await.unwrap();
+    assert!(memory.held_exclusively(), "nobody else sees an in-memory database");
+}

@@ -501,7 +501,7 @@ mod contract {
     use std::time::Instant;
 
     use orchestrator_application::ports::{
-        DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection, UnsuccessfulEnd,
+        ClaimScope, DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection, UnsuccessfulEnd,
     };
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
@@ -884,18 +884,24 @@ mod contract {
         seed(&store, "done", Role::Devops, 4, Completed).await;
         seed(&store, "cancelled", Role::Devops, 5, Cancelled).await;
 
-        // At 600: "dead" expired; "live" holds; "mine" is taken back only when asked.
-        let claimed = store.claim_unfinished(&at("me", 2_000), 600, false, &[]).await.unwrap();
+        // At 600: "dead" expired; "live" and "mine" hold. A claim under the owner name that
+        // holds "mine" takes nothing held either (a second process may carry the same name):
+        // only a claim of everything — a store held exclusively — takes live leases.
+        let claimed = store.claim_unfinished(&at("me", 2_000), 600, ClaimScope::Expired, &[]).await.unwrap();
         let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["dead"]);
         assert_eq!(claimed[0].status, InProgress);
         assert_eq!(claimed[0].progress.as_ref(), Some(&finished.mid), "claimed with its saved progress");
         assert_eq!(claimed[0].request, request("dead", Role::Devops, 3));
-        let claimed = store.claim_unfinished(&at("me", 2_000), 600, true, &[]).await.unwrap();
+        let claimed = store.claim_unfinished(&at("me", 2_000), 600, ClaimScope::All, &[]).await.unwrap();
         let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
-        assert_eq!(ids, ["mine", "dead"], "own work, oldest first");
+        assert_eq!(ids, ["mine", "live", "dead"], "everything unfinished, oldest first");
         assert!(
-            store.claim_unfinished(&at("third", 3_000), 1_500, false, &[]).await.unwrap().is_empty(),
+            store
+                .claim_unfinished(&at("third", 3_000), 1_500, ClaimScope::Expired, &[])
+                .await
+                .unwrap()
+                .is_empty(),
             "me renewed to 2000"
         );
 
@@ -903,9 +909,16 @@ mod contract {
         let only_dead = ["dead".to_owned()];
         assert_eq!(store.renew_leases(&at("me", 1_800), Some(&only_dead)).await.unwrap(), ["dead"]);
         assert!(store.renew_leases(&at("me", 1_800), Some(&[])).await.unwrap().is_empty());
-        assert_eq!(store.renew_leases(&at("me", 10_000), None).await.unwrap().len(), 2);
-        assert!(store.claim_unfinished(&at("third", 20_000), 8_500, false, &[]).await.unwrap().is_empty());
-        let taken = store.claim_unfinished(&at("third", 20_000), 10_500, false, &[]).await.unwrap();
+        assert_eq!(store.renew_leases(&at("me", 10_000), None).await.unwrap().len(), 3);
+        assert!(
+            store
+                .claim_unfinished(&at("third", 20_000), 8_500, ClaimScope::Expired, &[])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let taken =
+            store.claim_unfinished(&at("third", 20_000), 10_500, ClaimScope::Expired, &[]).await.unwrap();
         let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["mine", "live", "dead"]);
         assert!(store.renew_leases(&at("me", 30_000), None).await.unwrap().is_empty(), "no longer mine");
@@ -929,7 +942,8 @@ mod contract {
 
         // A node never claims what it runs already.
         let running = ["mine".to_owned(), "live".to_owned()];
-        let claimed = store.claim_unfinished(&at("third", 40_000), 39_000, true, &running).await.unwrap();
+        let claimed =
+            store.claim_unfinished(&at("third", 40_000), 39_000, ClaimScope::All, &running).await.unwrap();
         assert!(claimed.is_empty(), "{:?}", claimed.iter().map(|r| &r.request.task_id).collect::<Vec<_>>());
     }
 

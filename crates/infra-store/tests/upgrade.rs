@@ -53,7 +53,10 @@ async fn assert_upgraded(store: &dyn DeliberationStore) {
     // The old owner's lease ran out: a node claims it under epoch 1 and writes under it; the
     // old owner's fence (epoch 0) is refused.
     let lease = Lease { owner: "new-node".into(), until_ms: 10_000 };
-    let claimed = store.claim_unfinished(&lease, 5_000, false, &[]).await.unwrap();
+    let claimed = store
+        .claim_unfinished(&lease, 5_000, orchestrator_application::ports::ClaimScope::Expired, &[])
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_epoch, 1);
     assert_eq!(claimed[0].progress.as_ref(), Some(&progress));

@@ -63,9 +63,9 @@ pub struct Config {
     /// Resume deliberations a stopped process left unfinished from their last saved phase
     /// (true), or mark them INTERRUPTED (false).
     pub resume_unfinished: bool,
-    /// This server's name among servers sharing a database (default: the host name). A restart
-    /// under the same name takes back its unfinished work at once; two live servers must not
-    /// share one.
+    /// The name this server's leases carry among servers sharing a database (default: the
+    /// host name). Each process adds its pid and a random suffix (logged at start-up), so no
+    /// two processes — a restart included — ever pass for one another.
     pub node_id: String,
     /// How long a server's claim on its unfinished deliberations holds without renewal; other
     /// servers take them over after it runs out.

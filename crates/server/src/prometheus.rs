@@ -60,7 +60,6 @@ pub struct MetricsEndpoint {
     listener: TcpListener,
     local_addr: SocketAddr,
     handle: PrometheusHandle,
-    jobs: Arc<Jobs>,
 }
 
 impl std::fmt::Debug for MetricsEndpoint {
@@ -74,12 +73,12 @@ impl MetricsEndpoint {
     ///
     /// # Errors
     /// [`ServerError::Bind`] when the address cannot be bound; see [`recorder`].
-    pub async fn bind(addr: SocketAddr, jobs: Arc<Jobs>) -> Result<Self> {
+    pub async fn bind(addr: SocketAddr) -> Result<Self> {
         let handle = recorder()?;
         let bind_error = |source| ServerError::Bind { addr: addr.to_string(), source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        Ok(Self { listener, local_addr, handle, jobs })
+        Ok(Self { listener, local_addr, handle })
     }
 
     /// The address actually bound.
@@ -87,8 +86,9 @@ impl MetricsEndpoint {
         self.local_addr
     }
 
-    /// Serves scrapes until the future is dropped (the server aborts it when it stops).
-    pub async fn serve(self) {
+    /// Serves scrapes, reading the job gauges from `jobs`, until the future is dropped (the
+    /// server aborts it when it stops).
+    pub async fn serve(self, jobs: Arc<Jobs>) {
         info!(addr = %self.local_addr, "serving Prometheus metrics at /metrics");
         loop {
             let stream = match self.listener.accept().await {
@@ -101,7 +101,7 @@ impl MetricsEndpoint {
                 }
             };
             let handle = self.handle.clone();
-            let jobs = Arc::clone(&self.jobs);
+            let jobs = Arc::clone(&jobs);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
                     let response = respond(&request, &handle, &jobs);

@@ -32,7 +32,7 @@ use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::prometheus::MetricsEndpoint;
 use crate::security;
-use crate::system::{SystemClock, UuidV7Ids};
+use crate::system::{SystemClock, UuidV7Ids, process_node_id};
 use crate::tls::ServerTls;
 
 /// The adapters a server runs with. [`Application::build`] makes them from the
@@ -91,6 +91,8 @@ const ANSWER_MARGIN: Duration = Duration::from_secs(2);
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// See [`process_node_id`].
+    node_id: String,
     api: OrchestratorApi,
     jobs: Arc<Jobs>,
     /// Closed at the end of shutdown, after the last write.
@@ -135,6 +137,31 @@ impl Application {
     pub async fn build_with(config: Config, mut deps: Dependencies) -> Result<Self> {
         let authentication = security::authentication(&config)?;
         let tls = ServerTls::load(&config)?;
+        // The safe order: bind, then take the store, and only then recover. A second server
+        // started by mistake (port in use, database file in use) stops here, before it reads
+        // or claims anything of the running one's.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(MetricsEndpoint::bind(addr).await?),
+            None => None,
+        };
+        let (store, councils) = match deps.store {
+            Some(store) => (store, deps.councils),
+            None => {
+                info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
+                let stores =
+                    orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
+                        .await?;
+                (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
+            }
+        };
+        let node_id = process_node_id(&config.node_id);
+        info!(node_id, exclusive = store.held_exclusively(), "this process's node id");
         if deps.dry_runner.is_none()
             && let Some(dry_run) = &config.dry_run
         {
@@ -152,16 +179,6 @@ impl Application {
             info!(url, prefix = config.events_prefix, "publishing deliberation events to NATS");
             deps.events = Some(Arc::new(publisher));
         }
-        let (store, councils) = match deps.store {
-            Some(store) => (store, deps.councils),
-            None => {
-                info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
-                let stores =
-                    orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
-                        .await?;
-                (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
-            }
-        };
         let tracker = Arc::new(Counters::new(deps.clock.now_ms()));
         let llm_configured = deps.backend.is_some();
         if !llm_configured {
@@ -238,7 +255,7 @@ impl Application {
             max_running: config.max_running,
             queue_capacity: config.queue_capacity,
             resume_unfinished: config.resume_unfinished,
-            node_id: config.node_id.clone(),
+            node_id: node_id.clone(),
             lease: Duration::from_secs(config.lease_secs),
             write_retry: Duration::from_secs(config.store_write_retry_secs),
             probe_interval: Duration::from_millis(config.store_probe_interval_ms),
@@ -270,19 +287,10 @@ impl Application {
             api = api.with_councils(registry);
         }
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
-        let metrics = match config.metrics_listen {
-            Some(addr) => Some(MetricsEndpoint::bind(addr, Arc::clone(&jobs)).await?),
-            None => None,
-        };
         Ok(Self {
             listener,
             local_addr,
+            node_id,
             api,
             jobs,
             store,
@@ -292,6 +300,11 @@ impl Application {
             config,
             metrics,
         })
+    }
+
+    /// This process's node id: the configured `node_id` with its pid and a random suffix.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The address actually bound (useful with port 0).
@@ -351,8 +364,8 @@ impl Application {
         // Both end once shutdown has finished.
         tokio::spawn(Arc::clone(&self.jobs).maintain());
         tokio::spawn(Arc::clone(&self.jobs).probe_store());
-        let metrics = self.metrics.map(|endpoint| tokio::spawn(endpoint.serve()));
-        info!(addr = %self.local_addr, node_id = self.config.node_id, "orchestrator listening");
+        let metrics = self.metrics.map(|endpoint| tokio::spawn(endpoint.serve(Arc::clone(&self.jobs))));
+        info!(addr = %self.local_addr, node_id = self.node_id, "orchestrator listening");
         // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
         let incoming = TcpIncoming::from(self.listener)
             .with_nodelay(Some(true))

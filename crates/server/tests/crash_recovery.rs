@@ -203,3 +203,56 @@ async fn sigterm_without_resuming_interrupts_running_work_after_the_grace_period
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Runs `orchestrator serve` on `db` and `listen` to its end (it must fail) and returns its
+/// exit status and log.
+async fn failed_second_start(db: &Path, model_url: &str, listen: &str) -> (std::process::ExitStatus, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command
+        .arg("serve")
+        .env("ORCHESTRATOR_LISTEN", listen)
+        .env("ORCHESTRATOR_DATABASE_URL", sqlite(db))
+        .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
+        .env("ORCHESTRATOR_LLM_MODEL", "slow-model")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_database_leaves_the_running_servers_work_alone() {
+    let model = slow_model(Duration::from_millis(400)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("orchestrator.db");
+    let log = dir.path().join("first.log");
+    let (first, port) = support::start_server_logged(&sqlite(&db), &model.uri(), &[], &log);
+    let mut client = connect(port).await;
+    client.submit_deliberation(request("running", 2)).await.unwrap();
+    wait_for(&mut client, "running", saved_a_phase).await;
+
+    // Same port: refused at bind, before the database is opened.
+    let (status, second_log) = failed_second_start(&db, &model.uri(), &format!("127.0.0.1:{port}")).await;
+    assert!(!status.success(), "{second_log}");
+    assert!(second_log.contains("Address already in use"), "{second_log}");
+    // Another port: refused by the database file's lock, before anything is read or claimed.
+    let (status, third_log) = failed_second_start(&db, &model.uri(), "127.0.0.1:0").await;
+    assert!(!status.success(), "{third_log}");
+    let holder = format!("in use by another orchestrator process (pid {})", first.id());
+    assert!(third_log.contains(&holder), "{third_log}");
+    for log in [&second_log, &third_log] {
+        assert!(!log.contains("INTERRUPTED") && !log.contains("claimed"), "recovered nothing:\n{log}");
+    }
+
+    let done = wait_for(&mut client, "running", support::finished).await;
+    assert_eq!(done.status(), Status::Completed, "{}", done.error_message);
+    assert!(done.results.iter().all(|r| r.reviews.len() == 2), "both rounds ran here");
+    let first_log = std::fs::read_to_string(&log).unwrap();
+    for lost in ["lease lost", "lease not renewed", "write refused"] {
+        assert!(!first_log.contains(lost), "the running server kept its leases:\n{first_log}");
+    }
+    let pid = first.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(wait_for_exit(first).await.success());
+}

@@ -1,5 +1,6 @@
-//! Two real servers on one PostgreSQL database: a live node's deliberation is never run by the
-//! other, and a node killed with SIGKILL has its work taken over once its lease runs out.
+//! Two real servers on one PostgreSQL database, configured with the same `node_id` (two
+//! processes on one host): a live node's deliberation is never run by the other, and a node
+//! killed with SIGKILL has its work taken over once its lease runs out.
 //! Uses `ORCHESTRATOR_TEST_PG_URL` (default the machine's server); with `CI=true` a missing
 //! PostgreSQL fails, elsewhere the test skips.
 #![allow(clippy::unwrap_used)]
@@ -14,8 +15,13 @@ use sqlx::Connection;
 
 use support::{connect, finished, fresh_pg_schema, saved_a_phase, slow_model, start_server, wait_for};
 
-fn start_node(node: &str, database_url: &str, model_url: &str) -> (std::process::Child, u16) {
-    start_server(database_url, model_url, &[("ORCHESTRATOR_NODE_ID", node), ("ORCHESTRATOR_LEASE_SECS", "3")])
+/// A server named like every other one here: each process still gets its own node id.
+fn start_node(database_url: &str, model_url: &str) -> (std::process::Child, u16) {
+    start_server(
+        database_url,
+        model_url,
+        &[("ORCHESTRATOR_NODE_ID", "same-host"), ("ORCHESTRATOR_LEASE_SECS", "3")],
+    )
 }
 
 /// How many of the model's calls were for the deliberation `task_id`.
@@ -47,13 +53,13 @@ async fn nodes_share_a_database_without_running_anything_twice() {
     let Some((database_url, schema)) = fresh_pg_schema("multinode").await else { return };
     let model = slow_model(Duration::from_millis(300)).await;
 
-    let (mut node_a, port_a) = start_node("node-a", &database_url, &model.uri());
+    let (mut node_a, port_a) = start_node(&database_url, &model.uri());
     let mut a = connect(port_a).await;
 
     // node-a runs "first"; node-b starts meanwhile and must leave it alone.
     a.submit_deliberation(request("first")).await.unwrap();
     wait_for(&mut a, "first", saved_a_phase).await;
-    let (mut node_b, port_b) = start_node("node-b", &database_url, &model.uri());
+    let (mut node_b, port_b) = start_node(&database_url, &model.uri());
     let mut b = connect(port_b).await;
     let first = wait_for(&mut b, "first", |r| r.status() == Status::Completed).await;
     assert_eq!(first.results.len(), 2);

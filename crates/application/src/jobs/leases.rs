@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Jobs;
-use crate::ports::Lease;
+use crate::ports::{ClaimScope, Lease};
 
 impl Jobs {
     /// This node's lease, as renewed at `now_ms`.
@@ -44,7 +44,7 @@ impl Jobs {
     pub(super) async fn maintain_once(self: &Arc<Self>, held_until: Instant) -> Instant {
         let held_until = self.renew(held_until).await;
         if !self.tasks.is_closed()
-            && let Err(error) = self.take_over(false).await
+            && let Err(error) = self.take_over(ClaimScope::Expired).await
         {
             warn!(%error, "could not take over unfinished deliberations");
         }

@@ -9,7 +9,7 @@ use super::{Jobs, store_error};
 use crate::councils::Overrides;
 use crate::deliberate::DeliberateCommand;
 use crate::error::{ApplicationError, Result};
-use crate::ports::{DeliberationRecord, Fence};
+use crate::ports::{ClaimScope, DeliberationRecord, Fence};
 
 /// What [`Jobs::recover`] did with the deliberations a stopped process left unfinished.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,22 +27,25 @@ impl Jobs {
     /// or marks it INTERRUPTED when resuming is off, no backend is configured, or its model
     /// profiles are gone.
     ///
+    /// Only work no live process holds is taken: on a store this process holds exclusively
+    /// (a locked SQLite file) that is all of it; on a shared one, what nobody holds or whose
+    /// lease ran out — a dead process's work follows once its lease runs out, through
+    /// [`Jobs::maintain`]. A second server started on a database in use therefore never
+    /// takes the running server's work.
+    ///
     /// # Errors
     /// `Store` when the database fails.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovery> {
-        self.take_over(true).await
+        let scope = if self.store.held_exclusively() { ClaimScope::All } else { ClaimScope::Expired };
+        self.take_over(scope).await
     }
 
-    /// Claims what is unclaimed or whose owner's lease ran out — with `include_own`, also what
-    /// this node held before a restart — and resumes it (or ends it INTERRUPTED).
-    pub(super) async fn take_over(self: &Arc<Self>, include_own: bool) -> Result<Recovery> {
+    /// Claims what `scope` allows and resumes it (or ends it INTERRUPTED).
+    pub(super) async fn take_over(self: &Arc<Self>, scope: ClaimScope) -> Result<Recovery> {
         let now = self.clock.now_ms();
         let running = self.held_locally();
-        let claimed = self
-            .store
-            .claim_unfinished(&self.lease(now), now, include_own, &running)
-            .await
-            .map_err(store_error)?;
+        let claimed =
+            self.store.claim_unfinished(&self.lease(now), now, scope, &running).await.map_err(store_error)?;
         let mut recovery = Recovery::default();
         for record in claimed {
             let task_id = record.request.task_id.clone();

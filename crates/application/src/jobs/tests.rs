@@ -283,6 +283,35 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
 }
 
 #[tokio::test]
+async fn recover_never_takes_a_live_lease_even_under_this_nodes_own_name() {
+    // Another process of the same name holds "live" until 9 000 (the clock says 5 000).
+    let store = Arc::new(InMemoryStore::default());
+    let settings = JobSettings { node_id: "host".into(), ..JobSettings::default() };
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), settings);
+    let live = crate::ports::Lease { owner: "host".into(), until_ms: 9_000 };
+    store.create(&orphan("live"), &live).await.unwrap();
+    store.create(&orphan("dead"), &dead_lease()).await.unwrap();
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 0 });
+    jobs.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(store.status("live"), DeliberationStatus::Pending, "left to its holder");
+    assert_eq!(store.status("dead"), DeliberationStatus::Completed);
+}
+
+#[tokio::test]
+async fn recover_on_a_store_held_exclusively_takes_every_unfinished_deliberation() {
+    // Nobody else can reach this store: a lease that has not run out was left by a dead process.
+    let store = Arc::new(InMemoryStore::default());
+    store.exclusive.store(true, Ordering::SeqCst);
+    let jobs =
+        jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
+    let crashed = crate::ports::Lease { owner: "crashed-process".into(), until_ms: 9_000 };
+    store.create(&orphan("left"), &crashed).await.unwrap();
+    assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 0 });
+    jobs.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(store.status("left"), DeliberationStatus::Completed);
+}
+
+#[tokio::test]
 async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let store = Arc::new(InMemoryStore::default());
     let jobs =

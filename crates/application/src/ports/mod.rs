@@ -17,8 +17,8 @@ pub use dry_run::DryRunner;
 pub use events::{DeliberationEvent, EventKind, EventPublisher};
 pub use progress::{AgentStep, NoProgress, ProgressObserver, StepKind};
 pub use store::{
-    DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page, PageCursor,
-    StoreCause, StoreError, StoredSelection, UnsuccessfulEnd,
+    ClaimScope, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
+    PageCursor, StoreCause, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 pub use system::{Clock, IdGenerator};
 pub use test_runner::TestRunner;

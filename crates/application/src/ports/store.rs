@@ -257,6 +257,16 @@ impl StoreError {
     }
 }
 
+/// Which unfinished deliberations [`DeliberationStore::claim_unfinished`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimScope {
+    /// Those nobody holds or whose lease ran out: work a live process holds is never taken.
+    Expired,
+    /// Every unfinished one, whoever held it: only for a store this process holds exclusively
+    /// ([`DeliberationStore::held_exclusively`]), where no holder can be alive.
+    All,
+}
+
 /// Durable storage of deliberations. Status changes obey the lifecycle of
 /// [`DeliberationStatus`]: a change the lifecycle forbids (e.g. completing a cancelled
 /// deliberation) is not applied and the method answers `Ok(false)`.
@@ -328,18 +338,26 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// owner can stop what it no longer holds.
     async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError>;
 
-    /// Claims, under `lease`, every PENDING or IN_PROGRESS deliberation that nobody holds or
-    /// whose lease ended before `now_ms` — and, with `include_own`, those `lease.owner` held
-    /// already (a restarted server taking back what its previous process left) — except the
-    /// task ids in `running` (what this node runs already), and returns them with their saved
-    /// progress, oldest first. Each claim increments the row's lease epoch (see [`Fence`]).
+    /// Claims, under `lease`, the PENDING or IN_PROGRESS deliberations `scope` allows — those
+    /// nobody holds or whose lease ended before `now_ms`, or with [`ClaimScope::All`] every one
+    /// — except the task ids in `running` (what this node runs already), and returns them with
+    /// their saved progress, oldest first. Each claim increments the row's lease epoch (see
+    /// [`Fence`]).
     async fn claim_unfinished(
         &self,
         lease: &Lease,
         now_ms: i64,
-        include_own: bool,
+        scope: ClaimScope,
         running: &[String],
     ) -> Result<Vec<DeliberationRecord>, StoreError>;
+
+    /// Whether no other process can reach this store while this handle is open: a SQLite
+    /// file under an exclusive lock, an in-memory database. Then whatever it holds unfinished
+    /// was left by a process that is gone, and recovery may claim all of it at once
+    /// ([`ClaimScope::All`]) instead of waiting for the dead process's leases to run out.
+    fn held_exclusively(&self) -> bool {
+        false
+    }
 
     /// Checks, within a short timeout, that the database answers; for health probes.
     async fn ping(&self) -> Result<(), StoreError>;
