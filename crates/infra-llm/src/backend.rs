@@ -38,10 +38,11 @@ use crate::sampling::sampling;
 ///   the back-off or the wait for a permit, whichever is under way.
 /// * Calls are traced in an `llm_call` span (profile, model, agent, seat, phase) with events
 ///   per attempt (attempt, status, latency_ms); keys never, prompts only at `trace` level.
-/// * Nothing the server sends is repeated verbatim (see [`crate::redact`]): errors quote a
-///   short redacted excerpt of a body and name the profile, never the URL; the model's text is
-///   returned with the profile's API key (should a proxy echo it) redacted and echoed prompt
-///   delimiters removed ([`crate::delimiters`]).
+/// * Nothing the server sends is repeated verbatim (see [`crate::redact`]): errors quote no
+///   body — they name the profile, the HTTP status and a fixed phrase, never the URL — and
+///   bodies reach only the `debug` log, redacted; the model's text is returned with the
+///   profile's API key (should a proxy echo it) redacted and echoed prompt delimiters removed
+///   ([`crate::delimiters`]).
 /// * HTTP 401/403 is [`AgentError::Unauthorized`], a configuration fault, never retried.
 /// * A completion cut at `max_tokens` (`finish_reason = "length"`) is returned with
 ///   [`Completion::truncated`] set.

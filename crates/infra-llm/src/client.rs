@@ -6,10 +6,16 @@
 //! `content` may be a string or a list of text parts. What cannot be used — a malformed body,
 //! no choices, empty content — is an `InvalidResponse`, which is not retried.
 //!
-//! Error messages built here never quote a body or a transport error verbatim: bodies are
-//! reduced to a [`Redactor::excerpt`], transport failures to a fixed phrase (`cannot connect to
-//! the model server (connection refused)`), and the URL appears only in our own debug logs.
-//! HTTP 401 and 403 are [`AgentError::Unauthorized`], whose body is not quoted at all.
+//! Error messages built here quote nothing the server sent. They become the
+//! [`AgentError`] text that reaches gRPC clients, stored results and `warn` logs, and a body
+//! can echo our request — the key included, in encodings no redaction can list. So a non-2xx
+//! answer is told as its status and a fixed phrase for it ([`status_phrase`]: `HTTP 400: the
+//! model server rejected the request`), a 2xx body we cannot use as a fixed phrase with a
+//! structural reason (`the reply is not a chat completion (no choices)`), a transport failure
+//! as a fixed phrase (`cannot connect to the model server (connection refused)`). The body
+//! goes only to our own `debug` log, as a redacted [`Redactor::excerpt`] naming the profile,
+//! and the URL too. HTTP 401 and 403 are [`AgentError::Unauthorized`], whose body is not even
+//! logged: auth failures are where servers echo the key most.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -146,26 +152,40 @@ fn lenient_count<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Res
     })
 }
 
+/// What an unusable 2xx reply is called in errors; the reason in parentheses follows.
+pub(crate) const NOT_A_CHAT_COMPLETION: &str = "the reply is not a chat completion";
+
 /// Parses a 2xx body into a reply. The text is returned as the model wrote it; the caller
 /// cleans it (delimiters, the key).
 ///
 /// # Errors
-/// `InvalidResponse` when the body is not JSON, has no choice, or the first choice has no text;
-/// what it quotes of the body is a redacted excerpt.
-pub(crate) fn parse_reply(body: &[u8], redactor: &Redactor) -> std::result::Result<ChatReply, AgentError> {
-    let response: ChatResponse = serde_json::from_slice(body).map_err(|e| {
-        // serde_json quotes offending values ("invalid type: string \"…\""): excerpt it too.
-        AgentError::InvalidResponse(format!(
-            "body is not a chat completion ({})",
-            redactor.excerpt_text(&e.to_string())
-        ))
-    })?;
+/// `InvalidResponse` when the body is not JSON, has no choice, or the first choice has no text.
+/// The message is [`NOT_A_CHAT_COMPLETION`] with a structural reason and quotes none of the
+/// body (serde_json's own messages quote values: `invalid type: string "…"`); the body and
+/// serde_json's message go, redacted, to the `debug` log.
+pub(crate) fn parse_reply(
+    body: &[u8],
+    profile: &ResolvedProfile,
+) -> std::result::Result<ChatReply, AgentError> {
+    let unusable = |reason: String, detail: Option<String>| {
+        debug!(
+            profile = %profile.name,
+            reason = %reason,
+            detail = detail.as_deref().map(|d| profile.redactor.excerpt_text(d)),
+            body = %profile.redactor.excerpt(body),
+            "unusable chat completion"
+        );
+        AgentError::InvalidResponse(format!("{NOT_A_CHAT_COMPLETION} ({reason})"))
+    };
+    let response: ChatResponse =
+        serde_json::from_slice(body).map_err(|e| unusable(json_fault(&e), Some(e.to_string())))?;
     let Some(choice) = response.choices.into_iter().next() else {
-        let detail = response
-            .error
-            .map(|e| format!(": server said {}", redactor.excerpt_text(&e.to_string())))
-            .unwrap_or_default();
-        return Err(AgentError::InvalidResponse(format!("no choices in the response{detail}")));
+        let reason = if response.error.is_some() {
+            "no choices; the server sent an error object"
+        } else {
+            "no choices"
+        };
+        return Err(unusable(reason.to_owned(), None));
     };
     let text = choice.message.and_then(|m| m.content).map(content_text).or(choice.text).unwrap_or_default();
     let text = text.trim();
@@ -179,6 +199,19 @@ pub(crate) fn parse_reply(body: &[u8], redactor: &Redactor) -> std::result::Resu
         completion_tokens: usage.completion_tokens,
         finish_reason: choice.finish_reason.and_then(|r| r.as_str().map(str::to_owned)),
     })
+}
+
+/// Why serde_json refused a body, in words of our own: its category and where, never the
+/// offending value.
+fn json_fault(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let (line, column) = (error.line(), error.column());
+    match error.classify() {
+        Category::Syntax => format!("not valid JSON at line {line} column {column}"),
+        Category::Eof => "the JSON ends early".to_owned(),
+        Category::Data => format!("a value has the wrong type at line {line} column {column}"),
+        Category::Io => "the body could not be read".to_owned(),
+    }
 }
 
 /// `content` is a string, or (newer APIs) a list of parts whose `text` fields are joined.
@@ -291,7 +324,25 @@ impl ChatClient {
     }
 }
 
-/// Maps a status and body to a reply or an attempt error (see the module docs).
+/// What clients are told about a status that is neither a success nor a refused key: a fixed
+/// phrase by status (class), so that nothing the server wrote reaches them.
+pub(crate) fn status_phrase(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        404 => "model or path not found",
+        408 => "the model server timed out waiting for the request",
+        413 => "the request is too large for the model server",
+        422 => "the model server could not process the request",
+        429 => "rate limited by the model server",
+        400..=499 => "the model server rejected the request",
+        503 => "the model server is unavailable",
+        500..=599 => "the model server failed",
+        _ => "unexpected status from the model server",
+    }
+}
+
+/// Maps a status and body to a reply or an attempt error (see the module docs). Retry
+/// classification: 408, 429 and 5xx are transient (with the server's `Retry-After`), other
+/// statuses final.
 pub(crate) fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -299,18 +350,23 @@ pub(crate) fn classify(
     profile: &ResolvedProfile,
 ) -> std::result::Result<ChatReply, AttemptError> {
     let describe = || {
-        let excerpt = profile.redactor.excerpt(body);
-        if excerpt.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {excerpt}") }
+        debug!(
+            profile = %profile.name,
+            status = status.as_u16(),
+            body = %profile.redactor.excerpt(body),
+            "model server error body"
+        );
+        format!("HTTP {}: {}", status.as_u16(), status_phrase(status))
     };
     match status {
-        s if s.is_success() => parse_reply(body, &profile.redactor).map_err(AttemptError::final_),
+        s if s.is_success() => parse_reply(body, profile).map_err(AttemptError::final_),
         StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
             Err(AttemptError::transient(AgentError::Unavailable(describe()), retry_after))
         }
         s if s.is_server_error() => {
             Err(AttemptError::transient(AgentError::Unavailable(describe()), retry_after))
         }
-        // Auth failures often echo part of the key: their body is not quoted at all.
+        // Auth failures often echo part of the key: their body is neither quoted nor logged.
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             Err(AttemptError::final_(AgentError::Unauthorized {
                 profile: profile.name.to_string(),
@@ -324,7 +380,7 @@ pub(crate) fn classify(
             profile.name
         )))),
         s if s.is_client_error() => Err(AttemptError::final_(AgentError::Rejected(describe()))),
-        _ => Err(AttemptError::final_(AgentError::InvalidResponse(format!("unexpected {}", describe())))),
+        _ => Err(AttemptError::final_(AgentError::InvalidResponse(describe()))),
     }
 }
 
@@ -440,7 +496,7 @@ mod tests {
     }
 
     fn reply(body: &str) -> std::result::Result<ChatReply, AgentError> {
-        parse_reply(body.as_bytes(), &Redactor::default())
+        parse_reply(body.as_bytes(), &resolved(None))
     }
 
     #[test]
@@ -508,22 +564,38 @@ mod tests {
         ] {
             assert!(matches!(reply(body), Err(AgentError::InvalidResponse(_))), "{body}");
         }
-        let err = reply(r#"{"error":{"message":"model overloaded"}}"#).unwrap_err().to_string();
-        assert!(err.contains("model overloaded"), "{err}");
+        let err = reply(r#"{"error":{"message":"model overloaded"}}"#).unwrap_err();
+        assert_eq!(
+            err,
+            AgentError::InvalidResponse(
+                "the reply is not a chat completion (no choices; the server sent an error object)".into()
+            )
+        );
     }
 
     #[test]
-    fn invalid_bodies_quote_nothing_secret() {
-        let redactor = resolved(Some(KEY)).redactor;
-        for body in [
-            format!(r#"{{"choices": "{KEY}"}}"#),
-            format!(
-                r#"{{"error": {{"message": "bad key {KEY}", "headers": {{"authorization": "Bearer {KEY}"}}}}}}"#
+    fn invalid_bodies_are_described_without_quoting_them() {
+        let profile = resolved(Some(KEY));
+        let cases = [
+            (format!(r#"{{"choices": "quoted {KEY}"}}"#), "a value has the wrong type at line 1 column "),
+            (
+                format!(
+                    r#"{{"error": {{"message": "quoted {KEY}", "headers": {{"authorization": "Bearer {KEY}"}}}}}}"#
+                ),
+                "no choices; the server sent an error object",
             ),
-        ] {
-            let err = parse_reply(body.as_bytes(), &redactor).unwrap_err();
+            (format!("quoted {KEY}"), "not valid JSON at line 1 column 1"),
+            (
+                format!(r#"{{"choices": [{{"message": "quoted {KEY}""#),
+                "a value has the wrong type at line 1 column ",
+            ),
+            ("{\"choices\": [".to_owned(), "the JSON ends early"),
+        ];
+        for (body, reason) in cases {
+            let err = parse_reply(body.as_bytes(), &profile).unwrap_err();
             let text = format!("{err} {err:?}");
-            assert!(!text.contains(KEY) && !text.contains(&KEY[..12]), "{text}");
+            assert!(!text.contains("quoted") && !text.contains(&KEY[..8]), "{text}");
+            assert!(text.contains(&format!("{NOT_A_CHAT_COMPLETION} ({reason}")), "{body}: {text}");
         }
     }
 
@@ -541,7 +613,11 @@ mod tests {
             assert_eq!(retry_of(code), Retry::Never, "{code}");
         }
         let err = classify(StatusCode::BAD_REQUEST, None, b"context too long", &profile).unwrap_err().error;
-        assert_eq!(err, AgentError::Rejected("HTTP 400 Bad Request: context too long".into()));
+        assert_eq!(err, AgentError::Rejected("HTTP 400: the model server rejected the request".into()));
+        let retry_after = Some(Duration::from_secs(2));
+        let err = classify(StatusCode::TOO_MANY_REQUESTS, retry_after, b"slow down", &profile).unwrap_err();
+        assert_eq!(err.retry, Retry::After(retry_after));
+        assert_eq!(err.error, AgentError::Unavailable("HTTP 429: rate limited by the model server".into()));
         let err = classify(StatusCode::OK, None, b"<html>", &profile).unwrap_err();
         assert_eq!(err.retry, Retry::Never);
         assert!(matches!(err.error, AgentError::InvalidResponse(_)));
@@ -572,23 +648,40 @@ mod tests {
             .unwrap_err()
             .error
             .to_string();
-        assert!(err.contains("HTTP 404 Not Found"), "{err}");
-        assert!(err.contains("check profiles.main.base_url (it usually ends in /v1)"), "{err}");
+        assert_eq!(
+            err,
+            "backend rejected the request: HTTP 404: model or path not found; \
+             check profiles.main.base_url (it usually ends in /v1) and model"
+        );
     }
 
     #[test]
-    fn error_bodies_are_excerpted_and_redacted() {
+    fn each_status_is_told_with_a_fixed_phrase_and_none_of_the_body() {
         let profile = resolved(Some(KEY));
-        let body = format!("{}\nauthorization: Bearer {KEY}\nhost: models.internal:8089", "x".repeat(10));
-        for status in [StatusCode::BAD_REQUEST, StatusCode::BAD_GATEWAY] {
-            let err = classify(status, None, body.as_bytes(), &profile).unwrap_err().error.to_string();
-            assert!(!err.contains(KEY) && !err.contains("models.internal"), "{err}");
-            assert!(err.contains("authorization: [REDACTED]"), "{err}");
+        let body = format!("marker-7031\nauthorization: Bearer {KEY}\nhost: models.internal:8089");
+        let cases = [
+            (400, "the model server rejected the request"),
+            (404, "model or path not found"),
+            (405, "the model server rejected the request"),
+            (408, "the model server timed out waiting for the request"),
+            (413, "the request is too large for the model server"),
+            (422, "the model server could not process the request"),
+            (429, "rate limited by the model server"),
+            (500, "the model server failed"),
+            (502, "the model server failed"),
+            (503, "the model server is unavailable"),
+            (504, "the model server failed"),
+            (302, "unexpected status from the model server"),
+        ];
+        for (code, phrase) in cases {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status_phrase(status), phrase);
+            let err = classify(status, None, body.as_bytes(), &profile).unwrap_err().error;
+            let text = format!("{err} {err:?}");
+            assert!(text.contains(&format!("HTTP {code}: {phrase}")), "{text}");
+            assert!(!text.contains("marker-7031") && !text.contains("authorization"), "{text}");
+            assert!(!text.contains(&KEY[..8]) && !text.contains("models.internal"), "{text}");
         }
-        let long = "word\n".repeat(1000);
-        let err = classify(StatusCode::BAD_GATEWAY, None, long.as_bytes(), &profile).unwrap_err().error;
-        let AgentError::Unavailable(message) = err else { panic!("5xx is unavailable") };
-        assert!(message.chars().count() <= 30 + crate::redact::EXCERPT_CHARS && !message.contains('\n'));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! Ollama, llama.cpp server and OpenAI) bounded by a short timeout, so a dead server costs the
 //! caller at most that long. Probes do not take the profile's concurrency permits: they must
 //! answer even while every permit is held by a slow deliberation.
+//!
+//! What a probe reports quotes no error body (the server may echo our key in it): a status is
+//! named with the fixed phrase of [`crate::client`], the body goes to the `debug` log redacted.
 
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::OpenAiBackend;
-use crate::client::ChatClient;
+use crate::client::{ChatClient, status_phrase};
 use crate::profile::ResolvedProfile;
 use crate::redact::Redactor;
 
@@ -192,10 +195,17 @@ fn read_answer(
             }
         },
         s => {
-            let excerpt = profile.redactor.excerpt(body);
-            let detail = if excerpt.is_empty() { String::new() } else { format!(": {excerpt}") };
-            probe.hint = Some(format!("GET {} answered HTTP {s}{detail}", probe.url));
-            probe.summary = format!("GET /models answered HTTP {s}; check profiles.{name}.base_url");
+            // The body may echo our request, key included: only our debug log sees it.
+            debug!(
+                profile = %name,
+                status = s.as_u16(),
+                body = %profile.redactor.excerpt(body),
+                "model server error body"
+            );
+            let phrase = status_phrase(s);
+            probe.hint = Some(format!("GET {} answered HTTP {}: {phrase}", probe.url, s.as_u16()));
+            probe.summary =
+                format!("GET /models answered HTTP {}: {phrase}; check profiles.{name}.base_url", s.as_u16());
         }
     }
 }

@@ -2,23 +2,28 @@
 //!
 //! A backend's answer is data, not a message we can quote. Proxies and misconfigured servers
 //! echo the request they received — `Authorization: Bearer <key>` included — in 4xx and 5xx
-//! bodies, and sometimes in the model's own text. Whatever leaves this crate (an
+//! bodies, and sometimes in the model's own text. No body reaches an
 //! [`AgentError`](orchestrator_application::ports::AgentError), which reaches gRPC clients and
-//! the database; a log line; a proposal) goes through a [`Redactor`] first:
+//! the database; whatever else of it leaves this crate (a log line, a proposal) goes through a
+//! [`Redactor`] first:
 //!
-//! * [`Redactor::excerpt`] — for **error bodies and error messages**: at most
-//!   [`EXCERPT_CHARS`] characters on one line, control and invisible characters removed, and
-//!   redacted: the profile's configured API key and any fragment of it of
+//! * [`Redactor::excerpt`] — for **error bodies and error messages in our own debug logs**
+//!   (clients are never shown a body: see [`crate::client`]): at most [`EXCERPT_CHARS`]
+//!   characters on one line, JSON `\uXXXX` escapes resolved, control and invisible characters
+//!   removed, and redacted: the profile's configured API key and any fragment of it of
 //!   [`MIN_KEY_FRAGMENT`] or more bytes (servers echo masked keys such as `sk-proj-abcd…wxyz`),
-//!   everything that looks like a credential (`sk-…`, `Bearer …`, `Authorization:` header
-//!   values, `api_key=`/`"api-key":` values, JWT-like `xxx.yyy.zzz`, runs of 24 or more
-//!   base64/hex-ish characters mixing letters and digits), URL credentials (`user:pw@`), every
-//!   `http(s)://` URL and the model server's host name.
+//!   forwards or reversed, and also where its letters and digits are spread out by spaces or
+//!   punctuation (`s k - t e s t`); everything that looks like a credential (`sk-…`,
+//!   `Bearer …`, `Authorization:` header values, `api_key=`/`"api-key":` values, JWT-like
+//!   `xxx.yyy.zzz`, runs of 24 or more base64/hex-ish characters mixing letters and digits),
+//!   URL credentials (`user:pw@`), every `http(s)://` URL and the model server's host name.
+//!   Other encodings (base64 of the key, percent-encoding, HTML entities) are not undone:
+//!   redaction is the second line of defence, not quoting bodies to clients is the first.
 //! * [`Redactor::model_text`] — for **the model's answer** (proposals, critiques, rationales):
-//!   only the configured key and its fragments are replaced. The text is the product we return,
-//!   and the generic heuristics would mangle legitimate content (hashes, base64 test vectors,
-//!   URLs in a proposal); but a proxy that echoes the request into the completion must not get
-//!   the key into a stored proposal.
+//!   only the configured key and its fragments, forwards or reversed, are replaced. The text is
+//!   the product we return, and the generic heuristics would mangle legitimate content (hashes,
+//!   base64 test vectors, URLs in a proposal); but a proxy that echoes the request into the
+//!   completion must not get the key into a stored proposal.
 //! * [`Redactor::url`] — a URL for our own debug logs, without user info, query or fragment.
 //!
 //! Redaction replaces with [`REDACTED`]; it errs on the side of hiding too much.
@@ -50,9 +55,14 @@ const _: () = assert!(MIN_KEY_FRAGMENT == std::mem::size_of::<u64>(), "key windo
 /// secret as the key itself: `Debug` shows none of it.
 #[derive(Clone, Default)]
 pub(crate) struct Redactor {
-    /// Every `MIN_KEY_FRAGMENT`-byte window of the key, as big-endian `u64`s, sorted. (A window
-    /// is exactly one `u64`, which is what makes the rolling scan in `key_spans` work.)
+    /// Every `MIN_KEY_FRAGMENT`-byte window of the key and of the key reversed, as big-endian
+    /// `u64`s, sorted. (A window is exactly one `u64`, which is what makes the rolling scan in
+    /// `key_spans` work.)
     key_windows: Vec<u64>,
+    /// The same windows of the key's ASCII letters and digits alone (forwards and reversed), for
+    /// echoes that spread them out with spaces or punctuation; empty when there are fewer than
+    /// `MIN_KEY_FRAGMENT` of them.
+    spread_windows: Vec<u64>,
     /// A key shorter than `MIN_KEY_FRAGMENT` bytes, matched whole.
     short_key: Option<String>,
     /// The model server's host (and host:port), matched as whole words.
@@ -71,13 +81,13 @@ impl Redactor {
     pub(crate) fn new(key: Option<&str>, server: Option<&Url>) -> Self {
         let key = key.map(str::trim).filter(|k| !k.is_empty());
         let (key_windows, short_key) = match key {
-            Some(key) if key.len() >= MIN_KEY_FRAGMENT => {
-                let windows: BTreeSet<u64> = key.as_bytes().windows(MIN_KEY_FRAGMENT).map(window).collect();
-                (windows.into_iter().collect(), None)
-            }
+            Some(key) if key.len() >= MIN_KEY_FRAGMENT => (windows_both_ways(key.as_bytes()), None),
             Some(key) => (Vec::new(), Some(key.to_owned())),
             None => (Vec::new(), None),
         };
+        let letters_and_digits: Vec<u8> =
+            key.map(|k| k.bytes().filter(u8::is_ascii_alphanumeric).collect()).unwrap_or_default();
+        let spread_windows = windows_both_ways(&letters_and_digits);
         let host = server.and_then(Url::host_str).filter(|h| !h.is_empty()).and_then(|host| {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let edge = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
@@ -85,16 +95,26 @@ impl Redactor {
             let end = if edge(host.chars().last()) { r"(?-u:\b)" } else { "" };
             Regex::new(&format!(r"(?i){start}\[?{}\]?{end}(?::\d+)?", regex::escape(host))).ok()
         });
-        Self { key_windows, short_key, host }
+        Self { key_windows, spread_windows, short_key, host }
     }
 
-    /// `text` with the configured key and its fragments replaced; nothing else is touched.
+    /// `text` with the configured key and its fragments (forwards or reversed) replaced;
+    /// nothing else is touched.
     pub(crate) fn model_text(&self, text: &str) -> String {
+        self.without_key(text, false)
+    }
+
+    /// `text` with the key and its fragments replaced; with `spread`, also where their letters
+    /// and digits are spread out (too eager for a model's answer, right for an error body).
+    fn without_key(&self, text: &str, spread: bool) -> String {
         let mut spans = self.key_spans(text);
+        if spread {
+            spans.extend(self.spread_key_spans(text));
+        }
         if let Some(short) = &self.short_key {
             spans.extend(text.match_indices(short.as_str()).map(|(at, k)| (at, at + k.len())));
-            spans.sort_unstable();
         }
+        spans.sort_unstable();
         replace_spans(text, &spans)
     }
 
@@ -124,17 +144,18 @@ impl Redactor {
         };
         // Cutting only removes text, but a key that happened to contain the ellipsis could be
         // re-formed by it: one last pass costs little.
-        self.model_text(&short)
+        self.without_key(&short, true)
     }
 
     /// `text` redacted as an excerpt is, on one line, but not shortened: for our own logs.
     pub(crate) fn message(&self, text: &str) -> String {
-        // The key first, so no pattern can cut it into pieces that no longer look like it.
-        let redacted = self.patterns(&self.model_text(&visible(text)));
+        // Escapes resolved first, so an escaped key is seen as the key; then the key, so no
+        // pattern can cut it into pieces that no longer look like it.
+        let redacted = self.patterns(&self.without_key(&visible(&unescape_json(text)), true));
         let one_line = redacted.split_whitespace().collect::<Vec<_>>().join(" ");
         // The patterns only remove text, but a key that happened to contain the marker could
         // be re-formed around it.
-        self.model_text(&one_line)
+        self.without_key(&one_line, true)
     }
 
     /// A short name a server sent (a model id) as logs and hints may show it: the key
@@ -173,6 +194,37 @@ impl Redactor {
                 continue;
             }
             let (start, end) = (i + 1 - MIN_KEY_FRAGMENT, i + 1);
+            match spans.last_mut() {
+                Some(last) if last.1 >= start => last.1 = end,
+                _ => spans.push((start, end)),
+            }
+        }
+        spans
+    }
+
+    /// Byte spans of `text` whose ASCII letters and digits, the rest skipped, run through a
+    /// `MIN_KEY_FRAGMENT`-character window of the key's own letters and digits: `s k - t e s t`
+    /// as much as `sk-test`. Each span runs from the window's first character to its last.
+    fn spread_key_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        if self.spread_windows.is_empty() {
+            return spans;
+        }
+        let mut rolling = 0u64;
+        // Where the last `MIN_KEY_FRAGMENT` letters and digits are, as a ring.
+        let mut starts = [0usize; MIN_KEY_FRAGMENT];
+        let mut seen = 0usize;
+        for (at, byte) in text.bytes().enumerate() {
+            if !byte.is_ascii_alphanumeric() {
+                continue;
+            }
+            rolling = (rolling << 8) | u64::from(byte);
+            starts[seen % MIN_KEY_FRAGMENT] = at;
+            seen += 1;
+            if seen < MIN_KEY_FRAGMENT || self.spread_windows.binary_search(&rolling).is_err() {
+                continue;
+            }
+            let (start, end) = (starts[seen % MIN_KEY_FRAGMENT], at + 1);
             match spans.last_mut() {
                 Some(last) if last.1 >= start => last.1 = end,
                 _ => spans.push((start, end)),
@@ -240,6 +292,43 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
 /// letters and digits (so long words and identifiers survive).
 static LONG_RUN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/_\-]{24,}={0,2}").expect("literal regex is valid"));
+
+/// Every `MIN_KEY_FRAGMENT`-byte window of `bytes` and of `bytes` reversed, sorted and
+/// deduplicated; empty when `bytes` is shorter than a window.
+fn windows_both_ways(bytes: &[u8]) -> Vec<u64> {
+    let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
+    let windows: BTreeSet<u64> =
+        bytes.windows(MIN_KEY_FRAGMENT).chain(reversed.windows(MIN_KEY_FRAGMENT)).map(window).collect();
+    windows.into_iter().collect()
+}
+
+/// `text` with JSON `\uXXXX` escapes (surrogate pairs included) resolved, so that a key sent
+/// back escaped character by character is redacted like the key; an unpaired surrogate becomes
+/// U+FFFD. Anything else, other escapes included, is left as it is.
+fn unescape_json(text: &str) -> String {
+    if !text.contains("\\u") {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut units: Vec<u16> = Vec::new();
+    let mut rest = text;
+    loop {
+        let unit = rest
+            .strip_prefix("\\u")
+            .and_then(|r| r.get(..4))
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+        if let Some(unit) = unit {
+            units.push(unit);
+            rest = &rest[6..];
+            continue;
+        }
+        out.extend(char::decode_utf16(units.drain(..)).map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER)));
+        let Some(c) = rest.chars().next() else { return out };
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+}
 
 /// `MIN_KEY_FRAGMENT` bytes as a big-endian integer, as the rolling scan builds them.
 fn window(bytes: &[u8]) -> u64 {
@@ -423,6 +512,49 @@ mod tests {
     }
 
     #[test]
+    fn escaped_spaced_out_and_reversed_keys_are_redacted_from_excerpts() {
+        let key = "sk-test-Qm7Hv2Lx";
+        let r = Redactor::new(Some(key), None);
+        let escaped: String = key.chars().map(|c| format!("\\u{:04x}", u32::from(c))).collect();
+        let spaced = |text: &str| text.chars().map(String::from).collect::<Vec<_>>().join(" ");
+        let reversed: String = key.chars().rev().collect();
+        let cases = [
+            (
+                format!(r#"{{"error":"bad request","you_sent":"{escaped}"}}"#),
+                r#"{"error":"bad request","you_sent":"[REDACTED]"}"#,
+            ),
+            (format!("bad request; you sent: {}", spaced(key)), "bad request; you sent: [REDACTED]"),
+            (
+                format!("bad request; you sent:\n{}", key.replace('-', "-\n")),
+                "bad request; you sent: [REDACTED]",
+            ),
+            (format!("bad request; you sent: {reversed}"), "bad request; you sent: [REDACTED]"),
+            (format!("bad request; you sent: {}", spaced(&reversed)), "bad request; you sent: [REDACTED]"),
+            (format!("last 8: {}", spaced(&key[8..])), "last 8: [REDACTED]"),
+            (
+                "the quick brown fox jumps over 13 lazy dogs".to_owned(),
+                "the quick brown fox jumps over 13 lazy dogs",
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(r.excerpt(body.as_bytes()), expected, "{body}");
+        }
+        // Seven letters and digits of the key are not a fragment.
+        assert_eq!(r.excerpt(spaced(&key[9..]).as_bytes()), spaced(&key[9..]));
+    }
+
+    #[test]
+    fn model_text_loses_the_key_forwards_and_backwards_but_spaced_text_is_left_alone() {
+        let key = "sk-test-Qm7Hv2Lx";
+        let r = Redactor::new(Some(key), None);
+        let reversed: String = key.chars().rev().collect();
+        assert_eq!(r.model_text(&format!("echo {reversed}")), "echo [REDACTED]");
+        assert!(r.holds_key(&reversed));
+        let spaced = key.chars().map(String::from).collect::<Vec<_>>().join(" ");
+        assert_eq!(r.model_text(&spaced), spaced);
+    }
+
+    #[test]
     fn urls_for_logs_drop_credentials_query_and_fragment() {
         let url = Url::parse("https://u:p@h.example:8443/v1/models?key=x#f").unwrap();
         assert_eq!(Redactor::url(&url), "https://h.example:8443/v1/models");
@@ -456,6 +588,30 @@ mod tests {
             prop_assert!(!text.contains(key.as_str()), "{text:?}");
             prop_assert!(!text.contains(&key[..MIN_KEY_FRAGMENT]));
             prop_assert!(!text.contains(&key[key.len() - MIN_KEY_FRAGMENT..]));
+        }
+
+        #[test]
+        fn an_escaped_spaced_out_or_reversed_key_never_survives_an_excerpt(
+            key in prop_oneof!["sk-[A-Za-z0-9]{8,40}", "[A-Za-z0-9]{8,40}"],
+            before in any::<String>(),
+            after in any::<String>(),
+            encoding in 0usize..4,
+            separator in prop::sample::select(vec![" ", "  ", "\n", "-", ". "]),
+        ) {
+            let r = Redactor::new(Some(&key), None);
+            let reversed: String = key.chars().rev().collect();
+            let encoded = match encoding {
+                0 => key.chars().map(|c| format!("\\u{:04X}", u32::from(c))).collect(),
+                1 => key.chars().map(String::from).collect::<Vec<_>>().join(separator),
+                2 => reversed.clone(),
+                _ => reversed.chars().map(String::from).collect::<Vec<_>>().join(separator),
+            };
+            let shown = r.excerpt(format!("{before} {encoded} {after}").as_bytes());
+            let compact: String = shown.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            let key_compact: String = key.chars().filter(char::is_ascii_alphanumeric).collect();
+            let reversed_compact: String = key_compact.chars().rev().collect();
+            prop_assert!(!compact.contains(&key_compact) && !compact.contains(&reversed_compact), "{shown:?}");
+            prop_assert!(!shown.contains(key.as_str()) && !shown.contains(reversed.as_str()), "{shown:?}");
         }
 
         #[test]

@@ -130,7 +130,8 @@ async fn persistent_server_errors_give_up_naming_the_attempts() {
         message.starts_with("profile \"default\": gave up after 3 attempts (retries exhausted)"),
         "{message}"
     );
-    assert!(message.contains("HTTP 500 Internal Server Error: upstream exploded"), "{message}");
+    assert!(message.ends_with("HTTP 500: the model server failed"), "{message}");
+    assert!(!message.contains("upstream exploded"), "the body is not quoted: {message}");
     server.verify().await;
 }
 
@@ -144,7 +145,7 @@ async fn client_errors_are_rejected_without_retry() {
 
     assert_eq!(
         error,
-        AgentError::Rejected("profile \"default\": HTTP 400 Bad Request: context length exceeded".into())
+        AgentError::Rejected("profile \"default\": HTTP 400: the model server rejected the request".into())
     );
     assert_eq!(requests(&server).await.len(), 1);
 }

@@ -11,7 +11,7 @@ use orchestrator_domain::ProfileName;
 use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
 use secrecy::SecretString;
 use serde_json::json;
-use support::{backend, profile, refused_base_url};
+use support::{backend, capture_logs, profile, refused_base_url};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -219,5 +219,34 @@ async fn the_status_port_reports_each_case_in_words_that_never_name_the_server()
             "the operator detail names the server: {}",
             h.operator_detail
         );
+    }
+}
+
+#[tokio::test]
+async fn an_error_answer_is_named_by_its_status_and_its_body_is_only_logged_at_debug() {
+    const MARKER: &str = "PROBE-MARKER-9052";
+    for status in [400u16, 500] {
+        let (_guard, logs) = capture_logs();
+        let body = format!("{MARKER} bad request; you sent: authorization: Bearer sk-probe-key-123456");
+        let server = models_server(ResponseTemplate::new(status).set_body_string(body)).await;
+        let backend = backend(profile(&format!("{}/v1", server.uri()), |p| {
+            p.api_key = Some(SecretString::from("sk-probe-key-123456"));
+        }));
+
+        let probe = probe_one(&backend).await;
+
+        assert_eq!((probe.reachable, probe.status, probe.model_listed), (true, Some(status), None));
+        let health = probe.clone().into_health();
+        for shown in [probe.hint.clone().unwrap_or_default(), probe.summary.clone(), health.operator_detail] {
+            assert!(shown.contains(&format!("HTTP {status}")), "{shown}");
+            assert!(!shown.contains(MARKER) && !shown.contains("sk-probe"), "the body got out: {shown}");
+        }
+        let logs = logs.text();
+        let quoting: Vec<&str> = logs.lines().filter(|line| line.contains(MARKER)).collect();
+        assert!(!quoting.is_empty(), "the body is logged for operators: {logs}");
+        for line in quoting {
+            assert!(line.contains(" DEBUG ") && line.contains("profile=default"), "{line}");
+            assert!(line.contains("authorization: [REDACTED]") && !line.contains("sk-probe"), "{line}");
+        }
     }
 }

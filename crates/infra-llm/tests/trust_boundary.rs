@@ -1,8 +1,9 @@
 //! What a model server sends is data: against fake servers that echo our request — the
-//! `authorization: Bearer <key>` header included — in error bodies and in completions, the key
-//! and the server's address must reach no error, no log line and no returned text; refused
-//! credentials are a configuration fault; truncation, echoed delimiters and echoed templates
-//! are reported for what they are.
+//! `authorization: Bearer <key>` header included, plainly or `\u`-escaped, spaced out or
+//! reversed — in error bodies and in completions, the key and the server's address must reach
+//! no error, no log line and no returned text, and error bodies reach no error at all (only the
+//! debug log, redacted); refused credentials are a configuration fault; truncation, echoed
+//! delimiters and echoed templates are reported for what they are.
 
 mod support;
 
@@ -75,11 +76,17 @@ async fn error_bodies_echoing_the_key_leak_it_into_no_error_and_no_log() {
         assert!(!shown.contains(&address), "the error names the server: {shown}");
         assert!(!shown.contains(&server.uri()), "{shown}");
         assert!(shown.contains("profile \"default\""), "{shown}");
-        assert!(shown.contains(&format!("HTTP {status}")), "{shown}");
-        assert!(shown.contains("authorization: [REDACTED]"), "the excerpt says what was hidden: {shown}");
+        assert!(shown.contains(&format!("HTTP {status}: ")), "{shown}");
+        assert!(!shown.contains("upstream said no") && !shown.contains("authorization"), "{shown}");
         let logs = logs.text();
         assert!(logs.contains("llm call failed"), "logs were captured: {logs}");
         assert_no_key(&logs, "the logs");
+        let body_line = logs.lines().find(|line| line.contains("upstream said no"));
+        assert!(
+            body_line
+                .is_some_and(|line| line.contains(" DEBUG ") && line.contains("authorization: [REDACTED]")),
+            "the body is logged at debug, saying what was hidden: {logs}"
+        );
     }
 }
 
@@ -263,5 +270,155 @@ async fn a_review_echoing_the_prompt_template_is_not_a_grade() {
             .unwrap()
             .to_owned();
         assert!(user.contains(REVIEW_JSON_TEMPLATE), "{user}");
+    }
+}
+
+/// The key of the encoding tests: short enough that its reversal is no 24-character run, which
+/// the generic patterns would have caught anyway.
+const SHORT_KEY: &str = "sk-test-Qm7Hv2Lx";
+/// Text the fake servers put in their bodies, so a test can tell whether any of a body got out.
+const MARKER: &str = "ECHO-MARKER-4471";
+
+/// Error bodies echoing the key in the three encodings redaction once missed: `\u`-escaped
+/// JSON, spaced out, reversed — each with the marker.
+fn encoded_echoes() -> [(&'static str, String); 3] {
+    let escaped: String = SHORT_KEY.chars().map(|c| format!("\\u{:04x}", u32::from(c))).collect();
+    let header = format!("authorization: Bearer {SHORT_KEY}");
+    let spaced = header.chars().map(String::from).collect::<Vec<_>>().join(" ");
+    let reversed: String = header.chars().rev().collect();
+    [
+        ("escaped", format!(r#"{{"error":"{MARKER} bad request","you_sent":"{escaped}"}}"#)),
+        ("spaced", format!("{MARKER} bad request; you sent: {spaced}")),
+        ("reversed", format!("{MARKER} bad request; you sent: {reversed}")),
+    ]
+}
+
+/// `\uXXXX` escapes resolved, as a JSON reader would (unpaired surrogates become U+FFFD).
+fn unescape(text: &str) -> String {
+    let mut units = Vec::new();
+    let mut out = String::new();
+    let mut rest = text;
+    loop {
+        let hex = rest
+            .strip_prefix("\\u")
+            .and_then(|r| r.get(..4))
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if let Some(hex) = hex {
+            units.push(u16::from_str_radix(hex, 16).expect("four hex digits"));
+            rest = &rest[6..];
+            continue;
+        }
+        out.extend(char::decode_utf16(units.drain(..)).map(|c| c.unwrap_or('\u{FFFD}')));
+        let Some(c) = rest.chars().next() else { return out };
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+}
+
+/// Every way a reader could decode `text`: as it is, unescaped, without whitespace, reversed.
+fn readings(text: &str) -> [String; 4] {
+    let unescaped = unescape(text);
+    let compact: String = unescaped.chars().filter(|c| !c.is_whitespace()).collect();
+    let reversed: String = compact.chars().rev().collect();
+    [text.to_owned(), unescaped, compact, reversed]
+}
+
+/// No reading of `text` holds 8 or more characters of `key` in a row.
+fn assert_no_key_in_any_reading(text: &str, key: &str, what: &str) {
+    for reading in readings(text) {
+        for fragment in key.as_bytes().windows(8) {
+            let fragment = std::str::from_utf8(fragment).expect("test keys are ASCII");
+            assert!(!reading.contains(fragment), "{what} holds {fragment:?} once decoded: {text}");
+        }
+    }
+}
+
+/// A server answering every chat completion with `status` and `body`.
+async fn answering_server(status: u16, body: String) -> (MockServer, String) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(ENDPOINT))
+        .respond_with(ResponseTemplate::new(status).set_body_string(body))
+        .mount(&server)
+        .await;
+    let base_url = format!("{}/v1", server.uri());
+    (server, base_url)
+}
+
+#[tokio::test]
+async fn an_http_400_echoing_the_key_escaped_spaced_or_reversed_tells_the_client_only_the_status() {
+    for (encoding, body) in encoded_echoes() {
+        let (_server, base_url) = answering_server(400, body).await;
+        let backend = backend(profile(&base_url, |p| p.api_key = Some(SecretString::from(SHORT_KEY))));
+
+        let error = backend.propose(&agent(0), &task()).await.unwrap_err();
+
+        let shown = format!("{error} | {error:?}");
+        assert!(!shown.contains(MARKER), "the {encoding} body reached the error: {shown}");
+        assert_no_key_in_any_reading(&shown, SHORT_KEY, &format!("the error of the {encoding} body"));
+        assert_eq!(
+            error,
+            AgentError::Rejected(
+                "profile \"default\": HTTP 400: the model server rejected the request".into()
+            ),
+            "{encoding}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_bodies_reach_only_debug_logs_redacted_whatever_the_encoding_of_the_key() {
+    for (encoding, body) in encoded_echoes() {
+        for status in [400u16, 503] {
+            let (_guard, logs) = capture_logs();
+            let (_server, base_url) = answering_server(status, body.clone()).await;
+            let backend = backend(profile(&base_url, |p| p.api_key = Some(SecretString::from(SHORT_KEY))));
+
+            backend.propose(&agent(0), &task()).await.unwrap_err();
+
+            let logs = logs.text();
+            assert!(logs.contains("llm call failed"), "the logs were captured: {logs}");
+            assert_no_key_in_any_reading(
+                &logs,
+                SHORT_KEY,
+                &format!("the logs of the {encoding} HTTP {status}"),
+            );
+            let quoting: Vec<&str> = logs.lines().filter(|line| line.contains(MARKER)).collect();
+            assert!(!quoting.is_empty(), "the {encoding} HTTP {status} body is logged for operators: {logs}");
+            for line in quoting {
+                assert!(line.contains(" DEBUG ") && line.contains("profile=default"), "{line}");
+                assert!(line.contains("[REDACTED]"), "the {encoding} key is redacted: {line}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reply_that_is_no_chat_completion_quotes_none_of_its_body() {
+    let bodies = [
+        json!({"choices": format!("{MARKER} {SHORT_KEY}")}).to_string(),
+        json!({"error": {"message": format!("{MARKER} overloaded"), "key": SHORT_KEY}}).to_string(),
+        format!("<html>{MARKER} {SHORT_KEY}</html>"),
+    ];
+    for body in bodies {
+        let (_guard, logs) = capture_logs();
+        let (_server, base_url) = answering_server(200, body.clone()).await;
+        let backend = backend(profile(&base_url, |p| p.api_key = Some(SecretString::from(SHORT_KEY))));
+
+        let error = backend.propose(&agent(0), &task()).await.unwrap_err();
+
+        let shown = format!("{error} | {error:?}");
+        assert!(!shown.contains(MARKER), "the body reached the error: {shown}");
+        assert_no_key_in_any_reading(&shown, SHORT_KEY, "the error");
+        assert!(
+            matches!(&error, AgentError::InvalidResponse(m) if m.contains("the reply is not a chat completion")),
+            "{error:?}"
+        );
+        let logs = logs.text();
+        assert_no_key_in_any_reading(&logs, SHORT_KEY, "the logs");
+        for line in logs.lines().filter(|line| line.contains(MARKER)) {
+            assert!(line.contains(" DEBUG "), "{line}");
+        }
+        assert!(logs.contains(MARKER), "the body is logged for operators at debug: {logs}");
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use orchestrator_domain::{Agent, AgentId, ProfileName, Role, Task, TaskConstraints};
@@ -93,9 +93,17 @@ impl Write for Captured {
     }
 }
 
+/// A second dispatcher, alive for the whole test process. While only one dispatcher is
+/// registered, tracing-core works out a new callsite's interest from the default of whichever
+/// thread hits it first: a test without a subscriber, running in parallel, could then silence
+/// that callsite for the test capturing logs. With two, every live dispatcher is asked.
+static SHARED_INTEREST: LazyLock<tracing::Dispatch> =
+    LazyLock::new(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+
 /// Captures every event at TRACE level on this thread until the guard is dropped (tests run
 /// on a current-thread runtime, so the backend's events land here).
 pub(crate) fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
+    LazyLock::force(&SHARED_INTEREST);
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
