@@ -312,6 +312,16 @@ async fn mutual_tls_admits_only_certificates_of_the_client_ca_and_names_the_prin
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "the certificate's name is the principal");
+    // The name of the unauthenticated caller is reserved: a certificate that claims it is refused.
+    for claimed in ["anonymous", "ANONYMOUS"] {
+        let impostor = tls_channel(&app, &server_pki.ca_pem, Some(client_pki.leaf(claimed))).await.unwrap();
+        let err = OrchestratorServiceClient::new(impostor)
+            .list_deliberations(pb::ListDeliberationsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{claimed}: {err:?}");
+        assert!(err.message().contains("reserved"), "{}", err.message());
+    }
 
     // A certificate of another CA, or none at all, does not get through the handshake.
     for identity in [Some(stranger_pki.leaf("alice")), None] {

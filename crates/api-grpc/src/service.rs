@@ -77,7 +77,7 @@ fn caller_of<T>(request: &Request<T>) -> Caller {
 /// callers make them too.
 fn may_change_registry<T>(request: &Request<T>) -> Result<(), Status> {
     let caller = caller_of(request);
-    if caller.is_admin() || caller == Caller::anonymous() {
+    if caller.is_admin() || caller.is_unauthenticated() {
         Ok(())
     } else {
         Err(Status::permission_denied(format!(

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use orchestrator_api_grpc::{Authentication, TokenSet};
+use orchestrator_application::Caller;
 use tracing::{info, warn};
 
 use crate::config::{AuthMode, Config};
@@ -57,6 +58,12 @@ pub fn authentication(config: &Config) -> Result<Authentication> {
         AuthMode::Mtls => {
             if config.tls_client_ca.is_none() {
                 return Err(ServerError::config("tls_client_ca", "required when auth = \"mtls\""));
+            }
+            if let Some(reserved) = config.auth_admins.iter().find(|name| Caller::is_reserved_name(name)) {
+                return Err(ServerError::config(
+                    "auth_admins",
+                    format!("{reserved:?} is reserved for callers of a server without authentication"),
+                ));
             }
             info!(admins = config.auth_admins.len(), "client-certificate authentication on");
             Ok(Authentication::Mtls { admins: config.auth_admins.clone() })
@@ -109,5 +116,17 @@ mod tests {
             authentication(&mtls_without_ca).unwrap_err().to_string(),
             "tls_client_ca: required when auth = \"mtls\""
         );
+    }
+
+    #[test]
+    fn an_admin_named_anonymous_is_refused() {
+        let config = Config {
+            auth: Some(AuthMode::Mtls),
+            tls_client_ca: Some("ca.pem".into()),
+            auth_admins: vec!["ops".into(), "Anonymous".into()],
+            ..config("127.0.0.1:1")
+        };
+        let err = authentication(&config).unwrap_err().to_string();
+        assert!(err.starts_with("auth_admins: \"Anonymous\" is reserved"), "{err}");
     }
 }

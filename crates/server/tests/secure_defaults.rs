@@ -37,3 +37,18 @@ fn a_malformed_tokens_file_stops_startup_naming_the_line_but_not_the_token() {
     assert!(stderr.contains("auth_tokens_file") && stderr.contains("line 1"), "{stderr}");
     assert!(!stderr.contains("short-secret"), "the token is never echoed: {stderr}");
 }
+
+#[test]
+fn a_tokens_file_that_claims_the_anonymous_principal_stops_startup_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "ops 0123456789abcdef-ops admin\nAnonymous 0123456789abcdef-anon\n").unwrap();
+    let output = orchestrator(&[
+        ("ORCHESTRATOR_LISTEN", "127.0.0.1:0"),
+        ("ORCHESTRATOR_AUTH_TOKENS_FILE", tokens.to_str().unwrap()),
+    ]);
+    assert!(!output.status.success(), "it must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("`anonymous` is reserved"), "{stderr}");
+    assert!(!stderr.contains("0123456789abcdef-anon"), "the token is never echoed: {stderr}");
+}

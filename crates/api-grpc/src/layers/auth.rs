@@ -100,6 +100,11 @@ impl AuthLayer {
                     .ok_or_else(|| {
                         Status::unauthenticated("a client certificate naming the caller is required")
                     })?;
+                if Caller::is_reserved_name(&principal) {
+                    return Err(Status::unauthenticated(
+                        "the client certificate names `anonymous`, which is reserved for callers of a server without authentication",
+                    ));
+                }
                 let admin = admins.iter().any(|a| a == &principal);
                 Ok(Caller::new(principal, admin))
             }

@@ -52,7 +52,8 @@ impl TokenSet {
     ///
     /// # Errors
     /// A [`TokenFileError`] naming the first bad line: a missing token, a token shorter than
-    /// 16 characters, a name outside `[A-Za-z0-9._:@-]{1,64}`, a third field other than
+    /// 16 characters, a name outside `[A-Za-z0-9._:@-]{1,64}` or reserved (`anonymous`, in any
+    /// case: see [`Caller::is_reserved_name`]), a third field other than
     /// `admin`, a token listed twice, or a file without any token.
     pub fn parse(text: &str) -> Result<Self, TokenFileError> {
         let mut entries: Vec<TokenEntry> = Vec::new();
@@ -77,6 +78,11 @@ impl TokenSet {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'));
             if !name_ok {
                 return error("the name must be 1 to 64 of A-Z a-z 0-9 . _ : @ -");
+            }
+            if Caller::is_reserved_name(name) {
+                return error(
+                    "the name `anonymous` is reserved for callers of a server without authentication",
+                );
             }
             if token.chars().count() < MIN_TOKEN_CHARS {
                 return error("the token must be at least 16 characters");
@@ -142,6 +148,8 @@ mod tests {
             ("al/ice 0123456789abcdefgh\n", 1, "the name must be"),
             ("a 0123456789abcdefgh\nb 0123456789abcdefgh\n", 2, "listed twice"),
             ("# nothing\n", 0, "lists no token"),
+            ("ops 0123456789abcdefgh admin\nAnonymous 0123456789abcdefgX\n", 2, "`anonymous` is reserved"),
+            ("anonymous 0123456789abcdefgh admin\n", 1, "`anonymous` is reserved"),
         ];
         for (text, line, reason) in cases {
             let err = TokenSet::parse(text).unwrap_err();
