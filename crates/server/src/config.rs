@@ -11,9 +11,11 @@ use orchestrator_infra_dryrun::DryRunConfig;
 use orchestrator_infra_llm::LlmProfile;
 use serde::Deserialize;
 
+use self::file::ConfigFile;
 use crate::error::{Result, ServerError};
 
 mod councils;
+mod file;
 
 pub use councils::{AgentDeclaration, CouncilDeclaration};
 
@@ -215,18 +217,24 @@ fn alias_name(resolved: &str) -> String {
 }
 
 /// Turns a layering error into one naming the key as the user wrote it: the environment
-/// variable when it came from there, the dotted file key otherwise.
-fn from_config_error(error: config::ConfigError, env: &HashMap<String, String>) -> ServerError {
-    let named = |key: &str| {
+/// variable when it came from there, the file, line and dotted key otherwise. A value from
+/// the environment is repeated unless its name suggests a secret; a value from the file never
+/// is (only its kind), since the file's text must never be echoed.
+fn from_config_error(
+    error: config::ConfigError,
+    env: &HashMap<String, String>,
+    file: Option<&ConfigFile>,
+) -> ServerError {
+    let from_env = |key: &str| {
         let var = format!("{PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
         let alias = alias_name(&var);
-        if env.contains_key(&alias) {
-            alias
-        } else if env.contains_key(&var) {
-            var
-        } else {
-            key.to_owned()
-        }
+        [alias, var].into_iter().find(|name| env.contains_key(name))
+    };
+    let in_file = |key: &str| file.and_then(|file| file.locate(key));
+    let named = |key: &str| match (from_env(key), in_file(key)) {
+        (Some(var), _) => var,
+        (None, Some((place, _))) => format!("{place}: {key}"),
+        (None, None) => key.to_owned(),
     };
     // The value is repeated when it came from the environment and cannot be a secret.
     let value_of = |name: &str| {
@@ -234,18 +242,38 @@ fn from_config_error(error: config::ConfigError, env: &HashMap<String, String>) 
         env.get(name).filter(|_| !secret).map_or_else(String::new, |v| format!("invalid value {v:?}: "))
     };
     match error {
-        config::ConfigError::Type { unexpected, expected, key, .. } => ServerError::config(
-            key.as_deref().map_or_else(|| "config".to_owned(), named),
-            format!("invalid value {unexpected}: expected {expected}"),
-        ),
+        config::ConfigError::Type { unexpected, expected, key, .. } => {
+            let key = key.as_deref();
+            let shown = match key.and_then(from_env) {
+                Some(_) => unexpected.to_string(),
+                None => kind_of(&unexpected),
+            };
+            ServerError::config(
+                key.map_or_else(|| "config".to_owned(), named),
+                format!("invalid value {shown}: expected {expected}"),
+            )
+        }
         config::ConfigError::At { error, key: Some(key), .. } => {
             let name = named(&key);
-            let reason = format!("{}{error}", value_of(&name));
+            let mut reason = format!("{}{error}", value_of(&name));
+            if from_env(&key).is_none()
+                && let Some((_, Some(value))) = in_file(&key)
+                && !value.is_empty()
+            {
+                reason = reason.replace(&value, "<value>");
+            }
             ServerError::config(name, reason)
         }
         config::ConfigError::NotFound(key) => ServerError::config(named(&key), "missing"),
-        other => ServerError::config("config", other.to_string()),
+        other => ServerError::config(file.map_or("config", ConfigFile::path), other.to_string()),
     }
+}
+
+/// What kind of value a `config` "unexpected value" is, without the value: its text up to
+/// the quoted value (`string "…"` → `string`; the type itself is not exported).
+fn kind_of(unexpected: &impl std::fmt::Display) -> String {
+    let text = unexpected.to_string();
+    text.split(['`', '"']).next().unwrap_or_default().trim().to_owned()
 }
 
 impl Config {
@@ -303,10 +331,12 @@ impl Config {
     /// See [`Config::load`].
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self> {
         let mut builder = config::Config::builder();
-        if let Some(path) = env.get(CONFIG_FILE_VAR).map(|p| p.trim()).filter(|p| !p.is_empty()) {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ServerError::ConfigFile { path: path.to_owned(), reason: e.to_string() })?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        let file = match env.get(CONFIG_FILE_VAR).map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            Some(path) => Some(ConfigFile::read(path)?),
+            None => None,
+        };
+        if let Some(file) = &file {
+            builder = builder.add_source(config::File::from_str(file.text(), config::FileFormat::Toml));
         }
         let vars = settings_from_env(env);
         let stray_llm = vars.keys().filter(|k| k.starts_with(LLM_ALIAS_TARGET)).min().cloned();
@@ -324,7 +354,7 @@ impl Config {
                     .source(Some(vars)),
             )
             .build()
-            .map_err(|e| from_config_error(e, env))?;
+            .map_err(|e| from_config_error(e, env, file.as_ref()))?;
         if let Some(stray) = stray_llm
             && layered.get_string("profiles.default.base_url").is_err()
         {
@@ -333,7 +363,7 @@ impl Config {
                 "set ORCHESTRATOR_LLM_BASE_URL too (or define [profiles.default] in the config file)",
             ));
         }
-        let config: Self = layered.try_deserialize().map_err(|e| from_config_error(e, env))?;
+        let config: Self = layered.try_deserialize().map_err(|e| from_config_error(e, env, file.as_ref()))?;
         config.validate()?;
         Ok(config)
     }
@@ -593,6 +623,34 @@ mod tests {
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err();
         assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+    }
+
+    #[test]
+    fn errors_about_the_file_name_file_line_and_key_but_never_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:7000\"\n\nmax_running = \"sk-SECRET-42\"\n").unwrap();
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{p}:3: max_running: invalid value string: expected")), "{err}");
+        std::fs::write(
+            &path,
+            "[profiles.default]\nbase_url = \"http://m/v1\"\nmodel = \"m\"\nmax_tokens = \"many\"\n",
+        )
+        .unwrap();
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{p}:4: profiles.default.max_tokens: invalid value string")),
+            "{err}"
+        );
+        assert!(!err.contains("many"), "{err}");
+        std::fs::write(&path, "log_format = \"SECRET-format\"\n").unwrap();
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{p}:1: log_format: ")), "{err}");
+        assert!(!err.contains("SECRET"), "{err}");
+        // The environment's values are not the file's: a wrong one is repeated (it is no secret).
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_MAX_RUNNING", "lots")])).unwrap_err().to_string();
+        assert!(err.starts_with("ORCHESTRATOR_MAX_RUNNING: invalid value string \"lots\""), "{err}");
     }
 
     #[test]

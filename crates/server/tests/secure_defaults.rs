@@ -52,3 +52,24 @@ fn a_tokens_file_that_claims_the_anonymous_principal_stops_startup_naming_the_li
     assert!(stderr.contains("line 2") && stderr.contains("`anonymous` is reserved"), "{stderr}");
     assert!(!stderr.contains("0123456789abcdef-anon"), "the token is never echoed: {stderr}");
 }
+
+#[test]
+fn a_config_file_that_is_not_toml_is_named_by_line_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# who may call\nci-bot 0123456789abcdef-ci\nops 0123456789abcdef-ops admin\n")
+        .unwrap();
+    let path = tokens.to_str().unwrap();
+    let served = orchestrator(&[("ORCHESTRATOR_LISTEN", "127.0.0.1:0"), ("ORCHESTRATOR_CONFIG", path)]);
+    let mut checked = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    let checked = checked.args(["config", "check", path]).env_remove("ORCHESTRATOR_CONFIG").output().unwrap();
+    for output in [served, checked] {
+        assert_eq!(output.status.code(), Some(2));
+        let printed =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(printed.contains(path) && printed.contains("line 2, column"), "{printed}");
+        for secret in ["0123456789abcdef", "ci-bot"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+    }
+}
