@@ -16,14 +16,25 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Serve) => serve().await,
-        Some(command) => match cli::run_client(command, Context { target: cli.target, json: cli.json }).await
-        {
-            Ok(code) => code,
-            Err(message) => {
-                eprintln!("orchestrator: {message}");
-                ExitCode::FAILURE
+        Some(command) => {
+            if cli.target.token_on_command_line() {
+                eprintln!(
+                    "orchestrator: warning: --token on the command line is visible to every local user (ps); \
+                     use --token-file or ORCHESTRATOR_TOKEN"
+                );
             }
-        },
+            client(command, Context { target: cli.target, json: cli.json }).await
+        }
+    }
+}
+
+async fn client(command: Command, context: Context) -> ExitCode {
+    match cli::run_client(command, context).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("orchestrator: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 

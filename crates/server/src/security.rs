@@ -78,6 +78,46 @@ pub fn authentication(config: &Config) -> Result<Authentication> {
     }
 }
 
+/// What the configuration exposes that an operator should know about, one sentence each:
+/// bearer tokens over plaintext off loopback (anyone on the path can read and replay them), a
+/// tokens file other local users can read, and `/metrics` (unauthenticated) off loopback.
+/// Logged as warnings at start-up; none stops the server.
+pub fn exposure_warnings(config: &Config, authentication: &Authentication) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let plaintext = config.tls_cert.is_none();
+    if matches!(authentication, Authentication::Token(_)) && plaintext && !config.listen.ip().is_loopback() {
+        warnings.push(format!(
+            "bearer tokens are accepted over plaintext on {}: anyone on the network path can read and replay them; \
+             set tls_cert and tls_key",
+            config.listen
+        ));
+    }
+    if let Some(path) = &config.auth_tokens_file
+        && let Ok(metadata) = std::fs::metadata(path)
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "the tokens file {} can be read by other local users (mode {mode:o}); chmod 600 it",
+                path.display()
+            ));
+        }
+    }
+    if let Some(metrics) = config.metrics_listen
+        && !metrics.ip().is_loopback()
+    {
+        warnings.push(format!(
+            "/metrics is served without authentication on {metrics}: anyone who reaches it reads the server's counters; \
+             bind it to loopback or restrict the port"
+        ));
+    }
+    for warning in &warnings {
+        warn!("{warning}");
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +168,31 @@ mod tests {
         };
         let err = authentication(&config).unwrap_err().to_string();
         assert!(err.starts_with("auth_admins: \"Anonymous\" is reserved"), "{err}");
+    }
+
+    #[test]
+    fn exposures_are_warned_about_and_a_safe_setup_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "ci 0123456789abcdef-ci\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let exposed = Config {
+            auth_tokens_file: Some(path.clone()),
+            metrics_listen: Some("0.0.0.0:9100".parse().unwrap()),
+            ..config("0.0.0.0:50055")
+        };
+        let warnings = exposure_warnings(&exposed, &authentication(&exposed).unwrap());
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+        assert!(warnings[0].starts_with("bearer tokens are accepted over plaintext on 0.0.0.0:50055"));
+        assert!(warnings[1].contains("(mode 644); chmod 600 it"));
+        assert!(warnings[2].starts_with("/metrics is served without authentication on 0.0.0.0:9100"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let safe = Config {
+            auth_tokens_file: Some(path),
+            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..config("127.0.0.1:50055")
+        };
+        assert!(exposure_warnings(&safe, &authentication(&safe).unwrap()).is_empty());
     }
 }

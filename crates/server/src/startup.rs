@@ -136,6 +136,7 @@ impl Application {
     /// Configuration, storage or bind failures.
     pub async fn build_with(config: Config, mut deps: Dependencies) -> Result<Self> {
         let authentication = security::authentication(&config)?;
+        security::exposure_warnings(&config, &authentication);
         let tls = ServerTls::load(&config)?;
         // The safe order: bind, then take the store, and only then recover. A second server
         // started by mistake (port in use, database file in use) stops here, before it reads

@@ -73,3 +73,23 @@ fn a_config_file_that_is_not_toml_is_named_by_line_and_never_printed() {
         }
     }
 }
+
+#[test]
+fn a_token_on_the_command_line_is_warned_about_and_one_from_the_environment_or_a_file_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "0123456789abcdef-file\n").unwrap();
+    // Nothing listens on port 9 of loopback: each run fails to connect, after the warning (or not).
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+        command.env_remove("ORCHESTRATOR_TOKEN").env_remove("ORCHESTRATOR_TOKEN_FILE");
+        command.args(["status", "--addr", "http://127.0.0.1:9"]).args(args).envs(env.iter().copied());
+        String::from_utf8_lossy(&command.output().unwrap().stderr).into_owned()
+    };
+    let warning = "--token on the command line is visible to every local user";
+    let stderr = run(&["--token", "0123456789abcdef-argv"], &[]);
+    assert!(stderr.contains(warning) && stderr.contains("--token-file"), "{stderr}");
+    assert!(!stderr.contains("0123456789abcdef-argv"), "{stderr}");
+    assert!(!run(&[], &[("ORCHESTRATOR_TOKEN", "0123456789abcdef-env")]).contains(warning));
+    assert!(!run(&["--token-file", file.to_str().unwrap()], &[]).contains(warning));
+}

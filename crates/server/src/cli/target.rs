@@ -28,9 +28,13 @@ pub(crate) struct Target {
     /// Server address: http://host:port (plaintext) or https://host:port (TLS).
     #[arg(long, env = "ORCHESTRATOR_ADDR", default_value = "http://127.0.0.1:50055", global = true)]
     pub(crate) addr: String,
-    /// Bearer token sent as `authorization: Bearer <token>`.
+    /// Bearer token sent as `authorization: Bearer <token>`. On the command line it is
+    /// visible to every local user (`ps`): prefer --token-file or ORCHESTRATOR_TOKEN.
     #[arg(long, env = "ORCHESTRATOR_TOKEN", hide_env_values = true, global = true)]
     pub(crate) token: Option<String>,
+    /// File whose first line is the bearer token (instead of --token).
+    #[arg(long, env = "ORCHESTRATOR_TOKEN_FILE", global = true)]
+    pub(crate) token_file: Option<PathBuf>,
     /// PEM CA bundle to verify an https:// server with (default: the webpki root store).
     #[arg(long, env = "ORCHESTRATOR_CA", global = true)]
     pub(crate) ca: Option<PathBuf>,
@@ -61,6 +65,17 @@ impl Interceptor for BearerToken {
     }
 }
 
+/// The first non-empty line of a token file, trimmed.
+fn read_token_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--token-file {}: cannot read it: {e}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("--token-file {}: holds no token", path.display()))
+}
+
 /// The address's scheme: it alone decides whether TLS is spoken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
@@ -83,13 +98,30 @@ impl Target {
     ///
     /// # Errors
     /// A token that cannot be sent as a header (non-ASCII or control characters).
+    /// A token file that cannot be read or holds no token; a token that cannot be sent as a
+    /// header (non-ASCII or control characters). No message quotes the token.
     pub(crate) fn bearer(&self) -> Result<BearerToken, String> {
-        let Some(token) = self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        let token = match &self.token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => self.token.clone(),
+        };
+        let Some(token) = token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
             return Ok(BearerToken(None));
         };
         MetadataValue::try_from(format!("Bearer {token}"))
             .map(|value| BearerToken(Some(value)))
-            .map_err(|_| "--token / ORCHESTRATOR_TOKEN: must be printable ASCII".to_owned())
+            .map_err(|_| "--token / --token-file / ORCHESTRATOR_TOKEN: must be printable ASCII".to_owned())
+    }
+
+    /// Whether the token was given as `--token` on the command line, where every local user
+    /// can read it (`ps`, `/proc/<pid>/cmdline`), rather than through the environment or a
+    /// file: the CLI warns then.
+    pub(crate) fn token_on_command_line(&self) -> bool {
+        self.token_file.is_none()
+            && self
+                .token
+                .as_ref()
+                .is_some_and(|token| std::env::var("ORCHESTRATOR_TOKEN").ok().as_ref() != Some(token))
     }
 
     /// The endpoint for the address: plaintext for http://, TLS for https:// (with --ca or the
@@ -278,7 +310,7 @@ mod tests {
     use super::*;
 
     fn target(addr: &str) -> Target {
-        Target { addr: addr.to_owned(), token: None, ca: None, cert: None, key: None }
+        Target { addr: addr.to_owned(), token: None, token_file: None, ca: None, cert: None, key: None }
     }
 
     #[test]
@@ -298,6 +330,23 @@ mod tests {
     fn a_client_certificate_needs_its_key() {
         let t = Target { cert: Some("c.pem".into()), ..target("https://h:1") };
         assert!(t.endpoint().unwrap_err().contains("--cert and --key go together"));
+    }
+
+    #[test]
+    fn a_token_file_gives_its_first_line_and_its_errors_quote_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "\n  s3cret-from-file  \nsecond\n").unwrap();
+        let from_file =
+            Target { token_file: Some(path.clone()), token: Some("ignored".into()), ..target("http://h:1") };
+        let mut bearer = from_file.bearer().unwrap();
+        let request = bearer.call(tonic::Request::new(())).unwrap();
+        assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer s3cret-from-file");
+        assert!(!from_file.token_on_command_line());
+        std::fs::write(&path, "\n \n").unwrap();
+        assert!(from_file.bearer().unwrap_err().ends_with("holds no token"));
+        let missing = Target { token_file: Some(dir.path().join("nope")), ..target("http://h:1") };
+        assert!(missing.bearer().unwrap_err().contains("cannot read it"));
     }
 
     #[test]
