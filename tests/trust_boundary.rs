@@ -98,6 +98,23 @@ async fn without_a_valid_token_nothing_but_health_and_reflection_answers() {
 }
 
 #[tokio::test]
+async fn status_counters_are_a_principals_own_unless_admin() {
+    let (app, _dir) = spawn_with_tokens().await;
+    let mut alice = client(&app, Some(ALICE)).await;
+    alice.deliberate(request("alice-counted", "Write a CSV parser")).await.unwrap();
+    let total = |client: &mut Client| {
+        let mut client = client.clone();
+        async move {
+            let status = client.get_status(pb::GetStatusRequest { include_stats: true }).await.unwrap();
+            status.into_inner().stats.unwrap().total_deliberations
+        }
+    };
+    assert_eq!(total(&mut alice).await, 1);
+    assert_eq!(total(&mut client(&app, Some(BOB)).await).await, 0, "bob sees none of alice's work");
+    assert_eq!(total(&mut client(&app, Some(OPS)).await).await, 1, "an admin sees everyone's");
+}
+
+#[tokio::test]
 async fn a_principal_sees_and_touches_only_its_own_work_unless_admin() {
     let (app, _dir) = spawn_with_tokens().await;
     let mut alice = client(&app, Some(ALICE)).await;

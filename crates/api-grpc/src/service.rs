@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
-    Caller, Councils, Counters, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
+    Caller, Councils, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
     OrchestrateCommand, RegisterAgentCommand,
 };
 use orchestrator_domain::{Deliberation, Phase};
@@ -27,7 +27,6 @@ pub struct OrchestratorApi {
     jobs: Arc<Jobs>,
     orchestrate: Arc<Orchestrate>,
     status: Arc<GetStatus>,
-    tracker: Arc<Counters>,
     clock: Arc<dyn Clock>,
     councils: Option<Arc<Councils>>,
 }
@@ -43,10 +42,9 @@ impl OrchestratorApi {
         jobs: Arc<Jobs>,
         orchestrate: Arc<Orchestrate>,
         status: Arc<GetStatus>,
-        tracker: Arc<Counters>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { jobs, orchestrate, status, tracker, clock, councils: None }
+        Self { jobs, orchestrate, status, clock, councils: None }
     }
 
     /// Serves the council registry RPCs (and the registry's numbers in GetMetrics) from
@@ -330,7 +328,8 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
-        let report = self.status.execute(request.into_inner().include_stats).await;
+        let caller = caller_of(&request);
+        let report = self.status.execute(&caller, request.into_inner().include_stats).await;
         Ok(Response::new(convert::status_response(&report)))
     }
 
@@ -338,13 +337,14 @@ impl OrchestratorService for OrchestratorApi {
         &self,
         request: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::GetMetricsResponse>, Status> {
+        let caller = caller_of(&request);
         let range = request.into_inner().time_range_ms;
         if range < 0 {
             return Err(Status::invalid_argument(format!(
                 "time_range_ms: must not be negative, got {range}"
             )));
         }
-        let mut metrics = convert::metrics_response(&self.tracker.snapshot());
+        let mut metrics = convert::metrics_response(&self.status.counters_for(&caller));
         if let Some(councils) = &self.councils {
             let since = (range > 0).then(|| self.clock.now_ms().saturating_sub(range));
             let report = councils.report(since).await.map_err(to_status)?;

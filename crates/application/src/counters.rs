@@ -1,7 +1,8 @@
 //! Counters of the deliberations and agent calls of this process, kept in memory since it
-//! started: what GetStatus and GetMetrics report.
+//! started: what GetStatus and GetMetrics report — in all for admins, per principal for
+//! everyone else (one principal's load is not another's business).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -55,27 +56,36 @@ struct Tallies {
     agent_latency_ms: u64,
 }
 
+/// The tallies of everyone and of each principal.
+#[derive(Debug, Default)]
+struct Ledger {
+    all: Tallies,
+    by_principal: HashMap<String, Tallies>,
+}
+
 /// Collects counters from the use cases; cheap to share (`Arc`) and to update.
 #[derive(Debug)]
 pub struct Counters {
     started_at_ms: i64,
-    tallies: Mutex<Tallies>,
+    ledger: Mutex<Ledger>,
 }
 
 impl Counters {
     pub fn new(started_at_ms: i64) -> Self {
-        Self { started_at_ms, tallies: Mutex::new(Tallies::default()) }
+        Self { started_at_ms, ledger: Mutex::new(Ledger::default()) }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Tallies) -> T) -> T {
+    /// Applies `f` to everyone's tallies and to `principal`'s.
+    fn with(&self, principal: &str, f: impl Fn(&mut Tallies)) {
         // Counters stay consistent even if a holder panicked: every update is a few additions.
-        let mut guard = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut guard)
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut ledger.all);
+        f(ledger.by_principal.entry(principal.to_owned()).or_default());
     }
 
-    /// Counts one finished deliberation (successful or not).
-    pub fn record_deliberation(&self, role: Role, duration: Duration, succeeded: bool) {
-        self.with(|c| {
+    /// Counts one finished deliberation of `principal` (successful or not).
+    pub fn record_deliberation(&self, principal: &str, role: Role, duration: Duration, succeeded: bool) {
+        self.with(principal, |c| {
             c.total += 1;
             *c.per_role.entry(role).or_default() += 1;
             if succeeded {
@@ -89,38 +99,57 @@ impl Counters {
         });
     }
 
-    /// Counts one completed orchestration and its whole duration.
-    pub fn record_orchestration(&self, duration: Duration) {
-        self.with(|c| {
+    /// Counts one completed orchestration of `principal` and its whole duration.
+    pub fn record_orchestration(&self, principal: &str, duration: Duration) {
+        self.with(principal, |c| {
             c.orchestrations += 1;
             c.orchestration_ms_sum += duration.as_secs_f64() * 1000.0;
         });
     }
 
-    /// Adds the agent calls of one deliberation.
-    pub fn record_agent_calls(&self, usage: &TokenUsage) {
-        self.with(|c| {
+    /// Adds the agent calls of one deliberation of `principal`.
+    pub fn record_agent_calls(&self, principal: &str, usage: &TokenUsage) {
+        self.with(principal, |c| {
             c.agent_calls += usage.calls;
             c.agent_latency_ms += usage.latency_ms;
         });
     }
 
-    /// Marks a deliberation of `agents` agents of `role` as running until the returned guard
-    /// is dropped.
-    pub fn track_active(self: &Arc<Self>, role: Role, agents: usize) -> ActiveGuard {
+    /// Marks a deliberation of `principal` with `agents` agents of `role` as running until the
+    /// returned guard is dropped.
+    pub fn track_active(self: &Arc<Self>, principal: &str, role: Role, agents: usize) -> ActiveGuard {
         let agents = agents as u64;
-        self.with(|c| {
+        self.with(principal, |c| {
             c.active += 1;
             c.active_agents += agents;
             c.councils_seated += 1;
             c.agents_seated += agents;
             *c.agents_per_role.entry(role).or_default() += agents;
         });
-        ActiveGuard { tracker: Arc::clone(self), agents }
+        ActiveGuard { tracker: Arc::clone(self), principal: principal.to_owned(), agents }
     }
 
+    /// Everyone's counters: for admins (and a server without authentication).
     pub fn snapshot(&self) -> CountersSnapshot {
-        self.with(|c| {
+        let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        ledger.all.snapshot()
+    }
+
+    /// The counters of `principal`'s own work (zero when it has none).
+    pub fn snapshot_of(&self, principal: &str) -> CountersSnapshot {
+        let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        ledger.by_principal.get(principal).map(Tallies::snapshot).unwrap_or_default()
+    }
+
+    pub fn started_at_ms(&self) -> i64 {
+        self.started_at_ms
+    }
+}
+
+impl Tallies {
+    fn snapshot(&self) -> CountersSnapshot {
+        {
+            let c = self;
             let mean = |sum: f64, n: u64| if n == 0 { 0.0 } else { sum / n as f64 };
             CountersSnapshot {
                 total_deliberations: c.total,
@@ -138,11 +167,7 @@ impl Counters {
                 agent_calls: c.agent_calls,
                 avg_agent_call_ms: mean(c.agent_latency_ms as f64, c.agent_calls),
             }
-        })
-    }
-
-    pub fn started_at_ms(&self) -> i64 {
-        self.started_at_ms
+        }
     }
 }
 
@@ -150,12 +175,13 @@ impl Counters {
 #[derive(Debug)]
 pub struct ActiveGuard {
     tracker: Arc<Counters>,
+    principal: String,
     agents: u64,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.tracker.with(|c| {
+        self.tracker.with(&self.principal, |c| {
             c.active = c.active.saturating_sub(1);
             c.active_agents = c.active_agents.saturating_sub(self.agents);
         });
@@ -169,11 +195,11 @@ mod tests {
     #[test]
     fn counts_deliberations_per_role_and_averages_successes() {
         let tracker = Counters::new(0);
-        tracker.record_deliberation(Role::Dev, Duration::from_millis(100), true);
-        tracker.record_deliberation(Role::Dev, Duration::from_millis(300), true);
-        tracker.record_deliberation(Role::Qa, Duration::from_millis(999), false);
-        tracker.record_orchestration(Duration::from_millis(500));
-        tracker.record_agent_calls(&TokenUsage { calls: 4, latency_ms: 100, ..Default::default() });
+        tracker.record_deliberation("a", Role::Dev, Duration::from_millis(100), true);
+        tracker.record_deliberation("a", Role::Dev, Duration::from_millis(300), true);
+        tracker.record_deliberation("a", Role::Qa, Duration::from_millis(999), false);
+        tracker.record_orchestration("a", Duration::from_millis(500));
+        tracker.record_agent_calls("a", &TokenUsage { calls: 4, latency_ms: 100, ..Default::default() });
         let s = tracker.snapshot();
         assert_eq!(s.avg_orchestration_ms, 500.0);
         assert_eq!((s.agent_calls, s.avg_agent_call_ms), (4, 25.0));
@@ -189,9 +215,9 @@ mod tests {
     fn percentiles_cover_successes_only() {
         let tracker = Counters::new(0);
         for ms in 1..=100 {
-            tracker.record_deliberation(Role::Data, Duration::from_millis(ms), true);
+            tracker.record_deliberation("a", Role::Data, Duration::from_millis(ms), true);
         }
-        tracker.record_deliberation(Role::Data, Duration::from_secs(3600), false);
+        tracker.record_deliberation("a", Role::Data, Duration::from_secs(3600), false);
         let (p50, _, p99) = tracker.snapshot().latency_percentiles_ms;
         assert!((p50 - 50.0).abs() < 0.1 && (p99 - 99.0).abs() < 0.1, "{p50} {p99}");
     }
@@ -199,12 +225,27 @@ mod tests {
     #[test]
     fn active_guard_counts_while_alive() {
         let tracker = Arc::new(Counters::new(0));
-        let guard = tracker.track_active(Role::Qa, 4);
+        let guard = tracker.track_active("a", Role::Qa, 4);
         let s = tracker.snapshot();
         assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (1, 4, 1, 4));
         assert_eq!(s.agents_per_role.get(&Role::Qa), Some(&4));
         drop(guard);
         let s = tracker.snapshot();
         assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (0, 0, 1, 4));
+    }
+
+    #[test]
+    fn each_principal_sees_only_its_own_counts_and_everyone_is_the_sum() {
+        let tracker = Arc::new(Counters::new(0));
+        tracker.record_deliberation("alice", Role::Dev, Duration::from_millis(100), true);
+        tracker.record_deliberation("bob", Role::Dev, Duration::from_millis(300), false);
+        let _running = tracker.track_active("bob", Role::Qa, 3);
+        let alice = tracker.snapshot_of("alice");
+        assert_eq!((alice.total_deliberations, alice.failed_deliberations, alice.active), (1, 0, 0));
+        let bob = tracker.snapshot_of("bob");
+        assert_eq!((bob.total_deliberations, bob.failed_deliberations, bob.active), (1, 1, 1));
+        assert_eq!(tracker.snapshot_of("carol"), CountersSnapshot::default());
+        let all = tracker.snapshot();
+        assert_eq!((all.total_deliberations, all.failed_deliberations, all.active), (2, 1, 1));
     }
 }

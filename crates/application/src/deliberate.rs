@@ -14,6 +14,7 @@ use orchestrator_domain::{
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::caller::Caller;
 use crate::councils::{Overrides, standing_seats};
 use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
@@ -227,7 +228,7 @@ impl Deliberate {
     ) -> Result<DeliberationReport> {
         let (task_id, deliberation) = self.prepare(command).await?;
         let (timeout, deadline) = self.deadline_for(&deliberation);
-        self.run(&task_id, deliberation, timeout, deadline, observer).await
+        self.run(&task_id, Caller::ANONYMOUS, deliberation, timeout, deadline, observer).await
     }
 
     /// Runs a prepared deliberation until it completes or `deadline` passes.
@@ -239,6 +240,7 @@ impl Deliberate {
     pub async fn run(
         &self,
         task_id: &str,
+        principal: &str,
         mut deliberation: Deliberation,
         timeout: Duration,
         deadline: Instant,
@@ -276,8 +278,8 @@ impl Deliberate {
             Err(_) => "failed",
         };
         observability::deliberation_ran(role, outcome_label, elapsed);
-        self.tracker.record_deliberation(role, elapsed, result.is_ok());
-        self.tracker.record_agent_calls(&deliberation.total_usage());
+        self.tracker.record_deliberation(principal, role, elapsed, result.is_ok());
+        self.tracker.record_agent_calls(principal, &deliberation.total_usage());
         match &result {
             Ok(outcome) => info!(
                 task_id,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
 
+use crate::caller::Caller;
 use crate::counters::{Counters, CountersSnapshot};
 
 use crate::jobs::StoreState;
@@ -73,21 +74,31 @@ impl GetStatus {
         self
     }
 
-    /// Uptime, configuration, the counters when `include_stats`, and a probe of every model
-    /// profile at most [`BACKEND_PROBE_MAX_AGE`] old (a new one is bounded by
-    /// [`BACKEND_PROBE_TIMEOUT`]).
-    pub async fn execute(&self, include_stats: bool) -> StatusReport {
+    /// Uptime, configuration, the counters when `include_stats` — everyone's for an admin or
+    /// the caller of a server without authentication, the caller's own otherwise — and a
+    /// probe of every model profile at most [`BACKEND_PROBE_MAX_AGE`] old (a new one is
+    /// bounded by [`BACKEND_PROBE_TIMEOUT`]).
+    pub async fn execute(&self, caller: &Caller, include_stats: bool) -> StatusReport {
         let uptime_ms = (self.clock.now_ms() - self.tracker.started_at_ms()).max(0);
         let backends = self.backends().await;
         StatusReport {
             uptime: Duration::from_millis(u64::try_from(uptime_ms).unwrap_or(0)),
             llm_configured: self.llm_configured,
-            stats: include_stats.then(|| self.tracker.snapshot()),
+            stats: include_stats.then(|| self.counters_for(caller)),
             degraded: self.store_state.as_ref().and_then(|state| match &*state.borrow() {
                 StoreState::Serving => None,
                 StoreState::Unreachable { cause } => Some(format!("storage unreachable: {cause}")),
             }),
             backends,
+        }
+    }
+
+    /// The counters `caller` may see.
+    pub fn counters_for(&self, caller: &Caller) -> CountersSnapshot {
+        if caller.is_admin() || caller.is_unauthenticated() {
+            self.tracker.snapshot()
+        } else {
+            self.tracker.snapshot_of(caller.principal())
         }
     }
 
@@ -150,12 +161,12 @@ mod tests {
         let mut clock = MockClock::new();
         clock.expect_now_ms().return_const(61_000_i64);
         let status = GetStatus::new(tracker, Arc::new(clock), true);
-        let report = status.execute(false).await;
+        let report = status.execute(&Caller::anonymous(), false).await;
         assert_eq!(report.uptime, Duration::from_secs(60));
         assert!(report.llm_configured);
         assert!(report.stats.is_none());
         assert!(report.backends.is_empty());
-        assert!(status.execute(true).await.stats.is_some());
+        assert!(status.execute(&Caller::anonymous(), true).await.stats.is_some());
     }
 
     /// A GetStatus whose clock reads `now` (ms) and whose prober is `prober`.
@@ -170,7 +181,8 @@ mod tests {
     #[tokio::test]
     async fn status_reports_the_model_servers_as_probed() {
         let prober = Arc::new(OneDownServer::default());
-        let report = status_at(&Arc::new(AtomicI64::new(0)), &prober).execute(false).await;
+        let report =
+            status_at(&Arc::new(AtomicI64::new(0)), &prober).execute(&Caller::anonymous(), false).await;
         assert_eq!(report.backends.len(), 1);
         assert!(!report.backends[0].reachable);
         assert_eq!(prober.probes.load(Ordering::SeqCst), 1);
@@ -183,17 +195,17 @@ mod tests {
         let status = status_at(&now, &prober);
         let max_age_ms = i64::try_from(BACKEND_PROBE_MAX_AGE.as_millis()).unwrap();
 
-        let first = status.execute(false).await;
+        let first = status.execute(&Caller::anonymous(), false).await;
         now.fetch_add(max_age_ms - 1, Ordering::SeqCst);
-        assert_eq!(status.execute(false).await.backends, first.backends);
+        assert_eq!(status.execute(&Caller::anonymous(), false).await.backends, first.backends);
         assert_eq!(prober.probes.load(Ordering::SeqCst), 1, "a young probe is reused");
 
         now.fetch_add(1, Ordering::SeqCst);
-        status.execute(false).await;
+        status.execute(&Caller::anonymous(), false).await;
         assert_eq!(prober.probes.load(Ordering::SeqCst), 2, "a probe max-age old is taken again");
 
         now.fetch_sub(60_000, Ordering::SeqCst);
-        status.execute(false).await;
+        status.execute(&Caller::anonymous(), false).await;
         assert_eq!(prober.probes.load(Ordering::SeqCst), 3, "a clock that went back means stale");
     }
 
@@ -201,7 +213,8 @@ mod tests {
     async fn concurrent_status_calls_share_one_probe() {
         let prober = Arc::new(OneDownServer::default());
         let status = status_at(&Arc::new(AtomicI64::new(0)), &prober);
-        let reports = futures::future::join_all((0..8).map(|_| status.execute(false))).await;
+        let caller = Caller::anonymous();
+        let reports = futures::future::join_all((0..8).map(|_| status.execute(&caller, false))).await;
         assert!(reports.iter().all(|report| report.backends.len() == 1));
         assert_eq!(prober.probes.load(Ordering::SeqCst), 1);
     }

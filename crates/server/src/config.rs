@@ -62,6 +62,10 @@ pub struct Config {
     pub max_running: usize,
     /// Deliberations waiting for a slot before submissions get RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// The share (0 < share ≤ 1) of the places (`max_running + queue_capacity`) one principal
+    /// may hold at once; beyond it, that principal gets RESOURCE_EXHAUSTED naming the limit
+    /// while others are still served. Not applied without authentication (one principal).
+    pub queue_share: f64,
     /// Resume deliberations a stopped process left unfinished from their last saved phase
     /// (true), or mark them INTERRUPTED (false).
     pub resume_unfinished: bool,
@@ -132,6 +136,7 @@ impl Default for Config {
             database_url: "sqlite:data/orchestrator.db".to_owned(),
             max_running: 8,
             queue_capacity: 256,
+            queue_share: 0.5,
             resume_unfinished: true,
             node_id: default_node_id(),
             lease_secs: 30,
@@ -288,6 +293,7 @@ impl Config {
         "database_url",
         "max_running",
         "queue_capacity",
+        "queue_share",
         "resume_unfinished",
         "node_id",
         "lease_secs",
@@ -382,6 +388,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        if !(self.queue_share > 0.0 && self.queue_share <= 1.0) {
+            return Err(ServerError::config(
+                "queue_share",
+                format!("must be within (0, 1], got {}", self.queue_share),
+            ));
+        }
         if self.max_running == 0 || self.max_running > 1024 {
             return Err(ServerError::config(
                 "max_running",

@@ -255,6 +255,7 @@ impl Application {
         let job_settings = JobSettings {
             max_running: config.max_running,
             queue_capacity: config.queue_capacity,
+            queue_share: config.queue_share,
             resume_unfinished: config.resume_unfinished,
             node_id: node_id.clone(),
             lease: Duration::from_secs(config.lease_secs),
@@ -283,7 +284,7 @@ impl Application {
                 .with_store_state(jobs.store_state())
                 .with_prober(deps.prober),
         );
-        let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, tracker, deps.clock);
+        let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, deps.clock);
         if let Some(registry) = registry {
             api = api.with_councils(registry);
         }

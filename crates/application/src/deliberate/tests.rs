@@ -310,7 +310,7 @@ async fn a_restored_deliberation_continues_from_its_saved_phase() {
     saved.advance().unwrap();
 
     let (timeout, deadline) = deliberate.deadline_for(&saved);
-    let report = deliberate.run(&task_id, saved, timeout, deadline, &NoProgress).await.unwrap();
+    let report = deliberate.run(&task_id, "alice", saved, timeout, deadline, &NoProgress).await.unwrap();
 
     assert_eq!(report.outcome.results.len(), 3);
     for result in &report.outcome.results {

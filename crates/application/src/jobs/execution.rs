@@ -73,7 +73,15 @@ impl Jobs {
         self.tasks.spawn(
             async move {
                 let result = jobs
-                    .execute(&task_id, deliberation, &handle, &fence, observer.as_deref(), started_at_ms)
+                    .execute(
+                        &task_id,
+                        admission.principal(),
+                        deliberation,
+                        &handle,
+                        &fence,
+                        observer.as_deref(),
+                        started_at_ms,
+                    )
                     .await;
                 jobs.unregister(&task_id);
                 drop(admission);
@@ -84,9 +92,11 @@ impl Jobs {
         (rx, guard)
     }
 
+    #[allow(clippy::too_many_arguments, reason = "the parts of one admitted run, each distinct")]
     async fn execute(
         &self,
         task_id: &str,
+        principal: &str,
         deliberation: Deliberation,
         handle: &RunHandle,
         fence: &Fence,
@@ -128,10 +138,11 @@ impl Jobs {
             return self.end(&job, DeliberationStatus::Timeout, error).await;
         }
         let deadline = deadline - spent;
-        let _active = self
-            .deliberate
-            .tracker()
-            .track_active(deliberation.council().role(), deliberation.council().len());
+        let _active = self.deliberate.tracker().track_active(
+            principal,
+            deliberation.council().role(),
+            deliberation.council().len(),
+        );
         let persisting = Persisting {
             jobs: self,
             fence,
@@ -139,7 +150,7 @@ impl Jobs {
             live: Broadcast { live: &handle.live, phase_steps: &handle.phase_steps },
             next: observer,
         };
-        let run = self.deliberate.run(task_id, deliberation, timeout, deadline, &persisting);
+        let run = self.deliberate.run(task_id, principal, deliberation, timeout, deadline, &persisting);
         let result = tokio::select! {
             result = run => result,
             () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,

@@ -36,7 +36,6 @@ mod submission;
 mod watch;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,12 +55,16 @@ pub use submission::{CancelOnDrop, JobResult, Submission};
 pub use watch::{WatchUpdate, WatchUpdates};
 
 /// Limits on work in flight.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobSettings {
     /// Deliberations running at once.
     pub max_running: usize,
     /// Deliberations waiting for a slot before submissions are refused.
     pub queue_capacity: usize,
+    /// The share (0 < share ≤ 1) of the places (`max_running + queue_capacity`) one principal
+    /// may hold at once; beyond it that principal's submissions are refused while others'
+    /// are still taken.
+    pub queue_share: f64,
     /// Resume what a stopped process left unfinished from its last saved phase (and leave
     /// running work resumable on shutdown); when false, such work ends INTERRUPTED.
     pub resume_unfinished: bool,
@@ -83,6 +86,7 @@ impl Default for JobSettings {
         Self {
             max_running: 8,
             queue_capacity: 256,
+            queue_share: 0.5,
             resume_unfinished: true,
             node_id: "orchestrator".to_owned(),
             lease: Duration::from_secs(30),
@@ -100,8 +104,9 @@ pub struct Jobs {
     events: Option<Arc<dyn EventPublisher>>,
     settings: JobSettings,
     slots: Arc<Semaphore>,
-    /// Deliberations admitted and not yet ended (running or waiting for a slot).
-    admitted: Arc<AtomicUsize>,
+    /// Deliberations admitted and not yet ended (running or waiting for a slot), in all and
+    /// per principal.
+    admitted: Arc<admission::Admitted>,
     /// The deliberations this node runs (or is about to), by task id.
     runs: Mutex<HashMap<String, Arc<RunHandle>>>,
     /// Writes that could not land within `write_retry`, by task id: retried by the store probe
@@ -124,7 +129,7 @@ impl std::fmt::Debug for Jobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jobs")
             .field("settings", &self.settings)
-            .field("admitted", &self.admitted.load(Ordering::Relaxed))
+            .field("admitted", &self.admitted.total())
             .finish_non_exhaustive()
     }
 }
@@ -148,7 +153,7 @@ impl Jobs {
             events: None,
             slots: Arc::new(Semaphore::new(settings.max_running)),
             settings,
-            admitted: Arc::new(AtomicUsize::new(0)),
+            admitted: Arc::new(admission::Admitted::default()),
             runs: Mutex::new(HashMap::new()),
             repairs: Mutex::new(HashMap::new()),
             store_state: tokio::sync::watch::Sender::new(StoreState::Serving),

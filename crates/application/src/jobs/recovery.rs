@@ -5,7 +5,9 @@ use std::sync::Arc;
 use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds};
 use tracing::{info, warn};
 
+use super::admission::Share;
 use super::{Jobs, store_error};
+use crate::caller::Caller;
 use crate::councils::Overrides;
 use crate::deliberate::DeliberateCommand;
 use crate::error::{ApplicationError, Result};
@@ -59,7 +61,8 @@ impl Jobs {
             } else {
                 self.restore(&record).await.map_err(|e| Some(e.to_string()))
             };
-            let admitted = restored.and_then(|deliberation| match self.admit() {
+            let owner = Caller::new(record.request.principal.clone(), false);
+            let admitted = restored.and_then(|deliberation| match self.admit(&owner, Share::Counted) {
                 Ok(admission) => Ok((deliberation, admission)),
                 Err(full) => Err(Some(full.to_string())),
             });

@@ -46,7 +46,7 @@ impl Jobs {
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.draining.cancel();
         self.tasks.close();
-        let running = self.admitted.load(Ordering::SeqCst);
+        let running = self.admitted.total();
         info!(
             running,
             grace_secs = grace.as_secs(),
@@ -56,7 +56,7 @@ impl Jobs {
         if drained {
             info!("shutdown: every deliberation finished within the grace period");
         } else {
-            let left = self.admitted.load(Ordering::SeqCst);
+            let left = self.admitted.total();
             if self.settings.resume_unfinished {
                 warn!(
                     left,

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use super::admission::Share;
 use super::{Jobs, store_error};
 use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
@@ -167,7 +168,7 @@ impl Jobs {
         if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
             return existing_submission(caller, &new, existing.request, existing.status);
         }
-        let admission = self.admit()?;
+        let admission = self.admit(caller, Share::Enforced)?;
         if self.runs.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&task_id) {
             // The same id is being submitted at this moment; the store decides which one wins.
             return Err(ApplicationError::AlreadyExists {

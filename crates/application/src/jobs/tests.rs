@@ -133,6 +133,49 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
 }
 
 #[tokio::test(start_paused = true)]
+async fn no_principal_holds_more_than_its_share_of_the_queue() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(
+        Arc::new(SleepingBackend::new(STEP)),
+        Arc::clone(&store),
+        JobSettings { max_running: 1, queue_capacity: 3, queue_share: 0.5, ..JobSettings::default() },
+    );
+    let (alice, bob) = (crate::caller::Caller::new("alice", false), crate::caller::Caller::new("bob", false));
+    jobs.submit(&alice, command("alice-1", 0)).await.unwrap();
+    jobs.submit(&alice, command("alice-2", 0)).await.unwrap();
+    let err = jobs.submit(&alice, command("alice-3", 0)).await.unwrap_err();
+    assert!(matches!(err, ApplicationError::ResourceExhausted(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "alice already has 2 deliberations running or queued, its share of the queue \
+         (queue_share 0.5 of 4 places); retry once some have ended"
+    );
+    assert!(store.get("alice-3").await.unwrap().is_none(), "nothing stored");
+    // Another principal still gets the rest of the queue.
+    jobs.submit(&bob, command("bob-1", 0)).await.unwrap();
+    jobs.submit(&bob, command("bob-2", 0)).await.unwrap();
+    jobs.until_idle().await;
+    assert!(jobs.submit(&alice, command("alice-3", 0)).await.unwrap().created, "the share is given back");
+    jobs.until_idle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_unauthenticated_caller_has_the_whole_queue() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(
+        Arc::new(SleepingBackend::new(STEP)),
+        Arc::clone(&store),
+        JobSettings { max_running: 1, queue_capacity: 3, queue_share: 0.5, ..JobSettings::default() },
+    );
+    for task_id in ["a", "b", "c", "d"] {
+        jobs.submit(&anon(), command(task_id, 0)).await.unwrap();
+    }
+    let err = jobs.submit(&anon(), command("e", 0)).await.unwrap_err();
+    assert!(err.to_string().contains("4 deliberations are already running or queued"), "{err}");
+    jobs.until_idle().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancel_stops_queued_and_running_deliberations() {
     let store = Arc::new(InMemoryStore::default());
     let backend = Arc::new(SleepingBackend::new(STEP));
