@@ -26,6 +26,7 @@ pub mod unsandboxed;
 
 mod process_tree;
 mod supervision;
+mod tree_removal;
 mod work_dir;
 
 pub use bubblewrap::Sandbox;

@@ -2,13 +2,16 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::Mode;
 use tempfile::TempDir;
-use tracing::debug;
+use tracing::warn;
 
 use crate::error::SandboxError;
+use crate::tree_removal::{self, READ_DIR};
 
 /// The account the sandbox's user appears as to programs that ask (`getpwuid`), so tools that
 /// want a user name work without the host's `/etc/passwd` (which would list its users).
@@ -105,21 +108,15 @@ impl RunDir {
 }
 
 impl Drop for RunDir {
-    /// A program may leave directories it made unreadable (`chmod 000`); as their owner we can
-    /// open them again, so the removal that follows (the `TempDir`'s) does not stop at them.
+    /// Empties the dir through directory handles, never following a link nor changing a mode by
+    /// path, whatever the program left in it (see [`tree_removal`]); the `TempDir` then
+    /// removes the empty dir itself.
     fn drop(&mut self) {
-        let mut pending = vec![self.root.path().to_path_buf()];
-        while let Some(dir) = pending.pop() {
-            if let Err(error) = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)) {
-                debug!(%error, dir = %dir.display(), "cannot reopen a directory of the work dir");
-            }
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                // The file type of the entry itself: symbolic links are never followed.
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    pending.push(entry.path());
-                }
-            }
+        let emptied = rustix::fs::open(self.root.path(), READ_DIR, Mode::empty())
+            .map_err(io::Error::from)
+            .and_then(|root| tree_removal::remove_contents(root.as_fd()));
+        if let Err(error) = emptied {
+            warn!(%error, dir = %self.root.path().display(), "cannot remove a run dir");
         }
     }
 }
