@@ -86,7 +86,7 @@ use crate::work_dir::RunDir;
 pub const WORK_DIR: &str = "/work";
 
 /// The sandbox user, inside, and on the host when the orchestrator runs as root (`nobody`).
-const SANDBOX_ID: u32 = 65534;
+pub(crate) const SANDBOX_ID: u32 = 65534;
 const SANDBOX_PATH: &str = "/usr/bin:/bin";
 /// Top-level system directories; each is bound read-only, or re-created as the same symlink
 /// (on merged-/usr systems `/bin` is `usr/bin`).
@@ -291,8 +291,8 @@ impl Sandbox {
     /// Runs `true` the way [`run`](Self::run) runs a program, synchronously.
     fn probe(&self) -> Result<(), SandboxUnavailable> {
         let failed = |detail: String| SandboxUnavailable::ProbeFailed { detail };
-        let run_dir =
-            RunDir::create(self.host_uid).map_err(|e| failed(format!("cannot prepare a work dir: {e}")))?;
+        let mut run_dir = RunDir::create(self.host_uid, &[])
+            .map_err(|e| failed(format!("cannot prepare a work dir: {e}")))?;
         let argv = self.command_line(&run_dir, &RunSpec { program: "true".to_owned(), ..RunSpec::default() });
         let mut child = std::process::Command::new(&argv[0])
             .args(&argv[1..])
@@ -303,6 +303,9 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| failed(format!("cannot start {}: {e}", self.setpriv.display())))?;
+        // From here on the dir is removed only once bwrap (and with it the sandbox) has ended;
+        // otherwise it is left to the start-up sweep.
+        run_dir.mark_in_use();
         let deadline = Instant::now() + PROBE_TIMEOUT;
         let status = loop {
             match child.try_wait() {
@@ -316,6 +319,7 @@ impl Sandbox {
                 Err(e) => return Err(failed(format!("cannot wait for the probe: {e}"))),
             }
         };
+        run_dir.remove_now();
         if status.success() {
             return Ok(());
         }
@@ -402,7 +406,7 @@ mod tests {
     }
 
     fn command_line(host_uid: Option<u32>) -> Vec<String> {
-        let run_dir = RunDir::create(None).unwrap();
+        let run_dir = RunDir::create(None, &[]).unwrap();
         let spec = RunSpec {
             program: "python3".into(),
             args: vec!["{workdir}/main.py".into()],

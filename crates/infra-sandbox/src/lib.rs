@@ -11,7 +11,10 @@
 //! * [`unsandboxed`] — [`Unsandboxed`]: the operator's explicit opt-out.
 //! * [`isolation`] — [`Isolation`]: either of the two, for callers that hold one.
 //! * [`error`] — [`SandboxError`] (a run failed), [`SandboxUnavailable`] (no sandbox here),
-//!   [`InvalidLimit`].
+//!   [`InvalidLimit`], [`SweepFailed`].
+//! * [`sweep_leftover_work_dirs`] — call once at start-up: removes the run dirs a previous
+//!   life of the service left in the temp dir (a crash mid-run, a run whose processes could not
+//!   be confirmed gone), never one a live process holds.
 //!
 //! Linux only: the sandbox needs `bwrap` (Debian package `bubblewrap`) and `setpriv` and
 //! `prlimit` (util-linux).
@@ -30,8 +33,9 @@ mod tree_removal;
 mod work_dir;
 
 pub use bubblewrap::Sandbox;
-pub use error::{InvalidLimit, SandboxError, SandboxUnavailable};
+pub use error::{InvalidLimit, SandboxError, SandboxUnavailable, SweepFailed};
 pub use isolation::Isolation;
 pub use limits::SandboxLimits;
 pub use spec::{CapturedOutput, RunOutput, RunSpec, Termination, WORK_DIR_PLACEHOLDER};
 pub use unsandboxed::Unsandboxed;
+pub use work_dir::sweep_leftover_work_dirs;
