@@ -16,6 +16,10 @@
 //!   life of the service left in the temp dir (a crash mid-run, a run whose processes could not
 //!   be confirmed gone), never one a live process holds.
 //!
+//! Every run gets a fresh run dir in the temp dir. It is removed only once every process of
+//! the run is gone — also when the caller drops the run's future, which kills the run — and
+//! without following links, whatever the program left in it (see `tree_removal`).
+//!
 //! Linux only: the sandbox needs `bwrap` (Debian package `bubblewrap`) and `setpriv` and
 //! `prlimit` (util-linux).
 #![forbid(unsafe_code)]

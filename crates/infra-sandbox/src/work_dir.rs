@@ -38,7 +38,8 @@ const GROUP: &str = "nogroup:x:65534:\n";
 /// [`sweep_leftover_work_dirs`] tells a live run dir from a leftover. It is removed without
 /// following links ([`tree_removal`]), and only when no process of the run can be left:
 /// * [`remove`](Self::remove) / [`remove_now`](Self::remove_now) once the run's processes are
-///   gone;
+///   gone, [`leave`](Self::leave) when that cannot be confirmed (the next start-up sweep
+///   removes it);
 /// * dropped before [`mark_in_use`](Self::mark_in_use), it is removed then (nothing ran in it);
 ///   dropped after, it is left, with a warning.
 #[derive(Debug)]
@@ -163,6 +164,13 @@ impl RunDir {
     /// and leaves the rest for the start-up sweep.
     pub(crate) fn remove_now(mut self) {
         self.remove_here();
+    }
+
+    /// Leaves the dir where it is, unlocked, for the next start-up sweep: for when the run's
+    /// processes could not be confirmed gone.
+    pub(crate) fn leave(mut self) {
+        self.state = State::Settled;
+        warn!(dir = %self.path.display(), "run dir left for the next start-up sweep");
     }
 
     /// The directory the program works in.
