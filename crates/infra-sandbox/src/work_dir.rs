@@ -80,7 +80,12 @@ impl RunDir {
     /// A new empty run dir, open and locked; `None` when a sweep (another process of this
     /// service starting) locked it first, or already removed it: that sweep owns it now.
     fn make_locked(parent: &Path) -> io::Result<Option<Self>> {
-        let made = tempfile::Builder::new().prefix(PREFIX).tempdir_in(parent)?;
+        // Only its owner (the sandbox user, once filled) may look in: other host users have no
+        // business there.
+        let made = tempfile::Builder::new()
+            .prefix(PREFIX)
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(parent)?;
         let root = rustix::fs::open(made.path(), READ_DIR, Mode::empty())?;
         let path = made.keep();
         match rustix::fs::flock(&root, FlockOperation::NonBlockingLockExclusive) {
@@ -340,6 +345,7 @@ mod tests {
         assert_eq!(fs::read(work.join("main.py")).unwrap(), b"print(1)");
         assert_eq!(fs::read(work.join("pkg/sub/mod.py")).unwrap(), b"x = 1");
         assert!(fs::read_to_string(&dir.etc_files()[0].0).unwrap().starts_with("nobody:x:65534"));
+        assert_eq!(fs::metadata(&dir.path).unwrap().permissions().mode() & 0o777, 0o700);
         fs::set_permissions(work.join("pkg"), fs::Permissions::from_mode(0o000)).unwrap();
         dir.remove_now();
         assert_eq!(names(temp.path()), Vec::<String>::new());
