@@ -52,12 +52,19 @@
 //!   reports the program's exit before the namespace is gone). So a run that ends by itself
 //!   ends with nothing left. To stop a run (wall timeout, output cap, dropped future) the runner
 //!   kills the outer `bwrap`; the init dies with it (`--die-with-parent`) and the namespace with
-//!   the init; the runner notes the init beforehand and waits until it is gone (dropping the
-//!   future cannot wait, but the kill happens all the same). The outer `bwrap` dies with the
-//!   orchestrator (`setpriv --pdeathsig KILL`; the kernel sends it when the *thread* that
-//!   spawned the run ends, which for a tokio worker is the runtime's end). Killing the process
-//!   group as well would add nothing (the outer `bwrap` is the only process of the run outside
-//!   the namespace) and needs `kill(2)`, which this crate cannot call without `unsafe`.
+//!   the init; the runner notes the init beforehand and waits until it is gone. A dropped
+//!   future gets the same: the run is watched by a task of its own, which sees the drop and
+//!   kills and waits as at the wall timeout. The outer `bwrap` dies with the orchestrator
+//!   (`setpriv --pdeathsig KILL`; the kernel sends it when the *thread* that spawned the run
+//!   ends, which for a tokio worker is the runtime's end). Killing the process group as well
+//!   would add nothing (the outer `bwrap` is the only process of the run outside the
+//!   namespace).
+//! * **Clean-up**: the run dir is removed only after that wait, so no process of the run can
+//!   still be reshaping it, and without following a symbolic link or changing a mode by path,
+//!   so what the program left there (links to host directories, unreadable directories)
+//!   cannot steer the removal outside it. A run dir whose sandbox could not be confirmed gone
+//!   is left, logged, for [`sweep_leftover_work_dirs`](crate::sweep_leftover_work_dirs) at the
+//!   next start-up.
 //!
 //! # What it does not bound
 //!
@@ -86,7 +93,7 @@ use crate::work_dir::RunDir;
 pub const WORK_DIR: &str = "/work";
 
 /// The sandbox user, inside, and on the host when the orchestrator runs as root (`nobody`).
-const SANDBOX_ID: u32 = 65534;
+pub(crate) const SANDBOX_ID: u32 = 65534;
 const SANDBOX_PATH: &str = "/usr/bin:/bin";
 /// Top-level system directories; each is bound read-only, or re-created as the same symlink
 /// (on merged-/usr systems `/bin` is `usr/bin`).
@@ -172,7 +179,8 @@ impl Sandbox {
 
     /// Runs `spec.program` in a fresh sandbox: the files in a new work dir at [`WORK_DIR`],
     /// the walls and limits of the [module docs](self). Returns when every process of the run
-    /// is gone; the work dir is deleted by then. Dropping the future kills the run.
+    /// is gone; the work dir is deleted by then. Dropping the future kills the run all the same:
+    /// its process tree is killed and awaited, then its work dir deleted, in the background.
     ///
     /// # Errors
     /// A [`SandboxError`] when the run could not be carried out (a malformed spec, a program
@@ -196,11 +204,14 @@ impl Sandbox {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .map_err(|source| SandboxError::Spawn { program: self.setpriv.display().to_string(), source })?;
-        let finished = supervise(child, &self.limits, Teardown::PidNamespace).await;
-        run_dir.remove().await;
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                run_dir.remove().await;
+                return Err(SandboxError::Spawn { program: self.setpriv.display().to_string(), source });
+            }
+        };
+        let finished = supervise(child, run_dir, &self.limits, Teardown::PidNamespace).await;
         let output = finished?.into_output(StatusConvention::Bwrap, started.elapsed());
         debug!(program = spec.program, termination = ?output.termination, exit_code = ?output.exit_code,
             duration_ms = output.duration.as_millis(), "sandboxed run finished");
@@ -291,8 +302,8 @@ impl Sandbox {
     /// Runs `true` the way [`run`](Self::run) runs a program, synchronously.
     fn probe(&self) -> Result<(), SandboxUnavailable> {
         let failed = |detail: String| SandboxUnavailable::ProbeFailed { detail };
-        let run_dir =
-            RunDir::create(self.host_uid).map_err(|e| failed(format!("cannot prepare a work dir: {e}")))?;
+        let mut run_dir = RunDir::create(self.host_uid, &[])
+            .map_err(|e| failed(format!("cannot prepare a work dir: {e}")))?;
         let argv = self.command_line(&run_dir, &RunSpec { program: "true".to_owned(), ..RunSpec::default() });
         let mut child = std::process::Command::new(&argv[0])
             .args(&argv[1..])
@@ -303,6 +314,9 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| failed(format!("cannot start {}: {e}", self.setpriv.display())))?;
+        // From here on the dir is removed only once bwrap (and with it the sandbox) has ended;
+        // otherwise it is left to the start-up sweep.
+        run_dir.mark_in_use();
         let deadline = Instant::now() + PROBE_TIMEOUT;
         let status = loop {
             match child.try_wait() {
@@ -316,6 +330,7 @@ impl Sandbox {
                 Err(e) => return Err(failed(format!("cannot wait for the probe: {e}"))),
             }
         };
+        run_dir.remove_now();
         if status.success() {
             return Ok(());
         }
@@ -402,7 +417,7 @@ mod tests {
     }
 
     fn command_line(host_uid: Option<u32>) -> Vec<String> {
-        let run_dir = RunDir::create(None).unwrap();
+        let run_dir = RunDir::create(None, &[]).unwrap();
         let spec = RunSpec {
             program: "python3".into(),
             args: vec!["{workdir}/main.py".into()],

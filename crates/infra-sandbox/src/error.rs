@@ -1,12 +1,15 @@
-//! What can go wrong: limits that cannot work, a machine without a sandbox, a run that failed.
+//! What can go wrong: limits that cannot work, a machine without a sandbox, a run that failed,
+//! a start-up sweep that could not look.
 //!
-//! Three types rather than one enum because they answer different questions at different
+//! Four types rather than one enum because they answer different questions at different
 //! times: [`InvalidLimit`] is a configuration mistake, [`SandboxUnavailable`] is the answer to
-//! "can this machine isolate code?" (given once, at start-up, and shown to the operator), and
-//! [`SandboxError`] is a run that could not be carried out. A program that fails inside the
+//! "can this machine isolate code?" (given once, at start-up, and shown to the operator),
+//! [`SandboxError`] is a run that could not be carried out, and [`SweepFailed`] says the
+//! start-up sweep of leftover run dirs could not even read the temp dir. A program that fails inside the
 //! sandbox is none of these: that is a [`RunOutput`](crate::RunOutput).
 
 use std::io;
+use std::path::PathBuf;
 
 /// A limit that cannot work; the message names the field (`sandbox.<field>`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +98,18 @@ pub enum SandboxError {
         #[source]
         source: io::Error,
     },
+}
+
+/// The temp dir could not be read for leftover run dirs
+/// ([`sweep_leftover_work_dirs`](crate::sweep_leftover_work_dirs)); nothing was removed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot search {} for leftover run dirs", dir.display())]
+pub struct SweepFailed {
+    /// The temp dir searched.
+    pub dir: PathBuf,
+    /// Why it could not be read.
+    #[source]
+    pub source: io::Error,
 }
 
 /// Results of this crate's runs.

@@ -1,5 +1,8 @@
-//! Watching a started run: output read as it comes and capped, the wall clock, and the kill.
+//! Watching a started run — output read as it comes and capped, the wall clock — and ending
+//! it: the kill, the wait until its processes are gone, and only then the removal of its run
+//! dir. That last sequence happens on every path, the dropped future's included.
 
+use std::convert::Infallible;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -7,14 +10,17 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Child;
+use tokio::sync::oneshot;
 use tracing::warn;
 
 use crate::error::SandboxError;
 use crate::limits::SandboxLimits;
 use crate::process_tree;
 use crate::spec::{CapturedOutput, RunOutput, Termination};
+use crate::work_dir::RunDir;
 
-/// How long a killed sandbox may take to disappear before we stop waiting (and say so).
+/// How long a killed run may take to disappear before we stop waiting, say so, and leave its
+/// run dir to the start-up sweep rather than touch it while something of it may still run.
 const TEARDOWN_BOUND: Duration = Duration::from_secs(5);
 
 /// How the whole process tree is ended when the runner stops a run.
@@ -80,37 +86,81 @@ enum Stop {
     Io(io::Error),
 }
 
+/// How watching a run ended.
+enum Ended {
+    /// The child exited; for a sandbox that means its whole pid namespace is gone.
+    ByItself(ExitStatus),
+    /// The runner stopped it: wall timeout or output cap.
+    Stopped(Termination),
+    /// Reading the output or waiting failed.
+    Lost(io::Error),
+    /// The caller dropped the run's future (a deadline, a cancellation, a client gone).
+    Abandoned,
+}
+
 /// Reads `child`'s output until it closes (keeping at most `max_output_bytes` of each stream)
-/// and waits for it, all within the wall timeout. When the output passes its cap or the time
-/// is up, the process tree is killed as `teardown` says; on return nothing of the run is left.
+/// and waits for it, all within the wall timeout; then ends the run. When the output passes its
+/// cap or the time is up, the process tree is killed as `teardown` says. On return nothing of
+/// the run is left and `run_dir` is removed — or, when the tree could not be confirmed gone,
+/// left (and logged) for the start-up sweep, never removed while something of the run may
+/// still write to it.
+///
+/// The work is a task of its own, which the returned future only awaits: dropping the future
+/// (the caller's deadline, a cancellation) tells the task, which kills the tree, waits for it
+/// and removes the dir exactly as at the wall timeout, instead of abandoning them halfway.
 pub(crate) async fn supervise(
-    mut child: Child,
+    child: Child,
+    mut run_dir: RunDir,
     limits: &SandboxLimits,
     teardown: Teardown,
+) -> Result<Finished, SandboxError> {
+    run_dir.mark_in_use();
+    // Never sent: dropped with this future, which is how the task learns the caller is gone.
+    let (_caller, caller_gone) = oneshot::channel::<Infallible>();
+    let task = tokio::spawn(watch_and_end(child, run_dir, *limits, teardown, caller_gone));
+    task.await.unwrap_or_else(|join| Err(SandboxError::Supervise { source: io::Error::other(join) }))
+}
+
+async fn watch_and_end(
+    mut child: Child,
+    run_dir: RunDir,
+    limits: SandboxLimits,
+    teardown: Teardown,
+    mut caller_gone: oneshot::Receiver<Infallible>,
 ) -> Result<Finished, SandboxError> {
     let mut stdout = CapturedOutput::default();
     let mut stderr = CapturedOutput::default();
     let out_pipe = child.stdout.take();
     let err_pipe = child.stderr.take();
     let cap = limits.max_output_bytes;
-    let run = async {
-        tokio::try_join!(capture(out_pipe, cap, &mut stdout), capture(err_pipe, cap, &mut stderr))?;
-        child.wait().await.map_err(Stop::Io)
-    };
-    let ended = tokio::time::timeout(limits.wall_timeout, run).await;
-    let (status, stopped) = match ended {
-        Ok(Ok(status)) => (Some(status), None),
-        Ok(Err(Stop::OutputLimit)) => (None, Some(Termination::OutputLimit)),
-        Err(_elapsed) => (None, Some(Termination::TimedOut)),
-        Ok(Err(Stop::Io(source))) => {
-            kill(&mut child, teardown).await;
-            return Err(SandboxError::Supervise { source });
+    let ended = {
+        let run = async {
+            tokio::try_join!(capture(out_pipe, cap, &mut stdout), capture(err_pipe, cap, &mut stderr))?;
+            child.wait().await.map_err(Stop::Io)
+        };
+        tokio::select! {
+            biased;
+            _ = &mut caller_gone => Ended::Abandoned,
+            ended = tokio::time::timeout(limits.wall_timeout, run) => match ended {
+                Ok(Ok(status)) => Ended::ByItself(status),
+                Ok(Err(Stop::OutputLimit)) => Ended::Stopped(Termination::OutputLimit),
+                Ok(Err(Stop::Io(source))) => Ended::Lost(source),
+                Err(_elapsed) => Ended::Stopped(Termination::TimedOut),
+            },
         }
     };
-    if stopped.is_some() {
-        kill(&mut child, teardown).await;
+    let gone = matches!(ended, Ended::ByItself(_)) || kill(&mut child, teardown).await;
+    if gone {
+        run_dir.remove().await;
+    } else {
+        run_dir.leave();
     }
-    Ok(Finished { status, stopped, stdout, stderr })
+    match ended {
+        Ended::ByItself(status) => Ok(Finished { status: Some(status), stopped: None, stdout, stderr }),
+        Ended::Stopped(stopped) => Ok(Finished { status: None, stopped: Some(stopped), stdout, stderr }),
+        Ended::Lost(source) => Err(SandboxError::Supervise { source }),
+        Ended::Abandoned => Err(SandboxError::Supervise { source: io::Error::other("the caller is gone") }),
+    }
 }
 
 async fn capture<R: AsyncRead + Unpin>(
@@ -135,8 +185,9 @@ async fn capture<R: AsyncRead + Unpin>(
     }
 }
 
-/// Kills the run's process tree and waits until it is gone.
-async fn kill(child: &mut Child, teardown: Teardown) {
+/// Kills the run's process tree and waits, at most [`TEARDOWN_BOUND`] for each step, until it
+/// is gone. Whether it is: only then may the run dir be touched.
+async fn kill(child: &mut Child, teardown: Teardown) -> bool {
     // The sandbox's init must be noted while it is still the child's child.
     let inner = match (teardown, child.id()) {
         (Teardown::PidNamespace, Some(pid)) => process_tree::children_of(pid),
@@ -145,12 +196,25 @@ async fn kill(child: &mut Child, teardown: Teardown) {
     if let Err(error) = child.start_kill() {
         warn!(%error, "cannot kill the run (already gone?)");
     }
-    if let Err(error) = child.wait().await {
-        warn!(%error, "cannot reap the killed run");
+    match tokio::time::timeout(TEARDOWN_BOUND, child.wait()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            warn!(%error, "cannot reap the killed run; its run dir is left");
+            return false;
+        }
+        Err(_elapsed) => {
+            warn!(bound_ms = TEARDOWN_BOUND.as_millis(), "the killed run has not ended; its run dir is left");
+            return false;
+        }
     }
-    if !process_tree::wait_gone(&inner, TEARDOWN_BOUND).await {
-        warn!(bound_ms = TEARDOWN_BOUND.as_millis(), "the killed sandbox is still winding down");
+    if process_tree::wait_gone(&inner, TEARDOWN_BOUND).await {
+        return true;
     }
+    warn!(
+        bound_ms = TEARDOWN_BOUND.as_millis(),
+        "the killed sandbox is still winding down; its run dir is left"
+    );
+    false
 }
 
 #[cfg(test)]

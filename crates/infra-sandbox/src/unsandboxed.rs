@@ -48,7 +48,8 @@ impl Unsandboxed {
     }
 
     /// Runs `spec.program` directly in a fresh work dir; [`WORK_DIR_PLACEHOLDER`] becomes the
-    /// work dir's host path. Logs a warning. Dropping the future kills the program.
+    /// work dir's host path. Logs a warning. Dropping the future kills the program (and, once
+    /// it is reaped, deletes the work dir) in the background.
     ///
     /// [`WORK_DIR_PLACEHOLDER`]: crate::WORK_DIR_PLACEHOLDER
     ///
@@ -86,8 +87,7 @@ impl Unsandboxed {
                 return Err(SandboxError::Spawn { program: spec.program, source });
             }
         };
-        let finished = supervise(child, &self.limits, Teardown::ChildOnly).await;
-        run_dir.remove().await;
+        let finished = supervise(child, run_dir, &self.limits, Teardown::ChildOnly).await;
         Ok(finished?.into_output(StatusConvention::Direct, started.elapsed()))
     }
 }

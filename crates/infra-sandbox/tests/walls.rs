@@ -69,6 +69,17 @@ fn processes_with_arg(marker: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The run dir (`<tmp>/orchestrator-sandbox-*`) whose work dir holds a file named `name`: how
+/// a test finds its run's dir on the host, which the program inside cannot see.
+fn run_dir_with(name: &str) -> Option<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .ok()?
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("orchestrator-sandbox-"))
+        .map(|entry| entry.path())
+        .find(|dir| dir.join("work").join(name).symlink_metadata().is_ok())
+}
+
 /// Waits (bounded) for a condition on processes the test cannot wait on directly: they are not
 /// its children, and the kernel offers no event for their end.
 async fn eventually(what: &str, condition: impl Fn() -> bool) {
@@ -308,16 +319,21 @@ async fn at_the_wall_timeout_the_whole_tree_is_killed() {
 }
 
 #[tokio::test]
-async fn dropping_a_run_kills_the_whole_tree() {
+async fn dropping_a_run_kills_the_whole_tree_then_removes_its_run_dir() {
     let Some(sandbox) = sandbox() else { return };
     let marker = marker();
-    let script = format!("setsid sleep {marker} </dev/null >/dev/null 2>&1 & sleep {marker}");
-    tokio::select! {
+    let started = format!("started-{marker}");
+    let script = format!(": > {started}; setsid sleep {marker} </dev/null >/dev/null 2>&1 & sleep {marker}");
+    let run_dir = tokio::select! {
         output = sandbox.run(sh(&script)) => panic!("the run ended by itself: {output:?}"),
-        () = eventually("both sleeps started", || processes_with_arg(&marker).len() == 2) => {}
-    }
-    // The run's future is gone; so must its processes be.
+        run_dir = async {
+            eventually("both sleeps started", || processes_with_arg(&marker).len() == 2).await;
+            run_dir_with(&started).unwrap()
+        } => run_dir,
+    };
+    // The run's future is gone; so must its processes be, and then its run dir.
     eventually("both sleeps gone", || processes_with_arg(&marker).is_empty()).await;
+    eventually("the run dir removed", || run_dir.symlink_metadata().is_err()).await;
 }
 
 #[tokio::test]
