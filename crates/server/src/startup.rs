@@ -161,6 +161,7 @@ impl Application {
                 (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
             }
         };
+        sweep_sandbox_leftovers().await;
         let node_id = process_node_id(&config.node_id);
         info!(node_id, exclusive = store.held_exclusively(), "this process's node id");
         if deps.dry_runner.is_none()
@@ -437,6 +438,19 @@ impl Application {
         info!("orchestrator stopped");
         served?;
         Ok(())
+    }
+}
+
+/// Removes the sandbox work dirs a crashed process left in the temp dir (a live process's
+/// are locked and left alone), before this one runs anything.
+async fn sweep_sandbox_leftovers() {
+    match tokio::task::spawn_blocking(orchestrator_infra_sandbox::sweep_leftover_work_dirs).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(removed)) => info!(removed, "removed sandbox work dirs a stopped process left behind"),
+        Ok(Err(error)) => {
+            warn!(error = &error as &dyn std::error::Error, "cannot sweep leftover sandbox work dirs")
+        }
+        Err(error) => warn!(%error, "the sweep of leftover sandbox work dirs failed"),
     }
 }
 
