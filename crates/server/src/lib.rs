@@ -6,6 +6,7 @@
 
 pub mod backend_check;
 pub mod config;
+pub mod control_chars;
 pub mod error;
 pub mod prometheus;
 pub mod security;

@@ -2,12 +2,25 @@
 //! the `otlp` feature and `otlp_endpoint` set, the same spans (`job`, `deliberation`,
 //! `llm_call`, each RPC's, with their `task_id`) are also exported to an OpenTelemetry
 //! collector over OTLP/HTTP.
+//!
+//! A log line is one event, begun by the logger: no value logged — a task, a prompt, a
+//! model's answer, all of which other principals write — can start a line of its own or
+//! reach the terminal of whoever tails the log as an escape sequence. Pretty lines write the
+//! control characters of every field and message as escapes ([`EscapedFields`]); JSON lines
+//! are escaped by `serde_json`, and [`JsonSafe`] escapes the few it leaves raw.
 
+use std::fmt;
+use std::io;
+
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{Config, LogFormat};
+use crate::control_chars::{Escaped, json_escaped};
 use crate::error::Result;
 
 /// What must outlive the subscriber: the span exporter, flushed by [`Telemetry::shutdown`].
@@ -53,11 +66,76 @@ fn filter() -> EnvFilter {
 }
 
 fn log_lines(format: LogFormat) -> Box<dyn Layer<Registry> + Send + Sync> {
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let lines = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let ansi = io::IsTerminal::is_terminal(&io::stderr());
+    log_lines_to(format, ansi, io::stderr)
+}
+
+/// Log lines in `format` written to `out`, coloured when `ansi`.
+fn log_lines_to<M>(format: LogFormat, ansi: bool, out: M) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let lines = tracing_subscriber::fmt::layer().with_ansi(ansi);
     match format {
-        LogFormat::Json => lines.json().flatten_event(true).boxed(),
-        LogFormat::Pretty => lines.compact().boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).with_writer(JsonSafe(out)).boxed(),
+        LogFormat::Pretty => lines.compact().fmt_fields(EscapedFields::default()).with_writer(out).boxed(),
+    }
+}
+
+/// The fields of events and spans (the message among them) as tracing-subscriber's default
+/// writes them, passed through [`Escaped`]: a `%value` or a message is written raw by the
+/// default, so a newline in it would start a line that reads as the logger's own, and ESC
+/// would reach a terminal. The default is given a writer without colour, so that everything
+/// reaching [`Escaped`] is data to escape, never a colour code of its own; field names are
+/// therefore not italic at a terminal, while the timestamp, level and target keep their
+/// colours.
+#[derive(Debug)]
+struct EscapedFields(DefaultFields);
+
+impl Default for EscapedFields {
+    fn default() -> Self {
+        Self(DefaultFields::new())
+    }
+}
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut escaped = Escaped(&mut writer);
+        self.0.format_fields(Writer::new(&mut escaped), fields)
+    }
+}
+
+/// The writer of JSON log lines, with [`json_escaped`] applied to each: `serde_json` escapes C0
+/// controls, so a line is always one line, but leaves the C1 controls (an 8-bit CSI) and the
+/// bidirectional overrides raw, for the terminal of whoever tails the log to act on.
+#[derive(Debug, Clone, Copy)]
+struct JsonSafe<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for JsonSafe<M> {
+    type Writer = JsonSafe<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        JsonSafe(self.0.make_writer())
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        JsonSafe(self.0.make_writer_for(meta))
+    }
+}
+
+impl<W: io::Write> io::Write for JsonSafe<W> {
+    /// The fmt layer writes each event whole, so `line` is UTF-8; were it cut inside a
+    /// character, it would be passed on as is (JSON still, since C0 are escaped upstream).
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        match std::str::from_utf8(line) {
+            Ok(text) => self.0.write_all(json_escaped(text).as_bytes())?,
+            Err(_) => self.0.write_all(line)?,
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -112,14 +190,111 @@ mod otlp {
     }
 }
 
-#[cfg(all(test, not(feature = "otlp")))]
+#[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::{Arc, Mutex};
 
+    use super::*;
+    use crate::control_chars::is_control;
+
+    #[cfg(not(feature = "otlp"))]
     #[test]
     fn an_otlp_endpoint_without_the_feature_is_a_configuration_error() {
         let config = Config { otlp_endpoint: Some("http://127.0.0.1:4318".into()), ..Config::default() };
         let error = init_telemetry(&config).unwrap_err().to_string();
         assert!(error.starts_with("otlp_endpoint: this binary was built without OTLP support"), "{error}");
+    }
+
+    /// Log lines kept in memory.
+    #[derive(Debug, Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Self;
+
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    /// A value whose second line, written raw, would read as an audit record, and which tries
+    /// to retitle, colour and reverse the terminal of whoever tails the log.
+    const FORGED: &str = "x\n2026-12-07T00:00:00.000000Z  INFO orchestrator::audit: rpc allowed principal=admin\
+                          \x1b]0;pwned\x07\u{9b}31m\u{202e}";
+
+    /// What `log` logs, in `format`.
+    fn logged(format: LogFormat, ansi: bool, log: impl FnOnce()) -> String {
+        let buffer = Buffer::default();
+        let subscriber = Registry::default().with(log_lines_to(format, ansi, buffer.clone()));
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// `log` without the colour codes (`ESC [ digits ; m`) the logger writes itself.
+    fn without_colours(log: &str) -> String {
+        let mut rest = log;
+        let mut plain = String::new();
+        while let Some(at) = rest.find("\x1b[") {
+            plain.push_str(&rest[..at]);
+            let code = &rest[at + 2..];
+            let end = code.find(|c: char| !c.is_ascii_digit() && c != ';').unwrap_or(code.len());
+            assert!(code[end..].starts_with('m'), "not a colour: {:?}", &rest[at..]);
+            rest = &code[end + 1..];
+        }
+        plain.push_str(rest);
+        plain
+    }
+
+    /// One event with [`FORGED`] in its message, in a field of every kind, and in its span.
+    fn forged_event() {
+        let span = tracing::info_span!("job", task = %FORGED);
+        let _entered = span.enter();
+        let error = io::Error::other(FORGED);
+        tracing::info!(
+            target: "orchestrator::test",
+            shown = %FORGED,
+            debug = ?FORGED,
+            text = FORGED,
+            error = &error as &dyn std::error::Error,
+            "{FORGED}"
+        );
+    }
+
+    #[test]
+    fn no_message_or_field_can_start_a_pretty_log_line_or_send_an_escape_sequence() {
+        for ansi in [false, true] {
+            let log = logged(LogFormat::Pretty, ansi, forged_event);
+            assert_eq!(log.lines().count(), 1, "{log}");
+            assert_eq!(
+                log.matches(r"x\n2026-12-07T00:00:00.000000Z  INFO orchestrator::audit").count(),
+                6,
+                "{log}"
+            );
+            assert!(log.contains(r"principal=admin\u{1b}]0;pwned\u{7}\u{9b}31m\u{202e}"), "{log}");
+            assert!(!without_colours(&log).trim_end_matches('\n').contains(is_control), "{log:?}");
+        }
+    }
+
+    #[test]
+    fn json_log_lines_hold_any_value_whole_with_every_control_escaped() {
+        let log = logged(LogFormat::Json, false, forged_event);
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(!log.trim_end_matches('\n').contains(is_control), "{log:?}");
+        let event: serde_json::Value = serde_json::from_str(&log).unwrap();
+        assert_eq!(event["shown"], FORGED);
+        assert_eq!(event["text"], FORGED);
+        assert_eq!(event["message"], FORGED);
+        assert_eq!(event["span"]["task"], FORGED);
     }
 }

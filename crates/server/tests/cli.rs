@@ -530,3 +530,86 @@ async fn a_client_certificate_opens_a_mutual_tls_server() {
     assert!(stderr.starts_with(&format!("orchestrator: connection to {https} failed: ")), "{stderr}");
     assert!(stderr.contains("--cert and --key"), "says what is missing: {stderr}");
 }
+
+/// What another principal (or a model) can store in a task or an answer to take over the
+/// terminal of whoever reads it: a window-title change ending in BEL, a screen clear, a
+/// carriage return that rewrites the line, an 8-bit CSI and a right-to-left override.
+const HOSTILE: &str = "\x1b]0;pwned\x07 \x1b[2J \r \u{9b}31m \u{202e}";
+
+/// The characters of [`HOSTILE`] that a terminal acts on.
+const TERMINAL_CONTROLS: [char; 5] = ['\x1b', '\x07', '\r', '\u{9b}', '\u{202e}'];
+
+/// A server whose model answers every call with [`HOSTILE`] in its text and in the critique of
+/// the review it holds.
+async fn hostile_server() -> Server {
+    let model = wiremock::MockServer::start().await;
+    let critique = "CRITIQUE-START \\u001b]0;pwned\\u0007 \\u001b[2J \\r \\u009b31m \u{202e} critique-end";
+    let content =
+        format!("PROPOSAL-START {HOSTILE} proposal-end\n{{\"score\": 7, \"critique\": \"{critique}\"}}");
+    let body = serde_json::json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+    });
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(body))
+        .mount(&model)
+        .await;
+    serve_models(&model, &["slow-model"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", data.path().join("orchestrator.db").display());
+    let (child, port) = support::start_server(&database, &model.uri(), &[]);
+    Server { child, port, _data: data, _model: model }
+}
+
+/// Asserts a command printed none of [`TERMINAL_CONTROLS`]; returns its stdout and stderr
+/// together.
+fn printed_safely(what: &str, output: &Output) -> String {
+    let printed = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    for control in TERMINAL_CONTROLS {
+        assert!(!printed.contains(control), "{what} printed {control:?}: {printed:?}");
+    }
+    assert!(output.status.success(), "{what}: {printed:?}");
+    printed
+}
+
+#[tokio::test]
+async fn stored_text_reaches_the_terminal_without_its_control_characters_but_with_its_words() {
+    let server = hostile_server().await;
+    let task = format!("TASK-START {HOSTILE} task-end");
+    let deliberated =
+        run(server.port, &["deliberate", &task, "--agents", "2", "--rounds", "1", "--task-id", "hostile-1"]);
+    let deliberated = printed_safely("deliberate", &deliberated);
+    assert_in_order(&deliberated, &["PROPOSAL-START", "]0;pwned", "[2J", "31m", "proposal-end"]);
+    assert_in_order(&deliberated, &["CRITIQUE-START", "]0;pwned", "[2J", "31m", "critique-end"]);
+
+    let all = printed_safely("get --show all", &run(server.port, &["get", "hostile-1", "--show", "all"]));
+    assert_eq!(all.matches("PROPOSAL-START").count(), 2, "{all}");
+    assert!(all.contains("proposal-end") && all.contains("critique-end"), "{all}");
+    let watched = printed_safely("watch", &run(server.port, &["watch", "hostile-1"]));
+    assert!(watched.contains("PROPOSAL-START"), "{watched}");
+    let listed = printed_safely("list", &run(server.port, &["list"]));
+    assert_in_order(&listed, &["hostile-1", "TASK-START", "]0;pwned", "[2J", "31m", "task-end"]);
+
+    // JSON keeps every character of the data, escaped: scripts read exactly what was stored.
+    let document = run(server.port, &["get", "hostile-1", "--json"]);
+    printed_safely("get --json", &document);
+    let document: Value = serde_json::from_slice(&document.stdout).unwrap();
+    let content = document["results"][0]["content"].as_str().unwrap();
+    assert!(content.starts_with(&format!("PROPOSAL-START {HOSTILE} proposal-end")), "{content:?}");
+    let listed = run(server.port, &["list", "--json"]);
+    printed_safely("list --json", &listed);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["deliberations"][0]["task"], Value::from(task));
+
+    // An error a server sends may quote what it was given.
+    let refused = run(server.port, &["deliberate", "Plan it", "--role", "QA\x1b]0;pwned\x07\u{9b}31m"]);
+    let stderr = text(&refused.stderr);
+    for control in TERMINAL_CONTROLS {
+        assert!(!stderr.contains(control), "the error printed {control:?}: {stderr:?}");
+    }
+    assert!(stderr.contains("unknown role \"QA]0;pwned31m\""), "{stderr:?}");
+    assert!(!refused.status.success());
+}

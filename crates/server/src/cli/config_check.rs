@@ -15,6 +15,7 @@ use orchestrator_server::Config;
 use serde::Serialize;
 
 use super::Context;
+use super::terminal_text::{errln, outln};
 
 /// Exit status of an invalid file, as `serve` exits on one.
 const INVALID: u8 = 2;
@@ -97,7 +98,7 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
         Ok((backend, config)) => {
             view.valid = true;
             if !context.json {
-                println!(
+                outln!(
                     "{}: valid (listen {}, {} profile(s), {} standing council(s))",
                     view.file,
                     config.listen,
@@ -108,7 +109,7 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
             match (backend, probe) {
                 (None, _) => {
                     if !context.json {
-                        println!(
+                        outln!(
                             "no model profiles: the server would start, but every deliberation fails until one is set"
                         );
                     }
@@ -125,16 +126,16 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
     };
     if context.json {
         if let Err(error) = Context::print_json(&view) {
-            eprintln!("orchestrator: {error}");
+            errln!("orchestrator: {error}");
             return ExitCode::FAILURE;
         }
         return code;
     }
     if let Some(error) = &view.error {
-        eprintln!("orchestrator: {}: invalid: {error}", view.file);
+        errln!("orchestrator: {}: invalid: {error}", view.file);
     }
     for name in &view.unrecognised_env {
-        eprintln!("warning: {name} sets no configuration key; is it misspelt?");
+        errln!("warning: {name} sets no configuration key; is it misspelt?");
     }
     for p in &view.profiles {
         let reach = match (p.reachable, p.http_status) {
@@ -147,9 +148,9 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
             None => "no model list",
         };
         let verdict = if p.ok { "ok" } else { "PROBLEM" };
-        println!("profile {:<12} {verdict:<7} {reach}, {model}  {}", p.profile, p.url);
+        outln!("profile {:<12} {verdict:<7} {reach}, {model}  {}", p.profile, p.url);
         if let Some(hint) = &p.hint {
-            println!("  hint: {hint}");
+            outln!("  hint: {hint}");
         }
     }
     code

@@ -9,6 +9,7 @@ use orchestrator_api_grpc::pb;
 use serde::Serialize;
 
 use super::Context;
+use super::terminal_text::outln;
 
 /// `orchestrator council …`
 #[derive(Debug, Subcommand)]
@@ -212,7 +213,7 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
                     message: None,
                 });
             }
-            println!("council {} created with {}", created.council_id, created.agent_ids.join(", "));
+            outln!("council {} created with {}", created.council_id, created.agent_ids.join(", "));
             Ok(())
         }
         CouncilCommand::List { role } => {
@@ -231,17 +232,21 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
                 return Context::print_json(&listed.councils.iter().map(CouncilView::of).collect::<Vec<_>>());
             }
             if listed.councils.is_empty() {
-                println!("no standing councils: every deliberation seats an ad-hoc council");
+                outln!("no standing councils: every deliberation seats an ad-hoc council");
             }
             for c in &listed.councils {
-                println!(
+                outln!(
                     "{} {:<9} {} agent(s), {} round(s), profiles {}",
-                    c.council_id, c.role, c.num_agents, c.deliberation_rounds, c.model
+                    c.council_id,
+                    c.role,
+                    c.num_agents,
+                    c.deliberation_rounds,
+                    c.model
                 );
                 for a in &c.agents {
                     let profile = a.capabilities.as_ref().map_or("", |caps| caps.model_profile.as_str());
                     let persona = a.persona.lines().next().unwrap_or_default();
-                    println!("  {:<24} {:<9} {:<12} {persona}", a.agent_id, a.status, profile);
+                    outln!("  {:<24} {:<9} {:<12} {persona}", a.agent_id, a.status, profile);
                 }
             }
             Ok(())
@@ -265,7 +270,7 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
                     message: Some(deleted.message),
                 });
             }
-            println!("{}", deleted.message);
+            outln!("{}", deleted.message);
             Ok(())
         }
     }
@@ -311,7 +316,7 @@ pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<()
                     message: Some(registered.message),
                 });
             }
-            println!("{}", registered.message);
+            outln!("{}", registered.message);
             Ok(())
         }
         AgentCommand::Unregister { agent_id, role } => {
@@ -330,7 +335,7 @@ pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<()
                     message: Some(removed.message),
                 });
             }
-            println!("{}", removed.message);
+            outln!("{}", removed.message);
             Ok(())
         }
         AgentCommand::Drain { agent_id } => set_status(agent_id, "DRAINING", context).await,
@@ -351,7 +356,7 @@ async fn set_status(agent_id: String, status: &str, context: &Context) -> Result
     if context.json {
         return Context::print_json(&AgentView::of(&agent));
     }
-    println!("{} is {}", agent.agent_id, agent.status);
+    outln!("{} is {}", agent.agent_id, agent.status);
     Ok(())
 }
 
@@ -375,9 +380,18 @@ pub(crate) async fn agents(args: AgentsArgs, context: &Context) -> Result<(), St
     if context.json {
         return Context::print_json(&per_agent.iter().map(RecordView::of).collect::<Vec<_>>());
     }
-    println!(
+    outln!(
         "{:<24} {:<9} {:<12} {:<12} {:>6} {:>5} {:>6} {:>8} {:>9} {:>9}",
-        "agent", "role", "profile", "status", "delibs", "wins", "score", "failures", "resp_ms", "tokens"
+        "agent",
+        "role",
+        "profile",
+        "status",
+        "delibs",
+        "wins",
+        "score",
+        "failures",
+        "resp_ms",
+        "tokens"
     );
     for a in &per_agent {
         let r = a.record.unwrap_or_default();
@@ -385,7 +399,7 @@ pub(crate) async fn agents(args: AgentsArgs, context: &Context) -> Result<(), St
         let score = r.mean_score.map_or_else(|| "-".to_owned(), |s| format!("{s:.3}"));
         let response = r.mean_response_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}"));
         let status = if a.busy { format!("{} busy", a.status) } else { a.status.clone() };
-        println!(
+        outln!(
             "{:<24} {:<9} {:<12} {:<12} {:>6} {:>5} {:>6} {:>8} {:>9} {:>9}",
             a.agent_id,
             a.role,
@@ -400,7 +414,7 @@ pub(crate) async fn agents(args: AgentsArgs, context: &Context) -> Result<(), St
         );
     }
     if per_agent.is_empty() {
-        println!("(no registered agents)");
+        outln!("(no registered agents)");
     }
     Ok(())
 }

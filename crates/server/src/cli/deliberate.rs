@@ -17,6 +17,7 @@ use super::args::TaskArgs;
 use super::progress::Progress;
 use super::render::status_name;
 use super::target::{Client, Target};
+use super::terminal_text::{err, errln, outln};
 use super::view::TaskStatusView;
 use super::watch::{follow, print_final};
 use super::{Context, Interrupts};
@@ -48,8 +49,8 @@ pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), Stri
         });
     }
     let what = if submitted.created { "submitted" } else { "already exists" };
-    println!("{} {what} ({})", submitted.task_id, status_name(submitted.status()));
-    eprintln!("follow it: orchestrator watch {id}   result: orchestrator get {id}", id = submitted.task_id);
+    outln!("{} {what} ({})", submitted.task_id, status_name(submitted.status()));
+    errln!("follow it: orchestrator watch {id}   result: orchestrator get {id}", id = submitted.task_id);
     Ok(())
 }
 
@@ -66,7 +67,7 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
     let agents = args.agents.map_or_else(|| "default agents".to_owned(), |n| format!("{n} agent(s)"));
     let rounds = args.rounds.map_or_else(|| "default rounds".to_owned(), |n| format!("{n} round(s)"));
     let again = if submitted.created { "" } else { ", already submitted before: following it" };
-    eprintln!("task {task_id} ({}, {agents}, {rounds}{again})", args.role.to_ascii_uppercase());
+    errln!("task {task_id} ({}, {agents}, {rounds}{again})", args.role.to_ascii_uppercase());
 
     let mut progress = Progress::new(started, args.quiet);
     let outcome = {
@@ -94,7 +95,7 @@ async fn interrupted(
     let cancel = if std::io::stdin().is_terminal() {
         ask_cancel(interrupts).await
     } else {
-        eprintln!("\ninterrupted; stdin is not a terminal, so {task_id} is left running");
+        errln!("\ninterrupted; stdin is not a terminal, so {task_id} is left running");
         false
     };
     let status = if cancel {
@@ -103,16 +104,16 @@ async fn interrupted(
             .await
             .map_err(|s| context.target.failed(&s))?
             .into_inner();
-        eprintln!("{task_id}: {}", status_name(cancelled.status()));
+        errln!("{task_id}: {}", status_name(cancelled.status()));
         cancelled.status()
     } else {
-        eprintln!("{task_id} keeps running on the server");
+        errln!("{task_id} keeps running on the server");
         pb::DeliberationStatus::InProgress
     };
     if !cancel {
-        eprintln!("follow it:  orchestrator watch {task_id}");
+        errln!("follow it:  orchestrator watch {task_id}");
     }
-    eprintln!("its result: orchestrator get {task_id}");
+    errln!("its result: orchestrator get {task_id}");
     if context.json {
         Context::print_json(&TaskStatusView {
             task_id: task_id.to_owned(),
@@ -125,7 +126,7 @@ async fn interrupted(
 
 /// Asks on the terminal; anything but `c`/`cancel` (or a second Ctrl-C) leaves it running.
 async fn ask_cancel(interrupts: &mut Interrupts) -> bool {
-    eprint!("\ncancel the deliberation or leave it running? [c/L] ");
+    err!("\ncancel the deliberation or leave it running? [c/L] ");
     // A plain thread, not the blocking pool: the runtime waits for the pool on exit, and a
     // read left unanswered after a second Ctrl-C must not keep the process alive.
     let (tx, answer) = tokio::sync::oneshot::channel();
@@ -139,7 +140,7 @@ async fn ask_cancel(interrupts: &mut Interrupts) -> bool {
             Some("c" | "cancel")
         ),
         () = interrupts.next() => {
-            eprintln!();
+            errln!();
             false
         }
     }

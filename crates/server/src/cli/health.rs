@@ -10,6 +10,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::Context;
+use super::terminal_text::{errln, outln};
 use super::view::HealthView;
 
 /// Bound on the whole check, so a hung server fails the probe instead of hanging it.
@@ -50,10 +51,10 @@ pub(crate) async fn check(context: &Context) -> Result<ExitCode, String> {
     if context.json {
         Context::print_json(&view)?;
     } else if let Some(error) = &view.error {
-        eprintln!("orchestrator: {error}");
-        println!("{}: {}", view.addr, view.status);
+        errln!("orchestrator: {error}");
+        outln!("{}: {}", view.addr, view.status);
     } else {
-        println!("{}: {}", view.addr, view.status);
+        outln!("{}: {}", view.addr, view.status);
     }
     Ok(if view.serving { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -7,6 +7,7 @@ use orchestrator_api_grpc::pb;
 
 use super::args::{ListArgs, ShowArgs};
 use super::render::{age, duration_of, render_task, status_name};
+use super::terminal_text::{errln, out, outln};
 use super::view::{BackendView, DeliberationView, ListView, StatusView, SummaryView, TaskStatusView};
 use super::{Context, render};
 
@@ -48,15 +49,15 @@ pub(crate) async fn list(args: ListArgs, context: &Context) -> Result<(), String
             render_task(&d.task_description, 60)
         );
     }
-    print!("{out}");
+    out!("{out}");
     if page.deliberations.is_empty() {
-        eprintln!(
+        errln!(
             "no deliberations{}",
             if args.status.is_some() || args.role.is_some() { " match" } else { " yet" }
         );
     }
     if let Some(token) = next {
-        eprintln!("more: orchestrator list --limit {} --page-token {token}", args.limit);
+        errln!("more: orchestrator list --limit {} --page-token {token}", args.limit);
     }
     Ok(())
 }
@@ -77,7 +78,7 @@ pub(crate) async fn get(task_id: &str, show: ShowArgs, context: &Context) -> Res
     if context.json {
         return Context::print_json(&DeliberationView::of(&r));
     }
-    print!("{}", render::deliberation(&r, show.show));
+    out!("{}", render::deliberation(&r, show.show));
     Ok(())
 }
 
@@ -101,7 +102,7 @@ pub(crate) async fn cancel(task_id: String, context: &Context) -> Result<(), Str
             created: None,
         });
     }
-    println!("{}: {}", r.task_id, status_name(r.status()));
+    outln!("{}: {}", r.task_id, status_name(r.status()));
     Ok(())
 }
 
@@ -145,17 +146,17 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
     if context.json {
         return Context::print_json(&view);
     }
-    println!(
+    outln!(
         "status: {} (version {}, up {})",
         view.status,
         view.version,
         render::duration(view.uptime_seconds.saturating_mul(1000))
     );
-    println!(
+    outln!(
         "llm configured: {}",
         if view.llm_configured { "yes" } else { "no: deliberations fail until a profile is set" }
     );
-    println!(
+    outln!(
         "deliberations: {} ({} failed), orchestrations: {}, running: {}, mean {}",
         view.total_deliberations,
         view.failed_deliberations,
@@ -164,10 +165,10 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
         render::duration(view.mean_deliberation_ms as i64)
     );
     if !view.degraded_reason.is_empty() {
-        println!("degraded: {}", view.degraded_reason);
+        outln!("degraded: {}", view.degraded_reason);
     }
     for backend in &view.backends {
-        println!(
+        outln!(
             "profile {:<12} {:<7} {}",
             backend.profile,
             if backend.ok { "ok" } else { "PROBLEM" },

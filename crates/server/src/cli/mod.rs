@@ -12,7 +12,11 @@
 //! * [`list`] — `list`, `get`, `cancel` and `status`;
 //! * [`health`] — `health`, the container's health check;
 //! * [`config_check`] — `config check`: validate a file and probe every profile;
-//! * [`councils`] — the standing-council registry.
+//! * [`councils`] — the standing-council registry;
+//! * [`terminal_text`] — the one way to print: nothing stored by others reaches the terminal as
+//!   a control character.
+// Everything printed goes through `terminal_text`, which drops what a terminal would act on.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
 mod config_check;
@@ -23,12 +27,15 @@ mod list;
 mod progress;
 mod render;
 mod target;
+mod terminal_text;
 mod view;
 mod watch;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use orchestrator_server::control_chars::{json_escaped, printable};
+use terminal_text::outln;
 
 pub(crate) use args::{ListArgs, ShowArgs, TaskArgs};
 pub(crate) use target::Target;
@@ -110,10 +117,12 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// Prints `document` as the one JSON document of this run.
+    /// Prints `document` as the one JSON document of this run, every control character of
+    /// its strings (C1 and bidirectional ones too, which `serde_json` leaves raw) as a `\u`
+    /// escape: a script reads back exactly what the server sent, a terminal acts on none of it.
     pub(crate) fn print_json(document: &impl serde::Serialize) -> Result<(), String> {
         let text = serde_json::to_string_pretty(document).map_err(|e| format!("cannot write JSON: {e}"))?;
-        println!("{text}");
+        outln!("{}", json_escaped(&text));
         Ok(())
     }
 }
@@ -159,11 +168,16 @@ impl Interrupts {
     }
 }
 
-/// Runs a client subcommand, printing to stdout; `Err` is the message for stderr.
+/// Runs a client subcommand, printing to stdout; `Err` is the message for stderr, already
+/// [`printable`] (it may quote a server's message).
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
 pub(crate) async fn run_client(command: Command, context: Context) -> Result<ExitCode, String> {
+    run(command, context).await.map_err(|message| printable(&message).into_owned())
+}
+
+async fn run(command: Command, context: Context) -> Result<ExitCode, String> {
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Serve => Ok(ExitCode::SUCCESS),

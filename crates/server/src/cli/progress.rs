@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use orchestrator_api_grpc::pb;
+use orchestrator_server::control_chars::printable;
 
 use super::render::{count, duration, is_final, status_name};
+use super::terminal_text::errln;
 
 /// How progress is shown.
 enum Output {
@@ -114,8 +116,10 @@ impl Progress {
         }
     }
 
-    /// Prints one line of progress (with the elapsed time) on stderr.
+    /// Prints one line of progress (with the elapsed time) on stderr. Above the bar it is
+    /// indicatif that writes, not [`errln!`]: `text` is made [`printable`] here for both.
     pub(crate) fn line(&self, text: &str) {
+        let text = printable(text);
         let elapsed = self.started.elapsed().as_millis();
         let elapsed = i64::try_from(elapsed).unwrap_or(i64::MAX);
         let stamp =
@@ -123,10 +127,10 @@ impl Progress {
         let line = format!("[{stamp:>7}] {text}");
         match &self.output {
             Output::Quiet => {}
-            Output::Lines => eprintln!("{line}"),
+            Output::Lines => errln!("{line}"),
             Output::Bar(bar) => bar.println(line),
             #[cfg(test)]
-            Output::Memory(lines) => lines.borrow_mut().push(text.to_owned()),
+            Output::Memory(lines) => lines.borrow_mut().push(text.into_owned()),
         }
     }
 
@@ -254,7 +258,7 @@ impl Progress {
             bar.set_position(u64::try_from(self.shown.saturating_sub(1)).unwrap_or(0));
             let current =
                 self.shown.checked_sub(1).and_then(|i| self.plan.get(i)).map_or("queued", String::as_str);
-            bar.set_message(format!("{current}{so_far}"));
+            bar.set_message(printable(&format!("{current}{so_far}")).into_owned());
         }
     }
 
@@ -403,6 +407,30 @@ mod tests {
                 "  dev-1 tests: 2 passed, 1 failed",
                 "revising (round 1): agents revise after the reviews",
                 "  dev-2 dropped (revising (round 1)): timed out",
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_server_says_shows_without_the_control_characters_a_terminal_would_act_on() {
+        let mut progress = in_memory();
+        progress.observe(&state(pb::DeliberationStatus::InProgress, Some("proposing"), 0));
+        progress.step(&pb::AgentStep {
+            agent_id: "dev-1".into(),
+            phase: "proposing".into(),
+            kind: "dropped".into(),
+            reason: "timed out\x1b]0;pwned\x07\r\u{9b}2J\u{202e}, gave up".into(),
+            ..Default::default()
+        });
+        progress.observe(&pb::GetDeliberationResultResponse {
+            error_message: "every agent failed\x1b[2J".into(),
+            ..state(pb::DeliberationStatus::Failed, None, 0)
+        });
+        assert_eq!(
+            lines(&progress)[1..],
+            [
+                "  dev-1 dropped (proposing): timed out]0;pwned2J, gave up",
+                "failed in 1.2 s, 0 call(s), 0 tokens: every agent failed[2J"
             ]
         );
     }

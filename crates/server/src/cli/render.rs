@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use orchestrator_api_grpc::pb;
+use orchestrator_server::control_chars::printable;
 
 use super::args::Show;
 
@@ -88,14 +89,14 @@ pub(crate) fn count(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// The first line of a task, cut to `max` characters.
+/// The first line of a task, cut to `max` characters of what a terminal shows of it.
 pub(crate) fn render_task(task: &str, max: usize) -> String {
-    let first = task.lines().next().unwrap_or_default();
+    let first = printable(task.lines().next().unwrap_or_default());
     if first.chars().count() > max {
         let cut: String = first.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
     } else {
-        first.to_owned()
+        first.into_owned()
     }
 }
 
@@ -317,6 +318,12 @@ mod tests {
     fn statuses_have_human_names() {
         assert_eq!(status_name(pb::DeliberationStatus::InProgress), "in progress");
         assert_eq!(status_name(pb::DeliberationStatus::Timeout), "timed out");
+    }
+
+    #[test]
+    fn a_task_is_cut_by_what_a_terminal_shows_of_it() {
+        assert_eq!(render_task("\x1b]0;pwned\x07abc\u{9b}2J\r\u{202e}def\nsecond line", 9), "]0;pwned…");
+        assert_eq!(render_task("ab\x1b[2J\u{202e}c\rd", 8), "ab[2Jcd");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::args::ShowArgs;
 use super::progress::Progress;
 use super::render::{self, is_final, now_ms};
 use super::target::{Client, Target};
+use super::terminal_text::{errln, out};
 use super::view::DeliberationView;
 use super::{Context, Interrupts};
 
@@ -99,7 +100,7 @@ pub(crate) fn print_final(
     if context.json {
         Context::print_json(&DeliberationView::of(r))?;
     } else {
-        print!("{}", render::deliberation(r, show.show));
+        out!("{}", render::deliberation(r, show.show));
     }
     Ok(if r.status() == pb::DeliberationStatus::Completed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -140,7 +141,7 @@ pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> R
     match outcome {
         Some(outcome) => print_final(&outcome?, show, context),
         None => {
-            eprintln!("stopped watching; {task_id} keeps running. Again: orchestrator watch {task_id}");
+            errln!("stopped watching; {task_id} keeps running. Again: orchestrator watch {task_id}");
             Ok(ExitCode::from(130))
         }
     }
