@@ -38,13 +38,15 @@ psql -h 127.0.0.1 -U postgres -d test -Atqc 'select 1' >/dev/null
 say "PostgreSQL ready on 127.0.0.1:5432"
 
 nats_ready() { (echo >/dev/tcp/127.0.0.1/4222) >/dev/null 2>&1; }
+# The binary is needed even when a server already runs: the fault drills start their own
+# `nats-server -js` on a free port, to kill and restart it.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  say "installing NATS"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq nats-server >/dev/null
+fi
 if ! nats_ready; then
-  if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
-    say "installing NATS"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq nats-server >/dev/null
-  fi
   say "starting NATS"
   nats_bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
   mkdir -p /var/lib/nats-server

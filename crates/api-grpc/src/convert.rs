@@ -129,6 +129,7 @@ fn command(f: Fields) -> Result<DeliberateCommand, ApplicationError> {
         num_agents: num_agents(f.num_agents)?,
         profiles: profiles(f.profiles)?,
         overrides,
+        story_id: None,
     })
 }
 

@@ -65,6 +65,9 @@ pub struct DeliberateCommand {
     /// Which of the above the client set; what it left unset comes from the role's standing
     /// council when it has one.
     pub overrides: Overrides,
+    /// The planning service's story the work serves, when it came from a plan (kept with the
+    /// deliberation and carried in its events).
+    pub story_id: Option<String>,
 }
 
 /// A completed deliberation.

@@ -11,9 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ports::{
-    ClaimScope, CouncilStore, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery,
-    NewDeliberation, Page, PageCursor, RegistryChange, RegistryRecords, StoreError, StoredSelection,
-    UnsuccessfulEnd,
+    ClaimScope, CouncilStore, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease,
+    ListQuery, NewDeliberation, Outbox, OutboxMessage, Page, PageCursor, RegistryChange, RegistryRecords,
+    RelayLease, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 
 /// The store ports in memory, for driving the job runner and the council registry. It keeps
@@ -31,6 +31,16 @@ pub struct InMemoryStore {
     /// What [`DeliberationStore::held_exclusively`] answers: unset, the store behaves as a
     /// database several nodes share (the default, so tests can run nodes side by side).
     pub exclusive: std::sync::atomic::AtomicBool,
+    outbox: Mutex<OutboxState>,
+}
+
+/// The outbox: unsent events, each deliberation's last sequence number, the relay lease.
+#[derive(Debug, Default)]
+struct OutboxState {
+    messages: Vec<OutboxMessage>,
+    next_id: i64,
+    seqs: HashMap<String, i64>,
+    relay: Option<(String, i64, i64)>,
 }
 
 /// A stored deliberation and the lease on it.
@@ -82,6 +92,44 @@ fn storable<T: Serialize + DeserializeOwned>(task_id: &str, value: &T) -> Result
 impl InMemoryStore {
     fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, OutboxState> {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores `event` (when given) after a change of `task_id` that applied; passes `applied` on.
+    fn announce(
+        &self,
+        task_id: &str,
+        applied: bool,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError> {
+        let Some(event) = event.filter(|_| applied) else { return Ok(applied) };
+        let payload = serde_json::to_string(event).map_err(|e| StoreError::corrupt(task_id, e))?;
+        let task_id = storable_text(task_id);
+        let mut outbox = self.outbox();
+        outbox.next_id += 1;
+        let id = outbox.next_id;
+        let seq = {
+            let seq = outbox.seqs.entry(task_id.clone()).or_default();
+            *seq += 1;
+            *seq
+        };
+        outbox.messages.push(OutboxMessage {
+            id,
+            task_id,
+            seq,
+            event: event.kind.name().to_owned(),
+            payload,
+            created_at_ms: event.at_ms,
+        });
+        Ok(true)
+    }
+
+    /// Every unsent event, oldest first (test code).
+    pub fn outbox_messages(&self) -> Vec<OutboxMessage> {
+        self.outbox().messages.clone()
     }
 
     /// Moves `task_id` to `next` if the lifecycle allows it and `fence` (when given) still
@@ -144,7 +192,12 @@ impl InMemoryStore {
 
 #[async_trait]
 impl DeliberationStore for InMemoryStore {
-    async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+    async fn create(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError> {
         self.check_up()?;
         let request = storable(&new.task_id, new)?;
         let mut entries = self.entries();
@@ -167,7 +220,7 @@ impl DeliberationStore for InMemoryStore {
             selection: None,
         };
         entries.insert(record.request.task_id.clone(), Entry { record, lease });
-        Ok(true)
+        self.announce(&new.task_id, true, event)
     }
 
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
@@ -175,10 +228,17 @@ impl DeliberationStore for InMemoryStore {
         Ok(self.entries().get(&storable_text(task_id)).map(|entry| entry.record.clone()))
     }
 
-    async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError> {
-        self.transition(task_id, Some(fence), DeliberationStatus::InProgress, |r| {
+    async fn mark_started(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        at_ms: i64,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError> {
+        let applied = self.transition(task_id, Some(fence), DeliberationStatus::InProgress, |r| {
             r.started_at_ms = Some(at_ms)
-        })
+        })?;
+        self.announce(task_id, applied, event)
     }
 
     async fn save_progress(
@@ -186,19 +246,23 @@ impl DeliberationStore for InMemoryStore {
         task_id: &str,
         fence: &Fence,
         progress: &Deliberation,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         self.saves.fetch_add(1, Ordering::SeqCst);
         self.check_up()?;
         let progress = storable(task_id, progress)?;
-        let mut entries = self.entries();
-        match entries.get_mut(&storable_text(task_id)) {
-            Some(entry) if entry.record.status == DeliberationStatus::InProgress => {
-                entry.check_fence(task_id, Some(fence))?;
-                entry.record.progress = Some(progress);
-                Ok(true)
+        let applied = {
+            let mut entries = self.entries();
+            match entries.get_mut(&storable_text(task_id)) {
+                Some(entry) if entry.record.status == DeliberationStatus::InProgress => {
+                    entry.check_fence(task_id, Some(fence))?;
+                    entry.record.progress = Some(progress);
+                    true
+                }
+                _ => false,
             }
-            _ => Ok(false),
-        }
+        };
+        self.announce(task_id, applied, event)
     }
 
     async fn complete(
@@ -208,19 +272,21 @@ impl DeliberationStore for InMemoryStore {
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
         duration_ms: i64,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         let mut outcome = storable(task_id, outcome)?;
         // Stored results keep who wrote them (id, role, profile, seat), not their personas.
         for ranked in &mut outcome.results {
             ranked.agent.persona = None;
         }
-        self.transition(task_id, Some(fence), DeliberationStatus::Completed, |r| {
+        let applied = self.transition(task_id, Some(fence), DeliberationStatus::Completed, |r| {
             r.winner_id = outcome.results.first().map(|winner| winner.agent.id.to_string());
             r.outcome = Some(outcome);
             r.error = None;
             r.finished_at_ms = Some(finished_at_ms);
             r.duration_ms = Some(duration_ms);
-        })
+        })?;
+        self.announce(task_id, applied, event)
     }
 
     async fn finish_unsuccessfully(
@@ -228,6 +294,7 @@ impl DeliberationStore for InMemoryStore {
         task_id: &str,
         fence: Option<&Fence>,
         end: &UnsuccessfulEnd<'_>,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         use DeliberationStatus::{Cancelled, Failed, Interrupted, Timeout};
         if !matches!(end.status, Failed | Timeout | Cancelled | Interrupted) {
@@ -243,7 +310,7 @@ impl DeliberationStore for InMemoryStore {
             }
             _ => None,
         };
-        self.transition(task_id, fence, end.status, |r| {
+        let applied = self.transition(task_id, fence, end.status, |r| {
             r.error = Some(storable_text(end.error));
             r.finished_at_ms = Some(end.finished_at_ms);
             r.duration_ms = end.duration_ms;
@@ -251,7 +318,8 @@ impl DeliberationStore for InMemoryStore {
                 r.winner_id = partial.results.first().map(|best| best.agent.id.to_string());
                 r.outcome = Some(partial);
             }
-        })
+        })?;
+        self.announce(task_id, applied, event)
     }
 
     async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError> {
@@ -345,6 +413,70 @@ impl DeliberationStore for InMemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.check_up()
+    }
+}
+
+#[async_trait]
+impl Outbox for InMemoryStore {
+    async fn take_relay(
+        &self,
+        owner: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<RelayLease>, StoreError> {
+        self.check_up()?;
+        let mut outbox = self.outbox();
+        let epoch = match &outbox.relay {
+            Some((holder, _, epoch)) if holder == owner => *epoch,
+            Some((_, until, epoch)) if *until < now_ms => epoch + 1,
+            Some(_) => return Ok(None),
+            None => 1,
+        };
+        outbox.relay = Some((owner.to_owned(), until_ms, epoch));
+        Ok(Some(RelayLease { owner: owner.to_owned(), epoch }))
+    }
+
+    async fn release_relay(&self, lease: &RelayLease) -> Result<(), StoreError> {
+        self.check_up()?;
+        let mut outbox = self.outbox();
+        if let Some((holder, until, epoch)) = &mut outbox.relay
+            && *holder == lease.owner
+            && *epoch == lease.epoch
+        {
+            *until = i64::MIN;
+        }
+        Ok(())
+    }
+
+    async fn unsent(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.check_up()?;
+        Ok(self.outbox().messages.iter().take(limit).cloned().collect())
+    }
+
+    async fn mark_sent(&self, lease: &RelayLease, ids: &[i64]) -> Result<bool, StoreError> {
+        self.check_up()?;
+        let mut outbox = self.outbox();
+        let holds = outbox
+            .relay
+            .as_ref()
+            .is_some_and(|(holder, _, epoch)| *holder == lease.owner && *epoch == lease.epoch);
+        if holds {
+            outbox.messages.retain(|message| !ids.contains(&message.id));
+        }
+        Ok(holds)
+    }
+
+    async fn depth(&self) -> Result<u64, StoreError> {
+        self.check_up()?;
+        Ok(self.outbox().messages.len() as u64)
+    }
+
+    async fn drop_beyond(&self, max: u64) -> Result<u64, StoreError> {
+        self.check_up()?;
+        let mut outbox = self.outbox();
+        let excess = outbox.messages.len().saturating_sub(usize::try_from(max).unwrap_or(usize::MAX));
+        outbox.messages.drain(..excess);
+        Ok(excess as u64)
     }
 }
 

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, HeaderMap};
-use async_trait::async_trait;
-use orchestrator_application::ports::{DeliberationEvent, EventPublisher};
+use orchestrator_application::ports::DeliberationEvent;
 use tracing::{debug, warn};
 
 /// How long connecting at startup may take before the configuration is called wrong.
@@ -70,9 +69,9 @@ impl NatsPublisher {
     }
 }
 
-#[async_trait]
-impl EventPublisher for NatsPublisher {
-    async fn publish(&self, event: &DeliberationEvent) {
+impl NatsPublisher {
+    /// Publishes `event` on core NATS, best effort.
+    pub async fn publish(&self, event: &DeliberationEvent) {
         let payload = match serde_json::to_vec(event) {
             Ok(payload) => payload,
             Err(error) => {
@@ -89,9 +88,5 @@ impl EventPublisher for NatsPublisher {
                 warn!(subject, task_id = event.task_id, %error, "could not publish deliberation event")
             }
         }
-    }
-
-    async fn flush(&self) {
-        NatsPublisher::flush(self).await;
     }
 }

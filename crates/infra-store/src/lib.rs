@@ -22,6 +22,7 @@ mod error;
 mod file_lock;
 pub mod observability;
 mod options;
+mod outbox;
 mod postgres;
 mod registry_rows;
 mod rows;

@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{
-    ClaimScope, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
-    PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
+    ClaimScope, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery,
+    NewDeliberation, Page, PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::error::{Fault, from_sqlx};
 use crate::file_lock::ExclusiveFile;
+use crate::outbox::StoredEvent;
 use crate::rows::{
     DELIBERATION_COLUMNS, DeliberationRow, FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS,
     ProposalRow, REVIEW_COLUMNS, ReviewRow,
@@ -157,6 +158,49 @@ where
             .map_err(|e| from_sqlx("reading", Some(task_id), e))
     }
 
+    /// Stores `event` as the deliberation's event number `seq` in the outbox, in `tx`.
+    async fn insert_event(
+        tx: &mut DB::Connection,
+        task_id: &str,
+        seq: i64,
+        event: &StoredEvent,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO outbox (task_id, seq, event, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(task_id.to_owned())
+        .bind(seq)
+        .bind(event.name.to_owned())
+        .bind(event.payload.clone())
+        .bind(event.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs the status change `update` — an `UPDATE … RETURNING event_seq` that adds `bump` to
+    /// `event_seq` — and, when it matched, stores `event` under the returned number, in one
+    /// transaction; without an event, the change alone. Whether it matched.
+    async fn change_with_event<'q>(
+        &self,
+        update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        task_id: &str,
+        event: Option<&StoredEvent>,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(event) = event else {
+            return Ok(update.fetch_optional(&self.writer).await?.is_some());
+        };
+        let mut tx = self.writer.begin().await?;
+        let Some(row) = update.fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let seq: i64 = row.try_get("event_seq")?;
+        Self::insert_event(&mut tx, task_id, seq, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Inserts the rows of an outcome (ranked proposals, their reviews, failures) in `tx`.
     async fn insert_outcome(
         tx: &mut DB::Connection,
@@ -249,28 +293,36 @@ where
     for<'n> &'n str: ColumnIndex<DB::Row>,
 {
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %new.task_id), err)]
-    async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+    async fn create(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError> {
         let task_id = storable(&new.task_id);
-        let inserted = sqlx::query(&format!(
+        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let sql = format!(
             "INSERT INTO deliberations \
              (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
-              council_id) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (task_id) DO NOTHING RETURNING task_id",
+              council_id, event_seq) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (task_id) DO NOTHING \
+             RETURNING event_seq",
             pending = DeliberationStatus::Pending.as_str(),
-        ))
-        .bind(task_id.clone())
-        .bind(new.role.as_str().to_owned())
-        .bind(storable(new.task.description()))
-        .bind(to_json(&task_id, "request", new)?)
-        .bind(new.created_at_ms)
-        .bind(storable(&lease.owner))
-        .bind(lease.until_ms)
-        .bind(storable(&new.principal))
-        .bind(new.council_id().map(|id| storable(id.as_str())))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("creating", Some(&task_id), e))?;
-        Ok(inserted.is_some())
+        );
+        let insert = sqlx::query(&sql)
+            .bind(task_id.clone())
+            .bind(new.role.as_str().to_owned())
+            .bind(storable(new.task.description()))
+            .bind(to_json(&task_id, "request", new)?)
+            .bind(new.created_at_ms)
+            .bind(storable(&lease.owner))
+            .bind(lease.until_ms)
+            .bind(storable(&new.principal))
+            .bind(new.council_id().map(|id| storable(id.as_str())))
+            .bind(i64::from(event.is_some()));
+        self.change_with_event(insert, &task_id, event.as_ref())
+            .await
+            .map_err(|e| from_sqlx("creating", Some(&task_id), e))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
@@ -310,25 +362,35 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
-    async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError> {
+    async fn mark_started(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        at_ms: i64,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError> {
         let target = DeliberationStatus::InProgress;
         let Some(sources) = sources_of(target) else {
             return Ok(false);
         };
         let task_id = storable(task_id);
-        let updated = sqlx::query(&format!(
-            "UPDATE deliberations SET status = '{target}', started_at_ms = $1 \
-             WHERE task_id = $2 AND status IN ({sources}) AND owner = $3 AND lease_epoch = $4 RETURNING task_id",
+        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let sql = format!(
+            "UPDATE deliberations SET status = '{target}', started_at_ms = $1, event_seq = event_seq + $5 \
+             WHERE task_id = $2 AND status IN ({sources}) AND owner = $3 AND lease_epoch = $4 RETURNING event_seq",
             target = target.as_str(),
-        ))
-        .bind(at_ms)
-        .bind(task_id.clone())
-        .bind(storable(&fence.owner))
-        .bind(fence.epoch)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("starting", Some(&task_id), e))?;
-        if updated.is_some() { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
+        );
+        let update = sqlx::query(&sql)
+            .bind(at_ms)
+            .bind(task_id.clone())
+            .bind(storable(&fence.owner))
+            .bind(fence.epoch)
+            .bind(i64::from(event.is_some()));
+        let updated = self
+            .change_with_event(update, &task_id, event.as_ref())
+            .await
+            .map_err(|e| from_sqlx("starting", Some(&task_id), e))?;
+        if updated { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, phase = %progress.phase()), err)]
@@ -337,21 +399,26 @@ where
         task_id: &str,
         fence: &Fence,
         progress: &Deliberation,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         let task_id = storable(task_id);
-        let updated = sqlx::query(&format!(
-            "UPDATE deliberations SET progress = $1 WHERE task_id = $2 AND status = '{in_progress}' \
-             AND owner = $3 AND lease_epoch = $4 RETURNING task_id",
+        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let sql = format!(
+            "UPDATE deliberations SET progress = $1, event_seq = event_seq + $5 WHERE task_id = $2 \
+             AND status = '{in_progress}' AND owner = $3 AND lease_epoch = $4 RETURNING event_seq",
             in_progress = DeliberationStatus::InProgress.as_str(),
-        ))
-        .bind(to_json(&task_id, "progress", &snapshot(progress))?)
-        .bind(task_id.clone())
-        .bind(storable(&fence.owner))
-        .bind(fence.epoch)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("saving progress of", Some(&task_id), e))?;
-        if updated.is_some() { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
+        );
+        let update = sqlx::query(&sql)
+            .bind(to_json(&task_id, "progress", &snapshot(progress))?)
+            .bind(task_id.clone())
+            .bind(storable(&fence.owner))
+            .bind(fence.epoch)
+            .bind(i64::from(event.is_some()));
+        let updated = self
+            .change_with_event(update, &task_id, event.as_ref())
+            .await
+            .map_err(|e| from_sqlx("saving progress of", Some(&task_id), e))?;
+        if updated { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
@@ -362,11 +429,13 @@ where
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
         duration_ms: i64,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         let Some(sources) = sources_of(DeliberationStatus::Completed) else {
             return Ok(false);
         };
         let task_id = storable(task_id);
+        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
         let rows = OutcomeRows::from_outcome(&task_id, outcome)?;
         // The status change and the outcome rows commit together or not at all.
         let transaction = async {
@@ -374,8 +443,8 @@ where
             let updated = sqlx::query(&format!(
                 "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
                  winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
-                 latency_ms = $7, calls_saved = $11 WHERE task_id = $8 AND status IN ({sources}) \
-                 AND owner = $9 AND lease_epoch = $10 RETURNING task_id",
+                 latency_ms = $7, calls_saved = $11, event_seq = event_seq + $12 WHERE task_id = $8 \
+                 AND status IN ({sources}) AND owner = $9 AND lease_epoch = $10 RETURNING event_seq",
                 completed = DeliberationStatus::Completed.as_str(),
             ))
             .bind(finished_at_ms)
@@ -389,13 +458,17 @@ where
             .bind(storable(&fence.owner))
             .bind(fence.epoch)
             .bind(rows.calls_saved)
+            .bind(i64::from(event.is_some()))
             .fetch_optional(&mut *tx)
             .await?;
-            if updated.is_none() {
+            let Some(updated) = updated else {
                 tx.rollback().await?;
                 return Ok(false);
-            }
+            };
             Self::insert_outcome(&mut tx, &task_id, &rows).await?;
+            if let Some(event) = &event {
+                Self::insert_event(&mut tx, &task_id, updated.try_get("event_seq")?, event).await?;
+            }
             tx.commit().await?;
             Ok(true)
         };
@@ -409,6 +482,7 @@ where
         task_id: &str,
         fence: Option<&Fence>,
         end: &UnsuccessfulEnd<'_>,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         use DeliberationStatus::{Cancelled, Failed, Interrupted, Timeout};
         let status = end.status;
@@ -420,19 +494,21 @@ where
             return Ok(false);
         };
         let task_id = storable(task_id);
+        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
         let rows = match end.partial {
             Some(partial) if status == Timeout => Some(OutcomeRows::from_outcome(&task_id, partial)?),
             _ => None,
         };
         let usage = rows.as_ref().map(|rows| rows.usage);
-        let fenced = if fence.is_some() { " AND owner = $10 AND lease_epoch = $11" } else { "" };
+        let fenced = if fence.is_some() { " AND owner = $11 AND lease_epoch = $12" } else { "" };
         // The end and a TIMEOUT's partial results commit together or not at all.
         let transaction = async {
             let mut tx = self.writer.begin().await?;
             let sql = format!(
                 "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2, \
                  duration_ms = $3, winner_id = $4, prompt_tokens = $5, completion_tokens = $6, calls = $7, \
-                 latency_ms = $8 WHERE task_id = $9 AND status IN ({sources}){fenced} RETURNING task_id",
+                 latency_ms = $8, event_seq = event_seq + $10 WHERE task_id = $9 AND status IN ({sources}){fenced} \
+                 RETURNING event_seq",
                 target = status.as_str(),
             );
             let mut update = sqlx::query(&sql)
@@ -444,17 +520,20 @@ where
                 .bind(usage.map(|u| u.completion_tokens))
                 .bind(usage.map(|u| u.calls))
                 .bind(usage.map(|u| u.latency_ms))
-                .bind(task_id.clone());
+                .bind(task_id.clone())
+                .bind(i64::from(event.is_some()));
             if let Some(fence) = fence {
                 update = update.bind(storable(&fence.owner)).bind(fence.epoch);
             }
-            let updated = update.fetch_optional(&mut *tx).await?;
-            if updated.is_none() {
+            let Some(updated) = update.fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
                 return Ok(false);
-            }
+            };
             if let Some(rows) = &rows {
                 Self::insert_outcome(&mut tx, &task_id, rows).await?;
+            }
+            if let Some(event) = &event {
+                Self::insert_event(&mut tx, &task_id, updated.try_get("event_seq")?, event).await?;
             }
             tx.commit().await?;
             Ok(true)

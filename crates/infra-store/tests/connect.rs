@@ -32,10 +32,10 @@ async fn complete_one(
     task_id: &str,
 ) -> orchestrator_domain::DeliberationOutcome {
     let finished = finished_deliberation(Role::Dev);
-    assert!(store.create(&request(task_id, Role::Dev, 1), &lease()).await.unwrap());
-    assert!(store.mark_started(task_id, &fence(), 2).await.unwrap());
-    assert!(store.save_progress(task_id, &fence(), &finished.last).await.unwrap());
-    assert!(store.complete(task_id, &fence(), &finished.outcome, 3, 1).await.unwrap());
+    assert!(store.create(&request(task_id, Role::Dev, 1), &lease(), None).await.unwrap());
+    assert!(store.mark_started(task_id, &fence(), 2, None).await.unwrap());
+    assert!(store.save_progress(task_id, &fence(), &finished.last, None).await.unwrap());
+    assert!(store.complete(task_id, &fence(), &finished.outcome, 3, 1, None).await.unwrap());
     finished.outcome
 }
 
@@ -66,7 +66,7 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
 
     let store = SqliteStore::open(&location, &StoreOptions::default()).await.unwrap();
     let outcome = complete_one(&store, "kept").await;
-    assert!(store.create(&request("left-pending", Role::Qa, 5), &lease()).await.unwrap());
+    assert!(store.create(&request("left-pending", Role::Qa, 5), &lease(), None).await.unwrap());
     let before = store.get("kept").await.unwrap().unwrap();
     store.close().await;
     drop(store);
@@ -256,7 +256,7 @@ async fn postgres_calls_fail_within_the_acquire_timeout_once_the_server_is_gone(
     let url = db.url.replacen(&authority, &proxy.addr, 1);
     let options = StoreOptions { acquire_timeout: Duration::from_millis(300), ..StoreOptions::default() };
     let store = PostgresStore::connect(&url, Some(&db.schema), &options).await.unwrap();
-    assert!(store.create(&request("before", Role::Dev, 1), &lease()).await.unwrap());
+    assert!(store.create(&request("before", Role::Dev, 1), &lease(), None).await.unwrap());
     store.ping().await.unwrap();
 
     proxy.stop().await;
@@ -266,7 +266,7 @@ async fn postgres_calls_fail_within_the_acquire_timeout_once_the_server_is_gone(
         let result = match call {
             "get" => store.get("before").await.map(drop),
             "list" => store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.map(drop),
-            "create" => store.create(&request("after", Role::Dev, 2), &lease()).await.map(drop),
+            "create" => store.create(&request("after", Role::Dev, 2), &lease(), None).await.map(drop),
             _ => store.ping().await,
         };
         let err = result.unwrap_err();

@@ -63,6 +63,154 @@ contract_tests!(
     a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once,
 );
 
+/// Runs each outbox contract function once per store, with the store's two ports.
+macro_rules! outbox_contract_tests {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite_outbox {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::support::SqliteDb::new().await;
+                    crate::outbox::$test(db.store(), db.outbox()).await;
+                }
+            )*
+        }
+
+        mod postgres_outbox {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(db) = crate::support::PostgresDb::new().await else { return };
+                    crate::outbox::$test(db.store(), db.outbox()).await;
+                    db.drop_schema().await;
+                }
+            )*
+        }
+
+        mod memory_outbox {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let store = std::sync::Arc::new(orchestrator_application::testing::InMemoryStore::default());
+                    crate::outbox::$test(store.clone(), store).await;
+                }
+            )*
+        }
+    };
+}
+
+outbox_contract_tests!(
+    events_are_stored_with_the_change_they_report_numbered_per_deliberation,
+    one_relay_holds_the_lease_and_a_stale_one_cannot_mark_anything_sent,
+    the_outbox_is_bounded_by_dropping_the_oldest,
+);
+
+mod outbox {
+    use std::sync::Arc;
+
+    use orchestrator_application::ports::{DeliberationEvent, DeliberationStore, EventKind, Outbox};
+    use orchestrator_domain::{DeliberationStatus, Role};
+
+    use crate::support::{end, fence, finished_deliberation, lease, request};
+
+    fn event(task_id: &str, kind: EventKind) -> DeliberationEvent {
+        DeliberationEvent::new(task_id, Some("story-1"), Role::Dev, 1_000, kind)
+    }
+
+    /// `(task_id, seq, event)` of every unsent event, in outbox order.
+    async fn unsent(outbox: &dyn Outbox) -> Vec<(String, i64, String)> {
+        outbox.unsent(100).await.unwrap().into_iter().map(|m| (m.task_id, m.seq, m.event)).collect()
+    }
+
+    pub(crate) async fn events_are_stored_with_the_change_they_report_numbered_per_deliberation(
+        store: Arc<dyn DeliberationStore>,
+        outbox: Arc<dyn Outbox>,
+    ) {
+        let finished = finished_deliberation(Role::Dev);
+        let submitted = event("a", EventKind::Submitted);
+        assert!(store.create(&request("a", Role::Dev, 1), &lease(), Some(&submitted)).await.unwrap());
+        assert!(!store.create(&request("a", Role::Dev, 1), &lease(), Some(&submitted)).await.unwrap());
+        // A change without an event stores none, and takes no number.
+        assert!(store.create(&request("quiet", Role::Dev, 2), &lease(), None).await.unwrap());
+        assert!(store.mark_started("a", &fence(), 2, Some(&event("a", EventKind::Started))).await.unwrap());
+        assert!(store.save_progress("a", &fence(), &finished.mid, None).await.unwrap());
+        let phase = event("a", EventKind::PhaseCompleted { phase: "scoring".into() });
+        assert!(store.save_progress("a", &fence(), &finished.mid, Some(&phase)).await.unwrap());
+        let completed = event("a", EventKind::completed(&finished.outcome, 5));
+        assert!(store.complete("a", &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap());
+        // Refused changes store no event.
+        assert!(!store.complete("a", &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap());
+        let cancelled = event("a", EventKind::Ended { status: "CANCELLED".into(), error: "x".into() });
+        let too_late = end(DeliberationStatus::Cancelled, "x", 4);
+        assert!(!store.finish_unsuccessfully("a", None, &too_late, Some(&cancelled)).await.unwrap());
+        assert!(store.finish_unsuccessfully("quiet", None, &too_late, Some(&cancelled)).await.unwrap());
+
+        assert_eq!(
+            unsent(outbox.as_ref()).await,
+            [
+                ("a".to_owned(), 1, "submitted".to_owned()),
+                ("a".to_owned(), 2, "started".to_owned()),
+                ("a".to_owned(), 3, "phase_completed".to_owned()),
+                ("a".to_owned(), 4, "completed".to_owned()),
+                ("quiet".to_owned(), 1, "ended".to_owned()),
+            ]
+        );
+        let messages = outbox.unsent(100).await.unwrap();
+        let payload: serde_json::Value = serde_json::from_str(&messages[3].payload).unwrap();
+        assert_eq!(payload, serde_json::to_value(&completed).unwrap(), "the event, field for field");
+        assert_eq!(messages[3].dedup_id(), "a:completed:4");
+        assert_eq!(outbox.depth().await.unwrap(), 5);
+        assert_eq!(outbox.unsent(2).await.unwrap().len(), 2, "oldest first, bounded");
+    }
+
+    pub(crate) async fn one_relay_holds_the_lease_and_a_stale_one_cannot_mark_anything_sent(
+        store: Arc<dyn DeliberationStore>,
+        outbox: Arc<dyn Outbox>,
+    ) {
+        for task_id in ["r1", "r2", "r3"] {
+            let submitted = event(task_id, EventKind::Submitted);
+            store.create(&request(task_id, Role::Dev, 1), &lease(), Some(&submitted)).await.unwrap();
+        }
+        let a = outbox.take_relay("relay-a", 5_000, 1_000).await.unwrap().expect("nobody holds it");
+        assert!(outbox.take_relay("relay-b", 6_000, 2_000).await.unwrap().is_none(), "a's lease holds");
+        let renewed = outbox.take_relay("relay-a", 9_000, 4_000).await.unwrap().unwrap();
+        assert_eq!(renewed, a, "renewing keeps the epoch");
+        let ids: Vec<i64> = outbox.unsent(100).await.unwrap().iter().map(|m| m.id).collect();
+        assert!(outbox.mark_sent(&a, &ids[..1]).await.unwrap());
+        assert_eq!(outbox.depth().await.unwrap(), 2);
+
+        // a stops renewing; b takes over under a new epoch and a is fenced off.
+        let b = outbox.take_relay("relay-b", 20_000, 10_000).await.unwrap().expect("a's lease ran out");
+        assert!(b.epoch > a.epoch);
+        assert!(!outbox.mark_sent(&a, &ids[1..2]).await.unwrap(), "a no longer holds the lease");
+        assert_eq!(outbox.depth().await.unwrap(), 2, "nothing removed by a stale relay");
+        assert!(outbox.take_relay("relay-a", 30_000, 11_000).await.unwrap().is_none());
+        assert!(outbox.mark_sent(&b, &ids[1..]).await.unwrap());
+        assert_eq!(outbox.depth().await.unwrap(), 0);
+
+        // Released at shutdown: another relay takes it at once.
+        outbox.release_relay(&b).await.unwrap();
+        let c = outbox.take_relay("relay-c", 40_000, 12_000).await.unwrap().expect("released");
+        assert!(c.epoch > b.epoch);
+    }
+
+    pub(crate) async fn the_outbox_is_bounded_by_dropping_the_oldest(
+        store: Arc<dyn DeliberationStore>,
+        outbox: Arc<dyn Outbox>,
+    ) {
+        for n in 0..7 {
+            let task_id = format!("b{n}");
+            let submitted = event(&task_id, EventKind::Submitted);
+            store.create(&request(&task_id, Role::Dev, n), &lease(), Some(&submitted)).await.unwrap();
+        }
+        assert_eq!(outbox.drop_beyond(10).await.unwrap(), 0);
+        assert_eq!(outbox.drop_beyond(3).await.unwrap(), 4);
+        let kept: Vec<String> = outbox.unsent(100).await.unwrap().into_iter().map(|m| m.task_id).collect();
+        assert_eq!(kept, ["b4", "b5", "b6"], "the newest are kept");
+        assert_eq!(outbox.depth().await.unwrap(), 3);
+    }
+}
+
 /// Runs each council contract function once per store, with the store's two ports.
 macro_rules! council_contract_tests {
     ($($test:ident),* $(,)?) => {
@@ -443,27 +591,27 @@ mod councils {
             let store = store.clone();
             let new = standing_request(task_id, Role::Dev, at, &finished);
             async move {
-                assert!(store.create(&new, &lease()).await.unwrap());
-                assert!(store.mark_started(&new.task_id, &fence(), at + 1).await.unwrap());
+                assert!(store.create(&new, &lease(), None).await.unwrap());
+                assert!(store.mark_started(&new.task_id, &fence(), at + 1, None).await.unwrap());
             }
         };
         // Two completed, one failed, one running; and an ad-hoc one whose agents share the ids.
         for (task_id, at) in [("s-1", 100), ("s-2", 200)] {
             ended(task_id, at).await;
-            assert!(store.complete(task_id, &fence(), outcome, at + 50, 49).await.unwrap());
+            assert!(store.complete(task_id, &fence(), outcome, at + 50, 49, None).await.unwrap());
         }
         ended("s-failed", 300).await;
         assert!(
             store
-                .finish_unsuccessfully("s-failed", None, &end(DeliberationStatus::Failed, "x", 301))
+                .finish_unsuccessfully("s-failed", None, &end(DeliberationStatus::Failed, "x", 301), None)
                 .await
                 .unwrap()
         );
         ended("s-running", 400).await;
-        assert!(store.create(&request("ad-hoc", Role::Dev, 500), &lease()).await.unwrap());
-        assert!(store.mark_started("ad-hoc", &fence(), 501).await.unwrap());
+        assert!(store.create(&request("ad-hoc", Role::Dev, 500), &lease(), None).await.unwrap());
+        assert!(store.mark_started("ad-hoc", &fence(), 501, None).await.unwrap());
         let ad_hoc = crate::support::finished_deliberation(Role::Dev).outcome;
-        assert!(store.complete("ad-hoc", &fence(), &ad_hoc, 502, 1).await.unwrap());
+        assert!(store.complete("ad-hoc", &fence(), &ad_hoc, 502, 1, None).await.unwrap());
 
         let records = councils.records(None).await.unwrap();
         assert_eq!(records.agents.len(), 4);
@@ -513,21 +661,28 @@ mod contract {
 
     /// Creates a deliberation and drives it to `status` (completing with a real outcome).
     async fn seed(store: &Store, task_id: &str, role: Role, created_at_ms: i64, status: DeliberationStatus) {
-        assert!(store.create(&request(task_id, role, created_at_ms), &lease()).await.unwrap());
+        assert!(store.create(&request(task_id, role, created_at_ms), &lease(), None).await.unwrap());
         match status {
             DeliberationStatus::Pending => {}
             DeliberationStatus::InProgress => {
-                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1).await.unwrap());
+                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1, None).await.unwrap());
             }
             DeliberationStatus::Completed => {
-                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1).await.unwrap());
+                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1, None).await.unwrap());
                 let outcome = finished_deliberation(role).outcome;
-                assert!(store.complete(task_id, &fence(), &outcome, created_at_ms + 100, 99).await.unwrap());
+                assert!(
+                    store.complete(task_id, &fence(), &outcome, created_at_ms + 100, 99, None).await.unwrap()
+                );
             }
             failed => {
                 assert!(
                     store
-                        .finish_unsuccessfully(task_id, None, &end(failed, "stopped", created_at_ms + 5))
+                        .finish_unsuccessfully(
+                            task_id,
+                            None,
+                            &end(failed, "stopped", created_at_ms + 5),
+                            None
+                        )
                         .await
                         .unwrap()
                 );
@@ -564,10 +719,12 @@ mod contract {
         assert!(outcome.usage.prompt_tokens > 0);
 
         let new = request("round-trip", Role::Dev, 1_700_000_000_000);
-        assert!(store.create(&new, &lease()).await.unwrap());
-        assert!(store.mark_started("round-trip", &fence(), 1_700_000_000_010).await.unwrap());
-        assert!(store.save_progress("round-trip", &fence(), &finished.last).await.unwrap());
-        assert!(store.complete("round-trip", &fence(), outcome, 1_700_000_009_000, 8_990).await.unwrap());
+        assert!(store.create(&new, &lease(), None).await.unwrap());
+        assert!(store.mark_started("round-trip", &fence(), 1_700_000_000_010, None).await.unwrap());
+        assert!(store.save_progress("round-trip", &fence(), &finished.last, None).await.unwrap());
+        assert!(
+            store.complete("round-trip", &fence(), outcome, 1_700_000_009_000, 8_990, None).await.unwrap()
+        );
 
         let record = store.get("round-trip").await.unwrap().unwrap();
         assert_eq!(record.request, new);
@@ -583,33 +740,33 @@ mod contract {
 
     pub(crate) async fn progress_is_saved_only_while_in_progress(store: Store) {
         let finished = finished_deliberation(Role::Qa);
-        assert!(store.create(&request("progress", Role::Qa, 10), &lease()).await.unwrap());
+        assert!(store.create(&request("progress", Role::Qa, 10), &lease(), None).await.unwrap());
         assert!(
-            !store.save_progress("progress", &fence(), &finished.mid).await.unwrap(),
+            !store.save_progress("progress", &fence(), &finished.mid, None).await.unwrap(),
             "saved while PENDING"
         );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress, None);
 
-        assert!(store.mark_started("progress", &fence(), 11).await.unwrap());
-        assert!(store.save_progress("progress", &fence(), &finished.mid).await.unwrap());
+        assert!(store.mark_started("progress", &fence(), 11, None).await.unwrap());
+        assert!(store.save_progress("progress", &fence(), &finished.mid, None).await.unwrap());
         let record = store.get("progress").await.unwrap().unwrap();
         assert_eq!(record.progress.as_ref(), Some(&finished.mid));
         assert_eq!(record.status, DeliberationStatus::InProgress);
         assert_eq!(record.outcome, None);
 
         assert!(
-            store.save_progress("progress", &fence(), &finished.last).await.unwrap(),
+            store.save_progress("progress", &fence(), &finished.last, None).await.unwrap(),
             "a later phase overwrites"
         );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
 
-        assert!(store.complete("progress", &fence(), &finished.outcome, 20, 9).await.unwrap());
+        assert!(store.complete("progress", &fence(), &finished.outcome, 20, 9, None).await.unwrap());
         assert!(
-            !store.save_progress("progress", &fence(), &finished.mid).await.unwrap(),
+            !store.save_progress("progress", &fence(), &finished.mid, None).await.unwrap(),
             "saved after completion"
         );
         assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
-        assert!(!store.save_progress("missing", &fence(), &finished.mid).await.unwrap());
+        assert!(!store.save_progress("missing", &fence(), &finished.mid, None).await.unwrap());
     }
 
     pub(crate) async fn status_changes_follow_the_lifecycle(store: Store) {
@@ -617,19 +774,19 @@ mod contract {
         let outcome = finished_deliberation(Role::Dev).outcome;
 
         // Nothing applies to an unknown deliberation.
-        assert!(!store.mark_started("nope", &fence(), 1).await.unwrap());
-        assert!(!store.complete("nope", &fence(), &outcome, 2, 1).await.unwrap());
-        assert!(!store.finish_unsuccessfully("nope", None, &end(Failed, "x", 2)).await.unwrap());
+        assert!(!store.mark_started("nope", &fence(), 1, None).await.unwrap());
+        assert!(!store.complete("nope", &fence(), &outcome, 2, 1, None).await.unwrap());
+        assert!(!store.finish_unsuccessfully("nope", None, &end(Failed, "x", 2), None).await.unwrap());
 
         // PENDING → IN_PROGRESS → COMPLETED, then nothing.
-        store.create(&request("happy", Role::Dev, 1), &lease()).await.unwrap();
-        assert!(store.mark_started("happy", &fence(), 2).await.unwrap());
-        assert!(!store.mark_started("happy", &fence(), 3).await.unwrap(), "started twice");
-        assert!(store.complete("happy", &fence(), &outcome, 4, 2).await.unwrap());
-        assert!(!store.complete("happy", &fence(), &outcome, 5, 3).await.unwrap(), "completed twice");
+        store.create(&request("happy", Role::Dev, 1), &lease(), None).await.unwrap();
+        assert!(store.mark_started("happy", &fence(), 2, None).await.unwrap());
+        assert!(!store.mark_started("happy", &fence(), 3, None).await.unwrap(), "started twice");
+        assert!(store.complete("happy", &fence(), &outcome, 4, 2, None).await.unwrap());
+        assert!(!store.complete("happy", &fence(), &outcome, 5, 3, None).await.unwrap(), "completed twice");
         for status in [Failed, Timeout, Cancelled, Interrupted] {
             assert!(
-                !store.finish_unsuccessfully("happy", None, &end(status, "late", 6)).await.unwrap(),
+                !store.finish_unsuccessfully("happy", None, &end(status, "late", 6), None).await.unwrap(),
                 "{status}"
             );
         }
@@ -641,38 +798,38 @@ mod contract {
         assert_eq!(record.outcome.as_ref(), Some(&outcome));
 
         // PENDING → CANCELLED; completing afterwards is refused and stores no outcome.
-        store.create(&request("cancelled", Role::Dev, 1), &lease()).await.unwrap();
+        store.create(&request("cancelled", Role::Dev, 1), &lease(), None).await.unwrap();
         assert!(
             store
-                .finish_unsuccessfully("cancelled", None, &end(Cancelled, "client cancelled", 7))
+                .finish_unsuccessfully("cancelled", None, &end(Cancelled, "client cancelled", 7), None)
                 .await
                 .unwrap()
         );
-        assert!(!store.mark_started("cancelled", &fence(), 8).await.unwrap());
-        assert!(!store.complete("cancelled", &fence(), &outcome, 9, 1).await.unwrap());
+        assert!(!store.mark_started("cancelled", &fence(), 8, None).await.unwrap());
+        assert!(!store.complete("cancelled", &fence(), &outcome, 9, 1, None).await.unwrap());
         let record = store.get("cancelled").await.unwrap().unwrap();
         assert_eq!(record.status, Cancelled);
         assert_eq!(record.error.as_deref(), Some("client cancelled"));
         assert_eq!((record.finished_at_ms, record.winner_id, record.outcome), (Some(7), None, None));
 
         // IN_PROGRESS → TIMEOUT, and a terminal status stays.
-        store.create(&request("slow", Role::Dev, 1), &lease()).await.unwrap();
-        store.mark_started("slow", &fence(), 2).await.unwrap();
+        store.create(&request("slow", Role::Dev, 1), &lease(), None).await.unwrap();
+        store.mark_started("slow", &fence(), 2, None).await.unwrap();
         assert!(
             store
-                .finish_unsuccessfully("slow", None, &end(Timeout, "deadline of 600s exceeded", 3))
+                .finish_unsuccessfully("slow", None, &end(Timeout, "deadline of 600s exceeded", 3), None)
                 .await
                 .unwrap()
         );
-        assert!(!store.finish_unsuccessfully("slow", None, &end(Failed, "again", 4)).await.unwrap());
+        assert!(!store.finish_unsuccessfully("slow", None, &end(Failed, "again", 4), None).await.unwrap());
         let record = store.get("slow").await.unwrap().unwrap();
         assert_eq!((record.status, record.error.as_deref()), (Timeout, Some("deadline of 600s exceeded")));
 
         // finish_unsuccessfully only takes failure statuses.
-        store.create(&request("odd", Role::Dev, 1), &lease()).await.unwrap();
+        store.create(&request("odd", Role::Dev, 1), &lease(), None).await.unwrap();
         for status in [Pending, InProgress, Completed] {
             assert!(
-                !store.finish_unsuccessfully("odd", None, &end(status, "x", 2)).await.unwrap(),
+                !store.finish_unsuccessfully("odd", None, &end(status, "x", 2), None).await.unwrap(),
                 "{status}"
             );
         }
@@ -683,12 +840,12 @@ mod contract {
         let outcome = finished_deliberation(Role::Dev).outcome;
         for i in 0..20 {
             let task_id = format!("race-{i}");
-            store.create(&request(&task_id, Role::Dev, i), &lease()).await.unwrap();
-            store.mark_started(&task_id, &fence(), i).await.unwrap();
+            store.create(&request(&task_id, Role::Dev, i), &lease(), None).await.unwrap();
+            store.mark_started(&task_id, &fence(), i, None).await.unwrap();
             let (fence, cancel) = (fence(), end(DeliberationStatus::Cancelled, "cancelled", 100));
             let (completed, cancelled) = tokio::join!(
-                store.complete(&task_id, &fence, &outcome, 100, 10),
-                store.finish_unsuccessfully(&task_id, None, &cancel),
+                store.complete(&task_id, &fence, &outcome, 100, 10, None),
+                store.finish_unsuccessfully(&task_id, None, &cancel, None),
             );
             let (completed, cancelled) = (completed.unwrap(), cancelled.unwrap());
             assert!(completed ^ cancelled, "{task_id}: completed={completed} cancelled={cancelled}");
@@ -705,11 +862,11 @@ mod contract {
 
     pub(crate) async fn create_is_idempotent(store: Store) {
         let first = request("same-id", Role::Architect, 100);
-        assert!(store.create(&first, &lease()).await.unwrap());
+        assert!(store.create(&first, &lease(), None).await.unwrap());
         let mut second = request("same-id", Role::Data, 200);
         second.num_agents = 7;
-        assert!(!store.create(&second, &lease()).await.unwrap());
-        assert!(!store.create(&first, &lease()).await.unwrap());
+        assert!(!store.create(&second, &lease(), None).await.unwrap());
+        assert!(!store.create(&first, &lease(), None).await.unwrap());
         let record = store.get("same-id").await.unwrap().unwrap();
         assert_eq!(record.request, first);
         assert_eq!(record.status, DeliberationStatus::Pending);
@@ -718,7 +875,7 @@ mod contract {
 
     pub(crate) async fn get_of_unknown_id_is_none(store: Store) {
         assert_eq!(store.get("never-stored").await.unwrap(), None);
-        store.create(&request("stored", Role::Dev, 1), &lease()).await.unwrap();
+        store.create(&request("stored", Role::Dev, 1), &lease(), None).await.unwrap();
         assert_eq!(store.get("Stored").await.unwrap(), None, "ids are case-sensitive");
     }
 
@@ -728,7 +885,7 @@ mod contract {
                 principal: principal.to_owned(),
                 ..crate::support::request(task_id, Role::Dev, at)
             };
-            assert!(store.create(&new, &lease()).await.unwrap());
+            assert!(store.create(&new, &lease(), None).await.unwrap());
         }
         assert_eq!(store.get("b-1").await.unwrap().unwrap().request.principal, "bob");
         let alices = ListQuery { principal: Some("alice".into()), limit: 10, ..ListQuery::default() };
@@ -798,7 +955,10 @@ mod contract {
         // Groups of three share a timestamp, so the task id must break ties.
         for i in 0..25 {
             let role = if i % 2 == 0 { Role::Dev } else { Role::Qa };
-            store.create(&request(&format!("page-{i:02}"), role, 1_000 + i / 3), &lease()).await.unwrap();
+            store
+                .create(&request(&format!("page-{i:02}"), role, 1_000 + i / 3), &lease(), None)
+                .await
+                .unwrap();
         }
         let mut expected: Vec<(i64, String)> =
             (0..25).map(|i| (1_000 + i / 3, format!("page-{i:02}"))).collect();
@@ -843,7 +1003,7 @@ mod contract {
     }
 
     pub(crate) async fn list_rejects_a_malformed_cursor(store: Store) {
-        store.create(&request("only", Role::Dev, 1), &lease()).await.unwrap();
+        store.create(&request("only", Role::Dev, 1), &lease(), None).await.unwrap();
         let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
         for cursor in
             ["not-a-cursor".to_owned(), "zz".to_owned(), hex("no-colon"), hex("abc:t"), String::new()]
@@ -856,7 +1016,7 @@ mod contract {
 
     pub(crate) async fn list_clamps_the_page_size(store: Store) {
         for i in 0..101 {
-            store.create(&request(&format!("clamp-{i:03}"), Role::Dev, i), &lease()).await.unwrap();
+            store.create(&request(&format!("clamp-{i:03}"), Role::Dev, i), &lease(), None).await.unwrap();
         }
         let smallest = store.list(&query(0)).await.unwrap();
         assert_eq!(ids(&smallest), ["clamp-100"]);
@@ -875,12 +1035,12 @@ mod contract {
         use DeliberationStatus::*;
         let finished = finished_deliberation(Role::Devops);
         let at = |owner: &str, until_ms: i64| Lease { owner: owner.into(), until_ms };
-        store.create(&request("mine", Role::Devops, 1), &at("me", 1_000)).await.unwrap();
-        store.create(&request("live", Role::Devops, 2), &at("other", 9_000)).await.unwrap();
-        store.create(&request("dead", Role::Devops, 3), &at("gone", 500)).await.unwrap();
+        store.create(&request("mine", Role::Devops, 1), &at("me", 1_000), None).await.unwrap();
+        store.create(&request("live", Role::Devops, 2), &at("other", 9_000), None).await.unwrap();
+        store.create(&request("dead", Role::Devops, 3), &at("gone", 500), None).await.unwrap();
         let gone = Fence::created_by("gone");
-        assert!(store.mark_started("dead", &gone, 4).await.unwrap());
-        assert!(store.save_progress("dead", &gone, &finished.mid).await.unwrap());
+        assert!(store.mark_started("dead", &gone, 4, None).await.unwrap());
+        assert!(store.save_progress("dead", &gone, &finished.mid, None).await.unwrap());
         seed(&store, "done", Role::Devops, 4, Completed).await;
         seed(&store, "cancelled", Role::Devops, 5, Cancelled).await;
 
@@ -927,18 +1087,18 @@ mod contract {
         // twice), "third" now holds epoch 3. The old holder's writes are refused, the new one's land.
         assert_eq!(taken[2].lease_epoch, 3);
         let stale = Fence { owner: "me".into(), epoch: 2 };
-        let refused = store.save_progress("dead", &stale, &finished.mid).await.unwrap_err();
+        let refused = store.save_progress("dead", &stale, &finished.mid, None).await.unwrap_err();
         assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
-        let refused = store.complete("dead", &stale, &finished.outcome, 11_000, 5).await.unwrap_err();
+        let refused = store.complete("dead", &stale, &finished.outcome, 11_000, 5, None).await.unwrap_err();
         assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
         let stale_end = end(Failed, "lost", 11_000);
-        let refused = store.finish_unsuccessfully("dead", Some(&stale), &stale_end).await.unwrap_err();
+        let refused = store.finish_unsuccessfully("dead", Some(&stale), &stale_end, None).await.unwrap_err();
         assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
         let holder = Fence { owner: "third".into(), epoch: 3 };
-        assert!(store.complete("dead", &holder, &finished.outcome, 11_000, 5).await.unwrap());
+        assert!(store.complete("dead", &holder, &finished.outcome, 11_000, 5, None).await.unwrap());
         assert_eq!(store.get("dead").await.unwrap().unwrap().status, Completed);
         // A write the lifecycle refuses is not a lost lease.
-        assert!(!store.complete("dead", &holder, &finished.outcome, 11_000, 5).await.unwrap());
+        assert!(!store.complete("dead", &holder, &finished.outcome, 11_000, 5, None).await.unwrap());
 
         // A node never claims what it runs already.
         let running = ["mine".to_owned(), "live".to_owned()];
@@ -955,11 +1115,11 @@ mod contract {
             let finished = finished.clone();
             tokio::spawn(async move {
                 let task_id = format!("load-{i:03}");
-                assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i), &lease()).await?);
-                assert!(store.mark_started(&task_id, &fence(), 10_001 + i).await?);
-                assert!(store.save_progress(&task_id, &fence(), &finished.mid).await?);
-                assert!(store.save_progress(&task_id, &fence(), &finished.last).await?);
-                assert!(store.complete(&task_id, &fence(), &finished.outcome, 10_500 + i, 499).await?);
+                assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i), &lease(), None).await?);
+                assert!(store.mark_started(&task_id, &fence(), 10_001 + i, None).await?);
+                assert!(store.save_progress(&task_id, &fence(), &finished.mid, None).await?);
+                assert!(store.save_progress(&task_id, &fence(), &finished.last, None).await?);
+                assert!(store.complete(&task_id, &fence(), &finished.outcome, 10_500 + i, 499, None).await?);
                 Ok::<_, StoreError>(())
             })
         });
@@ -1022,10 +1182,10 @@ mod contract {
         }
 
         let new = noted_request("nul-\0-id", Role::Dev, 1_000, NOTE);
-        assert!(store.create(&new, &lease()).await.unwrap());
-        assert!(store.mark_started("nul-\0-id", &fence(), 1_001).await.unwrap());
-        assert!(store.save_progress("nul-\0-id", &fence(), &written.last).await.unwrap());
-        assert!(store.complete("nul-\0-id", &fence(), &written.outcome, 1_002, 1).await.unwrap());
+        assert!(store.create(&new, &lease(), None).await.unwrap());
+        assert!(store.mark_started("nul-\0-id", &fence(), 1_001, None).await.unwrap());
+        assert!(store.save_progress("nul-\0-id", &fence(), &written.last, None).await.unwrap());
+        assert!(store.complete("nul-\0-id", &fence(), &written.outcome, 1_002, 1, None).await.unwrap());
         let record = store.get("nul-\0-id").await.unwrap().unwrap();
         assert_eq!(record.request, replaced(&new));
         assert_eq!(record.request.task_id, "nul-\u{FFFD}-id");
@@ -1037,14 +1197,19 @@ mod contract {
             Some(&record),
             "one id, either spelling"
         );
-        assert!(!store.create(&new, &lease()).await.unwrap(), "the same id again");
+        assert!(!store.create(&new, &lease(), None).await.unwrap(), "the same id again");
 
         let failed = noted_request("nul-failed", Role::Dev, 2_000, NOTE);
-        assert!(store.create(&failed, &lease()).await.unwrap());
+        assert!(store.create(&failed, &lease(), None).await.unwrap());
         let error = "model output ended in \0\0";
         assert!(
             store
-                .finish_unsuccessfully("nul-failed", None, &end(DeliberationStatus::Failed, error, 2_001))
+                .finish_unsuccessfully(
+                    "nul-failed",
+                    None,
+                    &end(DeliberationStatus::Failed, error, 2_001),
+                    None
+                )
                 .await
                 .unwrap()
         );
@@ -1056,14 +1221,16 @@ mod contract {
         assert_eq!(listed.items[0].request, replaced(&failed));
 
         // A TIMEOUT's partial results and Orchestrate's rationale are model text too.
-        assert!(store.create(&noted_request("nul-late", Role::Dev, 3_000, NOTE), &lease()).await.unwrap());
-        assert!(store.mark_started("nul-late", &fence(), 3_001).await.unwrap());
+        assert!(
+            store.create(&noted_request("nul-late", Role::Dev, 3_000, NOTE), &lease(), None).await.unwrap()
+        );
+        assert!(store.mark_started("nul-late", &fence(), 3_001, None).await.unwrap());
         let late = UnsuccessfulEnd {
             partial: Some(&written.outcome),
             duration_ms: Some(5),
             ..end(DeliberationStatus::Timeout, "deadline \0", 3_006)
         };
-        assert!(store.finish_unsuccessfully("nul-late", Some(&fence()), &late).await.unwrap());
+        assert!(store.finish_unsuccessfully("nul-late", Some(&fence()), &late, None).await.unwrap());
         let record = store.get("nul-late").await.unwrap().unwrap();
         assert_eq!(record.outcome.as_ref(), Some(&expected.1));
         assert_eq!(record.error.as_deref(), Some("deadline \u{FFFD}"));
@@ -1079,8 +1246,8 @@ mod contract {
 
     pub(crate) async fn a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once(store: Store) {
         let finished = finished_deliberation(Role::Qa);
-        assert!(store.create(&request("late", Role::Qa, 1), &lease()).await.unwrap());
-        assert!(store.mark_started("late", &fence(), 2).await.unwrap());
+        assert!(store.create(&request("late", Role::Qa, 1), &lease(), None).await.unwrap());
+        assert!(store.mark_started("late", &fence(), 2, None).await.unwrap());
         let late = UnsuccessfulEnd {
             partial: Some(&finished.outcome),
             duration_ms: Some(2_000),
@@ -1090,18 +1257,23 @@ mod contract {
                 2_002,
             )
         };
-        assert!(store.finish_unsuccessfully("late", Some(&fence()), &late).await.unwrap());
+        assert!(store.finish_unsuccessfully("late", Some(&fence()), &late, None).await.unwrap());
         let record = store.get("late").await.unwrap().unwrap();
         assert_eq!(record.status, DeliberationStatus::Timeout);
         assert_eq!(record.duration_ms, Some(2_000));
         assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
         assert_eq!(record.winner_id.as_deref(), Some(finished.outcome.results[0].agent.id.as_str()));
         // Without partial results a TIMEOUT has no outcome.
-        assert!(store.create(&request("empty", Role::Qa, 3), &lease()).await.unwrap());
-        assert!(store.mark_started("empty", &fence(), 4).await.unwrap());
+        assert!(store.create(&request("empty", Role::Qa, 3), &lease(), None).await.unwrap());
+        assert!(store.mark_started("empty", &fence(), 4, None).await.unwrap());
         assert!(
             store
-                .finish_unsuccessfully("empty", Some(&fence()), &end(DeliberationStatus::Timeout, "late", 5))
+                .finish_unsuccessfully(
+                    "empty",
+                    Some(&fence()),
+                    &end(DeliberationStatus::Timeout, "late", 5),
+                    None
+                )
                 .await
                 .unwrap()
         );
@@ -1125,7 +1297,7 @@ mod contract {
 
     pub(crate) async fn ping_answers_while_the_store_is_open(store: Store) {
         store.ping().await.unwrap();
-        store.create(&request("pinged", Role::Dev, 1), &lease()).await.unwrap();
+        store.create(&request("pinged", Role::Dev, 1), &lease(), None).await.unwrap();
         store.ping().await.unwrap();
     }
 }

@@ -60,10 +60,13 @@ async fn assert_upgraded(store: &dyn DeliberationStore) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_epoch, 1);
     assert_eq!(claimed[0].progress.as_ref(), Some(&progress));
-    let stale = store.save_progress("old", &Fence::created_by("old-node"), &progress).await;
+    let stale = store.save_progress("old", &Fence::created_by("old-node"), &progress, None).await;
     assert!(stale.is_err(), "{stale:?}");
     assert!(
-        store.save_progress("old", &Fence { owner: "new-node".into(), epoch: 1 }, &progress).await.unwrap()
+        store
+            .save_progress("old", &Fence { owner: "new-node".into(), epoch: 1 }, &progress, None)
+            .await
+            .unwrap()
     );
     // Saved again, it is a version 1 snapshot that reads back the same.
     assert_eq!(store.get("old").await.unwrap().unwrap().progress.as_ref(), Some(&progress));

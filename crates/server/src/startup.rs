@@ -11,8 +11,7 @@ use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceS
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
-    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, EventPublisher,
-    IdGenerator, TestRunner,
+    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, IdGenerator, TestRunner,
 };
 use orchestrator_application::{
     Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
@@ -20,7 +19,6 @@ use orchestrator_application::{
 };
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_dryrun::{CommandDryRunner, PythonTestRunner};
-use orchestrator_infra_events::NatsPublisher;
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -47,8 +45,6 @@ pub struct Dependencies {
     pub dry_runner: Option<Arc<dyn DryRunner>>,
     /// Runs acceptance tests; `None`: the Python runner over the sandbox detected at startup.
     pub test_runner: Option<Arc<dyn TestRunner>>,
-    /// `None`: publish to `nats_url` when one is configured.
-    pub events: Option<Arc<dyn EventPublisher>>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
     /// Checks the model servers at startup and in GetStatus; `None`: no check.
@@ -70,7 +66,6 @@ impl Dependencies {
             councils: None,
             dry_runner: None,
             test_runner: None,
-            events: None,
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
             prober: None,
@@ -97,8 +92,6 @@ pub struct Application {
     jobs: Arc<Jobs>,
     /// Closed at the end of shutdown, after the last write.
     store: Arc<dyn DeliberationStore>,
-    /// Flushed at the end of shutdown, after the last event.
-    events: Option<Arc<dyn EventPublisher>>,
     authentication: Authentication,
     tls: Option<Arc<ServerTls>>,
     config: Config,
@@ -111,7 +104,6 @@ impl std::fmt::Debug for Application {
         f.debug_struct("Application")
             .field("local_addr", &self.local_addr)
             .field("jobs", &self.jobs)
-            .field("events", &self.events.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -172,15 +164,9 @@ impl Application {
             info!(command = ?dry_run.command, "dry-run check configured");
             deps.dry_runner = Some(Arc::new(runner));
         }
-        if deps.events.is_none()
-            && let Some(url) = &config.nats_url
-        {
-            let publisher = NatsPublisher::connect(url, &config.events_prefix)
-                .await
-                .map_err(|e| ServerError::config("nats_url", e.to_string()))?;
-            info!(url, prefix = config.events_prefix, "publishing deliberation events to NATS");
-            deps.events = Some(Arc::new(publisher));
-        }
+        // Lifecycle events go to the outbox with each state change once NATS is configured;
+        // the relay that publishes them is wired below.
+        let relay_wakeup = config.nats_url.as_ref().map(|_| Arc::new(tokio::sync::Notify::new()));
         let tracker = Arc::new(Counters::new(deps.clock.now_ms()));
         let llm_configured = deps.backend.is_some();
         if !llm_configured {
@@ -264,8 +250,8 @@ impl Application {
             probe_interval: Duration::from_millis(config.store_probe_interval_ms),
         };
         let mut jobs = Jobs::new(deliberate, Arc::clone(&store), Arc::clone(&deps.clock), job_settings);
-        if let Some(events) = &deps.events {
-            jobs = jobs.with_events(Arc::clone(events));
+        if let Some(wakeup) = &relay_wakeup {
+            jobs = jobs.with_events(Arc::clone(wakeup));
         }
         let jobs = Arc::new(jobs);
         let recovery = jobs.recover().await?;
@@ -290,19 +276,7 @@ impl Application {
             api = api.with_councils(registry);
         }
 
-        Ok(Self {
-            listener,
-            local_addr,
-            node_id,
-            api,
-            jobs,
-            store,
-            events: deps.events,
-            authentication,
-            tls,
-            config,
-            metrics,
-        })
+        Ok(Self { listener, local_addr, node_id, api, jobs, store, authentication, tls, config, metrics })
     }
 
     /// This process's node id: the configured `node_id` with its pid and a random suffix.
@@ -428,10 +402,6 @@ impl Application {
             },
         };
         self.store.close().await;
-        if let Some(events) = &self.events {
-            events.flush().await;
-            info!("shutdown: deliberation events flushed");
-        }
         if let Some(metrics) = metrics {
             metrics.abort();
         }

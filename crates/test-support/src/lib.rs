@@ -16,10 +16,12 @@
 //!
 //! [`nats::subscribe_confirmed`] is the one way a test subscribes to NATS before it makes
 //! something publish: it returns only once the server has the subscription. [`pki::Pki`] is
-//! the one certificate authority of the tests that speak TLS.
+//! the one certificate authority of the tests that speak TLS. [`nats_server::NatsServer`] is
+//! a `nats-server -js` of the test's own, for drills that kill and restart the broker.
 #![forbid(unsafe_code)]
 
 pub mod nats;
+pub mod nats_server;
 pub mod pki;
 
 use std::fmt::Display;

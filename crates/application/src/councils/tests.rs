@@ -117,6 +117,7 @@ fn deliberation(role: Role, overrides: Overrides) -> DeliberateCommand {
         num_agents: Council::DEFAULT_AGENTS,
         profiles: vec![],
         overrides,
+        story_id: None,
     }
 }
 
@@ -352,6 +353,7 @@ async fn a_submitted_deliberation_stores_its_seats_and_resumes_with_them_after_t
         created_at_ms: 1,
         principal: "team-a".into(),
         seats: None,
+        story_id: None,
     }
     .with_seats(&d);
     assert_eq!((request.rounds, request.num_agents), (1, 3), "what the client sent stays");
@@ -359,7 +361,7 @@ async fn a_submitted_deliberation_stores_its_seats_and_resumes_with_them_after_t
     assert_eq!(request.council_id(), Some(council.id()));
 
     // The process that stored it died before running it; meanwhile the council changed.
-    f.store.create(&request, &Lease { owner: "dead".into(), until_ms: 0 }).await.unwrap();
+    f.store.create(&request, &Lease { owner: "dead".into(), until_ms: 0 }, None).await.unwrap();
     f.councils.register(register("late-joiner", Role::Data, None)).await.unwrap();
     f.councils.unregister(&agent("data-1"), None).await.unwrap();
 

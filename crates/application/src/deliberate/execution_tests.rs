@@ -148,6 +148,7 @@ fn tested_command(agents: usize, rounds: i64) -> DeliberateCommand {
         num_agents: agents,
         profiles: vec![],
         overrides: crate::Overrides::ALL,
+        story_id: None,
     }
 }
 

@@ -130,6 +130,7 @@ fn command() -> DeliberateCommand {
         num_agents: 3,
         profiles: vec![],
         overrides: crate::Overrides::ALL,
+        story_id: None,
     }
 }
 

@@ -32,6 +32,7 @@ fn command(agents: usize, rounds: i64) -> DeliberateCommand {
         num_agents: agents,
         profiles: vec![],
         overrides: crate::Overrides::ALL,
+        story_id: None,
     }
 }
 

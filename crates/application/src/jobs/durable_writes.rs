@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::Jobs;
 use crate::observability;
-use crate::ports::{EventKind, Fence, StoreError, UnsuccessfulEnd};
+use crate::ports::{DeliberationEvent, Fence, StoreError, UnsuccessfulEnd};
 
 /// First pause between attempts; doubled after each, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -52,6 +52,8 @@ pub(super) struct PendingWrite {
     pub(super) fence: Option<Fence>,
     pub(super) role: Role,
     pub(super) write: Write,
+    /// The event announcing it, stored with it (when events are announced).
+    pub(super) event: Option<DeliberationEvent>,
 }
 
 /// Why a write did not land.
@@ -64,27 +66,32 @@ pub(super) enum NotWritten {
 }
 
 impl Jobs {
-    /// One attempt at `pending`; `Ok(false)` when the lifecycle refused it (another end came
-    /// first). Announces an end that applied.
+    /// One attempt at `pending`, its event stored with it; `Ok(false)` when the lifecycle
+    /// refused it (another end came first), and then its event is not stored either.
     async fn apply(&self, task_id: &str, pending: &PendingWrite) -> Result<bool, StoreError> {
+        let applied = self.apply_write(task_id, pending).await?;
+        if applied {
+            self.announced(pending.event.as_ref());
+        }
+        Ok(applied)
+    }
+
+    async fn apply_write(&self, task_id: &str, pending: &PendingWrite) -> Result<bool, StoreError> {
         let fence = pending.fence.as_ref();
+        let event = pending.event.as_ref();
         match &pending.write {
             Write::Progress(deliberation) => match fence {
-                Some(fence) => self.store.save_progress(task_id, fence, deliberation).await,
+                Some(fence) => self.store.save_progress(task_id, fence, deliberation, event).await,
                 None => Ok(false),
             },
             Write::Complete { outcome, finished_at_ms, duration_ms } => {
                 let Some(fence) = fence else { return Ok(false) };
-                let applied =
-                    self.store.complete(task_id, fence, outcome, *finished_at_ms, *duration_ms).await?;
+                let applied = self
+                    .store
+                    .complete(task_id, fence, outcome, *finished_at_ms, *duration_ms, event)
+                    .await?;
                 if applied {
                     observability::deliberation_ended(pending.role, DeliberationStatus::Completed);
-                    let completed = EventKind::Completed {
-                        winner_id: outcome.winner().agent.id.to_string(),
-                        results: outcome.results.len(),
-                        duration_ms: u64::try_from(*duration_ms).unwrap_or(0),
-                    };
-                    self.emit(task_id, pending.role, completed).await;
                 }
                 Ok(applied)
             }
@@ -96,11 +103,9 @@ impl Jobs {
                     duration_ms: *duration_ms,
                     partial: partial.as_ref(),
                 };
-                let applied = self.store.finish_unsuccessfully(task_id, fence, &end).await?;
+                let applied = self.store.finish_unsuccessfully(task_id, fence, &end, event).await?;
                 if applied {
                     observability::deliberation_ended(pending.role, *status);
-                    let ended = EventKind::Ended { status: status.to_string(), error: message.clone() };
-                    self.emit(task_id, pending.role, ended).await;
                 }
                 Ok(applied)
             }

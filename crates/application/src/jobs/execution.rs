@@ -16,11 +16,12 @@ use super::submission::{CancelOnDrop, JobResult};
 use super::watch::Broadcast;
 use super::{Jobs, RunHandle, store_error};
 use crate::error::ApplicationError;
-use crate::ports::{Fence, ProgressObserver, StoreError};
+use crate::ports::{EventKind, Fence, NewDeliberation, ProgressObserver, StoreError};
 
 /// Where a job stands when it ends: its identity, its claim, and when it started (if it did).
 struct Job<'a> {
     task_id: &'a str,
+    story_id: Option<&'a str>,
     role: Role,
     fence: &'a Fence,
     started_at_ms: Option<i64>,
@@ -29,8 +30,8 @@ struct Job<'a> {
 impl Jobs {
     /// Registers `task_id` as run by this node before its row is created or claimed, so that
     /// neither a lease renewal nor a takeover of this node's own work races its start.
-    pub(super) fn register(&self, task_id: &str) -> Arc<RunHandle> {
-        let handle = Arc::new(RunHandle::default());
+    pub(super) fn register(&self, task_id: &str, story_id: Option<String>) -> Arc<RunHandle> {
+        let handle = Arc::new(RunHandle::new(story_id));
         self.runs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -104,7 +105,8 @@ impl Jobs {
         resumed_from_ms: Option<i64>,
     ) -> JobResult {
         let role = deliberation.council().role();
-        let mut job = Job { task_id, role, fence, started_at_ms: resumed_from_ms };
+        let story_id = handle.story_id.as_deref();
+        let mut job = Job { task_id, story_id, role, fence, started_at_ms: resumed_from_ms };
         let _slot = tokio::select! {
             slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
             () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,
@@ -114,7 +116,7 @@ impl Jobs {
         let now = self.clock.now_ms();
         let started_at_ms = match resumed_from_ms {
             Some(started) => started,
-            None => match self.store.mark_started(task_id, fence, now).await {
+            None => match self.mark_started(task_id, story_id, role, fence, now).await {
                 Ok(true) => now,
                 Ok(false) => return Err(ApplicationError::Cancelled { task_id: task_id.to_owned() }),
                 // The row stays PENDING and this node's: the lease renewal keeps it, and the
@@ -125,7 +127,6 @@ impl Jobs {
         job.started_at_ms = Some(started_at_ms);
         // Watchers read the state it started in.
         let _ = handle.live.send(super::watch::LiveEvent::Stored);
-        self.emit(task_id, role, crate::ports::EventKind::Started).await;
         // A resumed deliberation keeps its original deadline: time already spent counts.
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
         let spent = Duration::from_millis(u64::try_from(now - started_at_ms).unwrap_or(0));
@@ -148,6 +149,7 @@ impl Jobs {
             fence,
             lease_lost: &handle.lease_lost,
             live: Broadcast { live: &handle.live, phase_steps: &handle.phase_steps },
+            story_id,
             next: observer,
         };
         let run = self.deliberate.run(task_id, principal, deliberation, timeout, deadline, &persisting);
@@ -164,12 +166,14 @@ impl Jobs {
                 report.duration_ms =
                     u64::try_from(finished - started_at_ms).unwrap_or(0).max(report.duration_ms).max(1);
                 let duration_ms = i64::try_from(report.duration_ms).unwrap_or(i64::MAX);
+                let completed = EventKind::completed(&report.outcome, report.duration_ms);
+                let event = self.event(task_id, story_id, role, completed);
                 let write = Write::Complete {
                     outcome: report.outcome.clone(),
                     finished_at_ms: finished,
                     duration_ms,
                 };
-                let pending = PendingWrite { fence: Some(fence.clone()), role, write };
+                let pending = PendingWrite { fence: Some(fence.clone()), role, write, event };
                 match self.write_durably(task_id, pending).await {
                     Ok(true) => Ok(report),
                     Ok(false) => {
@@ -193,6 +197,23 @@ impl Jobs {
     fn lease_lost(&self, task_id: &str) -> ApplicationError {
         warn!(task_id, "lease lost: another node holds this deliberation; stopped the local run");
         ApplicationError::LeaseLost { task_id: task_id.to_owned() }
+    }
+
+    /// PENDING → IN_PROGRESS under `fence`, with its `started` event.
+    async fn mark_started(
+        &self,
+        task_id: &str,
+        story_id: Option<&str>,
+        role: Role,
+        fence: &Fence,
+        now: i64,
+    ) -> std::result::Result<bool, StoreError> {
+        let event = self.event(task_id, story_id, role, EventKind::Started);
+        let started = self.store.mark_started(task_id, fence, now, event.as_ref()).await?;
+        if started {
+            self.announced(event.as_ref());
+        }
+        Ok(started)
     }
 
     /// What the caller hears when a write did not land.
@@ -231,14 +252,17 @@ impl Jobs {
             ApplicationError::DeadlineExceeded { partial, .. } => partial.as_deref().cloned(),
             _ => None,
         };
+        let message = error.to_string();
+        let ended = EventKind::Ended { status: status.to_string(), error: message.clone() };
+        let event = self.event(job.task_id, job.story_id, job.role, ended);
         let write = Write::End {
             status,
-            message: error.to_string(),
+            message,
             finished_at_ms,
             duration_ms: job.started_at_ms.map(|started| (finished_at_ms - started).max(1)),
             partial,
         };
-        let pending = PendingWrite { fence: Some(job.fence.clone()), role: job.role, write };
+        let pending = PendingWrite { fence: Some(job.fence.clone()), role: job.role, write, event };
         match self.write_durably(job.task_id, pending).await {
             Ok(_) => Err(error),
             Err(NotWritten::Refused(StoreError::LeaseLost { .. })) => Err(self.lease_lost(job.task_id)),
@@ -251,12 +275,14 @@ impl Jobs {
     /// `fence`: `None` for a client's cancel, which any node may store.
     pub(super) async fn record_end(
         &self,
-        task_id: &str,
-        role: Role,
+        request: &NewDeliberation,
         fence: Option<&Fence>,
         status: DeliberationStatus,
         message: &str,
     ) -> std::result::Result<bool, StoreError> {
+        let (task_id, role) = (request.task_id.as_str(), request.role);
+        let ended = EventKind::Ended { status: status.to_string(), error: message.to_owned() };
+        let event = self.event(task_id, request.story_id.as_deref(), role, ended);
         let write = Write::End {
             status,
             message: message.to_owned(),
@@ -264,7 +290,7 @@ impl Jobs {
             duration_ms: None,
             partial: None::<DeliberationOutcome>,
         };
-        let pending = PendingWrite { fence: fence.cloned(), role, write };
+        let pending = PendingWrite { fence: fence.cloned(), role, write, event };
         match self.write_durably(task_id, pending).await {
             Ok(applied) => Ok(applied),
             Err(NotWritten::KeptForRepair(error) | NotWritten::Refused(error)) => Err(error),

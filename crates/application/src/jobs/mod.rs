@@ -46,7 +46,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::deliberate::Deliberate;
 use crate::error::ApplicationError;
-use crate::ports::{Clock, DeliberationEvent, DeliberationStore, EventKind, EventPublisher, StoreError};
+use crate::ports::{Clock, DeliberationEvent, DeliberationStore, EventKind, StoreError};
 
 pub use health::StoreState;
 pub use recovery::Recovery;
@@ -101,7 +101,9 @@ pub struct Jobs {
     deliberate: Arc<Deliberate>,
     store: Arc<dyn DeliberationStore>,
     clock: Arc<dyn Clock>,
-    events: Option<Arc<dyn EventPublisher>>,
+    /// Set when lifecycle events are announced: every state change then stores its event in
+    /// the outbox (same transaction), and this is notified so the relay sends it at once.
+    announce: Option<Arc<tokio::sync::Notify>>,
     settings: JobSettings,
     slots: Arc<Semaphore>,
     /// Deliberations admitted and not yet ended (running or waiting for a slot), in all and
@@ -150,7 +152,7 @@ impl Jobs {
             deliberate,
             store,
             clock,
-            events: None,
+            announce: None,
             slots: Arc::new(Semaphore::new(settings.max_running)),
             settings,
             admitted: Arc::new(admission::Admitted::default()),
@@ -165,10 +167,12 @@ impl Jobs {
         }
     }
 
-    /// Publishes lifecycle events (submitted, started, each phase, completed, ended) here.
+    /// Announces lifecycle events (submitted, started, each phase, completed, ended): each is
+    /// stored in the outbox with the state change it reports, and `relay` is notified after
+    /// each one so the relay publishes it without waiting for its next poll.
     #[must_use]
-    pub fn with_events(mut self, events: Arc<dyn EventPublisher>) -> Self {
-        self.events = Some(events);
+    pub fn with_events(mut self, relay: Arc<tokio::sync::Notify>) -> Self {
+        self.announce = Some(relay);
         self
     }
 
@@ -176,11 +180,22 @@ impl Jobs {
         &self.deliberate
     }
 
-    async fn emit(&self, task_id: &str, role: Role, kind: EventKind) {
-        if let Some(events) = &self.events {
-            let event =
-                DeliberationEvent { task_id: task_id.to_owned(), role, at_ms: self.clock.now_ms(), kind };
-            events.publish(&event).await;
+    /// The event announcing `kind`, when this server announces events.
+    fn event(
+        &self,
+        task_id: &str,
+        story_id: Option<&str>,
+        role: Role,
+        kind: EventKind,
+    ) -> Option<DeliberationEvent> {
+        self.announce.as_ref()?;
+        Some(DeliberationEvent::new(task_id, story_id, role, self.clock.now_ms(), kind))
+    }
+
+    /// Wakes the relay after a state change stored `event`.
+    fn announced(&self, event: Option<&DeliberationEvent>) {
+        if let (Some(relay), Some(_)) = (&self.announce, event) {
+            relay.notify_one();
         }
     }
 }
@@ -197,24 +212,25 @@ pub(crate) struct RunHandle {
     /// Each agent's step and each saved phase, for watchers (see [`watch`]); closed when the
     /// run ends and this handle is dropped.
     live: tokio::sync::broadcast::Sender<watch::LiveEvent>,
+    /// The planning service's story the deliberation serves, carried in its events.
+    story_id: Option<String>,
     /// The steps of the phase in flight, replayed to a watcher that joins mid-phase; sent on
     /// `live` under this lock, so a joining watcher misses none and sees none twice.
     phase_steps: Mutex<Vec<crate::ports::AgentStep>>,
 }
 
-impl Default for RunHandle {
-    fn default() -> Self {
+impl RunHandle {
+    fn new(story_id: Option<String>) -> Self {
         Self {
             cancel: CancellationToken::new(),
             lease_lost: CancellationToken::new(),
             held_since: std::sync::OnceLock::new(),
             live: tokio::sync::broadcast::Sender::new(watch::LIVE_CAPACITY),
+            story_id,
             phase_steps: Mutex::new(Vec::new()),
         }
     }
-}
 
-impl RunHandle {
     fn held_now(&self) {
         let _ = self.held_since.set(tokio::time::Instant::now());
     }

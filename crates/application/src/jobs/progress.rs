@@ -18,6 +18,7 @@ pub(super) struct Persisting<'a> {
     pub(super) fence: &'a Fence,
     pub(super) lease_lost: &'a CancellationToken,
     pub(super) live: Broadcast<'a>,
+    pub(super) story_id: Option<&'a str>,
     pub(super) next: Option<&'a (dyn ProgressObserver + 'a)>,
 }
 
@@ -25,10 +26,12 @@ pub(super) struct Persisting<'a> {
 impl ProgressObserver for Persisting<'_> {
     async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
         let role = deliberation.council().role();
+        let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
         let pending = PendingWrite {
             fence: Some(self.fence.clone()),
             role,
             write: Write::Progress(Box::new(deliberation.clone())),
+            event: self.jobs.event(task_id, self.story_id, role, phase),
         };
         if let Err(NotWritten::Refused(StoreError::LeaseLost { .. })) =
             self.jobs.write_durably(task_id, pending).await
@@ -36,8 +39,6 @@ impl ProgressObserver for Persisting<'_> {
             self.lease_lost.cancel();
             return;
         }
-        let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
-        self.jobs.emit(task_id, role, phase).await;
         self.live.phase_saved(deliberation.phase() == orchestrator_domain::Phase::Completed);
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;

@@ -51,13 +51,7 @@ impl Jobs {
             )));
         }
         let changed = self
-            .record_end(
-                task_id,
-                record.request.role,
-                None,
-                DeliberationStatus::Cancelled,
-                "cancelled by a client",
-            )
+            .record_end(&record.request, None, DeliberationStatus::Cancelled, "cancelled by a client")
             .await
             .map_err(store_error)?;
         if let Some(run) = self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(task_id) {

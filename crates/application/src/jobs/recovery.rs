@@ -73,7 +73,7 @@ impl Jobs {
                         _ => None,
                     };
                     info!(task_id, phase = %deliberation.phase(), epoch = fence.epoch, "resuming deliberation");
-                    let handle = self.register(&task_id);
+                    let handle = self.register(&task_id, record.request.story_id.clone());
                     let (_result, guard) =
                         self.spawn(admission, task_id, handle, fence, deliberation, None, started_at_ms);
                     guard.disarm();
@@ -88,13 +88,7 @@ impl Jobs {
                         }
                     };
                     let interrupted = self
-                        .record_end(
-                            &task_id,
-                            record.request.role,
-                            Some(&fence),
-                            DeliberationStatus::Interrupted,
-                            &message,
-                        )
+                        .record_end(&record.request, Some(&fence), DeliberationStatus::Interrupted, &message)
                         .await
                         .map_err(store_error)?;
                     if interrupted {
@@ -132,6 +126,7 @@ impl Jobs {
             num_agents: usize::try_from(request.num_agents).unwrap_or(usize::MAX),
             profiles: request.profiles.clone(),
             overrides: Overrides::ALL,
+            story_id: request.story_id.clone(),
         };
         Ok(self.deliberate.prepare(command).await?.1)
     }

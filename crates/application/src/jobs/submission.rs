@@ -148,6 +148,7 @@ impl Jobs {
         let requested_rounds = command.rounds.get();
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
         let profiles = command.profiles.clone();
+        let story_id = command.story_id.clone();
         let (task_id, deliberation) = self.deliberate.prepare(command).await?;
         let new = NewDeliberation {
             task_id: task_id.clone(),
@@ -159,6 +160,7 @@ impl Jobs {
             created_at_ms: self.clock.now_ms(),
             principal: caller.principal().to_owned(),
             seats: None,
+            story_id,
         }
         .with_seats(&deliberation);
 
@@ -176,8 +178,9 @@ impl Jobs {
                 detail: "is being submitted right now; retry to read its status".to_owned(),
             });
         }
-        let handle = self.register(&task_id);
-        let created = match self.store.create(&new, &self.lease(new.created_at_ms)).await {
+        let handle = self.register(&task_id, new.story_id.clone());
+        let event = self.event(&task_id, new.story_id.as_deref(), new.role, EventKind::Submitted);
+        let created = match self.store.create(&new, &self.lease(new.created_at_ms), event.as_ref()).await {
             Ok(created) => created,
             Err(error) => {
                 self.unregister(&task_id);
@@ -195,7 +198,7 @@ impl Jobs {
             return existing_submission(caller, &new, existing.request, existing.status);
         }
 
-        self.emit(&task_id, new.role, EventKind::Submitted).await;
+        self.announced(event.as_ref());
         let fence = Fence::created_by(self.settings.node_id.clone());
         let (result, guard) =
             self.spawn(admission, task_id.clone(), handle, fence, deliberation, observer, None);

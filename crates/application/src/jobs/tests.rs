@@ -3,7 +3,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use orchestrator_domain::{DeliberationStatus, Role, Rounds, Task, TaskConstraints};
 
 use super::*;
@@ -51,6 +50,7 @@ fn command(task_id: &str, timeout_seconds: i64) -> DeliberateCommand {
         num_agents: 2,
         profiles: vec![],
         overrides: crate::Overrides::ALL,
+        story_id: None,
     }
 }
 
@@ -310,6 +310,7 @@ fn orphan(task_id: &str) -> NewDeliberation {
         created_at_ms: 1,
         principal: crate::caller::Caller::ANONYMOUS.to_owned(),
         seats: None,
+        story_id: None,
     }
 }
 
@@ -317,8 +318,8 @@ fn orphan(task_id: &str) -> NewDeliberation {
 async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
-    store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
-    store.mark_started("orphan", &previous_fence(), 2).await.unwrap();
+    store.create(&orphan("orphan"), &dead_lease(), None).await.unwrap();
+    store.mark_started("orphan", &previous_fence(), 2, None).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
     let record = jobs.get(&anon(), "orphan").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
@@ -332,8 +333,8 @@ async fn recover_never_takes_a_live_lease_even_under_this_nodes_own_name() {
     let settings = JobSettings { node_id: "host".into(), ..JobSettings::default() };
     let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), settings);
     let live = crate::ports::Lease { owner: "host".into(), until_ms: 9_000 };
-    store.create(&orphan("live"), &live).await.unwrap();
-    store.create(&orphan("dead"), &dead_lease()).await.unwrap();
+    store.create(&orphan("live"), &live, None).await.unwrap();
+    store.create(&orphan("dead"), &dead_lease(), None).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 0 });
     jobs.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.status("live"), DeliberationStatus::Pending, "left to its holder");
@@ -348,7 +349,7 @@ async fn recover_on_a_store_held_exclusively_takes_every_unfinished_deliberation
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
     let crashed = crate::ports::Lease { owner: "crashed-process".into(), until_ms: 9_000 };
-    store.create(&orphan("left"), &crashed).await.unwrap();
+    store.create(&orphan("left"), &crashed, None).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 0 });
     jobs.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.status("left"), DeliberationStatus::Completed);
@@ -359,9 +360,9 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let store = Arc::new(InMemoryStore::default());
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
-    store.create(&orphan("orphan"), &dead_lease()).await.unwrap();
-    store.mark_started("orphan", &previous_fence(), 2).await.unwrap();
-    store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }, &dead_lease()).await.unwrap();
+    store.create(&orphan("orphan"), &dead_lease(), None).await.unwrap();
+    store.mark_started("orphan", &previous_fence(), 2, None).await.unwrap();
+    store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }, &dead_lease(), None).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
     jobs.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.status("orphan"), DeliberationStatus::Completed);
@@ -375,8 +376,8 @@ async fn progress_that_cannot_be_restored_ends_interrupted_with_the_reason_not_a
     let store = Arc::new(InMemoryStore::default());
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
-    store.create(&orphan("future"), &dead_lease()).await.unwrap();
-    store.mark_started("future", &previous_fence(), 2).await.unwrap();
+    store.create(&orphan("future"), &dead_lease(), None).await.unwrap();
+    store.mark_started("future", &previous_fence(), 2, None).await.unwrap();
     store.spoil_progress("future", "saved progress has unknown snapshot version 7");
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
     let record = jobs.get(&anon(), "future").await.unwrap();
@@ -396,10 +397,10 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
     // The clock says 5 s have passed since "late" started; its deadline is 3 s.
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     store
-        .create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }, &dead_lease())
+        .create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }, &dead_lease(), None)
         .await
         .unwrap();
-    store.mark_started("late", &previous_fence(), 0).await.unwrap();
+    store.mark_started("late", &previous_fence(), 0, None).await.unwrap();
     jobs.recover().await.unwrap();
     jobs.shutdown(Duration::from_secs(60)).await;
     let record = jobs.get(&anon(), "late").await.unwrap();
@@ -407,42 +408,38 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 3s deadline while proposing"));
 }
 
-/// Keeps every published event.
-#[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<crate::ports::DeliberationEvent>>);
-
-#[async_trait]
-impl crate::ports::EventPublisher for Recorder {
-    async fn publish(&self, event: &crate::ports::DeliberationEvent) {
-        self.0.lock().unwrap().push(event.clone());
-    }
-}
-
-impl Recorder {
-    fn names(&self, task_id: &str) -> Vec<String> {
-        let events = self.0.lock().unwrap();
-        events
-            .iter()
-            .filter(|e| e.task_id == task_id)
-            .map(|e| match &e.kind {
-                crate::ports::EventKind::PhaseCompleted { phase } => format!("phase:{phase}"),
-                crate::ports::EventKind::Ended { status, .. } => format!("ended:{status}"),
-                other => other.name().to_owned(),
-            })
-            .collect()
-    }
+/// The events `store`'s outbox holds for `task_id`, named (with their sequence numbers
+/// checked to count 1, 2, 3…).
+fn announced(store: &InMemoryStore, task_id: &str) -> Vec<String> {
+    let messages: Vec<_> = store.outbox_messages().into_iter().filter(|m| m.task_id == task_id).collect();
+    let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=messages.len() as i64).collect::<Vec<_>>(), "numbered in order");
+    messages
+        .iter()
+        .map(|m| {
+            let event: serde_json::Value = serde_json::from_str(&m.payload).unwrap();
+            assert_eq!(event["event"], m.event.as_str());
+            assert_eq!(event["event_type"], format!("orchestration.deliberation.{}", m.event));
+            match m.event.as_str() {
+                "phase_completed" => format!("phase:{}", event["phase"].as_str().unwrap()),
+                "ended" => format!("ended:{}", event["status"].as_str().unwrap()),
+                other => other.to_owned(),
+            }
+        })
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
-async fn every_step_of_a_deliberation_is_announced_once() {
+async fn every_step_of_a_deliberation_is_stored_in_the_outbox_once_with_its_change() {
     let store = Arc::new(InMemoryStore::default());
-    let recorder = Arc::new(Recorder::default());
+    let relay = Arc::new(tokio::sync::Notify::new());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
-    let jobs = Arc::new(Arc::into_inner(jobs).unwrap().with_events(recorder.clone()));
+    let jobs = Arc::new(Arc::into_inner(jobs).unwrap().with_events(Arc::clone(&relay)));
 
-    jobs.run(&anon(), command("told", 0), None).await.unwrap();
+    let told = DeliberateCommand { story_id: Some("story-7".into()), ..command("told", 0) };
+    jobs.run(&anon(), told, None).await.unwrap();
     assert_eq!(
-        recorder.names("told"),
+        announced(&store, "told"),
         [
             "submitted",
             "started",
@@ -453,18 +450,35 @@ async fn every_step_of_a_deliberation_is_announced_once() {
             "completed"
         ]
     );
+    tokio::time::timeout(Duration::from_millis(1), relay.notified()).await.expect("the relay was woken");
+    let completed = store.outbox_messages().into_iter().find(|m| m.event == "completed").unwrap();
+    let completed: serde_json::Value = serde_json::from_str(&completed.payload).unwrap();
+    assert_eq!(completed["story_id"], "story-7", "the story is carried");
+    assert_eq!(completed["role"], "DATA");
+    let decisions = completed["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions[0]["rank"], 1);
+    assert_eq!(decisions[0]["winner"], true);
+    assert_eq!(decisions[0]["author"], completed["winner_id"]);
+    assert!(decisions[0].get("content").is_none(), "no proposal text");
 
     jobs.submit(&anon(), command("dropped", 0)).await.unwrap();
     until("dropped starts", || store.status("dropped") == DeliberationStatus::InProgress).await;
     jobs.cancel(&anon(), "dropped").await.unwrap();
     jobs.until_idle().await;
     assert_eq!(
-        recorder.names("dropped"),
+        announced(&store, "dropped"),
         ["submitted", "started", "ended:CANCELLED"],
         "the cancel is told once"
     );
-    let event = recorder.0.lock().unwrap().iter().find(|e| e.task_id == "told").cloned().unwrap();
-    assert_eq!(event.role, Role::Data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_events_nothing_is_stored_in_the_outbox() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    jobs.run(&anon(), command("quiet", 0), None).await.unwrap();
+    assert!(store.outbox_messages().is_empty());
 }
 
 /// A clock the test moves by hand.
@@ -508,7 +522,7 @@ async fn a_live_nodes_work_is_left_alone_until_its_lease_runs_out() {
     clock.0.store(1_000, Ordering::SeqCst);
     let (jobs, backend) = node_on("node-b", &store, &clock, Duration::ZERO);
     let theirs = crate::ports::Lease { owner: "node-a".into(), until_ms: 4_000 };
-    store.create(&command_record("theirs"), &theirs).await.unwrap();
+    store.create(&command_record("theirs"), &theirs, None).await.unwrap();
 
     assert_eq!(jobs.recover().await.unwrap(), Recovery::default(), "node-a's lease still holds");
     let held = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -675,7 +689,7 @@ async fn a_deliberation_not_run_here_is_watched_from_the_store_until_it_ends() {
     use futures::StreamExt;
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
-    store.create(&orphan("elsewhere"), &dead_lease()).await.unwrap();
+    store.create(&orphan("elsewhere"), &dead_lease(), None).await.unwrap();
     let status = |update: Option<Result<WatchUpdate, ApplicationError>>| match update {
         Some(Ok(WatchUpdate::State(record))) => record.status,
         other => panic!("expected a state, got {other:?}"),
@@ -683,7 +697,7 @@ async fn a_deliberation_not_run_here_is_watched_from_the_store_until_it_ends() {
 
     let mut updates = jobs.watch(&anon(), "elsewhere").await.unwrap();
     assert_eq!(status(updates.next().await), DeliberationStatus::Pending, "the stored state first");
-    store.mark_started("elsewhere", &previous_fence(), 2).await.unwrap();
+    store.mark_started("elsewhere", &previous_fence(), 2, None).await.unwrap();
     assert_eq!(status(updates.next().await), DeliberationStatus::InProgress, "read back from the store");
     jobs.cancel(&anon(), "elsewhere").await.unwrap();
     assert_eq!(status(updates.next().await), DeliberationStatus::Cancelled, "its end last");

@@ -53,6 +53,7 @@ fn command(agents: usize) -> DeliberateCommand {
         num_agents: agents,
         profiles: vec![],
         overrides: crate::Overrides::ALL,
+        story_id: None,
     }
 }
 

@@ -5,6 +5,7 @@ mod backend_probe;
 mod council_store;
 mod dry_run;
 mod events;
+mod outbox;
 mod progress;
 mod store;
 mod system;
@@ -14,7 +15,8 @@ pub use agent_backend::{AgentBackend, AgentError, Completion, ReviewReply, Selec
 pub use backend_probe::{BackendHealth, BackendProber};
 pub use council_store::{AgentRecord, CouncilRecord, CouncilStore, RegistryChange, RegistryRecords};
 pub use dry_run::DryRunner;
-pub use events::{DeliberationEvent, EventKind, EventPublisher};
+pub use events::{Decision, DeliberationEvent, EVENT_TYPE_PREFIX, EventKind};
+pub use outbox::{Outbox, OutboxMessage, RelayLease, RelayMonitor, RelayStatus};
 pub use progress::{AgentStep, NoProgress, ProgressObserver, StepKind};
 pub use store::{
     ClaimScope, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
@@ -25,6 +27,8 @@ pub use test_runner::TestRunner;
 
 #[cfg(any(test, feature = "mocks"))]
 pub use agent_backend::MockAgentBackend;
+#[cfg(any(test, feature = "mocks"))]
+pub use outbox::MockOutbox;
 #[cfg(any(test, feature = "mocks"))]
 pub use system::{MockClock, MockIdGenerator};
 #[cfg(any(test, feature = "mocks"))]

@@ -7,6 +7,8 @@ use orchestrator_domain::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::ports::DeliberationEvent;
+
 mod cursor;
 
 pub use cursor::PageCursor;
@@ -31,6 +33,10 @@ pub struct NewDeliberation {
     /// fields above rebuild. Absent from requests stored before standing councils existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seats: Option<Seats>,
+    /// The planning service's story this deliberation serves (bus intake); carried in its
+    /// events. Not part of the request's fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub story_id: Option<String>,
 }
 
 /// The council a deliberation was seated with from a standing council, and the review rounds
@@ -282,7 +288,17 @@ pub enum ClaimScope {
 pub trait DeliberationStore: Send + Sync + 'static {
     /// Stores a new PENDING deliberation claimed under `lease`. Returns `false`, storing
     /// nothing, when the task id already exists (idempotent submit).
-    async fn create(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError>;
+    ///
+    /// Every method that changes a deliberation's state takes the `event` that announces the
+    /// change: when given, it is stored in the outbox (see [`crate::ports::Outbox`]) in the
+    /// same transaction, numbered after the deliberation's previous events — only when the
+    /// change applies.
+    async fn create(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError>;
 
     /// Reads one deliberation with its progress and outcome.
     async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError>;
@@ -291,7 +307,13 @@ pub trait DeliberationStore: Send + Sync + 'static {
     ///
     /// The writes that take a [`Fence`] apply only while the row is held by it; a row that
     /// another claim took fails with [`StoreError::LeaseLost`].
-    async fn mark_started(&self, task_id: &str, fence: &Fence, at_ms: i64) -> Result<bool, StoreError>;
+    async fn mark_started(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        at_ms: i64,
+        event: Option<&DeliberationEvent>,
+    ) -> Result<bool, StoreError>;
 
     /// Saves the deliberation as it stands after a phase; only while IN_PROGRESS, under `fence`.
     async fn save_progress(
@@ -299,6 +321,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
         task_id: &str,
         fence: &Fence,
         progress: &Deliberation,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError>;
 
     /// IN_PROGRESS → COMPLETED with the ranked outcome, under `fence`.
@@ -309,6 +332,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
         duration_ms: i64,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError>;
 
     /// PENDING/IN_PROGRESS → FAILED, TIMEOUT, CANCELLED or INTERRUPTED with the reason, under
@@ -320,6 +344,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
         task_id: &str,
         fence: Option<&Fence>,
         end: &UnsuccessfulEnd<'_>,
+        event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError>;
 
     /// Stores how Orchestrate chose the winner of a COMPLETED deliberation; the first choice

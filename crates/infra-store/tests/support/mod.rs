@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use orchestrator_application::ports::{CouncilStore, DeliberationStore, NewDeliberation};
+use orchestrator_application::ports::{CouncilStore, DeliberationStore, NewDeliberation, Outbox};
 use orchestrator_domain::{
     Council, CouncilId, Deliberation, DeliberationOutcome, DryRunOutcome, PeerScore, Phase, ProfileName,
     Review, Role, Rounds, ScoringWeights, Task, TaskConstraints, TokenUsage,
@@ -39,6 +39,10 @@ impl SqliteDb {
     }
 
     pub(crate) fn councils(&self) -> Arc<dyn CouncilStore> {
+        self.store.clone()
+    }
+
+    pub(crate) fn outbox(&self) -> Arc<dyn Outbox> {
         self.store.clone()
     }
 }
@@ -89,6 +93,10 @@ impl PostgresDb {
     }
 
     pub(crate) fn councils(&self) -> Arc<dyn CouncilStore> {
+        self.store.clone()
+    }
+
+    pub(crate) fn outbox(&self) -> Arc<dyn Outbox> {
         self.store.clone()
     }
 
@@ -149,6 +157,7 @@ pub(crate) fn noted_request(task_id: &str, role: Role, created_at_ms: i64, note:
         created_at_ms,
         principal: "anonymous".to_owned(),
         seats: None,
+        story_id: None,
     }
 }
 
