@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ports::{
-    ClaimScope, CouncilStore, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease,
+    Claim, ClaimScope, CouncilStore, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease,
     ListQuery, NewDeliberation, Outbox, OutboxMessage, Page, PageCursor, RegistryChange, RegistryRecords,
     RelayLease, StoreError, StoredSelection, UnsuccessfulEnd,
 };
@@ -385,25 +385,34 @@ impl DeliberationStore for InMemoryStore {
         &self,
         lease: &Lease,
         now_ms: i64,
-        scope: ClaimScope,
-        running: &[String],
+        claim: &Claim<'_>,
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
         self.check_up()?;
         let owner = storable_text(&lease.owner);
-        let running: Vec<String> = running.iter().map(|id| storable_text(id)).collect();
-        let mut claimed = Vec::new();
-        for entry in self.entries().values_mut() {
-            let free = entry.lease.until_ms < now_ms || scope == ClaimScope::All;
-            if !entry.record.status.is_terminal() && free && !running.contains(&entry.record.request.task_id)
-            {
-                entry.lease = Lease { owner: owner.clone(), until_ms: lease.until_ms };
-                entry.record.lease_epoch += 1;
-                claimed.push(entry.record.clone());
-            }
-        }
-        claimed.sort_by(|a, b| {
-            (a.request.created_at_ms, &a.request.task_id).cmp(&(b.request.created_at_ms, &b.request.task_id))
+        let running: Vec<String> = claim.running.iter().map(|id| storable_text(id)).collect();
+        let only = claim.only.map(storable_text);
+        let mut entries = self.entries();
+        let mut candidates: Vec<&mut Entry> = entries
+            .values_mut()
+            .filter(|entry| {
+                let free = entry.lease.until_ms < now_ms || claim.scope == ClaimScope::All;
+                let id = &entry.record.request.task_id;
+                !entry.record.status.is_terminal()
+                    && free
+                    && !running.contains(id)
+                    && only.as_ref().is_none_or(|only| only == id)
+            })
+            .collect();
+        candidates.sort_by(|a, b| {
+            let (a, b) = (&a.record.request, &b.record.request);
+            (a.created_at_ms, &a.task_id).cmp(&(b.created_at_ms, &b.task_id))
         });
+        let mut claimed = Vec::new();
+        for entry in candidates.into_iter().take(claim.limit) {
+            entry.lease = Lease { owner: owner.clone(), until_ms: lease.until_ms };
+            entry.record.lease_epoch += 1;
+            claimed.push(entry.record.clone());
+        }
         Ok(claimed)
     }
 

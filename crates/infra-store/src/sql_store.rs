@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_application::ports::{
-    ClaimScope, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery,
+    Claim, ClaimScope, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery,
     NewDeliberation, Page, PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
@@ -635,28 +635,45 @@ where
         &self,
         lease: &Lease,
         now_ms: i64,
-        scope: ClaimScope,
-        running: &[String],
+        claim: &Claim<'_>,
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
         let owner = storable(&lease.owner);
-        // One statement: two servers claiming at once cannot both take a row. Each claim
-        // moves the row to a new epoch, fencing off whoever held it before.
-        let mut claim = Statement::new("UPDATE deliberations SET owner = ");
-        claim
+        // The rows `claim` allows, as a condition on `deliberations`.
+        let claimable = |statement: &mut Statement<DB>| {
+            statement.push(&format!("status IN ({UNFINISHED})"));
+            if claim.scope == ClaimScope::Expired {
+                statement
+                    .push(" AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ")
+                    .push_bind(now_ms)
+                    .push(")");
+            }
+            for task_id in claim.running {
+                statement.push(" AND task_id <> ").push_bind(storable(task_id));
+            }
+            if let Some(only) = claim.only {
+                statement.push(" AND task_id = ").push_bind(storable(only));
+            }
+        };
+        // One statement: two servers claiming at once cannot both take a row (the outer
+        // condition is checked again on each row it updates). Each claim moves the row to a
+        // new epoch, fencing off whoever held it before.
+        let mut statement = Statement::new("UPDATE deliberations SET owner = ");
+        statement
             .push_bind(owner.clone())
             .push(", lease_until_ms = ")
             .push_bind(lease.until_ms)
-            .push(&format!(", lease_epoch = lease_epoch + 1 WHERE status IN ({UNFINISHED})"));
-        if scope == ClaimScope::Expired {
-            claim
-                .push(" AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ")
-                .push_bind(now_ms)
+            .push(", lease_epoch = lease_epoch + 1 WHERE ");
+        claimable(&mut statement);
+        if claim.limit != usize::MAX {
+            statement.push(" AND task_id IN (SELECT task_id FROM deliberations WHERE ");
+            claimable(&mut statement);
+            statement
+                .push(" ORDER BY created_at_ms, task_id LIMIT ")
+                .push_bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
                 .push(")");
         }
-        for task_id in running {
-            claim.push(" AND task_id <> ").push_bind(storable(task_id));
-        }
-        claim.push(&format!(" RETURNING {DELIBERATION_COLUMNS}, progress"));
+        statement.push(&format!(" RETURNING {DELIBERATION_COLUMNS}, progress"));
+        let claim = statement;
         let fail = |e| from_sqlx("claiming unfinished deliberations", None, e);
         let (sql, arguments) = claim.into_parts().map_err(fail)?;
         let claimed: Vec<DeliberationRow> =

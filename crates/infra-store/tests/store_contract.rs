@@ -57,6 +57,7 @@ contract_tests!(
     list_rejects_a_malformed_cursor,
     list_clamps_the_page_size,
     claiming_takes_only_unfinished_work_nobody_live_holds,
+    a_claim_takes_at_most_its_limit_oldest_first_or_only_the_named_one,
     two_hundred_concurrent_deliberations_complete_and_are_all_listed,
     nul_characters_are_stored_as_replacement_characters,
     ping_answers_while_the_store_is_open,
@@ -649,7 +650,8 @@ mod contract {
     use std::time::Instant;
 
     use orchestrator_application::ports::{
-        ClaimScope, DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection, UnsuccessfulEnd,
+        Claim, ClaimScope, DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection,
+        UnsuccessfulEnd,
     };
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
@@ -1047,18 +1049,22 @@ mod contract {
         // At 600: "dead" expired; "live" and "mine" hold. A claim under the owner name that
         // holds "mine" takes nothing held either (a second process may carry the same name):
         // only a claim of everything — a store held exclusively — takes live leases.
-        let claimed = store.claim_unfinished(&at("me", 2_000), 600, ClaimScope::Expired, &[]).await.unwrap();
+        let claimed = store
+            .claim_unfinished(&at("me", 2_000), 600, &Claim::all(ClaimScope::Expired, &[]))
+            .await
+            .unwrap();
         let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["dead"]);
         assert_eq!(claimed[0].status, InProgress);
         assert_eq!(claimed[0].progress.as_ref(), Some(&finished.mid), "claimed with its saved progress");
         assert_eq!(claimed[0].request, request("dead", Role::Devops, 3));
-        let claimed = store.claim_unfinished(&at("me", 2_000), 600, ClaimScope::All, &[]).await.unwrap();
+        let claimed =
+            store.claim_unfinished(&at("me", 2_000), 600, &Claim::all(ClaimScope::All, &[])).await.unwrap();
         let ids: Vec<_> = claimed.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["mine", "live", "dead"], "everything unfinished, oldest first");
         assert!(
             store
-                .claim_unfinished(&at("third", 3_000), 1_500, ClaimScope::Expired, &[])
+                .claim_unfinished(&at("third", 3_000), 1_500, &Claim::all(ClaimScope::Expired, &[]))
                 .await
                 .unwrap()
                 .is_empty(),
@@ -1072,13 +1078,15 @@ mod contract {
         assert_eq!(store.renew_leases(&at("me", 10_000), None).await.unwrap().len(), 3);
         assert!(
             store
-                .claim_unfinished(&at("third", 20_000), 8_500, ClaimScope::Expired, &[])
+                .claim_unfinished(&at("third", 20_000), 8_500, &Claim::all(ClaimScope::Expired, &[]))
                 .await
                 .unwrap()
                 .is_empty()
         );
-        let taken =
-            store.claim_unfinished(&at("third", 20_000), 10_500, ClaimScope::Expired, &[]).await.unwrap();
+        let taken = store
+            .claim_unfinished(&at("third", 20_000), 10_500, &Claim::all(ClaimScope::Expired, &[]))
+            .await
+            .unwrap();
         let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["mine", "live", "dead"]);
         assert!(store.renew_leases(&at("me", 30_000), None).await.unwrap().is_empty(), "no longer mine");
@@ -1102,9 +1110,32 @@ mod contract {
 
         // A node never claims what it runs already.
         let running = ["mine".to_owned(), "live".to_owned()];
-        let claimed =
-            store.claim_unfinished(&at("third", 40_000), 39_000, ClaimScope::All, &running).await.unwrap();
+        let claimed = store
+            .claim_unfinished(&at("third", 40_000), 39_000, &Claim::all(ClaimScope::All, &running))
+            .await
+            .unwrap();
         assert!(claimed.is_empty(), "{:?}", claimed.iter().map(|r| &r.request.task_id).collect::<Vec<_>>());
+    }
+
+    pub(crate) async fn a_claim_takes_at_most_its_limit_oldest_first_or_only_the_named_one(store: Store) {
+        let at = |owner: &str, until_ms: i64| Lease { owner: owner.into(), until_ms };
+        for (n, task_id) in ["w0", "w1", "w2", "w3"].into_iter().enumerate() {
+            store.create(&request(task_id, Role::Qa, n as i64), &at("gone", 0), None).await.unwrap();
+        }
+        let two = Claim { limit: 2, ..Claim::all(ClaimScope::Expired, &[]) };
+        let taken = store.claim_unfinished(&at("a", 9_000), 100, &two).await.unwrap();
+        let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
+        assert_eq!(ids, ["w0", "w1"], "the two oldest");
+        let named = Claim { only: Some("w3"), limit: 1, ..Claim::all(ClaimScope::Expired, &[]) };
+        let taken = store.claim_unfinished(&at("b", 9_000), 100, &named).await.unwrap();
+        assert_eq!(taken.iter().map(|r| r.request.task_id.as_str()).collect::<Vec<_>>(), ["w3"]);
+        let held = Claim { only: Some("w0"), limit: 1, ..Claim::all(ClaimScope::Expired, &[]) };
+        assert!(store.claim_unfinished(&at("b", 9_000), 100, &held).await.unwrap().is_empty(), "a holds it");
+        let rest = store
+            .claim_unfinished(&at("c", 9_000), 100, &Claim::all(ClaimScope::Expired, &[]))
+            .await
+            .unwrap();
+        assert_eq!(rest.iter().map(|r| r.request.task_id.as_str()).collect::<Vec<_>>(), ["w2"]);
     }
 
     pub(crate) async fn two_hundred_concurrent_deliberations_complete_and_are_all_listed(store: Store) {

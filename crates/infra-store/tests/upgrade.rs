@@ -54,7 +54,14 @@ async fn assert_upgraded(store: &dyn DeliberationStore) {
     // old owner's fence (epoch 0) is refused.
     let lease = Lease { owner: "new-node".into(), until_ms: 10_000 };
     let claimed = store
-        .claim_unfinished(&lease, 5_000, orchestrator_application::ports::ClaimScope::Expired, &[])
+        .claim_unfinished(
+            &lease,
+            5_000,
+            &orchestrator_application::ports::Claim::all(
+                orchestrator_application::ports::ClaimScope::Expired,
+                &[],
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

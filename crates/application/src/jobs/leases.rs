@@ -44,7 +44,7 @@ impl Jobs {
     pub(super) async fn maintain_once(self: &Arc<Self>, held_until: Instant) -> Instant {
         let held_until = self.renew(held_until).await;
         if !self.tasks.is_closed()
-            && let Err(error) = self.take_over(ClaimScope::Expired).await
+            && let Err(error) = self.take_over(ClaimScope::Expired, None, self.free_slots()).await
         {
             warn!(%error, "could not take over unfinished deliberations");
         }

@@ -79,6 +79,9 @@ pub struct JobSettings {
     pub write_retry: Duration,
     /// How often the store is probed for health (and pending repairs retried).
     pub probe_interval: Duration,
+    /// Submissions this server has no free slot for are stored for any server to take
+    /// (announced on the bus) instead of queued here. On when servers share a bus.
+    pub share_submissions: bool,
 }
 
 impl Default for JobSettings {
@@ -92,6 +95,7 @@ impl Default for JobSettings {
             lease: Duration::from_secs(30),
             write_retry: Duration::from_secs(30),
             probe_interval: Duration::from_secs(2),
+            share_submissions: false,
         }
     }
 }

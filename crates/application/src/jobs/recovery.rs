@@ -11,7 +11,7 @@ use crate::caller::Caller;
 use crate::councils::Overrides;
 use crate::deliberate::DeliberateCommand;
 use crate::error::{ApplicationError, Result};
-use crate::ports::{ClaimScope, DeliberationRecord, Fence};
+use crate::ports::{Claim, ClaimScope, DeliberationRecord, Fence};
 
 /// What [`Jobs::recover`] did with the deliberations a stopped process left unfinished.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,23 +31,53 @@ impl Jobs {
     ///
     /// Only work no live process holds is taken: on a store this process holds exclusively
     /// (a locked SQLite file) that is all of it; on a shared one, what nobody holds or whose
-    /// lease ran out — a dead process's work follows once its lease runs out, through
-    /// [`Jobs::maintain`]. A second server started on a database in use therefore never
-    /// takes the running server's work.
+    /// lease ran out, as much as it can start at once (the rest is left to the other servers
+    /// and to [`Jobs::maintain`]). A second server started on a database in use therefore
+    /// never takes the running server's work.
     ///
     /// # Errors
     /// `Store` when the database fails.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovery> {
-        let scope = if self.store.held_exclusively() { ClaimScope::All } else { ClaimScope::Expired };
-        self.take_over(scope).await
+        if self.store.held_exclusively() {
+            self.take_over(ClaimScope::All, None, usize::MAX).await
+        } else {
+            self.take_over(ClaimScope::Expired, None, self.free_slots()).await
+        }
     }
 
-    /// Claims what `scope` allows and resumes it (or ends it INTERRUPTED).
-    pub(super) async fn take_over(self: &Arc<Self>, scope: ClaimScope) -> Result<Recovery> {
+    /// Takes the deliberation `task_id` — work announced on the bus — when nobody holds it and
+    /// this server has a free slot, and runs it here. `false` when another server holds it, it
+    /// ended, or there is no free slot here.
+    ///
+    /// # Errors
+    /// `Store` when the database fails.
+    pub async fn take(self: &Arc<Self>, task_id: &str) -> Result<bool> {
+        let taken = self.take_over(ClaimScope::Expired, Some(task_id), self.free_slots().min(1)).await?;
+        Ok(taken.resumed + taken.interrupted > 0)
+    }
+
+    /// Slots free right now: what this server can start at once, so a takeover leaves the
+    /// rest to servers with room.
+    pub fn free_slots(&self) -> usize {
+        self.settings.max_running.saturating_sub(self.admitted.total())
+    }
+
+    /// Claims what `scope` allows (only `only` when given, at most `limit`, oldest first) and
+    /// resumes it (or ends it INTERRUPTED).
+    pub(super) async fn take_over(
+        self: &Arc<Self>,
+        scope: ClaimScope,
+        only: Option<&str>,
+        limit: usize,
+    ) -> Result<Recovery> {
+        if limit == 0 {
+            return Ok(Recovery::default());
+        }
         let now = self.clock.now_ms();
         let running = self.held_locally();
+        let claim = Claim { scope, running: &running, only, limit };
         let claimed =
-            self.store.claim_unfinished(&self.lease(now), now, scope, &running).await.map_err(store_error)?;
+            self.store.claim_unfinished(&self.lease(now), now, &claim).await.map_err(store_error)?;
         let mut recovery = Recovery::default();
         for record in claimed {
             let task_id = record.request.task_id.clone();

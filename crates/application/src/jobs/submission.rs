@@ -13,7 +13,7 @@ use super::{Jobs, store_error};
 use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
 use crate::error::{ApplicationError, Result};
-use crate::ports::{EventKind, Fence, NewDeliberation, ProgressObserver};
+use crate::ports::{EventKind, Fence, Lease, NewDeliberation, ProgressObserver};
 
 /// What a submission did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +60,9 @@ enum Started {
     New { submission: Submission, result: oneshot::Receiver<JobResult>, guard: CancelOnDrop },
     /// The task id existed already; nothing was started.
     Existing(Submission),
+    /// Stored for any server to take (this one had no free slot): announced by its
+    /// `submitted` event, taken by whichever server has room (see [`Jobs::take`]).
+    Shared(Submission),
 }
 
 /// What a request that reuses a stored task id gets: the stored status when it is the same
@@ -95,12 +98,12 @@ impl Jobs {
     /// Validation and configuration errors of [`crate::Deliberate::prepare`],
     /// `ResourceExhausted` when the queue is full, `Store` on database failures.
     pub async fn submit(self: &Arc<Self>, caller: &Caller, command: DeliberateCommand) -> Result<Submission> {
-        match self.start(caller, command, None).await? {
+        match self.start(caller, command, None, self.settings.share_submissions).await? {
             Started::New { submission, guard, .. } => {
                 guard.disarm();
                 Ok(submission)
             }
-            Started::Existing(submission) => Ok(submission),
+            Started::Existing(submission) | Started::Shared(submission) => Ok(submission),
         }
     }
 
@@ -117,7 +120,10 @@ impl Jobs {
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<DeliberationReport> {
-        match self.start(caller, command, observer).await? {
+        match self.start(caller, command, observer, false).await? {
+            Started::Shared(_) => {
+                Err(ApplicationError::Internal("a waited-for deliberation was shared".into()))
+            }
             Started::New { result, guard: _guard, .. } => result
                 .await
                 .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?,
@@ -139,11 +145,14 @@ impl Jobs {
         }
     }
 
+    /// Stores `command` and runs it here — or, when `may_share` and this server has no free
+    /// slot, stores it for any server to take.
     async fn start(
         self: &Arc<Self>,
         caller: &Caller,
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
+        may_share: bool,
     ) -> Result<Started> {
         let requested_rounds = command.rounds.get();
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
@@ -171,6 +180,11 @@ impl Jobs {
             return existing_submission(caller, &new, existing.request, existing.status);
         }
         let admission = self.admit(caller, Share::Enforced)?;
+        if may_share && self.admitted.total() > self.settings.max_running {
+            // It would wait here for a slot: leave it to a server with one.
+            drop(admission);
+            return self.share(caller, new).await;
+        }
         if self.runs.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&task_id) {
             // The same id is being submitted at this moment; the store decides which one wins.
             return Err(ApplicationError::AlreadyExists {
@@ -205,5 +219,25 @@ impl Jobs {
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
         Ok(Started::New { submission, result, guard })
+    }
+
+    /// Stores `new` unclaimed — its lease already ended — with its `submitted` event: the
+    /// relay announces it, and a server with a free slot takes it ([`Jobs::take`]); without
+    /// the bus, [`Jobs::maintain`] on any server takes it at its next round.
+    async fn share(self: &Arc<Self>, caller: &Caller, new: NewDeliberation) -> Result<Started> {
+        let task_id = new.task_id.clone();
+        let event = self.event(&task_id, new.story_id.as_deref(), new.role, EventKind::Submitted);
+        let unclaimed = Lease { owner: self.settings.node_id.clone(), until_ms: 0 };
+        if !self.store.create(&new, &unclaimed, event.as_ref()).await.map_err(store_error)? {
+            let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? else {
+                return Err(ApplicationError::Internal(format!(
+                    "task_id {task_id} vanished after a conflict"
+                )));
+            };
+            return existing_submission(caller, &new, existing.request, existing.status);
+        }
+        self.announced(event.as_ref());
+        info!(task_id, "deliberation submitted for any server to take (no free slot here)");
+        Ok(Started::Shared(Submission { task_id, status: DeliberationStatus::Pending, created: true }))
     }
 }

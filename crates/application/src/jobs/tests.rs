@@ -499,6 +499,18 @@ fn node_on(
     clock: &Arc<HandClock>,
     delay: Duration,
 ) -> (Arc<Jobs>, Arc<SleepingBackend>) {
+    let settings =
+        JobSettings { node_id: name.into(), lease: Duration::from_secs(3), ..JobSettings::default() };
+    node_with(settings, store, clock, delay)
+}
+
+/// [`node_on`] with its own settings.
+fn node_with(
+    settings: JobSettings,
+    store: &Arc<InMemoryStore>,
+    clock: &Arc<HandClock>,
+    delay: Duration,
+) -> (Arc<Jobs>, Arc<SleepingBackend>) {
     let mut ids = MockIdGenerator::new();
     ids.expect_new_id().return_const("unused".to_owned());
     let backend = Arc::new(SleepingBackend::new(delay));
@@ -510,9 +522,64 @@ fn node_on(
         Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
     ));
-    let settings =
-        JobSettings { node_id: name.into(), lease: Duration::from_secs(3), ..JobSettings::default() };
     (Arc::new(Jobs::new(deliberate, store.clone(), clock.clone(), settings)), backend)
+}
+
+// Real time: b's agents take a minute, so b stays busy for the whole test; a's take 10 ms.
+#[tokio::test]
+async fn a_submission_without_a_free_slot_here_is_stored_for_any_server_to_take() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(1_000, Ordering::SeqCst);
+    let sharing = |name: &str| JobSettings {
+        node_id: name.into(),
+        max_running: 1,
+        lease: Duration::from_secs(3),
+        share_submissions: true,
+        ..JobSettings::default()
+    };
+    let (a, a_backend) = node_with(sharing("node-a"), &store, &clock, Duration::from_millis(10));
+    let (b, _) = node_with(sharing("node-b"), &store, &clock, Duration::from_secs(60));
+    let a = Arc::new(Arc::into_inner(a).unwrap().with_events(Arc::new(tokio::sync::Notify::new())));
+
+    for task_id in ["first", "second", "third"] {
+        let submitted = a.submit(&anon(), command(task_id, 0)).await.unwrap();
+        assert_eq!(submitted.status, DeliberationStatus::Pending);
+    }
+    let shared: Vec<String> =
+        store.outbox_messages().into_iter().filter(|m| m.event == "submitted").map(|m| m.task_id).collect();
+    assert_eq!(shared, ["first", "second", "third"], "every submission is announced");
+
+    // b has a slot: it takes the work announced for it; a server without one takes nothing.
+    assert!(b.take("second").await.unwrap());
+    assert!(!a.take("first").await.unwrap(), "a runs it already (it had a free slot)");
+    assert!(!b.take("third").await.unwrap(), "b has no free slot now");
+    assert!(!a.take("second").await.unwrap(), "b holds it");
+    a.until_idle().await;
+    assert_eq!(store.status("first"), DeliberationStatus::Completed);
+    assert!(a.take("third").await.unwrap(), "a's slot is free again");
+    a.until_idle().await;
+    assert_eq!(store.status("third"), DeliberationStatus::Completed);
+    assert!(store.owner("second").starts_with("node-b"));
+    assert_eq!(a_backend.started.load(Ordering::SeqCst), 12, "a ran two deliberations of 6 calls, once each");
+    b.shutdown(Duration::ZERO).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_takeover_takes_only_what_the_node_can_start() {
+    let store = Arc::new(InMemoryStore::default());
+    let clock = Arc::new(HandClock::default());
+    clock.0.store(10_000, Ordering::SeqCst);
+    let settings = JobSettings { node_id: "survivor".into(), max_running: 2, ..JobSettings::default() };
+    let (survivor, _) = node_with(settings, &store, &clock, STEP);
+    for task_id in ["d1", "d2", "d3", "d4", "d5"] {
+        store.create(&command_record(task_id), &dead_lease(), None).await.unwrap();
+    }
+    assert_eq!(survivor.recover().await.unwrap(), Recovery { resumed: 2, interrupted: 0 });
+    let mine: Vec<_> =
+        ["d1", "d2", "d3", "d4", "d5"].into_iter().filter(|id| store.owner(id) == "survivor").collect();
+    assert_eq!(mine, ["d1", "d2"], "the oldest two; the rest is left to others");
+    survivor.shutdown(Duration::from_secs(60)).await;
 }
 
 #[tokio::test(start_paused = true)]

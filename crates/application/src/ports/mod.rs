@@ -19,7 +19,7 @@ pub use events::{Decision, DeliberationEvent, EVENT_TYPE_PREFIX, EventKind};
 pub use outbox::{Outbox, OutboxMessage, RelayLease, RelayMonitor, RelayStatus};
 pub use progress::{AgentStep, NoProgress, ProgressObserver, StepKind};
 pub use store::{
-    ClaimScope, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
+    Claim, ClaimScope, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery, NewDeliberation, Page,
     PageCursor, StoreCause, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 pub use system::{Clock, IdGenerator};

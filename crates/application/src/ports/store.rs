@@ -263,6 +263,26 @@ impl StoreError {
     }
 }
 
+/// What [`DeliberationStore::claim_unfinished`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub scope: ClaimScope,
+    /// Task ids never claimed (what the claiming node runs already).
+    pub running: &'a [String],
+    /// Only this deliberation, when set (work announced on the bus).
+    pub only: Option<&'a str>,
+    /// At most this many, the oldest first: a node takes what it can start, and leaves the
+    /// rest to the others.
+    pub limit: usize,
+}
+
+impl<'a> Claim<'a> {
+    /// Everything `scope` allows but `running`, without a limit.
+    pub fn all(scope: ClaimScope, running: &'a [String]) -> Self {
+        Self { scope, running, only: None, limit: usize::MAX }
+    }
+}
+
 /// Which unfinished deliberations [`DeliberationStore::claim_unfinished`] may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimScope {
@@ -363,17 +383,16 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// owner can stop what it no longer holds.
     async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError>;
 
-    /// Claims, under `lease`, the PENDING or IN_PROGRESS deliberations `scope` allows — those
+    /// Claims, under `lease`, the PENDING or IN_PROGRESS deliberations `claim` allows — those
     /// nobody holds or whose lease ended before `now_ms`, or with [`ClaimScope::All`] every one
-    /// — except the task ids in `running` (what this node runs already), and returns them with
-    /// their saved progress, oldest first. Each claim increments the row's lease epoch (see
-    /// [`Fence`]).
+    /// — except the task ids in `claim.running` (what this node runs already), at most
+    /// `claim.limit` of them, oldest first, and returns them with their saved progress, oldest
+    /// first. Each claim increments the row's lease epoch (see [`Fence`]).
     async fn claim_unfinished(
         &self,
         lease: &Lease,
         now_ms: i64,
-        scope: ClaimScope,
-        running: &[String],
+        claim: &Claim<'_>,
     ) -> Result<Vec<DeliberationRecord>, StoreError>;
 
     /// Whether no other process can reach this store while this handle is open: a SQLite
