@@ -248,6 +248,8 @@ impl Application {
             lease: Duration::from_secs(config.lease_secs),
             write_retry: Duration::from_secs(config.store_write_retry_secs),
             probe_interval: Duration::from_millis(config.store_probe_interval_ms),
+            // With a bus, work this server has no room for goes to a server that has.
+            share_submissions: config.nats_url.is_some(),
         };
         let mut jobs = Jobs::new(deliberate, Arc::clone(&store), Arc::clone(&deps.clock), job_settings);
         if let Some(wakeup) = &relay_wakeup {
