@@ -434,6 +434,11 @@ pub fn status_response(report: &StatusReport) -> pb::GetStatusResponse {
                 message: probe.message.clone(),
             })
             .collect(),
+        events: report.events.as_ref().map(|events| pb::EventsStatus {
+            connected: events.connected,
+            outbox_depth: wide(events.outbox_depth),
+            problem: events.problem.clone().unwrap_or_default(),
+        }),
     }
 }
 

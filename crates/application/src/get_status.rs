@@ -10,7 +10,7 @@ use crate::caller::Caller;
 use crate::counters::{Counters, CountersSnapshot};
 
 use crate::jobs::StoreState;
-use crate::ports::{BackendHealth, BackendProber, Clock};
+use crate::ports::{BackendHealth, BackendProber, Clock, RelayMonitor, RelayStatus};
 
 /// How long GetStatus waits for each model server: long enough for a healthy server on
 /// another continent, short enough that a dead one does not stall a status call.
@@ -32,6 +32,8 @@ pub struct StatusReport {
     pub degraded: Option<String>,
     /// One probe per configured model profile (empty without a backend or a prober).
     pub backends: Vec<BackendHealth>,
+    /// How the events relay fares, when events are published.
+    pub events: Option<RelayStatus>,
 }
 
 /// The GetStatus use case.
@@ -41,6 +43,7 @@ pub struct GetStatus {
     llm_configured: bool,
     store_state: Option<watch::Receiver<StoreState>>,
     prober: Option<Arc<dyn BackendProber>>,
+    relay: Option<Arc<dyn RelayMonitor>>,
     /// The last probe and when it was taken (clock ms). Held across a probe, so callers that
     /// arrive meanwhile wait for it instead of starting their own.
     last_probe: Mutex<Option<(i64, Vec<BackendHealth>)>>,
@@ -57,13 +60,28 @@ impl std::fmt::Debug for GetStatus {
 
 impl GetStatus {
     pub fn new(tracker: Arc<Counters>, clock: Arc<dyn Clock>, llm_configured: bool) -> Self {
-        Self { tracker, clock, llm_configured, store_state: None, prober: None, last_probe: Mutex::new(None) }
+        Self {
+            tracker,
+            clock,
+            llm_configured,
+            store_state: None,
+            prober: None,
+            relay: None,
+            last_probe: Mutex::new(None),
+        }
     }
 
     /// Reports the store's health as the probe last saw it (see [`crate::Jobs::store_state`]).
     #[must_use]
     pub fn with_store_state(mut self, store_state: watch::Receiver<StoreState>) -> Self {
         self.store_state = Some(store_state);
+        self
+    }
+
+    /// Reports how the events relay fares.
+    #[must_use]
+    pub fn with_relay(mut self, relay: Arc<dyn RelayMonitor>) -> Self {
+        self.relay = Some(relay);
         self
     }
 
@@ -90,6 +108,7 @@ impl GetStatus {
                 StoreState::Unreachable { cause } => Some(format!("storage unreachable: {cause}")),
             }),
             backends,
+            events: self.relay.as_ref().map(|relay| relay.status()),
         }
     }
 
