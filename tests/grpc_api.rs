@@ -20,6 +20,8 @@ fn request(role: &str) -> pb::DeliberateRequest {
             max_iterations: 0,
             timeout_seconds: 30,
             acceptance_tests: None,
+            early_stop: String::new(),
+            strategy: String::new(),
         }),
         rounds: None,
         num_agents: None,

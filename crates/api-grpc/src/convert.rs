@@ -12,8 +12,8 @@ use orchestrator_application::{
 };
 use orchestrator_domain::{
     AcceptanceTests, AgentFailure, Council, CouncilId, DeliberationStatus, DomainError, DryRunOutcome,
-    ProfileName, RankedProposal, Review, Role, Rounds, Task, TaskConstraints, TestOutcome, TokenUsage,
-    excerpt,
+    EarlyStop, ProfileName, RankedProposal, Review, Role, Rounds, Strategy, Task, TaskConstraints,
+    TestOutcome, TokenUsage, excerpt,
 };
 
 use orchestrator_domain::checks::RELEVANCE_WARNING;
@@ -63,15 +63,35 @@ pub fn required_task_id(raw: &str) -> Result<String, ApplicationError> {
     task_id(raw)?.ok_or_else(|| invalid("task_id", "is required"))
 }
 
+/// An optional named choice of the constraints: empty means "the server's default"; an
+/// unknown name is refused naming `constraints.<field>`.
+fn choice<T>(
+    raw: &str,
+    field: &str,
+    parse: impl Fn(&str) -> Result<T, DomainError>,
+) -> Result<Option<T>, DomainError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    parse(raw).map(Some).map_err(|error| match error {
+        DomainError::Invalid { reason, .. } => DomainError::invalid(format!("constraints.{field}"), reason),
+        other => other,
+    })
+}
+
 fn constraints(raw: Option<pb::TaskConstraints>) -> Result<TaskConstraints, DomainError> {
     let raw = raw.unwrap_or_default();
+    let early_stop = choice(&raw.early_stop, "early_stop", EarlyStop::parse)?;
+    let strategy = choice(&raw.strategy, "strategy", Strategy::parse)?;
     let constraints = TaskConstraints::new(
         raw.rubric,
         raw.requirements,
         raw.metadata.into_iter().collect(),
         i64::from(raw.timeout_seconds),
         i64::from(raw.max_iterations),
-    )?;
+    )?
+    .with_early_stop(early_stop)
+    .with_strategy(strategy);
     match raw.acceptance_tests {
         None => Ok(constraints),
         Some(tests) => {
@@ -379,7 +399,15 @@ pub fn deliberate_response(report: &DeliberationReport, now_ms: i64) -> pb::Deli
         failures: report.outcome.failures.iter().map(failure).collect(),
         task_id: report.task_id.clone(),
         usage: Some(total_usage(&report.outcome.usage, report.outcome.calls_saved)),
+        path: report.outcome.path.as_str().to_owned(),
+        reviews: narrow(report.outcome.review_counts().0),
+        graded_reviews: narrow(report.outcome.review_counts().1),
     }
+}
+
+/// A count as an `int32` field (saturating; counts here are small).
+fn narrow(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 /// A completed orchestration as an Orchestrate response.
@@ -562,6 +590,9 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
         partial: record.status == DeliberationStatus::Timeout && record.outcome.is_some(),
         selection_method: record.selection.as_ref().map(|s| s.method.clone()).unwrap_or_default(),
         selection_rationale: record.selection.as_ref().map(|s| s.rationale.clone()).unwrap_or_default(),
+        path: record.outcome.as_ref().map(|o| o.path.as_str().to_owned()).unwrap_or_default(),
+        reviews: narrow(record.outcome.as_ref().map_or(0, |o| o.review_counts().0)),
+        graded_reviews: narrow(record.outcome.as_ref().map_or(0, |o| o.review_counts().1)),
     }
 }
 

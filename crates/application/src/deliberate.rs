@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures::future::join_all;
 use futures::stream::{self, FuturesUnordered, StreamExt};
 use orchestrator_domain::{
-    Agent, Council, CouncilId, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase,
-    ProfileName, Review, ReviewAssignment, RevisionRequest, Role, Rounds, ScoringWeights, Task, TestOutcome,
-    TokenUsage,
+    Agent, Council, CouncilId, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, EarlyStop,
+    Phase, ProfileName, Review, ReviewAssignment, RevisionRequest, Role, Rounds, ScoringWeights, Strategy,
+    Task, TestOutcome, TokenUsage,
 };
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -32,9 +32,10 @@ pub struct DeliberationSettings {
     pub weights: ScoringWeights,
     /// Profile of the ARCHITECT agent that selects in Orchestrate; `None`: the first agent's.
     pub selection_profile: Option<ProfileName>,
-    /// End the review rounds once a proposal passes every acceptance test and its reviewers
-    /// agree (see [`Deliberation::set_early_stop`]).
-    pub early_stop: bool,
+    /// When the review rounds end early, for tasks that do not say (see [`EarlyStop`]).
+    pub early_stop: EarlyStop,
+    /// Council or cascade, for tasks that do not say (see [`Strategy`]).
+    pub strategy: Strategy,
     /// Acceptance-test runs at once within one deliberation.
     pub test_concurrency: usize,
 }
@@ -45,7 +46,8 @@ impl Default for DeliberationSettings {
             default_timeout: Duration::from_secs(300),
             weights: ScoringWeights::default(),
             selection_profile: None,
-            early_stop: true,
+            early_stop: EarlyStop::TestsAndReviews,
+            strategy: Strategy::Council,
             test_concurrency: 2,
         }
     }
@@ -195,7 +197,7 @@ impl Deliberate {
         let backend = self.backend()?;
         if let Some((council, rounds)) = standing_seats(self.councils.as_deref(), backend, &command).await? {
             let task_id = command.task_id.unwrap_or_else(|| self.ids.new_id());
-            return Ok((task_id, Deliberation::new(council, command.task, rounds)));
+            return Ok((task_id, self.configured(Deliberation::new(council, command.task, rounds))));
         }
         if let Some(unknown) = command.profiles.iter().find(|p| !backend.has_profile(p)) {
             return Err(ApplicationError::InvalidArgument {
@@ -211,7 +213,20 @@ impl Deliberate {
         }
         let council = Council::assemble(command.role, command.num_agents, &command.profiles)?;
         let task_id = command.task_id.unwrap_or_else(|| self.ids.new_id());
-        Ok((task_id, Deliberation::new(council, command.task, command.rounds)))
+        Ok((task_id, self.configured(Deliberation::new(council, command.task, command.rounds))))
+    }
+
+    /// A new deliberation with the early stop and strategy its task asks for, or the
+    /// server's. They are kept with it, so a resumed deliberation goes on as it began.
+    fn configured(&self, mut deliberation: Deliberation) -> Deliberation {
+        let constraints = deliberation.task().constraints();
+        let early_stop = constraints.early_stop().unwrap_or(self.settings.early_stop);
+        let strategy = constraints.strategy().unwrap_or(self.settings.strategy);
+        deliberation.set_early_stop(early_stop);
+        if strategy == Strategy::Cascade {
+            deliberation.start_cascade();
+        }
+        deliberation
     }
 
     /// The deadline of a deliberation that starts now.
@@ -254,7 +269,6 @@ impl Deliberate {
         let rounds = deliberation.rounds();
         let started_at_ms = self.clock.now_ms();
         let started = Instant::now();
-        deliberation.set_early_stop(self.settings.early_stop);
         let span =
             info_span!("deliberation", task_id, role = %role, agents = deliberation.council().len(), rounds);
 
@@ -283,9 +297,14 @@ impl Deliberate {
         observability::deliberation_ran(role, outcome_label, elapsed);
         self.tracker.record_deliberation(principal, role, elapsed, result.is_ok());
         self.tracker.record_agent_calls(principal, &deliberation.total_usage());
+        if let Ok(outcome) = &result {
+            let (reviews, graded) = outcome.review_counts();
+            observability::deliberation_completed(role, outcome.path, reviews, graded);
+        }
         match &result {
             Ok(outcome) => info!(
                 task_id,
+                path = %outcome.path,
                 winner = %outcome.winner().agent.id,
                 duration_ms = elapsed.as_millis() as u64,
                 failures = outcome.failures.len(),
@@ -324,6 +343,8 @@ impl Deliberate {
             let phase = match d.phase() {
                 Phase::Proposing => {
                     self.proposal_round(backend, task, d, (task_id, observer)).await?;
+                    // The early stop and a cascade decide on the proposals' test results.
+                    self.test_round(task, d, (task_id, observer)).await;
                     PhaseLabel::Propose
                 }
                 Phase::Reviewing { .. } => {
@@ -334,6 +355,7 @@ impl Deliberate {
                 }
                 Phase::Revising { .. } => {
                     self.revision_round(backend, task, d, (task_id, observer)).await?;
+                    self.test_round(task, d, (task_id, observer)).await;
                     PhaseLabel::Revise
                 }
                 Phase::Scoring => break,
@@ -372,8 +394,16 @@ impl Deliberate {
         d: &mut Deliberation,
         report: Report<'_>,
     ) -> Result<()> {
+        let escalation = d.escalation();
+        let escalation = escalation.as_ref();
         let calls = d.proposal_requests().into_iter().map(|agent| async move {
-            let (result, usage) = timed(backend.propose(&agent, task), |c| c.usage).await;
+            let call = async {
+                match escalation {
+                    Some(escalation) => backend.propose_after(&agent, task, escalation).await,
+                    None => backend.propose(&agent, task).await,
+                }
+            };
+            let (result, usage) = timed(call, |c| c.usage).await;
             (agent, result, usage)
         });
         let replies = gather(calls, &d.phase().to_string(), report, |_| StepKind::Proposed).await;

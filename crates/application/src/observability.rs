@@ -19,6 +19,15 @@ pub const DELIBERATION_DURATION: &str = "orchestrator_deliberation_duration_seco
 /// Histogram: how long one phase of a deliberation took (seconds), by `role` and `phase`
 /// (`propose`, `review`, `revise`, `score`); one sample per phase per round.
 pub const PHASE_DURATION: &str = "orchestrator_phase_duration_seconds";
+/// Counter: peer reviews of completed deliberations, by `role` and `graded` (`true` when the
+/// review gave a usable grade): their ratio is the share of reviews that decided anything.
+pub const REVIEWS: &str = "orchestrator_reviews_total";
+/// Histogram: per completed deliberation with reviews, the share of them that gave a grade
+/// (0..1), by `role`.
+pub const GRADED_SHARE: &str = "orchestrator_graded_review_share";
+/// Counter: completed deliberations by `path` (`council`, `cascade_first_answer`,
+/// `cascade_escalated`).
+pub const PATHS: &str = "orchestrator_deliberation_paths_total";
 /// Gauge: deliberations running now (holding one of `max_running` slots).
 pub const JOBS_RUNNING: &str = "orchestrator_jobs_running";
 /// Gauge: deliberations admitted and waiting for a slot.
@@ -59,6 +68,17 @@ pub fn deliberation_ran(role: Role, outcome: &'static str, elapsed: Duration) {
 pub fn phase_ran(role: Role, phase: PhaseLabel, elapsed: Duration) {
     metrics::histogram!(PHASE_DURATION, "role" => role.as_str(), "phase" => phase.as_str())
         .record(elapsed.as_secs_f64());
+}
+
+/// Counts the reviews of a completed deliberation, graded or not, and which way it went.
+pub fn deliberation_completed(role: Role, path: orchestrator_domain::Path, reviews: usize, graded: usize) {
+    let ungraded = reviews.saturating_sub(graded);
+    metrics::counter!(REVIEWS, "role" => role.as_str(), "graded" => "true").increment(graded as u64);
+    metrics::counter!(REVIEWS, "role" => role.as_str(), "graded" => "false").increment(ungraded as u64);
+    if reviews > 0 {
+        metrics::histogram!(GRADED_SHARE, "role" => role.as_str()).record(graded as f64 / reviews as f64);
+    }
+    metrics::counter!(PATHS, "path" => path.as_str()).increment(1);
 }
 
 /// How much work the job runner holds right now.

@@ -15,9 +15,11 @@
 //!
 //! When the task carries acceptance tests, every proposal version is to be run against them
 //! (`test_requests`, then `record_tests`); reviewers and authors are handed the outcome of the
-//! version they look at, and scoring uses the final version's. With the early stop on, a review
-//! round in which some proposal passed every test and every review of it graded it at least
-//! [`AGREEMENT_SCORE`] goes straight to scoring, and the calls skipped are counted.
+//! version they look at, and scoring uses the final version's. The early stop ([`EarlyStop`])
+//! ends the rounds once some version passes every test (`tests`), or once a review round agreed
+//! on such a version (`tests_and_reviews`: every review of it graded it at least
+//! [`AGREEMENT_SCORE`]); a cascade ([`Strategy::Cascade`]) asks one agent first and the rest only
+//! when its answer fails. The calls skipped are counted (see `stopping.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,6 +37,10 @@ use crate::ring::ring_assignment;
 use crate::scoring::{AGREEMENT_SCORE, Score, ScoringWeights, check_score, missing_peer_prior, peer_mean};
 use crate::task::Task;
 use crate::usage::TokenUsage;
+
+mod stopping;
+
+pub use stopping::{Cascade, EarlyStop, Escalation, Path, Strategy};
 
 /// Number of peer-review rounds, 0..=5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,9 +200,19 @@ pub struct DeliberationOutcome {
     /// Backend calls an early stop spared (0 when every round ran).
     #[serde(default)]
     pub calls_saved: u64,
+    /// Which way it went (a cascade's first answer alone, or the whole council).
+    #[serde(default)]
+    pub path: Path,
 }
 
 impl DeliberationOutcome {
+    /// Reviews the ranked proposals received, and how many of them gave a usable grade: what
+    /// the peer-review phase decided with.
+    pub fn review_counts(&self) -> (usize, usize) {
+        let reviews = self.results.iter().flat_map(|r| &r.reviews);
+        reviews.fold((0, 0), |(all, graded), review| (all + 1, graded + usize::from(review.score.is_some())))
+    }
+
     /// The rank-1 proposal.
     pub fn winner(&self) -> &RankedProposal {
         // A completed deliberation has at least one survivor: `finish` refuses otherwise.
@@ -204,10 +220,12 @@ impl DeliberationOutcome {
     }
 }
 
-/// Every field of a [`Deliberation`], for storing one and restoring it: a store keeps these in
-/// its own (versioned) snapshot format and hands them back to [`Deliberation::restore`], which
-/// checks that they still describe a deliberation before accepting them.
-#[derive(Debug, Clone, PartialEq)]
+/// Every field of a [`Deliberation`], for storing one and restoring it: the one list of the
+/// aggregate's fields. A store writes these (serde) inside its own versioned snapshot and
+/// hands them back to [`Deliberation::restore`], which checks that they still describe a
+/// deliberation before accepting them. Fields added after the first release default when
+/// absent, so older snapshots still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliberationParts {
     pub council: Council,
     pub task: Task,
@@ -222,9 +240,15 @@ pub struct DeliberationParts {
     pub under_review: BTreeMap<AgentId, String>,
     pub usage: BTreeMap<AgentId, TokenUsage>,
     /// Acceptance-test outcomes per author, indexed by proposal version.
+    #[serde(default)]
     pub tests: BTreeMap<AgentId, Vec<TestOutcome>>,
-    pub early_stop: bool,
+    /// Saved as a flag before modes existed; absent: off.
+    #[serde(default = "off")]
+    pub early_stop: EarlyStop,
+    #[serde(default)]
     pub calls_saved: u64,
+    #[serde(default)]
+    pub cascade: Option<Cascade>,
 }
 
 /// The deliberation aggregate (see the module docs).
@@ -249,12 +273,20 @@ pub struct Deliberation {
     /// Acceptance-test outcomes per author, indexed by proposal version (0: the first).
     #[serde(default)]
     tests: BTreeMap<AgentId, Vec<TestOutcome>>,
-    /// Whether review rounds end early once a proposal passes every test and its peers agree.
-    #[serde(default)]
-    early_stop: bool,
-    /// Backend calls the early stop spared.
+    /// When review rounds end early (see [`EarlyStop`]); saved as a flag before modes existed.
+    #[serde(default = "off")]
+    early_stop: EarlyStop,
+    /// Backend calls the early stop (or a cascade) spared.
     #[serde(default)]
     calls_saved: u64,
+    /// Where a cascade stands; `None` for a plain council.
+    #[serde(default)]
+    cascade: Option<Cascade>,
+}
+
+/// What a deliberation saved before early stops existed did: run every round.
+fn off() -> EarlyStop {
+    EarlyStop::Off
 }
 
 impl Deliberation {
@@ -278,8 +310,9 @@ impl Deliberation {
             under_review: BTreeMap::new(),
             usage: BTreeMap::new(),
             tests: BTreeMap::new(),
-            early_stop: false,
+            early_stop: EarlyStop::Off,
             calls_saved: 0,
+            cascade: None,
         }
     }
 
@@ -330,6 +363,7 @@ impl Deliberation {
             tests: parts.tests,
             early_stop: parts.early_stop,
             calls_saved: parts.calls_saved,
+            cascade: parts.cascade,
         })
     }
 
@@ -351,15 +385,50 @@ impl Deliberation {
             tests: self.tests.clone(),
             early_stop: self.early_stop,
             calls_saved: self.calls_saved,
+            cascade: self.cascade.clone(),
         }
     }
 
-    /// Turns the early stop on or off (off by default): when on, the review rounds end after
-    /// a review round in which some proposal passed every acceptance test and every review of
-    /// it graded it at least [`AGREEMENT_SCORE`]; the calls skipped are counted in
-    /// [`calls_saved`](Self::calls_saved).
-    pub fn set_early_stop(&mut self, on: bool) {
-        self.early_stop = on;
+    /// Sets when the review rounds end early ([`EarlyStop::Off`] by default); the calls
+    /// skipped are counted in [`calls_saved`](Self::calls_saved).
+    pub fn set_early_stop(&mut self, mode: EarlyStop) {
+        self.early_stop = mode;
+    }
+
+    /// When the review rounds end early.
+    pub fn early_stop(&self) -> EarlyStop {
+        self.early_stop
+    }
+
+    /// Makes this a cascade, before anyone proposed: only the first agent is asked to propose
+    /// (see [`Strategy::Cascade`]). Returns whether it applies — a cascade needs acceptance
+    /// tests to judge the first answer by, and a council of two or more.
+    pub fn start_cascade(&mut self) -> bool {
+        let fresh = self.phase == Phase::Proposing && self.proposals.is_empty() && self.dropped.is_empty();
+        let judged = self.task.constraints().acceptance_tests().is_some();
+        let Some(first) = self.council.agents().first().map(|a| a.id.clone()) else { return false };
+        if !fresh || !judged || self.council.len() < 2 || self.cascade.is_some() {
+            return self.cascade.is_some();
+        }
+        self.pending = BTreeSet::from([first.clone()]);
+        self.cascade = Some(Cascade::FirstAnswer { first });
+        true
+    }
+
+    /// Which way the deliberation went (so far).
+    pub fn path(&self) -> Path {
+        self.cascade.as_ref().map_or(Path::Council, Cascade::path)
+    }
+
+    /// What the agents joining an escalated cascade are shown: the first answer and its tests
+    /// (`None` outside that proposing stage, or when the first agent gave no answer).
+    pub fn escalation(&self) -> Option<Escalation> {
+        let Some(Cascade::Escalated { first }) = &self.cascade else { return None };
+        if self.phase != Phase::Proposing {
+            return None;
+        }
+        let answer = self.proposal(first)?;
+        Some(Escalation { first_answer: answer.content().to_owned(), tests: self.shown_tests(answer) })
     }
 
     /// Backend calls the early stop spared so far (0 when every round ran).
@@ -653,16 +722,31 @@ impl Deliberation {
                 actual: format!("{} with {} replies pending", self.phase, self.pending.len()),
             });
         }
+        if let Some(Cascade::FirstAnswer { first }) = self.cascade.clone() {
+            return Ok(self.after_first_answer(first));
+        }
         if self.proposals.is_empty() {
             return Err(DomainError::NoSurvivors);
         }
+        let stop_on_tests = self.early_stop == EarlyStop::Tests && self.some_version_passes();
         let next = match self.phase {
+            Phase::Proposing if stop_on_tests => {
+                self.calls_saved = self.calls_of_rounds_from(1);
+                Phase::Scoring
+            }
             Phase::Proposing => self.review_round_or_scoring(1),
-            Phase::Reviewing { round } if self.early_stop && self.agreed_on_a_passing_proposal(round) => {
+            Phase::Reviewing { round }
+                if self.early_stop == EarlyStop::TestsAndReviews
+                    && self.agreed_on_a_passing_proposal(round) =>
+            {
                 self.calls_saved = self.calls_skipped_from(round);
                 Phase::Scoring
             }
             Phase::Reviewing { round } => Phase::Revising { round },
+            Phase::Revising { round } if stop_on_tests => {
+                self.calls_saved = self.calls_of_rounds_from(round + 1);
+                Phase::Scoring
+            }
             Phase::Revising { round } => self.review_round_or_scoring(round + 1),
             Phase::Scoring | Phase::Completed => {
                 return Err(DomainError::WrongPhase { action: "advance", actual: self.phase.to_string() });
@@ -695,6 +779,7 @@ impl Deliberation {
             failures: self.failures.clone(),
             usage: self.total_usage(),
             calls_saved: self.calls_saved,
+            path: self.path(),
         })
     }
 
@@ -711,6 +796,7 @@ impl Deliberation {
             failures: self.failures.clone(),
             usage: self.total_usage(),
             calls_saved: self.calls_saved,
+            path: self.path(),
         })
     }
 
@@ -805,6 +891,43 @@ impl Deliberation {
                 && !reviews.is_empty()
                 && reviews.iter().all(|r| r.score.is_some_and(|s| s.value() >= AGREEMENT_SCORE))
         })
+    }
+
+    /// A cascade's first answer is in (or its agent failed): scoring when it is good enough,
+    /// otherwise the rest of the council is asked, still proposing.
+    fn after_first_answer(&mut self, first: AgentId) -> Phase {
+        let answer = self.proposal(&first);
+        let good = answer.is_some_and(|a| stopping::good_enough(a.content(), &self.task, self.tests_of(a)));
+        if good {
+            // The council would have made every other proposal and every round's calls.
+            let others = self.council.len().saturating_sub(1) as u64;
+            let council = self.council.len() as u64;
+            let rounds = u64::from(self.rounds);
+            self.calls_saved = others + if council >= 2 { rounds * 2 * council } else { 0 };
+            self.enter(Phase::Scoring);
+            return Phase::Scoring;
+        }
+        self.cascade = Some(Cascade::Escalated { first: first.clone() });
+        self.pending = self
+            .council
+            .agents()
+            .iter()
+            .map(|a| a.id.clone())
+            .filter(|id| *id != first && !self.dropped.contains(id))
+            .collect();
+        Phase::Proposing
+    }
+
+    /// Whether some surviving proposal's current version passed every acceptance test.
+    fn some_version_passes(&self) -> bool {
+        self.proposals.iter().any(|p| stopping::passes(self.tests_of(p)))
+    }
+
+    /// The review and revision calls of rounds `from..=rounds`, had nobody dropped out.
+    fn calls_of_rounds_from(&self, from: u32) -> u64 {
+        let survivors = self.proposals.len() as u64;
+        let rounds = u64::from((self.rounds + 1).saturating_sub(from));
+        if survivors >= 2 { rounds * 2 * survivors } else { 0 }
     }
 
     /// The calls the rest of the deliberation would have made after review round `round`,

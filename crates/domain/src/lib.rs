@@ -38,8 +38,9 @@ pub use checks::{
 };
 pub use council::{Council, CouncilId};
 pub use deliberation::{
-    AgentFailure, Deliberation, DeliberationOutcome, DeliberationParts, KeptVersion, Phase, RankedProposal,
-    ReviewAssignment, RevisionRequest, Rounds, TestRequest,
+    AgentFailure, Cascade, Deliberation, DeliberationOutcome, DeliberationParts, EarlyStop, Escalation,
+    KeptVersion, Path, Phase, RankedProposal, ReviewAssignment, RevisionRequest, Rounds, Strategy,
+    TestRequest,
 };
 pub use error::{DomainError, Result};
 pub use excerpt::excerpt;

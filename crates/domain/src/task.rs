@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::acceptance::AcceptanceTests;
+use crate::deliberation::{EarlyStop, Strategy};
 use crate::error::{DomainError, Result};
 
 /// Largest task description, in bytes.
@@ -36,6 +37,12 @@ pub struct TaskConstraints {
     /// Tests every proposal's code must pass; absent in rows stored before they existed.
     #[serde(default)]
     acceptance_tests: Option<AcceptanceTests>,
+    /// When the review rounds end early, for this task; `None`: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    early_stop: Option<EarlyStop>,
+    /// Council or cascade, for this task; `None`: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    strategy: Option<Strategy>,
 }
 
 impl TaskConstraints {
@@ -140,6 +147,8 @@ impl TaskConstraints {
             timeout,
             max_iterations,
             acceptance_tests: None,
+            early_stop: None,
+            strategy: None,
         })
     }
 
@@ -147,6 +156,28 @@ impl TaskConstraints {
     #[must_use]
     pub fn with_acceptance_tests(self, tests: AcceptanceTests) -> Self {
         Self { acceptance_tests: Some(tests), ..self }
+    }
+
+    /// This task's early stop, overriding the server's default.
+    #[must_use]
+    pub fn with_early_stop(self, early_stop: Option<EarlyStop>) -> Self {
+        Self { early_stop, ..self }
+    }
+
+    /// This task's strategy, overriding the server's default.
+    #[must_use]
+    pub fn with_strategy(self, strategy: Option<Strategy>) -> Self {
+        Self { strategy, ..self }
+    }
+
+    /// The early stop the task asked for, if any.
+    pub fn early_stop(&self) -> Option<EarlyStop> {
+        self.early_stop
+    }
+
+    /// The strategy the task asked for, if any.
+    pub fn strategy(&self) -> Option<Strategy> {
+        self.strategy
     }
 
     /// Tests every proposal's code is run against, when the task has any.

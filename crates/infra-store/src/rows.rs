@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError, StoredSelection};
 use orchestrator_domain::{
-    Agent, AgentFailure, AgentId, CheckSuite, DeliberationOutcome, DeliberationStatus, DomainError,
+    Agent, AgentFailure, AgentId, CheckSuite, DeliberationOutcome, DeliberationStatus, DomainError, Path,
     PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
 };
 use serde::de::DeserializeOwned;
@@ -21,7 +21,7 @@ use crate::text::{storable, to_json};
 /// `get` and claiming add: listing leaves it out to stay cheap).
 pub(crate) const DELIBERATION_COLUMNS: &str = "task_id, status, request, started_at_ms, finished_at_ms, \
      duration_ms, winner_id, error, prompt_tokens, completion_tokens, calls, latency_ms, lease_epoch, selection, \
-     calls_saved";
+     calls_saved, path";
 
 /// The columns of `proposals` besides `task_id`, in the order of [`ProposalRow`].
 pub(crate) const PROPOSAL_COLUMNS: &str = "ordinal, rank, agent_id, agent_role, profile, seat, author, \
@@ -61,6 +61,8 @@ pub(crate) struct DeliberationRow {
     pub(crate) selection: Option<String>,
     /// Backend calls the early stop spared, set on completion.
     pub(crate) calls_saved: i64,
+    /// Which way it went (`Path::as_str`), set on completion.
+    pub(crate) path: String,
 }
 
 /// [`TokenUsage`] as four integer columns, so totals can be summed in SQL.
@@ -129,6 +131,7 @@ pub(crate) struct OutcomeRows {
     pub(crate) usage: UsageColumns,
     /// Backend calls an early stop spared (0 when every round ran).
     pub(crate) calls_saved: i64,
+    pub(crate) path: String,
     pub(crate) proposals: Vec<ProposalRow>,
     pub(crate) reviews: Vec<ReviewRow>,
     pub(crate) failures: Vec<FailureRow>,
@@ -230,6 +233,7 @@ impl OutcomeRows {
             winner_id: outcome.results.first().map(|winner| storable(winner.agent.id.as_str())),
             usage: UsageColumns::from_usage(task_id, &outcome.usage)?,
             calls_saved: to_i64(task_id, "calls_saved", outcome.calls_saved)?,
+            path: outcome.path.as_str().to_owned(),
             proposals,
             reviews,
             failures,
@@ -307,6 +311,7 @@ impl OutcomeRows {
             failures,
             usage: self.usage.to_usage(task_id)?,
             calls_saved: from_i64(task_id, "calls_saved", self.calls_saved)?,
+            path: Path::parse(&self.path).map_err(invalid(task_id, "path"))?,
         })
     }
 }
@@ -360,6 +365,7 @@ impl DeliberationRow {
             .map(|mut rows| {
                 rows.usage = self.usage().ok_or_else(|| corrupt(task_id, Fault::MissingUsage))?;
                 rows.calls_saved = self.calls_saved;
+                rows.path = self.path.clone();
                 rows.into_outcome(task_id)
             })
             .transpose()?;

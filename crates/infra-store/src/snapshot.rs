@@ -13,42 +13,21 @@
 //! Anything else is [`Restored::Unreadable`] with the reason: the deliberation ends INTERRUPTED
 //! saying why, instead of failing the read (or the recovery) of every row.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use orchestrator_domain::{
-    AgentFailure, AgentId, Council, Deliberation, DeliberationParts, Phase, Proposal, Review, Task,
-    TestOutcome, TokenUsage,
-};
+use orchestrator_domain::{Deliberation, DeliberationParts};
 use serde::{Deserialize, Serialize};
 
 /// The version this store writes.
 pub(crate) const CURRENT_VERSION: u32 = 1;
 
-/// Version 1 of the saved progress.
+/// Version 1 of the saved progress: the version tag beside the aggregate's parts (their
+/// one field list is the domain's [`DeliberationParts`]; fields it added later default).
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotV1 {
     /// Absent in snapshots written before versioning; they have this shape.
     #[serde(default)]
     v: Option<u32>,
-    council: Council,
-    task: Task,
-    rounds: u32,
-    phase: Phase,
-    proposals: Vec<Proposal>,
-    reviews: Vec<Review>,
-    failures: Vec<AgentFailure>,
-    dropped: BTreeSet<AgentId>,
-    pending: BTreeSet<AgentId>,
-    assignments: BTreeMap<AgentId, AgentId>,
-    under_review: BTreeMap<AgentId, String>,
-    usage: BTreeMap<AgentId, TokenUsage>,
-    /// Added within version 1 (absent in older snapshots: no tests run, no early stop).
-    #[serde(default)]
-    tests: BTreeMap<AgentId, Vec<TestOutcome>>,
-    #[serde(default)]
-    early_stop: bool,
-    #[serde(default)]
-    calls_saved: u64,
+    #[serde(flatten)]
+    parts: DeliberationParts,
 }
 
 /// What a stored snapshot gives back.
@@ -61,25 +40,7 @@ pub(crate) enum Restored {
 
 /// The snapshot of `deliberation`, ready to be written as JSON.
 pub(crate) fn snapshot(deliberation: &Deliberation) -> impl Serialize + use<> {
-    let parts = deliberation.to_parts();
-    SnapshotV1 {
-        v: Some(CURRENT_VERSION),
-        council: parts.council,
-        task: parts.task,
-        rounds: parts.rounds,
-        phase: parts.phase,
-        proposals: parts.proposals,
-        reviews: parts.reviews,
-        failures: parts.failures,
-        dropped: parts.dropped,
-        pending: parts.pending,
-        assignments: parts.assignments,
-        under_review: parts.under_review,
-        usage: parts.usage,
-        tests: parts.tests,
-        early_stop: parts.early_stop,
-        calls_saved: parts.calls_saved,
-    }
+    SnapshotV1 { v: Some(CURRENT_VERSION), parts: deliberation.to_parts() }
 }
 
 /// Reads a stored snapshot of any known version.
@@ -105,23 +66,7 @@ pub(crate) fn restore(json: &str) -> Restored {
             ));
         }
     };
-    let parts = DeliberationParts {
-        council: v1.council,
-        task: v1.task,
-        rounds: v1.rounds,
-        phase: v1.phase,
-        proposals: v1.proposals,
-        reviews: v1.reviews,
-        failures: v1.failures,
-        dropped: v1.dropped,
-        pending: v1.pending,
-        assignments: v1.assignments,
-        under_review: v1.under_review,
-        usage: v1.usage,
-        tests: v1.tests,
-        early_stop: v1.early_stop,
-        calls_saved: v1.calls_saved,
-    };
+    let parts = v1.parts;
     match Deliberation::restore(parts) {
         Ok(deliberation) => Restored::Deliberation(Box::new(deliberation)),
         Err(error) => Restored::Unreadable(format!("saved progress is not a valid deliberation: {error}")),
@@ -130,6 +75,8 @@ pub(crate) fn restore(json: &str) -> Restored {
 
 #[cfg(test)]
 mod tests {
+    use orchestrator_domain::Phase;
+
     use super::*;
 
     /// Progress saved by the release before snapshots were versioned: the aggregate's serde

@@ -354,6 +354,7 @@ where
             winner_id: None,
             usage: Default::default(),
             calls_saved: 0,
+            path: String::new(),
             proposals,
             reviews,
             failures,
@@ -443,7 +444,7 @@ where
             let updated = sqlx::query(&format!(
                 "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
                  winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
-                 latency_ms = $7, calls_saved = $11, event_seq = event_seq + $12 WHERE task_id = $8 \
+                 latency_ms = $7, calls_saved = $11, event_seq = event_seq + $12, path = $13 WHERE task_id = $8 \
                  AND status IN ({sources}) AND owner = $9 AND lease_epoch = $10 RETURNING event_seq",
                 completed = DeliberationStatus::Completed.as_str(),
             ))
@@ -459,6 +460,7 @@ where
             .bind(fence.epoch)
             .bind(rows.calls_saved)
             .bind(i64::from(event.is_some()))
+            .bind(rows.path.clone())
             .fetch_optional(&mut *tx)
             .await?;
             let Some(updated) = updated else {
@@ -500,14 +502,15 @@ where
             _ => None,
         };
         let usage = rows.as_ref().map(|rows| rows.usage);
-        let fenced = if fence.is_some() { " AND owner = $11 AND lease_epoch = $12" } else { "" };
+        let fenced = if fence.is_some() { " AND owner = $12 AND lease_epoch = $13" } else { "" };
         // The end and a TIMEOUT's partial results commit together or not at all.
         let transaction = async {
             let mut tx = self.writer.begin().await?;
             let sql = format!(
                 "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2, \
                  duration_ms = $3, winner_id = $4, prompt_tokens = $5, completion_tokens = $6, calls = $7, \
-                 latency_ms = $8, event_seq = event_seq + $10 WHERE task_id = $9 AND status IN ({sources}){fenced} \
+                 latency_ms = $8, event_seq = event_seq + $10, path = COALESCE($11, path) \
+                 WHERE task_id = $9 AND status IN ({sources}){fenced} \
                  RETURNING event_seq",
                 target = status.as_str(),
             );
@@ -521,7 +524,8 @@ where
                 .bind(usage.map(|u| u.calls))
                 .bind(usage.map(|u| u.latency_ms))
                 .bind(task_id.clone())
-                .bind(i64::from(event.is_some()));
+                .bind(i64::from(event.is_some()))
+                .bind(rows.as_ref().map(|rows| rows.path.clone()));
             if let Some(fence) = fence {
                 update = update.bind(storable(&fence.owner)).bind(fence.epoch);
             }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use orchestrator_domain::{EarlyStop, Strategy};
 use orchestrator_infra_dryrun::DryRunConfig;
 use orchestrator_infra_llm::LlmProfile;
 use serde::Deserialize;
@@ -86,9 +87,14 @@ pub struct Config {
     pub store_write_retry_secs: u64,
     /// Profile of the ARCHITECT agent that selects in Orchestrate (default: the first agent's).
     pub selection_profile: Option<String>,
-    /// End review rounds early once a proposal passes every acceptance test and all its
-    /// reviewers grade it at least 7/10; the calls saved are reported.
-    pub early_stop: bool,
+    /// When review rounds end early, for tasks that do not say (`constraints.early_stop`):
+    /// `off`, `tests` (once a proposal passes every acceptance test), `tests_and_reviews`
+    /// (after a review round that agreed on a passing proposal). `true`/`false` still read as
+    /// `tests_and_reviews`/`off`. The calls saved are reported.
+    pub early_stop: EarlyStop,
+    /// `council` or `cascade` (one agent first, the rest only when its answer fails the
+    /// acceptance tests), for tasks that do not say (`constraints.strategy`).
+    pub strategy: Strategy,
     /// NATS server to publish deliberation events to (`nats://host:4222`); none: no events.
     pub nats_url: Option<String>,
     /// Subject prefix of the events: `<prefix>.deliberation.<event>`.
@@ -144,7 +150,8 @@ impl Default for Config {
             store_probe_interval_ms: 2000,
             store_write_retry_secs: 30,
             selection_profile: None,
-            early_stop: true,
+            early_stop: EarlyStop::TestsAndReviews,
+            strategy: Strategy::Council,
             dry_run: None,
             nats_url: None,
             events_prefix: "orchestrator".to_owned(),
@@ -302,6 +309,7 @@ impl Config {
         "store_write_retry_secs",
         "selection_profile",
         "early_stop",
+        "strategy",
         "nats_url",
         "events_prefix",
         "dry_run",

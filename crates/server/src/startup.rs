@@ -182,6 +182,7 @@ impl Application {
             default_timeout: config.default_timeout(),
             selection_profile,
             early_stop: config.early_stop,
+            strategy: config.strategy,
             ..Default::default()
         };
         let (test_runner, sandbox_problem): (Arc<dyn TestRunner>, Option<String>) = match deps.test_runner {
@@ -198,7 +199,8 @@ impl Application {
         // The one start-up line about executing model-written tests.
         match sandbox_problem {
             None => info!(
-                early_stop = config.early_stop,
+                early_stop = %config.early_stop,
+                strategy = %config.strategy,
                 "acceptance tests: the sandbox works; tasks' tests will run"
             ),
             Some(why) => warn!(

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use orchestrator_domain::{
-    AcceptanceTests, CaseOutcome, PeerScore, TaskConstraints, TestCase, TestLanguage, TestReport,
+    AcceptanceTests, CaseOutcome, Escalation, Path, PeerScore, TaskConstraints, TestCase, TestLanguage,
+    TestReport,
 };
 
 use super::*;
@@ -64,6 +65,10 @@ struct Scripted {
     grade_of_passing: Option<f64>,
     /// Revising correct code breaks it (to test that the better version is kept).
     breaks_correct_code: bool,
+    /// dev-1 proposes correct code (to test a cascade's first answer).
+    first_is_correct: bool,
+    /// (agent, first answer, its report) of every proposal made after a cascade escalated.
+    escalations_seen: Mutex<Vec<(String, String, String)>>,
 }
 
 #[async_trait]
@@ -75,11 +80,23 @@ impl AgentBackend for Scripted {
     async fn propose(&self, agent: &Agent, _task: &Task) -> std::result::Result<Completion, AgentError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = match agent.seat {
+            0 if self.first_is_correct => CORRECT,
             0 => BUGGY,
             1 => ELOQUENT,
             _ => CORRECT,
         };
         Ok(Completion { text: text.to_owned(), ..Completion::default() })
+    }
+
+    async fn propose_after(
+        &self,
+        agent: &Agent,
+        task: &Task,
+        escalation: &Escalation,
+    ) -> std::result::Result<Completion, AgentError> {
+        let seen = (agent.id.to_string(), escalation.first_answer.clone(), escalation.tests.render());
+        self.escalations_seen.lock().unwrap().push(seen);
+        self.propose(agent, task).await
     }
 
     async fn review(
@@ -152,12 +169,21 @@ fn tested_command(agents: usize, rounds: i64) -> DeliberateCommand {
     }
 }
 
+/// The use case over `backend` and `runner`, with the early stop on (`tests_and_reviews`) or off.
 fn deliberate(backend: Arc<Scripted>, runner: Option<Arc<ScriptedRunner>>, early_stop: bool) -> Deliberate {
+    let early_stop = if early_stop { EarlyStop::TestsAndReviews } else { EarlyStop::Off };
+    deliberate_with(backend, runner, DeliberationSettings { early_stop, ..DeliberationSettings::default() })
+}
+
+fn deliberate_with(
+    backend: Arc<Scripted>,
+    runner: Option<Arc<ScriptedRunner>>,
+    settings: DeliberationSettings,
+) -> Deliberate {
     let mut clock = MockClock::new();
     clock.expect_now_ms().return_const(1_000_i64);
     let mut ids = MockIdGenerator::new();
     ids.expect_new_id().return_const("generated-id".to_owned());
-    let settings = DeliberationSettings { early_stop, ..DeliberationSettings::default() };
     let use_case = Deliberate::new(
         Some(backend),
         None,
@@ -314,4 +340,102 @@ async fn an_answer_cut_at_the_token_limit_is_flagged_in_lint() {
         cut.checks.lint
     );
     assert_eq!(report.outcome.winner().agent.id.as_str(), "dev-2");
+}
+
+fn settings(early_stop: EarlyStop, strategy: Strategy) -> DeliberationSettings {
+    DeliberationSettings { early_stop, strategy, ..DeliberationSettings::default() }
+}
+
+#[tokio::test]
+async fn the_tests_stop_makes_no_call_once_a_proposal_passes() {
+    // dev-3 proposes passing code: no review, no revision of any of the three rounds.
+    let backend = Arc::new(Scripted::default());
+    let report =
+        deliberate_with(Arc::clone(&backend), Some(runner()), settings(EarlyStop::Tests, Strategy::Council))
+            .execute(tested_command(3, 3), &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 3, "the three proposals only");
+    assert_eq!(report.outcome.usage.calls, 3);
+    assert_eq!(report.outcome.calls_saved, 3 * (3 + 3), "three rounds of reviews and revisions");
+    assert_eq!(report.outcome.winner().agent.id.as_str(), "dev-3", "the passing version wins");
+    assert_eq!(report.outcome.path, Path::Council);
+}
+
+#[tokio::test]
+async fn a_task_can_ask_for_its_own_early_stop_and_strategy() {
+    let backend = Arc::new(Scripted { first_is_correct: true, ..Scripted::default() });
+    let mut command = tested_command(3, 1);
+    let constraints = command.task.constraints().clone().with_strategy(Some(Strategy::Cascade));
+    command.task = Task::new(command.task.description(), constraints).unwrap();
+    let report =
+        deliberate_with(Arc::clone(&backend), Some(runner()), settings(EarlyStop::Off, Strategy::Council))
+            .execute(command, &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(report.outcome.path, Path::CascadeFirstAnswer, "the task's strategy, not the server's");
+}
+
+#[tokio::test]
+async fn a_cascade_whose_first_answer_passes_ends_after_that_one_call() {
+    let backend = Arc::new(Scripted { first_is_correct: true, ..Scripted::default() });
+    let report =
+        deliberate_with(Arc::clone(&backend), Some(runner()), settings(EarlyStop::Off, Strategy::Cascade))
+            .execute(tested_command(3, 1), &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(report.outcome.path, Path::CascadeFirstAnswer);
+    assert_eq!(report.outcome.results.len(), 1);
+    assert_eq!(report.outcome.calls_saved, 2 + 3 + 3, "two proposals and a round of reviews and revisions");
+    assert_eq!(report.outcome.winner().checks.tests.passed(), Some(true));
+}
+
+#[tokio::test]
+async fn a_cascade_whose_first_answer_fails_brings_in_the_council_shown_the_failing_tests() {
+    let backend = Arc::new(Scripted::default());
+    let report =
+        deliberate_with(Arc::clone(&backend), Some(runner()), settings(EarlyStop::Off, Strategy::Cascade))
+            .execute(tested_command(3, 1), &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(report.outcome.path, Path::CascadeEscalated);
+    assert_eq!(report.outcome.results.len(), 3);
+    // 3 proposals (one first), then a full round: 3 reviews and 3 revisions.
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 3 + 3 + 3);
+    let seen = backend.escalations_seen.lock().unwrap().clone();
+    let joined: Vec<&str> = seen.iter().map(|(agent, _, _)| agent.as_str()).collect();
+    assert_eq!(joined, ["dev-2", "dev-3"], "the rest of the council joined");
+    for (_, first_answer, report) in &seen {
+        assert_eq!(first_answer, BUGGY);
+        assert!(report.contains("FAILED test_negative"), "{report}");
+    }
+}
+
+#[tokio::test]
+async fn an_escalated_cascade_with_the_tests_stop_ends_once_a_joiner_passes() {
+    let backend = Arc::new(Scripted::default());
+    let report =
+        deliberate_with(Arc::clone(&backend), Some(runner()), settings(EarlyStop::Tests, Strategy::Cascade))
+            .execute(tested_command(3, 2), &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 3, "dev-1 first, then dev-2 and dev-3; dev-3 passes");
+    assert_eq!(report.outcome.path, Path::CascadeEscalated);
+    assert_eq!(report.outcome.winner().agent.id.as_str(), "dev-3");
+    assert_eq!(report.outcome.calls_saved, 2 * (3 + 3));
+}
+
+#[tokio::test]
+async fn a_cascade_without_tests_is_a_plain_council() {
+    let backend = Arc::new(Scripted { first_is_correct: true, ..Scripted::default() });
+    let mut command = tested_command(2, 0);
+    command.task = Task::new("Write add(a, b)", TaskConstraints::default()).unwrap();
+    let report =
+        deliberate_with(Arc::clone(&backend), Some(runner()), settings(EarlyStop::Tests, Strategy::Cascade))
+            .execute(command, &NoProgress)
+            .await
+            .unwrap();
+    assert_eq!(report.outcome.path, Path::Council);
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 2, "both agents proposed at once");
 }

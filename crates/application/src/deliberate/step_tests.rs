@@ -116,7 +116,7 @@ fn use_case(agents: usize) -> Deliberate {
         Arc::new(clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),
-        DeliberationSettings { early_stop: false, ..DeliberationSettings::default() },
+        DeliberationSettings { early_stop: EarlyStop::Off, ..DeliberationSettings::default() },
     )
 }
 

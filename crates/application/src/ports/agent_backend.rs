@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use orchestrator_domain::{Agent, PeerScore, ProfileName, Review, Task, TestOutcome, TokenUsage};
+use orchestrator_domain::{Agent, Escalation, PeerScore, ProfileName, Review, Task, TestOutcome, TokenUsage};
 
 /// Text an agent produced, with what it cost (tokens; calls and latency are filled by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -105,6 +105,19 @@ pub trait AgentBackend: Send + Sync + 'static {
 
     /// Writes a first proposal for the task.
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError>;
+
+    /// Writes a first proposal for a task whose first answer failed its acceptance tests (an
+    /// escalated cascade): the prompt shows that answer and its failing tests, so the agent
+    /// does not repeat the mistake. A backend that cannot show them proposes as usual.
+    async fn propose_after(
+        &self,
+        agent: &Agent,
+        task: &Task,
+        escalation: &Escalation,
+    ) -> Result<Completion, AgentError> {
+        let _ = escalation;
+        self.propose(agent, task).await
+    }
 
     /// Reviews an anonymous proposal against the task's rubric and requirements, and against
     /// the report of its code run on the task's acceptance tests (`NotRun` when the task has

@@ -586,7 +586,7 @@ fn a_tie_or_a_gain_keeps_the_last_version_and_untested_versions_do_not_count() {
 #[test]
 fn early_stop_skips_the_remaining_rounds_and_counts_the_calls() {
     let mut d = tested_deliberation(3, 3);
-    d.set_early_stop(true);
+    d.set_early_stop(EarlyStop::TestsAndReviews);
     propose_all(&mut d);
     test_all(&mut d, |a| a.as_str() == "dev-3");
     assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 1 });
@@ -601,7 +601,10 @@ fn early_stop_skips_the_remaining_rounds_and_counts_the_calls() {
 
 #[test]
 fn no_early_stop_without_agreement_or_a_full_pass_or_when_off() {
-    for (early_stop, passing, grade) in [(true, true, 6.0), (true, false, 9.0), (false, true, 9.0)] {
+    use EarlyStop::{Off, TestsAndReviews};
+    for (early_stop, passing, grade) in
+        [(TestsAndReviews, true, 6.0), (TestsAndReviews, false, 9.0), (Off, true, 9.0)]
+    {
         let mut d = tested_deliberation(2, 2);
         d.set_early_stop(early_stop);
         propose_all(&mut d);
@@ -640,4 +643,121 @@ fn a_snapshot_saved_before_acceptance_tests_existed_still_loads() {
     object["task"]["constraints"].as_object_mut().unwrap().remove("acceptance_tests");
     let restored: Deliberation = serde_json::from_value(json).unwrap();
     assert_eq!(restored, d);
+}
+
+#[test]
+fn the_tests_stop_ends_once_a_version_passes_before_any_review_and_counts_every_round() {
+    let mut d = tested_deliberation(3, 2);
+    d.set_early_stop(EarlyStop::Tests);
+    propose_all(&mut d);
+    test_all(&mut d, |a| a.as_str() == "dev-2");
+    assert_eq!(d.advance().unwrap(), Phase::Scoring, "no review, no revision");
+    assert_eq!(d.calls_saved(), 2 * 2 * 3, "two rounds of 3 reviews and 3 revisions");
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    assert_eq!(outcome.winner().agent.id.as_str(), "dev-2", "the passing version ranks first");
+    assert_eq!(outcome.path, Path::Council);
+}
+
+#[test]
+fn the_tests_stop_also_ends_after_a_revision_that_passes() {
+    let mut d = tested_deliberation(2, 3);
+    d.set_early_stop(EarlyStop::Tests);
+    propose_all(&mut d);
+    test_all(&mut d, |_| false);
+    assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 1 });
+    review_all(&mut d, |_| Some(3.0));
+    assert_eq!(d.advance().unwrap(), Phase::Revising { round: 1 });
+    revise_all(&mut d);
+    test_all(&mut d, |a| a.as_str() == "dev-1");
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+    assert_eq!(d.calls_saved(), 2 * 2 * 2, "rounds 2 and 3 of 2 reviews and 2 revisions");
+}
+
+#[test]
+fn the_tests_stop_needs_a_pass_and_tests_and_reviews_needs_agreement() {
+    let mut failing = tested_deliberation(2, 1);
+    failing.set_early_stop(EarlyStop::Tests);
+    propose_all(&mut failing);
+    test_all(&mut failing, |_| false);
+    assert_eq!(failing.advance().unwrap(), Phase::Reviewing { round: 1 });
+    let mut waits_for_reviews = tested_deliberation(2, 1);
+    waits_for_reviews.set_early_stop(EarlyStop::TestsAndReviews);
+    propose_all(&mut waits_for_reviews);
+    test_all(&mut waits_for_reviews, |_| true);
+    assert_eq!(
+        waits_for_reviews.advance().unwrap(),
+        Phase::Reviewing { round: 1 },
+        "a round of reviews first"
+    );
+}
+
+#[test]
+fn a_cascade_whose_first_answer_passes_ends_after_one_call() {
+    let mut d = tested_deliberation(3, 1);
+    assert!(d.start_cascade());
+    let asked: Vec<_> = d.proposal_requests().into_iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(asked, ["dev-1"], "one agent first");
+    propose_all(&mut d);
+    test_all(&mut d, |_| true);
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+    assert_eq!(d.calls_saved(), 2 + 2 * 3, "two more proposals and a round of 3 reviews and 3 revisions");
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    assert_eq!(outcome.results.len(), 1);
+    assert_eq!(outcome.path, Path::CascadeFirstAnswer);
+}
+
+#[test]
+fn a_cascade_whose_first_answer_fails_asks_the_rest_shown_its_failing_tests() {
+    let mut d = tested_deliberation(3, 1);
+    assert!(d.start_cascade());
+    propose_all(&mut d);
+    test_all(&mut d, |_| false);
+    assert_eq!(d.advance().unwrap(), Phase::Proposing, "still proposing: the rest of the council");
+    let asked: Vec<_> = d.proposal_requests().into_iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(asked, ["dev-2", "dev-3"]);
+    let escalation = d.escalation().unwrap();
+    assert!(escalation.first_answer.contains("dev-1"));
+    assert_eq!(escalation.tests.passed(), Some(false), "the failing report is shown");
+    propose_all(&mut d);
+    test_all(&mut d, |_| false);
+    assert_eq!(d.advance().unwrap(), Phase::Reviewing { round: 1 }, "then a plain council");
+    assert_eq!(d.review_assignments().len(), 3, "the first answer is reviewed too");
+    assert!(d.escalation().is_none());
+    review_all(&mut d, |_| Some(5.0));
+    d.advance().unwrap();
+    revise_all(&mut d);
+    test_all(&mut d, |_| false);
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+    let outcome = d.finish(BTreeMap::new(), &ScoringWeights::default()).unwrap();
+    assert_eq!((outcome.results.len(), outcome.path, outcome.calls_saved), (3, Path::CascadeEscalated, 0));
+}
+
+#[test]
+fn a_cascade_escalates_when_its_first_agent_fails_and_is_a_plain_council_without_tests() {
+    let mut d = tested_deliberation(2, 0);
+    assert!(d.start_cascade());
+    d.record_failure(&id("dev-1"), "timed out").unwrap();
+    assert_eq!(d.advance().unwrap(), Phase::Proposing);
+    assert_eq!(d.escalation(), None, "no first answer to show");
+    propose_all(&mut d);
+    assert_eq!(d.advance().unwrap(), Phase::Scoring);
+
+    let mut untested = deliberation(3, 1);
+    assert!(!untested.start_cascade(), "nothing to judge a first answer by");
+    assert_eq!(untested.proposal_requests().len(), 3);
+    assert_eq!(untested.path(), Path::Council);
+}
+
+#[test]
+fn a_cascade_survives_a_save_and_restore_at_each_stage() {
+    let mut d = tested_deliberation(3, 1);
+    d.start_cascade();
+    let restored = Deliberation::restore(d.to_parts()).unwrap();
+    assert_eq!(restored, d);
+    propose_all(&mut d);
+    test_all(&mut d, |_| false);
+    d.advance().unwrap();
+    let json = serde_json::to_string(&d).unwrap();
+    assert_eq!(serde_json::from_str::<Deliberation>(&json).unwrap(), d);
+    assert_eq!(Deliberation::restore(d.to_parts()).unwrap().escalation(), d.escalation());
 }

@@ -42,6 +42,14 @@ pub(crate) struct TaskArgs {
     /// (plain asserts and/or `test_*` functions, run after the proposal's code).
     #[arg(long = "tests", value_name = "FILE")]
     pub(crate) tests: Option<std::path::PathBuf>,
+    /// When review rounds end early: off, tests (once a proposal passes every test: no more
+    /// calls) or tests_and_reviews. Default: the server's.
+    #[arg(long, value_parser = ["off", "tests", "tests_and_reviews"])]
+    pub(crate) early_stop: Option<String>,
+    /// council, or cascade (one agent first; the rest only if its answer fails the tests).
+    /// Default: the server's.
+    #[arg(long, value_parser = ["council", "cascade"])]
+    pub(crate) strategy: Option<String>,
     /// No progress on stderr, only the task id and the result.
     #[arg(long, short)]
     pub(crate) quiet: bool,
@@ -79,6 +87,8 @@ impl TaskArgs {
                 max_iterations: 0,
                 timeout_seconds: self.timeout,
                 acceptance_tests,
+                early_stop: self.early_stop.clone().unwrap_or_default(),
+                strategy: self.strategy.clone().unwrap_or_default(),
             }),
             rounds: self.rounds,
             num_agents: self.agents,
@@ -176,6 +186,8 @@ mod tests {
             profiles: vec![],
             task_id: None,
             tests: None,
+            early_stop: None,
+            strategy: None,
             quiet: false,
             show: ShowArgs { show: Show::Winner },
         }
