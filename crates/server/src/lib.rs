@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod prometheus;
 pub mod security;
+pub mod serving;
 pub mod startup;
 pub mod system;
 pub mod telemetry;
