@@ -42,9 +42,15 @@ fn database(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("orchestrator.db").display())
 }
 
-fn stop(mut server: Child) {
-    server.kill().unwrap();
-    server.wait().unwrap();
+/// The server process, killed when the test ends, failed or not: an orphan would keep the
+/// test's stderr open (and its port) after the test binary exits.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Reads until the server closes the connection.
@@ -85,12 +91,12 @@ async fn wait_for_log(log: &Path, needle: &str) -> String {
 async fn a_connection_that_sends_no_http2_preface_is_closed() {
     let (model, dir) = model_and_dir().await;
     let (server, port) = support::start_server(&database(dir.path()), &model.uri(), &[]);
+    let _server = Server(server);
     let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
 
     let closed = timeout(BOUND, read_until_closed(&mut silent)).await;
 
     assert!(closed.is_ok(), "a connection that sent nothing was still open after {BOUND:?}");
-    stop(server);
 }
 
 #[tokio::test]
@@ -107,6 +113,7 @@ async fn a_tls_client_that_sends_nothing_after_its_handshake_is_closed() {
         &model.uri(),
         &[("ORCHESTRATOR_TLS_CERT", &cert_env), ("ORCHESTRATOR_TLS_KEY", &key_env)],
     );
+    let _server = Server(server);
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap()).unwrap();
     let mut config =
@@ -126,7 +133,6 @@ async fn a_tls_client_that_sends_nothing_after_its_handshake_is_closed() {
         closed.is_ok(),
         "a TLS client that sent nothing after its handshake was still connected after {BOUND:?}"
     );
-    stop(server);
 }
 
 #[tokio::test]
@@ -138,6 +144,7 @@ async fn a_connection_gets_goaway_once_no_rpc_has_been_in_flight_for_idle_connec
         &model.uri(),
         &[("ORCHESTRATOR_IDLE_CONNECTION_SECS", "1")],
     );
+    let _server = Server(server);
     let mut connection = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     // Health Watch: a server-streaming RPC that stays open after its first answer.
     let watch = raw_http2::grpc_call(1, "/grpc.health.v1.Health/Watch", &[]);
@@ -159,7 +166,6 @@ async fn a_connection_gets_goaway_once_no_rpc_has_been_in_flight_for_idle_connec
     assert_eq!(goaway.payload[4..8], [0, 0, 0, 0], "GOAWAY with NO_ERROR");
     let closed = timeout(BOUND, raw_http2::next_frame(&mut connection, true, |_| false)).await;
     assert!(closed.is_ok(), "the connection stayed open after GOAWAY");
-    stop(server);
 }
 
 #[tokio::test]
@@ -173,6 +179,7 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
             ("ORCHESTRATOR_HTTP2_KEEPALIVE_TIMEOUT_SECS", "1"),
         ],
     );
+    let _server = Server(server);
     let mut connection = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     connection.write_all(&raw_http2::hello()).await.unwrap();
 
@@ -183,7 +190,6 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     let closed = timeout(BOUND, raw_http2::next_frame(&mut connection, false, |_| false)).await;
 
     assert!(closed.is_ok(), "a peer that never answered the PING was still connected after {BOUND:?}");
-    stop(server);
 }
 
 #[tokio::test]
@@ -196,6 +202,7 @@ async fn at_max_connections_new_clients_wait_for_a_slot_and_the_limit_is_logged(
         &[("ORCHESTRATOR_MAX_CONNECTIONS", "20")],
         &log,
     );
+    let _server = Server(server);
     let mut silent = Vec::new();
     for _ in 0..30 {
         silent.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
@@ -207,7 +214,6 @@ async fn at_max_connections_new_clients_wait_for_a_slot_and_the_limit_is_logged(
     // Behind 10 silent connections still waiting: answered once the first 20 time out.
     let answer = timeout(BOUND, health(port)).await.expect("no health answer within the bound");
     assert_eq!(answer.status(), ServingStatus::Serving);
-    stop(server);
 }
 
 #[tokio::test]
@@ -216,9 +222,7 @@ async fn health_answers_through_a_flood_of_silent_connections_beyond_the_open_fi
     let log = dir.path().join("server.log");
     let (server, port) =
         support::start_server_logged_with_open_files(&database(dir.path()), &model.uri(), &[], &log, 256);
-    let text = wait_for_log(&log, "connection limits").await;
-    let line = text.lines().find(|line| line.contains("connection limits")).unwrap();
-    assert!(line.contains("open_files_limit=256"), "max_connections is sized to the limit: {line}");
+    let _server = Server(server);
     let mut established = health_client(port).await;
 
     // More silent connections than the process may open files.
@@ -226,12 +230,13 @@ async fn health_answers_through_a_flood_of_silent_connections_beyond_the_open_fi
     for _ in 0..300 {
         flood.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
-    wait_for_log(&log, "max_connections reached").await;
 
     let answer = timeout(BOUND, established.check(HealthCheckRequest::default())).await;
     let answer = answer.expect("an established connection got no health answer").unwrap();
     assert_eq!(answer.into_inner().status(), ServingStatus::Serving);
     let answer = timeout(BOUND, health(port)).await.expect("a new connection got no health answer");
     assert_eq!(answer.status(), ServingStatus::Serving);
-    stop(server);
+    let text = wait_for_log(&log, "max_connections reached").await;
+    let line = text.lines().find(|line| line.contains("connection limits")).unwrap();
+    assert!(line.contains("open_files_limit=256"), "max_connections is sized to the limit: {line}");
 }
