@@ -73,7 +73,9 @@ pub struct ConnectionSettings {
     pub max_connections: usize,
     /// No RPC in flight for this long: GOAWAY.
     pub idle: Duration,
+    /// No frame from the client for this long: an HTTP/2 PING.
     pub keepalive_interval: Duration,
+    /// No answer to the PING within this: the connection is dropped.
     pub keepalive_timeout: Duration,
 }
 
