@@ -122,6 +122,18 @@ pub struct Config {
     /// How often the TLS files are checked for changes and reloaded (also on SIGHUP); 0: only
     /// on SIGHUP.
     pub tls_reload_interval_secs: u64,
+    /// A connection with no RPC in flight for this long is sent GOAWAY and closed: clients
+    /// reconnect when they need to, and a forgotten channel does not hold a slot forever.
+    pub idle_connection_secs: u64,
+    /// Client connections served at once; at the limit new ones wait in the kernel's backlog
+    /// until one closes. 0 (the default): sized to the open-files limit, leaving room for the
+    /// database, the model servers and the sandbox (logged at start-up).
+    pub max_connections: usize,
+    /// How long a connection may be silent before the server sends an HTTP/2 PING.
+    pub http2_keepalive_interval_secs: u64,
+    /// How long the server waits for the answer to its PING before dropping the connection
+    /// as dead.
+    pub http2_keepalive_timeout_secs: u64,
     /// Standing councils by role (`[councils.<role>]`), created at startup when their role has
     /// none; a council already stored is left as it is.
     pub councils: BTreeMap<String, CouncilDeclaration>,
@@ -164,6 +176,10 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             tls_reload_interval_secs: 60,
+            idle_connection_secs: 300,
+            max_connections: 0,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
             councils: BTreeMap::new(),
             metrics_listen: None,
             otlp_endpoint: None,
@@ -322,6 +338,10 @@ impl Config {
         "tls_key",
         "tls_client_ca",
         "tls_reload_interval_secs",
+        "idle_connection_secs",
+        "max_connections",
+        "http2_keepalive_interval_secs",
+        "http2_keepalive_timeout_secs",
         "councils",
         "metrics_listen",
         "otlp_endpoint",
@@ -464,6 +484,27 @@ impl Config {
             return Err(ServerError::config("database_url", "must not be empty"));
         }
         self.declared_councils()?;
+        for (key, value, range) in [
+            ("idle_connection_secs", self.idle_connection_secs, 1..=86_400),
+            ("http2_keepalive_interval_secs", self.http2_keepalive_interval_secs, 1..=3600),
+            ("http2_keepalive_timeout_secs", self.http2_keepalive_timeout_secs, 1..=600),
+        ] {
+            if !range.contains(&value) {
+                return Err(ServerError::config(
+                    key,
+                    format!("must be within {}..={}, got {value}", range.start(), range.end()),
+                ));
+            }
+        }
+        if self.max_connections > 1_000_000 {
+            return Err(ServerError::config(
+                "max_connections",
+                format!(
+                    "must be at most 1000000 (0: sized to the open-files limit), got {}",
+                    self.max_connections
+                ),
+            ));
+        }
         if self.default_timeout_secs == 0 || self.default_timeout_secs > 6 * 3600 {
             return Err(ServerError::config(
                 "default_timeout_secs",
@@ -498,6 +539,18 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn idle_connection(&self) -> Duration {
+        Duration::from_secs(self.idle_connection_secs)
+    }
+
+    pub fn http2_keepalive_interval(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_interval_secs)
+    }
+
+    pub fn http2_keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.http2_keepalive_timeout_secs)
     }
 
     /// The store's connection timeouts.
@@ -595,6 +648,26 @@ mod tests {
         assert_eq!(config.store_probe_interval_ms, 2000);
         let err = Config::from_env(&env(&[("ORCHESTRATOR_STORE_PROBE_INTERVAL_MS", "0")])).unwrap_err();
         assert!(err.to_string().starts_with("store_probe_interval_ms: must be within"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_default_to_an_internet_facing_server_and_are_bounded() {
+        let config = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(config.idle_connection(), Duration::from_secs(300));
+        assert_eq!(config.max_connections, 0, "0: sized to the open-files limit");
+        assert_eq!(
+            (config.http2_keepalive_interval(), config.http2_keepalive_timeout()),
+            (Duration::from_secs(60), Duration::from_secs(20))
+        );
+        let config = Config::from_env(&env(&[("ORCHESTRATOR_MAX_CONNECTIONS", "20")])).unwrap();
+        assert_eq!(config.max_connections, 20);
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_IDLE_CONNECTION_SECS", "0")])).unwrap_err();
+        assert_eq!(err.to_string(), "idle_connection_secs: must be within 1..=86400, got 0");
+        let err =
+            Config::from_env(&env(&[("ORCHESTRATOR_HTTP2_KEEPALIVE_TIMEOUT_SECS", "601")])).unwrap_err();
+        assert!(err.to_string().starts_with("http2_keepalive_timeout_secs: must be within"), "{err}");
+        let err = Config::from_env(&env(&[("ORCHESTRATOR_MAX_CONNECTIONS", "2000000")])).unwrap_err();
+        assert!(err.to_string().starts_with("max_connections: must be at most"), "{err}");
     }
 
     #[test]

@@ -16,8 +16,6 @@ pub enum ServerError {
     Application(#[from] orchestrator_application::ApplicationError),
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 impl ServerError {

@@ -10,6 +10,7 @@ pub mod control_chars;
 pub mod error;
 pub mod prometheus;
 pub mod security;
+pub mod serving;
 pub mod startup;
 pub mod system;
 pub mod telemetry;

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use orchestrator_infra_dryrun::{CommandDryRunner, PythonTestRunner};
 use orchestrator_infra_llm::OpenAiBackend;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tower::ServiceBuilder;
 use tracing::{info, warn};
 
 use crate::backend_check;
@@ -30,6 +29,7 @@ use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::prometheus::MetricsEndpoint;
 use crate::security;
+use crate::serving::{self, ConnectionSettings};
 use crate::system::{SystemClock, UuidV7Ids, process_node_id};
 use crate::tls::ServerTls;
 
@@ -306,8 +306,11 @@ impl Application {
     /// 3. gives the RPCs that waited for them a moment to be answered;
     /// 4. closes the store and flushes the events.
     ///
+    /// Connections are served by [`serving::serve`], with the limits of `max_connections`,
+    /// `idle_connection_secs` and the HTTP/2 keepalive.
+    ///
     /// # Errors
-    /// Transport failures.
+    /// When the gRPC services cannot be built (their embedded descriptors do not load).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let services = grpc_router(self.api).await?;
         let health = services.health.clone();
@@ -347,10 +350,6 @@ impl Application {
         tokio::spawn(Arc::clone(&self.jobs).probe_store());
         let metrics = self.metrics.map(|endpoint| tokio::spawn(endpoint.serve(Arc::clone(&self.jobs))));
         info!(addr = %self.local_addr, node_id = self.node_id, "orchestrator listening");
-        // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
-        let incoming = TcpIncoming::from(self.listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60)));
         // SIGHUP reloads the TLS files. Registered here, before serving, so that from the first
         // connection on a SIGHUP never meets its default action (termination).
         let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -360,33 +359,30 @@ impl Application {
                 None
             }
         };
-        let router = tonic::transport::Server::builder()
-            .layer(RequestErrorsLayer::new(MAX_REQUEST_BYTES))
-            .layer(AuthLayer::new(self.authentication, self.config.reflection_open))
-            .add_routes(services.routes);
-        let mut serve: Pin<
-            Box<dyn Future<Output = std::result::Result<(), tonic::transport::Error>> + Send>,
-        > = match self.tls {
+        match &self.tls {
             Some(tls) => {
                 let interval = self.config.tls_reload_interval();
-                tokio::spawn(Arc::clone(&tls).watch(interval, hangups, requested.clone()));
-                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(incoming), signal))
+                tokio::spawn(Arc::clone(tls).watch(interval, hangups, requested.clone()));
             }
             None => {
                 if let Some(hangups) = hangups {
                     tokio::spawn(crate::tls::ignore_hangups(hangups, requested.clone()));
                 }
-                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
             }
-        };
+        }
+        let service = ServiceBuilder::new()
+            .layer(RequestErrorsLayer::new(MAX_REQUEST_BYTES))
+            .layer(AuthLayer::new(self.authentication, self.config.reflection_open))
+            .service(services.routes);
+        let settings = ConnectionSettings::from_config(&self.config);
+        let mut serve = Box::pin(serving::serve(self.listener, self.tls, service, settings, signal));
         tokio::pin!(drained);
-        let mut served = None;
+        let mut served = false;
         let report = tokio::select! {
-            result = &mut serve => {
-                // No connection left open (or the transport failed): the deliberations still
-                // get their grace period.
+            () = &mut serve => {
+                // No connection left open: the deliberations still get their grace period.
                 requested.cancel();
-                served = Some(result);
+                served = true;
                 (&mut drained).await
             }
             report = &mut drained => report,
@@ -395,22 +391,16 @@ impl Application {
             Ok(report) => info!(?report, "shutdown: every deliberation has ended"),
             Err(error) => warn!(%error, "shutdown: the drain task failed"),
         }
-        let served = match served {
-            Some(served) => served,
-            None => match tokio::time::timeout(ANSWER_MARGIN, &mut serve).await {
-                Ok(served) => served,
-                Err(_) => {
-                    warn!("shutdown: connections still open after the answers were sent; closing them");
-                    Ok(())
-                }
-            },
-        };
+        if !served && tokio::time::timeout(ANSWER_MARGIN, &mut serve).await.is_err() {
+            warn!("shutdown: connections still open after the answers were sent; closing them");
+        }
+        // Closes the connections still open, if any.
+        drop(serve);
         self.store.close().await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }
         info!("orchestrator stopped");
-        served?;
         Ok(())
     }
 }

@@ -9,36 +9,22 @@
 //! load together (a key that does not match, a file caught half-written) are refused with a
 //! warning naming the key, and the previous certificate stays in use.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::TcpStream;
 use tokio::signal::unix::Signal;
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::{Result, ServerError};
-
-/// How long a client may take to finish its TLS handshake before the connection is dropped:
-/// a client that connects and stalls must not hold a slot forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshaken connections waiting for the gRPC server to take them.
-const ACCEPTED_BACKLOG: usize = 64;
 
 /// What a reload found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,8 +167,10 @@ impl ServerTls {
         }
     }
 
-    /// The acceptor for the next connection, over the configuration in use.
-    fn acceptor(&self) -> TlsAcceptor {
+    /// The acceptor for the next connection, over the configuration in use. The listener
+    /// ([`crate::serving`]) runs each handshake on the connection's own task, bounded by the
+    /// preface timeout.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner)))
     }
 
@@ -221,46 +209,6 @@ impl ServerTls {
                 warn!(%error, "the TLS reload task failed");
             }
         }
-    }
-
-    /// The TLS connections of `tcp`: each handshake runs on its own task (bounded by
-    /// [`HANDSHAKE_TIMEOUT`]) with the configuration in use when the client connected; a failed
-    /// handshake is logged and dropped, never handed to the gRPC server.
-    pub fn incoming(
-        self: Arc<Self>,
-        mut tcp: TcpIncoming,
-    ) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
-        let (accepted, stream) = mpsc::channel(ACCEPTED_BACKLOG);
-        tokio::spawn(async move {
-            loop {
-                let connection = tokio::select! {
-                    // The server stopped taking connections: stop accepting (and release the port).
-                    () = accepted.closed() => return,
-                    next = tcp.next() => next,
-                };
-                let stream = match connection {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(error)) => {
-                        debug!(%error, "accepting a TCP connection failed");
-                        continue;
-                    }
-                    None => return,
-                };
-                let acceptor = self.acceptor();
-                let accepted = accepted.clone();
-                tokio::spawn(async move {
-                    let peer = stream.peer_addr().ok();
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = accepted.send(Ok(tls)).await;
-                        }
-                        Ok(Err(error)) => debug!(?peer, %error, "TLS handshake failed"),
-                        Err(_) => debug!(?peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        ReceiverStream::new(stream)
     }
 }
 

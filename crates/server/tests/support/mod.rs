@@ -16,6 +16,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub(crate) mod proxy;
+pub(crate) mod raw_http2;
 
 pub(crate) type Client = OrchestratorServiceClient<Channel>;
 
@@ -114,11 +115,36 @@ pub(crate) fn start_server_logged(
     spawn_announced(command, env)
 }
 
+/// Like [`start_server_logged`], in a shell that first lowers the open-files limit (soft and
+/// hard) to `open_files`.
+pub(crate) fn start_server_logged_with_open_files(
+    database_url: &str,
+    model_url: &str,
+    env: &[(&str, &str)],
+    log: &std::path::Path,
+    open_files: u32,
+) -> (Child, u16) {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("ulimit -n {open_files} && exec \"$0\" serve"))
+        .arg(env!("CARGO_BIN_EXE_orchestrator"));
+    let mut command = with_serve_env(shell, database_url, model_url);
+    command.env("RUST_LOG", "info").stderr(std::fs::File::create(log).unwrap());
+    spawn_announced(command, env)
+}
+
 /// `orchestrator serve` on 127.0.0.1:0 against `database_url` and the fake model.
 fn serve_command(database_url: &str, model_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
+    command.arg("serve");
+    with_serve_env(command, database_url, model_url)
+}
+
+/// `command` (which runs `orchestrator serve`) on 127.0.0.1:0 against `database_url` and the
+/// fake model.
+fn with_serve_env(mut command: Command, database_url: &str, model_url: &str) -> Command {
     command
-        .arg("serve")
         .env("ORCHESTRATOR_LISTEN", "127.0.0.1:0")
         .env("ORCHESTRATOR_DATABASE_URL", database_url)
         .env("ORCHESTRATOR_LLM_BASE_URL", format!("{model_url}/v1"))
