@@ -106,12 +106,24 @@ impl JetStreamRelay {
         clock: Arc<dyn Clock>,
         stop: CancellationToken,
     ) -> RelayHandle {
+        let (relay, status) = Self::new(settings, outbox, node_id, clock);
+        let acknowledged = relay.acknowledged.clone();
+        let task = tokio::spawn(relay.run(wakeup, stop));
+        RelayHandle::new(task, status, acknowledged)
+    }
+
+    /// The relay before it runs, and its status as watchers see it.
+    fn new(
+        settings: EventsSettings,
+        outbox: Arc<dyn Outbox>,
+        node_id: String,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, watch::Receiver<RelayStatus>) {
         let (status, status_rx) = watch::channel(RelayStatus {
             connected: false,
             outbox_depth: 0,
             problem: Some(EventsError::Disconnected.to_string()),
         });
-        let (acknowledged, _) = broadcast::channel(ACKNOWLEDGEMENTS);
         let now = Instant::now();
         let relay = Self {
             settings,
@@ -119,7 +131,7 @@ impl JetStreamRelay {
             node_id,
             clock,
             status,
-            acknowledged: acknowledged.clone(),
+            acknowledged: broadcast::channel(ACKNOWLEDGEMENTS).0,
             held: None,
             renew_at: now,
             housekeeping_at: now,
@@ -131,8 +143,7 @@ impl JetStreamRelay {
             depth: 0,
             problem: None,
         };
-        let task = tokio::spawn(relay.run(wakeup, stop));
-        RelayHandle::new(task, status_rx, acknowledged)
+        (relay, status_rx)
     }
 
     async fn run(mut self, wakeup: Arc<Notify>, stop: CancellationToken) {
@@ -458,4 +469,68 @@ impl fmt::Debug for JetStreamRelay {
 
 fn outbox(source: orchestrator_application::ports::StoreError) -> EventsError {
     EventsError::Outbox { source }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use orchestrator_application::ports::StoreError;
+    use orchestrator_application::testing::InMemoryStore;
+
+    use super::*;
+
+    /// A clock the test moves.
+    #[derive(Debug, Default)]
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn relay(
+        outbox: Arc<InMemoryStore>,
+        clock: Arc<TestClock>,
+    ) -> (JetStreamRelay, watch::Receiver<RelayStatus>) {
+        let settings = EventsSettings::new("nats://127.0.0.1:4222", "p").unwrap();
+        JetStreamRelay::new(settings, outbox, "node-1".to_owned(), clock)
+    }
+
+    #[tokio::test]
+    async fn the_relay_lease_is_held_until_its_end_by_the_clock_and_then_left_to_another() {
+        let store = Arc::new(InMemoryStore::default());
+        let clock = Arc::new(TestClock::default());
+        let (mut relay, _) = relay(store.clone(), clock.clone());
+        relay.renew().await.unwrap();
+        let held = relay.held_now().expect("nobody else held it");
+        assert_eq!(held.until_ms, 10_000, "the default lease of 10 s");
+
+        // Unrenewed past its end, it is not used, even before anyone else takes it.
+        clock.0.store(10_000, Ordering::SeqCst);
+        assert!(relay.held_now().is_none());
+        assert!(store.take_relay("node-2", 20_000, 10_001).await.unwrap().is_some());
+        relay.renew().await.unwrap();
+        assert!(relay.held.is_none(), "another relay holds it now");
+    }
+
+    #[tokio::test]
+    async fn the_status_tells_a_broker_problem_from_a_store_problem() {
+        let store = Arc::new(InMemoryStore::default());
+        let (mut relay, status) = relay(store, Arc::new(TestClock::default()));
+        assert_eq!(status.borrow().problem.as_deref(), Some("not connected to NATS"), "until it connects");
+
+        relay.connected = true;
+        relay.failed(EventsError::Outbox { source: StoreError::unavailable("reading the outbox", "down") });
+        let current = status.borrow().clone();
+        assert!(current.connected, "NATS answers; the store is what fails");
+        assert!(current.problem.unwrap().starts_with("the outbox failed"));
+
+        relay.failed(EventsError::Disconnected);
+        assert!(!status.borrow().connected);
+        relay.recovered();
+        let current = status.borrow().clone();
+        assert!(current.connected && current.problem.is_none(), "{current:?}");
+    }
 }
