@@ -3,7 +3,7 @@
 //! Every state change of a deliberation stores the event that reports it in the outbox, in the
 //! same transaction (see [`orchestrator_application::ports::Outbox`]). This crate publishes
 //! those events: one [`JetStreamRelay`] per server, of which exactly one at a time relays (it
-//! holds the relay lease), publishes the oldest unsent events in order on
+//! holds the relay lease), publishes the oldest unsent events — each deliberation's in order — on
 //! `<prefix>.deliberation.<event>` with `Nats-Msg-Id: <task_id>:<event>:<seq>`, and marks them
 //! sent only once the stream acknowledged them. A broker that is away holds up nothing: the
 //! events wait in the (bounded) outbox and go out, each once, when it returns; the relay stops
