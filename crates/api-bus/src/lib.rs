@@ -3,10 +3,10 @@
 //!
 //! Approved plans (`planning.plan.approved`) become one submitted deliberation per role, and
 //! proto3-JSON `DeliberateRequest`s (`orchestration.request`) one each — built into the same
-//! `DeliberateCommand` as the RPC builds and submitted through the same [`Jobs::submit`]
-//! (`orchestrator_application::Jobs`), so validation and storage are never re-implemented. A
-//! message is acked once what it asks for is stored, nak'd with a delay while that cannot
-//! be done, and dead-lettered when it never can.
+//! `DeliberateCommand` as the RPC builds and submitted through the same
+//! [`Jobs::submit`](orchestrator_application::Jobs::submit), so validation and storage are
+//! never re-implemented. A message is acked once what it asks for is stored, nak'd with a
+//! delay while that cannot be done, and dead-lettered when it never can.
 //!
 //! One idea a file:
 //! * [`settings`] — the `[intake]` table and its defaults;
@@ -18,7 +18,7 @@
 //! * [`verdict`] — ack, nak or term, and the mapping from the application's errors;
 //! * [`dead_letter`] — the copy of a message given up on;
 //! * [`observability`] — the metrics;
-//! * [`subjects`] — subject and name syntax;
+//! * `subjects` — subject and name syntax;
 //! * [`error`] — what can fail setting up and talking to JetStream.
 #![forbid(unsafe_code)]
 
