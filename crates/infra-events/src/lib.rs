@@ -28,3 +28,4 @@ pub use error::{EventsError, Result};
 pub use handle::{Acknowledged, RelayHandle, RelayWatch};
 pub use relay::JetStreamRelay;
 pub use settings::{DEFAULT_PREFIX, DEFAULT_STREAM, EventsSettings};
+pub use stream::ensure_events_stream;

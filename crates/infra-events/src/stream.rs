@@ -44,6 +44,18 @@ pub(crate) fn stream_config(settings: &EventsSettings) -> Config {
     }
 }
 
+/// Makes sure the events stream of `settings` exists on `client`'s JetStream (created as the
+/// relay would create it, never altered when present). For the server to call before starting
+/// anything else that reads or creates streams on the events' subjects (the bus intake): the
+/// relay creates it only once it relays, and a second creator with overlapping subjects would
+/// make the first creation fail.
+///
+/// # Errors
+/// As the relay's own creation.
+pub async fn ensure_events_stream(client: &async_nats::Client, settings: &EventsSettings) -> Result<()> {
+    ensure_stream(&jetstream::new(client.clone()), settings).await
+}
+
 /// Makes sure the stream exists: reads it, creates it when absent, and warns when an existing
 /// one does not take the events' subjects (their publishes will fail until an operator fixes
 /// it — the relay does not change a stream it did not create).

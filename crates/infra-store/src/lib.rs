@@ -34,7 +34,7 @@ mod text;
 
 use std::sync::Arc;
 
-use orchestrator_application::ports::{CouncilStore, DeliberationStore, StoreError};
+use orchestrator_application::ports::{CouncilStore, DeliberationStore, Outbox, StoreError};
 
 use crate::error::{Fault, connect_failed};
 
@@ -44,11 +44,13 @@ pub use postgres::PostgresStore;
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 
-/// Both ports over one opened database (one set of connections).
+/// The ports over one opened database (one set of connections).
 #[derive(Clone)]
 pub struct Stores {
     pub deliberations: Arc<dyn DeliberationStore>,
     pub councils: Arc<dyn CouncilStore>,
+    /// The events stored with the deliberations' state changes, for the relay.
+    pub outbox: Arc<dyn Outbox>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -75,10 +77,10 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Delibe
 pub async fn connect_stores(url: &str, options: &StoreOptions) -> Result<Stores, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = Arc::new(PostgresStore::connect(url, None, options).await?);
-        Ok(Stores { deliberations: store.clone(), councils: store })
+        Ok(Stores { deliberations: store.clone(), councils: store.clone(), outbox: store })
     } else if url.starts_with("sqlite:") || !url.contains("://") {
         let store = Arc::new(SqliteStore::open(url, options).await?);
-        Ok(Stores { deliberations: store.clone(), councils: store })
+        Ok(Stores { deliberations: store.clone(), councils: store.clone(), outbox: store })
     } else {
         Err(connect_failed(url, Fault::UnsupportedUrl))
     }

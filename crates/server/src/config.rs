@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use orchestrator_api_bus::IntakeSettings;
 use orchestrator_domain::{EarlyStop, Strategy};
 use orchestrator_infra_dryrun::DryRunConfig;
 use orchestrator_infra_llm::LlmProfile;
@@ -99,6 +100,13 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// Subject prefix of the events: `<prefix>.deliberation.<event>`.
     pub events_prefix: String,
+    /// JetStream stream the events are published to; created (on `<prefix>.>`, file storage,
+    /// 7 days, 50,000 messages) when absent, never altered when present.
+    pub events_stream: String,
+    /// Most events kept unsent while NATS is away; beyond, the oldest are dropped and counted.
+    pub events_max_outbox: u64,
+    /// The bus intake (`[intake]`): plan events and bus requests become deliberations.
+    pub intake: IntakeSettings,
     /// A command that checks the code blocks of every final proposal (`[dry_run]`); none: the
     /// dry-run check reports "not run".
     pub dry_run: Option<DryRunConfig>,
@@ -166,7 +174,10 @@ impl Default for Config {
             strategy: Strategy::Council,
             dry_run: None,
             nats_url: None,
-            events_prefix: "orchestrator".to_owned(),
+            events_prefix: orchestrator_infra_events::DEFAULT_PREFIX.to_owned(),
+            events_stream: orchestrator_infra_events::DEFAULT_STREAM.to_owned(),
+            events_max_outbox: 100_000,
+            intake: IntakeSettings::default(),
             profiles: BTreeMap::new(),
             auth: None,
             auth_tokens_file: None,
@@ -328,6 +339,9 @@ impl Config {
         "strategy",
         "nats_url",
         "events_prefix",
+        "events_stream",
+        "events_max_outbox",
+        "intake",
         "dry_run",
         "profiles",
         "auth",

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend_check;
+pub mod bus;
 pub mod config;
 pub mod control_chars;
 pub mod error;

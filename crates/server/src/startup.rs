@@ -10,7 +10,8 @@ use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceS
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
 use orchestrator_application::ports::{
-    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, IdGenerator, TestRunner,
+    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, IdGenerator, Outbox,
+    TestRunner,
 };
 use orchestrator_application::{
     Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
@@ -25,6 +26,7 @@ use tower::ServiceBuilder;
 use tracing::{info, warn};
 
 use crate::backend_check;
+use crate::bus::{self, Bus};
 use crate::config::Config;
 use crate::error::{Result, ServerError};
 use crate::prometheus::MetricsEndpoint;
@@ -49,6 +51,9 @@ pub struct Dependencies {
     pub ids: Arc<dyn IdGenerator>,
     /// Checks the model servers at startup and in GetStatus; `None`: no check.
     pub prober: Option<Arc<dyn BackendProber>>,
+    /// The outbox the events relay reads; `None`: the one of the store opened from
+    /// `database_url` (a `store` given without an outbox leaves events unpublished).
+    pub outbox: Option<Arc<dyn Outbox>>,
 }
 
 impl std::fmt::Debug for Dependencies {
@@ -69,6 +74,7 @@ impl Dependencies {
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
             prober: None,
+            outbox: None,
         }
     }
 }
@@ -97,6 +103,8 @@ pub struct Application {
     config: Config,
     /// `/metrics`, when `metrics_listen` is set.
     metrics: Option<MetricsEndpoint>,
+    /// The events relay and the bus intake, when `nats_url` is set.
+    bus: Option<Bus>,
 }
 
 impl std::fmt::Debug for Application {
@@ -143,14 +151,16 @@ impl Application {
             Some(addr) => Some(MetricsEndpoint::bind(addr).await?),
             None => None,
         };
-        let (store, councils) = match deps.store {
-            Some(store) => (store, deps.councils),
+        let events = bus::events_settings(&config)?;
+        let (store, councils, outbox) = match deps.store {
+            Some(store) => (store, deps.councils, deps.outbox),
             None => {
                 info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
                 let stores =
                     orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
                         .await?;
-                (stores.deliberations, Some(deps.councils.unwrap_or(stores.councils)))
+                let councils = Some(deps.councils.unwrap_or(stores.councils));
+                (stores.deliberations, councils, Some(deps.outbox.unwrap_or(stores.outbox)))
             }
         };
         sweep_sandbox_leftovers().await;
@@ -165,8 +175,15 @@ impl Application {
             deps.dry_runner = Some(Arc::new(runner));
         }
         // Lifecycle events go to the outbox with each state change once NATS is configured;
-        // the relay that publishes them is wired below.
-        let relay_wakeup = config.nats_url.as_ref().map(|_| Arc::new(tokio::sync::Notify::new()));
+        // the relay that publishes them starts below.
+        let events = match (events, outbox) {
+            (Some(events), Some(outbox)) => Some((events, outbox, Arc::new(tokio::sync::Notify::new()))),
+            (Some(_), None) => {
+                warn!("nats_url is set but the store given has no outbox: no events are published");
+                None
+            }
+            (None, _) => None,
+        };
         let tracker = Arc::new(Counters::new(deps.clock.now_ms()));
         let llm_configured = deps.backend.is_some();
         if !llm_configured {
@@ -250,11 +267,12 @@ impl Application {
             lease: Duration::from_secs(config.lease_secs),
             write_retry: Duration::from_secs(config.store_write_retry_secs),
             probe_interval: Duration::from_millis(config.store_probe_interval_ms),
-            // With a bus, work this server has no room for goes to a server that has.
-            share_submissions: config.nats_url.is_some(),
+            // On a database other servers share, work this server has no room for goes to a
+            // server that has.
+            share_submissions: !store.held_exclusively(),
         };
         let mut jobs = Jobs::new(deliberate, Arc::clone(&store), Arc::clone(&deps.clock), job_settings);
-        if let Some(wakeup) = &relay_wakeup {
+        if let Some((_, _, wakeup)) = &events {
             jobs = jobs.with_events(Arc::clone(wakeup));
         }
         let jobs = Arc::new(jobs);
@@ -270,17 +288,44 @@ impl Application {
         if let Some(prober) = &deps.prober {
             backend_check::spawn_startup_probe(Arc::clone(prober));
         }
-        let status = Arc::new(
-            GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured)
-                .with_store_state(jobs.store_state())
-                .with_prober(deps.prober),
-        );
+        let bus = match events {
+            Some((settings, outbox, wakeup)) => Some(Bus::start(
+                &config,
+                settings,
+                outbox,
+                wakeup,
+                &node_id,
+                Arc::clone(&deps.clock),
+                &jobs,
+                !matches!(authentication, Authentication::None),
+            )?),
+            None => None,
+        };
+        let mut status = GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured)
+            .with_store_state(jobs.store_state())
+            .with_prober(deps.prober);
+        if let Some(bus) = &bus {
+            status = status.with_relay(bus.monitor());
+        }
+        let status = Arc::new(status);
         let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, deps.clock);
         if let Some(registry) = registry {
             api = api.with_councils(registry);
         }
 
-        Ok(Self { listener, local_addr, node_id, api, jobs, store, authentication, tls, config, metrics })
+        Ok(Self {
+            listener,
+            local_addr,
+            node_id,
+            api,
+            jobs,
+            store,
+            bus,
+            authentication,
+            tls,
+            config,
+            metrics,
+        })
     }
 
     /// This process's node id: the configured `node_id` with its pid and a random suffix.
@@ -311,7 +356,7 @@ impl Application {
     ///
     /// # Errors
     /// When the gRPC services cannot be built (their embedded descriptors do not load).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let services = grpc_router(self.api).await?;
         let health = services.health.clone();
         let grace = self.config.shutdown_grace();
@@ -336,11 +381,16 @@ impl Application {
             }
         };
         // Stops every deliberation within the grace period once shutdown is requested.
+        let intake = self.bus.as_mut().and_then(Bus::take_intake);
         let drained = {
             let jobs = Arc::clone(&self.jobs);
             let requested = requested.clone();
             tokio::spawn(async move {
                 requested.cancelled().await;
+                // No new work from the bus while the running work drains.
+                if let Some(intake) = intake {
+                    intake.stop().await;
+                }
                 jobs.shutdown(grace).await
             })
         };
@@ -396,6 +446,11 @@ impl Application {
         }
         // Closes the connections still open, if any.
         drop(serve);
+        // Every state change is stored: the relay sends what it can within its bound; the rest
+        // waits in the outbox for the next start.
+        if let Some(bus) = self.bus {
+            bus.stop_relay().await;
+        }
         self.store.close().await;
         if let Some(metrics) = metrics {
             metrics.abort();

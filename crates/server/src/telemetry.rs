@@ -62,7 +62,7 @@ pub fn init_telemetry(config: &Config) -> Result<Telemetry> {
 }
 
 fn filter() -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"))
 }
 
 fn log_lines(format: LogFormat) -> Box<dyn Layer<Registry> + Send + Sync> {

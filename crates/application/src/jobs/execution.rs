@@ -87,6 +87,7 @@ impl Jobs {
                 jobs.unregister(&task_id);
                 drop(admission);
                 let _ = tx.send(result);
+                jobs.take_shared_work().await;
             }
             .instrument(span),
         );

@@ -56,6 +56,18 @@ impl Jobs {
         Ok(taken.resumed + taken.interrupted > 0)
     }
 
+    /// A slot came free: with shared submissions, take the oldest work waiting for any server
+    /// (stored by a server that had no room for it) — a queue across the servers, in the
+    /// database. Failures are left to the next lease round.
+    pub(super) async fn take_shared_work(self: &Arc<Self>) {
+        if !self.settings.share_submissions || self.is_draining() {
+            return;
+        }
+        if let Err(error) = self.take_over(ClaimScope::Expired, None, self.free_slots()).await {
+            warn!(%error, "could not take shared work");
+        }
+    }
+
     /// Slots free right now: what this server can start at once, so a takeover leaves the
     /// rest to servers with room.
     pub fn free_slots(&self) -> usize {
