@@ -1,36 +1,52 @@
-//! Deliberation events on NATS from the real server (`ORCHESTRATOR_TEST_NATS_URL`, default
-//! `nats://127.0.0.1:4222`; with `CI=true` a missing server fails, elsewhere the test skips).
+//! Deliberation events on JetStream from the real server, through the outbox: each step in
+//! order on `<prefix>.deliberation.<event>` with its dedup id, and the ends stored at shutdown
+//! published before the server stops. Each test runs a `nats-server -js` of its own (the
+//! Debian package; without it the test says SKIPPED, and fails with `CI=true`).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use async_nats::jetstream;
 use orchestrator_api_grpc::pb;
+use orchestrator_test_support::nats_server::NatsServer;
 use orchestrator_tests::{ScriptedBackend, spawn_app_with};
 
-#[tokio::test]
-async fn the_server_announces_each_step_of_a_deliberation_on_nats() {
-    let url =
-        std::env::var("ORCHESTRATOR_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let listener = match async_nats::connect(&url).await {
-        Ok(client) => client,
-        Err(error) => {
-            orchestrator_test_support::skip("NATS", "set ORCHESTRATOR_TEST_NATS_URL", error);
-            return;
+/// Every message of the events stream so far: (subject, Nats-Msg-Id, body), in stream order;
+/// waits (bounded) until there are at least `at_least`.
+async fn stream_messages(url: &str, at_least: usize) -> Vec<(String, String, serde_json::Value)> {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut read = Vec::new();
+        if let Ok(mut stream) = js.get_stream("ORCHESTRATOR_EVENTS").await {
+            let count = stream.info().await.unwrap().state.messages;
+            for seq in 1..=count {
+                let message = stream.get_raw_message(seq).await.unwrap();
+                let id = message.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
+                let body = serde_json::from_slice(&message.payload).unwrap();
+                read.push((message.subject.to_string(), id, body));
+            }
         }
-    };
-    let prefix = format!("it{}", uuid::Uuid::now_v7().simple());
-    let mut events = orchestrator_test_support::nats::subscribe_confirmed(
-        &listener,
-        &format!("{prefix}.deliberation.>"),
-        &format!("{prefix}.deliberation.probe"),
-    )
-    .await;
+        if read.len() >= at_least {
+            return read;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {at_least} events in the stream",
+            read.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
-    let (nats_url, events_prefix) = (url.clone(), prefix.clone());
+#[tokio::test]
+async fn the_server_publishes_each_step_of_a_deliberation_once_in_order() {
+    let Some(nats) = NatsServer::start() else { return };
+    let nats_url = nats.url();
     let mut app = spawn_app_with(
-        move |c| orchestrator_server::Config { nats_url: Some(nats_url), events_prefix, ..c },
+        move |c| orchestrator_server::Config { nats_url: Some(nats_url), ..c },
         Some(Arc::new(ScriptedBackend::new())),
     )
     .await;
@@ -47,21 +63,25 @@ async fn the_server_announces_each_step_of_a_deliberation_on_nats() {
         .unwrap()
         .into_inner();
 
+    let messages = stream_messages(&nats.url(), 7).await;
     let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("completed") {
-        let message = tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap().unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    for (seq, (subject, id, body)) in messages.iter().enumerate() {
+        let event = body["event"].as_str().unwrap();
         assert_eq!(body["task_id"], "announced");
         assert_eq!(body["role"], "QA");
-        assert_eq!(
-            message.subject.as_str(),
-            format!("{prefix}.deliberation.{}", body["event"].as_str().unwrap())
-        );
-        if body["event"] == "completed" {
+        assert_eq!(body["event_type"], format!("orchestration.deliberation.{event}"));
+        assert_eq!(subject, &format!("orchestration.deliberation.{event}"));
+        assert_eq!(id, &format!("announced:{event}:{}", seq + 1), "the dedup id numbers the events");
+        if event == "completed" {
             assert_eq!(body["winner_id"], response.winner_id.as_str());
             assert_eq!(body["results"], 2);
+            let decisions = body["decisions"].as_array().unwrap();
+            assert_eq!(decisions.len(), 2);
+            assert_eq!(decisions[0]["author"], response.winner_id.as_str());
+            assert_eq!(decisions[0]["winner"], true);
+            assert!(body["timestamp"].as_i64().unwrap() > 1_700_000_000, "seconds since the epoch");
         }
-        seen.push(body["event"].as_str().unwrap().to_owned());
+        seen.push(event.to_owned());
     }
     assert_eq!(
         seen,
@@ -75,28 +95,18 @@ async fn the_server_announces_each_step_of_a_deliberation_on_nats() {
             "completed"
         ]
     );
+    let status = app.client.get_status(pb::GetStatusRequest::default()).await.unwrap().into_inner();
+    let events = status.events.unwrap();
+    assert!(events.connected, "{events:?}");
 }
 
 #[tokio::test]
-async fn the_ends_stored_at_shutdown_are_announced_before_the_server_stops() {
-    let url =
-        std::env::var("ORCHESTRATOR_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let listener = match async_nats::connect(&url).await {
-        Ok(client) => client,
-        Err(error) => {
-            orchestrator_test_support::skip("NATS", "set ORCHESTRATOR_TEST_NATS_URL", error);
-            return;
-        }
-    };
-    let prefix = format!("it{}", uuid::Uuid::now_v7().simple());
-    let subject = format!("{prefix}.deliberation.ended");
-    let mut ended = orchestrator_test_support::nats::subscribe_confirmed(&listener, &subject, &subject).await;
-
-    let (nats_url, events_prefix) = (url.clone(), prefix.clone());
+async fn the_ends_stored_at_shutdown_are_published_before_the_server_stops() {
+    let Some(nats) = NatsServer::start() else { return };
+    let nats_url = nats.url();
     let mut app = spawn_app_with(
         move |c| orchestrator_server::Config {
             nats_url: Some(nats_url),
-            events_prefix,
             shutdown_grace_secs: 1,
             resume_unfinished: false,
             ..c
@@ -114,9 +124,13 @@ async fn the_ends_stored_at_shutdown_are_announced_before_the_server_stops() {
         })
         .await
         .unwrap();
-    // Once the server has stopped, the INTERRUPTED end it stored has been flushed to NATS.
+    stream_messages(&nats.url(), 2).await; // submitted and started are out
+    // Once the server has stopped, the INTERRUPTED end it stored is in the stream.
     app.stop().await;
-    let message = tokio::time::timeout(Duration::from_secs(10), ended.next()).await.unwrap().unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
-    assert_eq!((body["task_id"].as_str(), body["status"].as_str()), (Some("cut-short"), Some("INTERRUPTED")));
+    let messages = stream_messages(&nats.url(), 3).await;
+    let (_, _, ended) = messages.last().unwrap();
+    assert_eq!(
+        (ended["task_id"].as_str(), ended["status"].as_str()),
+        (Some("cut-short"), Some("INTERRUPTED"))
+    );
 }
