@@ -141,8 +141,7 @@ impl Application {
         // The safe order: bind, then take the store, and only then recover. A second server
         // started by mistake (port in use, database file in use) stops here, before it reads
         // or claims anything of the running one's.
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = bind(config.listen)
             .map_err(|source| ServerError::Bind { addr: config.listen.to_string(), source })?;
         let local_addr = listener
             .local_addr()
@@ -458,6 +457,21 @@ impl Application {
         info!("orchestrator stopped");
         Ok(())
     }
+}
+
+/// Connections the kernel queues while the server is at `max_connections` (or busy): beyond
+/// the default of 128, so a burst of clients waits for a slot instead of being refused.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The gRPC listener on `addr`, with a [`LISTEN_BACKLOG`]-deep accept queue.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // A restarted server rebinds at once while the old connections sit in TIME_WAIT; a port
+    // another process listens on is still refused.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Removes the sandbox work dirs a crashed process left in the temp dir (a live process's
