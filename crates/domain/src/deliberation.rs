@@ -19,7 +19,11 @@
 //! ends the rounds once some version passes every test (`tests`), or once a review round agreed
 //! on such a version (`tests_and_reviews`: every review of it graded it at least
 //! [`AGREEMENT_SCORE`]); a cascade ([`Strategy::Cascade`]) asks one agent first and the rest only
-//! when its answer fails. The calls skipped are counted (see `stopping.rs`).
+//! when its answer fails. The calls skipped are counted.
+//!
+//! One idea a file: this one is the state machine (phases, who owes what, recording replies);
+//! [`outcome`] scores and ranks the survivors; [`tested_versions`] keeps each proposal version's
+//! acceptance-test outcome; [`stopping`] decides when fewer calls than the rounds allow are made.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -27,20 +31,22 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Agent, AgentId};
-use crate::checks::{CheckSuite, DryRunOutcome, TestOutcome};
+use crate::checks::TestOutcome;
 use crate::council::Council;
 use crate::error::{DomainError, Result};
 use crate::proposal::Proposal;
-use crate::ranking::{RankKey, rank};
 use crate::review::Review;
 use crate::ring::ring_assignment;
-use crate::scoring::{AGREEMENT_SCORE, Score, ScoringWeights, check_score, missing_peer_prior, peer_mean};
 use crate::task::Task;
 use crate::usage::TokenUsage;
 
+mod outcome;
 mod stopping;
+mod tested_versions;
 
+pub use outcome::{DeliberationOutcome, RankedProposal};
 pub use stopping::{Cascade, EarlyStop, Escalation, Path, Strategy};
+pub use tested_versions::{KeptVersion, TestRequest};
 
 /// Number of peer-review rounds, 0..=5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,72 +158,6 @@ pub struct RevisionRequest {
     /// How `current` fared against the task's acceptance tests (`NotRun` when the task has
     /// none).
     pub tests: TestOutcome,
-}
-
-/// A proposal version that still has to be run against the acceptance tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TestRequest {
-    pub author: AgentId,
-    pub content: String,
-}
-
-/// An author whose last version passed fewer acceptance tests than an earlier one, which
-/// the deliberation therefore kept (see [`Deliberation::keep_best_tested_versions`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeptVersion {
-    pub author: AgentId,
-    /// The version kept (0 is the first proposal); its content is now the final version.
-    pub kept: usize,
-    pub kept_passed: u32,
-    /// The version it replaces, which stays in the proposal's history.
-    pub regressed: usize,
-    pub regressed_passed: u32,
-}
-
-/// A final proposal with everything that decided its rank.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RankedProposal {
-    pub rank: u32,
-    pub agent: Agent,
-    pub proposal: Proposal,
-    pub checks: CheckSuite,
-    pub check_score: Score,
-    /// Mean 0–10 grade of the last round that graded this proposal.
-    pub peer_score: Option<f64>,
-    pub score: Score,
-    /// Reviews this proposal received, all rounds, in order.
-    pub reviews: Vec<Review>,
-    pub usage: TokenUsage,
-}
-
-/// The result of a completed deliberation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliberationOutcome {
-    /// Best first; never empty.
-    pub results: Vec<RankedProposal>,
-    pub failures: Vec<AgentFailure>,
-    pub usage: TokenUsage,
-    /// Backend calls an early stop spared (0 when every round ran).
-    #[serde(default)]
-    pub calls_saved: u64,
-    /// Which way it went (a cascade's first answer alone, or the whole council).
-    #[serde(default)]
-    pub path: Path,
-}
-
-impl DeliberationOutcome {
-    /// Reviews the ranked proposals received, and how many of them gave a usable grade: what
-    /// the peer-review phase decided with.
-    pub fn review_counts(&self) -> (usize, usize) {
-        let reviews = self.results.iter().flat_map(|r| &r.reviews);
-        reviews.fold((0, 0), |(all, graded), review| (all + 1, graded + usize::from(review.score.is_some())))
-    }
-
-    /// The rank-1 proposal.
-    pub fn winner(&self) -> &RankedProposal {
-        // A completed deliberation has at least one survivor: `finish` refuses otherwise.
-        &self.results[0]
-    }
 }
 
 /// Every field of a [`Deliberation`], for storing one and restoring it: the one list of the
@@ -389,146 +329,11 @@ impl Deliberation {
         }
     }
 
-    /// Sets when the review rounds end early ([`EarlyStop::Off`] by default); the calls
-    /// skipped are counted in [`calls_saved`](Self::calls_saved).
-    pub fn set_early_stop(&mut self, mode: EarlyStop) {
-        self.early_stop = mode;
-    }
-
-    /// When the review rounds end early.
-    pub fn early_stop(&self) -> EarlyStop {
-        self.early_stop
-    }
-
-    /// Makes this a cascade, before anyone proposed: only the first agent is asked to propose
-    /// (see [`Strategy::Cascade`]). Returns whether it applies — a cascade needs acceptance
-    /// tests to judge the first answer by, and a council of two or more.
-    pub fn start_cascade(&mut self) -> bool {
-        let fresh = self.phase == Phase::Proposing && self.proposals.is_empty() && self.dropped.is_empty();
-        let judged = self.task.constraints().acceptance_tests().is_some();
-        let Some(first) = self.council.agents().first().map(|a| a.id.clone()) else { return false };
-        if !fresh || !judged || self.council.len() < 2 || self.cascade.is_some() {
-            return self.cascade.is_some();
-        }
-        self.pending = BTreeSet::from([first.clone()]);
-        self.cascade = Some(Cascade::FirstAnswer { first });
-        true
-    }
-
-    /// Which way the deliberation went (so far).
-    pub fn path(&self) -> Path {
-        self.cascade.as_ref().map_or(Path::Council, Cascade::path)
-    }
-
-    /// What the agents joining an escalated cascade are shown: the first answer and its tests
-    /// (`None` outside that proposing stage, or when the first agent gave no answer).
-    pub fn escalation(&self) -> Option<Escalation> {
-        let Some(Cascade::Escalated { first }) = &self.cascade else { return None };
-        if self.phase != Phase::Proposing {
-            return None;
-        }
-        let answer = self.proposal(first)?;
-        Some(Escalation { first_answer: answer.content().to_owned(), tests: self.shown_tests(answer) })
-    }
-
-    /// Backend calls the early stop spared so far (0 when every round ran).
-    pub fn calls_saved(&self) -> u64 {
-        self.calls_saved
-    }
-
-    /// Proposal versions not yet run against the acceptance tests, in seat order; empty when
-    /// the task has no tests.
-    pub fn test_requests(&self) -> Vec<TestRequest> {
-        if self.task.constraints().acceptance_tests().is_none() {
-            return Vec::new();
-        }
-        self.proposals
-            .iter()
-            .filter(|p| self.tests_of(p).is_none())
-            .map(|p| TestRequest { author: p.author().clone(), content: p.content().to_owned() })
-            .collect()
-    }
-
-    /// Records how an author's current proposal version fared against the acceptance tests.
-    /// An author no longer in the deliberation is ignored (it dropped out meanwhile).
-    pub fn record_tests(&mut self, author: &AgentId, outcome: TestOutcome) {
-        let Some(version) = self.proposal(author).map(Proposal::version) else {
-            return;
-        };
-        let outcomes = self.tests.entry(author.clone()).or_default();
-        if outcomes.len() <= version {
-            outcomes.resize(version + 1, TestOutcome::NotRun { reason: "not run".to_owned() });
-        }
-        outcomes[version] = outcome;
-    }
-
     /// Marks an author's current proposal as cut off at the model's token limit.
     pub fn record_truncated(&mut self, author: &AgentId) {
         if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == author) {
             proposal.mark_truncated();
         }
-    }
-
-    /// Before scoring: an author whose final version passes fewer acceptance tests than an
-    /// earlier version of its own gets that earlier version back, as a new final version whose
-    /// test outcome is the one that code had (same code, same tests). The regressed version
-    /// stays in the history with its report, so nothing is hidden; a revision simply cannot
-    /// lose tests its author already passed. Only versions that ran count; the most tests
-    /// passed wins and a tie keeps the later version. (The kept version's truncation mark is
-    /// not restored: only the current version carries one.)
-    ///
-    /// # Errors
-    /// `WrongPhase` unless scoring.
-    pub fn keep_best_tested_versions(&mut self) -> Result<Vec<KeptVersion>> {
-        self.expect_phase("keep the best-tested versions", |p| matches!(p, Phase::Scoring))?;
-        let mut kept = Vec::new();
-        if self.task.constraints().acceptance_tests().is_none() {
-            return Ok(kept);
-        }
-        for proposal in &mut self.proposals {
-            let Some(outcomes) = self.tests.get_mut(proposal.author()) else {
-                continue;
-            };
-            let version = proposal.version();
-            let passed_at = |v: usize| outcomes.get(v).and_then(TestOutcome::report).map(|r| r.passed);
-            let Some(final_passed) = passed_at(version) else {
-                continue;
-            };
-            let best = (0..version).filter_map(|v| passed_at(v).map(|p| (p, v))).max();
-            let Some((best_passed, best_version)) = best.filter(|&(p, _)| p > final_passed) else {
-                continue;
-            };
-            let Some(content) = proposal.revisions().get(best_version).cloned() else {
-                continue;
-            };
-            let outcome = outcomes[best_version].clone();
-            proposal.revise(content);
-            outcomes.truncate(version + 1);
-            outcomes.push(outcome);
-            kept.push(KeptVersion {
-                author: proposal.author().clone(),
-                kept: best_version,
-                kept_passed: best_passed,
-                regressed: version,
-                regressed_passed: final_passed,
-            });
-        }
-        Ok(kept)
-    }
-
-    /// The recorded test outcome of a proposal's current version.
-    fn tests_of(&self, proposal: &Proposal) -> Option<&TestOutcome> {
-        self.tests.get(proposal.author()).and_then(|outcomes| outcomes.get(proposal.version()))
-    }
-
-    /// What a prompt shows about a proposal's tests.
-    fn shown_tests(&self, proposal: &Proposal) -> TestOutcome {
-        if self.task.constraints().acceptance_tests().is_none() {
-            return TestOutcome::no_tests();
-        }
-        self.tests_of(proposal)
-            .cloned()
-            .unwrap_or_else(|| TestOutcome::NotRun { reason: "not run".to_owned() })
     }
 
     pub fn council(&self) -> &Council {
@@ -754,195 +559,6 @@ impl Deliberation {
         };
         self.enter(next);
         Ok(next)
-    }
-
-    /// Scores, ranks and completes the deliberation.
-    ///
-    /// `dry_runs` holds the dry-run outcome per surviving author; a missing entry counts as
-    /// "not run".
-    ///
-    /// # Errors
-    /// `WrongPhase` unless scoring; `NoSurvivors` when no proposal is left.
-    pub fn finish(
-        &mut self,
-        mut dry_runs: BTreeMap<AgentId, DryRunOutcome>,
-        weights: &ScoringWeights,
-    ) -> Result<DeliberationOutcome> {
-        self.expect_phase("finish", |p| matches!(p, Phase::Scoring))?;
-        if self.proposals.is_empty() {
-            return Err(DomainError::NoSurvivors);
-        }
-        let results = self.rank_proposals(&mut dry_runs, weights);
-        self.phase = Phase::Completed;
-        Ok(DeliberationOutcome {
-            results,
-            failures: self.failures.clone(),
-            usage: self.total_usage(),
-            calls_saved: self.calls_saved,
-            path: self.path(),
-        })
-    }
-
-    /// What a deliberation that ran out of time has to show: the proposals finished so far,
-    /// scored (without dry runs) and ranked as they stand, with the failures and usage so far;
-    /// `None` before any proposal was finished. The deliberation itself is left as it was.
-    pub fn partial_outcome(&self, weights: &ScoringWeights) -> Option<DeliberationOutcome> {
-        if self.proposals.is_empty() {
-            return None;
-        }
-        let results = self.rank_proposals(&mut BTreeMap::new(), weights);
-        Some(DeliberationOutcome {
-            results,
-            failures: self.failures.clone(),
-            usage: self.total_usage(),
-            calls_saved: self.calls_saved,
-            path: self.path(),
-        })
-    }
-
-    /// The surviving proposals scored and ranked, best first.
-    fn rank_proposals(
-        &self,
-        dry_runs: &mut BTreeMap<AgentId, DryRunOutcome>,
-        weights: &ScoringWeights,
-    ) -> Vec<RankedProposal> {
-        let peer_scores: BTreeMap<AgentId, Option<f64>> =
-            self.proposals.iter().map(|p| (p.author().clone(), self.peer_score_of(p.author()))).collect();
-        // A proposal nobody graded usably is scored as the worst graded one (at most neutral),
-        // never on its checks alone: having no usable review must not pay.
-        let prior = missing_peer_prior(peer_scores.values().flatten().copied());
-        let mut scored = Vec::with_capacity(self.proposals.len());
-        for proposal in &self.proposals {
-            let author = proposal.author().clone();
-            let Some(agent) = self.council.agent(&author).cloned() else {
-                continue;
-            };
-            let dry_run = dry_runs
-                .remove(&author)
-                .unwrap_or_else(|| DryRunOutcome::NotRun { reason: "not run".to_owned() });
-            let mut checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
-            if proposal.truncated() {
-                checks.lint.flag_truncated();
-            }
-            let (tests, revision_tests) = self.test_history(proposal);
-            checks.tests = tests;
-            checks.revision_tests = revision_tests;
-            let check_score = check_score(&checks);
-            let reviews = self.reviews_of(&author, None);
-            let peer_score = peer_scores.get(&author).copied().flatten();
-            let score = weights.combine(check_score, peer_score.or(prior));
-            let key = RankKey {
-                score,
-                failed_checks: checks.failed_count(),
-                created_at_ms: proposal.created_at_ms(),
-                agent: author.clone(),
-            };
-            let usage = self.usage.get(&author).copied().unwrap_or_default();
-            scored.push((
-                key,
-                RankedProposal {
-                    rank: 0,
-                    agent,
-                    proposal: proposal.clone(),
-                    checks,
-                    check_score,
-                    peer_score,
-                    score,
-                    reviews,
-                    usage,
-                },
-            ));
-        }
-        rank(scored, |(key, _)| key)
-            .into_iter()
-            .map(|(rank, (_, ranked))| RankedProposal { rank, ..ranked })
-            .collect()
-    }
-
-    /// Mean grade of the last round that graded `author`'s proposal usably.
-    fn peer_score_of(&self, author: &AgentId) -> Option<f64> {
-        let reviews = self.reviews_of(author, None);
-        let last_graded_round = reviews.iter().filter(|r| r.score.is_some()).map(|r| r.round).max()?;
-        peer_mean(reviews.iter().filter(|r| r.round == last_graded_round).filter_map(|r| r.score))
-    }
-
-    /// The test outcome of a proposal's final version and of each earlier one, oldest first.
-    fn test_history(&self, proposal: &Proposal) -> (TestOutcome, Vec<TestOutcome>) {
-        if self.task.constraints().acceptance_tests().is_none() {
-            return (TestOutcome::no_tests(), vec![TestOutcome::no_tests(); proposal.version()]);
-        }
-        let recorded = self.tests.get(proposal.author()).map_or(&[][..], Vec::as_slice);
-        let at = |version: usize| {
-            recorded
-                .get(version)
-                .cloned()
-                .unwrap_or_else(|| TestOutcome::NotRun { reason: "not run".to_owned() })
-        };
-        (at(proposal.version()), (0..proposal.version()).map(at).collect())
-    }
-
-    /// Whether some proposal passed every acceptance test and every review of it this round
-    /// graded it at least [`AGREEMENT_SCORE`] (a review without a grade is no agreement).
-    fn agreed_on_a_passing_proposal(&self, round: u32) -> bool {
-        self.proposals.iter().any(|p| {
-            let reviews: Vec<&Review> =
-                self.reviews.iter().filter(|r| r.round == round && &r.target == p.author()).collect();
-            self.tests_of(p).and_then(TestOutcome::passed) == Some(true)
-                && !reviews.is_empty()
-                && reviews.iter().all(|r| r.score.is_some_and(|s| s.value() >= AGREEMENT_SCORE))
-        })
-    }
-
-    /// A cascade's first answer is in (or its agent failed): scoring when it is good enough,
-    /// otherwise the rest of the council is asked, still proposing.
-    fn after_first_answer(&mut self, first: AgentId) -> Phase {
-        let answer = self.proposal(&first);
-        let good = answer.is_some_and(|a| stopping::good_enough(a.content(), &self.task, self.tests_of(a)));
-        if good {
-            // The council would have made every other proposal and every round's calls.
-            let others = self.council.len().saturating_sub(1) as u64;
-            let council = self.council.len() as u64;
-            let rounds = u64::from(self.rounds);
-            self.calls_saved = others + if council >= 2 { rounds * 2 * council } else { 0 };
-            self.enter(Phase::Scoring);
-            return Phase::Scoring;
-        }
-        self.cascade = Some(Cascade::Escalated { first: first.clone() });
-        self.pending = self
-            .council
-            .agents()
-            .iter()
-            .map(|a| a.id.clone())
-            .filter(|id| *id != first && !self.dropped.contains(id))
-            .collect();
-        Phase::Proposing
-    }
-
-    /// Whether some surviving proposal's current version passed every acceptance test.
-    fn some_version_passes(&self) -> bool {
-        self.proposals.iter().any(|p| stopping::passes(self.tests_of(p)))
-    }
-
-    /// The review and revision calls of rounds `from..=rounds`, had nobody dropped out.
-    fn calls_of_rounds_from(&self, from: u32) -> u64 {
-        let survivors = self.proposals.len() as u64;
-        let rounds = u64::from((self.rounds + 1).saturating_sub(from));
-        if survivors >= 2 { rounds * 2 * survivors } else { 0 }
-    }
-
-    /// The calls the rest of the deliberation would have made after review round `round`,
-    /// had nobody dropped out: this round's revisions (one per reviewed author), then a review
-    /// and a revision per survivor in each later round.
-    fn calls_skipped_from(&self, round: u32) -> u64 {
-        let survivors = self.proposals.len() as u64;
-        let revisions = self
-            .proposals
-            .iter()
-            .filter(|p| self.reviews.iter().any(|r| r.round == round && &r.target == p.author()))
-            .count() as u64;
-        let later_rounds = u64::from(self.rounds.saturating_sub(round));
-        let later = if survivors >= 2 { later_rounds * 2 * survivors } else { 0 };
-        revisions + later
     }
 
     fn review_round_or_scoring(&self, round: u32) -> Phase {

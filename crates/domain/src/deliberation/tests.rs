@@ -4,8 +4,10 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::agent::ProfileName;
+use crate::checks::DryRunOutcome;
 use crate::review::PeerScore;
 use crate::role::Role;
+use crate::scoring::ScoringWeights;
 use crate::task::TaskConstraints;
 
 fn task_with(requirements: &[&str], max_iterations: i64) -> Task {
