@@ -567,8 +567,14 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
         ("rounds".to_owned(), record.request.rounds.to_string()),
         ("council_id".to_owned(), council_tag(record.council_id())),
     ]);
-    if let Some(progress) = &record.progress {
-        tags.insert("phase".to_owned(), progress.phase().to_string());
+    // A completed deliberation's last saved phase is the one before its completion (which
+    // stores the outcome, not the finished aggregate).
+    let phase = match (record.status, &record.progress) {
+        (DeliberationStatus::Completed, _) => Some(orchestrator_domain::Phase::Completed),
+        (_, progress) => progress.as_ref().map(orchestrator_domain::Deliberation::phase),
+    };
+    if let Some(phase) = phase {
+        tags.insert("phase".to_owned(), phase.to_string());
     }
     pb::GetDeliberationResultResponse {
         task_id: record.request.task_id.clone(),

@@ -29,7 +29,10 @@ fn state_update(record: &DeliberationRecord, now_ms: i64) -> pb::DeliberationUpd
     pb::DeliberationUpdate {
         status,
         progress_percent: percent,
-        current_step: phase.map_or_else(|| record.status.to_string(), |(p, _)| p.to_string()),
+        current_step: match record.status {
+            DeliberationStatus::Completed => orchestrator_domain::Phase::Completed.to_string(),
+            _ => phase.map_or_else(|| record.status.to_string(), |(p, _)| p.to_string()),
+        },
         current_agent: String::new(),
         partial_result: None,
         state: Some(super::record_response(record, now_ms)),

@@ -1,7 +1,7 @@
 //! Saving every phase as it completes, so a crash loses at most the phase in flight.
 
 use async_trait::async_trait;
-use orchestrator_domain::Deliberation;
+use orchestrator_domain::{Deliberation, Phase};
 use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
@@ -25,6 +25,15 @@ pub(super) struct Persisting<'a> {
 #[async_trait]
 impl ProgressObserver for Persisting<'_> {
     async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
+        if deliberation.phase() == Phase::Completed {
+            // The completion that follows stores the outcome (and announces it) in one write:
+            // saving the finished aggregate first would cost a commit and tell nobody anything.
+            self.live.phase_saved(true);
+            if let Some(next) = self.next {
+                next.phase_completed(task_id, deliberation).await;
+            }
+            return;
+        }
         let role = deliberation.council().role();
         let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
         let pending = PendingWrite {
@@ -39,7 +48,7 @@ impl ProgressObserver for Persisting<'_> {
             self.lease_lost.cancel();
             return;
         }
-        self.live.phase_saved(deliberation.phase() == orchestrator_domain::Phase::Completed);
+        self.live.phase_saved(false);
         if let Some(next) = self.next {
             next.phase_completed(task_id, deliberation).await;
         }
