@@ -247,7 +247,8 @@ pub(crate) fn saved_a_phase(r: &pb::GetDeliberationResultResponse) -> bool {
 }
 
 /// A fresh schema on the test PostgreSQL and the URL that puts every connection in it; `None`
-/// (after printing SKIPPED) when PostgreSQL is unreachable — a failure when `CI=true`.
+/// (after [`orchestrator_test_support::skip`] says SKIPPED on the real stderr) when PostgreSQL
+/// is unreachable — a failure when `CI=true`.
 pub(crate) async fn fresh_pg_schema(prefix: &str) -> Option<(String, String)> {
     use sqlx::Connection;
     let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
@@ -255,8 +256,7 @@ pub(crate) async fn fresh_pg_schema(prefix: &str) -> Option<(String, String)> {
     let mut connection = match sqlx::PgConnection::connect(&base).await {
         Ok(connection) => connection,
         Err(error) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL is required in CI: {error}");
-            eprintln!("SKIPPED: a PostgreSQL drill, no PostgreSQL at the test URL ({error})");
+            orchestrator_test_support::skip("PostgreSQL", "set ORCHESTRATOR_TEST_PG_URL", error);
             return None;
         }
     };
