@@ -145,7 +145,7 @@ impl EventsSettings {
     pub fn with_relay_lease(mut self, lease: Duration) -> Result<Self> {
         if lease < Duration::from_millis(3) {
             return Err(EventsError::Config {
-                key: "events_relay_lease_secs",
+                key: "lease_secs",
                 reason: "must be a positive time".to_owned(),
             });
         }

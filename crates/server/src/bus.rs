@@ -80,6 +80,8 @@ pub fn events_settings(config: &Config) -> Result<Option<EventsSettings>> {
     let settings = EventsSettings::new(url, &config.events_prefix)
         .and_then(|s| s.with_stream(&config.events_stream))
         .and_then(|s| s.with_max_outbox(config.events_max_outbox))
+        // The relay lease runs like a deliberation's: another server relays once it ran out.
+        .and_then(|s| s.with_relay_lease(Duration::from_secs(config.lease_secs)))
         .map_err(named)?;
     Ok(Some(settings))
 }
