@@ -166,8 +166,8 @@ async fn a_hung_server_is_busy_given_up_on_at_the_timeout_while_other_profiles_a
 /// A server that takes connections (the kernel's backlog does) and never answers: a
 /// llama.cpp server in the middle of a long completion, as the probe sees it.
 fn silent_base_url() -> (std::net::TcpListener, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port to listen on");
+    let url = format!("http://{}/v1", listener.local_addr().expect("the bound address"));
     (listener, url)
 }
 
