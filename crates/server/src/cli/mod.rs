@@ -5,6 +5,7 @@
 //! * [`args`] — the subcommands' arguments and the requests they make;
 //! * [`target`] — which server, how to reach it (scheme, TLS, token) and errors a person reads;
 //! * [`deliberate`] — `deliberate` and `submit`: submit, follow, Ctrl-C;
+//! * [`seating`] — which council seats a deliberation, and fewer agents than asked;
 //! * [`progress`] — live progress lines (or a spinner at a terminal) on stderr;
 //! * [`watch`] — following a deliberation by id until it ends;
 //! * [`render`] — results, statuses and durations for a person;
@@ -26,6 +27,7 @@ mod health;
 mod list;
 mod progress;
 mod render;
+mod seating;
 mod target;
 mod terminal_text;
 mod view;
