@@ -57,7 +57,8 @@ struct CheckView {
     valid: bool,
     /// The key at fault and why, when invalid.
     error: Option<String>,
-    /// `ORCHESTRATOR_*` variables that set no key (misspelt, most likely).
+    /// `ORCHESTRATOR_*` variables that set no key (misspelt, most likely): the file is then
+    /// invalid, the first of them named in `error`.
     unrecognised_env: Vec<String>,
     profiles: Vec<ProbeView>,
 }
@@ -138,9 +139,6 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
     }
     if let Some(error) = &view.error {
         errln!("orchestrator: {}: invalid: {error}", view.file);
-    }
-    for name in &view.unrecognised_env {
-        errln!("warning: {name} sets no configuration key; is it misspelt?");
     }
     for p in &view.profiles {
         let reach = match (p.reachable, p.http_status) {
