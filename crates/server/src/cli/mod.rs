@@ -71,7 +71,7 @@ pub(crate) enum Command {
     // `serve` refuses them (see `parse_from`).
     #[command(
         override_usage = "orchestrator serve",
-        help_template = "{about-with-newline}\n{usage-heading} {usage}\n\n{after-help}\n"
+        help_template = "{about-with-newline}\n{usage-heading} {usage}{after-help}"
     )]
     Serve,
     /// Show the server's status and counters.
@@ -227,7 +227,9 @@ where
             .map(|id| format!("--{}", id.replace('_', "-")))
             .collect();
         if !given.is_empty() {
-            return Err(command.error(
+            // Its own usage line (`orchestrator serve`) under the error, not the client's.
+            let mut serve = command.find_subcommand("serve").cloned().unwrap_or_else(|| command.clone());
+            return Err(serve.error(
                 clap::error::ErrorKind::ArgumentConflict,
                 format!(
                     "{} {} for the client subcommands; `serve` is configured by ORCHESTRATOR_* \
