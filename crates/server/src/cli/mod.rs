@@ -115,8 +115,9 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
     /// Validate a config file (with the ORCHESTRATOR_* environment, as the server would read
-    /// it) and probe every model profile's `/models`. Exit 0: valid and every profile answers;
-    /// 1: valid but a profile has a problem; 2: invalid.
+    /// it) and probe every model profile's `/models`. Exit 0: valid and every profile answers
+    /// (or is busy: it took the connection but has not answered yet); 1: valid but a profile
+    /// is down, refuses the key or lacks its model; 2: invalid.
     Check {
         /// The TOML file.
         file: std::path::PathBuf,
