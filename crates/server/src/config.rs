@@ -219,7 +219,10 @@ const CONFIG_FILE_VAR: &str = "ORCHESTRATOR_CONFIG";
 const LLM_ALIAS: &str = "ORCHESTRATOR_LLM_";
 const LLM_ALIAS_TARGET: &str = "ORCHESTRATOR_PROFILES__DEFAULT__";
 /// `ORCHESTRATOR_*` variables that are not server settings: the config file's name, the
-/// client subcommands' address, token and CA, and the test suites' services.
+/// client subcommands' address, token and CA, the test suites' services, and the variables
+/// Kubernetes injects for a Service named `orchestrator` (`ORCHESTRATOR_SERVICE_HOST`,
+/// `ORCHESTRATOR_PORT_50055_TCP`, … when service links are on): an unknown key stops the
+/// server, and these are nobody's typo.
 const NOT_SETTINGS: &[&str] = &[
     "ORCHESTRATOR_CONFIG",
     "ORCHESTRATOR_ADDR",
@@ -227,6 +230,8 @@ const NOT_SETTINGS: &[&str] = &[
     "ORCHESTRATOR_CA",
     "ORCHESTRATOR_CLIENT_",
     "ORCHESTRATOR_TEST_",
+    "ORCHESTRATOR_SERVICE_",
+    "ORCHESTRATOR_PORT",
 ];
 
 /// The setting an environment variable names, as `ORCHESTRATOR_<KEY>` with `__` between
@@ -944,6 +949,9 @@ mod tests {
             ("ORCHESTRATOR_ADDR", "http://x"),
             ("ORCHESTRATOR_TEST_PG_URL", "postgres://x"),
             ("ORCHESTRATOR_CONFIG", "/x.toml"),
+            ("ORCHESTRATOR_SERVICE_HOST", "10.0.0.7"),
+            ("ORCHESTRATOR_PORT", "tcp://10.0.0.7:50055"),
+            ("ORCHESTRATOR_PORT_50055_TCP_ADDR", "10.0.0.7"),
         ]);
         assert_eq!(Config::unrecognised_env(&vars), ["ORCHESTRATOR_LISEN"]);
     }
