@@ -242,9 +242,10 @@ async fn a_hung_model_server_delays_neither_startup_nor_status_beyond_the_probe_
         .unwrap()
         .into_inner();
 
+    // It took the connection and did not answer: busy (usable), not down.
     let probe = &status.backends[0];
-    assert_eq!((probe.reachable, probe.model_listed, probe.ok), (false, None, false));
-    assert!(probe.message.contains("no answer within 2000 ms"), "{}", probe.message);
+    assert_eq!((probe.reachable, probe.model_listed, probe.ok), (false, None, true));
+    assert!(probe.message.contains("did not answer GET /models within 2000 ms: busy"), "{}", probe.message);
 }
 
 // ---- span capture ----------------------------------------------------------------------

@@ -6,6 +6,17 @@
 //! caller at most that long. Probes do not take the profile's concurrency permits: they must
 //! answer even while every permit is held by a slow deliberation.
 //!
+//! A server that takes the connection but does not answer in time is **busy**, not down: a
+//! llama.cpp server answering a long completion leaves `/models` unanswered for a while, and
+//! deliberations simply wait for it. So alongside the request the probe opens a plain TCP
+//! connection to the server's address (closed at once): when the request times out, a
+//! connection that was accepted means busy (usable, a warning at most), one refused, not
+//! resolved or not accepted within the timeout means down. A refused connection, a name that
+//! does not resolve or a TLS failure ends the request itself at once: down. (Through an HTTP
+//! proxy the direct connection says nothing of the server: a proxied probe that times out is
+//! told as down.) [`ProfileProbe::busy_message`] is the one wording of it, for GetStatus, the start-up log
+//! and `config check` alike.
+//!
 //! What a probe reports quotes no error body (the server may echo our key in it): a status is
 //! named with the fixed phrase of [`crate::client`], the body goes to the `debug` log redacted.
 
@@ -23,8 +34,9 @@ use crate::client::{ChatClient, status_phrase};
 use crate::profile::ResolvedProfile;
 use crate::redact::Redactor;
 
-/// How long [`OpenAiBackend::probe`](crate::OpenAiBackend::probe) waits for each server.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long [`OpenAiBackend::probe`](crate::OpenAiBackend::probe) waits for each server: the
+/// bound GetStatus and the start-up check use, so `config check` says what they say.
+pub const PROBE_TIMEOUT: Duration = orchestrator_application::BACKEND_PROBE_TIMEOUT;
 /// How many of the server's model ids a "model not listed" hint names.
 pub const LISTED_MODELS: usize = 5;
 /// Most of a model list read; longer lists are read this far.
@@ -42,6 +54,9 @@ pub struct ProfileProbe {
     pub url: String,
     /// Whether the server answered HTTP at all within the timeout.
     pub reachable: bool,
+    /// Whether it accepted a connection but did not answer within the timeout: busy with other
+    /// work (a long completion), usable, not down.
+    pub busy: bool,
     /// The HTTP status of the answer, when there was one.
     pub status: Option<u16>,
     /// Whether the profile's model is in the server's list; `None` when no list was read.
@@ -54,18 +69,31 @@ pub struct ProfileProbe {
 }
 
 impl ProfileProbe {
-    /// Whether the profile looks usable: reachable, answered 2xx, and did not leave out the
-    /// model from a list it gave.
+    /// Whether the profile looks usable: busy, or reachable, answered 2xx, and did not leave out
+    /// the model from a list it gave.
     pub fn is_ok(&self) -> bool {
-        self.reachable
-            && self.status.is_some_and(|s| (200..300).contains(&s))
-            && self.model_listed != Some(false)
+        self.busy
+            || (self.reachable
+                && self.status.is_some_and(|s| (200..300).contains(&s))
+                && self.model_listed != Some(false))
     }
 }
 
 impl ProfileProbe {
+    /// What a busy model server is told as, everywhere it is told (GetStatus, the start-up
+    /// log, `config check`): it took the connection but did not answer within `timeout`.
+    /// Names no server, so clients may read it.
+    pub fn busy_message(timeout: Duration) -> String {
+        format!(
+            "accepted the connection but did not answer GET /models within {} ms: busy (a model \
+             server answering a long completion does this); deliberations wait for it",
+            timeout.as_millis()
+        )
+    }
+
     /// The port's view of this probe: the client-safe summary as its message, the URL and
-    /// hint as the operator's detail.
+    /// hint as the operator's detail. Busy is `ok` without `reachable` (no HTTP answer), as
+    /// [`BackendHealth::is_busy`] reads it.
     pub fn into_health(self) -> BackendHealth {
         let ok = self.is_ok();
         let operator_detail = format!("{}: {}", self.url, self.hint.as_deref().unwrap_or(&self.summary));
@@ -98,20 +126,30 @@ pub(crate) async fn probe_profile(
         profile: profile.name.clone(),
         url: Redactor::url(&profile.models_url),
         reachable: false,
+        busy: false,
         status: None,
         model_listed: None,
         hint: None,
         summary: String::new(),
     };
     let name = &profile.name;
-    match tokio::time::timeout(timeout, client.get(&profile.models_url, profile, MAX_MODELS_BODY)).await {
+    let (answer, accepted) = tokio::join!(
+        tokio::time::timeout(timeout, client.get(&profile.models_url, profile, MAX_MODELS_BODY)),
+        accepts_connections(&profile.models_url, timeout),
+    );
+    match answer {
+        Err(_elapsed) if accepted => {
+            probe.busy = true;
+            probe.hint = Some(ProfileProbe::busy_message(timeout));
+            probe.summary = ProfileProbe::busy_message(timeout);
+        }
         Err(_elapsed) => {
             probe.hint = Some(format!(
-                "no answer within {} ms; is the model server at {base} running and not overloaded?",
+                "no connection within {} ms; is the model server at {base} running and reachable from here?",
                 timeout.as_millis()
             ));
             probe.summary = format!(
-                "not reachable: no answer within {} ms; is the model server of profiles.{name} running?",
+                "not reachable: no connection within {} ms; is the model server of profiles.{name} running?",
                 timeout.as_millis()
             );
         }
@@ -130,11 +168,22 @@ pub(crate) async fn probe_profile(
         profile = %probe.profile,
         url = %probe.url,
         reachable = probe.reachable,
+        busy = probe.busy,
         status = probe.status,
         model_listed = probe.model_listed,
         "model server probed"
     );
     probe
+}
+
+/// Whether the host and port of `url` accept a TCP connection within `timeout` (closed at
+/// once): what tells a busy server from a down one when the request gets no answer.
+async fn accepts_connections(url: &reqwest::Url, timeout: Duration) -> bool {
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let address = format!("{host}:{port}");
+    matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await, Ok(Ok(_)))
 }
 
 fn read_answer(
@@ -280,6 +329,7 @@ mod tests {
             profile: ProfileName::default_profile(),
             url: "http://h/v1/models".into(),
             reachable: true,
+            busy: false,
             status: Some(200),
             model_listed: Some(true),
             hint: None,
@@ -289,6 +339,19 @@ mod tests {
         assert!(ProfileProbe { model_listed: None, ..probe.clone() }.is_ok());
         assert!(!ProfileProbe { model_listed: Some(false), ..probe.clone() }.is_ok());
         assert!(!ProfileProbe { status: Some(401), ..probe.clone() }.is_ok());
-        assert!(!ProfileProbe { reachable: false, status: None, ..probe }.is_ok());
+        assert!(!ProfileProbe { reachable: false, status: None, ..probe.clone() }.is_ok());
+        let busy = ProfileProbe { reachable: false, busy: true, status: None, model_listed: None, ..probe };
+        assert!(busy.is_ok());
+        let health = busy.into_health();
+        assert!(health.ok && !health.reachable && health.is_busy());
+    }
+
+    #[test]
+    fn a_busy_server_is_told_in_one_wording_that_names_no_server() {
+        assert_eq!(
+            ProfileProbe::busy_message(Duration::from_millis(2000)),
+            "accepted the connection but did not answer GET /models within 2000 ms: busy (a model \
+             server answering a long completion does this); deliberations wait for it"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `OpenAiBackend::probe` against fake model servers: a model list with and without the
-//! profile's model, a base URL missing `/v1`, a refused key, a refused port, a hung server.
+//! profile's model, a base URL missing `/v1`, a refused key, a refused port, a busy server (it
+//! takes the connection and does not answer) told from a down one.
 
 mod support;
 
@@ -57,6 +58,7 @@ async fn a_server_listing_the_model_is_ok_and_gets_the_key() {
             profile: ProfileName::default_profile(),
             url: format!("{}/v1/models", server.uri()),
             reachable: true,
+            busy: false,
             status: Some(200),
             model_listed: Some(true),
             hint: None,
@@ -140,7 +142,7 @@ async fn a_refused_port_is_unreachable_and_asks_whether_the_server_runs() {
 }
 
 #[tokio::test]
-async fn a_hung_server_is_given_up_on_at_the_timeout_while_other_profiles_answer() {
+async fn a_hung_server_is_busy_given_up_on_at_the_timeout_while_other_profiles_answer() {
     let hung = models_server(model_list(&["test-model"]).set_delay(Duration::from_secs(600))).await;
     let fine = models_server(model_list(&["test-model"])).await;
     let backend = OpenAiBackend::new(BTreeMap::from([
@@ -155,9 +157,54 @@ async fn a_hung_server_is_given_up_on_at_the_timeout_while_other_profiles_answer
     assert_eq!(probes.len(), 2);
     assert_eq!(probes[0].profile.as_str(), "fine");
     assert!(probes[0].is_ok(), "{:?}", probes[0]);
-    assert_eq!((probes[1].reachable, probes[1].status), (false, None));
+    assert_eq!((probes[1].reachable, probes[1].busy, probes[1].status), (false, true, None));
+    assert!(probes[1].is_ok(), "busy is usable");
     let hint = probes[1].hint.as_deref().unwrap();
-    assert!(hint.contains("no answer within 300 ms"), "{hint}");
+    assert!(hint.contains("did not answer GET /models within 300 ms: busy"), "{hint}");
+}
+
+/// A server that takes connections (the kernel's backlog does) and never answers: a
+/// llama.cpp server in the middle of a long completion, as the probe sees it.
+fn silent_base_url() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port to listen on");
+    let url = format!("http://{}/v1", listener.local_addr().expect("the bound address"));
+    (listener, url)
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_never_answers_is_busy_not_down_in_one_wording() {
+    let (_listening, base_url) = silent_base_url();
+    let backend = backend(profile(&base_url, |_| {}));
+
+    let probes = tokio::time::timeout(GUARD, backend.probe_within(Duration::from_millis(300))).await.unwrap();
+    let health =
+        tokio::time::timeout(GUARD, backend.probe_backends(Duration::from_millis(300))).await.unwrap();
+
+    let probe = &probes[0];
+    assert_eq!((probe.reachable, probe.busy, probe.status, probe.model_listed), (false, true, None, None));
+    assert!(probe.is_ok());
+    let wording = ProfileProbe::busy_message(Duration::from_millis(300));
+    assert_eq!(probe.summary, wording);
+    assert_eq!(probe.hint.as_deref(), Some(wording.as_str()));
+    let health = &health[0];
+    assert!(health.ok && !health.reachable && health.is_busy(), "{health:?}");
+    assert_eq!((health.verdict(), health.message.as_str()), ("busy", wording.as_str()));
+    assert_eq!(health.operator_detail, format!("{}/models: {wording}", base_url));
+}
+
+#[tokio::test]
+async fn a_closed_port_is_down_a_problem_and_never_busy() {
+    let (_bound, base_url) = refused_base_url();
+    let backend = backend(profile(&base_url, |_| {}));
+
+    let health =
+        tokio::time::timeout(GUARD, backend.probe_backends(Duration::from_millis(300))).await.unwrap();
+
+    let health = &health[0];
+    assert!(!health.ok && !health.reachable && !health.is_busy(), "{health:?}");
+    assert_eq!(health.verdict(), "PROBLEM");
+    assert!(health.message.starts_with("not reachable: cannot connect"), "{}", health.message);
+    assert!(health.message.contains("connection refused"), "{}", health.message);
 }
 
 #[tokio::test]

@@ -18,8 +18,11 @@ use crate::error::{Result, ServerError};
 
 mod councils;
 mod file;
+mod reference;
+mod typos;
 
 pub use councils::{AgentDeclaration, CouncilDeclaration};
+pub use reference::{MAIN_SETTINGS, Setting, serve_help};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -216,7 +219,10 @@ const CONFIG_FILE_VAR: &str = "ORCHESTRATOR_CONFIG";
 const LLM_ALIAS: &str = "ORCHESTRATOR_LLM_";
 const LLM_ALIAS_TARGET: &str = "ORCHESTRATOR_PROFILES__DEFAULT__";
 /// `ORCHESTRATOR_*` variables that are not server settings: the config file's name, the
-/// client subcommands' address, token and CA, and the test suites' services.
+/// client subcommands' address, token and CA, the test suites' services, and the variables
+/// Kubernetes injects for a Service named `orchestrator` (`ORCHESTRATOR_SERVICE_HOST`,
+/// `ORCHESTRATOR_PORT_50055_TCP`, … when service links are on): an unknown key stops the
+/// server, and these are nobody's typo.
 const NOT_SETTINGS: &[&str] = &[
     "ORCHESTRATOR_CONFIG",
     "ORCHESTRATOR_ADDR",
@@ -224,6 +230,8 @@ const NOT_SETTINGS: &[&str] = &[
     "ORCHESTRATOR_CA",
     "ORCHESTRATOR_CLIENT_",
     "ORCHESTRATOR_TEST_",
+    "ORCHESTRATOR_SERVICE_",
+    "ORCHESTRATOR_PORT",
 ];
 
 /// The setting an environment variable names, as `ORCHESTRATOR_<KEY>` with `__` between
@@ -264,6 +272,9 @@ fn from_config_error(
     env: &HashMap<String, String>,
     file: Option<&ConfigFile>,
 ) -> ServerError {
+    if let Some(unknown) = unknown_field_error(&error, env, file) {
+        return unknown;
+    }
     let from_env = |key: &str| {
         let var = format!("{PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
         let alias = alias_name(&var);
@@ -306,6 +317,76 @@ fn from_config_error(
         config::ConfigError::NotFound(key) => ServerError::config(named(&key), "missing"),
         other => ServerError::config(file.map_or("config", ConfigFile::path), other.to_string()),
     }
+}
+
+/// A key no struct has (serde's "unknown field", from a file key or a variable whose top-level
+/// key is real), named where it was written: the variable, else the file and line. The same
+/// words as [`unknown_variable`], the nearest key suggested.
+fn unknown_field_error(
+    error: &config::ConfigError,
+    env: &HashMap<String, String>,
+    file: Option<&ConfigFile>,
+) -> Option<ServerError> {
+    let (parent, message) = match error {
+        config::ConfigError::At { error, key, .. } => (key.clone().unwrap_or_default(), error.to_string()),
+        other => (String::new(), other.to_string()),
+    };
+    let (field, expected) = typos::unknown_field(&message)?;
+    let within = |key: &str| if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") };
+    let written = within(&field);
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let (place, reason) = match typos::variable_in(env, &written) {
+        Some(variable) => {
+            let short = variable.starts_with(LLM_ALIAS);
+            let reason = typos::unknown_key(&written, &field, &expected, |near| {
+                typos::variable_of(&within(near), short)
+            });
+            (variable, reason)
+        }
+        None => {
+            let place = file
+                .map(|file| file.locate(&written).map_or_else(|| file.path().to_owned(), |(place, _)| place));
+            let reason =
+                typos::unknown_key(&written, &field, &expected, |near| format!("\"{}\"", within(near)));
+            (place.unwrap_or_else(|| "config".to_owned()), reason)
+        }
+    };
+    Some(ServerError::config(place, reason))
+}
+
+/// An `ORCHESTRATOR_*` variable whose top-level key is no key: refused as a file's unknown key
+/// is, with the nearest variable suggested — or the double underscore, when it writes a nested
+/// key with one (`ORCHESTRATOR_INTAKE_ENABLED`).
+fn unknown_variable(name: &str) -> ServerError {
+    let resolved = match name.strip_prefix(LLM_ALIAS) {
+        Some(rest) => format!("{LLM_ALIAS_TARGET}{rest}"),
+        None => name.to_owned(),
+    };
+    let rest = resolved.strip_prefix(PREFIX).unwrap_or(&resolved);
+    let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    let top = segments.first().cloned().unwrap_or_default();
+    let written = segments.join(".");
+    let with_top = |top: &str| {
+        let mut key = segments.clone();
+        if let Some(first) = key.first_mut() {
+            *first = top.to_owned();
+        }
+        key.join(".")
+    };
+    let one_underscore = Config::KEYS.iter().find_map(|key| {
+        let nested = top.strip_prefix(key)?.strip_prefix('_').filter(|nested| !nested.is_empty())?;
+        Some(format!("{key}.{nested}"))
+    });
+    let reason = match one_underscore {
+        Some(nested) => format!(
+            "unknown key \"{written}\"; did you mean {}? (a nested key takes a double underscore)",
+            typos::variable_of(&with_top(&nested), false)
+        ),
+        None => typos::unknown_key(&written, &top, Config::KEYS, |near| {
+            typos::variable_of(&with_top(near), false)
+        }),
+    };
+    ServerError::config(name, reason)
 }
 
 /// What kind of value a `config` "unexpected value" is, without the value: its text up to
@@ -378,6 +459,9 @@ impl Config {
     /// # Errors
     /// See [`Config::load`].
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self> {
+        if let Some(name) = Self::unrecognised_env(env).first() {
+            return Err(unknown_variable(name));
+        }
         let mut builder = config::Config::builder();
         let file = match env.get(CONFIG_FILE_VAR).map(|p| p.trim()).filter(|p| !p.is_empty()) {
             Some(path) => Some(ConfigFile::read(path)?),
@@ -416,8 +500,9 @@ impl Config {
         Ok(config)
     }
 
-    /// `ORCHESTRATOR_*` variables of `env` that configure nothing (a typo, most likely), for a
-    /// warning at startup. Variables the client subcommands and tests read are not listed.
+    /// `ORCHESTRATOR_*` variables of `env` whose top-level key is no key (a typo, most likely):
+    /// [`Config::from_env`] refuses the first, as it refuses a file's unknown key. Variables
+    /// the client subcommands and tests read are not listed.
     pub fn unrecognised_env(env: &HashMap<String, String>) -> Vec<String> {
         let mut names: Vec<String> = env
             .keys()
@@ -729,7 +814,76 @@ mod tests {
         assert_eq!(config.listen.port(), 7001);
         std::fs::write(&path, "lisen = 1\n").unwrap();
         let err = Config::from_env(&env(&[("ORCHESTRATOR_CONFIG", p)])).unwrap_err();
-        assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+        assert_eq!(err.to_string(), format!("{p}:1: unknown key \"lisen\"; did you mean \"listen\"?"));
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_alike_from_the_file_or_the_environment_with_the_near_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orchestrator.toml");
+        let p = path.to_str().unwrap();
+        let refused = |pairs: &[(&str, &str)]| Config::from_env(&env(pairs)).unwrap_err().to_string();
+
+        // Top level.
+        assert_eq!(
+            refused(&[("ORCHESTRATOR_LISEN", "127.0.0.1:1")]),
+            "ORCHESTRATOR_LISEN: unknown key \"lisen\"; did you mean ORCHESTRATOR_LISTEN?"
+        );
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nmax_runing = 2\n").unwrap();
+        assert_eq!(
+            refused(&[("ORCHESTRATOR_CONFIG", p)]),
+            format!("{p}:2: unknown key \"max_runing\"; did you mean \"max_running\"?")
+        );
+
+        // A profile's key, from the file, the long variable and the LLM short form.
+        std::fs::write(&path, "[profiles.default]\nbase_url = \"http://m/v1\"\nmodl = \"m\"\n").unwrap();
+        assert_eq!(
+            refused(&[("ORCHESTRATOR_CONFIG", p)]),
+            format!("{p}:3: unknown key \"profiles.default.modl\"; did you mean \"profiles.default.model\"?")
+        );
+        let llm = ("ORCHESTRATOR_LLM_BASE_URL", "http://m/v1");
+        assert_eq!(
+            refused(&[llm, ("ORCHESTRATOR_PROFILES__DEFAULT__MODL", "m")]),
+            "ORCHESTRATOR_PROFILES__DEFAULT__MODL: unknown key \"profiles.default.modl\"; did you mean \
+             ORCHESTRATOR_PROFILES__DEFAULT__MODEL?"
+        );
+        assert_eq!(
+            refused(&[llm, ("ORCHESTRATOR_LLM_MODL", "m")]),
+            "ORCHESTRATOR_LLM_MODL: unknown key \"profiles.default.modl\"; did you mean ORCHESTRATOR_LLM_MODEL?"
+        );
+        // The file's profile is fine; the variable is blamed, not the file.
+        std::fs::write(&path, "[profiles.default]\nbase_url = \"http://m/v1\"\nmodel = \"m\"\n").unwrap();
+        assert!(
+            refused(&[("ORCHESTRATOR_CONFIG", p), ("ORCHESTRATOR_PROFILES__DEFAULT__MAX_TOKEN", "9")])
+                .starts_with("ORCHESTRATOR_PROFILES__DEFAULT__MAX_TOKEN: unknown key"),
+        );
+
+        // Nested sections, and a nested key written with one underscore.
+        assert_eq!(
+            refused(&[("ORCHESTRATOR_INTAKE__ENABLD", "true")]),
+            "ORCHESTRATOR_INTAKE__ENABLD: unknown key \"intake.enabld\"; did you mean ORCHESTRATOR_INTAKE__ENABLED?"
+        );
+        assert_eq!(
+            refused(&[("ORCHESTRATOR_INTAKE_ENABLED", "true")]),
+            "ORCHESTRATOR_INTAKE_ENABLED: unknown key \"intake_enabled\"; did you mean \
+             ORCHESTRATOR_INTAKE__ENABLED? (a nested key takes a double underscore)"
+        );
+        std::fs::write(
+            &path,
+            "[dry_run]\ncommand = [\"true\", \"{file}\"]\nlanguages = [\"py\"]\ntimeout = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            refused(&[("ORCHESTRATOR_CONFIG", p)]),
+            format!("{p}:4: unknown key \"dry_run.timeout\"; did you mean \"dry_run.timeout_secs\"?")
+        );
+
+        // Nothing near: the keys of that level, still named where it was written.
+        let far = refused(&[("ORCHESTRATOR_ZZZ_QQQ", "1")]);
+        assert!(
+            far.starts_with("ORCHESTRATOR_ZZZ_QQQ: unknown key \"zzz_qqq\" (the keys here: listen, "),
+            "{far}"
+        );
     }
 
     #[test]
@@ -787,7 +941,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_orchestrator_variables_are_reported_but_client_and_test_ones_are_not() {
+    fn unknown_orchestrator_variables_are_found_but_client_and_test_ones_are_not() {
         let vars = env(&[
             ("ORCHESTRATOR_LISEN", "x"),
             ("ORCHESTRATOR_LISTEN", "127.0.0.1:1"),
@@ -795,6 +949,9 @@ mod tests {
             ("ORCHESTRATOR_ADDR", "http://x"),
             ("ORCHESTRATOR_TEST_PG_URL", "postgres://x"),
             ("ORCHESTRATOR_CONFIG", "/x.toml"),
+            ("ORCHESTRATOR_SERVICE_HOST", "10.0.0.7"),
+            ("ORCHESTRATOR_PORT", "tcp://10.0.0.7:50055"),
+            ("ORCHESTRATOR_PORT_50055_TCP_ADDR", "10.0.0.7"),
         ]);
         assert_eq!(Config::unrecognised_env(&vars), ["ORCHESTRATOR_LISEN"]);
     }

@@ -1,22 +1,22 @@
-//! The orchestrator binary: with no subcommand (or `serve`) it reads configuration, starts
-//! telemetry and serves until SIGTERM/ctrl-c; other subcommands are a gRPC client.
+//! The orchestrator binary: `serve` reads configuration, starts telemetry and serves until
+//! SIGTERM/ctrl-c; other subcommands are a gRPC client; no subcommand prints the help.
 #![allow(clippy::print_stdout)] // the client subcommands print for a person at a terminal; serve announces its address
 
 mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use orchestrator_server::{Application, Config, shutdown_signal, telemetry};
+use orchestrator_server::startup::shutdown_signals;
+use orchestrator_server::{Application, Config, telemetry};
 
-use crate::cli::{Cli, Command, Context};
+use crate::cli::{Command, Context};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => serve().await,
-        Some(command) => {
+        Command::Serve => serve().await,
+        command => {
             if cli.target.token_on_command_line() {
                 eprintln!(
                     "orchestrator: warning: --token on the command line is visible to every local user (ps); \
@@ -53,9 +53,7 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    for name in Config::unrecognised_env(&std::env::vars().collect()) {
-        tracing::warn!(variable = name, "environment variable sets no configuration key; is it misspelt?");
-    }
+    let (grace, resume) = (config.shutdown_grace(), config.resume_unfinished);
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(error) => {
@@ -66,7 +64,21 @@ async fn serve() -> ExitCode {
     // One line on stdout, for scripts and tests that start the server on port 0 and need the
     // port it got; the listener is bound, so connecting from here on waits at most for serving.
     println!("listening on {}", app.local_addr());
-    let served = app.run_until(shutdown_signal()).await;
+    let (first, second) = shutdown_signals();
+    let left = if resume { "left to resume at the next start" } else { "stored INTERRUPTED" };
+    let first = async move {
+        first.await;
+        eprintln!(
+            "orchestrator: stopping: running deliberations get up to {} s to finish; press Ctrl-C \
+             again (or send SIGTERM again) to stop at once (they are {left})",
+            grace.as_secs()
+        );
+    };
+    let second = async move {
+        second.await;
+        eprintln!("orchestrator: stopping at once: running deliberations are {left}");
+    };
+    let served = app.run_until_or_sooner(first, second).await;
     telemetry.shutdown();
     match served {
         Ok(()) => ExitCode::SUCCESS,

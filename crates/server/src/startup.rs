@@ -355,7 +355,21 @@ impl Application {
     ///
     /// # Errors
     /// When the gRPC services cannot be built (their embedded descriptors do not load).
-    pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        self.run_until_or_sooner(shutdown, std::future::pending()).await
+    }
+
+    /// [`Application::run_until`], with the grace period of step 2 cut short when `now`
+    /// resolves (a second Ctrl-C or SIGTERM, see [`shutdown_signals`]): running deliberations
+    /// stop at once, left resumable or stored INTERRUPTED as at the end of the grace period.
+    ///
+    /// # Errors
+    /// See [`Application::run_until`].
+    pub async fn run_until_or_sooner(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        now: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let services = grpc_router(self.api).await?;
         let health = services.health.clone();
         let grace = self.config.shutdown_grace();
@@ -390,7 +404,7 @@ impl Application {
                 if let Some(intake) = intake {
                     intake.stop().await;
                 }
-                jobs.shutdown(grace).await
+                jobs.shutdown_unless_sooner(grace, now).await
             })
         };
         // Renews this node's leases and takes over work other nodes left; probes the store.
@@ -437,7 +451,7 @@ impl Application {
             report = &mut drained => report,
         };
         match report {
-            Ok(report) => info!(?report, "shutdown: every deliberation has ended"),
+            Ok(report) => info!(?report, "shutdown: {}", report.summary()),
             Err(error) => warn!(%error, "shutdown: the drain task failed"),
         }
         if !served && tokio::time::timeout(ANSWER_MARGIN, &mut serve).await.is_err() {
@@ -549,30 +563,85 @@ pub fn openai_backend(config: &Config) -> Result<Option<Arc<OpenAiBackend>>> {
     Ok(Some(Arc::new(backend)))
 }
 
-/// Resolves on SIGTERM or ctrl-c.
+/// Resolves on SIGTERM or ctrl-c (the first of [`shutdown_signals`]).
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(%error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+    shutdown_signals().0.await;
+}
+
+/// The first and the second SIGTERM or Ctrl-C (SIGINT), in any mix: the first asks for a
+/// graceful shutdown, the second to stop at once (see [`Application::run_until_or_sooner`]).
+/// Listening starts when this is called, so a signal that comes before anyone waits is kept,
+/// never left to its default action. Must be called within a Tokio runtime.
+pub fn shutdown_signals()
+-> (impl Future<Output = ()> + Send + 'static, impl Future<Output = ()> + Send + 'static) {
+    let (first, second) = (CancellationToken::new(), CancellationToken::new());
+    let mut signals = StopSignals::listen();
+    {
+        let (first, second) = (first.clone(), second.clone());
+        tokio::spawn(async move {
+            signals.next().await;
+            first.cancel();
+            signals.next().await;
+            second.cancel();
+        });
+    }
+    (first.cancelled_owned(), second.cancelled_owned())
+}
+
+/// SIGINT and SIGTERM, each a stream that can be waited on again and again.
+struct StopSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(stream) => Some(stream),
+                Err(error) => {
+                    warn!(%error, "cannot listen for {name}");
+                    None
+                }
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "ctrl-c"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
             }
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Resolves on the next signal; never when none can be listened for.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
+                let received = match stream {
+                    Some(stream) => stream.recv().await.is_some(),
+                    None => false,
+                };
+                if !received {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.interrupt) => {}
+                () = recv(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

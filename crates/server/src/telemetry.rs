@@ -8,14 +8,26 @@
 //! reach the terminal of whoever tails the log as an escape sequence. Pretty lines write the
 //! control characters of every field and message as escapes ([`EscapedFields`]); JSON lines
 //! are escaped by `serde_json`, and [`JsonSafe`] escapes the few it leaves raw.
+//!
+//! A pretty line names each field once: the `rpc`, `job` and `deliberation` spans all carry
+//! `task_id`, and an event inside them may too, so the compact format would repeat it (`
+//! task_id="odd1" task_id=odd1 task_id="odd1"`). [`RecordSpanFields`] keeps every span's
+//! fields by name, and [`OncePerLine`] writes the event's fields, then each span field whose
+//! name the line has not shown yet, outermost span first.
 
 use std::fmt;
 use std::io;
 
+use std::fmt::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Writer};
-use tracing_subscriber::fmt::{FormatFields, MakeWriter};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::fmt::format::{Compact, DefaultFields, Format, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
@@ -78,7 +90,131 @@ where
     let lines = tracing_subscriber::fmt::layer().with_ansi(ansi);
     match format {
         LogFormat::Json => lines.json().flatten_event(true).with_writer(JsonSafe(out)).boxed(),
-        LogFormat::Pretty => lines.compact().fmt_fields(EscapedFields::default()).with_writer(out).boxed(),
+        LogFormat::Pretty => RecordSpanFields
+            .and_then(
+                lines
+                    .event_format(OncePerLine::default())
+                    .fmt_fields(EscapedFields::default())
+                    .with_writer(out),
+            )
+            .boxed(),
+    }
+}
+
+/// The fields of one span, each as `name=value` with its control characters escaped, in the
+/// order they were set; a field recorded again keeps its place with its new value.
+#[derive(Debug, Default)]
+struct SpanFields(Vec<(&'static str, String)>);
+
+impl SpanFields {
+    fn set(&mut self, name: &'static str, text: String) {
+        match self.0.iter_mut().find(|(known, _)| *known == name) {
+            Some(slot) => slot.1 = text,
+            None => self.0.push((name, text)),
+        }
+    }
+}
+
+impl Visit for SpanFields {
+    /// As tracing-subscriber's default writes a field (`name=Debug`, `r#` dropped, `log.*`
+    /// left out), through [`Escaped`].
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        if name.starts_with("log.") {
+            return;
+        }
+        let mut text = String::new();
+        let _ = write!(Escaped(&mut text), "{}={value:?}", name.strip_prefix("r#").unwrap_or(name));
+        self.set(name, text);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+}
+
+/// Keeps each span's [`SpanFields`] for [`OncePerLine`], and gives the fmt layer an empty
+/// record of them (it then neither formats nor, through [`EscapedFields::add_fields`], appends
+/// them): the span fields of a line are written once, by [`OncePerLine`].
+#[derive(Debug, Clone, Copy)]
+struct RecordSpanFields;
+
+impl<S> Layer<S> for RecordSpanFields
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields::default();
+        attrs.record(&mut fields);
+        let mut extensions = span.extensions_mut();
+        extensions.insert(fields);
+        extensions.insert(FormattedFields::<EscapedFields>::new(String::new()));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+            values.record(fields);
+        }
+    }
+}
+
+/// The compact line (timestamp, level, span names, target, message and the event's fields),
+/// then the fields of the spans it is in, each name once: one the event has, or an outer span
+/// had, is not repeated.
+#[derive(Debug)]
+struct OncePerLine {
+    plain: Format<Compact>,
+    coloured: Format<Compact>,
+}
+
+impl Default for OncePerLine {
+    fn default() -> Self {
+        let compact = tracing_subscriber::fmt::format().compact();
+        Self { plain: compact.clone().with_ansi(false), coloured: compact.with_ansi(true) }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for OncePerLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ansi = writer.has_ansi_escapes();
+        // The spans' own fields are empty (see `RecordSpanFields`): the compact format writes
+        // none of them.
+        let mut line = String::new();
+        let compact = if ansi { &self.coloured } else { &self.plain };
+        compact.format_event(ctx, Writer::new(&mut line), event)?;
+        writer.write_str(line.strip_suffix('\n').unwrap_or(&line))?;
+        let mut shown: Vec<&'static str> = event.fields().map(|field| field.name()).collect();
+        for span in ctx.event_scope().into_iter().flat_map(tracing_subscriber::registry::Scope::from_root) {
+            let extensions = span.extensions();
+            let Some(fields) = extensions.get::<SpanFields>() else { continue };
+            for (name, text) in &fields.0 {
+                if shown.contains(name) {
+                    continue;
+                }
+                shown.push(name);
+                if ansi {
+                    write!(writer, " \x1b[2m{text}\x1b[0m")?;
+                } else {
+                    write!(writer, " {text}")?;
+                }
+            }
+        }
+        writeln!(writer)
     }
 }
 
@@ -102,6 +238,11 @@ impl<'writer> FormatFields<'writer> for EscapedFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> fmt::Result {
         let mut escaped = Escaped(&mut writer);
         self.0.format_fields(Writer::new(&mut escaped), fields)
+    }
+
+    /// Span fields recorded later are kept by [`RecordSpanFields`], not appended here.
+    fn add_fields(&self, _current: &'writer mut FormattedFields<Self>, _fields: &Record<'_>) -> fmt::Result {
+        Ok(())
     }
 }
 
@@ -283,6 +424,41 @@ mod tests {
             );
             assert!(log.contains(r"principal=admin\u{1b}]0;pwned\u{7}\u{9b}31m\u{202e}"), "{log}");
             assert!(!without_colours(&log).trim_end_matches('\n').contains(is_control), "{log:?}");
+        }
+    }
+
+    #[test]
+    fn a_pretty_line_names_each_field_once_however_many_spans_carry_it() {
+        for ansi in [false, true] {
+            let log = logged(LogFormat::Pretty, ansi, || {
+                let rpc = tracing::info_span!("rpc", task_id = tracing::field::Empty, method = "Deliberate");
+                let _rpc = rpc.enter();
+                rpc.record("task_id", tracing::field::display("odd1"));
+                let job = tracing::info_span!("job", task_id = %"odd1");
+                let _job = job.enter();
+                let deliberation = tracing::info_span!("deliberation", task_id = "odd1", role = "DEV");
+                let _deliberation = deliberation.enter();
+                tracing::info!(target: "orchestrator::test", "proposals in");
+                tracing::warn!(target: "orchestrator::test", task_id = "odd1", "deliberation failed");
+            });
+            let plain = without_colours(&log);
+            let lines: Vec<&str> = plain.lines().collect();
+            assert_eq!(lines.len(), 2, "{plain}");
+            for line in &lines {
+                assert_eq!(line.matches("task_id=").count(), 1, "{line}");
+                assert!(line.contains("rpc:job:deliberation:"), "the spans are named: {line}");
+            }
+            // The rpc span's task_id, recorded after its method, comes after it.
+            assert!(
+                lines[0].ends_with("proposals in method=\"Deliberate\" task_id=odd1 role=\"DEV\""),
+                "{}",
+                lines[0]
+            );
+            assert!(
+                lines[1].ends_with("deliberation failed task_id=\"odd1\" method=\"Deliberate\" role=\"DEV\""),
+                "{}",
+                lines[1]
+            );
         }
     }
 

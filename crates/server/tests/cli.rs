@@ -113,7 +113,9 @@ async fn deliberate_prints_the_task_id_first_then_every_phase_in_order_then_the_
     let first = stderr.lines().next().unwrap();
     let task_id = first.strip_prefix("task ").unwrap().split(' ').next().unwrap();
     assert_eq!(uuid::Uuid::parse_str(task_id).unwrap().get_version_num(), 7, "{first}");
-    assert!(first.contains("(DEV, 3 agent(s), 1 round(s))"), "{first}");
+    assert!(first.contains("(DEV, ad-hoc council of 3 agent(s), 1 round(s))"), "{first}");
+    assert!(stderr.contains("seated: agent-") || stderr.contains("seated: dev-"), "{stderr}");
+    assert!(stderr.contains(" (ad-hoc council)"), "{stderr}");
     assert_in_order(
         &stderr,
         &["proposing: ", "reviewing (round 1): ", "revising (round 1): ", "scoring: ", "completed in "],

@@ -167,3 +167,46 @@ async fn a_council_registered_before_a_restart_deliberates_after_it_and_each_age
     }
     terminate(server).await;
 }
+
+#[tokio::test]
+async fn deliberate_names_the_standing_council_that_seats_it_and_warns_when_it_seats_one_agent() {
+    let model = slow_model(std::time::Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = start(&dir.path().join("orchestrator.db"), &model);
+    connect(port).await;
+    cli(port, &["agent", "register", "alice", "--role", "DEV", "--profile", "fast"]);
+    cli(port, &["agent", "register", "bob", "--role", "DEV", "--profile", "big"]);
+    cli(port, &["agent", "drain", "bob"]);
+    let council_id = {
+        let mut client = connect(port).await;
+        let listed = client.list_councils(pb::ListCouncilsRequest::default()).await.unwrap();
+        listed.into_inner().councils[0].council_id.clone()
+    };
+
+    let output = cli(port, &["deliberate", "Design the retry policy", "--rounds", "0"]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let header = stderr.lines().next().unwrap();
+    assert!(
+        header.ends_with(&format!("(DEV, standing council {council_id}: alice (bob draining), 0 round(s))")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: only 1 agent(s) will deliberate: the standing DEV council {council_id} seats its \
+             active agents (1 of its agents draining: bob); pass --agents 3 for an ad-hoc council of 3"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("seated: alice (standing council {council_id})")), "{stderr}");
+
+    // Asking for agents seats an ad-hoc council, and says so.
+    let output = cli(port, &["deliberate", "Design the retry policy", "--agents", "2", "--rounds", "0"]);
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.lines().next().unwrap().contains("(DEV, ad-hoc council of 2 agent(s), 0 round(s))"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("seated: dev-1, dev-2 (ad-hoc council)"), "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    terminate(server).await;
+}

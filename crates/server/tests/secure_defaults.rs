@@ -8,7 +8,7 @@ fn orchestrator(envs: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite:{}", dir.path().join("o.db").display());
     let mut command = Command::new(env!("CARGO_BIN_EXE_orchestrator"));
-    command.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command.arg("serve").env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
     command.env("ORCHESTRATOR_DATABASE_URL", database).env("ORCHESTRATOR_LOG_FORMAT", "json");
     command.envs(envs.iter().copied());
     command.output().unwrap()

@@ -3,7 +3,10 @@
 //!
 //! Health checks (and, when configured, reflection) stay open, so probes and `grpcurl list`
 //! work without a token. Everything else answers `UNAUTHENTICATED` without a valid identity.
-//! Each authenticated call is logged on the `orchestrator::audit` target with its principal.
+//! Each authenticated call is logged on the `orchestrator::audit` target with its principal:
+//! at `info`, except the polls a monitor repeats every few seconds (GetStatus; the health
+//! service is open and not logged at all), which are logged at `debug` so that they do not
+//! drown the calls that change something. Refused calls are always logged at `info`.
 
 use std::future::{Ready, ready};
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use orchestrator_application::Caller;
 use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
-use tracing::info;
+use tracing::{Level, event, info};
 
 use super::tokens::TokenSet;
 
@@ -34,6 +37,9 @@ pub enum Authentication {
 const HEALTH: &str = "/grpc.health.v1.Health/";
 const REFLECTION: [&str; 2] =
     ["/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"];
+
+/// Authenticated methods that only read the server's state and are polled: audited at `debug`.
+const POLLS: [&str; 1] = ["/orchestrator.v1.OrchestratorService/GetStatus"];
 
 /// Authenticates every request (see the module docs).
 #[derive(Debug, Clone)]
@@ -148,7 +154,11 @@ where
         }
         match self.layer.authenticate(&request) {
             Ok(caller) => {
-                info!(target: "orchestrator::audit", principal = caller.principal(), admin = caller.is_admin(), method = path, "rpc");
+                if POLLS.contains(&path.as_str()) {
+                    event!(target: "orchestrator::audit", Level::DEBUG, principal = caller.principal(), admin = caller.is_admin(), method = path, "rpc");
+                } else {
+                    event!(target: "orchestrator::audit", Level::INFO, principal = caller.principal(), admin = caller.is_admin(), method = path, "rpc");
+                }
                 request.extensions_mut().insert(caller);
                 Either::Left(self.inner.call(request))
             }

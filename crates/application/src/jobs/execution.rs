@@ -24,7 +24,16 @@ struct Job<'a> {
     story_id: Option<&'a str>,
     role: Role,
     fence: &'a Fence,
+    created_at_ms: i64,
     started_at_ms: Option<i64>,
+}
+
+/// The `duration_ms` stored with an end, so that every terminal status carries one: how long
+/// it ran (finished − started) when it started, how long it existed (finished − created)
+/// when it ended before starting (cancelled or interrupted while queued). At least 1 ms, so a
+/// stored duration is never read as "none".
+pub(super) fn end_duration_ms(created_at_ms: i64, started_at_ms: Option<i64>, finished_at_ms: i64) -> i64 {
+    (finished_at_ms - started_at_ms.unwrap_or(created_at_ms)).max(1)
 }
 
 impl Jobs {
@@ -51,8 +60,8 @@ impl Jobs {
         ids
     }
 
-    /// Runs an admitted deliberation as a background task under `fence`. `started_at_ms` is
-    /// set when it resumes one that was already IN_PROGRESS.
+    /// Runs an admitted deliberation, submitted at `created_at_ms`, as a background task under
+    /// `fence`. `started_at_ms` is set when it resumes one that was already IN_PROGRESS.
     #[allow(clippy::too_many_arguments, reason = "one call site per entry point, each field distinct")]
     pub(super) fn spawn(
         self: &Arc<Self>,
@@ -62,6 +71,7 @@ impl Jobs {
         fence: Fence,
         deliberation: Deliberation,
         observer: Option<Arc<dyn ProgressObserver>>,
+        created_at_ms: i64,
         started_at_ms: Option<i64>,
     ) -> (oneshot::Receiver<JobResult>, CancelOnDrop) {
         handle.held_now();
@@ -81,6 +91,7 @@ impl Jobs {
                         &handle,
                         &fence,
                         observer.as_deref(),
+                        created_at_ms,
                         started_at_ms,
                     )
                     .await;
@@ -103,11 +114,12 @@ impl Jobs {
         handle: &RunHandle,
         fence: &Fence,
         observer: Option<&dyn ProgressObserver>,
+        created_at_ms: i64,
         resumed_from_ms: Option<i64>,
     ) -> JobResult {
         let role = deliberation.council().role();
         let story_id = handle.story_id.as_deref();
-        let mut job = Job { task_id, story_id, role, fence, started_at_ms: resumed_from_ms };
+        let mut job = Job { task_id, story_id, role, fence, created_at_ms, started_at_ms: resumed_from_ms };
         let _slot = tokio::select! {
             slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
             () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,
@@ -260,7 +272,7 @@ impl Jobs {
             status,
             message,
             finished_at_ms,
-            duration_ms: job.started_at_ms.map(|started| (finished_at_ms - started).max(1)),
+            duration_ms: Some(end_duration_ms(job.created_at_ms, job.started_at_ms, finished_at_ms)),
             partial,
         };
         let pending = PendingWrite { fence: Some(job.fence.clone()), role: job.role, write, event };
@@ -273,10 +285,12 @@ impl Jobs {
 
     /// Stores an unsuccessful end and announces it — only if it applied, so an end that came
     /// first (a client cancel racing a failure, say) is announced once. Returns whether it did.
-    /// `fence`: `None` for a client's cancel, which any node may store.
+    /// `fence`: `None` for a client's cancel, which any node may store. `started_at_ms`: when
+    /// it started, if it did (see [`end_duration_ms`]).
     pub(super) async fn record_end(
         &self,
         request: &NewDeliberation,
+        started_at_ms: Option<i64>,
         fence: Option<&Fence>,
         status: DeliberationStatus,
         message: &str,
@@ -284,11 +298,12 @@ impl Jobs {
         let (task_id, role) = (request.task_id.as_str(), request.role);
         let ended = EventKind::Ended { status: status.to_string(), error: message.to_owned() };
         let event = self.event(task_id, request.story_id.as_deref(), role, ended);
+        let finished_at_ms = self.clock.now_ms();
         let write = Write::End {
             status,
             message: message.to_owned(),
-            finished_at_ms: self.clock.now_ms(),
-            duration_ms: None,
+            finished_at_ms,
+            duration_ms: Some(end_duration_ms(request.created_at_ms, started_at_ms, finished_at_ms)),
             partial: None::<DeliberationOutcome>,
         };
         let pending = PendingWrite { fence: fence.cloned(), role, write, event };

@@ -51,7 +51,13 @@ impl Jobs {
             )));
         }
         let changed = self
-            .record_end(&record.request, None, DeliberationStatus::Cancelled, "cancelled by a client")
+            .record_end(
+                &record.request,
+                record.started_at_ms,
+                None,
+                DeliberationStatus::Cancelled,
+                "cancelled by a client",
+            )
             .await
             .map_err(store_error)?;
         if let Some(run) = self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(task_id) {

@@ -116,8 +116,17 @@ impl Jobs {
                     };
                     info!(task_id, phase = %deliberation.phase(), epoch = fence.epoch, "resuming deliberation");
                     let handle = self.register(&task_id, record.request.story_id.clone());
-                    let (_result, guard) =
-                        self.spawn(admission, task_id, handle, fence, deliberation, None, started_at_ms);
+                    let created_at_ms = record.request.created_at_ms;
+                    let (_result, guard) = self.spawn(
+                        admission,
+                        task_id,
+                        handle,
+                        fence,
+                        deliberation,
+                        None,
+                        created_at_ms,
+                        started_at_ms,
+                    );
                     guard.disarm();
                     recovery.resumed += 1;
                 }
@@ -130,7 +139,13 @@ impl Jobs {
                         }
                     };
                     let interrupted = self
-                        .record_end(&record.request, Some(&fence), DeliberationStatus::Interrupted, &message)
+                        .record_end(
+                            &record.request,
+                            record.started_at_ms,
+                            Some(&fence),
+                            DeliberationStatus::Interrupted,
+                            &message,
+                        )
                         .await
                         .map_err(store_error)?;
                     if interrupted {

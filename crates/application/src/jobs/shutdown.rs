@@ -1,7 +1,9 @@
-//! Stopping: no new work, the whole grace period for running work, then the rest left
-//! resumable (its lease released so another node may take it at once) or ended INTERRUPTED,
-//! and the writes kept for repair tried a last time — every step logged.
+//! Stopping: no new work, the whole grace period for running work (cut short on request: a
+//! second Ctrl-C), then the rest left resumable (its lease released so another node may take it
+//! at once) or ended INTERRUPTED, and the writes kept for repair tried a last time — every step
+//! logged.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -39,11 +41,58 @@ pub struct ShutdownReport {
     pub unrepaired: usize,
 }
 
+impl ShutdownReport {
+    /// What the shutdown did, in words that match its numbers (for the last log line).
+    pub fn summary(&self) -> String {
+        if self.drained {
+            return "every deliberation finished within the grace period".to_owned();
+        }
+        let mut stopped = Vec::new();
+        if self.left_resumable > 0 {
+            stopped.push(format!("{} left to resume at the next start", self.left_resumable));
+        }
+        if self.interrupted > 0 {
+            stopped.push(format!("{} stored INTERRUPTED", self.interrupted));
+        }
+        if stopped.is_empty() {
+            stopped.push("none was running".to_owned());
+        }
+        let mut summary = format!("deliberations stopped before they finished: {}", stopped.join(", "));
+        if self.unrepaired > 0 {
+            summary
+                .push_str(&format!("; {} write(s) not stored, resumed at the next start", self.unrepaired));
+        }
+        summary
+    }
+}
+
+/// Why running deliberations were stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    /// Every one finished within the grace period.
+    Drained,
+    /// The grace period ran out.
+    GraceOver,
+    /// Stopping at once was asked for before it ran out.
+    CutShort,
+}
+
 impl Jobs {
     /// Stops taking work, lets running deliberations finish for up to `grace`, then stops the
     /// rest: left as saved to resume at the next start (leases released), or INTERRUPTED when
     /// resuming is off. Returns once every deliberation task has ended and its end is stored.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.shutdown_unless_sooner(grace, std::future::pending()).await
+    }
+
+    /// [`Jobs::shutdown`], with the grace period cut short when `now` resolves first (a
+    /// second Ctrl-C or SIGTERM): running deliberations stop at once, as at the end of the
+    /// grace period.
+    pub async fn shutdown_unless_sooner(
+        &self,
+        grace: Duration,
+        now: impl Future<Output = ()>,
+    ) -> ShutdownReport {
         self.draining.cancel();
         self.tasks.close();
         let running = self.admitted.total();
@@ -52,23 +101,29 @@ impl Jobs {
             grace_secs = grace.as_secs(),
             "shutdown: refusing new deliberations; waiting for running ones"
         );
-        let drained = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        let waited = tokio::select! {
+            finished = tokio::time::timeout(grace, self.tasks.wait()) => {
+                if finished.is_ok() { Waited::Drained } else { Waited::GraceOver }
+            }
+            () = now => Waited::CutShort,
+        };
+        let drained = waited == Waited::Drained;
         if drained {
             info!("shutdown: every deliberation finished within the grace period");
         } else {
             let left = self.admitted.total();
+            let why = match waited {
+                Waited::CutShort => "asked to stop at once",
+                _ => "grace period over",
+            };
             if self.settings.resume_unfinished {
                 warn!(
                     left,
                     grace_secs = grace.as_secs(),
-                    "shutdown: grace period over; stopping deliberations to resume at the next start"
+                    "shutdown: {why}; stopping deliberations to resume at the next start"
                 );
             } else {
-                warn!(
-                    left,
-                    grace_secs = grace.as_secs(),
-                    "shutdown: grace period over; interrupting deliberations"
-                );
+                warn!(left, grace_secs = grace.as_secs(), "shutdown: {why}; interrupting deliberations");
             }
             self.shutdown.cancel();
             self.tasks.wait().await;

@@ -214,8 +214,16 @@ impl Jobs {
 
         self.announced(event.as_ref());
         let fence = Fence::created_by(self.settings.node_id.clone());
-        let (result, guard) =
-            self.spawn(admission, task_id.clone(), handle, fence, deliberation, observer, None);
+        let (result, guard) = self.spawn(
+            admission,
+            task_id.clone(),
+            handle,
+            fence,
+            deliberation,
+            observer,
+            new.created_at_ms,
+            None,
+        );
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
         Ok(Started::New { submission, result, guard })

@@ -194,6 +194,10 @@ async fn cancel_stops_queued_and_running_deliberations() {
 
     assert_eq!(store.status("queued"), DeliberationStatus::Cancelled);
     assert_eq!(store.status("running"), DeliberationStatus::Cancelled);
+    for task_id in ["queued", "running"] {
+        let record = jobs.get(&anon(), task_id).await.unwrap();
+        assert!(record.duration_ms.is_some_and(|ms| ms > 0), "{task_id}: {:?}", record.duration_ms);
+    }
     assert_eq!(backend.started.load(Ordering::SeqCst), 2, "only the first proposals were ever started");
     let err = jobs.cancel(&anon(), "running").await.unwrap_err();
     assert_eq!(err.to_string(), "deliberation running already ended as CANCELLED");
@@ -253,6 +257,10 @@ async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming()
     // Both need three steps; a grace of one interrupts both.
     jobs.shutdown(STEP).await;
     assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
+    for task_id in ["quick", "long"] {
+        let record = jobs.get(&anon(), task_id).await.unwrap();
+        assert!(record.duration_ms.is_some_and(|ms| ms > 0), "{task_id}: {:?}", record.duration_ms);
+    }
     assert_eq!(
         jobs.get(&anon(), "long").await.unwrap().error.as_deref(),
         Some("the server is shutting down")
@@ -324,6 +332,15 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let record = jobs.get(&anon(), "orphan").await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
     assert_eq!(record.error.as_deref(), Some("the server stopped before this deliberation finished"));
+    assert_eq!(record.duration_ms, Some(5_000 - 2), "finished (the clock's 5000) − started (2)");
+}
+
+#[test]
+fn every_end_has_a_duration_from_its_start_or_else_its_creation() {
+    use super::execution::end_duration_ms;
+    assert_eq!(end_duration_ms(1_000, Some(1_500), 4_000), 2_500, "ran: finished − started");
+    assert_eq!(end_duration_ms(1_000, None, 4_000), 3_000, "never started: finished − created");
+    assert_eq!(end_duration_ms(4_000, None, 4_000), 1, "never 0, which reads as none");
 }
 
 #[tokio::test]
@@ -718,6 +735,51 @@ async fn shutdown_refuses_new_work_and_reports_what_it_stopped() {
     assert!(started.elapsed() >= 2 * STEP, "the whole grace period was given");
     assert_eq!(report, ShutdownReport { drained: false, left_resumable: 0, interrupted: 1, unrepaired: 0 });
     assert_eq!(store.status("long"), DeliberationStatus::Interrupted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_signal_cuts_the_grace_short_and_leaves_running_work_to_resume() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    jobs.submit(&anon(), command("long", 600)).await.unwrap();
+    until("it runs", || store.status("long") == DeliberationStatus::InProgress).await;
+    let started = tokio::time::Instant::now();
+    let (second, now) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = {
+        let jobs = Arc::clone(&jobs);
+        tokio::spawn(async move {
+            jobs.shutdown_unless_sooner(3600 * STEP, async move {
+                let _ = now.await;
+            })
+            .await
+        })
+    };
+    until("draining", || jobs.is_draining()).await;
+    second.send(()).unwrap();
+    let report = shutdown.await.unwrap();
+    assert!(started.elapsed() < 3600 * STEP, "it did not wait for the grace period");
+    assert_eq!(report, ShutdownReport { drained: false, left_resumable: 1, interrupted: 0, unrepaired: 0 });
+    assert_eq!(store.status("long"), DeliberationStatus::InProgress, "left as saved, to resume");
+    assert_eq!(
+        report.summary(),
+        "deliberations stopped before they finished: 1 left to resume at the next start"
+    );
+}
+
+#[test]
+fn the_shutdown_summary_says_what_its_numbers_say() {
+    let report = |drained, left_resumable, interrupted| ShutdownReport {
+        drained,
+        left_resumable,
+        interrupted,
+        unrepaired: 0,
+    };
+    assert_eq!(report(true, 0, 0).summary(), "every deliberation finished within the grace period");
+    assert_eq!(
+        report(false, 2, 1).summary(),
+        "deliberations stopped before they finished: 2 left to resume at the next start, 1 stored INTERRUPTED"
+    );
+    assert!(!report(false, 1, 0).summary().contains("every deliberation"));
 }
 
 #[tokio::test(start_paused = true)]

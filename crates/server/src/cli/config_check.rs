@@ -2,13 +2,15 @@
 //! `ORCHESTRATOR_*` environment layered over it, as `serve` would), so an error names the key
 //! exactly as startup would; then asks every model profile's server for its model list.
 //!
-//! Exit 0: valid and every profile answers with its model (or without a list); 1: valid, but a
-//! profile is unreachable, refuses us or does not serve its model; 2: invalid.
+//! Exit 0: valid and every profile answers with its model (or without a list), or is busy
+//! (takes the connection but has not answered yet: a model server in a long completion); 1:
+//! valid, but a profile is down, refuses us or does not serve its model; 2: invalid.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::ExitCode;
 
+use orchestrator_application::ports::BackendHealth;
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
 use orchestrator_server::Config;
@@ -25,6 +27,8 @@ struct ProbeView {
     profile: String,
     url: String,
     reachable: bool,
+    /// It took the connection but did not answer within the timeout: usable (`ok`).
+    busy: bool,
     http_status: Option<u16>,
     /// `null` when the server gave no model list.
     model_listed: Option<bool>,
@@ -38,6 +42,7 @@ impl ProbeView {
             profile: p.profile.to_string(),
             url: p.url.clone(),
             reachable: p.reachable,
+            busy: p.busy,
             http_status: p.status,
             model_listed: p.model_listed,
             ok: p.is_ok(),
@@ -52,7 +57,8 @@ struct CheckView {
     valid: bool,
     /// The key at fault and why, when invalid.
     error: Option<String>,
-    /// `ORCHESTRATOR_*` variables that set no key (misspelt, most likely).
+    /// `ORCHESTRATOR_*` variables that set no key (misspelt, most likely): the file is then
+    /// invalid, the first of them named in `error`.
     unrecognised_env: Vec<String>,
     profiles: Vec<ProbeView>,
 }
@@ -134,12 +140,10 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
     if let Some(error) = &view.error {
         errln!("orchestrator: {}: invalid: {error}", view.file);
     }
-    for name in &view.unrecognised_env {
-        errln!("warning: {name} sets no configuration key; is it misspelt?");
-    }
     for p in &view.profiles {
         let reach = match (p.reachable, p.http_status) {
             (true, Some(status)) => format!("reachable (HTTP {status})"),
+            _ if p.busy => "connected, no answer yet".to_owned(),
             _ => "unreachable".to_owned(),
         };
         let model = match p.model_listed {
@@ -147,7 +151,7 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
             Some(false) => "model NOT listed",
             None => "no model list",
         };
-        let verdict = if p.ok { "ok" } else { "PROBLEM" };
+        let verdict = BackendHealth::verdict_of(p.ok, p.reachable);
         outln!("profile {:<12} {verdict:<7} {reach}, {model}  {}", p.profile, p.url);
         if let Some(hint) = &p.hint {
             outln!("  hint: {hint}");

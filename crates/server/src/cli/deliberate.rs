@@ -16,6 +16,7 @@ use orchestrator_api_grpc::pb;
 use super::args::TaskArgs;
 use super::progress::Progress;
 use super::render::status_name;
+use super::seating;
 use super::target::{Client, Target};
 use super::terminal_text::{err, errln, outln};
 use super::view::TaskStatusView;
@@ -34,7 +35,8 @@ async fn submit_request(
     client.submit_deliberation(request).await.map(tonic::Response::into_inner).map_err(|s| target.failed(&s))
 }
 
-/// `orchestrator submit`: starts it in the background and prints its id.
+/// `orchestrator submit`: starts it in the background and prints its id — only the id on
+/// stdout, so `id=$(orchestrator submit …)` works; what happened to it goes to stderr.
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
@@ -49,7 +51,8 @@ pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), Stri
         });
     }
     let what = if submitted.created { "submitted" } else { "already exists" };
-    outln!("{} {what} ({})", submitted.task_id, status_name(submitted.status()));
+    outln!("{}", submitted.task_id);
+    errln!("{} {what} ({})", submitted.task_id, status_name(submitted.status()));
     errln!("follow it: orchestrator watch {id}   result: orchestrator get {id}", id = submitted.task_id);
     Ok(())
 }
@@ -62,12 +65,15 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
     let mut interrupts = Interrupts::listen();
     let mut client = context.target.client().await?;
     let started = Instant::now();
+    let seating = seating::predict(&mut client, &args).await;
     let submitted = submit_request(&mut client, &args, &context.target).await?;
     let task_id = submitted.task_id.clone();
-    let agents = args.agents.map_or_else(|| "default agents".to_owned(), |n| format!("{n} agent(s)"));
-    let rounds = args.rounds.map_or_else(|| "default rounds".to_owned(), |n| format!("{n} round(s)"));
+    let role = args.role.to_ascii_uppercase();
     let again = if submitted.created { "" } else { ", already submitted before: following it" };
-    errln!("task {task_id} ({}, {agents}, {rounds}{again})", args.role.to_ascii_uppercase());
+    errln!("task {task_id} ({role}, {}, {}{again})", seating.describe(), seating.rounds(args.rounds));
+    if let Some(warning) = seating.warning(&role) {
+        errln!("{warning}");
+    }
 
     let mut progress = Progress::new(started, args.quiet);
     let outcome = {
@@ -80,7 +86,15 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
     };
     progress.finish();
     match outcome {
-        Some(outcome) => print_final(&outcome?, args.show, context),
+        Some(outcome) => {
+            let outcome = outcome?;
+            if !args.quiet {
+                for line in seating::seated(&outcome, seating.expected()) {
+                    errln!("{line}");
+                }
+            }
+            print_final(&outcome, args.show, context)
+        }
         None => interrupted(&mut client, &task_id, &mut interrupts, context).await,
     }
 }

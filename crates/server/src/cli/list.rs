@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use orchestrator_api_grpc::pb;
+use orchestrator_application::ports::BackendHealth;
 
 use super::args::{ListArgs, ShowArgs};
 use super::render::{age, duration_of, render_task, status_name};
@@ -137,6 +138,7 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
             .map(|b| BackendView {
                 profile: b.profile.clone(),
                 ok: b.ok,
+                busy: BackendHealth::verdict_of(b.ok, b.reachable) == "busy",
                 reachable: b.reachable,
                 model_listed: b.model_listed,
                 message: b.message.clone(),
@@ -171,7 +173,7 @@ pub(crate) async fn status(context: &Context) -> Result<(), String> {
         outln!(
             "profile {:<12} {:<7} {}",
             backend.profile,
-            if backend.ok { "ok" } else { "PROBLEM" },
+            BackendHealth::verdict_of(backend.ok, backend.reachable),
             backend.message
         );
     }

@@ -1,10 +1,13 @@
-//! The command line: `orchestrator` (or `orchestrator serve`) runs the server; the other
-//! subcommands are a gRPC client for people at a terminal and for scripts (`--json`).
+//! The command line: `orchestrator serve` runs the server; the other subcommands are a gRPC
+//! client for people at a terminal and for scripts (`--json`). Plain `orchestrator` prints the
+//! help and exits 2: a server starts only when asked for by name, so a mistyped client command
+//! never starts one.
 //!
 //! One idea a file:
 //! * [`args`] — the subcommands' arguments and the requests they make;
 //! * [`target`] — which server, how to reach it (scheme, TLS, token) and errors a person reads;
 //! * [`deliberate`] — `deliberate` and `submit`: submit, follow, Ctrl-C;
+//! * [`seating`] — which council seats a deliberation, and fewer agents than asked;
 //! * [`progress`] — live progress lines (or a spinner at a terminal) on stderr;
 //! * [`watch`] — following a deliberation by id until it ends;
 //! * [`render`] — results, statuses and durations for a person;
@@ -26,6 +29,7 @@ mod health;
 mod list;
 mod progress;
 mod render;
+mod seating;
 mod target;
 mod terminal_text;
 mod view;
@@ -33,7 +37,7 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use orchestrator_server::control_chars::{json_escaped, printable};
 use terminal_text::outln;
 
@@ -42,10 +46,15 @@ pub(crate) use target::Target;
 
 /// Multi-agent deliberation for software-engineering tasks.
 #[derive(Debug, Parser)]
-#[command(name = "orchestrator", version, about = "Multi-agent deliberation for software-engineering tasks")]
+#[command(
+    name = "orchestrator",
+    version,
+    about = "Multi-agent deliberation for software-engineering tasks",
+    arg_required_else_help = true
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Option<Command>,
+    pub(crate) command: Command,
     #[command(flatten)]
     pub(crate) target: Target,
     /// Print one JSON document on stdout instead of text (progress stays on stderr).
@@ -55,7 +64,15 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run the gRPC server (the default). Configured by ORCHESTRATOR_* variables.
+    /// Run the gRPC server, configured by ORCHESTRATOR_* variables and an optional TOML file
+    /// (`serve --help` lists the main ones with their defaults).
+    // Its own help: the client flags are global (they go before or after any client
+    // subcommand), so clap would list them here too; the template leaves them out, and
+    // `serve` refuses them (see `parse_from`).
+    #[command(
+        override_usage = "orchestrator serve",
+        help_template = "{about-with-newline}\n{usage-heading} {usage}{after-help}"
+    )]
     Serve,
     /// Show the server's status and counters.
     Status,
@@ -98,8 +115,9 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
     /// Validate a config file (with the ORCHESTRATOR_* environment, as the server would read
-    /// it) and probe every model profile's `/models`. Exit 0: valid and every profile answers;
-    /// 1: valid but a profile has a problem; 2: invalid.
+    /// it) and probe every model profile's `/models`. Exit 0: valid and every profile answers
+    /// (or is busy: it took the connection but has not answered yet); 1: valid but a profile
+    /// is down, refuses the key or lacks its model; 2: invalid.
     Check {
         /// The TOML file.
         file: std::path::PathBuf,
@@ -177,6 +195,55 @@ pub(crate) async fn run_client(command: Command, context: Context) -> Result<Exi
     run(command, context).await.map_err(|message| printable(&message).into_owned())
 }
 
+/// The flags of [`Target`] and `--json`, as clap names them: what `serve` refuses when they
+/// are written on its command line (set from the environment they are fine: a shell may
+/// export ORCHESTRATOR_ADDR for its clients).
+const CLIENT_FLAGS: &[&str] = &["addr", "token", "token_file", "ca", "cert", "key", "json"];
+
+/// The command line parsed, with `serve --help` ending in [`serve_help`]'s list of settings.
+/// Exits as clap does (2) on a usage error, client flags given to `serve` among them.
+///
+/// [`serve_help`]: orchestrator_server::config::serve_help
+pub(crate) fn parse() -> Cli {
+    parse_from(std::env::args_os()).unwrap_or_else(|error| error.exit())
+}
+
+/// [`parse`] of `args`.
+fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut command = Cli::command()
+        .mut_subcommand("serve", |serve| serve.after_help(orchestrator_server::config::serve_help()));
+    let matches = command.try_get_matches_from_mut(args)?;
+    if let Some(("serve", serve)) = matches.subcommand() {
+        let given: Vec<String> = CLIENT_FLAGS
+            .iter()
+            .filter(|id| {
+                [&matches, serve]
+                    .iter()
+                    .any(|m| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+            })
+            .map(|id| format!("--{}", id.replace('_', "-")))
+            .collect();
+        if !given.is_empty() {
+            // Its own usage line (`orchestrator serve`) under the error, not the client's.
+            let mut serve = command.find_subcommand("serve").cloned().unwrap_or_else(|| command.clone());
+            return Err(serve.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "{} {} for the client subcommands; `serve` is configured by ORCHESTRATOR_* \
+                     variables (e.g. ORCHESTRATOR_LISTEN, not --addr): see `orchestrator serve --help`",
+                    given.join(", "),
+                    if given.len() == 1 { "is" } else { "are" }
+                ),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches)
+}
+
 async fn run(command: Command, context: Context) -> Result<ExitCode, String> {
     let done = |()| ExitCode::SUCCESS;
     match command {
@@ -200,8 +267,6 @@ async fn run(command: Command, context: Context) -> Result<ExitCode, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
@@ -229,6 +294,46 @@ mod tests {
             let message = Cli::try_parse_from(args).unwrap_err().to_string();
             assert!(message.contains("invalid value '-"), "{args:?}: {message}");
         }
+    }
+
+    #[test]
+    fn serve_refuses_client_flags_before_or_after_it_with_exit_2() {
+        for args in [
+            &["orchestrator", "serve", "--addr", "http://127.0.0.1:50077"][..],
+            &["orchestrator", "--addr", "http://127.0.0.1:50077", "serve"][..],
+            &["orchestrator", "serve", "--json"][..],
+            &["orchestrator", "serve", "--token", "t", "--ca", "ca.pem"][..],
+        ] {
+            let error = parse_from(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            let message = error.to_string();
+            assert!(message.contains("for the client subcommands"), "{args:?}: {message}");
+            assert!(message.contains("ORCHESTRATOR_LISTEN, not --addr"), "{message}");
+        }
+        let error = parse_from(["orchestrator", "serve", "--token", "t", "--ca", "ca.pem"]).unwrap_err();
+        assert!(error.to_string().contains("--token, --ca are for the client subcommands"), "{error}");
+        assert!(matches!(parse_from(["orchestrator", "serve"]).unwrap().command, Command::Serve));
+    }
+
+    #[test]
+    fn serve_help_lists_settings_with_defaults_and_no_client_flag() {
+        let help = parse_from(["orchestrator", "serve", "--help"]).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+        let text = help.to_string();
+        assert!(text.contains("Usage: orchestrator serve\n"), "{text}");
+        assert!(text.contains("ORCHESTRATOR_LISTEN (listen)  default: 127.0.0.1:50055"), "{text}");
+        assert!(text.contains("ORCHESTRATOR_LLM_BASE_URL"), "{text}");
+        for flag in ["--addr", "--token-file", "--cert", "--json"] {
+            assert!(!text.contains(flag), "{flag} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn no_arguments_print_the_help_and_exit_2() {
+        let error = parse_from(["orchestrator"]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let text = error.to_string();
+        assert!(text.contains("serve") && text.contains("deliberate"), "{text}");
     }
 
     #[test]

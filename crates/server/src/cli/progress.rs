@@ -70,6 +70,22 @@ fn plan(rounds: u32) -> Vec<String> {
     plan
 }
 
+/// Most characters of the spinner line's message. With the rest of the line (spinner, elapsed
+/// time, a 20-column bar, `n/m`) the line stays under 70 columns: a full-width line would
+/// wrap when the terminal echoes `^C` at its end, and the spinner, cleared one row short,
+/// would stay frozen above the Ctrl-C prompt.
+const MAX_BAR_MESSAGE: usize = 30;
+
+/// The spinner line's message: printable, cut to [`MAX_BAR_MESSAGE`] characters.
+fn bar_message(text: &str) -> String {
+    let text = printable(text);
+    if text.chars().count() <= MAX_BAR_MESSAGE {
+        return text.into_owned();
+    }
+    let cut: String = text.chars().take(MAX_BAR_MESSAGE - 1).collect();
+    format!("{cut}…")
+}
+
 /// What a phase does, for the line that announces it.
 fn describe(phase: &str) -> String {
     let what = if phase == "proposing" {
@@ -179,12 +195,10 @@ impl Progress {
         }
         self.failures_shown = self.failures_shown.max(r.failures.len());
         if is_final(status) {
-            let mut end = format!(
-                "{} in {}, {}",
-                status_name(status),
-                duration(r.duration_ms),
-                super::render::usage(r.usage.as_ref())
-            );
+            let took =
+                if r.duration_ms > 0 { format!(" in {}", duration(r.duration_ms)) } else { String::new() };
+            let mut end =
+                format!("{}{took}, {}", status_name(status), super::render::usage(r.usage.as_ref()));
             if !r.error_message.is_empty() {
                 end.push_str(": ");
                 end.push_str(&r.error_message);
@@ -258,7 +272,7 @@ impl Progress {
             bar.set_position(u64::try_from(self.shown.saturating_sub(1)).unwrap_or(0));
             let current =
                 self.shown.checked_sub(1).and_then(|i| self.plan.get(i)).map_or("queued", String::as_str);
-            bar.set_message(printable(&format!("{current}{so_far}")).into_owned());
+            bar.set_message(bar_message(&format!("{current}{so_far}")));
         }
     }
 
@@ -449,6 +463,25 @@ mod tests {
             ]
         );
         assert_eq!(plan(0), ["proposing", "scoring"]);
+    }
+
+    #[test]
+    fn the_spinner_message_is_short_enough_that_an_echoed_ctrl_c_never_wraps_its_line() {
+        let long = "reviewing (round 1) (12 call(s), 12,345 tokens so far)";
+        let shown = bar_message(long);
+        assert_eq!(shown.chars().count(), MAX_BAR_MESSAGE);
+        assert!(shown.starts_with("reviewing (round 1) (12 ca") && shown.ends_with('…'), "{shown}");
+        assert_eq!(bar_message("scoring"), "scoring");
+    }
+
+    #[test]
+    fn an_end_without_a_duration_reads_without_one() {
+        let mut progress = in_memory();
+        progress.observe(&pb::GetDeliberationResultResponse {
+            duration_ms: 0,
+            ..state(pb::DeliberationStatus::Interrupted, None, 0)
+        });
+        assert_eq!(lines(&progress), ["interrupted, 0 call(s), 0 tokens"]);
     }
 
     #[test]

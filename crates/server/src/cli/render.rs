@@ -55,7 +55,7 @@ pub(crate) fn duration(ms: i64) -> String {
 }
 
 /// How long a deliberation took, or for one that has not ended, how long it has been going.
-/// A final deliberation without a recorded duration (cancelled before it ran) shows `-`.
+/// A final deliberation without a recorded duration (stored by an older server) shows `-`.
 pub(crate) fn duration_of(status: pb::DeliberationStatus, duration_ms: i64, created_at_ms: i64) -> String {
     if duration_ms > 0 {
         duration(duration_ms)
@@ -139,41 +139,62 @@ pub(crate) fn check_lines(checks: Option<&pb::CheckSuite>) -> Vec<CheckLine> {
         };
         lines.push(CheckLine { name: "dry run".into(), passed: d.ran.then_some(d.passed), detail });
     }
-    for c in &checks.additional_checks {
+    for c in checks.additional_checks.iter().filter(|c| applies(c)) {
         lines.push(CheckLine {
             name: c.check_type.clone(),
             passed: Some(c.passed),
-            detail: format!("score {:.2} {}", c.score, c.message),
+            detail: format!("{} (score {:.2})", c.message, c.score),
         });
     }
     lines
 }
 
-/// `0.83 3/4`: the check score and how many checks that ran passed.
+/// Whether a check says anything: a requirements check of a task that lists none (`0/0
+/// requirements addressed`) is no check, and no part of the score either.
+fn applies(check: &pb::CheckResult) -> bool {
+    !(check.check_type == "requirements" && check.details.get("total").is_some_and(|total| total == "0"))
+}
+
+/// Whether a proposal's acceptance tests ran, and if so whether every one passed.
+fn tests_passed(result: &pb::DeliberationResult) -> Option<bool> {
+    result.tests.as_ref().filter(|t| t.ran).map(|t| t.failed + t.errored == 0)
+}
+
+/// `0.83 3/4`: the check score and how many checks that ran passed — the acceptance tests
+/// (all of them passing) counted as one check, as they are the heaviest part of the score.
 fn checks_cell(result: &pb::DeliberationResult) -> String {
     let lines = check_lines(result.checks.as_ref());
-    let ran: Vec<bool> = lines.iter().filter_map(|l| l.passed).collect();
+    let ran: Vec<bool> = lines.iter().filter_map(|l| l.passed).chain(tests_passed(result)).collect();
     let passed = ran.iter().filter(|p| **p).count();
     format!("{:.2} {passed}/{}", result.check_score, ran.len())
+}
+
+/// `2/3`: acceptance tests passed of those run; `-` when they did not run.
+fn tests_cell(result: &pb::DeliberationResult) -> String {
+    match result.tests.as_ref().filter(|t| t.ran) {
+        Some(t) => format!("{}/{}", t.passed, t.passed + t.failed + t.errored),
+        None => "-".to_owned(),
+    }
 }
 
 /// The ranked table.
 pub(crate) fn ranking(results: &[pb::DeliberationResult]) -> String {
     let mut out = format!(
-        "{:<5} {:<20} {:<12} {:>6} {:>9} {:>5}\n",
-        "RANK", "AUTHOR", "PROFILE", "SCORE", "CHECKS", "PEER"
+        "{:<5} {:<20} {:<12} {:>6} {:>9} {:>6} {:>5}\n",
+        "RANK", "AUTHOR", "PROFILE", "SCORE", "CHECKS", "TESTS", "PEER"
     );
     for r in results {
         let p = r.proposal.clone().unwrap_or_default();
         let peer = r.peer_score.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"));
         let _ = writeln!(
             out,
-            "{:<5} {:<20} {:<12} {:>6.3} {:>9} {:>5}",
+            "{:<5} {:<20} {:<12} {:>6.3} {:>9} {:>6} {:>5}",
             r.rank,
             p.author_id,
             p.model_profile,
             r.score,
             checks_cell(r),
+            tests_cell(r),
             peer
         );
     }
@@ -217,15 +238,23 @@ pub(crate) fn proposal(result: &pb::DeliberationResult, title: &str) -> String {
     out
 }
 
-/// The acceptance tests of a proposal's final version (each failing case with its message),
-/// then how every earlier version fared.
-fn test_lines(tests: &pb::TestReport, revisions: &[pb::TestReport]) -> String {
-    let verdict = |t: &pb::TestReport| match (t.ran, t.failed + t.errored) {
+/// How a test report reads: `passed (3 passed)`, `FAILED (1 passed, 2 failed)`, `not run
+/// (no sandbox)` — the server's "not run: " said once.
+fn tests_verdict(t: &pb::TestReport) -> String {
+    let verdict = match (t.ran, t.failed + t.errored) {
         (false, _) => "not run",
         (true, 0) => "passed",
         (true, _) => "FAILED",
     };
-    let mut out = format!("\nacceptance tests: {} {}\n", verdict(tests), tests.message.trim());
+    let message = t.message.trim();
+    let message = message.strip_prefix("not run:").map_or(message, str::trim);
+    if message.is_empty() { verdict.to_owned() } else { format!("{verdict} ({message})") }
+}
+
+/// The acceptance tests of a proposal's final version (each failing case with its message),
+/// then how every earlier version fared.
+fn test_lines(tests: &pb::TestReport, revisions: &[pb::TestReport]) -> String {
+    let mut out = format!("\nacceptance tests: {}\n", tests_verdict(tests));
     for case in tests.cases.iter().filter(|c| c.outcome != "passed") {
         let _ = writeln!(
             out,
@@ -236,7 +265,7 @@ fn test_lines(tests: &pb::TestReport, revisions: &[pb::TestReport]) -> String {
         );
     }
     for (version, t) in revisions.iter().enumerate() {
-        let _ = writeln!(out, "  version {version}: {} {}", verdict(t), t.message.trim());
+        let _ = writeln!(out, "  version {version}: {}", tests_verdict(t));
     }
     out
 }
@@ -246,15 +275,16 @@ fn test_lines(tests: &pb::TestReport, revisions: &[pb::TestReport]) -> String {
 pub(crate) fn deliberation(r: &pb::GetDeliberationResultResponse, show: Show) -> String {
     let status = r.status();
     let when = if is_final(status) {
-        format!("in {}", duration_of(status, r.duration_ms, r.created_at_ms))
+        // A duration is stored with every end; one stored by an older server may lack it.
+        if r.duration_ms > 0 { format!(" in {}", duration(r.duration_ms)) } else { String::new() }
     } else {
         let phase = r.metadata.as_ref().and_then(|m| m.tags.get("phase"));
         let phase = phase.map_or_else(String::new, |p| format!(", {p}"));
         let elapsed = if r.created_at_ms > 0 { duration(now_ms() - r.created_at_ms) } else { "-".to_owned() };
-        format!("for {elapsed}{phase}")
+        format!(" for {elapsed}{phase}")
     };
     let mut out = format!(
-        "task {} ({}): {} {when}, {}\n",
+        "task {} ({}): {}{when}, {}\n",
         r.task_id,
         if r.role.is_empty() { "-" } else { &r.role },
         status_name(status),
@@ -295,6 +325,8 @@ pub(crate) fn deliberation(r: &pb::GetDeliberationResultResponse, show: Show) ->
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -382,11 +414,70 @@ mod tests {
             }],
         };
         let text = proposal(&result, "winner");
-        assert!(text.contains("acceptance tests: FAILED 1 passed, 1 failed"), "{text}");
+        assert!(text.contains("acceptance tests: FAILED (1 passed, 1 failed)"), "{text}");
         assert!(text.contains("failed   test_empty assert x('') == 0"), "{text}");
-        assert!(text.contains("version 0: not run not run: no sandbox"), "{text}");
+        assert!(text.contains("version 0: not run (no sandbox)"), "{text}");
+        assert!(!text.contains("not run not run") && !text.contains("not run: "), "{text}");
         assert!(text.contains("dry run       not run  no sandbox"), "{text}");
         assert!(text.contains("round 1 agent-1") && text.contains("7.0/10"), "{text}");
-        assert!(ranking(&[result]).contains("1.00 1/1"));
+        // The policy check passed, the acceptance tests (1 of 2) did not: one of two checks.
+        let table = ranking(&[result]);
+        assert!(table.contains("1.00 1/2    1/2"), "{table}");
+    }
+
+    #[test]
+    fn a_task_without_tests_or_requirements_reads_so_once() {
+        let no_tests = pb::TestReport {
+            ran: false,
+            message: "not run: the task has no acceptance tests".into(),
+            ..Default::default()
+        };
+        let text = test_lines(&no_tests, &[]);
+        assert_eq!(text, "\nacceptance tests: not run (the task has no acceptance tests)\n");
+        let requirements = |covered: &str, total: &str| pb::CheckResult {
+            check_type: "requirements".into(),
+            passed: covered == total,
+            score: 1.0,
+            message: format!("{covered}/{total} requirements addressed"),
+            details: HashMap::from([("covered".into(), covered.into()), ("total".into(), total.into())]),
+        };
+        let suite =
+            |check: pb::CheckResult| pb::CheckSuite { additional_checks: vec![check], ..Default::default() };
+        assert!(check_lines(Some(&suite(requirements("0", "0")))).is_empty(), "0/0 is no check");
+        let lines = check_lines(Some(&suite(requirements("2", "2"))));
+        assert_eq!(lines[0].detail, "2/2 requirements addressed (score 1.00)");
+    }
+
+    #[test]
+    fn failing_acceptance_tests_count_among_the_checks_and_show_in_their_own_column() {
+        let result = pb::DeliberationResult {
+            rank: 1,
+            check_score: 0.46,
+            checks: Some(pb::CheckSuite {
+                policy: Some(pb::PolicyResult { passed: true, ..Default::default() }),
+                lint: Some(pb::LintResult { passed: true, ..Default::default() }),
+                ..Default::default()
+            }),
+            tests: Some(pb::TestReport { ran: true, passed: 1, failed: 2, ..Default::default() }),
+            ..Default::default()
+        };
+        let table = ranking(&[result]);
+        assert!(table.lines().next().unwrap().contains("CHECKS  TESTS"), "{table}");
+        assert!(table.contains("0.46 2/3    1/3"), "{table}");
+    }
+
+    #[test]
+    fn an_end_without_a_duration_says_no_duration_rather_than_in_dash() {
+        let ended = |duration_ms| pb::GetDeliberationResultResponse {
+            task_id: "t".into(),
+            role: "DEV".into(),
+            status: pb::DeliberationStatus::Interrupted.into(),
+            duration_ms,
+            ..Default::default()
+        };
+        let text = deliberation(&ended(0), Show::Winner);
+        assert!(text.starts_with("task t (DEV): interrupted, 0 call(s)"), "{text}");
+        let text = deliberation(&ended(1500), Show::Winner);
+        assert!(text.starts_with("task t (DEV): interrupted in 1.5 s, 0 call(s)"), "{text}");
     }
 }

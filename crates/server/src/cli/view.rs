@@ -232,6 +232,9 @@ pub(crate) struct StatusView {
 pub(crate) struct BackendView {
     pub(crate) profile: String,
     pub(crate) ok: bool,
+    /// Usable but busy: it took the connection and has not answered yet (`ok`, not
+    /// `reachable`).
+    pub(crate) busy: bool,
     pub(crate) reachable: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) model_listed: Option<bool>,
