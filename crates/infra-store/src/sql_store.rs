@@ -56,6 +56,27 @@ pub struct SqlStore<DB: Database> {
     ping_timeout: Duration,
     /// Whether other processes may reach the database (see [`Hold`]).
     hold: Hold,
+    /// How a write commits at each [`Durability`]; `None`: every commit is as durable as the
+    /// database makes it (PostgreSQL: its server, not this process, holds the data).
+    commit_levels: Option<CommitLevels>,
+}
+
+/// What a commit must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// The end of this process (`kill -9`): a saved phase — on a crash at most the phase in
+    /// flight is lost anyway, so a power cut that also loses the last saved ones costs a few
+    /// agent calls again, never a result.
+    ProcessCrash,
+    /// A power cut too: what a client is told is stored (a submission, a result, an end).
+    PowerLoss,
+}
+
+/// The statements that set a connection's commit durability.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommitLevels {
+    pub(crate) process_crash: &'static str,
+    pub(crate) power_loss: &'static str,
 }
 
 /// Who else may reach a store's database.
@@ -72,7 +93,13 @@ pub(crate) enum Hold {
 
 impl<DB: Database> SqlStore<DB> {
     pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration, hold: Hold) -> Self {
-        Self { writer, reader, ping_timeout, hold }
+        Self { writer, reader, ping_timeout, hold, commit_levels: None }
+    }
+
+    /// Commits at these levels instead of the database's one (see [`Durability`]).
+    pub(crate) fn with_commit_levels(mut self, levels: CommitLevels) -> Self {
+        self.commit_levels = Some(levels);
+        self
     }
 
     /// The pool writes go through (see the type's documentation).
@@ -180,17 +207,38 @@ where
 
     /// Runs the status change `update` — an `UPDATE … RETURNING event_seq` that adds `bump` to
     /// `event_seq` — and, when it matched, stores `event` under the returned number, in one
-    /// transaction; without an event, the change alone. Whether it matched.
+    /// transaction; without an event, the change alone. Whether it matched. `durability` says
+    /// what the commit must survive (see [`Durability`]).
     async fn change_with_event<'q>(
         &self,
         update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
         task_id: &str,
         event: Option<&StoredEvent>,
+        durability: Durability,
+    ) -> Result<bool, sqlx::Error> {
+        let mut connection = self.writer.acquire().await?;
+        let relaxed = durability == Durability::ProcessCrash && self.commit_levels.is_some();
+        if let (true, Some(levels)) = (relaxed, &self.commit_levels) {
+            sqlx::query(levels.process_crash).execute(&mut *connection).await?;
+        }
+        let changed = Self::change_on(&mut connection, update, task_id, event).await;
+        if let (true, Some(levels)) = (relaxed, &self.commit_levels) {
+            // Back to the default for every other write on this connection, even after a failure.
+            sqlx::query(levels.power_loss).execute(&mut *connection).await?;
+        }
+        changed
+    }
+
+    async fn change_on<'q>(
+        connection: &mut DB::Connection,
+        update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        task_id: &str,
+        event: Option<&StoredEvent>,
     ) -> Result<bool, sqlx::Error> {
         let Some(event) = event else {
-            return Ok(update.fetch_optional(&self.writer).await?.is_some());
+            return Ok(update.fetch_optional(&mut *connection).await?.is_some());
         };
-        let mut tx = self.writer.begin().await?;
+        let mut tx = sqlx::Connection::begin(connection).await?;
         let Some(row) = update.fetch_optional(&mut *tx).await? else {
             tx.rollback().await?;
             return Ok(false);
@@ -320,7 +368,7 @@ where
             .bind(storable(&new.principal))
             .bind(new.council_id().map(|id| storable(id.as_str())))
             .bind(i64::from(event.is_some()));
-        self.change_with_event(insert, &task_id, event.as_ref())
+        self.change_with_event(insert, &task_id, event.as_ref(), Durability::PowerLoss)
             .await
             .map_err(|e| from_sqlx("creating", Some(&task_id), e))
     }
@@ -388,7 +436,7 @@ where
             .bind(fence.epoch)
             .bind(i64::from(event.is_some()));
         let updated = self
-            .change_with_event(update, &task_id, event.as_ref())
+            .change_with_event(update, &task_id, event.as_ref(), Durability::ProcessCrash)
             .await
             .map_err(|e| from_sqlx("starting", Some(&task_id), e))?;
         if updated { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
@@ -416,7 +464,7 @@ where
             .bind(fence.epoch)
             .bind(i64::from(event.is_some()));
         let updated = self
-            .change_with_event(update, &task_id, event.as_ref())
+            .change_with_event(update, &task_id, event.as_ref(), Durability::ProcessCrash)
             .await
             .map_err(|e| from_sqlx("saving progress of", Some(&task_id), e))?;
         if updated { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }

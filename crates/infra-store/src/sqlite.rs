@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::error::{Fault, connect_failed};
 use crate::file_lock::ExclusiveFile;
 use crate::options::StoreOptions;
-use crate::sql_store::{Hold, SqlStore};
+use crate::sql_store::{CommitLevels, Hold, SqlStore};
 
 /// The store on SQLite; open it with [`SqliteStore::open`].
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -93,7 +93,14 @@ impl SqlStore<Sqlite> {
                 .map_err(|e| connect_failed(location, e))?
         };
         tracing::info!(location = %location, "opened SQLite deliberation store");
-        Ok(Self::from_pools(writer, reader, options.acquire_timeout, hold))
+        // A saved phase must survive this process dying, which WAL with `synchronous = NORMAL`
+        // gives without an fsync; results and submissions survive a power cut too (`FULL`, the
+        // connection's default), and that fsync of the log covers the phases before them.
+        let levels = CommitLevels {
+            process_crash: "PRAGMA synchronous = NORMAL",
+            power_loss: "PRAGMA synchronous = FULL",
+        };
+        Ok(Self::from_pools(writer, reader, options.acquire_timeout, hold).with_commit_levels(levels))
     }
 }
 
