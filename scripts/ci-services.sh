@@ -71,3 +71,14 @@ done
 bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true \
   || { say "bubblewrap cannot create namespaces on this machine"; exit 1; }
 say "bubblewrap sandbox works"
+
+# kubectl renders the deployment manifests in tests/deploy_manifests.rs (`kubectl kustomize`):
+# Debian's kubernetes-client package when no kubectl is installed.
+if ! command -v kubectl >/dev/null 2>&1; then
+  say "installing kubectl (Debian's kubernetes-client)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq kubernetes-client >/dev/null
+fi
+command -v kubectl >/dev/null 2>&1 || { say "kubectl is missing"; exit 1; }
+say "kubectl ready ($(kubectl version --client 2>/dev/null | head -n 1))"
