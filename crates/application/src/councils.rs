@@ -47,7 +47,7 @@ pub(crate) async fn standing_seats(
     let Some(store) = store.filter(|_| !command.overrides.council) else {
         return Ok(None);
     };
-    let registry = store.registry().await.map_err(store_error)?;
+    let registry = store.registry().await.map_err(registry_store_error)?;
     let Some(standing) = registry.council_for(command.role) else {
         return Ok(None);
     };
@@ -228,7 +228,7 @@ impl Councils {
     /// # Errors
     /// `Store`.
     pub async fn list(&self, role: Option<Role>) -> Result<Vec<StandingCouncil>> {
-        let registry = self.store.registry().await.map_err(store_error)?;
+        let registry = self.store.registry().await.map_err(registry_store_error)?;
         Ok(registry.councils().iter().filter(|c| role.is_none_or(|r| c.role() == r)).cloned().collect())
     }
 
@@ -340,8 +340,8 @@ impl Councils {
     /// # Errors
     /// `Store`.
     pub async fn report(&self, since_ms: Option<i64>) -> Result<RegistryReport> {
-        let registry = self.store.registry().await.map_err(store_error)?;
-        let records = self.store.records(since_ms).await.map_err(store_error)?;
+        let registry = self.store.registry().await.map_err(registry_store_error)?;
+        let records = self.store.records(since_ms).await.map_err(registry_store_error)?;
         Ok(RegistryReport { registry, records })
     }
 
@@ -349,7 +349,7 @@ impl Councils {
         &self,
         change: &mut (dyn FnMut(&mut Registry) -> std::result::Result<(), DomainError> + Send),
     ) -> Result<Registry> {
-        Ok(self.store.update(change).await.map_err(store_error)??)
+        Ok(self.store.update(change).await.map_err(registry_store_error)??)
     }
 
     fn check_profile(&self, profile: &ProfileName, field: &str) -> Result<()> {
@@ -370,7 +370,8 @@ impl Councils {
     }
 }
 
-fn store_error(error: StoreError) -> ApplicationError {
+/// A registry storage failure: the database's, never the client's.
+fn registry_store_error(error: StoreError) -> ApplicationError {
     ApplicationError::Store { source: error }
 }
 

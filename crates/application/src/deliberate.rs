@@ -578,7 +578,9 @@ where
     while let Some((i, (agent, result, usage))) = pending.next().await {
         let kind = match &result {
             Ok(reply) => landed(reply),
-            Err(error) => StepKind::Dropped { reason: excerpt(&error.to_string(), REASON_EXCERPT_CHARS) },
+            Err(error) => StepKind::Dropped {
+                reason: orchestrator_domain::excerpt(&error.to_string(), REASON_EXCERPT_CHARS),
+            },
         };
         let step = AgentStep {
             agent_id: agent.id.clone(),
@@ -591,14 +593,6 @@ where
     }
     replies.sort_by_key(|(i, _)| *i);
     replies.into_iter().map(|(_, reply)| reply).collect()
-}
-
-/// The first `max` characters of `text`, with an ellipsis when cut.
-fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
 }
 
 /// Records the replies of one phase: every call's usage, then each reply, or the failure that

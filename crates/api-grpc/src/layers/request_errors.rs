@@ -52,7 +52,10 @@ fn rewrite(code: Code, message: &str, max_request_bytes: usize) -> Option<(Code,
         Code::Internal if message.starts_with(DECODE_FAILED) => {
             let detail =
                 message.strip_prefix(DECODE_FAILED).unwrap_or_default().trim_start_matches(':').trim();
-            Some((Code::InvalidArgument, format!("malformed request: {}", excerpt(detail))))
+            Some((
+                Code::InvalidArgument,
+                format!("malformed request: {}", orchestrator_domain::excerpt(detail, QUOTED_CHARS)),
+            ))
         }
         Code::OutOfRange if message.starts_with(TOO_LARGE) => Some((
             Code::ResourceExhausted,
@@ -62,9 +65,8 @@ fn rewrite(code: Code, message: &str, max_request_bytes: usize) -> Option<(Code,
     }
 }
 
-fn excerpt(text: &str) -> String {
-    orchestrator_domain::excerpt(text, 200)
-}
+/// How much of an undecodable request's text a message quotes.
+const QUOTED_CHARS: usize = 200;
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestErrors<S>
 where

@@ -177,9 +177,3 @@ async fn each_agents_step_is_reported_as_its_call_lands_before_the_phase_ends() 
     );
     assert_eq!(report.outcome.results.len(), 2, "dev-2 was dropped");
 }
-
-#[test]
-fn excerpts_cut_long_reasons_on_a_character_boundary() {
-    assert_eq!(excerpt("short", 10), "short");
-    assert_eq!(excerpt("ééééé", 2), "éé…");
-}

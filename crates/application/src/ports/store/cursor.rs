@@ -25,7 +25,7 @@ impl PageCursor {
     #[must_use]
     pub fn encode(&self) -> String {
         let plain = format!("{}:{}", self.created_at_ms, self.task_id);
-        plain.bytes().map(|b| format!("{b:02x}")).collect()
+        data_encoding::HEXLOWER.encode(plain.as_bytes())
     }
 
     /// Reads a token issued by [`PageCursor::encode`].
@@ -33,7 +33,12 @@ impl PageCursor {
     /// # Errors
     /// [`StoreError::InvalidCursor`] for anything else.
     pub fn decode(token: &str) -> Result<Self, StoreError> {
-        let bytes = hex_decode(token).ok_or(StoreError::InvalidCursor)?;
+        if token.is_empty() {
+            return Err(StoreError::InvalidCursor);
+        }
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(token.as_bytes())
+            .map_err(|_| StoreError::InvalidCursor)?;
         let plain = String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)?;
         let (millis, task_id) = plain.split_once(':').ok_or(StoreError::InvalidCursor)?;
         let created_at_ms = millis.parse().map_err(|_| StoreError::InvalidCursor)?;
@@ -48,13 +53,6 @@ impl PageCursor {
     pub fn precedes(&self, created_at_ms: i64, task_id: &str) -> bool {
         (created_at_ms, task_id) < (self.created_at_ms, self.task_id.as_str())
     }
-}
-
-fn hex_decode(token: &str) -> Option<Vec<u8>> {
-    if token.is_empty() || !token.len().is_multiple_of(2) || !token.is_ascii() {
-        return None;
-    }
-    (0..token.len()).step_by(2).map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok()).collect()
 }
 
 #[cfg(test)]
