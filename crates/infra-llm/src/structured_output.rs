@@ -24,12 +24,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// How a profile asks for structured answers on review and selection calls (config key
 /// `structured_output`; see the module docs). Proposals and revisions are always free text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// Read from a string (TOML, or an environment variable through the server's config loader);
+/// an unknown value is refused with the list of known ones (and without itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StructuredOutput {
     /// Probe `json_schema`, then `json_object`, then none; remember what worked.
     #[default]
@@ -68,6 +70,17 @@ impl StructuredOutput {
             Self::JsonObject => &ALL[1..2],
             Self::Off => &ALL[2..3],
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for StructuredOutput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        [Self::Auto, Self::JsonSchema, Self::JsonObject, Self::Off]
+            .into_iter()
+            .find(|mode| mode.as_str() == value.trim())
+            // The value is not repeated: the server's config errors never echo a file's text.
+            .ok_or_else(|| serde::de::Error::custom("expected auto, json_schema, json_object or off"))
     }
 }
 
