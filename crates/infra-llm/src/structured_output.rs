@@ -18,7 +18,9 @@
 //!   `auto` never fails a call that would have worked without a `response_format`: at worst it
 //!   sends one or two more requests once, which a refusing server answers at once.
 //!
-//! Explicit modes do not probe: a server refusing them fails the call, as any 4xx does.
+//! Explicit modes do not probe: a server refusing them fails the call, as any 4xx does. In every
+//! mode a refusal of the format is not retried (the same request would get the same answer);
+//! each mode tried has the profile's retries and timeouts of its own.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
