@@ -115,6 +115,34 @@ async fn a_real_model_deliberates_and_orchestrates() {
     eprintln!("selection: {} — {}", orchestrated.selection_method, orchestrated.selection_rationale);
 }
 
+/// Tasks deliberated on the local model for the share of graded peer reviews: different ones,
+/// since the same task gets the same answers (seeds are fixed per seat).
+const GRADED_SHARE_TASKS: [&str; 3] = [
+    "Write a Python function is_palindrome(s) that ignores case and spaces.",
+    "Write a Python function add(a, b) that returns the sum of two numbers.",
+    "Write a Python function largest(xs) that returns the largest number of a list.",
+];
+
+#[tokio::test]
+async fn peer_reviews_on_the_local_model_are_graded_nine_times_in_ten() {
+    let Some(url) = model_url() else { return };
+    let mut app = app(&url).await;
+    let (mut graded, mut reviews) = (0, 0);
+    for description in GRADED_SHARE_TASKS {
+        let request = pb::DeliberateRequest { task_description: description.into(), ..task() };
+        let response = app.client.deliberate(request).await.unwrap().into_inner();
+        for review in response.results.iter().flat_map(|r| &r.reviews) {
+            reviews += 1;
+            graded += usize::from(review.score.is_some());
+            let critique: String = review.critique.chars().take(80).collect();
+            eprintln!("  score {:?} | {critique:?}", review.score);
+        }
+    }
+    eprintln!("graded peer reviews on SmolLM2 (structured_output = auto): {graded}/{reviews}");
+    assert!(reviews >= 2 * GRADED_SHARE_TASKS.len(), "too few reviews to judge: {reviews}");
+    assert!(graded * 10 >= reviews * 9, "only {graded} of {reviews} peer reviews graded");
+}
+
 #[tokio::test]
 async fn one_council_can_mix_model_profiles() {
     let Some(url) = model_url() else { return };

@@ -13,16 +13,18 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, trace, warn};
 
+use crate::answer_schema::{self, AnswerSchema};
 use crate::client::{ChatClient, ChatReply, ChatRequest, Message, ResponseFormat};
 use crate::delimiters;
 use crate::error::{LlmError, Result};
 use crate::observability;
 use crate::probe::{PROBE_TIMEOUT, ProfileProbe, probe_profile};
 use crate::profile::{LlmProfile, ResolvedProfile};
-use crate::prompts::{self, Prompt, PromptKind};
+use crate::prompts::{self, AnswerFormat, Prompt, PromptKind};
 use crate::retry::RetryPolicy;
 use crate::review_parse::{parse_review, parse_selection};
 use crate::sampling::sampling;
+use crate::structured_output::{Fallback, FormatMode, Negotiated, StructuredOutput};
 
 /// Runs agents on OpenAI-compatible servers (vLLM, Ollama, llama.cpp server, OpenAI), one
 /// model profile per configured name.
@@ -46,6 +48,9 @@ use crate::sampling::sampling;
 /// * HTTP 401/403 is [`AgentError::Unauthorized`], a configuration fault, never retried.
 /// * A completion cut at `max_tokens` (`finish_reason = "length"`) is returned with
 ///   [`Completion::truncated`] set.
+/// * Reviews and selections ask for schema-constrained JSON as the profile's
+///   `structured_output` says ([`crate::structured_output`]); `auto` settles on a mode per
+///   profile and never fails a call that would work without one.
 pub struct OpenAiBackend {
     client: ChatClient,
     profiles: BTreeMap<ProfileName, Arc<ProfileRuntime>>,
@@ -55,6 +60,8 @@ struct ProfileRuntime {
     profile: ResolvedProfile,
     permits: Semaphore,
     policy: RetryPolicy,
+    /// What `structured_output = "auto"` settled on for this profile.
+    negotiated: Negotiated,
 }
 
 impl fmt::Debug for OpenAiBackend {
@@ -89,7 +96,8 @@ impl OpenAiBackend {
                 let profile = profile.resolve(name, env)?;
                 let policy = RetryPolicy::new(profile.max_retries, profile.timeout, profile.total_timeout);
                 let permits = Semaphore::new(profile.max_concurrency);
-                Ok((name.clone(), Arc::new(ProfileRuntime { profile, permits, policy })))
+                let negotiated = Negotiated::default();
+                Ok((name.clone(), Arc::new(ProfileRuntime { profile, permits, policy, negotiated })))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         Ok(Self { client: ChatClient::new()?, profiles })
@@ -98,6 +106,17 @@ impl OpenAiBackend {
     /// The names of the configured profiles, in order.
     pub fn profile_names(&self) -> impl Iterator<Item = &ProfileName> {
         self.profiles.keys()
+    }
+
+    /// The structured-output mode review and select calls on `profile` are asked in: the
+    /// profile's explicit mode, or what `auto` has settled on (`None` before its first call
+    /// succeeded, or for an unknown profile). For operators and tests.
+    pub fn structured_output_mode(&self, profile: &ProfileName) -> Option<FormatMode> {
+        let runtime = self.profiles.get(profile)?;
+        match runtime.profile.structured_output {
+            StructuredOutput::Auto => runtime.negotiated.get(),
+            explicit => explicit.plan(None).first().copied(),
+        }
     }
 
     /// Asks every profile's server for its model list (`GET {base_url}/models`), all at once,
@@ -116,21 +135,24 @@ impl OpenAiBackend {
             .await
     }
 
-    /// Sends one prompt for `agent` in `phase` and returns the model's answer and token usage.
+    /// The runtime of the profile `agent` runs on.
+    fn runtime(&self, agent: &Agent) -> Result<&Arc<ProfileRuntime>, AgentError> {
+        self.profiles.get(&agent.profile).ok_or_else(|| AgentError::UnknownProfile(agent.profile.to_string()))
+    }
+
+    /// Sends one request for `agent` and returns the model's answer and token usage, with the
+    /// structured-output mode it was asked in.
+    ///
+    /// For an [`Ask`] with a schema, the modes of the profile's
+    /// [`StructuredOutput::plan`] are tried in order within this one call (and its one
+    /// concurrency permit): under `auto`, a mode the server refuses, or whose answer is
+    /// unusable, gives way to the next; the mode that worked is remembered for the profile and
+    /// logged at `info` when that changes what is remembered.
     ///
     /// The answer's text is cleaned before anyone sees it: echoed delimiters stripped, the
     /// profile's key redacted. Errors name the profile (see [`with_profile`]).
-    async fn complete(
-        &self,
-        agent: &Agent,
-        phase: PromptKind,
-        prompt: Prompt,
-    ) -> Result<ChatReply, AgentError> {
-        let prompt = prompts::with_persona(prompt, agent.persona.as_ref());
-        let runtime = self
-            .profiles
-            .get(&agent.profile)
-            .ok_or_else(|| AgentError::UnknownProfile(agent.profile.to_string()))?;
+    async fn complete(&self, agent: &Agent, ask: Ask) -> Result<Answer, AgentError> {
+        let runtime = self.runtime(agent)?;
         let profile = &runtime.profile;
         let span = info_span!(
             "llm_call",
@@ -138,63 +160,29 @@ impl OpenAiBackend {
             model = %profile.model,
             agent = %agent.id,
             seat = agent.seat,
-            phase = phase.as_str(),
+            phase = ask.phase.as_str(),
         );
         async move {
-            let sampling = sampling(profile.temperature, agent.seat, phase);
-            let json =
-                profile.response_format_json && matches!(phase, PromptKind::Review | PromptKind::Select);
-            trace!(system = %prompt.system, user = %prompt.user, "prompt");
-            debug!(
-                prompt_chars = prompt.system.len() + prompt.user.len(),
-                temperature = sampling.temperature,
-                seed = sampling.seed,
-                "sending"
-            );
-            let request = ChatRequest {
-                model: &profile.model,
-                messages: vec![
-                    Message { role: "system", content: prompt.system },
-                    Message { role: "user", content: prompt.user },
-                ],
-                temperature: sampling.temperature,
-                max_tokens: profile.max_tokens,
-                seed: sampling.seed,
-                response_format: json.then_some(ResponseFormat::JSON_OBJECT),
-                stream: false,
-            };
-            let body = serde_json::to_vec(&request)
-                .map_err(|e| AgentError::InvalidResponse(format!("cannot encode the request: {e}")))?;
-
             let _permit = runtime
                 .permits
                 .acquire()
                 .await
                 .map_err(|_| AgentError::Unavailable("the backend is shutting down".into()))?;
+            // Read after the wait for a permit, so that a call queued behind the first one
+            // goes straight to what that one settled on.
+            let plan = match &ask.structured {
+                Some(_) => profile.structured_output.plan(runtime.negotiated.get()),
+                None => &[FormatMode::Off],
+            };
             let started = Instant::now();
-            let result = runtime
-                .policy
-                .run(|attempt| {
-                    let body = body.clone();
-                    if attempt.number > 1 {
-                        observability::retried(profile);
-                    }
-                    async move {
-                        self.client
-                            .attempt(profile, body, attempt.timeout)
-                            .instrument(tracing::debug_span!("attempt", attempt = attempt.number))
-                            .await
-                    }
-                })
-                .await
-                .and_then(|reply| clean(reply, profile))
-                .map_err(|error| with_profile(error, &profile.name));
+            let result = self.in_modes(runtime, agent, &ask, plan).await;
             let elapsed = started.elapsed();
             let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            let tokens = result.as_ref().map(|reply| (reply.prompt_tokens, reply.completion_tokens));
-            observability::call_finished(profile, phase, elapsed, tokens);
+            let tokens =
+                result.as_ref().map(|answer| (answer.reply.prompt_tokens, answer.reply.completion_tokens));
+            observability::call_finished(profile, ask.phase, elapsed, tokens);
             match &result {
-                Ok(reply) => {
+                Ok(Answer { reply, mode }) => {
                     if reply.truncated() {
                         info!(max_tokens = profile.max_tokens, "completion cut at max_tokens");
                     }
@@ -203,6 +191,7 @@ impl OpenAiBackend {
                         prompt_tokens = reply.prompt_tokens,
                         completion_tokens = reply.completion_tokens,
                         finish_reason = reply.finish_reason_for_logs(),
+                        structured_output = mode.as_str(),
                         "llm call succeeded"
                     );
                 }
@@ -213,6 +202,182 @@ impl OpenAiBackend {
         .instrument(span)
         .await
     }
+
+    /// Tries the modes of `plan` in order (see [`OpenAiBackend::complete`]); the last mode's
+    /// failure, or a failure that is no reason to try another mode, is the call's.
+    async fn in_modes(
+        &self,
+        runtime: &ProfileRuntime,
+        agent: &Agent,
+        ask: &Ask,
+        plan: &[FormatMode],
+    ) -> Result<Answer, AgentError> {
+        let profile = &runtime.profile;
+        let mut modes = plan.iter().copied().peekable();
+        while let Some(mode) = modes.next() {
+            match self.exchange(runtime, agent, ask, mode).await {
+                Ok(reply) => {
+                    if ask.structured.is_some()
+                        && profile.structured_output == StructuredOutput::Auto
+                        && runtime.negotiated.settle(mode)
+                    {
+                        info!(
+                            structured_output = mode.as_str(),
+                            "structured output mode settled for the profile"
+                        );
+                    }
+                    return Ok(Answer { reply, mode });
+                }
+                Err(failure) => match (failure.fallback, modes.peek()) {
+                    (Some(reason), Some(next)) => {
+                        observability::structured_output_fell_back(profile, mode, reason);
+                        debug!(
+                            from = mode.as_str(),
+                            to = next.as_str(),
+                            reason = reason.as_str(),
+                            error = %failure.error,
+                            "structured output mode did not work; trying the next"
+                        );
+                    }
+                    _ => return Err(failure.error),
+                },
+            }
+        }
+        // A plan is never empty (see `StructuredOutput::plan`), so the loop returned.
+        Err(AgentError::InvalidResponse("no request was made".into()))
+    }
+
+    /// One request in `mode`, with the profile's retries.
+    async fn exchange(
+        &self,
+        runtime: &ProfileRuntime,
+        agent: &Agent,
+        ask: &Ask,
+        mode: FormatMode,
+    ) -> Result<ChatReply, ModeFailure> {
+        let profile = &runtime.profile;
+        let (prompt, response_format) = match (&ask.structured, mode) {
+            (Some(structured), FormatMode::JsonSchema | FormatMode::JsonObject) => {
+                (&structured.prompt, ResponseFormat::new(mode, &structured.schema))
+            }
+            _ => (&ask.free, None),
+        };
+        let sends_format = response_format.is_some();
+        let sampling = sampling(profile.temperature, agent.seat, ask.phase);
+        trace!(system = %prompt.system, user = %prompt.user, "prompt");
+        debug!(
+            prompt_chars = prompt.system.len() + prompt.user.len(),
+            temperature = sampling.temperature,
+            seed = sampling.seed,
+            structured_output = mode.as_str(),
+            "sending"
+        );
+        let request = ChatRequest {
+            model: &profile.model,
+            messages: vec![
+                Message { role: "system", content: prompt.system.clone() },
+                Message { role: "user", content: prompt.user.clone() },
+            ],
+            temperature: sampling.temperature,
+            max_tokens: profile.max_tokens,
+            seed: sampling.seed,
+            response_format,
+            stream: false,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| ModeFailure {
+            error: AgentError::InvalidResponse(format!("cannot encode the request: {e}")),
+            fallback: None,
+        })?;
+        let outcome = runtime
+            .policy
+            .run(|attempt| {
+                let body = body.clone();
+                if attempt.number > 1 {
+                    observability::retried(profile);
+                }
+                async move {
+                    let reply = self
+                        .client
+                        .attempt(profile, body, attempt.timeout)
+                        .instrument(tracing::debug_span!("attempt", attempt = attempt.number))
+                        .await;
+                    match reply {
+                        Ok(reply) => Ok(Ok(reply)),
+                        // A refused format is not retried: the same request gets the same no.
+                        Err(failure) if sends_format && failure.format_refusal => Ok(Err(failure.error)),
+                        Err(failure) => Err(failure),
+                    }
+                }
+            })
+            .await;
+        let failure = |error: AgentError, fallback: Option<Fallback>| ModeFailure {
+            error: with_profile(error, &profile.name),
+            fallback,
+        };
+        match outcome {
+            Ok(Ok(reply)) => clean(reply, profile).map_err(|error| {
+                let fallback = sends_format.then_some(Fallback::Unusable);
+                failure(error, fallback)
+            }),
+            Ok(Err(refused)) => Err(failure(refused, Some(Fallback::Refused))),
+            Err(error) => {
+                let unusable = sends_format && matches!(error, AgentError::InvalidResponse(_));
+                Err(failure(error, unusable.then_some(Fallback::Unusable)))
+            }
+        }
+    }
+}
+
+/// What one call asks: the free-text prompt, and for reviews and selections the schema the
+/// answer must follow with the prompt that goes with a constrained answer.
+struct Ask {
+    phase: PromptKind,
+    free: Prompt,
+    structured: Option<Structured>,
+}
+
+/// The schema-constrained form of an [`Ask`].
+struct Structured {
+    prompt: Prompt,
+    schema: AnswerSchema,
+}
+
+impl Ask {
+    /// A free-text call (proposals, revisions).
+    fn free(phase: PromptKind, prompt: Prompt, agent: &Agent) -> Self {
+        Self { phase, free: prompts::with_persona(prompt, agent.persona.as_ref()), structured: None }
+    }
+
+    /// A call whose answer has a schema; `prompt` builds the prompt for either answer format.
+    fn structured(
+        phase: PromptKind,
+        prompt: impl Fn(AnswerFormat) -> Prompt,
+        schema: AnswerSchema,
+        agent: &Agent,
+    ) -> Self {
+        let persona = agent.persona.as_ref();
+        Self {
+            phase,
+            free: prompts::with_persona(prompt(AnswerFormat::Template), persona),
+            structured: Some(Structured {
+                prompt: prompts::with_persona(prompt(AnswerFormat::Schema), persona),
+                schema,
+            }),
+        }
+    }
+}
+
+/// A reply, and the structured-output mode it was asked in.
+struct Answer {
+    reply: ChatReply,
+    mode: FormatMode,
+}
+
+/// How a request in one structured-output mode failed.
+struct ModeFailure {
+    error: AgentError,
+    /// Why the next mode may succeed where this one failed; `None` when it would fail alike.
+    fallback: Option<Fallback>,
 }
 
 /// The model's text as we return it: echoed prompt delimiters stripped, the profile's API key
@@ -263,7 +428,8 @@ impl AgentBackend for OpenAiBackend {
     }
 
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError> {
-        let reply = self.complete(agent, PromptKind::Propose, prompts::propose(agent.role, task)).await?;
+        let ask = Ask::free(PromptKind::Propose, prompts::propose(agent.role, task), agent);
+        let reply = self.complete(agent, ask).await?.reply;
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
@@ -274,13 +440,20 @@ impl AgentBackend for OpenAiBackend {
         proposal: &str,
         tests: &TestOutcome,
     ) -> Result<ReviewReply, AgentError> {
-        let reply = self
-            .complete(agent, PromptKind::Review, prompts::review(agent.role, task, proposal, tests))
-            .await?;
+        let ask = Ask::structured(
+            PromptKind::Review,
+            |format| prompts::review(agent.role, task, proposal, tests, format),
+            answer_schema::review(),
+            agent,
+        );
+        let Answer { reply, mode } = self.complete(agent, ask).await?;
         let parsed = parse_review(&reply.text);
         if parsed.score.is_none() {
-            debug!(agent = %agent.id, "review held no usable score");
+            debug!(agent = %agent.id, structured_output = mode.as_str(), "review held no usable score");
         }
+        observability::review_answered(&self.runtime(agent)?.profile, mode, parsed.score.is_some());
+        // `score` is `Some` exactly when the answer held a grade: callers count graded reviews
+        // by it.
         Ok(ReviewReply {
             critique: parsed.critique,
             score: parsed.score,
@@ -298,7 +471,7 @@ impl AgentBackend for OpenAiBackend {
         reviews: &[Review],
     ) -> Result<Completion, AgentError> {
         let prompt = prompts::revise(agent.role, task, current, tests, reviews);
-        let reply = self.complete(agent, PromptKind::Revise, prompt).await?;
+        let reply = self.complete(agent, Ask::free(PromptKind::Revise, prompt, agent)).await?.reply;
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }
 
@@ -308,8 +481,13 @@ impl AgentBackend for OpenAiBackend {
         task: &Task,
         candidates: &[String],
     ) -> Result<Selection, AgentError> {
-        let reply =
-            self.complete(agent, PromptKind::Select, prompts::select(agent.role, task, candidates)).await?;
+        let ask = Ask::structured(
+            PromptKind::Select,
+            |format| prompts::select(agent.role, task, candidates, format),
+            answer_schema::selection(candidates.len()),
+            agent,
+        );
+        let reply = self.complete(agent, ask).await?.reply;
         let parsed = parse_selection(&reply.text, candidates.len());
         Ok(Selection { choice: parsed.choice, rationale: parsed.rationale, usage: usage(&reply) })
     }

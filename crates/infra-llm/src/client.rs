@@ -28,10 +28,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::answer_schema::AnswerSchema;
 use crate::error::{LlmError, Result};
 use crate::profile::ResolvedProfile;
 use crate::redact::Redactor;
 use crate::retry::AttemptError;
+use crate::structured_output::{FormatMode, refuses_format};
 
 /// Largest response body read; a chat completion is far smaller, anything bigger is an error.
 pub const MAX_BACKEND_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -43,15 +45,38 @@ pub(crate) struct Message {
     pub(crate) content: String,
 }
 
-/// `response_format` of the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub(crate) struct ResponseFormat {
-    #[serde(rename = "type")]
-    pub(crate) kind: &'static str,
+/// `response_format` of the request: how the server is asked to constrain the answer (see
+/// [`crate::structured_output`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum ResponseFormat<'a> {
+    /// OpenAI's structured outputs: `{"type": "json_schema", "json_schema": {"name", "strict",
+    /// "schema"}}`.
+    JsonSchema { json_schema: NamedSchema<'a> },
+    /// JSON mode with the schema beside it, `{"type": "json_object", "schema": …}`, which
+    /// llama-cpp-python and llama.cpp's server turn into a grammar.
+    JsonObject { schema: &'a AnswerSchema },
 }
 
-impl ResponseFormat {
-    pub(crate) const JSON_OBJECT: Self = Self { kind: "json_object" };
+/// The `json_schema` member of [`ResponseFormat::JsonSchema`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct NamedSchema<'a> {
+    name: &'static str,
+    strict: bool,
+    schema: &'a AnswerSchema,
+}
+
+impl<'a> ResponseFormat<'a> {
+    /// What `mode` sends for `schema`; `None` for [`FormatMode::Off`].
+    pub(crate) fn new(mode: FormatMode, schema: &'a AnswerSchema) -> Option<Self> {
+        match mode {
+            FormatMode::JsonSchema => Some(Self::JsonSchema {
+                json_schema: NamedSchema { name: schema.name, strict: true, schema },
+            }),
+            FormatMode::JsonObject => Some(Self::JsonObject { schema }),
+            FormatMode::Off => None,
+        }
+    }
 }
 
 /// The request body of `POST /chat/completions`.
@@ -63,7 +88,7 @@ pub(crate) struct ChatRequest<'a> {
     pub(crate) max_tokens: u32,
     pub(crate) seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) response_format: Option<ResponseFormat>,
+    pub(crate) response_format: Option<ResponseFormat<'a>>,
     pub(crate) stream: bool,
 }
 
@@ -342,8 +367,20 @@ pub(crate) fn status_phrase(status: StatusCode) -> &'static str {
 
 /// Maps a status and body to a reply or an attempt error (see the module docs). Retry
 /// classification: 408, 429 and 5xx are transient (with the server's `Retry-After`), other
-/// statuses final.
+/// statuses final. A failure that may be a refusal of the request's `response_format` is
+/// marked so ([`AttemptError::format_refusal`], see [`refuses_format`]); whether that matters
+/// is the caller's to decide, as only it knows whether one was sent.
 pub(crate) fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    profile: &ResolvedProfile,
+) -> std::result::Result<ChatReply, AttemptError> {
+    classify_status(status, retry_after, body, profile)
+        .map_err(|failure| failure.with_format_refusal(refuses_format(status, body)))
+}
+
+fn classify_status(
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
@@ -706,16 +743,58 @@ mod tests {
             temperature: 0.85,
             max_tokens: 7,
             seed: 1001,
-            response_format: Some(ResponseFormat::JSON_OBJECT),
+            response_format: None,
             stream: false,
         };
         let json: Value = serde_json::to_value(&request).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.85,
-                "max_tokens":7,"seed":1001,"response_format":{"type":"json_object"},"stream":false})
+                "max_tokens":7,"seed":1001,"stream":false})
         );
-        let plain = ChatRequest { response_format: None, ..request };
-        assert!(serde_json::to_value(&plain).unwrap().get("response_format").is_none());
+    }
+
+    #[test]
+    fn each_mode_sends_its_response_format() {
+        use crate::answer_schema;
+        let review = answer_schema::review();
+        let schema = serde_json::to_value(&review).unwrap();
+        let format_of = |mode| {
+            let request = ChatRequest {
+                model: "m",
+                messages: Vec::new(),
+                temperature: 0.7,
+                max_tokens: 7,
+                seed: 1,
+                response_format: ResponseFormat::new(mode, &review),
+                stream: false,
+            };
+            serde_json::to_value(&request).unwrap().get("response_format").cloned()
+        };
+        assert_eq!(
+            format_of(FormatMode::JsonSchema),
+            Some(serde_json::json!({"type": "json_schema",
+                "json_schema": {"name": "review", "strict": true, "schema": schema.clone()}}))
+        );
+        assert_eq!(
+            format_of(FormatMode::JsonObject),
+            Some(serde_json::json!({"type": "json_object", "schema": schema}))
+        );
+        assert_eq!(format_of(FormatMode::Off), None, "off sends no response_format at all");
+    }
+
+    #[test]
+    fn failures_that_may_refuse_the_format_are_marked_and_others_not() {
+        let profile = resolved(None);
+        let refusal = |code: u16, body: &str| {
+            classify(StatusCode::from_u16(code).unwrap(), None, body.as_bytes(), &profile)
+                .unwrap_err()
+                .format_refusal
+        };
+        assert!(refusal(400, "anything"));
+        assert!(refusal(500, "('body', 'response_format', 'type')"));
+        assert!(!refusal(500, "out of memory"));
+        assert!(!refusal(401, "response_format"));
+        assert!(!classify(StatusCode::OK, None, b"not json", &profile).unwrap_err().format_refusal);
     }
 }

@@ -9,6 +9,8 @@
 //! * [`client`] — one HTTP exchange: the wire format and lenient response parsing.
 //! * [`redact`] — the one place where what a server sent is made safe to repeat (keys, URLs).
 //! * [`retry`] — timeouts, bounded retries, exponential back-off with full jitter, `Retry-After`.
+//! * [`structured_output`] — asking servers for schema-constrained answers; `auto` probing.
+//! * [`answer_schema`] — the JSON Schemas of review and selection answers.
 //! * [`prompts`] — every prompt, per role and phase.
 //! * [`delimiters`] — the `<<<` … `>>>` framing of prompts, stripped when a model echoes it.
 //! * [`review_parse`] — reading reviews and selections out of loosely formatted model output.
@@ -17,6 +19,7 @@
 //! * [`error`] — [`LlmError`], why a backend could not be built.
 #![forbid(unsafe_code)]
 
+pub mod answer_schema;
 pub mod backend;
 pub mod client;
 pub mod delimiters;
@@ -29,8 +32,10 @@ pub mod redact;
 pub mod retry;
 pub mod review_parse;
 pub mod sampling;
+pub mod structured_output;
 
 pub use backend::OpenAiBackend;
 pub use error::{LlmError, Result};
 pub use probe::{PROBE_TIMEOUT, ProfileProbe};
 pub use profile::LlmProfile;
+pub use structured_output::{FormatMode, StructuredOutput};

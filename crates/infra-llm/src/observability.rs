@@ -10,6 +10,7 @@ use orchestrator_application::ports::AgentError;
 
 use crate::profile::ResolvedProfile;
 use crate::prompts::PromptKind;
+use crate::structured_output::{Fallback, FormatMode};
 
 /// Counter: model calls, by `profile`, `model`, `phase` and `outcome` (`ok`, `error`); a call
 /// is every attempt of one prompt, retries included.
@@ -25,6 +26,19 @@ pub const LLM_RETRIES: &str = "orchestrator_llm_retries_total";
 /// Counter: failed calls, by `profile`, `model` and `kind` (`unavailable`, `timeout`,
 /// `rejected`, `invalid_response`, `unauthorized`, `unknown_profile`).
 pub const LLM_ERRORS: &str = "orchestrator_llm_errors_total";
+
+/// Counter: reviews answered (calls that returned a review, graded or not), by `profile`,
+/// `model` and `structured_output`, the mode the answer was asked in (`json_schema`,
+/// `json_object`, `off`; see [`crate::structured_output`]).
+pub const LLM_REVIEWS: &str = "orchestrator_llm_reviews_total";
+/// Counter: of [`LLM_REVIEWS`], those whose answer held a grade, by the same labels; divided by
+/// it, the share of graded reviews. Both series are created with the first review, so the
+/// share reads 0, not "no data", while nothing is graded.
+pub const LLM_REVIEWS_GRADED: &str = "orchestrator_llm_reviews_graded_total";
+/// Counter: structured-output modes given up within a call under `auto`, by `profile`,
+/// `model`, `structured_output` (the mode given up) and `reason` (`refused`: the server
+/// refused the request; `unusable`: it answered with nothing usable).
+pub const LLM_STRUCTURED_OUTPUT_FALLBACKS: &str = "orchestrator_llm_structured_output_fallbacks_total";
 
 /// The `kind` label of a failed call.
 fn error_kind(error: &AgentError) -> &'static str {
@@ -81,4 +95,27 @@ pub(crate) fn call_finished(
                 .increment(1);
         }
     }
+}
+
+/// Counts a review answered in `mode`, and whether it held a grade.
+pub(crate) fn review_answered(profile: &ResolvedProfile, mode: FormatMode, graded: bool) {
+    let labels = [
+        ("profile", profile.name.to_string()),
+        ("model", profile.model.clone()),
+        ("structured_output", mode.as_str().to_owned()),
+    ];
+    metrics::counter!(LLM_REVIEWS, &labels).increment(1);
+    metrics::counter!(LLM_REVIEWS_GRADED, &labels).increment(u64::from(graded));
+}
+
+/// Counts a structured-output mode given up within a call.
+pub(crate) fn structured_output_fell_back(profile: &ResolvedProfile, mode: FormatMode, reason: Fallback) {
+    metrics::counter!(
+        LLM_STRUCTURED_OUTPUT_FALLBACKS,
+        "profile" => profile.name.to_string(),
+        "model" => profile.model.clone(),
+        "structured_output" => mode.as_str(),
+        "reason" => reason.as_str()
+    )
+    .increment(1);
 }

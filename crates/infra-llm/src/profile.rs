@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{LlmError, Result};
 use crate::redact::Redactor;
+use crate::structured_output::StructuredOutput;
 
 /// Sampling temperature when a profile sets none.
 pub const DEFAULT_TEMPERATURE: f64 = 0.7;
@@ -50,8 +51,14 @@ pub const MAX_TEMPERATURE: f64 = 2.0;
 /// total_timeout_secs = 180                 # per call, retries and back-off included, default 180
 /// max_retries = 3                          # retries after the first attempt, 0..=10, default 3
 /// max_concurrency = 4                      # calls in flight on this profile, 1..=1024, default 4
-/// response_format_json = false             # send response_format json_object on review/select
+/// structured_output = "auto"               # auto | json_schema | json_object | off, default auto
 /// ```
+///
+/// `structured_output` says how review and selection answers are constrained to their JSON
+/// Schema (see [`crate::structured_output`]); `auto` probes the server once and never fails a
+/// call that would work without it. The former `response_format_json = true` is still read, as
+/// a deprecated spelling of `structured_output = "json_object"` (and `false`, its old default,
+/// as the new default `auto`).
 ///
 /// `api_key` may also be set directly (for env overrides such as `ORCHESTRATOR_LLM_API_KEY`);
 /// it wins over `api_key_env`. Keys are [`SecretString`]s: `Debug` prints them redacted and no
@@ -89,10 +96,16 @@ pub struct LlmProfile {
     /// Calls in flight at once on this profile, across every deliberation of the server.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
-    /// Ask for `response_format: {"type": "json_object"}` on review and select calls; only for
-    /// servers that support it (OpenAI, vLLM, llama.cpp do; some proxies reject it).
+    /// How review and select calls ask for schema-constrained JSON (`auto`, `json_schema`,
+    /// `json_object`, `off`); see [`crate::structured_output`].
     #[serde(default)]
-    pub response_format_json: bool,
+    pub structured_output: StructuredOutput,
+    /// Deprecated: the switch `structured_output` replaced. `Some(true)` means
+    /// `structured_output = "json_object"`, `Some(false)` the default; kept so that existing
+    /// config files and `ORCHESTRATOR_PROFILES__<NAME>__RESPONSE_FORMAT_JSON` still load. It may
+    /// not be combined with a `structured_output` other than `auto`.
+    #[serde(default)]
+    pub response_format_json: Option<bool>,
 }
 
 impl LlmProfile {
@@ -110,7 +123,8 @@ impl LlmProfile {
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_retries: DEFAULT_MAX_RETRIES,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
-            response_format_json: false,
+            structured_output: StructuredOutput::Auto,
+            response_format_json: None,
         }
     }
 
@@ -162,6 +176,7 @@ impl LlmProfile {
                 format!("must be within 1..={MAX_CONCURRENCY_LIMIT}, got {}", self.max_concurrency),
             ));
         }
+        let structured_output = self.structured_output(name)?;
         let key = self.api_key(name, env)?;
         let authorization = key.as_ref().map(|(key, source)| bearer(name, key, source)).transpose()?;
         let redactor = Redactor::new(key.as_ref().map(|(key, _)| key.expose_secret()), Some(&base_url));
@@ -179,8 +194,29 @@ impl LlmProfile {
             total_timeout: self.total_timeout,
             max_retries: self.max_retries,
             max_concurrency: self.max_concurrency,
-            response_format_json: self.response_format_json,
+            structured_output,
         })
+    }
+
+    /// `structured_output`, with the deprecated `response_format_json` read as its alias.
+    fn structured_output(&self, name: &ProfileName) -> Result<StructuredOutput> {
+        let Some(legacy) = self.response_format_json else {
+            return Ok(self.structured_output);
+        };
+        if self.structured_output != StructuredOutput::Auto {
+            return Err(LlmError::invalid(
+                format!("profiles.{name}.response_format_json"),
+                "is deprecated and replaced by structured_output, which is also set; remove it",
+            ));
+        }
+        let mode = if legacy { StructuredOutput::JsonObject } else { StructuredOutput::Auto };
+        tracing::warn!(
+            profile = %name,
+            response_format_json = legacy,
+            structured_output = %mode,
+            "response_format_json is deprecated; write structured_output instead"
+        );
+        Ok(mode)
     }
 
     /// The key, and the field it came from, if one is configured and set.
@@ -271,7 +307,7 @@ pub(crate) struct ResolvedProfile {
     pub(crate) total_timeout: Duration,
     pub(crate) max_retries: u32,
     pub(crate) max_concurrency: usize,
-    pub(crate) response_format_json: bool,
+    pub(crate) structured_output: StructuredOutput,
 }
 
 impl fmt::Debug for ResolvedProfile {
@@ -288,7 +324,7 @@ impl fmt::Debug for ResolvedProfile {
             .field("total_timeout", &self.total_timeout)
             .field("max_retries", &self.max_retries)
             .field("max_concurrency", &self.max_concurrency)
-            .field("response_format_json", &self.response_format_json)
+            .field("structured_output", &self.structured_output)
             .finish()
     }
 }
@@ -355,7 +391,8 @@ mod tests {
         assert_eq!(profile.total_timeout, Duration::from_secs(180));
         assert_eq!(profile.max_retries, 3);
         assert_eq!(profile.max_concurrency, 4);
-        assert!(!profile.response_format_json);
+        assert_eq!(profile.structured_output, StructuredOutput::Auto);
+        assert_eq!(resolve(&profile).unwrap().structured_output, StructuredOutput::Auto);
         assert!(profile.api_key.is_none() && profile.api_key_env.is_none());
     }
 
@@ -372,7 +409,7 @@ mod tests {
             total_timeout_secs = 30
             max_retries = 1
             max_concurrency = 9
-            response_format_json = true
+            structured_output = "json_schema"
             "#,
         )
         .unwrap();
@@ -380,10 +417,33 @@ mod tests {
         assert_eq!(profile.total_timeout, Duration::from_secs(30));
         assert_eq!((profile.max_tokens, profile.max_retries, profile.max_concurrency), (64, 1, 9));
         assert_eq!(profile.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
-        assert!(profile.response_format_json);
+        assert_eq!(profile.structured_output, StructuredOutput::JsonSchema);
         let resolved = resolve(&profile).unwrap();
+        assert_eq!(resolved.structured_output, StructuredOutput::JsonSchema);
         assert_eq!(resolved.endpoint.as_str(), "https://api.example.com/v1/chat/completions");
         assert_eq!(resolved.models_url.as_str(), "https://api.example.com/v1/models");
+    }
+
+    #[test]
+    fn the_deprecated_response_format_json_reads_as_structured_output() {
+        let read = |extra: &str| {
+            let profile: LlmProfile =
+                toml::from_str(&format!("base_url = \"http://x/v1\"\nmodel = \"m\"\n{extra}")).unwrap();
+            resolve(&profile).map(|r| r.structured_output).map_err(|e| e.to_string())
+        };
+        assert_eq!(read("response_format_json = true"), Ok(StructuredOutput::JsonObject));
+        assert_eq!(read("response_format_json = false"), Ok(StructuredOutput::Auto));
+        assert_eq!(
+            read("response_format_json = true\nstructured_output = \"auto\""),
+            Ok(StructuredOutput::JsonObject)
+        );
+        assert_eq!(read("structured_output = \"off\""), Ok(StructuredOutput::Off));
+        let both = read("response_format_json = true\nstructured_output = \"off\"").unwrap_err();
+        assert!(both.starts_with("profiles.main.response_format_json: is deprecated"), "{both}");
+        let typo = toml::from_str::<LlmProfile>(
+            "base_url = \"http://x/v1\"\nmodel = \"m\"\nstructured_output = \"on\"",
+        );
+        assert!(typo.unwrap_err().to_string().contains("json_schema"), "the values are listed");
     }
 
     #[test]

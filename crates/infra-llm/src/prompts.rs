@@ -24,6 +24,25 @@ pub const MAX_CANDIDATES_CHARS: usize = 12_000;
 pub const REVIEW_JSON_TEMPLATE: &str =
     r#"{"score": <0-10>, "critique": "<what to improve>", "issues": ["<problem>"]}"#;
 
+/// The JSON a review must answer with when the server constrains the answer to its schema
+/// ([`crate::answer_schema::review`]): the fields named in words. Tried on SmolLM2-135M under a
+/// schema grammar, the placeholders of [`REVIEW_JSON_TEMPLATE`] were copied into the answer
+/// (`"critique": "<what to improve>"`, 5 answers of 10), which is no review; named in words,
+/// 10 of 10 answers were graded with a critique of their own.
+pub const REVIEW_JSON_FIELDS: &str = "Reply with a JSON object: \"score\" is your grade from 0 (wrong) to 10 \
+     (perfect), \"critique\" says in one sentence what to improve, \"issues\" lists the problems you found.";
+
+/// How a prompt asks for its JSON answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnswerFormat {
+    /// The answer is free text: the prompt shows the JSON template, placeholders and all, the
+    /// form that got SmolLM2 to answer in JSON at all.
+    Template,
+    /// The server constrains the answer to the schema: the prompt names the fields in words
+    /// (see [`REVIEW_JSON_FIELDS`]).
+    Schema,
+}
+
 /// Which step of a deliberation a call serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PromptKind {
@@ -135,17 +154,26 @@ pub(crate) fn propose(role: Role, task: &Task) -> Prompt {
 ///
 /// When the proposal's code ran on the acceptance tests, their report follows the proposal, so
 /// the grade rests on what the code did, not only on how it reads.
-pub(crate) fn review(role: Role, task: &Task, proposal: &str, tests: &TestOutcome) -> Prompt {
+pub(crate) fn review(
+    role: Role,
+    task: &Task,
+    proposal: &str,
+    tests: &TestOutcome,
+    format: AnswerFormat,
+) -> Prompt {
     let report = test_report(tests).map_or_else(String::new, |report| {
         format!(
             "\n\nIts code run on the acceptance tests:\n{report}\nA proposal that fails tests is not correct."
         )
     });
+    let answer = match format {
+        AnswerFormat::Template => format!("Reply with JSON only:\n{REVIEW_JSON_TEMPLATE}"),
+        AnswerFormat::Schema => REVIEW_JSON_FIELDS.to_owned(),
+    };
     Prompt {
         system: system(role, PromptKind::Review),
         user: format!(
-            "Grade the proposal below against the rubric and the requirements. Reply with JSON only:\n\
-             {REVIEW_JSON_TEMPLATE}\n\n\
+            "Grade the proposal below against the rubric and the requirements. {answer}\n\n\
              {}\nProposal to review:\n{OPEN}\n{}\n{CLOSE}{report}\n\nYour JSON review:",
             task_block(task),
             bounded(proposal, MAX_EMBEDDED_CHARS)
@@ -200,13 +228,21 @@ pub(crate) fn revise(
 }
 
 /// Asks which of anonymous candidates is best, as JSON with a 1-based choice; format first, as
-/// for reviews.
-pub(crate) fn select(role: Role, task: &Task, candidates: &[String]) -> Prompt {
+/// for reviews, and as a template or in words as for reviews ([`AnswerFormat`]).
+pub(crate) fn select(role: Role, task: &Task, candidates: &[String], format: AnswerFormat) -> Prompt {
     let each = (MAX_CANDIDATES_CHARS / candidates.len().max(1)).min(MAX_EMBEDDED_CHARS);
+    let k = candidates.len();
+    let answer = match format {
+        AnswerFormat::Template => {
+            format!("Reply with JSON only:\n{{\"choice\": <1-{k}>, \"rationale\": \"<why>\"}}")
+        }
+        AnswerFormat::Schema => format!(
+            "Reply with a JSON object: \"choice\" is the number of the best candidate (1 to {k}), \
+             \"rationale\" says why in one sentence."
+        ),
+    };
     let mut user = format!(
-        "Choose the candidate that best meets the rubric and the requirements. Reply with JSON only:\n\
-         {{\"choice\": <1-{}>, \"rationale\": \"<why>\"}}\n\n{}",
-        candidates.len(),
+        "Choose the candidate that best meets the rubric and the requirements. {answer}\n\n{}",
         task_block(task)
     );
     for (i, candidate) in candidates.iter().enumerate() {
@@ -266,9 +302,11 @@ mod tests {
         };
         vec![
             propose(role, &task()),
-            review(role, &task(), "fn rev() {}", &TestOutcome::no_tests()),
+            review(role, &task(), "fn rev() {}", &TestOutcome::no_tests(), AnswerFormat::Template),
             revise(role, &task(), "fn rev() {}", &TestOutcome::no_tests(), &[received]),
-            select(role, &task(), &["A".into(), "B".into()]),
+            select(role, &task(), &["A".into(), "B".into()], AnswerFormat::Template),
+            review(role, &task(), "fn rev() {}", &TestOutcome::no_tests(), AnswerFormat::Schema),
+            select(role, &task(), &["A".into(), "B".into()], AnswerFormat::Schema),
         ]
     }
 
@@ -306,11 +344,29 @@ mod tests {
 
     #[test]
     fn review_asks_for_json_and_shows_no_author() {
-        let user = review(Role::Qa, &task(), "my proposal text", &TestOutcome::no_tests()).user;
+        let user =
+            review(Role::Qa, &task(), "my proposal text", &TestOutcome::no_tests(), AnswerFormat::Template)
+                .user;
         assert!(user.contains("my proposal text"));
         assert!(user.contains(r#"{"score": <0-10>, "critique": "#), "{user}");
         assert!(user.contains(&format!("Reply with JSON only:\n{REVIEW_JSON_TEMPLATE}\n")), "{user}");
         assert!(!user.contains("dev-1"));
+    }
+
+    #[test]
+    fn under_a_schema_the_review_names_every_field_in_words_and_shows_no_placeholder() {
+        let user =
+            review(Role::Qa, &task(), "my proposal text", &TestOutcome::no_tests(), AnswerFormat::Schema)
+                .user;
+        assert!(user.contains(REVIEW_JSON_FIELDS), "{user}");
+        for field in ["\"score\"", "\"critique\"", "\"issues\""] {
+            assert!(REVIEW_JSON_FIELDS.contains(field), "{field}");
+        }
+        assert!(!user.contains("<0-10>") && !user.contains("<what to improve>"), "{user}");
+        assert!(user.ends_with("Your JSON review:"));
+        let user = select(Role::Dev, &task(), &["A".into(), "B".into()], AnswerFormat::Schema).user;
+        assert!(user.contains(r#""choice" is the number of the best candidate (1 to 2)"#), "{user}");
+        assert!(!user.contains("<1-2>"), "{user}");
     }
 
     #[test]
@@ -374,7 +430,7 @@ mod tests {
     fn every_prompt_shows_the_acceptance_tests_and_the_solution_module() {
         for prompt in [
             propose(Role::Dev, &tested_task()),
-            review(Role::Dev, &tested_task(), "x", &TestOutcome::no_tests()),
+            review(Role::Dev, &tested_task(), "x", &TestOutcome::no_tests(), AnswerFormat::Template),
         ] {
             assert!(
                 prompt.user.contains(
@@ -394,10 +450,18 @@ mod tests {
 
     #[test]
     fn reviewers_see_the_test_report_of_the_proposal_they_grade() {
-        let user = review(Role::Qa, &tested_task(), "def reverse(s): return s", &failing_report()).user;
+        let user = review(
+            Role::Qa,
+            &tested_task(),
+            "def reverse(s): return s",
+            &failing_report(),
+            AnswerFormat::Template,
+        )
+        .user;
         assert!(user.contains("Its code run on the acceptance tests:\n<<<\n1 passed, 1 failed, 0 errored\nFAILED test_empty: assert reverse('') == ''"), "{user}");
         assert!(user.ends_with("Your JSON review:"), "the request for JSON stays last");
-        let quiet = review(Role::Qa, &tested_task(), "x", &TestOutcome::no_sandbox()).user;
+        let quiet =
+            review(Role::Qa, &tested_task(), "x", &TestOutcome::no_sandbox(), AnswerFormat::Schema).user;
         assert!(!quiet.contains("Its code run on"), "tests that did not run are not shown: {quiet}");
     }
 
@@ -424,7 +488,7 @@ mod tests {
     #[test]
     fn long_embedded_texts_are_cut_on_a_char_boundary() {
         let long = "é".repeat(MAX_EMBEDDED_CHARS + 10);
-        let user = review(Role::Dev, &task(), &long, &TestOutcome::no_tests()).user;
+        let user = review(Role::Dev, &task(), &long, &TestOutcome::no_tests(), AnswerFormat::Template).user;
         assert!(user.contains("[... truncated]"));
         assert!(user.chars().filter(|c| *c == 'é').count() == MAX_EMBEDDED_CHARS);
     }

@@ -42,15 +42,22 @@ pub(crate) enum Retry {
 pub(crate) struct AttemptError {
     pub(crate) error: AgentError,
     pub(crate) retry: Retry,
+    /// The server's answer may be a refusal of the request's `response_format` (see
+    /// [`crate::structured_output::refuses_format`]); the policy itself ignores it.
+    pub(crate) format_refusal: bool,
 }
 
 impl AttemptError {
     pub(crate) fn transient(error: AgentError, retry_after: Option<Duration>) -> Self {
-        Self { error, retry: Retry::After(retry_after) }
+        Self { error, retry: Retry::After(retry_after), format_refusal: false }
     }
 
     pub(crate) fn final_(error: AgentError) -> Self {
-        Self { error, retry: Retry::Never }
+        Self { error, retry: Retry::Never, format_refusal: false }
+    }
+
+    pub(crate) fn with_format_refusal(self, format_refusal: bool) -> Self {
+        Self { format_refusal, ..self }
     }
 }
 

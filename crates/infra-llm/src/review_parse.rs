@@ -5,6 +5,9 @@
 //! objects where strings were asked — or not as JSON at all. Parsing therefore goes from strict
 //! to loose and never fails:
 //!
+//! 0. **The whole answer as one object**, which is what a server constraining the answer to its
+//!    schema ([`crate::structured_output`]) returns: read directly when it holds a score (or a
+//!    choice) and is not an echoed template.
 //! 1. **JSON objects** found anywhere in the text (every `{`, brace-matched, string-aware), parsed
 //!    as is or, failing that, repaired (trailing commas dropped, unterminated strings and
 //!    brackets closed). The first object holding a known key is used; keys match
@@ -96,6 +99,9 @@ pub(crate) struct ParsedSelection {
 /// Reads a review answer (see the module docs). Never fails, never panics.
 pub(crate) fn parse_review(raw: &str) -> ParsedReview {
     let text = raw.trim();
+    if let Some(object) = whole_object(text).filter(|o| has_any(o, SCORE_KEYS) && !is_template_echo(o)) {
+        return review_of(&object, text);
+    }
     let scanned = head(text);
     let objects: Vec<_> = json_objects_at(scanned).collect();
     let (echoes, reviews): (Vec<_>, Vec<_>) = objects.iter().partition(|(_, o)| is_template_echo(o));
@@ -104,10 +110,7 @@ pub(crate) fn parse_review(raw: &str) -> ParsedReview {
     let review =
         graded.or_else(|| reviews.iter().find(|o| has_any(o, CRITIQUE_KEYS) || has_any(o, ISSUE_KEYS)));
     if let Some(object) = review {
-        let score = get(object, SCORE_KEYS).and_then(score_of_value);
-        let critique = get(object, CRITIQUE_KEYS).map(text_of).filter(|c| !c.is_empty());
-        let issues = get(object, ISSUE_KEYS).map(issues_of).unwrap_or_default();
-        return ParsedReview { critique: critique.unwrap_or_else(|| text.to_owned()), score, issues };
+        return review_of(object, text);
     }
     // Prose is read around the echoed objects: a `"score": 0` of an echo is not a grade.
     let echo_ranges: Vec<Range<usize>> = echoes.iter().map(|(range, _)| range.clone()).collect();
@@ -123,29 +126,52 @@ pub(crate) fn parse_review(raw: &str) -> ParsedReview {
     ParsedReview { critique: critique.unwrap_or_else(|| text.to_owned()), score, issues: Vec::new() }
 }
 
+/// The review an object holds; `text` is the critique when the object has none.
+fn review_of(object: &Map<String, Value>, text: &str) -> ParsedReview {
+    let score = get(object, SCORE_KEYS).and_then(score_of_value);
+    let critique = get(object, CRITIQUE_KEYS).map(text_of).filter(|c| !c.is_empty());
+    let issues = get(object, ISSUE_KEYS).map(issues_of).unwrap_or_default();
+    ParsedReview { critique: critique.unwrap_or_else(|| text.to_owned()), score, issues }
+}
+
+/// The answer parsed as one JSON object, when it is exactly that (step 0 of the module docs).
+fn whole_object(text: &str) -> Option<Map<String, Value>> {
+    (text.starts_with('{') && text.ends_with('}') && text.len() <= MAX_SCANNED_BYTES)
+        .then(|| parse_object(text))
+        .flatten()
+}
+
 /// Reads a selection answer among `candidates` candidates (see the module docs).
 pub(crate) fn parse_selection(raw: &str, candidates: usize) -> ParsedSelection {
     let text = raw.trim();
+    let whole = whole_object(text).filter(|o| has_any(o, CHOICE_KEYS));
     let scanned = head(text);
-    let to_index = |n: u64| usize::try_from(n).ok().filter(|n| (1..=candidates).contains(n)).map(|n| n - 1);
-    if let Some(object) = json_objects(scanned).find(|o| has_any(o, CHOICE_KEYS)) {
-        let choice = get(&object, CHOICE_KEYS).and_then(choice_of_value).and_then(to_index);
-        let rationale = get(&object, RATIONALE_KEYS).map(text_of).filter(|r| !r.is_empty());
-        if choice.is_none()
-            && rationale.is_none()
-            && get(&object, CHOICE_KEYS).is_some_and(is_placeholder_value)
-        {
-            return ParsedSelection { choice: None, rationale: TEMPLATE_ECHO_RATIONALE.to_owned() };
-        }
-        return ParsedSelection { choice, rationale: rationale.unwrap_or_else(|| text.to_owned()) };
+    if let Some(object) = whole.or_else(|| json_objects(scanned).find(|o| has_any(o, CHOICE_KEYS))) {
+        return selection_of(&object, text, candidates);
     }
     let unplaced = CHOICE_PLACEHOLDER.replace_all(scanned, "");
-    let choice = choice_in_prose(&unplaced).and_then(to_index);
+    let choice = choice_in_prose(&unplaced).and_then(|n| to_index(n, candidates));
     let rationale = string_field(scanned, &RATIONALE_FIELD);
     if unplaced.len() != scanned.len() && choice.is_none() && rationale.is_none() {
         return ParsedSelection { choice: None, rationale: TEMPLATE_ECHO_RATIONALE.to_owned() };
     }
     ParsedSelection { choice, rationale: rationale.unwrap_or_else(|| text.to_owned()) }
+}
+
+/// The selection an object holding a choice key makes; `text` is the rationale when the object
+/// has none.
+fn selection_of(object: &Map<String, Value>, text: &str, candidates: usize) -> ParsedSelection {
+    let choice = get(object, CHOICE_KEYS).and_then(choice_of_value).and_then(|n| to_index(n, candidates));
+    let rationale = get(object, RATIONALE_KEYS).map(text_of).filter(|r| !r.is_empty());
+    if choice.is_none() && rationale.is_none() && get(object, CHOICE_KEYS).is_some_and(is_placeholder_value) {
+        return ParsedSelection { choice: None, rationale: TEMPLATE_ECHO_RATIONALE.to_owned() };
+    }
+    ParsedSelection { choice, rationale: rationale.unwrap_or_else(|| text.to_owned()) }
+}
+
+/// A 1-based choice among `candidates` as a 0-based index; `None` outside `1..=candidates`.
+fn to_index(choice: u64, candidates: usize) -> Option<usize> {
+    usize::try_from(choice).ok().filter(|n| (1..=candidates).contains(n)).map(|n| n - 1)
 }
 
 /// The placeholders of [`REVIEW_JSON_TEMPLATE`] without their brackets, lowercased:
@@ -497,6 +523,37 @@ mod tests {
     }
 
     #[test]
+    fn schema_constrained_answers_are_read_whole() {
+        // Shapes SmolLM2-135M wrote under llama-cpp-python's grammar of the review schema.
+        let r = parse_review(
+            r#"{ "score" : 3, "critique" : "Could use built-in functions." , "issues" : ["error","remarks"] }"#,
+        );
+        assert_eq!(r.score.map(PeerScore::value), Some(3.0));
+        assert_eq!(
+            (r.critique.as_str(), r.issues.clone()),
+            ("Could use built-in functions.", vec!["error".to_owned(), "remarks".to_owned()])
+        );
+        let r = parse_review(r#"{"score":0,"critique":"1","issues":[]}"#);
+        assert_eq!((r.score.map(PeerScore::value), r.critique.as_str()), (Some(0.0), "1"));
+        // A whole answer that is an echoed template is still no grade.
+        assert_eq!(
+            parse_review(r#"{"score": 0, "critique": "<what to improve>", "issues": ["<problem>"]}"#),
+            echo()
+        );
+        assert_eq!(
+            parse_selection(r#"{"choice": 2, "rationale": "It has tests."}"#, 3),
+            ParsedSelection { choice: Some(1), rationale: "It has tests.".into() }
+        );
+    }
+
+    #[test]
+    fn a_schema_answer_cut_at_the_token_limit_keeps_its_grade() {
+        let r = parse_review(r#"{ "score": 7, "critique": "The loop never ends because the ind"#);
+        assert_eq!(r.score.map(PeerScore::value), Some(7.0));
+        assert_eq!(r.critique, "The loop never ends because the ind");
+    }
+
+    #[test]
     fn json_inside_prose_or_code_fences() {
         let r = parse_review(
             "Here is my review:\n```json\n{\"score\": 6, \"critique\": \"ok\", \"issues\": []}\n```\nThanks!",
@@ -703,7 +760,12 @@ mod tests {
     fn the_echoed_selection_template_chooses_nothing() {
         use orchestrator_domain::{Role, Task, TaskConstraints};
         let task = Task::new("t", TaskConstraints::default()).unwrap();
-        let prompt = crate::prompts::select(Role::Dev, &task, &["a".into(), "b".into(), "c".into()]);
+        let prompt = crate::prompts::select(
+            Role::Dev,
+            &task,
+            &["a".into(), "b".into(), "c".into()],
+            crate::prompts::AnswerFormat::Template,
+        );
         let template = prompt.user.lines().nth(1).unwrap().to_owned();
         assert!(template.starts_with("{\"choice\""), "{template}");
         for raw in

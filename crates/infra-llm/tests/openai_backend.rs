@@ -345,12 +345,12 @@ async fn every_prompt_sent_carries_the_rubric_and_every_requirement() {
 }
 
 #[tokio::test]
-async fn review_answers_are_parsed_and_json_mode_is_requested_when_enabled() {
+async fn review_answers_are_parsed_and_the_deprecated_json_switch_still_asks_for_json_object() {
     let (server, base_url) = server().await;
     let text =
         "Sure!\n```json\n{\"score\": \"8/10\", \"critique\": \"Good\", \"issues\": [\"no tests\"]}\n```";
     answer(&server, ResponseTemplate::new(200).set_body_json(completion(text, Some((100, 20))))).await;
-    let backend = backend(profile(&base_url, |p| p.response_format_json = true));
+    let backend = backend(profile(&base_url, |p| p.response_format_json = Some(true)));
 
     let review = backend.review(&agent(1), &task(), "fn rev() {}", &TestOutcome::no_tests()).await.unwrap();
     backend.propose(&agent(1), &task()).await.unwrap();
@@ -359,7 +359,10 @@ async fn review_answers_are_parsed_and_json_mode_is_requested_when_enabled() {
     assert_eq!((review.critique.as_str(), review.issues.clone()), ("Good", vec!["no tests".to_owned()]));
     assert_eq!(review.usage.prompt_tokens, 100);
     let sent = requests(&server).await;
-    assert_eq!(body_of(&sent[0])["response_format"], json!({"type": "json_object"}));
+    assert_eq!(sent.len(), 2, "an explicit mode does not probe");
+    let format = &body_of(&sent[0])["response_format"];
+    assert_eq!(format["type"], "json_object");
+    assert_eq!(format["schema"]["required"], json!(["score", "critique", "issues"]), "{format}");
     assert!(body_of(&sent[1]).get("response_format").is_none(), "proposals are free text");
 }
 

@@ -9,6 +9,7 @@ mod support;
 
 use orchestrator_application::ports::{AgentBackend, AgentError};
 use orchestrator_domain::TestOutcome;
+use orchestrator_infra_llm::StructuredOutput;
 use orchestrator_infra_llm::prompts::REVIEW_JSON_TEMPLATE;
 use orchestrator_infra_llm::review_parse::TEMPLATE_ECHO_CRITIQUE;
 use secrecy::SecretString;
@@ -249,27 +250,32 @@ async fn an_answer_of_delimiters_only_is_an_invalid_response() {
 
 #[tokio::test]
 async fn a_review_echoing_the_prompt_template_is_not_a_grade() {
-    for text in [REVIEW_JSON_TEMPLATE.to_owned(), REVIEW_JSON_TEMPLATE.replace("<0-10>", "0")] {
+    let texts = [REVIEW_JSON_TEMPLATE.to_owned(), REVIEW_JSON_TEMPLATE.replace("<0-10>", "0")];
+    for (text, mode) in texts.iter().flat_map(|t| [(t, StructuredOutput::Off), (t, StructuredOutput::Auto)]) {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path(ENDPOINT))
-            .respond_with(ResponseTemplate::new(200).set_body_json(completion(&text, None)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(text, None)))
             .mount(&server)
             .await;
-        let backend = backend(profile(&format!("{}/v1", server.uri()), |_| {}));
+        let backend = backend(profile(&format!("{}/v1", server.uri()), |p| p.structured_output = mode));
 
         let review =
             backend.review(&agent(0), &task(), "fn rev() {}", &TestOutcome::no_tests()).await.unwrap();
 
-        assert_eq!((review.score, review.critique.as_str()), (None, TEMPLATE_ECHO_CRITIQUE), "{text}");
+        assert_eq!(
+            (review.score, review.critique.as_str()),
+            (None, TEMPLATE_ECHO_CRITIQUE),
+            "{mode}: {text}"
+        );
         assert!(review.issues.is_empty());
-        // The template the parser recognises is the one the prompt showed.
+        // The template the parser recognises is the one a free-text prompt shows.
         let sent = server.received_requests().await.unwrap();
         let user = sent[0].body_json::<serde_json::Value>().unwrap()["messages"][1]["content"]
             .as_str()
             .unwrap()
             .to_owned();
-        assert!(user.contains(REVIEW_JSON_TEMPLATE), "{user}");
+        assert_eq!(user.contains(REVIEW_JSON_TEMPLATE), mode == StructuredOutput::Off, "{user}");
     }
 }
 
