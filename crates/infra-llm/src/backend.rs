@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::join_all;
 use orchestrator_application::ports::{AgentBackend, AgentError, Completion, ReviewReply, Selection};
-use orchestrator_domain::{Agent, ProfileName, Review, Task, TestOutcome, TokenUsage};
+use orchestrator_domain::{Agent, Escalation, ProfileName, Review, Task, TestOutcome, TokenUsage};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, trace, warn};
@@ -429,6 +429,18 @@ impl AgentBackend for OpenAiBackend {
 
     async fn propose(&self, agent: &Agent, task: &Task) -> Result<Completion, AgentError> {
         let ask = Ask::free(PromptKind::Propose, prompts::propose(agent.role, task), agent);
+        let reply = self.complete(agent, ask).await?.reply;
+        Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
+    }
+
+    async fn propose_after(
+        &self,
+        agent: &Agent,
+        task: &Task,
+        escalation: &Escalation,
+    ) -> Result<Completion, AgentError> {
+        let prompt = prompts::propose_after(agent.role, task, &escalation.first_answer, &escalation.tests);
+        let ask = Ask::free(PromptKind::Propose, prompt, agent);
         let reply = self.complete(agent, ask).await?.reply;
         Ok(Completion { usage: usage(&reply), truncated: reply.truncated(), text: reply.text })
     }

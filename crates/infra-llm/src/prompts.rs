@@ -146,6 +146,37 @@ pub(crate) fn propose(role: Role, task: &Task) -> Prompt {
     }
 }
 
+/// Asks for a first proposal of a task whose first answer failed its acceptance tests (an
+/// escalated cascade): the answer and its test report come first, so the agent learns from
+/// what failed instead of writing the same code again.
+pub(crate) fn propose_after(role: Role, task: &Task, first_answer: &str, tests: &TestOutcome) -> Prompt {
+    let mut user = format!(
+        "{}
+Another agent already answered; its answer did not pass the acceptance tests:
+{OPEN}
+{}
+{CLOSE}
+",
+        task_block(task),
+        bounded(first_answer, MAX_EMBEDDED_CHARS)
+    );
+    if let Some(report) = test_report(tests) {
+        let _ = write!(
+            user,
+            "
+Its code run on the acceptance tests:
+{report}
+"
+        );
+    }
+    user.push_str(
+        "
+Write your own proposal, whose code passes every test. Address every requirement by its number. \
+         Output only the proposal.",
+    );
+    Prompt { system: system(role, PromptKind::Propose), user }
+}
+
 /// Asks for a JSON review of an anonymous proposal.
 ///
 /// The answer format comes first and the prompt ends by asking for the JSON: tried on
@@ -307,7 +338,22 @@ mod tests {
             select(role, &task(), &["A".into(), "B".into()], AnswerFormat::Template),
             review(role, &task(), "fn rev() {}", &TestOutcome::no_tests(), AnswerFormat::Schema),
             select(role, &task(), &["A".into(), "B".into()], AnswerFormat::Schema),
+            propose_after(role, &task(), "fn rev() {}", &TestOutcome::no_tests()),
         ]
+    }
+
+    #[test]
+    fn an_agent_joining_a_cascade_sees_the_first_answer_and_its_failing_tests() {
+        use orchestrator_domain::{CaseOutcome, TestCase, TestReport};
+        let failing = TestOutcome::Ran(TestReport::from_cases(
+            vec![TestCase::new("test_empty", CaseOutcome::Failed, "assert rev('') == ''", "line 3")],
+            "",
+        ));
+        let user = propose_after(Role::Dev, &task(), "def rev(s): return s[1:]", &failing).user;
+        assert!(user.contains("did not pass the acceptance tests"), "{user}");
+        assert!(user.contains("def rev(s): return s[1:]"), "the first answer is shown: {user}");
+        assert!(user.contains("FAILED test_empty"), "its failing test is shown: {user}");
+        assert!(user.ends_with("Output only the proposal."), "{user}");
     }
 
     #[test]
