@@ -200,7 +200,7 @@ fn merge_runs(args: Args) -> Result<()> {
     let info = RunInfo {
         date: utc_date(now),
         model: args.model.clone().unwrap_or_else(|| "smollm2".to_owned()),
-        endpoint: args.llm_url.clone().unwrap_or_else(|| "the partial runs' endpoint".to_owned()),
+        endpoint: args.llm_url.clone().unwrap_or_else(|| "the endpoint of the partial runs".to_owned()),
         problems: merge::problems_label(&problems),
         merged_from: args.merge.iter().map(|path| path.display().to_string()).collect(),
     };

@@ -37,14 +37,15 @@ pub fn problems_of(rows: &[Row]) -> Vec<String> {
     keys.into_iter().map(|(_, id)| id).collect()
 }
 
-/// `164 problems, HumanEval/0 to HumanEval/163` for the report's header.
+/// `HumanEval/0 to HumanEval/163 (164 problems)` for the report's header ("to": a merge may
+/// have gaps, which `--check` lists).
 pub fn problems_label(problems: &[String]) -> String {
     match (problems.first(), problems.last()) {
         (Some(first), Some(last)) if problems.len() > 1 => {
-            format!("{} problems, {first} to {last}", problems.len())
+            format!("{first} to {last} ({} problems)", problems.len())
         }
-        (Some(only), _) => format!("1 problem, {only}"),
-        _ => "no problems".to_owned(),
+        (Some(only), _) => format!("{only} (1 problem)"),
+        _ => "none".to_owned(),
     }
 }
 
@@ -81,8 +82,8 @@ mod tests {
         assert_eq!(configs_of(&merged), [Configuration::Single, Configuration::Cascade]);
         let problems = problems_of(&merged);
         assert_eq!(problems, ["HumanEval/0", "HumanEval/2", "HumanEval/10"]);
-        assert_eq!(problems_label(&problems), "3 problems, HumanEval/0 to HumanEval/10");
-        assert_eq!(problems_label(&problems[..1]), "1 problem, HumanEval/0");
+        assert_eq!(problems_label(&problems), "HumanEval/0 to HumanEval/10 (3 problems)");
+        assert_eq!(problems_label(&problems[..1]), "HumanEval/0 (1 problem)");
     }
 
     #[test]
