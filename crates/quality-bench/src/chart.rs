@@ -5,11 +5,15 @@ use std::fmt::Write as _;
 
 use crate::report::Summary;
 
+/// Width of a panel of up to three bars; more bars widen it.
 const PANEL_WIDTH: f64 = 260.0;
 const PANEL_HEIGHT: f64 = 220.0;
 const TOP: f64 = 60.0;
 const BAR_WIDTH: f64 = 50.0;
-const COLOURS: [&str; 3] = ["#9aa5b1", "#4c78a8", "#f58518"];
+/// Horizontal room one bar takes: the bar and the gap after it.
+const BAR_SLOT: f64 = BAR_WIDTH + 20.0;
+/// One colour per configuration slot (five configurations at most).
+const COLOURS: [&str; 5] = ["#9aa5b1", "#4c78a8", "#f58518", "#54a24b", "#b279a2"];
 
 /// One panel: a measure, its value per configuration and how a value is written.
 struct Panel {
@@ -30,7 +34,8 @@ pub fn svg(title: &str, summaries: &[Summary]) -> String {
         measure("tokens per problem", Summary::tokens_per_problem, |v| format!("{v:.0}")),
         measure("wall seconds per problem", Summary::wall_secs_per_problem, |v| format!("{v:.1}")),
     ];
-    let width = PANEL_WIDTH * panels.len() as f64 + 20.0;
+    let panel_width = PANEL_WIDTH.max(30.0 + BAR_SLOT * summaries.len() as f64);
+    let width = panel_width * panels.len() as f64 + 20.0;
     let height = TOP + PANEL_HEIGHT + 40.0 + 18.0 * summaries.len() as f64;
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -39,7 +44,7 @@ pub fn svg(title: &str, summaries: &[Summary]) -> String {
         escape(title)
     );
     for (index, Panel { name, values, format }) in panels.iter().enumerate() {
-        let left = 10.0 + PANEL_WIDTH * index as f64;
+        let left = 10.0 + panel_width * index as f64;
         let max = values.iter().copied().fold(0.0_f64, f64::max);
         let scale = if index == 0 {
             100.0
@@ -55,12 +60,12 @@ pub fn svg(title: &str, summaries: &[Summary]) -> String {
             left,
             TOP - 14.0,
             escape(name),
-            left + PANEL_WIDTH - 20.0
+            left + panel_width - 20.0
         );
         for (slot, (value, summary)) in values.iter().zip(summaries).enumerate() {
             // The tallest bar leaves room above it for its value.
             let bar_height = (value / scale * PANEL_HEIGHT * 0.85).clamp(0.0, PANEL_HEIGHT);
-            let x = left + 15.0 + slot as f64 * (BAR_WIDTH + 20.0);
+            let x = left + 15.0 + slot as f64 * BAR_SLOT;
             let colour = COLOURS[slot % COLOURS.len()];
             let _ = writeln!(
                 out,
@@ -119,6 +124,10 @@ mod tests {
             wall_p50_ms: 2000.0,
             wall_p95_ms: 3000.0,
             server_tested: 0,
+            reviews: 0,
+            graded_reviews: 0,
+            first_answers: 0,
+            escalations: 0,
         }
     }
 
@@ -134,5 +143,17 @@ mod tests {
         }
         assert!(svg.contains("HumanEval 0..4 &lt;smollm2&gt;"));
         assert!(svg.contains("height=\"187.0\""), "the largest value fills 85% of its panel");
+        assert!(svg.contains("width=\"800\""), "three panels of the narrow width");
+    }
+
+    #[test]
+    fn five_configurations_widen_the_panels_and_keep_their_own_colours() {
+        let summaries: Vec<Summary> =
+            Configuration::ALL.into_iter().map(|config| summary(config, 2, 1000)).collect();
+        let svg = svg("five", &summaries);
+        assert!(svg.contains("width=\"1160\""), "panels of 30 + 5 × 70 = 380");
+        for colour in COLOURS {
+            assert_eq!(svg.matches(colour).count(), 3 + 1, "{colour}: a bar per panel and a legend key");
+        }
     }
 }

@@ -43,6 +43,16 @@ pub enum QualityError {
         #[source]
         source: std::io::Error,
     },
+    /// A results file could not be read.
+    #[error("reading {path}: {source}")]
+    Input {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A results file is not a `results.csv` this benchmark wrote; names the line.
+    #[error("{}: {reason}", path.display())]
+    Csv { path: PathBuf, reason: String },
     /// `--check` found a missing or broken row.
     #[error("check failed: {0}")]
     Check(String),

@@ -8,12 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use orchestrator_quality_bench::orchestrator::{ModelSettings, Orchestrator};
 use orchestrator_quality_bench::report::{RunInfo, summarise, summary_table, utc_date};
-use orchestrator_quality_bench::run::{Plan, check, run};
-use orchestrator_quality_bench::{Grader, QualityError, Result, configs, humaneval};
+use orchestrator_quality_bench::run::{Plan, check, check_rows, run};
+use orchestrator_quality_bench::{
+    Grader, QualityError, Result, configs, humaneval, merge, outputs, results_csv,
+};
 use tracing_subscriber::EnvFilter;
 
-/// Does a council beat one call? HumanEval through the orchestrator, winners graded on the
-/// hidden tests in the sandbox. Writes results.csv, results.md and results.svg.
+/// Does a council beat one call, and which early stop pays? HumanEval through the
+/// orchestrator, winners graded on the hidden tests in the sandbox. Writes results.csv,
+/// results.md and results.svg; --merge combines the results.csv of partial runs.
 #[derive(Debug, Parser)]
 #[command(name = "quality")]
 struct Args {
@@ -24,8 +27,8 @@ struct Args {
     /// OpenAI-compatible endpoint (`…/v1`) for the in-process orchestrator.
     #[arg(long, env = "ORCHESTRATOR_TEST_LLM_URL")]
     llm_url: Option<String>,
-    /// Model name sent to the endpoint (default `smollm2`); with --server, only the label of
-    /// the report (the server's configured profile answers).
+    /// Model name sent to the endpoint (default `smollm2`); with --server or --merge, only the
+    /// label of the report (the server's configured profile answers).
     #[arg(long)]
     model: Option<String>,
     /// Completion token limit of every call (in-process server).
@@ -40,23 +43,35 @@ struct Args {
     /// Problems a..b (indices, end exclusive), e.g. 10..20.
     #[arg(long)]
     range: Option<String>,
-    /// Configurations to compare: a = one call (N=1, R=0), b = council (N=3, R=1), c = council
-    /// with the docstring examples as acceptance tests.
-    #[arg(long, default_value = "a,b,c")]
-    configs: String,
+    /// Configurations to compare (default a,c,d,e: one call against the council with tests
+    /// under each way of stopping early, the table that decides the defaults): a = one call
+    /// (N=1, R=0), b = council (N=3, R=1, no tests), c = council with the docstring examples as
+    /// acceptance tests (early_stop=tests_and_reviews), d = the same with early_stop=tests,
+    /// e = cascade (strategy=cascade, early_stop=tests). With --merge: the configurations kept
+    /// (default: all the files have).
+    #[arg(long)]
+    configs: Option<String>,
     /// Bound on one deliberation, in seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
     /// HumanEval as JSON lines; default: fetched by scripts/humaneval-data.sh.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Where results go; default: target/quality of the workspace.
+    /// Where results go; default: target/quality of the workspace (target/quality/merged with
+    /// --merge).
     #[arg(long)]
     out: Option<PathBuf>,
     /// CI mode: fail unless every problem has a row under every configuration and no
-    /// deliberation failed. Asserts nothing about quality.
+    /// deliberation failed (with --merge: every problem any file has). Asserts nothing about
+    /// quality.
     #[arg(long)]
     check: bool,
+    /// Run nothing: combine the results.csv of partial runs (comma-separated, in order) into
+    /// one table, a later file's row replacing an earlier one's for the same problem and
+    /// configuration, and write results.csv, results.md and results.svg into --out.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "FILE[,FILE…]",
+          conflicts_with_all = ["server", "problems", "range", "data"])]
+    merge: Vec<PathBuf>,
 }
 
 /// The workspace this binary was built from (scripts/ and target/ live there).
@@ -86,7 +101,10 @@ async fn main() -> ExitCode {
 }
 
 async fn benchmark(args: Args) -> Result<()> {
-    let chosen_configs = configs::parse_configs(&args.configs)?;
+    if !args.merge.is_empty() {
+        return merge_runs(args);
+    }
+    let chosen_configs = configs::parse_configs(args.configs.as_deref().unwrap_or(configs::DEFAULT_CONFIGS))?;
     let data = match args.data {
         Some(path) => path,
         None => humaneval::fetch(&workspace()).await?,
@@ -141,6 +159,7 @@ async fn benchmark(args: Args) -> Result<()> {
             range.end - 1,
             range.len()
         ),
+        merged_from: Vec::new(),
     };
     let plan = Plan {
         problems,
@@ -156,6 +175,48 @@ async fn benchmark(args: Args) -> Result<()> {
     println!("wrote {}, {} and {}", outputs.csv.display(), outputs.markdown.display(), outputs.svg.display());
     if args.check {
         check(&plan, &rows)?;
+        println!("check: {} rows, one per problem per configuration", rows.len());
+    }
+    Ok(())
+}
+
+/// `--merge`: the partial runs' rows as one table, written like a run's.
+fn merge_runs(args: Args) -> Result<()> {
+    let runs = args.merge.iter().map(|path| results_csv::read(path)).collect::<Result<Vec<_>>>()?;
+    let mut rows = merge::merge(runs);
+    let chosen_configs = match &args.configs {
+        Some(raw) => configs::parse_configs(raw)?,
+        None => merge::configs_of(&rows),
+    };
+    rows.retain(|row| chosen_configs.contains(&row.config));
+    if rows.is_empty() {
+        return Err(QualityError::InvalidArgument {
+            flag: "merge",
+            reason: "the files hold no rows of the configurations asked for".into(),
+        });
+    }
+    let problems = merge::problems_of(&rows);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let info = RunInfo {
+        date: utc_date(now),
+        model: args.model.clone().unwrap_or_else(|| "smollm2".to_owned()),
+        endpoint: args.llm_url.clone().unwrap_or_else(|| "the endpoint of the partial runs".to_owned()),
+        problems: merge::problems_label(&problems),
+        merged_from: args.merge.iter().map(|path| path.display().to_string()).collect(),
+    };
+    let out_dir = args.out.unwrap_or_else(|| workspace().join("target/quality/merged"));
+    let written = outputs::write(&out_dir, &info, &chosen_configs, &rows)?;
+    println!("{}", summary_table(&summarise(&rows, &chosen_configs)));
+    println!(
+        "merged {} files into {} rows: wrote {}, {} and {}",
+        args.merge.len(),
+        rows.len(),
+        written.csv.display(),
+        written.markdown.display(),
+        written.svg.display()
+    );
+    if args.check {
+        check_rows(&problems, &chosen_configs, &rows)?;
         println!("check: {} rows, one per problem per configuration", rows.len());
     }
     Ok(())

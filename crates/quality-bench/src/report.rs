@@ -1,5 +1,5 @@
-//! Rows of a run and what is written from them: CSV, a Markdown table, per-configuration
-//! totals.
+//! Rows of a run and what is written from them: a Markdown table, per-configuration totals.
+//! (The CSV is [`crate::results_csv`].)
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -30,6 +30,14 @@ pub struct Row {
     pub server_tests: Option<ServerTests>,
     /// The deliberation failed (gRPC status); the row then counts as not passed.
     pub error: Option<String>,
+    /// Which way the deliberation went, as the server reported it (`council`,
+    /// `cascade_first_answer`, `cascade_escalated`); empty when it failed, or in a CSV written
+    /// before the server reported it.
+    pub path: String,
+    /// Reviews made, all rounds.
+    pub reviews: i64,
+    /// Reviews that gave a usable grade (a small model's review often has none).
+    pub graded_reviews: i64,
 }
 
 /// The winner's acceptance-test counts as the server reported them.
@@ -40,8 +48,13 @@ pub struct ServerTests {
     pub errored: i32,
 }
 
+/// The `path` of a cascade whose first answer passed.
+pub const PATH_FIRST_ANSWER: &str = "cascade_first_answer";
+/// The `path` of a cascade whose first answer failed, so the rest of the council joined.
+pub const PATH_ESCALATED: &str = "cascade_escalated";
+
 impl Row {
-    fn tokens(&self) -> i64 {
+    pub fn tokens(&self) -> i64 {
         self.prompt_tokens + self.completion_tokens
     }
 }
@@ -61,6 +74,12 @@ pub struct Summary {
     pub wall_p95_ms: f64,
     /// Rows where the server ran the acceptance tests on the winner.
     pub server_tested: usize,
+    pub reviews: i64,
+    pub graded_reviews: i64,
+    /// Cascades that ended after the first answer.
+    pub first_answers: usize,
+    /// Cascades in which the rest of the council joined.
+    pub escalations: usize,
 }
 
 impl Summary {
@@ -83,6 +102,17 @@ impl Summary {
 
     pub fn wall_secs_per_problem(&self) -> f64 {
         self.per_problem(self.wall.as_secs_f64())
+    }
+
+    /// All the tokens spent over the problems solved: what one solved problem costs, failures
+    /// included. `None` when nothing was solved.
+    pub fn tokens_per_solved(&self) -> Option<f64> {
+        (self.passed > 0).then(|| (self.prompt_tokens + self.completion_tokens) as f64 / self.passed as f64)
+    }
+
+    /// Share of reviews that gave a usable grade, in [0, 1]; `None` without reviews.
+    pub fn graded_review_share(&self) -> Option<f64> {
+        (self.reviews > 0).then(|| self.graded_reviews as f64 / self.reviews as f64)
     }
 }
 
@@ -108,51 +138,13 @@ pub fn summarise(rows: &[Row], configs: &[Configuration]) -> Vec<Summary> {
                 wall_p50_ms: latencies.percentile_ms(50.0),
                 wall_p95_ms: latencies.percentile_ms(95.0),
                 server_tested: mine.iter().filter(|r| r.server_tests.is_some()).count(),
+                reviews: mine.iter().map(|r| r.reviews).sum(),
+                graded_reviews: mine.iter().map(|r| r.graded_reviews).sum(),
+                first_answers: mine.iter().filter(|r| r.path == PATH_FIRST_ANSWER).count(),
+                escalations: mine.iter().filter(|r| r.path == PATH_ESCALATED).count(),
             }
         })
         .collect()
-}
-
-/// One CSV line per row, with a header.
-pub fn csv(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "config,task_id,visible_tests,passed,prompt_tokens,completion_tokens,calls,calls_saved,wall_ms,\
-         server_tests_ran,server_tests_passed,server_tests_failed,server_tests_errored,error,detail\n",
-    );
-    for row in rows {
-        let (ran, passed, failed, errored) = match row.server_tests {
-            Some(t) => (true, t.passed.to_string(), t.failed.to_string(), t.errored.to_string()),
-            None => (false, String::new(), String::new(), String::new()),
-        };
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            row.config.letter(),
-            csv_field(&row.task_id),
-            row.visible_tests,
-            row.passed,
-            row.prompt_tokens,
-            row.completion_tokens,
-            row.calls,
-            row.calls_saved,
-            row.wall.as_millis(),
-            ran,
-            passed,
-            failed,
-            errored,
-            csv_field(row.error.as_deref().unwrap_or("")),
-            csv_field(&row.detail),
-        );
-    }
-    out
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
 }
 
 /// What the Markdown report says about the run itself.
@@ -163,28 +155,43 @@ pub struct RunInfo {
     pub endpoint: String,
     /// `HumanEval/0..HumanEval/9`, or the range given.
     pub problems: String,
+    /// The results files a merged report combines, in the order given; empty for a run.
+    pub merged_from: Vec<String>,
 }
 
 /// The per-configuration table (the one for the README).
 pub fn summary_table(summaries: &[Summary]) -> String {
     let mut out = String::from(
-        "| configuration | pass@1 | passed | tokens / problem | calls / problem | wall s / problem | wall p50 / p95 s | errors |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| configuration | pass@1 | passed | tokens / problem | tokens / solved | calls / problem | wall s / problem | wall p50 / p95 s | graded reviews | cascade paths | errors |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
+        let per_solved = s.tokens_per_solved().map_or_else(|| "—".to_owned(), |t| format!("{t:.0}"));
+        let graded = s.graded_review_share().map_or_else(
+            || "—".to_owned(),
+            |share| format!("{:.0}% ({}/{})", share * 100.0, s.graded_reviews, s.reviews),
+        );
+        let paths = if s.config == Configuration::Cascade || s.first_answers + s.escalations > 0 {
+            format!("{} first answer / {} escalated", s.first_answers, s.escalations)
+        } else {
+            "—".to_owned()
+        };
         let _ = writeln!(
             out,
-            "| ({}) {} | {:.1}% | {}/{} | {:.0} | {:.1} | {:.1} | {:.1} / {:.1} | {} |",
+            "| ({}) {} | {:.1}% | {}/{} | {:.0} | {} | {:.1} | {:.1} | {:.1} / {:.1} | {} | {} | {} |",
             s.config.letter(),
             s.config.label(),
             s.pass_at_1() * 100.0,
             s.passed,
             s.problems,
             s.tokens_per_problem(),
+            per_solved,
             s.calls_per_problem(),
             s.wall_secs_per_problem(),
             s.wall_p50_ms / 1000.0,
             s.wall_p95_ms / 1000.0,
+            graded,
+            paths,
             s.errors,
         );
     }
@@ -197,29 +204,39 @@ pub fn markdown(info: &RunInfo, summaries: &[Summary], rows: &[Row]) -> String {
         "# Quality benchmark\n\n{} · model `{}` at {} · problems {}\n\n",
         info.date, info.model, info.endpoint, info.problems
     );
+    if !info.merged_from.is_empty() {
+        let _ = writeln!(
+            out,
+            "Merged from {}: for each problem and configuration, the row of the last file that has one.\n",
+            info.merged_from.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
     out.push_str(&summary_table(summaries));
     let tested: usize = summaries.iter().filter(|s| s.config.sends_tests()).map(|s| s.server_tested).sum();
     let sent: usize = summaries.iter().filter(|s| s.config.sends_tests()).map(|s| s.problems).sum();
     if sent > 0 {
         let _ = writeln!(
             out,
-            "\nThe server reported running the acceptance tests on the winner in {tested} of {sent} (c) rows."
+            "\nThe server reported running the acceptance tests on the winner in {tested} of {sent} rows with tests ((c), (d), (e))."
         );
     }
     out.push_str(
         "\npass@1: the winning proposal's code passes the problem's hidden `check`, run in the sandbox. \
-         Tokens and calls are the deliberation's totals; wall time is the Deliberate RPC as the client saw it.\n\n\
-         | problem | config | visible tests | hidden tests | tokens | calls | wall s | server tests (p/f/e) | detail |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         Tokens and calls are the deliberation's totals; wall time is the Deliberate RPC as the client saw it. \
+         Tokens / solved: all the tokens of a configuration over the problems it solved. \
+         Graded reviews: reviews that gave a usable grade, of those made.\n\n\
+         | problem | config | visible tests | hidden tests | tokens | calls | wall s | server tests (p/f/e) | path | graded / reviews | detail |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         let server = row
             .server_tests
             .map_or_else(|| "not run".to_owned(), |t| format!("{}/{}/{}", t.passed, t.failed, t.errored));
         let detail = row.error.as_deref().unwrap_or(&row.detail).replace('|', "\\|").replace('\n', " ");
+        let path = if row.path.is_empty() { "—" } else { row.path.as_str() };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {}/{} | {} |",
             row.task_id,
             row.config.letter(),
             row.visible_tests,
@@ -228,6 +245,9 @@ pub fn markdown(info: &RunInfo, summaries: &[Summary], rows: &[Row]) -> String {
             row.calls,
             row.wall.as_secs_f64(),
             server,
+            path,
+            row.graded_reviews,
+            row.reviews,
             detail,
         );
     }
@@ -250,9 +270,11 @@ pub fn utc_date(unix_secs: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A row of `config` on `task`: 150 tokens, 1 call for (a) and 9 (3 reviews, 2 graded)
+    /// for the others.
     pub(crate) fn row(config: Configuration, task: &str, passed: bool, wall_ms: u64) -> Row {
         Row {
             config,
@@ -267,6 +289,9 @@ mod tests {
             wall: Duration::from_millis(wall_ms),
             server_tests: None,
             error: None,
+            path: if config == Configuration::Single { String::new() } else { "council".into() },
+            reviews: if config == Configuration::Single { 0 } else { 3 },
+            graded_reviews: if config == Configuration::Single { 0 } else { 2 },
         }
     }
 
@@ -290,20 +315,44 @@ mod tests {
         assert_eq!(summaries[1].errors, 1);
         assert!((summaries[1].calls_per_problem() - 9.0).abs() < 1e-9);
         let table = summary_table(&summaries);
-        assert!(table.contains("| (a) one call (N=1, R=0) | 50.0% | 1/2 | 150 | 1.0 | 2.0 |"), "{table}");
+        assert!(
+            table.contains("| (a) one call (N=1, R=0) | 50.0% | 1/2 | 150 | 300 | 1.0 | 2.0 |"),
+            "{table}"
+        );
+        assert!(table.contains("| 67% (4/6) | — | 1 |"), "graded reviews of (b), no cascade: {table}");
     }
 
     #[test]
-    fn csv_has_a_row_per_problem_and_quotes_what_needs_it() {
-        let rows = vec![row(Configuration::CouncilWithTests, "HumanEval/3", false, 1500)];
-        let csv = csv(&rows);
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("config,task_id,"));
-        assert_eq!(
-            lines[1],
-            "c,HumanEval/3,2,false,100,50,9,0,1500,false,,,,,\"failed: AssertionError, at \"\"x\"\"\""
-        );
+    fn tokens_per_solved_spreads_every_token_over_the_problems_solved() {
+        let rows = vec![
+            row(Configuration::Cascade, "HumanEval/0", true, 10),
+            row(Configuration::Cascade, "HumanEval/1", false, 10),
+            row(Configuration::Cascade, "HumanEval/2", false, 10),
+            row(Configuration::Single, "HumanEval/0", false, 10),
+        ];
+        let summaries = summarise(&rows, &[Configuration::Cascade, Configuration::Single]);
+        assert_eq!(summaries[0].tokens_per_solved(), Some(450.0), "3 × 150 tokens over 1 solved");
+        assert_eq!(summaries[1].tokens_per_solved(), None, "nothing solved");
+        assert_eq!(summaries[1].graded_review_share(), None, "no reviews");
+        let table = summary_table(&summaries);
+        assert!(table.contains("| 150 | — | 1.0 |"), "a dash when nothing was solved: {table}");
+    }
+
+    #[test]
+    fn the_path_mix_of_the_cascade_is_counted() {
+        let rows = vec![
+            Row { path: PATH_FIRST_ANSWER.into(), ..row(Configuration::Cascade, "HumanEval/0", true, 10) },
+            Row { path: PATH_ESCALATED.into(), ..row(Configuration::Cascade, "HumanEval/1", true, 10) },
+            Row { path: PATH_ESCALATED.into(), ..row(Configuration::Cascade, "HumanEval/2", false, 10) },
+            Row {
+                error: Some("Unavailable".into()),
+                ..row(Configuration::Cascade, "HumanEval/3", false, 10)
+            },
+        ];
+        let summary = &summarise(&rows, &[Configuration::Cascade])[0];
+        assert_eq!((summary.first_answers, summary.escalations), (1, 2));
+        let table = summary_table(std::slice::from_ref(summary));
+        assert!(table.contains("| 1 first answer / 2 escalated | 1 |"), "{table}");
     }
 
     #[test]
@@ -313,6 +362,7 @@ mod tests {
             model: "smollm2".into(),
             endpoint: "http://127.0.0.1:8089/v1".into(),
             problems: "HumanEval/0..HumanEval/1".into(),
+            merged_from: Vec::new(),
         };
         let rows = vec![Row {
             detail: "failed: a | b".into(),
@@ -321,9 +371,15 @@ mod tests {
         let text = markdown(&info, &summarise(&rows, &[Configuration::Single]), &rows);
         assert!(text.contains("2026-11-26 · model `smollm2`"));
         assert!(
-            text.contains("| HumanEval/0 | a | 2 | fail | 150 | 1 | 0.0 | not run | failed: a \\| b |"),
+            text.contains(
+                "| HumanEval/0 | a | 2 | fail | 150 | 1 | 0.0 | not run | — | 0/0 | failed: a \\| b |"
+            ),
             "{text}"
         );
+        assert!(!text.contains("Merged from"));
+        let merged = RunInfo { merged_from: vec!["x/results.csv".into(), "y/results.csv".into()], ..info };
+        let text = markdown(&merged, &summarise(&rows, &[Configuration::Single]), &rows);
+        assert!(text.contains("Merged from `x/results.csv`, `y/results.csv`: "), "{text}");
     }
 
     #[test]

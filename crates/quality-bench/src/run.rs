@@ -12,7 +12,8 @@ use crate::examples::visible_asserts;
 use crate::grading::{Grader, excerpt};
 use crate::humaneval::Problem;
 use crate::orchestrator::Orchestrator;
-use crate::report::{self, Row, RunInfo, ServerTests};
+use crate::outputs::{self, Outputs, create_dir};
+use crate::report::{Row, RunInfo, ServerTests};
 use crate::solution::python_code;
 
 /// What to run and where to write it.
@@ -25,20 +26,6 @@ pub struct Plan {
     /// Results go here: `results.csv`, `results.md`, `results.svg`, `answers/`.
     pub out_dir: PathBuf,
     pub info: RunInfo,
-}
-
-/// The files a run wrote.
-#[derive(Debug, Clone)]
-pub struct Outputs {
-    pub csv: PathBuf,
-    pub markdown: PathBuf,
-    pub svg: PathBuf,
-}
-
-impl Outputs {
-    fn in_dir(dir: &Path) -> Self {
-        Self { csv: dir.join("results.csv"), markdown: dir.join("results.md"), svg: dir.join("results.svg") }
-    }
 }
 
 /// Runs the plan: per problem, the visible tests are parsed and vetted, then each
@@ -57,7 +44,6 @@ pub async fn run(
     orchestrator: &mut Orchestrator,
     grader: &Grader,
 ) -> Result<(Vec<Row>, Outputs)> {
-    let outputs = Outputs::in_dir(&plan.out_dir);
     create_dir(&plan.out_dir)?;
     let mut rows = Vec::with_capacity(plan.problems.len() * plan.configs.len());
     let timeout_secs = i32::try_from(plan.deliberation_timeout.as_secs()).unwrap_or(i32::MAX);
@@ -82,16 +68,17 @@ pub async fn run(
                 config = %config.letter(),
                 passed = row.passed,
                 calls = row.calls,
+                path = row.path,
                 tokens = row.prompt_tokens + row.completion_tokens,
                 wall_s = format!("{:.1}", row.wall.as_secs_f64()),
                 detail = row.error.as_deref().unwrap_or(&row.detail),
                 "graded"
             );
             rows.push(row);
-            write_outputs(plan, &rows, &outputs)?;
+            write_outputs(plan, &rows)?;
         }
     }
-    write_outputs(plan, &rows, &outputs)?;
+    let outputs = write_outputs(plan, &rows)?;
     Ok((rows, outputs))
 }
 
@@ -130,6 +117,9 @@ async fn deliberate_and_grade(
         wall,
         server_tests: None,
         error: None,
+        path: String::new(),
+        reviews: 0,
+        graded_reviews: 0,
     };
     let response = match answer {
         Ok(response) => response.into_inner(),
@@ -145,6 +135,9 @@ async fn deliberate_and_grade(
         row.calls = usage.calls;
         row.calls_saved = usage.calls_saved;
     }
+    row.path.clone_from(&response.path);
+    row.reviews = i64::from(response.reviews);
+    row.graded_reviews = i64::from(response.graded_reviews);
     let winner = response
         .results
         .iter()
@@ -173,11 +166,11 @@ fn save_answer(out_dir: &Path, config: Configuration, task_id: &str, content: &s
     let dir = out_dir.join("answers").join(config.letter().to_string());
     create_dir(&dir)?;
     let path = dir.join(format!("{}.md", task_id.replace(['/', '\\'], "_")));
-    std::fs::write(&path, content).map_err(|source| QualityError::Output { path, source })
+    outputs::write_file(&path, content)
 }
 
-fn write_outputs(plan: &Plan, rows: &[Row], outputs: &Outputs) -> Result<()> {
-    // Rows arrive in turn order; the files list them by problem, then configuration.
+/// Writes the rows so far, ordered by problem, then configuration (they arrive in turn order).
+fn write_outputs(plan: &Plan, rows: &[Row]) -> Result<Outputs> {
     let mut ordered = rows.to_vec();
     ordered.sort_by_key(|row| {
         (
@@ -185,20 +178,7 @@ fn write_outputs(plan: &Plan, rows: &[Row], outputs: &Outputs) -> Result<()> {
             plan.configs.iter().position(|&c| c == row.config),
         )
     });
-    let rows = ordered.as_slice();
-    let summaries = report::summarise(rows, &plan.configs);
-    let title = format!("{} · {} · {}", plan.info.problems, plan.info.model, plan.info.date);
-    write(&outputs.csv, &report::csv(rows))?;
-    write(&outputs.markdown, &report::markdown(&plan.info, &summaries, rows))?;
-    write(&outputs.svg, &crate::chart::svg(&title, &summaries))
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| QualityError::Output { path: path.to_owned(), source })
-}
-
-fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| QualityError::Output { path: dir.to_owned(), source })
+    outputs::write(&plan.out_dir, &plan.info, &plan.configs, &ordered)
 }
 
 /// `--check`: a row for every problem under every configuration, none of them a failed
@@ -207,20 +187,28 @@ fn create_dir(dir: &Path) -> Result<()> {
 /// # Errors
 /// [`QualityError::Check`] listing what is missing or failed.
 pub fn check(plan: &Plan, rows: &[Row]) -> Result<()> {
+    let task_ids: Vec<&str> = plan.problems.iter().map(|p| p.task_id.as_str()).collect();
+    check_rows(&task_ids, &plan.configs, rows)
+}
+
+/// [`check`] for any list of problems (a merged table: the problems it has rows for).
+///
+/// # Errors
+/// [`QualityError::Check`] listing what is missing or failed.
+pub fn check_rows<S: AsRef<str>>(task_ids: &[S], configs: &[Configuration], rows: &[Row]) -> Result<()> {
     let mut problems = Vec::new();
-    for problem in &plan.problems {
-        for &config in &plan.configs {
+    for task_id in task_ids.iter().map(AsRef::as_ref) {
+        for &config in configs {
             let mine: Vec<&Row> =
-                rows.iter().filter(|r| r.task_id == problem.task_id && r.config == config).collect();
+                rows.iter().filter(|r| r.task_id == task_id && r.config == config).collect();
             match mine.as_slice() {
                 [row] => {
                     if let Some(error) = &row.error {
-                        problems.push(format!("{} ({}): {error}", problem.task_id, config.letter()));
+                        problems.push(format!("{task_id} ({}): {error}", config.letter()));
                     }
                 }
                 other => problems.push(format!(
-                    "{} ({}): {} rows instead of 1",
-                    problem.task_id,
+                    "{task_id} ({}): {} rows instead of 1",
                     config.letter(),
                     other.len()
                 )),
@@ -255,6 +243,7 @@ mod tests {
                 model: "m".into(),
                 endpoint: "e".into(),
                 problems: "p".into(),
+                merged_from: Vec::new(),
             },
         }
     }
@@ -273,6 +262,9 @@ mod tests {
             wall: Duration::from_millis(1),
             server_tests: None,
             error: None,
+            path: String::new(),
+            reviews: 0,
+            graded_reviews: 0,
         }
     }
 
@@ -280,8 +272,9 @@ mod tests {
     fn configurations_take_turns_going_first() {
         let all = Configuration::ALL;
         let firsts: Vec<Configuration> = (0..4).map(|i| rotated(&all, i)[0]).collect();
-        assert_eq!(firsts, [all[0], all[1], all[2], all[0]]);
-        assert_eq!(rotated(&all, 1), [all[1], all[2], all[0]]);
+        assert_eq!(firsts, [all[0], all[1], all[2], all[3]]);
+        assert_eq!(rotated(&all[..3], 1), [all[1], all[2], all[0]]);
+        assert_eq!(rotated(&all, 5), all, "a full turn");
         assert!(rotated(&[], 3).is_empty());
     }
 
