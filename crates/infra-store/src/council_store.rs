@@ -20,7 +20,7 @@ use crate::registry_rows::{
     AgentTotalsRow, COUNCIL_COLUMNS, CouncilRow, CouncilStatusRow, CountRow, MEMBER_COLUMNS, MemberRow,
     RequestRow, ScoreSumRow, from_rows, to_rows,
 };
-use crate::sql_store::SqlStore;
+use crate::sql_store::{Durability, SqlStore};
 use crate::statement::Statement;
 
 /// Rows per multi-row `INSERT`; a registry holds at most 80 agents.
@@ -99,7 +99,8 @@ where
         change: &mut RegistryChange<'_>,
     ) -> Result<Result<Registry, DomainError>, StoreError> {
         let fail = |e| from_sqlx("changing the council registry", None, e);
-        let mut tx = self.writer().begin().await.map_err(fail)?;
+        let mut writer = self.writer_at(Durability::PowerLoss).await.map_err(fail)?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await.map_err(fail)?;
         // First, so the transaction holds the registry's write lock before it reads.
         sqlx::query("UPDATE registry_version SET version = version + 1 WHERE id = 1")
             .execute(&mut *tx)

@@ -6,7 +6,7 @@ use orchestrator_application::ports::{DeliberationEvent, Outbox, OutboxMessage, 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use crate::error::from_sqlx;
-use crate::sql_store::SqlStore;
+use crate::sql_store::{Durability, SqlStore};
 use crate::text::to_json;
 
 /// An event as it goes into the outbox: its name, its JSON, when it happened.
@@ -75,6 +75,8 @@ where
     ) -> Result<Option<RelayLease>, StoreError> {
         // One statement: two servers taking it at once cannot both get it. A new holder moves
         // the lease to a new epoch, fencing off the one before.
+        let fail = |e| from_sqlx("taking the outbox relay lease", None, e);
+        let mut writer = self.writer_at(Durability::ProcessCrash).await.map_err(fail)?;
         let taken: Option<RelayRow> = sqlx::query_as(
             "INSERT INTO outbox_relay (id, owner, until_ms, epoch) VALUES (1, $1, $2, 1) \
              ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms, \
@@ -86,20 +88,22 @@ where
         .bind(owner.to_owned())
         .bind(until_ms)
         .bind(now_ms)
-        .fetch_optional(self.writer())
+        .fetch_optional(&mut *writer)
         .await
-        .map_err(|e| from_sqlx("taking the outbox relay lease", None, e))?;
+        .map_err(fail)?;
         Ok(taken.map(|row| RelayLease { owner: owner.to_owned(), epoch: row.epoch }))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err)]
     async fn release_relay(&self, lease: &RelayLease) -> Result<(), StoreError> {
+        let fail = |e| from_sqlx("releasing the outbox relay lease", None, e);
+        let mut writer = self.writer_at(Durability::ProcessCrash).await.map_err(fail)?;
         sqlx::query("UPDATE outbox_relay SET until_ms = 0 WHERE id = 1 AND owner = $1 AND epoch = $2")
             .bind(lease.owner.clone())
             .bind(lease.epoch)
-            .execute(self.writer())
+            .execute(&mut *writer)
             .await
-            .map_err(|e| from_sqlx("releasing the outbox relay lease", None, e))?;
+            .map_err(fail)?;
         Ok(())
     }
 
@@ -109,7 +113,7 @@ where
             "SELECT id, task_id, seq, event, payload, created_at_ms FROM outbox ORDER BY id LIMIT $1",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(self.writer())
+        .fetch_all(self.reader())
         .await
         .map_err(|e| from_sqlx("reading the outbox", None, e))?;
         Ok(rows
@@ -128,7 +132,8 @@ where
     #[tracing::instrument(level = "debug", skip_all, fields(sent = ids.len()), err)]
     async fn mark_sent(&self, lease: &RelayLease, ids: &[i64]) -> Result<bool, StoreError> {
         let fail = |e| from_sqlx("marking outbox events sent", None, e);
-        let mut tx = self.writer().begin().await.map_err(fail)?;
+        let mut writer = self.writer_at(Durability::ProcessCrash).await.map_err(fail)?;
+        let mut tx = sqlx::Connection::begin(&mut *writer).await.map_err(fail)?;
         // Fenced: the lease is checked in the transaction that deletes.
         let holds: Option<RelayRow> =
             sqlx::query_as("SELECT epoch FROM outbox_relay WHERE id = 1 AND owner = $1 AND epoch = $2")
@@ -166,14 +171,16 @@ where
     async fn drop_beyond(&self, max: u64) -> Result<u64, StoreError> {
         let keep = i64::try_from(max).unwrap_or(i64::MAX);
         // Everything older than the newest `max`.
+        let fail = |e| from_sqlx("bounding the outbox", None, e);
+        let mut writer = self.writer_at(Durability::ProcessCrash).await.map_err(fail)?;
         let dropped: Vec<Number> = sqlx::query_as(
             "DELETE FROM outbox WHERE id < \
              (SELECT MIN(id) FROM (SELECT id FROM outbox ORDER BY id DESC LIMIT $1) AS kept) RETURNING id AS n",
         )
         .bind(keep)
-        .fetch_all(self.writer())
+        .fetch_all(&mut *writer)
         .await
-        .map_err(|e| from_sqlx("bounding the outbox", None, e))?;
+        .map_err(fail)?;
         Ok(dropped.len() as u64)
     }
 }

@@ -22,6 +22,7 @@ use orchestrator_application::ports::{
     NewDeliberation, Page, PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
+use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::error::{Fault, from_sqlx};
@@ -59,10 +60,16 @@ pub struct SqlStore<DB: Database> {
     /// How a write commits at each [`Durability`]; `None`: every commit is as durable as the
     /// database makes it (PostgreSQL: its server, not this process, holds the data).
     commit_levels: Option<CommitLevels>,
+    /// The level the (single) writer connection is set to now, so it is set only on a change:
+    /// a setting is a round trip to SQLite's connection thread. A connection the pool replaced
+    /// starts at its connect options' level (the durable one), which only ever makes a commit
+    /// more durable than asked.
+    commit_level: Arc<std::sync::atomic::AtomicU8>,
 }
 
 /// What a commit must survive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Durability {
     /// The end of this process (`kill -9`): a saved phase — on a crash at most the phase in
     /// flight is lost anyway, so a power cut that also loses the last saved ones costs a few
@@ -79,6 +86,15 @@ pub(crate) struct CommitLevels {
     pub(crate) power_loss: &'static str,
 }
 
+impl CommitLevels {
+    fn statement(self, durability: Durability) -> &'static str {
+        match durability {
+            Durability::ProcessCrash => self.process_crash,
+            Durability::PowerLoss => self.power_loss,
+        }
+    }
+}
+
 /// Who else may reach a store's database.
 #[derive(Debug, Clone)]
 pub(crate) enum Hold {
@@ -93,7 +109,14 @@ pub(crate) enum Hold {
 
 impl<DB: Database> SqlStore<DB> {
     pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration, hold: Hold) -> Self {
-        Self { writer, reader, ping_timeout, hold, commit_levels: None }
+        Self {
+            writer,
+            reader,
+            ping_timeout,
+            hold,
+            commit_levels: None,
+            commit_level: Arc::new(std::sync::atomic::AtomicU8::new(Durability::PowerLoss as u8)),
+        }
     }
 
     /// Commits at these levels instead of the database's one (see [`Durability`]).
@@ -102,14 +125,30 @@ impl<DB: Database> SqlStore<DB> {
         self
     }
 
-    /// The pool writes go through (see the type's documentation).
-    pub(crate) fn writer(&self) -> &Pool<DB> {
-        &self.writer
-    }
-
     /// The pool reads go through.
     pub(crate) fn reader(&self) -> &Pool<DB> {
         &self.reader
+    }
+}
+
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    /// The writer connection, set to commit at `durability` (see [`Durability`]). Every write
+    /// goes through it: the pool's single SQLite connection keeps the last level set.
+    pub(crate) async fn writer_at(&self, durability: Durability) -> Result<PoolConnection<DB>, sqlx::Error> {
+        let mut connection = self.writer.acquire().await?;
+        if let Some(levels) = self.commit_levels {
+            let wanted = durability as u8;
+            if self.commit_level.load(std::sync::atomic::Ordering::SeqCst) != wanted {
+                sqlx::query(levels.statement(durability)).execute(&mut *connection).await?;
+                self.commit_level.store(wanted, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        Ok(connection)
     }
 }
 
@@ -216,17 +255,8 @@ where
         event: Option<&StoredEvent>,
         durability: Durability,
     ) -> Result<bool, sqlx::Error> {
-        let mut connection = self.writer.acquire().await?;
-        let relaxed = durability == Durability::ProcessCrash && self.commit_levels.is_some();
-        if let (true, Some(levels)) = (relaxed, &self.commit_levels) {
-            sqlx::query(levels.process_crash).execute(&mut *connection).await?;
-        }
-        let changed = Self::change_on(&mut connection, update, task_id, event).await;
-        if let (true, Some(levels)) = (relaxed, &self.commit_levels) {
-            // Back to the default for every other write on this connection, even after a failure.
-            sqlx::query(levels.power_loss).execute(&mut *connection).await?;
-        }
-        changed
+        let mut connection = self.writer_at(durability).await?;
+        Self::change_on(&mut connection, update, task_id, event).await
     }
 
     async fn change_on<'q>(
@@ -488,7 +518,8 @@ where
         let rows = OutcomeRows::from_outcome(&task_id, outcome)?;
         // The status change and the outcome rows commit together or not at all.
         let transaction = async {
-            let mut tx = self.writer.begin().await?;
+            let mut writer = self.writer_at(Durability::PowerLoss).await?;
+            let mut tx = sqlx::Connection::begin(&mut *writer).await?;
             let updated = sqlx::query(&format!(
                 "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
                  winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
@@ -553,7 +584,8 @@ where
         let fenced = if fence.is_some() { " AND owner = $12 AND lease_epoch = $13" } else { "" };
         // The end and a TIMEOUT's partial results commit together or not at all.
         let transaction = async {
-            let mut tx = self.writer.begin().await?;
+            let mut writer = self.writer_at(Durability::PowerLoss).await?;
+            let mut tx = sqlx::Connection::begin(&mut *writer).await?;
             let sql = format!(
                 "UPDATE deliberations SET status = '{target}', error = $1, finished_at_ms = $2, \
                  duration_ms = $3, winner_id = $4, prompt_tokens = $5, completion_tokens = $6, calls = $7, \
@@ -605,7 +637,12 @@ where
         .bind(to_json(&task_id, "selection", selection)?)
         .bind(storable(&selection.winner_id))
         .bind(task_id.clone())
-        .fetch_optional(&self.writer)
+        .fetch_optional(
+            &mut *self
+                .writer_at(Durability::PowerLoss)
+                .await
+                .map_err(|e| from_sqlx("saving the selection of", Some(&task_id), e))?,
+        )
         .await
         .map_err(|e| from_sqlx("saving the selection of", Some(&task_id), e))?;
         Ok(updated.is_some())
@@ -678,7 +715,8 @@ where
         renew.push(" RETURNING task_id");
         let fail = |e| from_sqlx("renewing leases", None, e);
         let (sql, arguments) = renew.into_parts().map_err(fail)?;
-        let renewed = sqlx::query_with(&sql, arguments).fetch_all(&self.writer).await.map_err(fail)?;
+        let mut writer = self.writer_at(Durability::PowerLoss).await.map_err(fail)?;
+        let renewed = sqlx::query_with(&sql, arguments).fetch_all(&mut *writer).await.map_err(fail)?;
         renewed.iter().map(|row| row.try_get::<String, _>("task_id").map_err(fail)).collect()
     }
 
@@ -728,8 +766,10 @@ where
         let claim = statement;
         let fail = |e| from_sqlx("claiming unfinished deliberations", None, e);
         let (sql, arguments) = claim.into_parts().map_err(fail)?;
-        let claimed: Vec<DeliberationRow> =
-            sqlx::query_as_with(&sql, arguments).fetch_all(&self.writer).await.map_err(fail)?;
+        let claimed: Vec<DeliberationRow> = sqlx::query_as_with(&sql, arguments)
+            .fetch_all(&mut *self.writer_at(Durability::PowerLoss).await.map_err(fail)?)
+            .await
+            .map_err(fail)?;
         let mut records =
             claimed.into_iter().map(|row| row.into_record(None)).collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| {
