@@ -18,12 +18,12 @@
 //! version they look at, and scoring uses the final version's. The early stop ([`EarlyStop`])
 //! ends the rounds once some version passes every test (`tests`), or once a review round agreed
 //! on such a version (`tests_and_reviews`: every review of it graded it at least
-//! [`AGREEMENT_SCORE`]); a cascade ([`Strategy::Cascade`]) asks one agent first and the rest only
+//! [`AGREEMENT_SCORE`](crate::scoring::AGREEMENT_SCORE)); a cascade ([`Strategy::Cascade`]) asks one agent first and the rest only
 //! when its answer fails. The calls skipped are counted.
 //!
 //! One idea a file: this one is the state machine (phases, who owes what, recording replies);
-//! [`outcome`] scores and ranks the survivors; [`tested_versions`] keeps each proposal version's
-//! acceptance-test outcome; [`stopping`] decides when fewer calls than the rounds allow are made.
+//! `outcome.rs` scores and ranks the survivors; `tested_versions.rs` keeps each proposal version's
+//! acceptance-test outcome; `stopping.rs` decides when fewer calls than the rounds allow are made.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

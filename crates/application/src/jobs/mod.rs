@@ -9,19 +9,19 @@
 //! when resuming is turned off or impossible).
 //!
 //! One idea a file:
-//! * [`admission`] — the bound on work running or waiting;
-//! * [`submission`] — `submit` and `run`, the entry points;
-//! * [`execution`] — a job's life from its slot to its stored end;
-//! * [`progress`] — saving and announcing every phase;
-//! * [`recovery`] — resuming what a stopped process left;
-//! * [`leases`] — keeping this node's claims alive, stopping what it lost, taking over other
+//! * `admission.rs` — the bound on work running or waiting;
+//! * `submission.rs` — `submit` and `run`, the entry points;
+//! * `execution.rs` — a job's life from its slot to its stored end;
+//! * `progress.rs` — saving and announcing every phase;
+//! * `recovery.rs` — resuming what a stopped process left;
+//! * `leases.rs` — keeping this node's claims alive, stopping what it lost, taking over other
 //!   nodes' work;
-//! * [`durable_writes`] — retrying the writes that end or save a deliberation, and keeping
+//! * `durable_writes.rs` — retrying the writes that end or save a deliberation, and keeping
 //!   those that could not land for repair;
-//! * [`health`] — probing the store, so health reports what storage can do;
-//! * [`queries`] — get, list and cancel;
-//! * [`watch`] — following a deliberation step by step;
-//! * [`shutdown`] — stopping within the grace period.
+//! * `health.rs` — probing the store, so health reports what storage can do;
+//! * `queries.rs` — get, list and cancel;
+//! * `watch.rs` — following a deliberation step by step;
+//! * `shutdown.rs` — stopping within the grace period.
 
 mod admission;
 mod durable_writes;

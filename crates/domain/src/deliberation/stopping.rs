@@ -27,7 +27,7 @@ pub enum EarlyStop {
     /// grades exist.
     Tests,
     /// After a review round in which some proposal passed every acceptance test and every
-    /// review of it graded it at least [`crate::AGREEMENT_SCORE`].
+    /// review of it graded it at least [`AGREEMENT_SCORE`].
     #[default]
     TestsAndReviews,
 }
