@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::caller::Caller;
-use crate::councils::{Overrides, standing_seats};
 use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
 use crate::observability::{self, PhaseLabel};
@@ -23,6 +22,7 @@ use crate::ports::{
     AgentBackend, AgentError, AgentStep, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
     ProgressObserver, StepKind, TestRunner,
 };
+use crate::seating::{Overrides, standing_seats};
 
 /// Server-side settings of every deliberation.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,13 +18,13 @@ pub mod latency;
 pub mod observability;
 pub mod orchestrate;
 pub mod ports;
+pub mod seating;
 #[cfg(any(test, feature = "mocks"))]
 pub mod testing;
 
 pub use caller::Caller;
 pub use councils::{
-    CouncilSelector, Councils, CreateCouncilCommand, DeclaredCouncil, Overrides, RegisterAgentCommand,
-    RegistryReport,
+    CouncilSelector, Councils, CreateCouncilCommand, DeclaredCouncil, RegisterAgentCommand, RegistryReport,
 };
 pub use counters::{Counters, CountersSnapshot};
 pub use deliberate::{Deliberate, DeliberateCommand, DeliberationReport, DeliberationSettings};
@@ -36,3 +36,4 @@ pub use jobs::{
 };
 pub use latency::LatencyHistogram;
 pub use orchestrate::{Orchestrate, OrchestrateCommand, OrchestrationReport, SelectionMethod};
+pub use seating::Overrides;

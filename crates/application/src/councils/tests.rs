@@ -2,16 +2,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use orchestrator_domain::{DeliberationStatus, PeerScore, Task, TaskConstraints, TokenUsage};
+use orchestrator_domain::{Council, DeliberationStatus, PeerScore, Task, TaskConstraints, TokenUsage};
 
 use super::*;
 use crate::counters::Counters;
-use crate::deliberate::{Deliberate, DeliberationSettings};
+use crate::deliberate::{Deliberate, DeliberateCommand, DeliberationSettings};
 use crate::jobs::{JobSettings, Jobs, Recovery};
 use crate::ports::{
     Completion, DeliberationStore, Lease, MockAgentBackend, MockClock, MockIdGenerator, NewDeliberation,
     NoProgress, ReviewReply,
 };
+use crate::seating::Overrides;
 use crate::testing::InMemoryStore;
 
 /// A backend with the profiles `default`, `fast` and `big` whose agents propose

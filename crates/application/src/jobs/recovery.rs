@@ -8,10 +8,10 @@ use tracing::{info, warn};
 use super::admission::Share;
 use super::{Jobs, store_error};
 use crate::caller::Caller;
-use crate::councils::Overrides;
 use crate::deliberate::DeliberateCommand;
 use crate::error::{ApplicationError, Result};
 use crate::ports::{Claim, ClaimScope, DeliberationRecord, Fence};
+use crate::seating::Overrides;
 
 /// What [`Jobs::recover`] did with the deliberations a stopped process left unfinished.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
