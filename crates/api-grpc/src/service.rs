@@ -95,11 +95,18 @@ fn record_task_id(task_id: Option<&str>) {
 /// Streams one update per completed phase of a deliberation.
 struct StreamObserver {
     tx: mpsc::Sender<Result<pb::DeliberationUpdate, Status>>,
+    /// Opened once the stream's first update (the proposing phase) is sent, so no phase of a
+    /// fast deliberation overtakes it.
+    opened: tokio::sync::watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
 impl ProgressObserver for StreamObserver {
     async fn phase_completed(&self, _task_id: &str, d: &Deliberation) {
+        let mut opened = self.opened.clone();
+        if opened.wait_for(|open| *open).await.is_err() {
+            return;
+        }
         if d.phase() != Phase::Completed {
             // A client that went away is handled by the driver; a failed send changes nothing here.
             let _ = self.tx.send(Ok(convert::watch::phase_update(d.phase(), d.rounds()))).await;
@@ -145,18 +152,19 @@ impl OrchestratorService for OrchestratorApi {
         let caller = caller_of(&request);
         let command = DeliberateCommand::try_from(request.into_inner()).map_err(to_status)?;
         record_task_id(command.task_id.as_deref());
-        // Refuse bad or unserviceable requests with a status, before the stream opens.
-        let (_, prepared) = self.jobs.deliberate().prepare(command.clone()).await.map_err(to_status)?;
-        let rounds = prepared.rounds();
         let (tx, rx) = mpsc::channel(32);
-        let _ = tx.send(Ok(convert::watch::phase_update(Phase::Proposing, rounds))).await;
-        let jobs = Arc::clone(&self.jobs);
+        let (open, opened) = tokio::sync::watch::channel(false);
+        let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone(), opened });
+        // Refuse bad or unserviceable requests with a status, before the stream opens; the
+        // deliberation is prepared and stored once, here.
+        let begun = self.jobs.begin(&caller, command, Some(observer)).await.map_err(to_status)?;
+        let _ = tx.send(Ok(convert::watch::phase_update(Phase::Proposing, begun.rounds()))).await;
+        let _ = open.send(true);
         let span = Span::current();
         let streamed = async move {
-            let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone() });
             // A client that disconnects drops the receiver: the deliberation is cancelled.
             let result = tokio::select! {
-                result = jobs.run(&caller, command, Some(observer)) => result,
+                result = begun.outcome(&caller) => result,
                 () = tx.closed() => {
                     debug!("stream client went away; deliberation cancelled");
                     return;

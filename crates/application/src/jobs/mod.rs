@@ -51,7 +51,7 @@ use crate::ports::{Clock, DeliberationEvent, DeliberationStore, EventKind, Store
 pub use health::StoreState;
 pub use recovery::Recovery;
 pub use shutdown::ShutdownReport;
-pub use submission::{CancelOnDrop, JobResult, Submission};
+pub use submission::{Begun, CancelOnDrop, JobResult, Submission};
 pub use watch::{WatchUpdate, WatchUpdates};
 
 /// Limits on work in flight.

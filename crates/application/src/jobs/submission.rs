@@ -98,7 +98,7 @@ impl Jobs {
     /// Validation and configuration errors of [`crate::Deliberate::prepare`],
     /// `ResourceExhausted` when the queue is full, `Store` on database failures.
     pub async fn submit(self: &Arc<Self>, caller: &Caller, command: DeliberateCommand) -> Result<Submission> {
-        match self.start(caller, command, None, self.settings.share_submissions).await? {
+        match self.start(caller, command, None, self.settings.share_submissions).await?.0 {
             Started::New { submission, guard, .. } => {
                 guard.disarm();
                 Ok(submission)
@@ -120,45 +120,40 @@ impl Jobs {
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<DeliberationReport> {
-        match self.start(caller, command, observer, false).await? {
-            Started::Shared(_) => {
-                Err(ApplicationError::Internal("a waited-for deliberation was shared".into()))
-            }
-            Started::New { result, guard: _guard, .. } => result
-                .await
-                .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?,
-            Started::Existing(submission) => {
-                // A retried request gets the stored result of the completed deliberation.
-                if let Some(report) =
-                    DeliberationReport::from_record(&self.get(caller, &submission.task_id).await?)
-                {
-                    return Ok(report);
-                }
-                Err(ApplicationError::AlreadyExists {
-                    detail: format!(
-                        "already exists with status {}; read it with GetDeliberationResult",
-                        submission.status
-                    ),
-                    task_id: submission.task_id,
-                })
-            }
-        }
+        self.begin(caller, command, observer).await?.outcome(caller).await
+    }
+
+    /// [`Jobs::run`] in two steps, for callers that answer something between them (a stream's
+    /// first update): validates, prepares and stores the deliberation once, and starts it;
+    /// [`Begun::outcome`] then waits for it. Dropping the [`Begun`] cancels the deliberation.
+    ///
+    /// # Errors
+    /// As [`Jobs::run`], for what happens before the deliberation runs.
+    pub async fn begin(
+        self: &Arc<Self>,
+        caller: &Caller,
+        command: DeliberateCommand,
+        observer: Option<Arc<dyn ProgressObserver>>,
+    ) -> Result<Begun> {
+        let (started, rounds) = self.start(caller, command, observer, false).await?;
+        Ok(Begun { jobs: Arc::clone(self), started, rounds })
     }
 
     /// Stores `command` and runs it here — or, when `may_share` and this server has no free
-    /// slot, stores it for any server to take.
+    /// slot, stores it for any server to take. Also answers the review rounds it runs.
     async fn start(
         self: &Arc<Self>,
         caller: &Caller,
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
         may_share: bool,
-    ) -> Result<Started> {
+    ) -> Result<(Started, u32)> {
         let requested_rounds = command.rounds.get();
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
         let profiles = command.profiles.clone();
         let story_id = command.story_id.clone();
         let (task_id, deliberation) = self.deliberate.prepare(command).await?;
+        let rounds = deliberation.rounds();
         let new = NewDeliberation {
             task_id: task_id.clone(),
             role: deliberation.council().role(),
@@ -177,13 +172,13 @@ impl Jobs {
             return Err(self.stopping());
         }
         if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
-            return existing_submission(caller, &new, existing.request, existing.status);
+            return Ok((existing_submission(caller, &new, existing.request, existing.status)?, rounds));
         }
         let admission = self.admit(caller, Share::Enforced)?;
         if may_share && self.admitted.total() > self.settings.max_running {
             // It would wait here for a slot: leave it to a server with one.
             drop(admission);
-            return self.share(caller, new).await;
+            return Ok((self.share(caller, new).await?, rounds));
         }
         if self.runs.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&task_id) {
             // The same id is being submitted at this moment; the store decides which one wins.
@@ -209,7 +204,7 @@ impl Jobs {
                     "task_id {task_id} vanished after a conflict"
                 )));
             };
-            return existing_submission(caller, &new, existing.request, existing.status);
+            return Ok((existing_submission(caller, &new, existing.request, existing.status)?, rounds));
         }
 
         self.announced(event.as_ref());
@@ -226,7 +221,7 @@ impl Jobs {
         );
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
-        Ok(Started::New { submission, result, guard })
+        Ok((Started::New { submission, result, guard }, rounds))
     }
 
     /// Stores `new` unclaimed — its lease already ended — with its `submitted` event: the
@@ -247,5 +242,52 @@ impl Jobs {
         self.announced(event.as_ref());
         info!(task_id, "deliberation submitted for any server to take (no free slot here)");
         Ok(Started::Shared(Submission { task_id, status: DeliberationStatus::Pending, created: true }))
+    }
+}
+
+/// A deliberation [`Jobs::begin`] stored and started (or found stored and completed).
+#[derive(Debug)]
+pub struct Begun {
+    jobs: Arc<Jobs>,
+    started: Started,
+    rounds: u32,
+}
+
+impl Begun {
+    /// The review rounds it runs.
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+
+    /// Waits for the deliberation to end: its report, or how it failed. A retried request of a
+    /// completed deliberation is answered from storage.
+    ///
+    /// # Errors
+    /// How the deliberation ended when it did not complete; `AlreadyExists` when the task id
+    /// was used before by a deliberation that did not complete.
+    pub async fn outcome(self, caller: &Caller) -> Result<DeliberationReport> {
+        match self.started {
+            Started::Shared(_) => {
+                Err(ApplicationError::Internal("a waited-for deliberation was shared".into()))
+            }
+            Started::New { result, guard: _guard, .. } => result
+                .await
+                .map_err(|_| ApplicationError::Internal("deliberation job ended without a result".into()))?,
+            Started::Existing(submission) => {
+                // A retried request gets the stored result of the completed deliberation.
+                if let Some(report) =
+                    DeliberationReport::from_record(&self.jobs.get(caller, &submission.task_id).await?)
+                {
+                    return Ok(report);
+                }
+                Err(ApplicationError::AlreadyExists {
+                    detail: format!(
+                        "already exists with status {}; read it with GetDeliberationResult",
+                        submission.status
+                    ),
+                    task_id: submission.task_id,
+                })
+            }
+        }
     }
 }
