@@ -126,7 +126,7 @@ impl Counters {
             c.agents_seated += agents;
             *c.agents_per_role.entry(role).or_default() += agents;
         });
-        ActiveGuard { tracker: Arc::clone(self), principal: principal.to_owned(), agents }
+        ActiveGuard { counters: Arc::clone(self), principal: principal.to_owned(), agents }
     }
 
     /// Everyone's counters: for admins (and a server without authentication).
@@ -174,14 +174,14 @@ impl Tallies {
 /// Keeps a deliberation counted as active while alive.
 #[derive(Debug)]
 pub struct ActiveGuard {
-    tracker: Arc<Counters>,
+    counters: Arc<Counters>,
     principal: String,
     agents: u64,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.tracker.with(&self.principal, |c| {
+        self.counters.with(&self.principal, |c| {
             c.active = c.active.saturating_sub(1);
             c.active_agents = c.active_agents.saturating_sub(self.agents);
         });
@@ -194,13 +194,13 @@ mod tests {
 
     #[test]
     fn counts_deliberations_per_role_and_averages_successes() {
-        let tracker = Counters::new(0);
-        tracker.record_deliberation("a", Role::Dev, Duration::from_millis(100), true);
-        tracker.record_deliberation("a", Role::Dev, Duration::from_millis(300), true);
-        tracker.record_deliberation("a", Role::Qa, Duration::from_millis(999), false);
-        tracker.record_orchestration("a", Duration::from_millis(500));
-        tracker.record_agent_calls("a", &TokenUsage { calls: 4, latency_ms: 100, ..Default::default() });
-        let s = tracker.snapshot();
+        let counters = Counters::new(0);
+        counters.record_deliberation("a", Role::Dev, Duration::from_millis(100), true);
+        counters.record_deliberation("a", Role::Dev, Duration::from_millis(300), true);
+        counters.record_deliberation("a", Role::Qa, Duration::from_millis(999), false);
+        counters.record_orchestration("a", Duration::from_millis(500));
+        counters.record_agent_calls("a", &TokenUsage { calls: 4, latency_ms: 100, ..Default::default() });
+        let s = counters.snapshot();
         assert_eq!(s.avg_orchestration_ms, 500.0);
         assert_eq!((s.agent_calls, s.avg_agent_call_ms), (4, 25.0));
         assert_eq!(s.total_deliberations, 3);
@@ -213,39 +213,39 @@ mod tests {
 
     #[test]
     fn percentiles_cover_successes_only() {
-        let tracker = Counters::new(0);
+        let counters = Counters::new(0);
         for ms in 1..=100 {
-            tracker.record_deliberation("a", Role::Data, Duration::from_millis(ms), true);
+            counters.record_deliberation("a", Role::Data, Duration::from_millis(ms), true);
         }
-        tracker.record_deliberation("a", Role::Data, Duration::from_secs(3600), false);
-        let (p50, _, p99) = tracker.snapshot().latency_percentiles_ms;
+        counters.record_deliberation("a", Role::Data, Duration::from_secs(3600), false);
+        let (p50, _, p99) = counters.snapshot().latency_percentiles_ms;
         assert!((p50 - 50.0).abs() < 0.1 && (p99 - 99.0).abs() < 0.1, "{p50} {p99}");
     }
 
     #[test]
     fn active_guard_counts_while_alive() {
-        let tracker = Arc::new(Counters::new(0));
-        let guard = tracker.track_active("a", Role::Qa, 4);
-        let s = tracker.snapshot();
+        let counters = Arc::new(Counters::new(0));
+        let guard = counters.track_active("a", Role::Qa, 4);
+        let s = counters.snapshot();
         assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (1, 4, 1, 4));
         assert_eq!(s.agents_per_role.get(&Role::Qa), Some(&4));
         drop(guard);
-        let s = tracker.snapshot();
+        let s = counters.snapshot();
         assert_eq!((s.active, s.active_agents, s.councils_seated, s.agents_seated), (0, 0, 1, 4));
     }
 
     #[test]
     fn each_principal_sees_only_its_own_counts_and_everyone_is_the_sum() {
-        let tracker = Arc::new(Counters::new(0));
-        tracker.record_deliberation("alice", Role::Dev, Duration::from_millis(100), true);
-        tracker.record_deliberation("bob", Role::Dev, Duration::from_millis(300), false);
-        let _running = tracker.track_active("bob", Role::Qa, 3);
-        let alice = tracker.snapshot_of("alice");
+        let counters = Arc::new(Counters::new(0));
+        counters.record_deliberation("alice", Role::Dev, Duration::from_millis(100), true);
+        counters.record_deliberation("bob", Role::Dev, Duration::from_millis(300), false);
+        let _running = counters.track_active("bob", Role::Qa, 3);
+        let alice = counters.snapshot_of("alice");
         assert_eq!((alice.total_deliberations, alice.failed_deliberations, alice.active), (1, 0, 0));
-        let bob = tracker.snapshot_of("bob");
+        let bob = counters.snapshot_of("bob");
         assert_eq!((bob.total_deliberations, bob.failed_deliberations, bob.active), (1, 1, 1));
-        assert_eq!(tracker.snapshot_of("carol"), CountersSnapshot::default());
-        let all = tracker.snapshot();
+        assert_eq!(counters.snapshot_of("carol"), CountersSnapshot::default());
+        let all = counters.snapshot();
         assert_eq!((all.total_deliberations, all.failed_deliberations, all.active), (2, 1, 1));
     }
 }

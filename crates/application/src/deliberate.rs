@@ -117,7 +117,7 @@ pub struct Deliberate {
     dry_runner: Option<Arc<dyn DryRunner>>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
-    tracker: Arc<Counters>,
+    counters: Arc<Counters>,
     settings: DeliberationSettings,
     councils: Option<Arc<dyn CouncilStore>>,
     test_runner: Option<Arc<dyn TestRunner>>,
@@ -143,10 +143,10 @@ impl Deliberate {
         dry_runner: Option<Arc<dyn DryRunner>>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
-        tracker: Arc<Counters>,
+        counters: Arc<Counters>,
         settings: DeliberationSettings,
     ) -> Self {
-        Self { backend, dry_runner, clock, ids, tracker, settings, councils: None, test_runner: None }
+        Self { backend, dry_runner, clock, ids, counters, settings, councils: None, test_runner: None }
     }
 
     /// Runs every proposal version against the task's acceptance tests with this runner.
@@ -173,9 +173,9 @@ impl Deliberate {
         &self.settings
     }
 
-    /// The status tracker this use case reports to.
-    pub fn tracker(&self) -> &Arc<Counters> {
-        &self.tracker
+    /// The counters this use case reports to.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     /// The configured backend.
@@ -295,8 +295,8 @@ impl Deliberate {
             Err(_) => "failed",
         };
         observability::deliberation_ran(role, outcome_label, elapsed);
-        self.tracker.record_deliberation(principal, role, elapsed, result.is_ok());
-        self.tracker.record_agent_calls(principal, &deliberation.total_usage());
+        self.counters.record_deliberation(principal, role, elapsed, result.is_ok());
+        self.counters.record_agent_calls(principal, &deliberation.total_usage());
         if let Ok(outcome) = &result {
             let (reviews, graded) = outcome.review_counts();
             observability::deliberation_completed(role, outcome.path, reviews, graded);

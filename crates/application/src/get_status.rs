@@ -38,7 +38,7 @@ pub struct StatusReport {
 
 /// The GetStatus use case.
 pub struct GetStatus {
-    tracker: Arc<Counters>,
+    counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
     llm_configured: bool,
     store_state: Option<watch::Receiver<StoreState>>,
@@ -59,9 +59,9 @@ impl std::fmt::Debug for GetStatus {
 }
 
 impl GetStatus {
-    pub fn new(tracker: Arc<Counters>, clock: Arc<dyn Clock>, llm_configured: bool) -> Self {
+    pub fn new(counters: Arc<Counters>, clock: Arc<dyn Clock>, llm_configured: bool) -> Self {
         Self {
-            tracker,
+            counters,
             clock,
             llm_configured,
             store_state: None,
@@ -97,7 +97,7 @@ impl GetStatus {
     /// probe of every model profile at most [`BACKEND_PROBE_MAX_AGE`] old (a new one is
     /// bounded by [`BACKEND_PROBE_TIMEOUT`]).
     pub async fn execute(&self, caller: &Caller, include_stats: bool) -> StatusReport {
-        let uptime_ms = (self.clock.now_ms() - self.tracker.started_at_ms()).max(0);
+        let uptime_ms = (self.clock.now_ms() - self.counters.started_at_ms()).max(0);
         let backends = self.backends().await;
         StatusReport {
             uptime: Duration::from_millis(u64::try_from(uptime_ms).unwrap_or(0)),
@@ -115,9 +115,9 @@ impl GetStatus {
     /// The counters `caller` may see.
     pub fn counters_for(&self, caller: &Caller) -> CountersSnapshot {
         if caller.is_admin() || caller.is_unauthenticated() {
-            self.tracker.snapshot()
+            self.counters.snapshot()
         } else {
-            self.tracker.snapshot_of(caller.principal())
+            self.counters.snapshot_of(caller.principal())
         }
     }
 
@@ -176,10 +176,10 @@ mod tests {
 
     #[tokio::test]
     async fn uptime_comes_from_the_clock_and_stats_only_when_asked() {
-        let tracker = Arc::new(Counters::new(1_000));
+        let counters = Arc::new(Counters::new(1_000));
         let mut clock = MockClock::new();
         clock.expect_now_ms().return_const(61_000_i64);
-        let status = GetStatus::new(tracker, Arc::new(clock), true);
+        let status = GetStatus::new(counters, Arc::new(clock), true);
         let report = status.execute(&Caller::anonymous(), false).await;
         assert_eq!(report.uptime, Duration::from_secs(60));
         assert!(report.llm_configured);

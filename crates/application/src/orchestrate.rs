@@ -127,7 +127,7 @@ impl Orchestrate {
                 return Ok(stored_report(report, candidates, &stored));
             }
         }
-        deliberate.tracker().record_orchestration(caller.principal(), started.elapsed());
+        deliberate.counters().record_orchestration(caller.principal(), started.elapsed());
         info!(task_id = report.task_id, method = method.as_str(), winner, "orchestration completed");
         Ok(OrchestrationReport {
             execution_id: report.task_id.clone(),

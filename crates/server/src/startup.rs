@@ -151,15 +151,15 @@ impl Application {
             None => None,
         };
         let events = bus::events_settings(&config)?;
-        let (store, councils, outbox) = match deps.store {
+        let (store, council_store, outbox) = match deps.store {
             Some(store) => (store, deps.councils, deps.outbox),
             None => {
                 info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
                 let stores =
                     orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
                         .await?;
-                let councils = Some(deps.councils.unwrap_or(stores.councils));
-                (stores.deliberations, councils, Some(deps.outbox.unwrap_or(stores.outbox)))
+                let council_store = Some(deps.councils.unwrap_or(stores.councils));
+                (stores.deliberations, council_store, Some(deps.outbox.unwrap_or(stores.outbox)))
             }
         };
         sweep_sandbox_leftovers().await;
@@ -183,7 +183,7 @@ impl Application {
             }
             (None, _) => None,
         };
-        let tracker = Arc::new(Counters::new(deps.clock.now_ms()));
+        let counters = Arc::new(Counters::new(deps.clock.now_ms()));
         let llm_configured = deps.backend.is_some();
         if !llm_configured {
             warn!("no LLM backend configured: Deliberate and Orchestrate will answer FAILED_PRECONDITION");
@@ -224,7 +224,7 @@ impl Application {
                 "acceptance tests: no working sandbox; tasks' tests will be reported \"not run: no sandbox\""
             ),
         }
-        let registry = councils.as_ref().map(|store| {
+        let councils_use_case = council_store.as_ref().map(|store| {
             Arc::new(Councils::new(
                 Arc::clone(store),
                 deps.backend.clone(),
@@ -232,14 +232,16 @@ impl Application {
                 Arc::clone(&deps.ids),
             ))
         });
-        if let Some(registry) = &registry {
+        if let Some(councils_use_case) = &councils_use_case {
             let created =
-                registry.declare(&config.declared_councils()?).await.map_err(|error| match error {
-                    orchestrator_application::ApplicationError::Store { source } => {
-                        ServerError::Store(source)
-                    }
-                    refused => ServerError::config("councils", refused.to_string()),
-                })?;
+                councils_use_case.declare(&config.declared_councils()?).await.map_err(
+                    |error| match error {
+                        orchestrator_application::ApplicationError::Store { source } => {
+                            ServerError::Store(source)
+                        }
+                        refused => ServerError::config("councils", refused.to_string()),
+                    },
+                )?;
             if !created.is_empty() {
                 info!(roles = ?created, "created the standing councils the configuration declares");
             }
@@ -249,11 +251,11 @@ impl Application {
             deps.dry_runner,
             Arc::clone(&deps.clock),
             deps.ids,
-            Arc::clone(&tracker),
+            Arc::clone(&counters),
             settings,
         );
-        if let Some(councils) = councils {
-            deliberate = deliberate.with_councils(councils);
+        if let Some(council_store) = council_store {
+            deliberate = deliberate.with_councils(council_store);
         }
         deliberate = deliberate.with_test_runner(test_runner);
         let deliberate = Arc::new(deliberate);
@@ -300,7 +302,7 @@ impl Application {
             )?),
             None => None,
         };
-        let mut status = GetStatus::new(Arc::clone(&tracker), Arc::clone(&deps.clock), llm_configured)
+        let mut status = GetStatus::new(Arc::clone(&counters), Arc::clone(&deps.clock), llm_configured)
             .with_store_state(jobs.store_state())
             .with_prober(deps.prober);
         if let Some(bus) = &bus {
@@ -308,8 +310,8 @@ impl Application {
         }
         let status = Arc::new(status);
         let mut api = OrchestratorApi::new(Arc::clone(&jobs), orchestrate, status, deps.clock);
-        if let Some(registry) = registry {
-            api = api.with_councils(registry);
+        if let Some(councils_use_case) = councils_use_case {
+            api = api.with_councils(councils_use_case);
         }
 
         Ok(Self {

@@ -201,7 +201,7 @@ async fn every_agent_failing_is_an_error_listing_each_failure() {
         err.to_string(),
         "every agent failed: dev-1 (propose): timed out after 3000ms; dev-2 (propose): timed out after 3000ms"
     );
-    assert_eq!(deliberate.tracker.snapshot().failed_deliberations, 1);
+    assert_eq!(deliberate.counters.snapshot().failed_deliberations, 1);
 }
 
 #[tokio::test]

@@ -152,7 +152,7 @@ impl Jobs {
             return self.end(&job, DeliberationStatus::Timeout, error).await;
         }
         let deadline = deadline - spent;
-        let _active = self.deliberate.tracker().track_active(
+        let _active = self.deliberate.counters().track_active(
             principal,
             deliberation.council().role(),
             deliberation.council().len(),
