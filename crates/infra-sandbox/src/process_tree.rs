@@ -4,12 +4,17 @@
 //! sandbox's pid namespace) dies of its parent-death signal and the kernel then kills every
 //! other process of the namespace. That happens after our `wait` for the outer `bwrap`
 //! returned, and nothing signals its end to us: so the runner notes the init process before the
-//! kill and watches it here until it is gone. The kernel lets a namespace's init finish dying
-//! only once every other process of the namespace has, so "init gone" means "all gone".
+//! kill and waits here until it is gone — on its pidfd, the kernel's event for a process's end.
+//! The kernel lets a namespace's init finish dying only once every other process of the
+//! namespace has, so "init gone" means "all gone".
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 /// A process, told apart from a later one with the same pid by its start time.
@@ -54,20 +59,48 @@ fn is_gone(process: ProcessId) -> bool {
     }
 }
 
-/// Waits until every one of `processes` is gone, looking every few milliseconds (there is no
-/// event for the end of a process that is not our child), for at most `bound`.
-/// Returns whether they all went.
+/// A handle that becomes readable when `process` exits (a pidfd): the kernel's event for the
+/// end of a process that is not our child. `None` when it is gone already (or the kernel has
+/// no pidfds, in which case [`wait_gone`] looks instead).
+fn exit_event(process: ProcessId) -> Option<AsyncFd<OwnedFd>> {
+    let pid = Pid::from_raw(i32::try_from(process.pid).ok()?)?;
+    let pidfd = pidfd_open(pid, PidfdFlags::NONBLOCK).ok()?;
+    // The pid may have been reused between the walk of /proc and the open: the handle is the
+    // process's only if the start time still matches (and then stays its own).
+    if is_gone(process) {
+        return None;
+    }
+    // Deprecated for types that may close their descriptor while registered; an `OwnedFd` owns
+    // it for as long as the `AsyncFd` holds it, which is the I/O safety asked for (the new
+    // constructor is `unsafe`, which this crate forbids).
+    #[allow(deprecated, reason = "an OwnedFd keeps its descriptor open while registered")]
+    let event = AsyncFd::with_interest(pidfd, Interest::READABLE);
+    event.ok()
+}
+
+/// Waits until every one of `processes` is gone, for at most `bound`; returns whether they all
+/// went. Each is awaited on its exit event (a pidfd); where the kernel offers none, it is
+/// looked at every few milliseconds instead.
 pub(crate) async fn wait_gone(processes: &[ProcessId], bound: Duration) -> bool {
     let deadline = Instant::now() + bound;
-    loop {
-        if processes.iter().all(|p| is_gone(*p)) {
-            return true;
+    for process in processes {
+        let gone = async {
+            match exit_event(*process) {
+                Some(event) => {
+                    let _ = event.readable().await;
+                }
+                None => {
+                    while !is_gone(*process) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                }
+            }
+        };
+        if tokio::time::timeout_at(deadline, gone).await.is_err() {
+            return processes.iter().all(|p| is_gone(*p));
         }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    true
 }
 
 #[cfg(test)]
