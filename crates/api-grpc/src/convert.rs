@@ -258,9 +258,9 @@ pub fn test_report(outcome: &TestOutcome) -> pb::TestReport {
 pub fn failure(f: &AgentFailure) -> pb::AgentFailure {
     pb::AgentFailure {
         agent_id: f.agent.to_string(),
-        phase: f.phase.clone(),
+        phase: f.phase.action().to_owned(),
         reason: f.reason.clone(),
-        round: i32::try_from(f.round).unwrap_or(i32::MAX),
+        round: i32::try_from(f.phase.round()).unwrap_or(i32::MAX),
     }
 }
 

@@ -54,7 +54,7 @@ mod tests {
         assert_eq!(to_status(ApplicationError::NotFound { task_id: "x".into() }).code(), Code::NotFound);
         let deadline = ApplicationError::DeadlineExceeded {
             timeout: Duration::from_secs(1),
-            phase: "proposing".into(),
+            phase: orchestrator_domain::Phase::Proposing,
             partial: None,
         };
         assert_eq!(to_status(deadline).code(), Code::DeadlineExceeded);

@@ -176,7 +176,9 @@ impl OrchestratorService for OrchestratorApi {
                     for (i, ranked) in results.iter().enumerate() {
                         let last = i + 1 == results.len();
                         let update = pb::DeliberationUpdate {
-                            status: if last { "complete" } else { "scoring" }.to_owned(),
+                            status: if last { Phase::Completed } else { Phase::Scoring }
+                                .status_word()
+                                .to_owned(),
                             progress_percent: if last { 100 } else { 99 },
                             current_step: format!(
                                 "rank {} of {} ({})",

@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::caller::Caller;
 use crate::counters::Counters;
 use crate::error::{ApplicationError, Result};
-use crate::observability::{self, PhaseLabel};
+use crate::observability;
 use crate::ports::{
     AgentBackend, AgentError, AgentStep, Clock, CouncilStore, DeliberationRecord, DryRunner, IdGenerator,
     ProgressObserver, StepKind, TestRunner,
@@ -282,11 +282,7 @@ impl Deliberate {
             Err(_elapsed) => {
                 // The finished proposals are kept, scored and ranked as they stand.
                 let partial = deliberation.partial_outcome(&self.settings.weights).map(Box::new);
-                Err(ApplicationError::DeadlineExceeded {
-                    timeout,
-                    phase: deliberation.phase().to_string(),
-                    partial,
-                })
+                Err(ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase(), partial })
             }
         };
         let outcome_label = match &result {
@@ -340,23 +336,21 @@ impl Deliberate {
         let role = d.council().role();
         loop {
             let started = Instant::now();
-            let phase = match d.phase() {
+            let phase = d.phase();
+            match phase {
                 Phase::Proposing => {
                     self.proposal_round(backend, task, d, (task_id, observer)).await?;
                     // The early stop and a cascade decide on the proposals' test results.
                     self.test_round(task, d, (task_id, observer)).await;
-                    PhaseLabel::Propose
                 }
                 Phase::Reviewing { .. } => {
                     // Reviewers see each proposal's test report, and the early stop needs it.
                     self.test_round(task, d, (task_id, observer)).await;
                     self.review_round(backend, task, d, (task_id, observer)).await?;
-                    PhaseLabel::Review
                 }
                 Phase::Revising { .. } => {
                     self.revision_round(backend, task, d, (task_id, observer)).await?;
                     self.test_round(task, d, (task_id, observer)).await;
-                    PhaseLabel::Revise
                 }
                 Phase::Scoring => break,
                 Phase::Completed => {
@@ -382,7 +376,7 @@ impl Deliberate {
         }
         let dry_runs = self.dry_runs(task, d).await;
         let outcome = d.finish(dry_runs, &self.settings.weights)?;
-        observability::phase_ran(role, PhaseLabel::Score, started.elapsed());
+        observability::phase_ran(role, Phase::Scoring, started.elapsed());
         observer.phase_completed(task_id, d).await;
         Ok(outcome)
     }
@@ -406,7 +400,7 @@ impl Deliberate {
             let (result, usage) = timed(call, |c| c.usage).await;
             (agent, result, usage)
         });
-        let replies = gather(calls, &d.phase().to_string(), report, |_| StepKind::Proposed).await;
+        let replies = gather(calls, d.phase(), report, |_| StepKind::Proposed).await;
         record_replies(d, replies, |d, agent, completion| {
             d.record_proposal(&agent.id, completion.text, self.clock.now_ms())?;
             if completion.truncated {
@@ -437,7 +431,7 @@ impl Deliberate {
             });
             (reviewer, result, usage)
         });
-        let replies = gather(calls, &d.phase().to_string(), report, |review: &Review| StepKind::Reviewed {
+        let replies = gather(calls, d.phase(), report, |review: &Review| StepKind::Reviewed {
             target: review.target.clone(),
             score: review.score.map(orchestrator_domain::PeerScore::value),
         })
@@ -458,7 +452,7 @@ impl Deliberate {
                 timed(backend.revise(&author, task, &current, &tests, &reviews), |c| c.usage).await;
             (author, result, usage)
         });
-        let replies = gather(calls, &d.phase().to_string(), report, |_| StepKind::Revised).await;
+        let replies = gather(calls, d.phase(), report, |_| StepKind::Revised).await;
         record_replies(d, replies, |d, author, completion| {
             d.record_revision(&author.id, completion.text)?;
             if completion.truncated {
@@ -480,7 +474,7 @@ impl Deliberate {
         }
         let outcomes: Vec<_> = match self.test_runner.as_deref() {
             Some(runner) if runner.supports(tests.language()) => {
-                let phase = d.phase().to_string();
+                let phase = d.phase();
                 let mut runs = stream::iter(requests)
                     .map(|request| async move {
                         let outcome = runner.run(tests, &request.content).await;
@@ -495,8 +489,7 @@ impl Deliberate {
                             failed: report.failed,
                             errored: report.errored,
                         };
-                        let step =
-                            AgentStep { agent_id: author.clone(), phase: phase.clone(), kind, tokens: 0 };
+                        let step = AgentStep { agent_id: author.clone(), phase, kind, tokens: 0 };
                         observer.agent_step(task_id, &step).await;
                     }
                     outcomes.push((author, outcome));
@@ -565,7 +558,7 @@ const REASON_EXCERPT_CHARS: usize = 160;
 /// way however the calls raced.
 async fn gather<T, F>(
     calls: impl IntoIterator<Item = F>,
-    phase: &str,
+    phase: Phase,
     (task_id, observer): Report<'_>,
     landed: impl Fn(&T) -> StepKind,
 ) -> Vec<Reply<T>>
@@ -582,12 +575,7 @@ where
                 reason: orchestrator_domain::excerpt(&error.to_string(), REASON_EXCERPT_CHARS),
             },
         };
-        let step = AgentStep {
-            agent_id: agent.id.clone(),
-            phase: phase.to_owned(),
-            kind,
-            tokens: usage.total_tokens(),
-        };
+        let step = AgentStep { agent_id: agent.id.clone(), phase, kind, tokens: usage.total_tokens() };
         observer.agent_step(task_id, &step).await;
         replies.push((i, (agent, result, usage)));
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orchestrator_domain::{AgentFailure, DeliberationOutcome, DomainError};
+use orchestrator_domain::{AgentFailure, DeliberationOutcome, DomainError, Phase};
 
 use crate::ports::StoreError;
 
@@ -34,7 +34,7 @@ pub enum ApplicationError {
         .timeout.as_secs(),
         if .partial.is_some() { "; the proposals finished by then are kept as partial results (GetDeliberationResult)" } else { "" }
     )]
-    DeadlineExceeded { timeout: Duration, phase: String, partial: Option<Box<DeliberationOutcome>> },
+    DeadlineExceeded { timeout: Duration, phase: Phase, partial: Option<Box<DeliberationOutcome>> },
     /// The deliberation was cancelled by a client.
     #[error("deliberation {task_id} was cancelled")]
     Cancelled { task_id: String },
@@ -86,7 +86,11 @@ pub enum ApplicationError {
 }
 
 fn summarize(failures: &[AgentFailure]) -> String {
-    failures.iter().map(|f| format!("{} ({}): {}", f.agent, f.phase, f.reason)).collect::<Vec<_>>().join("; ")
+    failures
+        .iter()
+        .map(|f| format!("{} ({}): {}", f.agent, f.phase.action(), f.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl From<DomainError> for ApplicationError {

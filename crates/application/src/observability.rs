@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use orchestrator_domain::{DeliberationStatus, Role};
+use orchestrator_domain::{DeliberationStatus, Phase, Role};
 
 /// Counter: deliberations that ended, by `role` and final `status` (`COMPLETED`, `FAILED`,
 /// `TIMEOUT`, `CANCELLED`, `INTERRUPTED`).
@@ -33,26 +33,6 @@ pub const JOBS_RUNNING: &str = "orchestrator_jobs_running";
 /// Gauge: deliberations admitted and waiting for a slot.
 pub const JOBS_QUEUED: &str = "orchestrator_jobs_queued";
 
-/// A phase as the `phase` label names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PhaseLabel {
-    Propose,
-    Review,
-    Revise,
-    Score,
-}
-
-impl PhaseLabel {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Propose => "propose",
-            Self::Review => "review",
-            Self::Revise => "revise",
-            Self::Score => "score",
-        }
-    }
-}
-
 /// Counts a deliberation that ended with `status`.
 pub fn deliberation_ended(role: Role, status: DeliberationStatus) {
     metrics::counter!(DELIBERATIONS, "role" => role.as_str(), "status" => status.as_str()).increment(1);
@@ -64,9 +44,10 @@ pub fn deliberation_ran(role: Role, outcome: &'static str, elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
-/// Times one phase of a deliberation.
-pub fn phase_ran(role: Role, phase: PhaseLabel, elapsed: Duration) {
-    metrics::histogram!(PHASE_DURATION, "role" => role.as_str(), "phase" => phase.as_str())
+/// Times one phase of a deliberation; the `phase` label is its action (`propose`, `review`,
+/// `revise`, `score`).
+pub fn phase_ran(role: Role, phase: Phase, elapsed: Duration) {
+    metrics::histogram!(PHASE_DURATION, "role" => role.as_str(), "phase" => phase.action())
         .record(elapsed.as_secs_f64());
 }
 

@@ -26,7 +26,6 @@
 //! acceptance-test outcome; `stopping.rs` decides when fewer calls than the rounds allow are made.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +40,12 @@ use crate::task::Task;
 use crate::usage::TokenUsage;
 
 mod outcome;
+mod phase;
 mod stopping;
 mod tested_versions;
 
 pub use outcome::{DeliberationOutcome, RankedProposal};
+pub use phase::{Phase, serialize_displayed};
 pub use stopping::{Cascade, EarlyStop, Escalation, Path, Strategy};
 pub use tested_versions::{KeptVersion, TestRequest};
 
@@ -78,62 +79,51 @@ impl Default for Rounds {
     }
 }
 
-/// Where a deliberation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    Proposing,
-    Reviewing { round: u32 },
-    Revising { round: u32 },
-    Scoring,
-    Completed,
-}
-
-impl Phase {
-    /// The agent action of this phase, as reported in failures and progress.
-    pub fn action(self) -> &'static str {
-        match self {
-            Phase::Proposing => "propose",
-            Phase::Reviewing { .. } => "review",
-            Phase::Revising { .. } => "revise",
-            Phase::Scoring => "score",
-            Phase::Completed => "complete",
-        }
-    }
-
-    /// The review round of this phase, 0 outside review and revision.
-    pub fn round(self) -> u32 {
-        match self {
-            Phase::Reviewing { round } | Phase::Revising { round } => round,
-            _ => 0,
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Phase::Proposing => f.write_str("proposing"),
-            Phase::Reviewing { round } => write!(f, "reviewing (round {round})"),
-            Phase::Revising { round } => write!(f, "revising (round {round})"),
-            Phase::Scoring => f.write_str("scoring"),
-            Phase::Completed => f.write_str("completed"),
-        }
-    }
-}
-
 /// An agent dropped from the deliberation, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "StoredFailure", try_from = "StoredFailure")]
 pub struct AgentFailure {
     pub agent: AgentId,
-    /// `propose`, `review` or `revise`.
-    pub phase: String,
-    /// Review round for review/revise failures, 0 for propose.
-    pub round: u32,
+    /// The phase it failed in (proposing, or a review or revision round).
+    pub phase: Phase,
     pub reason: String,
     /// Set when the cause was the configuration of this model profile (its server refused the
     /// credentials): retrying, or another agent on the same profile, cannot succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misconfigured_profile: Option<String>,
+}
+
+/// How a failure is written: the phase as its action and round (`"review"`, 1), the shape
+/// stored since failures were first saved.
+#[derive(Serialize, Deserialize)]
+struct StoredFailure {
+    agent: AgentId,
+    phase: String,
+    round: u32,
+    reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    misconfigured_profile: Option<String>,
+}
+
+impl From<AgentFailure> for StoredFailure {
+    fn from(f: AgentFailure) -> Self {
+        Self {
+            agent: f.agent,
+            phase: f.phase.action().to_owned(),
+            round: f.phase.round(),
+            reason: f.reason,
+            misconfigured_profile: f.misconfigured_profile,
+        }
+    }
+}
+
+impl TryFrom<StoredFailure> for AgentFailure {
+    type Error = DomainError;
+
+    fn try_from(f: StoredFailure) -> Result<Self> {
+        let phase = Phase::from_action(&f.phase, f.round)
+            .ok_or_else(|| DomainError::invalid("failures.phase", format!("unknown phase {:?}", f.phase)))?;
+        Ok(Self { agent: f.agent, phase, reason: f.reason, misconfigured_profile: f.misconfigured_profile })
+    }
 }
 
 /// One review to ask for: `reviewer` grades the proposal of `target` (shown without its author).
@@ -612,8 +602,7 @@ impl Deliberation {
         if self.dropped.insert(agent.clone()) {
             self.failures.push(AgentFailure {
                 agent: agent.clone(),
-                phase: self.phase.action().to_owned(),
-                round: self.phase.round(),
+                phase: self.phase,
                 reason,
                 misconfigured_profile,
             });

@@ -40,7 +40,7 @@ pub use council::{Council, CouncilId};
 pub use deliberation::{
     AgentFailure, Cascade, Deliberation, DeliberationOutcome, DeliberationParts, EarlyStop, Escalation,
     KeptVersion, Path, Phase, RankedProposal, ReviewAssignment, RevisionRequest, Rounds, Strategy,
-    TestRequest,
+    TestRequest, serialize_displayed,
 };
 pub use error::{DomainError, Result};
 pub use excerpt::excerpt;

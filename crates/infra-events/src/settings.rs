@@ -40,7 +40,7 @@ impl EventsSettings {
     /// How long a connect, a stream request or a publish's acknowledgement may take
     /// (`events_publish_timeout_ms`).
     pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
-    /// How long the relay lease lasts unless renewed (`events_relay_lease_secs`): another
+    /// How long the relay lease lasts unless renewed (`lease_secs`, the same lease as tasks): another
     /// server takes over that long after the relaying one died.
     pub const DEFAULT_RELAY_LEASE: Duration = Duration::from_secs(10);
     /// How many events one pass publishes before marking them sent.
@@ -137,10 +137,10 @@ impl EventsSettings {
         Ok(self)
     }
 
-    /// Holds the relay lease for `lease` (`events_relay_lease_secs`), renewed every third of it.
+    /// Holds the relay lease for `lease` (`lease_secs`), renewed every third of it.
     ///
     /// # Errors
-    /// [`EventsError::Config`] naming `events_relay_lease_secs` for less than 3 ms (a third
+    /// [`EventsError::Config`] naming `lease_secs` for less than 3 ms (a third
     /// of it must be a time).
     pub fn with_relay_lease(mut self, lease: Duration) -> Result<Self> {
         if lease < Duration::from_millis(3) {
@@ -303,7 +303,7 @@ mod tests {
         assert_eq!(key_of(base().with_max_outbox(0)), "events_max_outbox");
         assert_eq!(key_of(base().with_poll_interval(Duration::ZERO)), "events_poll_interval_ms");
         assert_eq!(key_of(base().with_publish_timeout(Duration::ZERO)), "events_publish_timeout_ms");
-        assert_eq!(key_of(base().with_relay_lease(Duration::ZERO)), "events_relay_lease_secs");
+        assert_eq!(key_of(base().with_relay_lease(Duration::ZERO)), "lease_secs");
         assert_eq!(key_of(base().with_batch_size(0)), "events_batch_size");
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use orchestrator_application::ports::{DeliberationRecord, NewDeliberation, StoreError, StoredSelection};
 use orchestrator_domain::{
     Agent, AgentFailure, AgentId, CheckSuite, DeliberationOutcome, DeliberationStatus, DomainError, Path,
-    PeerScore, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
+    PeerScore, Phase, ProfileName, Proposal, RankedProposal, Review, Role, Score, TokenUsage,
 };
 use serde::de::DeserializeOwned;
 
@@ -223,8 +223,8 @@ impl OutcomeRows {
                 Ok(FailureRow {
                     ordinal: to_i64(task_id, "ordinal", ordinal)?,
                     agent_id: storable(failure.agent.as_str()),
-                    phase: storable(&failure.phase),
-                    round: i64::from(failure.round),
+                    phase: storable(failure.phase.action()),
+                    round: i64::from(failure.phase.round()),
                     reason: storable(&failure.reason),
                 })
             })
@@ -299,8 +299,11 @@ impl OutcomeRows {
             .map(|row| {
                 Ok(AgentFailure {
                     agent: agent_id(task_id, "agent_id", row.agent_id)?,
-                    phase: row.phase,
-                    round: from_i64(task_id, "round", row.round)?,
+                    phase: Phase::from_action(&row.phase, from_i64(task_id, "round", row.round)?)
+                        .ok_or_else(|| {
+                            DomainError::invalid("phase", format!("unknown agent action {:?}", row.phase))
+                        })
+                        .map_err(invalid(task_id, "phase"))?,
                     reason: row.reason,
                     misconfigured_profile: None,
                 })

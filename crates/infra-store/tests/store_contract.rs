@@ -110,7 +110,7 @@ mod outbox {
     use std::sync::Arc;
 
     use orchestrator_application::ports::{DeliberationEvent, DeliberationStore, EventKind, Outbox};
-    use orchestrator_domain::{DeliberationStatus, Role};
+    use orchestrator_domain::{DeliberationStatus, Phase, Role};
 
     use crate::support::{end, fence, finished_deliberation, lease, request};
 
@@ -135,7 +135,7 @@ mod outbox {
         assert!(store.create(&request("quiet", Role::Dev, 2), &lease(), None).await.unwrap());
         assert!(store.mark_started("a", &fence(), 2, Some(&event("a", EventKind::Started))).await.unwrap());
         assert!(store.save_progress("a", &fence(), &finished.mid, None).await.unwrap());
-        let phase = event("a", EventKind::PhaseCompleted { phase: "scoring".into() });
+        let phase = event("a", EventKind::PhaseCompleted { phase: Phase::Scoring });
         assert!(store.save_progress("a", &fence(), &finished.mid, Some(&phase)).await.unwrap());
         let completed = event("a", EventKind::completed(&finished.outcome, 5));
         assert!(store.complete("a", &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap());

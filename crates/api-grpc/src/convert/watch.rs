@@ -19,18 +19,18 @@ pub fn watch_update(update: &WatchUpdate, now_ms: i64) -> pb::DeliberationUpdate
 fn state_update(record: &DeliberationRecord, now_ms: i64) -> pb::DeliberationUpdate {
     let phase = record.progress.as_ref().map(|d| (d.phase(), d.rounds()));
     let (status, percent) = match (record.status, phase) {
-        (DeliberationStatus::Completed, _) => ("complete".to_owned(), 100),
+        (DeliberationStatus::Completed, _) => (Phase::Completed.status_word().to_owned(), 100),
         (DeliberationStatus::InProgress, Some((phase, rounds))) => {
-            (legacy_status(phase).to_owned(), percent_done(phase, rounds))
+            (phase.status_word().to_owned(), percent_done(phase, rounds))
         }
-        (DeliberationStatus::InProgress, None) => ("generating".to_owned(), 0),
+        (DeliberationStatus::InProgress, None) => (Phase::Proposing.status_word().to_owned(), 0),
         (other, _) => (other.to_string().to_ascii_lowercase(), 0),
     };
     pb::DeliberationUpdate {
         status,
         progress_percent: percent,
         current_step: match record.status {
-            DeliberationStatus::Completed => orchestrator_domain::Phase::Completed.to_string(),
+            DeliberationStatus::Completed => Phase::Completed.to_string(),
             _ => phase.map_or_else(|| record.status.to_string(), |(p, _)| p.to_string()),
         },
         current_agent: String::new(),
@@ -43,7 +43,7 @@ fn state_update(record: &DeliberationRecord, now_ms: i64) -> pb::DeliberationUpd
 fn step_update(step: &AgentStep) -> pb::DeliberationUpdate {
     let mut wire = pb::AgentStep {
         agent_id: step.agent_id.to_string(),
-        phase: step.phase.clone(),
+        phase: step.phase.to_string(),
         tokens: step.tokens,
         ..Default::default()
     };
@@ -77,7 +77,7 @@ fn step_update(step: &AgentStep) -> pb::DeliberationUpdate {
         }
     };
     pb::DeliberationUpdate {
-        status: step.phase.clone(),
+        status: step.phase.to_string(),
         progress_percent: 0,
         current_step: what,
         current_agent: step.agent_id.to_string(),
@@ -91,7 +91,7 @@ fn step_update(step: &AgentStep) -> pb::DeliberationUpdate {
 /// how far the deliberation has come.
 pub fn phase_update(phase: Phase, rounds: u32) -> pb::DeliberationUpdate {
     pb::DeliberationUpdate {
-        status: legacy_status(phase).to_owned(),
+        status: phase.status_word().to_owned(),
         progress_percent: percent_done(phase, rounds),
         current_step: phase.to_string(),
         current_agent: String::new(),
@@ -101,25 +101,8 @@ pub fn phase_update(phase: Phase, rounds: u32) -> pb::DeliberationUpdate {
     }
 }
 
-/// StreamDeliberation's words for a phase.
-fn legacy_status(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Proposing => "generating",
-        Phase::Reviewing { .. } | Phase::Revising { .. } => "reviewing",
-        Phase::Scoring => "scoring",
-        Phase::Completed => "complete",
-    }
-}
-
-/// Phases done out of propose, review + revise per round, and scoring.
+/// Phases done out of propose, review + revise per round, and scoring, in percent.
 fn percent_done(phase: Phase, rounds: u32) -> i32 {
-    let total = 2 + 2 * rounds;
-    let done = match phase {
-        Phase::Proposing => 0,
-        Phase::Reviewing { round } => 2 * round - 1,
-        Phase::Revising { round } => 2 * round,
-        Phase::Scoring => total - 1,
-        Phase::Completed => total,
-    };
-    i32::try_from(done * 100 / total).unwrap_or(100)
+    let total = Phase::Completed.phases_done(rounds);
+    i32::try_from(phase.phases_done(rounds) * 100 / total).unwrap_or(100)
 }

@@ -137,7 +137,12 @@ fn command() -> DeliberateCommand {
 fn step(at_units: u32, agent: &str, phase: &str, kind: StepKind, tokens: u64) -> Seen {
     Seen::Step {
         at: UNIT * at_units,
-        step: AgentStep { agent_id: AgentId::new(agent).unwrap(), phase: phase.into(), kind, tokens },
+        step: AgentStep {
+            agent_id: AgentId::new(agent).unwrap(),
+            phase: Phase::parse(phase).unwrap(),
+            kind,
+            tokens,
+        },
     }
 }
 

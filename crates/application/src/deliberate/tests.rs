@@ -182,7 +182,7 @@ async fn failing_agent_is_dropped_and_reported_not_replaced() {
     assert!(!authors.contains(&"dev-2".to_owned()));
     assert_eq!(report.outcome.failures.len(), 1);
     assert_eq!(report.outcome.failures[0].agent.as_str(), "dev-2");
-    assert_eq!(report.outcome.failures[0].phase, "propose");
+    assert_eq!(report.outcome.failures[0].phase, Phase::Proposing);
     assert_eq!(report.outcome.failures[0].reason, "backend unavailable: connection refused");
 }
 

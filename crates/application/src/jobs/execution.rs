@@ -144,11 +144,8 @@ impl Jobs {
         let (timeout, deadline) = self.deliberate.deadline_for(&deliberation);
         let spent = Duration::from_millis(u64::try_from(now - started_at_ms).unwrap_or(0));
         if spent >= timeout {
-            let error = ApplicationError::DeadlineExceeded {
-                timeout,
-                phase: deliberation.phase().to_string(),
-                partial: None,
-            };
+            let error =
+                ApplicationError::DeadlineExceeded { timeout, phase: deliberation.phase(), partial: None };
             return self.end(&job, DeliberationStatus::Timeout, error).await;
         }
         let deadline = deadline - spent;

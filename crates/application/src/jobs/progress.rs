@@ -35,7 +35,7 @@ impl ProgressObserver for Persisting<'_> {
             return;
         }
         let role = deliberation.council().role();
-        let phase = EventKind::PhaseCompleted { phase: deliberation.phase().to_string() };
+        let phase = EventKind::PhaseCompleted { phase: deliberation.phase() };
         let pending = PendingWrite {
             fence: Some(self.fence.clone()),
             role,

@@ -852,7 +852,7 @@ async fn a_deliberation_run_here_is_watched_step_by_step_and_a_watcher_going_awa
     let steps: Vec<String> = updates
         .iter()
         .filter_map(|u| match u {
-            WatchUpdate::Step(step) => Some(step.phase.clone()),
+            WatchUpdate::Step(step) => Some(step.phase.to_string()),
             WatchUpdate::State(_) => None,
         })
         .collect();

@@ -1,7 +1,7 @@
 //! What other services learn about deliberations: the lifecycle events, written to the outbox
 //! with the state change they report (see [`crate::ports::Outbox`]) and relayed from there.
 
-use orchestrator_domain::{DeliberationOutcome, Role};
+use orchestrator_domain::{DeliberationOutcome, Phase, Role};
 use serde::Serialize;
 
 /// The name every event type carries in `event_type`: `orchestration.deliberation.<event>`,
@@ -58,8 +58,12 @@ pub enum EventKind {
     Submitted,
     /// Running (or resumed after a restart).
     Started,
-    /// A phase finished and was saved; `phase` is the one now starting.
-    PhaseCompleted { phase: String },
+    /// A phase finished and was saved; `phase` is the one now starting (written as displayed:
+    /// `"reviewing (round 1)"`).
+    PhaseCompleted {
+        #[serde(serialize_with = "orchestrator_domain::serialize_displayed")]
+        phase: Phase,
+    },
     /// Ranked; the winner is known.
     Completed { winner_id: String, results: usize, duration_ms: u64, decisions: Vec<Decision> },
     /// Ended without a ranking: FAILED, TIMEOUT, CANCELLED or INTERRUPTED, with the reason.
@@ -111,7 +115,7 @@ mod tests {
             Some("story-9"),
             Role::Qa,
             7_250,
-            EventKind::PhaseCompleted { phase: "reviewing (round 1)".into() },
+            EventKind::PhaseCompleted { phase: Phase::Reviewing { round: 1 } },
         );
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The port through which a running deliberation reports its progress.
 
 use async_trait::async_trait;
-use orchestrator_domain::{AgentId, Deliberation};
+use orchestrator_domain::{AgentId, Deliberation, Phase};
 
 /// Told after each phase of a deliberation completes (proposals in, a review round in, a
 /// revision round in), and as each agent's call of a phase lands. Used to persist phases as
@@ -20,9 +20,8 @@ pub trait ProgressObserver: Send + Sync {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentStep {
     pub agent_id: AgentId,
-    /// The phase the call belongs to, as [`orchestrator_domain::Phase`] displays it
-    /// ("proposing", "reviewing (round 1)", …).
-    pub phase: String,
+    /// The phase the call belongs to.
+    pub phase: Phase,
     pub kind: StepKind,
     /// Prompt plus completion tokens of this call (0 for test runs).
     pub tokens: u64,

@@ -167,8 +167,7 @@ fn failed_agent_is_dropped_and_reported() {
         d.failures(),
         [AgentFailure {
             agent: id("dev-2"),
-            phase: "propose".into(),
-            round: 0,
+            phase: Phase::Proposing,
             reason: "connection refused".into(),
             misconfigured_profile: None,
         }]
@@ -195,8 +194,7 @@ fn reviewer_failing_loses_its_own_proposal() {
     }
     d.advance().unwrap();
     assert!(d.proposals().iter().all(|p| p.author().as_str() != "dev-1"));
-    assert_eq!(d.failures()[0].phase, "review");
-    assert_eq!(d.failures()[0].round, 1);
+    assert_eq!(d.failures()[0].phase, Phase::Reviewing { round: 1 });
     // dev-2 was to be reviewed by dev-1, which failed: dev-2 has nothing to revise on.
     let authors: Vec<_> = d.revision_requests().into_iter().map(|r| r.author.id.to_string()).collect();
     assert_eq!(authors, ["dev-3"]);
@@ -762,4 +760,22 @@ fn a_cascade_survives_a_save_and_restore_at_each_stage() {
     let json = serde_json::to_string(&d).unwrap();
     assert_eq!(serde_json::from_str::<Deliberation>(&json).unwrap(), d);
     assert_eq!(Deliberation::restore(d.to_parts()).unwrap().escalation(), d.escalation());
+}
+
+#[test]
+fn a_failure_is_stored_as_action_and_round_and_reads_back() {
+    let failure = AgentFailure {
+        agent: id("dev-2"),
+        phase: Phase::Revising { round: 2 },
+        reason: "timeout".into(),
+        misconfigured_profile: None,
+    };
+    let json = serde_json::to_value(&failure).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"agent": "dev-2", "phase": "revise", "round": 2, "reason": "timeout"})
+    );
+    assert_eq!(serde_json::from_value::<AgentFailure>(json).unwrap(), failure);
+    let unknown = serde_json::json!({"agent": "dev-2", "phase": "dance", "round": 0, "reason": "x"});
+    assert!(serde_json::from_value::<AgentFailure>(unknown).is_err());
 }

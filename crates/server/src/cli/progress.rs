@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use orchestrator_api_grpc::pb;
+use orchestrator_domain::Phase;
 use orchestrator_server::control_chars::printable;
 
 use super::render::{count, duration, is_final, status_name};
@@ -61,13 +62,7 @@ impl std::fmt::Debug for Progress {
 
 /// The phases of a deliberation with `rounds` review rounds, as the `phase` tag names them.
 fn plan(rounds: u32) -> Vec<String> {
-    let mut plan = vec!["proposing".to_owned()];
-    for round in 1..=rounds {
-        plan.push(format!("reviewing (round {round})"));
-        plan.push(format!("revising (round {round})"));
-    }
-    plan.push("scoring".to_owned());
-    plan
+    Phase::plan(rounds).iter().map(Phase::to_string).collect()
 }
 
 /// Most characters of the spinner line's message. With the rest of the line (spinner, elapsed
@@ -86,20 +81,13 @@ fn bar_message(text: &str) -> String {
     format!("{cut}…")
 }
 
-/// What a phase does, for the line that announces it.
+/// What a phase does, for the line that announces it; a phase this client does not know (a
+/// newer server's) is shown as named.
 fn describe(phase: &str) -> String {
-    let what = if phase == "proposing" {
-        "each agent writes a proposal"
-    } else if phase.starts_with("reviewing") {
-        "agents review each other's proposals"
-    } else if phase.starts_with("revising") {
-        "agents revise after the reviews"
-    } else if phase == "scoring" {
-        "checks and ranking"
-    } else {
-        return phase.to_owned();
-    };
-    format!("{phase}: {what}")
+    match Phase::parse(phase) {
+        Some(known) => format!("{phase}: {}", known.describe()),
+        None => phase.to_owned(),
+    }
 }
 
 impl Progress {
