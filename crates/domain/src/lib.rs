@@ -16,6 +16,7 @@ pub mod acceptance;
 pub mod agent;
 pub mod checks;
 pub mod council;
+pub mod council_health;
 pub mod deliberation;
 pub mod error;
 pub mod excerpt;
@@ -37,6 +38,7 @@ pub use checks::{
     CaseOutcome, CheckSuite, DryRunOutcome, LintResult, PolicyResult, TestCase, TestOutcome, TestReport,
 };
 pub use council::{Council, CouncilId};
+pub use council_health::CouncilHealth;
 pub use deliberation::{
     AgentFailure, Cascade, Deliberation, DeliberationOutcome, DeliberationParts, EarlyStop, Escalation,
     KeptVersion, Path, Phase, RankedProposal, ReviewAssignment, RevisionRequest, Rounds, Strategy,

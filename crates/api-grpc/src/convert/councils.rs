@@ -11,7 +11,7 @@ use orchestrator_domain::{
     ProfileName, Role, Rounds, StandingCouncil,
 };
 
-use super::{invalid, usage};
+use super::{invalid, narrow, usage, wide};
 use crate::pb;
 
 /// `error` with its field renamed to `field` (a value object names its own field; the request
@@ -159,14 +159,6 @@ pub fn set_status(r: &pb::SetAgentStatusRequest) -> Result<(AgentId, AgentStatus
     Ok((agent_id(&r.agent_id)?, AgentStatus::parse(&r.status)?))
 }
 
-fn count(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-fn wide(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// One registered agent as listed.
 pub fn agent_info(council: &CouncilId, m: &Member) -> pb::AgentInfo {
     pb::AgentInfo {
@@ -192,7 +184,7 @@ pub fn council_info(c: &StandingCouncil, include_agents: bool) -> pb::CouncilInf
     pb::CouncilInfo {
         council_id: c.id().to_string(),
         role: c.role().to_string(),
-        num_agents: count(c.members().len()),
+        num_agents: narrow(c.members().len()),
         agents: if include_agents {
             c.members().iter().map(|m| agent_info(c.id(), m)).collect()
         } else {
@@ -203,7 +195,7 @@ pub fn council_info(c: &StandingCouncil, include_agents: bool) -> pb::CouncilInf
         deliberation_rounds: i32::try_from(c.rounds().get()).unwrap_or(i32::MAX),
         enable_peer_review: c.peer_review(),
         created_at_ms: c.created_at_ms(),
-        active_agents: count(c.members().iter().filter(|m| m.status == AgentStatus::Active).count()),
+        active_agents: narrow(c.members().iter().filter(|m| m.status == AgentStatus::Active).count()),
     }
 }
 
@@ -211,7 +203,7 @@ pub fn council_info(c: &StandingCouncil, include_agents: bool) -> pb::CouncilInf
 pub fn created(c: &StandingCouncil) -> pb::CreateCouncilResponse {
     pb::CreateCouncilResponse {
         council_id: c.id().to_string(),
-        agents_created: count(c.members().len()),
+        agents_created: narrow(c.members().len()),
         agent_ids: c.members().iter().map(|m| m.id.to_string()).collect(),
     }
 }
@@ -247,30 +239,26 @@ pub fn add_registry(metrics: &mut pb::GetMetricsResponse, report: &RegistryRepor
     let mut registered = BTreeSet::new();
     let mut health = HashMap::new();
     for council in report.registry.councils() {
-        let mut busy = 0;
-        let mut available = 0;
         for m in council.members() {
             registered.insert(&m.id);
-            let is_busy = records.busy.contains(&m.id);
-            busy += usize::from(is_busy);
-            available += usize::from(!is_busy && m.status == AgentStatus::Active);
             per_agent.push(pb::AgentPerformance {
                 agent_id: m.id.to_string(),
                 role: m.role.to_string(),
                 council_id: council.id().to_string(),
                 model_profile: m.profile.to_string(),
                 status: m.status.to_string(),
-                busy: is_busy,
+                busy: records.busy.contains(&m.id),
                 record: Some(agent_record(records.agents.get(&m.id).unwrap_or(&empty))),
             });
         }
         let record = records.councils.get(council.id()).cloned().unwrap_or_default();
+        let now = council.health(&records.busy);
         health.insert(
             council.id().to_string(),
             pb::CouncilHealth {
-                status: if available > 0 { "AVAILABLE" } else { "BUSY" }.to_owned(),
-                available_agents: count(available),
-                busy_agents: count(busy),
+                status: if now.is_available() { "AVAILABLE" } else { "BUSY" }.to_owned(),
+                available_agents: narrow(now.available),
+                busy_agents: narrow(now.busy),
                 success_rate: record.success_rate().unwrap_or(0.0),
                 role: council.role().to_string(),
                 performance: Some(council_record(&record)),
