@@ -4,6 +4,7 @@
 //! [`Application::run_until`], so tests start the very same server on port 0.
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod backend_check;
 pub mod bus;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod prometheus;
 pub mod security;
 pub mod serving;
+pub mod signals;
 pub mod startup;
 pub mod system;
 pub mod telemetry;

@@ -1,6 +1,6 @@
-//! Building and running the server: adapters into use cases, the listener, graceful shutdown.
+//! Building and running the server: adapters (see [`crate::adapters`]) into use cases, the
+//! listener, graceful shutdown.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,22 +9,15 @@ use std::time::Duration;
 use orchestrator_api_grpc::pb::orchestrator_service_server::OrchestratorServiceServer;
 use orchestrator_api_grpc::router::MAX_REQUEST_BYTES;
 use orchestrator_api_grpc::{AuthLayer, Authentication, OrchestratorApi, RequestErrorsLayer, grpc_router};
-use orchestrator_application::ports::{
-    AgentBackend, BackendProber, Clock, CouncilStore, DeliberationStore, DryRunner, IdGenerator, Outbox,
-    TestRunner,
-};
-use orchestrator_application::{
-    Councils, Counters, Deliberate, DeliberationSettings, GetStatus, JobSettings, Jobs, Orchestrate,
-    StoreState,
-};
-use orchestrator_domain::ProfileName;
-use orchestrator_infra_dryrun::{CommandDryRunner, PythonTestRunner};
-use orchestrator_infra_llm::OpenAiBackend;
+use orchestrator_application::ports::{AgentBackend, BackendProber, DeliberationStore};
+use orchestrator_application::{Councils, Counters, Deliberate, GetStatus, Jobs, Orchestrate, StoreState};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tracing::{info, warn};
 
+use crate::adapters::{self, Stores};
+pub use crate::adapters::{Dependencies, llm_backend, openai_backend};
 use crate::backend_check;
 use crate::bus::{self, Bus};
 use crate::config::Config;
@@ -32,52 +25,9 @@ use crate::error::{Result, ServerError};
 use crate::prometheus::MetricsEndpoint;
 use crate::security;
 use crate::serving::{self, ConnectionSettings};
-use crate::system::{SystemClock, UuidV7Ids, process_node_id};
+pub use crate::signals::{shutdown_signal, shutdown_signals};
+use crate::system::process_node_id;
 use crate::tls::ServerTls;
-
-/// The adapters a server runs with. [`Application::build`] makes them from the
-/// configuration; tests pass their own (a scripted backend, say) to [`Application::build_with`].
-pub struct Dependencies {
-    pub backend: Option<Arc<dyn AgentBackend>>,
-    /// `None`: open the store named by `database_url`.
-    pub store: Option<Arc<dyn DeliberationStore>>,
-    /// The council registry; `None`: the registry of the store opened from `database_url`
-    /// (a `store` given without a registry leaves the server without standing councils).
-    pub councils: Option<Arc<dyn CouncilStore>>,
-    pub dry_runner: Option<Arc<dyn DryRunner>>,
-    /// Runs acceptance tests; `None`: the Python runner over the sandbox detected at startup.
-    pub test_runner: Option<Arc<dyn TestRunner>>,
-    pub clock: Arc<dyn Clock>,
-    pub ids: Arc<dyn IdGenerator>,
-    /// Checks the model servers at startup and in GetStatus; `None`: no check.
-    pub prober: Option<Arc<dyn BackendProber>>,
-    /// The outbox the events relay reads; `None`: the one of the store opened from
-    /// `database_url` (a `store` given without an outbox leaves events unpublished).
-    pub outbox: Option<Arc<dyn Outbox>>,
-}
-
-impl std::fmt::Debug for Dependencies {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dependencies").field("backend", &self.backend.is_some()).finish_non_exhaustive()
-    }
-}
-
-impl Dependencies {
-    /// System clock and ids, no backend, no dry runner.
-    pub fn system() -> Self {
-        Self {
-            backend: None,
-            store: None,
-            councils: None,
-            dry_runner: None,
-            test_runner: None,
-            clock: Arc::new(SystemClock),
-            ids: Arc::new(UuidV7Ids),
-            prober: None,
-            outbox: None,
-        }
-    }
-}
 
 /// The grpc.health service name that answers SERVING while the process runs, whatever the
 /// store's state: for liveness probes, which must not restart a server whose database is down
@@ -151,28 +101,12 @@ impl Application {
             None => None,
         };
         let events = bus::events_settings(&config)?;
-        let (store, council_store, outbox) = match deps.store {
-            Some(store) => (store, deps.councils, deps.outbox),
-            None => {
-                info!(database = %orchestrator_infra_store::redact_url(&config.database_url), "opening deliberation store");
-                let stores =
-                    orchestrator_infra_store::connect_stores(&config.database_url, &config.store_options())
-                        .await?;
-                let council_store = Some(deps.councils.unwrap_or(stores.councils));
-                (stores.deliberations, council_store, Some(deps.outbox.unwrap_or(stores.outbox)))
-            }
-        };
+        let Stores { deliberations: store, councils: council_store, outbox } =
+            Stores::open(&config, &mut deps).await?;
         sweep_sandbox_leftovers().await;
         let node_id = process_node_id(&config.node_id);
         info!(node_id, exclusive = store.held_exclusively(), "this process's node id");
-        if deps.dry_runner.is_none()
-            && let Some(dry_run) = &config.dry_run
-        {
-            let runner = CommandDryRunner::new(dry_run.clone())
-                .map_err(|e| ServerError::config(format!("dry_run.{}", e.field), e.reason))?;
-            info!(command = ?dry_run.command, "dry-run check configured");
-            deps.dry_runner = Some(Arc::new(runner));
-        }
+        deps.dry_runner = adapters::dry_runner(&config, deps.dry_runner.take())?;
         // Lifecycle events go to the outbox with each state change once NATS is configured;
         // the relay that publishes them starts below.
         let events = match (events, outbox) {
@@ -188,42 +122,8 @@ impl Application {
         if !llm_configured {
             warn!("no LLM backend configured: Deliberate and Orchestrate will answer FAILED_PRECONDITION");
         }
-        let selection_profile = config
-            .selection_profile
-            .as_deref()
-            .map(ProfileName::new)
-            .transpose()
-            .map_err(|e| ServerError::config("selection_profile", e.to_string()))?;
-        let settings = DeliberationSettings {
-            default_timeout: config.default_timeout(),
-            selection_profile,
-            early_stop: config.early_stop,
-            strategy: config.strategy,
-            ..Default::default()
-        };
-        let (test_runner, sandbox_problem): (Arc<dyn TestRunner>, Option<String>) = match deps.test_runner {
-            Some(runner) => {
-                let problem = (!runner.can_run()).then(|| "the configured test runner cannot run".to_owned());
-                (runner, problem)
-            }
-            None => {
-                let runner = PythonTestRunner::detect();
-                let problem = runner.sandbox_problem().map(ToString::to_string);
-                (Arc::new(runner), problem)
-            }
-        };
-        // The one start-up line about executing model-written tests.
-        match sandbox_problem {
-            None => info!(
-                early_stop = %config.early_stop,
-                strategy = %config.strategy,
-                "acceptance tests: the sandbox works; tasks' tests will run"
-            ),
-            Some(why) => warn!(
-                %why,
-                "acceptance tests: no working sandbox; tasks' tests will be reported \"not run: no sandbox\""
-            ),
-        }
+        let settings = adapters::deliberation_settings(&config)?;
+        let test_runner = adapters::test_runner(&config, deps.test_runner.take());
         let councils_use_case = council_store.as_ref().map(|store| {
             Arc::new(Councils::new(
                 Arc::clone(store),
@@ -233,18 +133,7 @@ impl Application {
             ))
         });
         if let Some(councils_use_case) = &councils_use_case {
-            let created =
-                councils_use_case.declare(&config.declared_councils()?).await.map_err(
-                    |error| match error {
-                        orchestrator_application::ApplicationError::Store { source } => {
-                            ServerError::Store(source)
-                        }
-                        refused => ServerError::config("councils", refused.to_string()),
-                    },
-                )?;
-            if !created.is_empty() {
-                info!(roles = ?created, "created the standing councils the configuration declares");
-            }
+            adapters::declare_councils(&config, councils_use_case).await?;
         }
         let mut deliberate = Deliberate::new(
             deps.backend,
@@ -259,19 +148,7 @@ impl Application {
         }
         deliberate = deliberate.with_test_runner(test_runner);
         let deliberate = Arc::new(deliberate);
-        let job_settings = JobSettings {
-            max_running: config.max_running,
-            queue_capacity: config.queue_capacity,
-            queue_share: config.queue_share,
-            resume_unfinished: config.resume_unfinished,
-            node_id: node_id.clone(),
-            lease: Duration::from_secs(config.lease_secs),
-            write_retry: Duration::from_secs(config.store_write_retry_secs),
-            probe_interval: Duration::from_millis(config.store_probe_interval_ms),
-            // On a database other servers share, work this server has no room for goes to a
-            // server that has.
-            share_submissions: !store.held_exclusively(),
-        };
+        let job_settings = adapters::job_settings(&config, &node_id, store.held_exclusively());
         let mut jobs = Jobs::new(deliberate, Arc::clone(&store), Arc::clone(&deps.clock), job_settings);
         if let Some((_, _, wakeup)) = &events {
             jobs = jobs.with_events(Arc::clone(wakeup));
@@ -530,120 +407,6 @@ async fn follow_store_health(
         tokio::select! {
             changed = store_state.changed() => if changed.is_err() { return },
             () = requested.cancelled() => return,
-        }
-    }
-}
-
-/// The OpenAI-compatible backend of the configured profiles, or `None` when there is none.
-///
-/// # Errors
-/// A profile that is invalid, named by its key (`profiles.<name>.<field>`).
-pub fn llm_backend(config: &Config) -> Result<Option<Arc<dyn AgentBackend>>> {
-    Ok(openai_backend(config)?.map(|backend| backend as Arc<dyn AgentBackend>))
-}
-
-/// [`llm_backend`] as its concrete type, which also probes the model servers.
-///
-/// # Errors
-/// See [`llm_backend`].
-pub fn openai_backend(config: &Config) -> Result<Option<Arc<OpenAiBackend>>> {
-    if !config.llm_configured() {
-        return Ok(None);
-    }
-    let profiles = config
-        .profiles
-        .iter()
-        .map(|(name, profile)| {
-            let name = ProfileName::new(name.as_str())
-                .map_err(|e| ServerError::config(format!("profiles.{name}"), e.to_string()))?;
-            Ok((name, profile.clone()))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    let backend = OpenAiBackend::new(profiles).map_err(|e| ServerError::config("profiles", e.to_string()))?;
-    let names: Vec<&str> = backend.profile_names().map(ProfileName::as_str).collect();
-    info!(profiles = ?names, "LLM backend configured");
-    Ok(Some(Arc::new(backend)))
-}
-
-/// Resolves on SIGTERM or ctrl-c (the first of [`shutdown_signals`]).
-pub async fn shutdown_signal() {
-    shutdown_signals().0.await;
-}
-
-/// The first and the second SIGTERM or Ctrl-C (SIGINT), in any mix: the first asks for a
-/// graceful shutdown, the second to stop at once (see [`Application::run_until_or_sooner`]).
-/// Listening starts when this is called, so a signal that comes before anyone waits is kept,
-/// never left to its default action. Must be called within a Tokio runtime.
-pub fn shutdown_signals()
--> (impl Future<Output = ()> + Send + 'static, impl Future<Output = ()> + Send + 'static) {
-    let (first, second) = (CancellationToken::new(), CancellationToken::new());
-    let mut signals = StopSignals::listen();
-    {
-        let (first, second) = (first.clone(), second.clone());
-        tokio::spawn(async move {
-            signals.next().await;
-            first.cancel();
-            signals.next().await;
-            second.cancel();
-        });
-    }
-    (first.cancelled_owned(), second.cancelled_owned())
-}
-
-/// SIGINT and SIGTERM, each a stream that can be waited on again and again.
-struct StopSignals {
-    #[cfg(unix)]
-    interrupt: Option<tokio::signal::unix::Signal>,
-    #[cfg(unix)]
-    terminate: Option<tokio::signal::unix::Signal>,
-}
-
-impl StopSignals {
-    fn listen() -> Self {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let listen = |kind: SignalKind, name: &str| match signal(kind) {
-                Ok(stream) => Some(stream),
-                Err(error) => {
-                    warn!(%error, "cannot listen for {name}");
-                    None
-                }
-            };
-            Self {
-                interrupt: listen(SignalKind::interrupt(), "ctrl-c"),
-                terminate: listen(SignalKind::terminate(), "SIGTERM"),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            Self {}
-        }
-    }
-
-    /// Resolves on the next signal; never when none can be listened for.
-    async fn next(&mut self) {
-        #[cfg(unix)]
-        {
-            async fn recv(stream: &mut Option<tokio::signal::unix::Signal>) {
-                let received = match stream {
-                    Some(stream) => stream.recv().await.is_some(),
-                    None => false,
-                };
-                if !received {
-                    std::future::pending::<()>().await;
-                }
-            }
-            tokio::select! {
-                () = recv(&mut self.interrupt) => {}
-                () = recv(&mut self.terminate) => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
         }
     }
 }
