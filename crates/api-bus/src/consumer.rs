@@ -248,7 +248,13 @@ impl Lane {
                     () = until.cancelled() => return,
                     _ = ticks.tick() => {}
                 }
-                match consumer.get_info().await {
+                // Raced against the stop: with NATS away a request waits for its timeout
+                // (5 s), which would hold the intake's shutdown that long.
+                let info = tokio::select! {
+                    () = until.cancelled() => return,
+                    info = consumer.get_info() => info,
+                };
+                match info {
                     Ok(info) => observability::pending(&durable, info.num_pending),
                     Err(error) => {
                         debug!(consumer = %durable, error = %chain(&error), "cannot read the consumer's info")
