@@ -248,8 +248,7 @@ async fn deliberations_survive_a_server_restart_on_the_same_database() {
 
 #[tokio::test]
 async fn postgres_stores_deliberations_too() {
-    let url = std::env::var("ORCHESTRATOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let url = orchestrator_test_support::services::pg_url();
     if let Err(error) =
         orchestrator_infra_store::connect(&url, &orchestrator_infra_store::StoreOptions::default()).await
     {

@@ -17,28 +17,20 @@ use orchestrator_tests::{ScriptedBackend, spawn_app_with};
 async fn stream_messages(url: &str, at_least: usize) -> Vec<(String, String, serde_json::Value)> {
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("{at_least} events in the stream");
+    orchestrator_test_support::eventually(&what, Duration::from_secs(20), async || {
+        let mut stream = js.get_stream("ORCHESTRATOR_EVENTS").await.ok()?;
+        let count = stream.info().await.unwrap().state.messages;
         let mut read = Vec::new();
-        if let Ok(mut stream) = js.get_stream("ORCHESTRATOR_EVENTS").await {
-            let count = stream.info().await.unwrap().state.messages;
-            for seq in 1..=count {
-                let message = stream.get_raw_message(seq).await.unwrap();
-                let id = message.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
-                let body = serde_json::from_slice(&message.payload).unwrap();
-                read.push((message.subject.to_string(), id, body));
-            }
+        for seq in 1..=count {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            let id = message.headers.get("Nats-Msg-Id").map(|v| v.to_string()).unwrap_or_default();
+            let body = serde_json::from_slice(&message.payload).unwrap();
+            read.push((message.subject.to_string(), id, body));
         }
-        if read.len() >= at_least {
-            return read;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {at_least} events in the stream",
-            read.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (read.len() >= at_least).then_some(read)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -12,17 +12,7 @@ use orchestrator_server::startup::llm_backend;
 use orchestrator_tests::{TestApp, spawn_app_with};
 
 fn model_url() -> Option<String> {
-    match std::env::var("ORCHESTRATOR_TEST_LLM_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            orchestrator_test_support::skip(
-                "a local model server",
-                "set ORCHESTRATOR_TEST_LLM_URL=$(scripts/local-llm.sh)",
-                "ORCHESTRATOR_TEST_LLM_URL is not set",
-            );
-            None
-        }
-    }
+    orchestrator_test_support::services::llm_url_or_skip()
 }
 
 /// Two profiles on the local model: different sampling, so one council can mix them.

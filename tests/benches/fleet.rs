@@ -203,8 +203,7 @@ async fn measure(store: &'static str, database_url: Option<String>, plans: usize
 
 /// A fresh schema on the test PostgreSQL: its name and the URL that uses it.
 async fn pg_schema() -> Option<(String, String, String)> {
-    let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let base = orchestrator_test_support::services::pg_url();
     let mut connection = match sqlx::PgConnection::connect(&base).await {
         Ok(connection) => connection,
         Err(error) => {

@@ -90,20 +90,31 @@ pub async fn spawn_app_with(
     TestApp { addr, data_dir, client, shutdown: Some(tx), server: Some(server) }
 }
 
-/// Polls until the deliberation leaves PENDING/IN_PROGRESS (bounded: 20 s).
+/// Waits for the deliberation to end, on its WatchDeliberation stream (which ends when the
+/// deliberation does), and returns it as stored (bounded: 20 s).
 pub async fn wait_until_done(app: &mut TestApp, task_id: &str) -> pb::GetDeliberationResultResponse {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let r = app
+    let watch = async {
+        let mut updates = app
             .client
-            .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
+            .watch_deliberation(pb::WatchDeliberationRequest { task_id: task_id.into() })
             .await
-            .expect("GetDeliberationResult")
+            .expect("WatchDeliberation")
             .into_inner();
-        if !matches!(r.status(), pb::DeliberationStatus::Pending | pb::DeliberationStatus::InProgress) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "deliberation {task_id} did not finish");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        while updates.message().await.expect("the watch stream").is_some() {}
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), watch)
+        .await
+        .unwrap_or_else(|_| panic!("deliberation {task_id} did not finish within 20 s"));
+    let stored = app
+        .client
+        .get_deliberation_result(pb::GetDeliberationResultRequest { task_id: task_id.into() })
+        .await
+        .expect("GetDeliberationResult")
+        .into_inner();
+    assert!(
+        !matches!(stored.status(), pb::DeliberationStatus::Pending | pb::DeliberationStatus::InProgress),
+        "the watch of {task_id} ended while it was still {:?}",
+        stored.status()
+    );
+    stored
 }

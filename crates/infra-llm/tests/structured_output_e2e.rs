@@ -20,17 +20,7 @@ const REVIEWS: usize = 20;
 const REQUIRED_GRADED_SHARE: f64 = 0.9;
 
 fn model_url() -> Option<String> {
-    match std::env::var("ORCHESTRATOR_TEST_LLM_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            orchestrator_test_support::skip(
-                "a local model server",
-                "set ORCHESTRATOR_TEST_LLM_URL=$(scripts/local-llm.sh)",
-                "ORCHESTRATOR_TEST_LLM_URL is not set",
-            );
-            None
-        }
-    }
+    orchestrator_test_support::services::llm_url_or_skip()
 }
 
 /// Small tasks with a proposal each, some right and some wrong.

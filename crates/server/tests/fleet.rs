@@ -170,8 +170,7 @@ fn upstream(url: &str) -> String {
 }
 
 async fn drop_schema(schema: &str) {
-    let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let base = orchestrator_test_support::services::pg_url();
     let mut connection = sqlx::PgConnection::connect(&base).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut connection).await.unwrap();
 }

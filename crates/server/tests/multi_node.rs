@@ -78,8 +78,7 @@ async fn nodes_share_a_database_without_running_anything_twice() {
     // Both nodes are gone, so no call is still to come: 2 agents × (1 proposal + 2 × (review +
     // revision)) = 10 calls for "first", so nobody ran it twice, even after node-b saw it end.
     assert_eq!(calls_for(&model, "first").await, 10);
-    let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let base = orchestrator_test_support::services::pg_url();
     let mut connection = sqlx::PgConnection::connect(&base).await.unwrap();
     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut connection).await.unwrap();
 }

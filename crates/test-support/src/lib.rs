@@ -18,11 +18,17 @@
 //! something publish: it returns only once the server has the subscription. [`pki::Pki`] is
 //! the one certificate authority of the tests that speak TLS. [`nats_server::NatsServer`] is
 //! a `nats-server -js` of the test's own, for drills that kill and restart the broker.
+//! [`eventually`] is the one bounded wait for what a test cannot be told about, and
+//! [`services`] the one place the services' URLs are read from the environment.
 #![forbid(unsafe_code)]
 
 pub mod nats;
 pub mod nats_server;
 pub mod pki;
+pub mod services;
+pub mod wait;
+
+pub use wait::eventually;
 
 use std::fmt::Display;
 use std::io::Write;

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
@@ -185,16 +185,12 @@ impl Bus {
 
     /// The info of `durable` on `stream`, once both exist.
     pub async fn consumer(&self, stream: &str, durable: &str) -> consumer::Info {
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Ok(stream) = self.jetstream.get_stream(stream).await
-                && let Ok(info) = stream.consumer_info(durable).await
-            {
-                return info;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("no consumer {durable} on {stream} within {PATIENCE:?}");
+        let what = format!("a consumer {durable} on {stream}");
+        orchestrator_test_support::eventually(&what, PATIENCE, async || {
+            let stream = self.jetstream.get_stream(stream).await.ok()?;
+            stream.consumer_info(durable).await.ok()
+        })
+        .await
     }
 
     /// Waits until `durable` on `stream` has delivered at least `published` messages of the
@@ -274,12 +270,5 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never happened within {PATIENCE:?}: {what}");
+    orchestrator_test_support::eventually(what, PATIENCE, async || done().await.then_some(())).await;
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orchestrator_api_grpc::pb;
 use orchestrator_api_grpc::pb::orchestrator_service_client::OrchestratorServiceClient;
@@ -75,9 +75,6 @@ pub(crate) fn cli() -> Command {
 
 /// How long a server may take to bind its port and say which.
 const STARTUP: Duration = Duration::from_secs(10);
-
-/// How often [`poll`] tries again.
-const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// A loopback port on which connections are refused: bound, so nothing else takes it while
 /// this lives, but never listening.
@@ -189,15 +186,8 @@ fn announced_port(child: &mut Child) -> u16 {
 }
 
 /// Tries `attempt` every 50 ms until it gives a value; panics with `what` after `within`.
-pub(crate) async fn poll<T>(what: &str, within: Duration, mut attempt: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what} (waited {within:?})");
-        tokio::time::sleep(POLL_EVERY).await;
-    }
+pub(crate) async fn poll<T>(what: &str, within: Duration, attempt: impl AsyncFnMut() -> Option<T>) -> T {
+    orchestrator_test_support::eventually(what, within, attempt).await
 }
 
 /// A client once the server answers GetStatus (bounded: 10 s).
@@ -251,8 +241,7 @@ pub(crate) fn saved_a_phase(r: &pb::GetDeliberationResultResponse) -> bool {
 /// is unreachable — a failure when `CI=true`.
 pub(crate) async fn fresh_pg_schema(prefix: &str) -> Option<(String, String)> {
     use sqlx::Connection;
-    let base = std::env::var("ORCHESTRATOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let base = orchestrator_test_support::services::pg_url();
     let mut connection = match sqlx::PgConnection::connect(&base).await {
         Ok(connection) => connection,
         Err(error) => {
