@@ -72,8 +72,13 @@ impl SqlStore<Sqlite> {
             Hold::File(Arc::new(std::sync::Mutex::new(Some(held))))
         };
 
+        // No ping before each acquire (sqlx's default): on SQLite a ping is a round trip to
+        // the connection's worker thread — two context switches for every statement, a fifth
+        // of a zero-latency deliberation's time — and a file connection does not go stale the
+        // way a socket does; a failing statement is retried by the jobs' durable writes.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.sqlite_writer_acquire_timeout);
         // An in-memory database lives only as long as its connection: keep exactly one.
         let writer =
@@ -87,6 +92,7 @@ impl SqlStore<Sqlite> {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
+                .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connection)
                 .await
