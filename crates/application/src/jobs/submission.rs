@@ -171,21 +171,26 @@ impl Jobs {
         if self.is_draining() {
             return Err(self.stopping());
         }
-        if let Some(existing) = self.store.get(&task_id).await.map_err(store_error)? {
-            return Ok((existing_submission(caller, &new, existing.request, existing.status)?, rounds));
-        }
-        let admission = self.admit(caller, Share::Enforced)?;
+        // A new id — the common case — is stored without being looked up first: the insert
+        // itself finds a stored one (and it is read then). A retry of a stored id is still
+        // answered from storage where admission or a run in progress would refuse it.
+        let admission = match self.admit(caller, Share::Enforced) {
+            Ok(admission) => admission,
+            Err(refused) => return self.stored_or(caller, &new, rounds, refused).await,
+        };
         if may_share && self.admitted.total() > self.settings.max_running {
             // It would wait here for a slot: leave it to a server with one.
             drop(admission);
             return Ok((self.share(caller, new).await?, rounds));
         }
         if self.runs.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&task_id) {
-            // The same id is being submitted at this moment; the store decides which one wins.
-            return Err(ApplicationError::AlreadyExists {
+            drop(admission);
+            // Running here, or being submitted at this moment (the store decides which wins).
+            let racing = ApplicationError::AlreadyExists {
                 task_id,
                 detail: "is being submitted right now; retry to read its status".to_owned(),
-            });
+            };
+            return self.stored_or(caller, &new, rounds, racing).await;
         }
         let handle = self.register(&task_id, new.story_id.clone());
         let event = self.event(&task_id, new.story_id.as_deref(), new.role, EventKind::Submitted);
@@ -222,6 +227,22 @@ impl Jobs {
         info!(task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
         Ok((Started::New { submission, result, guard }, rounds))
+    }
+
+    /// The stored deliberation of `new`'s id as a submission, or `refusal` when none is stored.
+    async fn stored_or(
+        &self,
+        caller: &Caller,
+        new: &NewDeliberation,
+        rounds: u32,
+        refusal: ApplicationError,
+    ) -> Result<(Started, u32)> {
+        match self.store.get(&new.task_id).await.map_err(store_error)? {
+            Some(existing) => {
+                Ok((existing_submission(caller, new, existing.request, existing.status)?, rounds))
+            }
+            None => Err(refusal),
+        }
     }
 
     /// Stores `new` unclaimed — its lease already ended — with its `submitted` event: the
