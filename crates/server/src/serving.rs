@@ -105,6 +105,51 @@ impl ConnectionSettings {
     }
 }
 
+/// What the listener serves: a tower service of HTTP/2 requests (tonic's router with its
+/// layers), cloned for every connection.
+pub trait GrpcService<B>:
+    tower::Service<
+        http::Request<Incoming>,
+        Response = http::Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> GrpcService<B> for S where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The body of a response the listener writes.
+pub trait ResponseBody:
+    hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Unpin
+        + 'static
+{
+}
+
 /// Serves the connections of `listener` with `service` until `signal` resolves; then stops
 /// accepting (the port is released at once), sends every connection GOAWAY and resolves once
 /// they have all closed — RPCs in flight are answered first. Dropping the returned future
@@ -118,14 +163,8 @@ pub async fn serve<S, B>(
     settings: ConnectionSettings,
     signal: impl Future<Output = ()>,
 ) where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: ResponseBody,
 {
     // Small unary replies must not wait for Nagle's algorithm (40 ms with delayed ACKs).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(TCP_KEEPALIVE));

@@ -2,12 +2,10 @@
 //! deadline, HTTP/2 with keepalive pings, and the GOAWAY that ends it — once it has been idle
 //! for `idle_connection_secs`, or when the server shuts down.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,7 +21,7 @@ use tracing::debug;
 
 use super::preface::PrefaceDeadline;
 use super::streams::{CountStreamsLayer, Streams};
-use super::{ConnectionSettings, GOAWAY_GRACE, PREFACE_TIMEOUT};
+use super::{ConnectionSettings, GOAWAY_GRACE, GrpcService, PREFACE_TIMEOUT, ResponseBody};
 use crate::tls::ServerTls;
 
 /// What every connection of a listener shares.
@@ -55,14 +53,8 @@ pub(super) fn http2_builder(settings: &ConnectionSettings) -> http2::Builder<Tok
 /// then.
 pub(super) async fn serve<S, B>(stream: TcpStream, shared: Arc<Shared<S>>, _slot: OwnedSemaphorePermit)
 where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: ResponseBody,
 {
     let deadline = Instant::now() + PREFACE_TIMEOUT;
     let peer = stream.peer_addr().ok();
@@ -94,14 +86,8 @@ async fn serve_http2<IO, I, S, B>(io: IO, info: I, peer: Option<SocketAddr>, sha
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     I: Clone + Send + Sync + 'static,
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: GrpcService<B>,
+    B: ResponseBody,
 {
     let streams = Streams::default();
     let service = ServiceBuilder::new()
