@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use orchestrator_domain::excerpt;
 use orchestrator_infra_sandbox::{RunSpec, Sandbox, SandboxLimits, Termination, WORK_DIR_PLACEHOLDER};
 use serde::Serialize;
 
@@ -83,13 +84,5 @@ impl Grader {
             other => format!("killed ({other:?})"),
         };
         Ok(Verdict { passed: output.success(), detail })
-    }
-}
-
-/// At most `max` characters of `text`, marked when cut.
-pub(crate) fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
     }
 }

@@ -9,7 +9,9 @@ use tracing::{info, warn};
 use crate::configs::Configuration;
 use crate::error::{QualityError, Result};
 use crate::examples::visible_asserts;
-use crate::grading::{Grader, excerpt};
+use orchestrator_domain::excerpt;
+
+use crate::grading::Grader;
 use crate::humaneval::Problem;
 use crate::orchestrator::Orchestrator;
 use crate::outputs::{self, Outputs, create_dir};
