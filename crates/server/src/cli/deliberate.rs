@@ -20,7 +20,7 @@ use super::seating;
 use super::target::{Client, Target};
 use super::terminal_text::{err, errln, outln};
 use super::view::TaskStatusView;
-use super::watch::{follow, print_final};
+use super::watch::{follow_or_interrupted, print_final};
 use super::{Context, Interrupts};
 
 /// Exit status after Ctrl-C, as shells report a command ended by SIGINT.
@@ -76,15 +76,9 @@ pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<Exit
     }
 
     let mut progress = Progress::new(started, args.quiet);
-    let outcome = {
-        let followed = follow(client.clone(), &context.target, &task_id, &mut progress);
-        tokio::pin!(followed);
-        tokio::select! {
-            outcome = &mut followed => Some(outcome),
-            () = interrupts.next() => None,
-        }
-    };
-    progress.finish();
+    let outcome =
+        follow_or_interrupted(client.clone(), &context.target, &task_id, &mut progress, &mut interrupts)
+            .await;
     match outcome {
         Some(outcome) => {
             let outcome = outcome?;

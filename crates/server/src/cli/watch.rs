@@ -31,6 +31,27 @@ fn fingerprint(r: &pb::GetDeliberationResultResponse) -> (i32, Option<String>, u
     (r.status, phase, r.failures.len(), r.usage.map_or(0, |u| u.calls))
 }
 
+/// [`follow`] until the deliberation ends (`Some`) or Ctrl-C (`None`); the progress line is
+/// finished either way, so what comes next starts on a clean line.
+pub(crate) async fn follow_or_interrupted(
+    client: Client,
+    target: &Target,
+    task_id: &str,
+    progress: &mut Progress,
+    interrupts: &mut Interrupts,
+) -> Option<Result<pb::GetDeliberationResultResponse, String>> {
+    let outcome = {
+        let followed = follow(client, target, task_id, progress);
+        tokio::pin!(followed);
+        tokio::select! {
+            outcome = &mut followed => Some(outcome),
+            () = interrupts.next() => None,
+        }
+    };
+    progress.finish();
+    outcome
+}
+
 /// Follows `task_id` until it ends, showing its progress step by step (or phase by phase, by
 /// polling, from a server without WatchDeliberation); returns its final state.
 ///
@@ -129,15 +150,8 @@ pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> R
         if first.role.is_empty() { "-" } else { &first.role },
         render::status_name(first.status())
     ));
-    let outcome = {
-        let followed = follow(client, &context.target, task_id, &mut progress);
-        tokio::pin!(followed);
-        tokio::select! {
-            outcome = &mut followed => Some(outcome),
-            () = interrupts.next() => None,
-        }
-    };
-    progress.finish();
+    let outcome =
+        follow_or_interrupted(client, &context.target, task_id, &mut progress, &mut interrupts).await;
     match outcome {
         Some(outcome) => print_final(&outcome?, show, context),
         None => {
