@@ -68,13 +68,13 @@ impl TaskArgs {
     ///
     /// # Errors
     /// The `--tests` file cannot be read.
-    pub(crate) fn request(&self, task_id: String) -> Result<pb::DeliberateRequest, String> {
+    pub(crate) fn request(&self, task_id: String) -> anyhow::Result<pb::DeliberateRequest> {
         let acceptance_tests = match &self.tests {
             None => None,
             Some(path) => Some(pb::AcceptanceTests {
                 language: "python".to_owned(),
                 code: std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read --tests {}: {e}", path.display()))?,
+                    .map_err(|e| anyhow::anyhow!("cannot read --tests {}: {e}", path.display()))?,
             }),
         };
         Ok(pb::DeliberateRequest {
@@ -213,7 +213,11 @@ mod tests {
 
         let missing = TaskArgs { tests: Some("/no/such/tests.py".into()), ..base_args() };
         assert!(
-            missing.request("t".into()).unwrap_err().starts_with("cannot read --tests /no/such/tests.py")
+            missing
+                .request("t".into())
+                .unwrap_err()
+                .to_string()
+                .starts_with("cannot read --tests /no/such/tests.py")
         );
     }
 }

@@ -64,14 +64,14 @@ struct CheckView {
 }
 
 /// The file's configuration, loaded as `serve` loads it but from `file`.
-fn load(file: &Path) -> Result<Config, String> {
+fn load(file: &Path) -> anyhow::Result<Config> {
     let mut env: HashMap<String, String> = std::env::vars().collect();
     env.insert("ORCHESTRATOR_CONFIG".to_owned(), file.display().to_string());
-    Config::from_env(&env).map_err(|e| e.to_string())
+    Config::from_env(&env).map_err(|e| anyhow::Error::msg(e.to_string()))
 }
 
 /// The configured profiles' backend, or why it cannot be built (named by key).
-fn backend(config: &Config) -> Result<Option<OpenAiBackend>, String> {
+fn backend(config: &Config) -> anyhow::Result<Option<OpenAiBackend>> {
     if config.profiles.is_empty() {
         return Ok(None);
     }
@@ -79,11 +79,12 @@ fn backend(config: &Config) -> Result<Option<OpenAiBackend>, String> {
         .profiles
         .iter()
         .map(|(name, profile)| {
-            let name = ProfileName::new(name.as_str()).map_err(|e| format!("profiles.{name}: {e}"))?;
+            let name =
+                ProfileName::new(name.as_str()).map_err(|e| anyhow::anyhow!("profiles.{name}: {e}"))?;
             Ok((name, profile.clone()))
         })
-        .collect::<Result<BTreeMap<_, _>, String>>()?;
-    OpenAiBackend::new(profiles).map(Some).map_err(|e| e.to_string())
+        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+    OpenAiBackend::new(profiles).map(Some).map_err(|e| anyhow::Error::msg(e.to_string()))
 }
 
 /// Runs the check and prints its report; returns the exit code.
@@ -98,7 +99,7 @@ pub(crate) async fn check(file: &Path, probe: bool, context: &Context) -> ExitCo
     let loaded = load(file).and_then(|config| Ok((backend(&config)?, config)));
     let code = match loaded {
         Err(error) => {
-            view.error = Some(error);
+            view.error = Some(error.to_string());
             ExitCode::from(INVALID)
         }
         Ok((backend, config)) => {

@@ -188,7 +188,7 @@ impl RecordView {
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Result<(), String> {
+pub(crate) async fn council(command: CouncilCommand, context: &Context) -> anyhow::Result<()> {
     match command {
         CouncilCommand::Create { role, agents, profiles, rounds, persona } => {
             let config = pb::CouncilConfig {
@@ -280,7 +280,7 @@ pub(crate) async fn council(command: CouncilCommand, context: &Context) -> Resul
 ///
 /// # Errors
 /// A malformed `--meta`, connection failures and error statuses, formatted for a person.
-pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<(), String> {
+pub(crate) async fn agent(command: AgentCommand, context: &Context) -> anyhow::Result<()> {
     match command {
         AgentCommand::Register { agent_id, role, profile, persona, metadata } => {
             let metadata = metadata
@@ -288,7 +288,7 @@ pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<()
                 .map(|pair| {
                     pair.split_once('=')
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .ok_or_else(|| format!("--meta {pair:?}: expected key=value"))
+                        .ok_or_else(|| anyhow::anyhow!("--meta {pair:?}: expected key=value"))
                 })
                 .collect::<Result<HashMap<_, _>, _>>()?;
             let registered = context
@@ -343,7 +343,7 @@ pub(crate) async fn agent(command: AgentCommand, context: &Context) -> Result<()
     }
 }
 
-async fn set_status(agent_id: String, status: &str, context: &Context) -> Result<(), String> {
+async fn set_status(agent_id: String, status: &str, context: &Context) -> anyhow::Result<()> {
     let set = context
         .target
         .client()
@@ -364,7 +364,7 @@ async fn set_status(agent_id: String, status: &str, context: &Context) -> Result
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn agents(args: AgentsArgs, context: &Context) -> Result<(), String> {
+pub(crate) async fn agents(args: AgentsArgs, context: &Context) -> anyhow::Result<()> {
     let metrics = context
         .target
         .client()

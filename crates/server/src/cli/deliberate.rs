@@ -30,7 +30,7 @@ async fn submit_request(
     client: &mut Client,
     args: &TaskArgs,
     target: &Target,
-) -> Result<pb::SubmitDeliberationResponse, String> {
+) -> anyhow::Result<pb::SubmitDeliberationResponse> {
     let request = args.request(args.task_id())?;
     client.submit_deliberation(request).await.map(tonic::Response::into_inner).map_err(|s| target.failed(&s))
 }
@@ -40,7 +40,7 @@ async fn submit_request(
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), String> {
+pub(crate) async fn submit(args: TaskArgs, context: &Context) -> anyhow::Result<()> {
     let mut client = context.target.client().await?;
     let submitted = submit_request(&mut client, &args, &context.target).await?;
     if context.json {
@@ -61,7 +61,7 @@ pub(crate) async fn submit(args: TaskArgs, context: &Context) -> Result<(), Stri
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> Result<ExitCode, String> {
+pub(crate) async fn deliberate(args: TaskArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::listen();
     let mut client = context.target.client().await?;
     let started = Instant::now();
@@ -99,7 +99,7 @@ async fn interrupted(
     task_id: &str,
     interrupts: &mut Interrupts,
     context: &Context,
-) -> Result<ExitCode, String> {
+) -> anyhow::Result<ExitCode> {
     let cancel = if std::io::stdin().is_terminal() {
         ask_cancel(interrupts).await
     } else {

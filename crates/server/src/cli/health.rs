@@ -16,7 +16,7 @@ use super::view::HealthView;
 /// Bound on the whole check, so a hung server fails the probe instead of hanging it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn ask(context: &Context) -> Result<ServingStatus, String> {
+async fn ask(context: &Context) -> anyhow::Result<ServingStatus> {
     let bearer = context.target.bearer()?;
     let channel = context.target.channel().await?;
     let response = HealthClient::with_interceptor(channel, bearer)
@@ -30,10 +30,10 @@ async fn ask(context: &Context) -> Result<ServingStatus, String> {
 ///
 /// # Errors
 /// Only a JSON document that cannot be written; everything about the server is a status.
-pub(crate) async fn check(context: &Context) -> Result<ExitCode, String> {
+pub(crate) async fn check(context: &Context) -> anyhow::Result<ExitCode> {
     let answer = tokio::time::timeout(CHECK_TIMEOUT, ask(context))
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())));
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {} s", CHECK_TIMEOUT.as_secs())));
     let view = match answer {
         Ok(status) => HealthView {
             addr: context.target.addr.clone(),
@@ -45,7 +45,7 @@ pub(crate) async fn check(context: &Context) -> Result<ExitCode, String> {
             addr: context.target.addr.clone(),
             status: "UNREACHABLE".to_owned(),
             serving: false,
-            error: Some(error),
+            error: Some(error.to_string()),
         },
     };
     if context.json {

@@ -17,7 +17,7 @@ use super::{Context, render};
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn list(args: ListArgs, context: &Context) -> Result<(), String> {
+pub(crate) async fn list(args: ListArgs, context: &Context) -> anyhow::Result<()> {
     let page = context
         .target
         .client()
@@ -67,7 +67,7 @@ pub(crate) async fn list(args: ListArgs, context: &Context) -> Result<(), String
 ///
 /// # Errors
 /// Connection failures and error statuses (NOT_FOUND for an unknown id), for a person.
-pub(crate) async fn get(task_id: &str, show: ShowArgs, context: &Context) -> Result<(), String> {
+pub(crate) async fn get(task_id: &str, show: ShowArgs, context: &Context) -> anyhow::Result<()> {
     let r = context
         .target
         .client()
@@ -87,7 +87,7 @@ pub(crate) async fn get(task_id: &str, show: ShowArgs, context: &Context) -> Res
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn cancel(task_id: String, context: &Context) -> Result<(), String> {
+pub(crate) async fn cancel(task_id: String, context: &Context) -> anyhow::Result<()> {
     let r = context
         .target
         .client()
@@ -111,7 +111,7 @@ pub(crate) async fn cancel(task_id: String, context: &Context) -> Result<(), Str
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn status(context: &Context) -> Result<(), String> {
+pub(crate) async fn status(context: &Context) -> anyhow::Result<()> {
     let status = context
         .target
         .client()

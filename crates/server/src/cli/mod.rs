@@ -138,8 +138,9 @@ impl Context {
     /// Prints `document` as the one JSON document of this run, every control character of
     /// its strings (C1 and bidirectional ones too, which `serde_json` leaves raw) as a `\u`
     /// escape: a script reads back exactly what the server sent, a terminal acts on none of it.
-    pub(crate) fn print_json(document: &impl serde::Serialize) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(document).map_err(|e| format!("cannot write JSON: {e}"))?;
+    pub(crate) fn print_json(document: &impl serde::Serialize) -> anyhow::Result<()> {
+        let text =
+            serde_json::to_string_pretty(document).map_err(|e| anyhow::anyhow!("cannot write JSON: {e}"))?;
         outln!("{}", json_escaped(&text));
         Ok(())
     }
@@ -192,7 +193,7 @@ impl Interrupts {
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
 pub(crate) async fn run_client(command: Command, context: Context) -> Result<ExitCode, String> {
-    run(command, context).await.map_err(|message| printable(&message).into_owned())
+    run(command, context).await.map_err(|error| printable(&format!("{error:#}")).into_owned())
 }
 
 /// The flags of [`Target`] and `--json`, as clap names them: what `serve` refuses when they
@@ -244,7 +245,7 @@ where
     Cli::from_arg_matches(&matches)
 }
 
-async fn run(command: Command, context: Context) -> Result<ExitCode, String> {
+async fn run(command: Command, context: Context) -> anyhow::Result<ExitCode> {
     let done = |()| ExitCode::SUCCESS;
     match command {
         Command::Serve => Ok(ExitCode::SUCCESS),

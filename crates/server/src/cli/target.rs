@@ -66,14 +66,14 @@ impl Interceptor for BearerToken {
 }
 
 /// The first non-empty line of a token file, trimmed.
-fn read_token_file(path: &Path) -> Result<String, String> {
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--token-file {}: cannot read it: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("--token-file {}: cannot read it: {e}", path.display()))?;
     text.lines()
         .map(str::trim)
         .find(|line| !line.is_empty())
         .map(str::to_owned)
-        .ok_or_else(|| format!("--token-file {}: holds no token", path.display()))
+        .ok_or_else(|| anyhow::anyhow!("--token-file {}: holds no token", path.display()))
 }
 
 /// The address's scheme: it alone decides whether TLS is spoken.
@@ -83,13 +83,13 @@ enum Scheme {
     Tls,
 }
 
-fn scheme_of(addr: &str) -> Result<Scheme, String> {
+fn scheme_of(addr: &str) -> anyhow::Result<Scheme> {
     if addr.starts_with("https://") {
         Ok(Scheme::Tls)
     } else if addr.starts_with("http://") {
         Ok(Scheme::Plain)
     } else {
-        Err(format!("address must start with http:// or https:// (got {addr:?})"))
+        Err(anyhow::anyhow!("address must start with http:// or https:// (got {addr:?})"))
     }
 }
 
@@ -100,7 +100,7 @@ impl Target {
     /// A token that cannot be sent as a header (non-ASCII or control characters).
     /// A token file that cannot be read or holds no token; a token that cannot be sent as a
     /// header (non-ASCII or control characters). No message quotes the token.
-    pub(crate) fn bearer(&self) -> Result<BearerToken, String> {
+    pub(crate) fn bearer(&self) -> anyhow::Result<BearerToken> {
         let token = match &self.token_file {
             Some(path) => Some(read_token_file(path)?),
             None => self.token.clone(),
@@ -108,9 +108,9 @@ impl Target {
         let Some(token) = token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
             return Ok(BearerToken(None));
         };
-        MetadataValue::try_from(format!("Bearer {token}"))
-            .map(|value| BearerToken(Some(value)))
-            .map_err(|_| "--token / --token-file / ORCHESTRATOR_TOKEN: must be printable ASCII".to_owned())
+        MetadataValue::try_from(format!("Bearer {token}")).map(|value| BearerToken(Some(value))).map_err(
+            |_| anyhow::anyhow!("--token / --token-file / ORCHESTRATOR_TOKEN: must be printable ASCII"),
+        )
     }
 
     /// Whether the token was given as `--token` on the command line, where every local user
@@ -129,14 +129,14 @@ impl Target {
     ///
     /// # Errors
     /// An address without a scheme or otherwise invalid; unreadable certificate files.
-    pub(crate) fn endpoint(&self) -> Result<Endpoint, String> {
+    pub(crate) fn endpoint(&self) -> anyhow::Result<Endpoint> {
         let scheme = scheme_of(&self.addr)?;
         let endpoint = Endpoint::from_shared(self.addr.clone())
-            .map_err(|e| format!("invalid address {:?}: {e}", self.addr))?
+            .map_err(|e| anyhow::anyhow!("invalid address {:?}: {e}", self.addr))?
             .connect_timeout(CONNECT_TIMEOUT);
         if scheme == Scheme::Plain {
             if self.ca.is_some() || self.cert.is_some() || self.key.is_some() {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "--ca/--cert need an https:// address (got {:?}); plaintext is never upgraded silently",
                     self.addr
                 ));
@@ -155,20 +155,21 @@ impl Target {
             }
             (None, None) => {}
             _ => {
-                return Err(
+                return Err(anyhow::anyhow!(
                     "--cert and --key go together (ORCHESTRATOR_CLIENT_CERT, ORCHESTRATOR_CLIENT_KEY)"
-                        .to_owned(),
-                );
+                ));
             }
         }
-        endpoint.tls_config(tls).map_err(|e| format!("TLS setup for {}: {}", self.addr, root_cause(&e)))
+        endpoint
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("TLS setup for {}: {}", self.addr, root_cause(&e)))
     }
 
     /// A connected channel.
     ///
     /// # Errors
     /// See [`Target::endpoint`]; a server that cannot be reached, in one line.
-    pub(crate) async fn channel(&self) -> Result<Channel, String> {
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
         let endpoint = self.endpoint()?;
         endpoint.connect().await.map_err(|e| self.connect_error(&e))
     }
@@ -177,7 +178,7 @@ impl Target {
     ///
     /// # Errors
     /// See [`Target::channel`] and [`Target::bearer`].
-    pub(crate) async fn client(&self) -> Result<Client, String> {
+    pub(crate) async fn client(&self) -> anyhow::Result<Client> {
         let bearer = self.bearer()?;
         let channel = self.channel().await?;
         Ok(OrchestratorServiceClient::with_interceptor(channel, bearer)
@@ -185,7 +186,7 @@ impl Target {
     }
 
     /// "cannot connect to …: <cause>", with a hint when the scheme looks wrong for the server.
-    fn connect_error(&self, error: &tonic::transport::Error) -> String {
+    fn connect_error(&self, error: &tonic::transport::Error) -> anyhow::Error {
         let cause = root_cause(error);
         let lower = cause.to_ascii_lowercase();
         let hint = match scheme_of(&self.addr) {
@@ -205,12 +206,12 @@ impl Target {
             _ if lower.contains("refused") => " (is the server running? start it with `orchestrator serve`)",
             _ => "",
         };
-        format!("cannot connect to {}: {cause}{hint}", self.addr)
+        anyhow::anyhow!("cannot connect to {}: {cause}{hint}", self.addr)
     }
 }
 
-fn read_pem(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+fn read_pem(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))
 }
 
 /// The innermost error of a chain, cut short: transport errors nest half a dozen layers of
@@ -283,9 +284,9 @@ fn is_connection_failure(status: &tonic::Status) -> bool {
 impl Target {
     /// An error status of a call to this target, for a person: [`status_error`], and for a
     /// connection that broke, what to check for this address's scheme.
-    pub(crate) fn failed(&self, status: &tonic::Status) -> String {
+    pub(crate) fn failed(&self, status: &tonic::Status) -> anyhow::Error {
         if !is_connection_failure(status) {
-            return status_error(status);
+            return anyhow::Error::msg(status_error(status));
         }
         let cause = status_message(status);
         let lower = cause.to_ascii_lowercase();
@@ -301,7 +302,7 @@ impl Target {
             Ok(Scheme::Tls) => " (does the server require a client certificate? then pass --cert and --key)",
             Err(_) => "",
         };
-        format!("connection to {} failed: {cause}{hint}", self.addr)
+        anyhow::anyhow!("connection to {} failed: {cause}{hint}", self.addr)
     }
 }
 
@@ -316,20 +317,23 @@ mod tests {
     #[test]
     fn an_address_without_a_scheme_is_refused_by_name() {
         let error = target("127.0.0.1:50055").endpoint().unwrap_err();
-        assert_eq!(error, "address must start with http:// or https:// (got \"127.0.0.1:50055\")");
+        assert_eq!(
+            error.to_string(),
+            "address must start with http:// or https:// (got \"127.0.0.1:50055\")"
+        );
         assert!(target("http://127.0.0.1:50055").endpoint().is_ok());
     }
 
     #[test]
     fn certificates_with_a_plaintext_address_are_refused_not_ignored() {
         let t = Target { ca: Some("ca.pem".into()), ..target("http://h:1") };
-        assert!(t.endpoint().unwrap_err().contains("need an https:// address"));
+        assert!(t.endpoint().unwrap_err().to_string().contains("need an https:// address"));
     }
 
     #[test]
     fn a_client_certificate_needs_its_key() {
         let t = Target { cert: Some("c.pem".into()), ..target("https://h:1") };
-        assert!(t.endpoint().unwrap_err().contains("--cert and --key go together"));
+        assert!(t.endpoint().unwrap_err().to_string().contains("--cert and --key go together"));
     }
 
     #[test]
@@ -344,9 +348,9 @@ mod tests {
         assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer s3cret-from-file");
         assert!(!from_file.token_on_command_line());
         std::fs::write(&path, "\n \n").unwrap();
-        assert!(from_file.bearer().unwrap_err().ends_with("holds no token"));
+        assert!(from_file.bearer().unwrap_err().to_string().ends_with("holds no token"));
         let missing = Target { token_file: Some(dir.path().join("nope")), ..target("http://h:1") };
-        assert!(missing.bearer().unwrap_err().contains("cannot read it"));
+        assert!(missing.bearer().unwrap_err().to_string().contains("cannot read it"));
     }
 
     #[test]

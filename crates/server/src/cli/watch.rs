@@ -39,7 +39,7 @@ pub(crate) async fn follow_or_interrupted(
     task_id: &str,
     progress: &mut Progress,
     interrupts: &mut Interrupts,
-) -> Option<Result<pb::GetDeliberationResultResponse, String>> {
+) -> Option<anyhow::Result<pb::GetDeliberationResultResponse>> {
     let outcome = {
         let followed = follow(client, target, task_id, progress);
         tokio::pin!(followed);
@@ -62,7 +62,7 @@ pub(crate) async fn follow(
     target: &Target,
     task_id: &str,
     progress: &mut Progress,
-) -> Result<pb::GetDeliberationResultResponse, String> {
+) -> anyhow::Result<pb::GetDeliberationResultResponse> {
     let request = pb::WatchDeliberationRequest { task_id: task_id.to_owned() };
     match client.watch_deliberation(request).await {
         Ok(updates) => {
@@ -92,7 +92,7 @@ async fn poll(
     target: &Target,
     task_id: &str,
     progress: &mut Progress,
-) -> Result<pb::GetDeliberationResultResponse, String> {
+) -> anyhow::Result<pb::GetDeliberationResultResponse> {
     let mut wait = FIRST_POLL;
     let mut last = None;
     loop {
@@ -117,7 +117,7 @@ pub(crate) fn print_final(
     r: &pb::GetDeliberationResultResponse,
     show: ShowArgs,
     context: &Context,
-) -> Result<ExitCode, String> {
+) -> anyhow::Result<ExitCode> {
     if context.json {
         Context::print_json(&DeliberationView::of(r))?;
     } else {
@@ -131,7 +131,7 @@ pub(crate) fn print_final(
 ///
 /// # Errors
 /// Connection failures and error statuses, formatted for a person.
-pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> Result<ExitCode, String> {
+pub(crate) async fn watch(task_id: &str, show: ShowArgs, context: &Context) -> anyhow::Result<ExitCode> {
     let mut interrupts = Interrupts::listen();
     let mut client = context.target.client().await?;
     let first = client
