@@ -31,6 +31,7 @@ mod sql_store;
 mod sqlite;
 mod statement;
 mod text;
+mod writer;
 
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@ use sqlx::{Connection, Executor, PgConnection, Postgres};
 use crate::error::{Fault, connect_failed, redact_url};
 use crate::options::StoreOptions;
 use crate::sql_store::{Hold, SqlStore};
+use crate::writer::Writer;
 
 /// The store on PostgreSQL; open it with [`PostgresStore::connect`].
 pub type PostgresStore = SqlStore<Postgres>;
@@ -83,7 +84,7 @@ impl SqlStore<Postgres> {
         let pool = pool.connect_with(connection).await.map_err(|e| connect_failed(url, e))?;
         MIGRATOR.run(&pool).await.map_err(|e| connect_failed(url, e))?;
         tracing::info!(url = %redact_url(url), schema = schema.unwrap_or("(default)"), "connected PostgreSQL deliberation store");
-        Ok(Self::from_pools(pool.clone(), pool, options.acquire_timeout, Hold::Shared))
+        Ok(Self::from_pools(Writer::Pool(pool.clone()), pool, options.acquire_timeout, Hold::Shared))
     }
 }
 

@@ -22,7 +22,6 @@ use orchestrator_application::ports::{
     NewDeliberation, Page, PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
 };
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
-use sqlx::pool::PoolConnection;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use crate::error::{Fault, from_sqlx};
@@ -35,6 +34,7 @@ use crate::rows::{
 use crate::snapshot::snapshot;
 use crate::statement::Statement;
 use crate::text::{storable, to_json};
+use crate::writer::{Writer, WriterGuard};
 
 /// Rows per multi-row `INSERT`, far below either database's bind-parameter limit.
 const INSERT_CHUNK: usize = 100;
@@ -46,12 +46,12 @@ const UNFINISHED: &str = "'PENDING', 'IN_PROGRESS'";
 /// [`crate::PostgresStore`] for how to open one.
 ///
 /// Writes go through `writer`, reads through `reader`. For PostgreSQL they are the same pool;
-/// SQLite gets a one-connection writer pool (it has a single writer anyway, and queueing in
-/// the pool instead of in SQLite's lock means no `SQLITE_BUSY`) beside a reader pool that WAL
-/// lets run concurrently with it.
+/// a SQLite file gets one writer connection held for good (it has a single writer anyway, and
+/// queueing for it instead of in SQLite's lock means no `SQLITE_BUSY`; see `writer.rs`)
+/// beside a reader pool that WAL lets run concurrently with it.
 #[derive(Debug, Clone)]
 pub struct SqlStore<DB: Database> {
-    writer: Pool<DB>,
+    writer: Writer<DB>,
     reader: Pool<DB>,
     /// The longest [`DeliberationStore::ping`] waits for an answer.
     ping_timeout: Duration,
@@ -108,7 +108,12 @@ pub(crate) enum Hold {
 }
 
 impl<DB: Database> SqlStore<DB> {
-    pub(crate) fn from_pools(writer: Pool<DB>, reader: Pool<DB>, ping_timeout: Duration, hold: Hold) -> Self {
+    pub(crate) fn from_pools(
+        writer: Writer<DB>,
+        reader: Pool<DB>,
+        ping_timeout: Duration,
+        hold: Hold,
+    ) -> Self {
         Self {
             writer,
             reader,
@@ -139,7 +144,7 @@ where
 {
     /// The writer connection, set to commit at `durability` (see [`Durability`]). Every write
     /// goes through it: the pool's single SQLite connection keeps the last level set.
-    pub(crate) async fn writer_at(&self, durability: Durability) -> Result<PoolConnection<DB>, sqlx::Error> {
+    pub(crate) async fn writer_at(&self, durability: Durability) -> Result<WriterGuard<DB>, sqlx::Error> {
         let mut connection = self.writer.acquire().await?;
         if let Some(levels) = self.commit_levels {
             let wanted = durability as u8;
@@ -194,7 +199,13 @@ where
             "SELECT status, COALESCE(owner, '') AS owner, lease_epoch FROM deliberations WHERE task_id = $1",
         )
         .bind(task_id.to_owned())
-        .fetch_optional(&self.writer)
+        .fetch_optional(
+            &mut *self
+                .writer
+                .acquire()
+                .await
+                .map_err(|e| from_sqlx("checking the lease of", Some(task_id), e))?,
+        )
         .await
         .map_err(|e| from_sqlx("checking the lease of", Some(task_id), e))?;
         let Some(holder) = holder else { return Ok(false) };

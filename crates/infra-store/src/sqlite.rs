@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_application::ports::StoreError;
-use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Sqlite};
 
 use crate::error::{Fault, connect_failed};
 use crate::file_lock::ExclusiveFile;
 use crate::options::StoreOptions;
 use crate::sql_store::{CommitLevels, Hold, SqlStore};
+use crate::writer::Writer;
 
 /// The store on SQLite; open it with [`SqliteStore::open`].
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -72,10 +73,10 @@ impl SqlStore<Sqlite> {
             Hold::File(Arc::new(std::sync::Mutex::new(Some(held))))
         };
 
-        // No ping before each acquire (sqlx's default): on SQLite a ping is a round trip to
-        // the connection's worker thread — two context switches for every statement, a fifth
-        // of a zero-latency deliberation's time — and a file connection does not go stale the
-        // way a socket does; a failing statement is retried by the jobs' durable writes.
+        // The migrations run through a one-connection pool, which is also the writer of an
+        // in-memory database. No ping before each acquire (sqlx's default), here and for the
+        // readers: on SQLite a ping is a round trip to the connection's worker thread, and a
+        // file connection does not go stale the way a socket does.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -87,16 +88,20 @@ impl SqlStore<Sqlite> {
             writer.connect_with(connection.clone()).await.map_err(|e| connect_failed(location, e))?;
         MIGRATOR.run(&writer).await.map_err(|e| connect_failed(location, e))?;
 
-        let reader = if in_memory {
-            writer.clone()
+        let (writer, reader) = if in_memory {
+            (Writer::Pool(writer.clone()), writer)
         } else {
-            SqlitePoolOptions::new()
+            // The migrations' pool is done with: writes take one connection held for good.
+            writer.close().await;
+            let held = connection.connect().await.map_err(|e| connect_failed(location, e))?;
+            let reader = SqlitePoolOptions::new()
                 .max_connections(READERS)
                 .test_before_acquire(false)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connection)
                 .await
-                .map_err(|e| connect_failed(location, e))?
+                .map_err(|e| connect_failed(location, e))?;
+            (Writer::held(held, options.sqlite_writer_acquire_timeout), reader)
         };
         tracing::info!(location = %location, "opened SQLite deliberation store");
         // A saved phase must survive this process dying, which WAL with `synchronous = NORMAL`
