@@ -47,8 +47,14 @@ impl SqlStore<Postgres> {
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
         let connection = PgConnectOptions::from_str(url).map_err(|e| connect_failed(url, e))?;
-        let mut pool =
-            PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(options.acquire_timeout);
+        // No ping when a connection is taken (sqlx's default): sqlx pings it when it is
+        // returned, so a connection that broke in use is closed then; one that broke while idle
+        // (a server restart) fails its next statement, which the jobs' durable writes retry.
+        // The ping on taking cost a round trip to the server before every statement.
+        let mut pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
+            .acquire_timeout(options.acquire_timeout);
         let quoted = schema
             .map(|schema| {
                 quoted_schema(schema).ok_or_else(|| {
