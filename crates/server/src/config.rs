@@ -13,13 +13,20 @@ use orchestrator_infra_dryrun::DryRunConfig;
 use orchestrator_infra_llm::LlmProfile;
 use serde::Deserialize;
 
+use self::environment::{
+    CONFIG_FILE_VAR, LLM_ALIAS_TARGET, NOT_SETTINGS, PREFIX, alias_name, setting_key, settings_from_env,
+};
+use self::errors::{from_config_error, unknown_variable};
 use self::file::ConfigFile;
 use crate::error::{Result, ServerError};
 
 mod councils;
+mod environment;
+mod errors;
 mod file;
 mod reference;
 mod typos;
+mod validate;
 
 pub use councils::{AgentDeclaration, CouncilDeclaration};
 pub use reference::{MAIN_SETTINGS, Setting, serve_help};
@@ -211,191 +218,6 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "orchestrator".to_owned())
 }
 
-/// Prefix of every setting in the environment.
-const PREFIX: &str = "ORCHESTRATOR_";
-/// Names the TOML file read before the environment.
-const CONFIG_FILE_VAR: &str = "ORCHESTRATOR_CONFIG";
-/// `ORCHESTRATOR_LLM_<KEY>` is an alias of this prefix followed by `<KEY>`.
-const LLM_ALIAS: &str = "ORCHESTRATOR_LLM_";
-const LLM_ALIAS_TARGET: &str = "ORCHESTRATOR_PROFILES__DEFAULT__";
-/// `ORCHESTRATOR_*` variables that are not server settings: the config file's name, the
-/// client subcommands' address, token and CA, the test suites' services, and the variables
-/// Kubernetes injects for a Service named `orchestrator` (`ORCHESTRATOR_SERVICE_HOST`,
-/// `ORCHESTRATOR_PORT_50055_TCP`, … when service links are on): an unknown key stops the
-/// server, and these are nobody's typo.
-const NOT_SETTINGS: &[&str] = &[
-    "ORCHESTRATOR_CONFIG",
-    "ORCHESTRATOR_ADDR",
-    "ORCHESTRATOR_TOKEN",
-    "ORCHESTRATOR_CA",
-    "ORCHESTRATOR_CLIENT_",
-    "ORCHESTRATOR_TEST_",
-    "ORCHESTRATOR_SERVICE_",
-    "ORCHESTRATOR_PORT",
-];
-
-/// The setting an environment variable names, as `ORCHESTRATOR_<KEY>` with `__` between
-/// nested keys (after resolving the `ORCHESTRATOR_LLM_` alias), when its top-level key is a
-/// real one.
-fn setting_key(name: &str) -> Option<String> {
-    let name = match name.strip_prefix(LLM_ALIAS) {
-        Some(rest) => format!("{LLM_ALIAS_TARGET}{rest}"),
-        None => name.to_owned(),
-    };
-    let rest = name.strip_prefix(PREFIX)?;
-    let top = rest.split("__").next()?.to_ascii_lowercase();
-    Config::KEYS.contains(&top.as_str()).then_some(name)
-}
-
-/// The `ORCHESTRATOR_*` settings of `env`, aliases resolved, everything else left out.
-fn settings_from_env(env: &HashMap<String, String>) -> config::Map<String, String> {
-    env.iter()
-        .filter(|(name, _)| !NOT_SETTINGS.iter().any(|n| name.starts_with(n)))
-        .filter_map(|(name, value)| Some((setting_key(name)?, value.trim().to_owned())))
-        .collect()
-}
-
-/// The variable a user wrote for a resolved setting name (the alias when it was one).
-fn alias_name(resolved: &str) -> String {
-    match resolved.strip_prefix(LLM_ALIAS_TARGET) {
-        Some(rest) => format!("{LLM_ALIAS}{rest}"),
-        None => resolved.to_owned(),
-    }
-}
-
-/// Turns a layering error into one naming the key as the user wrote it: the environment
-/// variable when it came from there, the file, line and dotted key otherwise. A value from
-/// the environment is repeated unless its name suggests a secret; a value from the file never
-/// is (only its kind), since the file's text must never be echoed.
-fn from_config_error(
-    error: config::ConfigError,
-    env: &HashMap<String, String>,
-    file: Option<&ConfigFile>,
-) -> ServerError {
-    if let Some(unknown) = unknown_field_error(&error, env, file) {
-        return unknown;
-    }
-    let from_env = |key: &str| {
-        let var = format!("{PREFIX}{}", key.replace('.', "__").to_ascii_uppercase());
-        let alias = alias_name(&var);
-        [alias, var].into_iter().find(|name| env.contains_key(name))
-    };
-    let in_file = |key: &str| file.and_then(|file| file.locate(key));
-    let named = |key: &str| match (from_env(key), in_file(key)) {
-        (Some(var), _) => var,
-        (None, Some((place, _))) => format!("{place}: {key}"),
-        (None, None) => key.to_owned(),
-    };
-    // The value is repeated when it came from the environment and cannot be a secret.
-    let value_of = |name: &str| {
-        let secret = ["KEY", "TOKEN", "PASSWORD", "SECRET", "URL"].iter().any(|s| name.contains(s));
-        env.get(name).filter(|_| !secret).map_or_else(String::new, |v| format!("invalid value {v:?}: "))
-    };
-    match error {
-        config::ConfigError::Type { unexpected, expected, key, .. } => {
-            let key = key.as_deref();
-            let shown = match key.and_then(from_env) {
-                Some(_) => unexpected.to_string(),
-                None => kind_of(&unexpected),
-            };
-            ServerError::config(
-                key.map_or_else(|| "config".to_owned(), named),
-                format!("invalid value {shown}: expected {expected}"),
-            )
-        }
-        config::ConfigError::At { error, key: Some(key), .. } => {
-            let name = named(&key);
-            let mut reason = format!("{}{error}", value_of(&name));
-            if from_env(&key).is_none()
-                && let Some((_, Some(value))) = in_file(&key)
-                && !value.is_empty()
-            {
-                reason = reason.replace(&value, "<value>");
-            }
-            ServerError::config(name, reason)
-        }
-        config::ConfigError::NotFound(key) => ServerError::config(named(&key), "missing"),
-        other => ServerError::config(file.map_or("config", ConfigFile::path), other.to_string()),
-    }
-}
-
-/// A key no struct has (serde's "unknown field", from a file key or a variable whose top-level
-/// key is real), named where it was written: the variable, else the file and line. The same
-/// words as [`unknown_variable`], the nearest key suggested.
-fn unknown_field_error(
-    error: &config::ConfigError,
-    env: &HashMap<String, String>,
-    file: Option<&ConfigFile>,
-) -> Option<ServerError> {
-    let (parent, message) = match error {
-        config::ConfigError::At { error, key, .. } => (key.clone().unwrap_or_default(), error.to_string()),
-        other => (String::new(), other.to_string()),
-    };
-    let (field, expected) = typos::unknown_field(&message)?;
-    let within = |key: &str| if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") };
-    let written = within(&field);
-    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-    let (place, reason) = match typos::variable_in(env, &written) {
-        Some(variable) => {
-            let short = variable.starts_with(LLM_ALIAS);
-            let reason = typos::unknown_key(&written, &field, &expected, |near| {
-                typos::variable_of(&within(near), short)
-            });
-            (variable, reason)
-        }
-        None => {
-            let place = file
-                .map(|file| file.locate(&written).map_or_else(|| file.path().to_owned(), |(place, _)| place));
-            let reason =
-                typos::unknown_key(&written, &field, &expected, |near| format!("\"{}\"", within(near)));
-            (place.unwrap_or_else(|| "config".to_owned()), reason)
-        }
-    };
-    Some(ServerError::config(place, reason))
-}
-
-/// An `ORCHESTRATOR_*` variable whose top-level key is no key: refused as a file's unknown key
-/// is, with the nearest variable suggested — or the double underscore, when it writes a nested
-/// key with one (`ORCHESTRATOR_INTAKE_ENABLED`).
-fn unknown_variable(name: &str) -> ServerError {
-    let resolved = match name.strip_prefix(LLM_ALIAS) {
-        Some(rest) => format!("{LLM_ALIAS_TARGET}{rest}"),
-        None => name.to_owned(),
-    };
-    let rest = resolved.strip_prefix(PREFIX).unwrap_or(&resolved);
-    let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    let top = segments.first().cloned().unwrap_or_default();
-    let written = segments.join(".");
-    let with_top = |top: &str| {
-        let mut key = segments.clone();
-        if let Some(first) = key.first_mut() {
-            *first = top.to_owned();
-        }
-        key.join(".")
-    };
-    let one_underscore = Config::KEYS.iter().find_map(|key| {
-        let nested = top.strip_prefix(key)?.strip_prefix('_').filter(|nested| !nested.is_empty())?;
-        Some(format!("{key}.{nested}"))
-    });
-    let reason = match one_underscore {
-        Some(nested) => format!(
-            "unknown key \"{written}\"; did you mean {}? (a nested key takes a double underscore)",
-            typos::variable_of(&with_top(&nested), false)
-        ),
-        None => typos::unknown_key(&written, &top, Config::KEYS, |near| {
-            typos::variable_of(&with_top(near), false)
-        }),
-    };
-    ServerError::config(name, reason)
-}
-
-/// What kind of value a `config` "unexpected value" is, without the value: its text up to
-/// the quoted value (`string "…"` → `string`; the type itself is not exported).
-fn kind_of(unexpected: &impl std::fmt::Display) -> String {
-    let text = unexpected.to_string();
-    text.split(['`', '"']).next().unwrap_or_default().trim().to_owned()
-}
-
 impl Config {
     /// Top-level keys, as in the config file; `ORCHESTRATOR_<KEY>` (upper case, `__` between
     /// nested keys) sets each from the environment. A test checks this list against the
@@ -512,105 +334,6 @@ impl Config {
             .collect();
         names.sort();
         names
-    }
-
-    fn validate(&self) -> Result<()> {
-        if !(self.queue_share > 0.0 && self.queue_share <= 1.0) {
-            return Err(ServerError::config(
-                "queue_share",
-                format!("must be within (0, 1], got {}", self.queue_share),
-            ));
-        }
-        if self.max_running == 0 || self.max_running > 1024 {
-            return Err(ServerError::config(
-                "max_running",
-                format!("must be within 1..=1024, got {}", self.max_running),
-            ));
-        }
-        if self.queue_capacity > 100_000 {
-            return Err(ServerError::config(
-                "queue_capacity",
-                format!("must be at most 100000, got {}", self.queue_capacity),
-            ));
-        }
-        if let Some(dry_run) = &self.dry_run {
-            dry_run.validate().map_err(|e| ServerError::config(format!("dry_run.{}", e.field), e.reason))?;
-        }
-        if self.node_id.is_empty() || self.node_id.len() > 128 {
-            return Err(ServerError::config(
-                "node_id",
-                format!("must be 1..=128 bytes, got {}", self.node_id.len()),
-            ));
-        }
-        if !(3..=3600).contains(&self.lease_secs) {
-            return Err(ServerError::config(
-                "lease_secs",
-                format!("must be within 3..=3600, got {}", self.lease_secs),
-            ));
-        }
-        if !(100..=60_000).contains(&self.store_acquire_timeout_ms) {
-            return Err(ServerError::config(
-                "store_acquire_timeout_ms",
-                format!("must be within 100..=60000, got {}", self.store_acquire_timeout_ms),
-            ));
-        }
-        if !(100..=60_000).contains(&self.store_probe_interval_ms) {
-            return Err(ServerError::config(
-                "store_probe_interval_ms",
-                format!("must be within 100..=60000, got {}", self.store_probe_interval_ms),
-            ));
-        }
-        if self.store_write_retry_secs > 3600 {
-            return Err(ServerError::config(
-                "store_write_retry_secs",
-                format!("must be at most 3600, got {}", self.store_write_retry_secs),
-            ));
-        }
-        if let Some(profile) = &self.selection_profile
-            && !self.profiles.is_empty()
-            && !self.profiles.contains_key(profile)
-        {
-            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
-            return Err(ServerError::config(
-                "selection_profile",
-                format!(
-                    "names profile \"{profile}\", which is not configured (configured: {})",
-                    known.join(", ")
-                ),
-            ));
-        }
-        if self.database_url.is_empty() {
-            return Err(ServerError::config("database_url", "must not be empty"));
-        }
-        self.declared_councils()?;
-        for (key, value, range) in [
-            ("idle_connection_secs", self.idle_connection_secs, 1..=86_400),
-            ("http2_keepalive_interval_secs", self.http2_keepalive_interval_secs, 1..=3600),
-            ("http2_keepalive_timeout_secs", self.http2_keepalive_timeout_secs, 1..=600),
-        ] {
-            if !range.contains(&value) {
-                return Err(ServerError::config(
-                    key,
-                    format!("must be within {}..={}, got {value}", range.start(), range.end()),
-                ));
-            }
-        }
-        if self.max_connections > 1_000_000 {
-            return Err(ServerError::config(
-                "max_connections",
-                format!(
-                    "must be at most 1000000 (0: sized to the open-files limit), got {}",
-                    self.max_connections
-                ),
-            ));
-        }
-        if self.default_timeout_secs == 0 || self.default_timeout_secs > 6 * 3600 {
-            return Err(ServerError::config(
-                "default_timeout_secs",
-                format!("must be within 1..=21600, got {}", self.default_timeout_secs),
-            ));
-        }
-        Ok(())
     }
 
     /// The `[councils.<role>]` declarations, as the council registry takes them.

@@ -8,7 +8,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Config, LLM_ALIAS, LLM_ALIAS_TARGET, PREFIX};
+use super::Config;
+use super::environment::{LLM_ALIAS, LLM_ALIAS_TARGET, PREFIX};
 
 /// One documented setting.
 #[derive(Debug, Clone, Copy)]

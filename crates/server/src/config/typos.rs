@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{LLM_ALIAS, LLM_ALIAS_TARGET, PREFIX};
+use super::environment::{LLM_ALIAS, LLM_ALIAS_TARGET, PREFIX};
 
 /// Largest edit distance (transpositions count one) at which a known key is suggested.
 const MAX_EDITS: usize = 2;
