@@ -106,32 +106,38 @@ impl ConnectionSettings {
 }
 
 /// What the listener serves: a tower service of HTTP/2 requests (tonic's router with its
-/// layers), cloned for every connection.
-pub trait GrpcService<B>:
+/// layers), cloned for every connection. (A trait alias in all but name: stable Rust repeats
+/// the bounds on the blanket impl, so they are kept to one `HttpService` and `Shared` each.)
+pub trait GrpcService<B>: HttpService<B> + Shared {}
+
+impl<S: HttpService<B> + Shared, B> GrpcService<B> for S {}
+
+/// A service of HTTP requests that never fails (errors are gRPC statuses) and whose futures
+/// can move between threads.
+pub trait HttpService<B>:
     tower::Service<
         http::Request<Incoming>,
         Response = http::Response<B>,
         Error = Infallible,
         Future: Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static
+    >
 {
 }
 
-impl<S, B> GrpcService<B> for S where
+impl<S, B> HttpService<B> for S where
     S: tower::Service<
             http::Request<Incoming>,
             Response = http::Response<B>,
             Error = Infallible,
             Future: Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static
+        >
 {
 }
+
+/// Cloned into every connection's task.
+pub trait Shared: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> Shared for T {}
 
 /// The body of a response the listener writes.
 pub trait ResponseBody:
