@@ -8,10 +8,9 @@
 //! story id kept alongside. The task id is a function of the plan id and the role alone, so a
 //! redelivered or republished event maps to the same ids and stores nothing new.
 
-use orchestrator_api_grpc::convert::MAX_TASK_ID_LEN;
 use orchestrator_api_grpc::pb;
 use orchestrator_application::{ApplicationError, DeliberateCommand};
-use orchestrator_domain::Role;
+use orchestrator_domain::{Role, TaskId};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -133,18 +132,15 @@ impl PlanEvent {
 /// up alike still get different task ids. Deterministic: the same plan id and role always
 /// give the same id.
 pub fn task_id(plan_id: &str, role: Role) -> String {
-    let clean: String = plan_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') { c } else { '_' })
-        .collect();
+    let clean: String = plan_id.chars().map(|c| if TaskId::allows(c) { c } else { '_' }).collect();
     let plain = format!("plan-{clean}-{role}");
-    if clean == plan_id && plain.len() <= MAX_TASK_ID_LEN {
+    if clean == plan_id && plain.len() <= TaskId::MAX_LEN {
         return plain;
     }
     let digest = Sha256::digest(plan_id.as_bytes());
     let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let hash = &hash[..HASH_HEX_DIGITS];
-    let room = MAX_TASK_ID_LEN - "plan-".len() - 1 - HASH_HEX_DIGITS - 1 - role.as_str().len();
+    let room = TaskId::MAX_LEN - "plan-".len() - 1 - HASH_HEX_DIGITS - 1 - role.as_str().len();
     // `clean` is ASCII (everything else was replaced), so any byte index is a char boundary.
     let cut = &clean[..clean.len().min(room)];
     format!("plan-{cut}.{hash}-{role}")
@@ -347,12 +343,12 @@ mod tests {
     fn a_long_plan_id_is_cut_to_128_bytes_and_stays_unique() {
         let long = "x".repeat(MAX_FIELD_BYTES);
         let id = task_id(&long, Role::Architect);
-        assert_eq!(id.len(), MAX_TASK_ID_LEN);
+        assert_eq!(id.len(), TaskId::MAX_LEN);
         assert!(id.ends_with("-ARCHITECT"));
         let other = format!("{}y", "x".repeat(MAX_FIELD_BYTES - 1));
         assert_ne!(id, task_id(&other, Role::Architect));
         orchestrator_api_grpc::convert::task_id(&id).unwrap();
-        let fits = "x".repeat(MAX_TASK_ID_LEN - "plan--DEV".len());
+        let fits = "x".repeat(TaskId::MAX_LEN - "plan--DEV".len());
         assert_eq!(task_id(&fits, Role::Dev), format!("plan-{fits}-DEV"), "exactly 128 bytes stays plain");
     }
 

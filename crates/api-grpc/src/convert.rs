@@ -13,7 +13,7 @@ mod status;
 pub mod watch;
 
 pub use listing::{DEFAULT_PAGE_SIZE, list_query, record_response, submission, summary, wire_status};
-pub use requests::{MAX_TASK_ID_LEN, required_task_id, task_id};
+pub use requests::{required_task_id, task_id};
 pub use results::{
     deliberate_response, failure, metadata, orchestrate_response, result, test_report, total_usage, usage,
 };

@@ -30,6 +30,7 @@ pub mod scoring;
 pub mod standing;
 pub mod status;
 pub mod task;
+pub mod task_id;
 pub mod usage;
 
 pub use acceptance::{AcceptanceTests, TestLanguage};
@@ -56,4 +57,5 @@ pub use scoring::{Score, ScoringWeights};
 pub use standing::{AgentMetadata, Capabilities, Member, StandingCouncil};
 pub use status::DeliberationStatus;
 pub use task::{Task, TaskConstraints};
+pub use task_id::TaskId;
 pub use usage::TokenUsage;

@@ -4,38 +4,22 @@
 use orchestrator_application::{ApplicationError, DeliberateCommand, OrchestrateCommand, Overrides};
 use orchestrator_domain::{
     AcceptanceTests, Council, DomainError, EarlyStop, ProfileName, Role, Rounds, Strategy, Task,
-    TaskConstraints,
+    TaskConstraints, TaskId,
 };
 
 use super::invalid;
 use crate::pb;
 
-/// Longest accepted client task id, in bytes.
-pub const MAX_TASK_ID_LEN: usize = 128;
-
 /// A client-chosen task id: empty means "generate one".
 ///
 /// # Errors
-/// Field `task_id` when longer than 128 bytes or outside `[A-Za-z0-9._:-]`.
+/// Field `task_id` when it breaks [`TaskId`]'s rule (too long, a character outside
+/// `[A-Za-z0-9._:-]`).
 pub fn task_id(raw: &str) -> Result<Option<String>, ApplicationError> {
     if raw.is_empty() {
         return Ok(None);
     }
-    if raw.len() > MAX_TASK_ID_LEN {
-        return Err(invalid(
-            "task_id",
-            format!("must be at most {MAX_TASK_ID_LEN} bytes, got {}", raw.len()),
-        ));
-    }
-    if let Some(bad) =
-        raw.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-    {
-        return Err(invalid(
-            "task_id",
-            format!("invalid character {bad:?}; allowed are ASCII letters, digits, '-', '_', '.', ':'"),
-        ));
-    }
-    Ok(Some(raw.to_owned()))
+    Ok(Some(TaskId::new(raw)?.into_string()))
 }
 
 /// Required task id (for lookups).
@@ -43,7 +27,7 @@ pub fn task_id(raw: &str) -> Result<Option<String>, ApplicationError> {
 /// # Errors
 /// Field `task_id` when empty or malformed.
 pub fn required_task_id(raw: &str) -> Result<String, ApplicationError> {
-    task_id(raw)?.ok_or_else(|| invalid("task_id", "is required"))
+    Ok(TaskId::new(raw)?.into_string())
 }
 
 /// An optional named choice of the constraints: empty means "the server's default"; an
