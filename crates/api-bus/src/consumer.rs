@@ -304,7 +304,7 @@ impl Lane {
         };
         let mut acked = AckReason::Duplicate;
         for command in commands {
-            let task_id = command.task_id.clone().unwrap_or_default();
+            let task_id = command.task_id.as_deref().unwrap_or_default().to_owned();
             let story_id = command.story_id.clone();
             match self.jobs.submit(&self.owner, command).await {
                 Ok(submission) => {

@@ -9,7 +9,7 @@ use futures::stream::{self, FuturesUnordered, StreamExt};
 use orchestrator_domain::{
     Agent, Council, CouncilId, Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, EarlyStop,
     Phase, ProfileName, Review, ReviewAssignment, RevisionRequest, Role, Rounds, ScoringWeights, Strategy,
-    Task, TestOutcome, TokenUsage,
+    Task, TaskId, TestOutcome, TokenUsage,
 };
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -57,7 +57,7 @@ impl Default for DeliberationSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliberateCommand {
     /// Client-chosen id; generated when `None`.
-    pub task_id: Option<String>,
+    pub task_id: Option<TaskId>,
     pub role: Role,
     pub task: Task,
     pub rounds: Rounds,
@@ -196,7 +196,7 @@ impl Deliberate {
     pub async fn prepare(&self, command: DeliberateCommand) -> Result<(String, Deliberation)> {
         let backend = self.backend()?;
         if let Some((council, rounds)) = standing_seats(self.councils.as_deref(), backend, &command).await? {
-            let task_id = command.task_id.unwrap_or_else(|| self.ids.new_id());
+            let task_id = command.task_id.map_or_else(|| self.ids.new_id(), TaskId::into_string);
             return Ok((task_id, self.configured(Deliberation::new(council, command.task, rounds))));
         }
         if let Some(unknown) = command.profiles.iter().find(|p| !backend.has_profile(p)) {
@@ -212,7 +212,7 @@ impl Deliberate {
             });
         }
         let council = Council::assemble(command.role, command.num_agents, &command.profiles)?;
-        let task_id = command.task_id.unwrap_or_else(|| self.ids.new_id());
+        let task_id = command.task_id.map_or_else(|| self.ids.new_id(), TaskId::into_string);
         Ok((task_id, self.configured(Deliberation::new(council, command.task, command.rounds))))
     }
 

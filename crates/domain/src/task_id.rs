@@ -61,6 +61,16 @@ impl fmt::Display for TaskId {
     }
 }
 
+/// Reads as the text it is (`Option<TaskId>::as_deref` gives `Option<&str>`); nothing can
+/// change it through this.
+impl std::ops::Deref for TaskId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl AsRef<str> for TaskId {
     fn as_ref(&self) -> &str {
         &self.0

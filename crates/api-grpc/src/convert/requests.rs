@@ -15,11 +15,11 @@ use crate::pb;
 /// # Errors
 /// Field `task_id` when it breaks [`TaskId`]'s rule (too long, a character outside
 /// `[A-Za-z0-9._:-]`).
-pub fn task_id(raw: &str) -> Result<Option<String>, ApplicationError> {
+pub fn task_id(raw: &str) -> Result<Option<TaskId>, ApplicationError> {
     if raw.is_empty() {
         return Ok(None);
     }
-    Ok(Some(TaskId::new(raw)?.into_string()))
+    Ok(Some(TaskId::new(raw)?))
 }
 
 /// Required task id (for lookups).

@@ -158,7 +158,7 @@ fn tested_command(agents: usize, rounds: i64) -> DeliberateCommand {
         .unwrap()
         .with_acceptance_tests(tests);
     DeliberateCommand {
-        task_id: Some("t-1".into()),
+        task_id: Some(orchestrator_domain::TaskId::new("t-1").unwrap()),
         role: Role::Dev,
         task: Task::new("Write add(a, b) in Python", constraints).unwrap(),
         rounds: Rounds::new(rounds).unwrap(),

@@ -123,7 +123,7 @@ fn use_case(agents: usize) -> Deliberate {
 fn command() -> DeliberateCommand {
     let constraints = TaskConstraints::new(String::new(), vec![], BTreeMap::new(), 0, 0).unwrap();
     DeliberateCommand {
-        task_id: Some("t-1".into()),
+        task_id: Some(orchestrator_domain::TaskId::new("t-1").unwrap()),
         role: Role::Dev,
         task: Task::new("Design a rate limiter", constraints).unwrap(),
         rounds: Rounds::new(1).unwrap(),

@@ -25,7 +25,7 @@ fn task(timeout_seconds: i64) -> Task {
 
 fn command(agents: usize, rounds: i64) -> DeliberateCommand {
     DeliberateCommand {
-        task_id: Some("t-1".into()),
+        task_id: Some(orchestrator_domain::TaskId::new("t-1").unwrap()),
         role: Role::Dev,
         task: task(0),
         rounds: Rounds::new(rounds).unwrap(),

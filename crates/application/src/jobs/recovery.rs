@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds};
+use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds, TaskId};
 use tracing::{info, warn};
 
 use super::admission::Share;
@@ -176,7 +176,7 @@ impl Jobs {
         }
         let request = &record.request;
         let command = DeliberateCommand {
-            task_id: Some(request.task_id.clone()),
+            task_id: Some(TaskId::new(request.task_id.clone())?),
             role: request.role,
             task: request.task.clone(),
             rounds: Rounds::new(i64::from(request.rounds))?,

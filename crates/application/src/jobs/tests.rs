@@ -43,7 +43,7 @@ fn command(task_id: &str, timeout_seconds: i64) -> DeliberateCommand {
     let constraints =
         TaskConstraints::new(String::new(), vec![], BTreeMap::new(), timeout_seconds, 0).unwrap();
     DeliberateCommand {
-        task_id: Some(task_id.to_owned()),
+        task_id: Some(orchestrator_domain::TaskId::new(task_id).unwrap()),
         role: Role::Data,
         task: Task::new("Design the ingestion queue", constraints).unwrap(),
         rounds: Rounds::new(1).unwrap(),

@@ -183,7 +183,7 @@ async fn a_retry_answers_the_stored_choice_without_asking_the_architect_again() 
     let orchestrate = orchestrate(backend);
     let caller = crate::caller::Caller::anonymous();
     let mut retried = orchestrate_command(true);
-    retried.deliberate.task_id = Some("orchestrated".into());
+    retried.deliberate.task_id = Some(orchestrator_domain::TaskId::new("orchestrated").unwrap());
     let first = orchestrate.execute(&caller, retried.clone(), None).await.unwrap();
     let again = orchestrate.execute(&caller, retried, None).await.unwrap();
     assert_eq!(
