@@ -20,6 +20,9 @@ use crate::ports::{
 /// the whole contract the database stores keep (`crates/infra-store/tests/store_contract.rs`
 /// runs it too): lifecycle guards, filters and keyset paging, leases, U+0000 replaced in every
 /// stored text, atomic registry updates and agent records from completed deliberations.
+/// Saved progress goes through the same JSON the databases keep (a [`Deliberation`] is written
+/// as its `DeliberationParts` and read back through `Deliberation::restore`), so a snapshot
+/// the fake accepts is one the databases accept.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
     entries: Mutex<HashMap<String, Entry>>,

@@ -22,7 +22,7 @@
 //! when its answer fails. The calls skipped are counted.
 //!
 //! One idea a file: this one is the state machine (phases, who owes what, recording replies);
-//! `outcome.rs` scores and ranks the survivors; `tested_versions.rs` keeps each proposal version's
+//! `parts.rs` is how it is stored and restored; `outcome.rs` scores and ranks the survivors; `tested_versions.rs` keeps each proposal version's
 //! acceptance-test outcome; `stopping.rs` decides when fewer calls than the rounds allow are made.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,92 +39,21 @@ use crate::ring::ring_assignment;
 use crate::task::Task;
 use crate::usage::TokenUsage;
 
+mod agent_failure;
 mod outcome;
+mod parts;
 mod phase;
+mod rounds;
 mod stopping;
 mod tested_versions;
 
+pub use agent_failure::AgentFailure;
 pub use outcome::{DeliberationOutcome, RankedProposal};
+pub use parts::DeliberationParts;
 pub use phase::{Phase, serialize_displayed};
+pub use rounds::Rounds;
 pub use stopping::{Cascade, EarlyStop, Escalation, Path, Strategy};
 pub use tested_versions::{KeptVersion, TestRequest};
-
-/// Number of peer-review rounds, 0..=5.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rounds(u32);
-
-impl Rounds {
-    pub const MAX: u32 = 5;
-    pub const DEFAULT: Rounds = Rounds(1);
-
-    /// # Errors
-    /// Field `rounds` when negative or above 5.
-    pub fn new(value: i64) -> Result<Self> {
-        match u32::try_from(value) {
-            Ok(v) if v <= Self::MAX => Ok(Self(v)),
-            _ => {
-                Err(DomainError::invalid("rounds", format!("must be within 0..={}, got {value}", Self::MAX)))
-            }
-        }
-    }
-
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl Default for Rounds {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-/// An agent dropped from the deliberation, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "StoredFailure", try_from = "StoredFailure")]
-pub struct AgentFailure {
-    pub agent: AgentId,
-    /// The phase it failed in (proposing, or a review or revision round).
-    pub phase: Phase,
-    pub reason: String,
-    /// Set when the cause was the configuration of this model profile (its server refused the
-    /// credentials): retrying, or another agent on the same profile, cannot succeed.
-    pub misconfigured_profile: Option<String>,
-}
-
-/// How a failure is written: the phase as its action and round (`"review"`, 1), the shape
-/// stored since failures were first saved.
-#[derive(Serialize, Deserialize)]
-struct StoredFailure {
-    agent: AgentId,
-    phase: String,
-    round: u32,
-    reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    misconfigured_profile: Option<String>,
-}
-
-impl From<AgentFailure> for StoredFailure {
-    fn from(f: AgentFailure) -> Self {
-        Self {
-            agent: f.agent,
-            phase: f.phase.action().to_owned(),
-            round: f.phase.round(),
-            reason: f.reason,
-            misconfigured_profile: f.misconfigured_profile,
-        }
-    }
-}
-
-impl TryFrom<StoredFailure> for AgentFailure {
-    type Error = DomainError;
-
-    fn try_from(f: StoredFailure) -> Result<Self> {
-        let phase = Phase::from_action(&f.phase, f.round)
-            .ok_or_else(|| DomainError::invalid("failures.phase", format!("unknown phase {:?}", f.phase)))?;
-        Ok(Self { agent: f.agent, phase, reason: f.reason, misconfigured_profile: f.misconfigured_profile })
-    }
-}
 
 /// One review to ask for: `reviewer` grades the proposal of `target` (shown without its author).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,73 +79,16 @@ pub struct RevisionRequest {
     pub tests: TestOutcome,
 }
 
-/// Every field of a [`Deliberation`], for storing one and restoring it: the one list of the
-/// aggregate's fields. A store writes these (serde) inside its own versioned snapshot and
-/// hands them back to [`Deliberation::restore`], which checks that they still describe a
-/// deliberation before accepting them. Fields added after the first release default when
-/// absent, so older snapshots still read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliberationParts {
-    pub council: Council,
-    pub task: Task,
-    pub rounds: u32,
-    pub phase: Phase,
-    pub proposals: Vec<Proposal>,
-    pub reviews: Vec<Review>,
-    pub failures: Vec<AgentFailure>,
-    pub dropped: BTreeSet<AgentId>,
-    pub pending: BTreeSet<AgentId>,
-    pub assignments: BTreeMap<AgentId, AgentId>,
-    pub under_review: BTreeMap<AgentId, String>,
-    pub usage: BTreeMap<AgentId, TokenUsage>,
-    /// Acceptance-test outcomes per author, indexed by proposal version.
-    #[serde(default)]
-    pub tests: BTreeMap<AgentId, Vec<TestOutcome>>,
-    /// Saved as a flag before modes existed; absent: off.
-    #[serde(default = "off")]
-    pub early_stop: EarlyStop,
-    #[serde(default)]
-    pub calls_saved: u64,
-    #[serde(default)]
-    pub cascade: Option<Cascade>,
-}
-
 /// The deliberation aggregate (see the module docs).
+///
+/// Its state is the one list of fields in [`DeliberationParts`], kept private here so that
+/// only the aggregate's rules change it. It serialises as those parts and deserialises
+/// through [`Deliberation::restore`], so every store — the databases' versioned snapshot and
+/// the in-memory fake alike — writes the same format and reads it back under the same checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "DeliberationParts", try_from = "DeliberationParts")]
 pub struct Deliberation {
-    council: Council,
-    task: Task,
-    rounds: u32,
-    phase: Phase,
-    /// Surviving proposals in seat order.
-    proposals: Vec<Proposal>,
-    reviews: Vec<Review>,
-    failures: Vec<AgentFailure>,
-    dropped: BTreeSet<AgentId>,
-    pending: BTreeSet<AgentId>,
-    /// Reviewer → target for the current review round.
-    assignments: BTreeMap<AgentId, AgentId>,
-    /// Proposal contents as they stood when the current review round began, so a review
-    /// already assigned stays answerable even if its target drops out mid-round.
-    under_review: BTreeMap<AgentId, String>,
-    usage: BTreeMap<AgentId, TokenUsage>,
-    /// Acceptance-test outcomes per author, indexed by proposal version (0: the first).
-    #[serde(default)]
-    tests: BTreeMap<AgentId, Vec<TestOutcome>>,
-    /// When review rounds end early (see [`EarlyStop`]); saved as a flag before modes existed.
-    #[serde(default = "off")]
-    early_stop: EarlyStop,
-    /// Backend calls the early stop (or a cascade) spared.
-    #[serde(default)]
-    calls_saved: u64,
-    /// Where a cascade stands; `None` for a plain council.
-    #[serde(default)]
-    cascade: Option<Cascade>,
-}
-
-/// What a deliberation saved before early stops existed did: run every round.
-fn off() -> EarlyStop {
-    EarlyStop::Off
+    state: DeliberationParts,
 }
 
 impl Deliberation {
@@ -226,7 +98,7 @@ impl Deliberation {
     pub fn new(council: Council, task: Task, rounds: Rounds) -> Self {
         let rounds = task.constraints().cap_rounds(rounds.get());
         let pending = council.agents().iter().map(|a| a.id.clone()).collect();
-        Self {
+        let state = DeliberationParts {
             council,
             task,
             rounds,
@@ -243,133 +115,61 @@ impl Deliberation {
             early_stop: EarlyStop::Off,
             calls_saved: 0,
             cascade: None,
-        }
-    }
-
-    /// Rebuilds a saved deliberation, refusing parts that no longer describe one: a round
-    /// beyond the rounds it runs, or an agent (author, reviewer, pending, dropped, assigned)
-    /// that is not in its council.
-    ///
-    /// # Errors
-    /// `Invalid` on field `progress` naming what does not hold.
-    pub fn restore(parts: DeliberationParts) -> Result<Self> {
-        let invalid = |reason: String| Err(DomainError::invalid("progress", reason));
-        let seated = |id: &AgentId| parts.council.agent(id).is_some();
-        if parts.rounds > Rounds::MAX {
-            return invalid(format!("rounds {} exceeds {}", parts.rounds, Rounds::MAX));
-        }
-        if parts.phase.round() > parts.rounds {
-            return invalid(format!("phase {} is beyond its {} rounds", parts.phase, parts.rounds));
-        }
-        let agents = parts
-            .proposals
-            .iter()
-            .map(Proposal::author)
-            .chain(parts.reviews.iter().flat_map(|r| [&r.reviewer, &r.target]))
-            .chain(parts.dropped.iter())
-            .chain(parts.pending.iter())
-            .chain(parts.assignments.iter().flat_map(|(reviewer, target)| [reviewer, target]))
-            .chain(parts.under_review.keys())
-            .chain(parts.usage.keys())
-            .chain(parts.tests.keys());
-        for agent in agents {
-            if !seated(agent) {
-                return invalid(format!("agent {agent} is not in the council"));
-            }
-        }
-        Ok(Self {
-            council: parts.council,
-            task: parts.task,
-            rounds: parts.rounds,
-            phase: parts.phase,
-            proposals: parts.proposals,
-            reviews: parts.reviews,
-            failures: parts.failures,
-            dropped: parts.dropped,
-            pending: parts.pending,
-            assignments: parts.assignments,
-            under_review: parts.under_review,
-            usage: parts.usage,
-            tests: parts.tests,
-            early_stop: parts.early_stop,
-            calls_saved: parts.calls_saved,
-            cascade: parts.cascade,
-        })
-    }
-
-    /// Every field, for a store to save (see [`DeliberationParts`]).
-    pub fn to_parts(&self) -> DeliberationParts {
-        DeliberationParts {
-            council: self.council.clone(),
-            task: self.task.clone(),
-            rounds: self.rounds,
-            phase: self.phase,
-            proposals: self.proposals.clone(),
-            reviews: self.reviews.clone(),
-            failures: self.failures.clone(),
-            dropped: self.dropped.clone(),
-            pending: self.pending.clone(),
-            assignments: self.assignments.clone(),
-            under_review: self.under_review.clone(),
-            usage: self.usage.clone(),
-            tests: self.tests.clone(),
-            early_stop: self.early_stop,
-            calls_saved: self.calls_saved,
-            cascade: self.cascade.clone(),
-        }
+        };
+        Self { state }
     }
 
     /// Marks an author's current proposal as cut off at the model's token limit.
     pub fn record_truncated(&mut self, author: &AgentId) {
-        if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == author) {
+        if let Some(proposal) = self.state.proposals.iter_mut().find(|p| p.author() == author) {
             proposal.mark_truncated();
         }
     }
 
     pub fn council(&self) -> &Council {
-        &self.council
+        &self.state.council
     }
 
     pub fn task(&self) -> &Task {
-        &self.task
+        &self.state.task
     }
 
     /// Review rounds this deliberation runs (after the `max_iterations` cap).
     pub fn rounds(&self) -> u32 {
-        self.rounds
+        self.state.rounds
     }
 
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.state.phase
     }
 
     /// Surviving proposals in seat order.
     pub fn proposals(&self) -> &[Proposal] {
-        &self.proposals
+        &self.state.proposals
     }
 
     /// Every review recorded so far.
     pub fn reviews(&self) -> &[Review] {
-        &self.reviews
+        &self.state.reviews
     }
 
     pub fn failures(&self) -> &[AgentFailure] {
-        &self.failures
+        &self.state.failures
     }
 
     /// Agents that still owe a reply in this phase.
     pub fn pending(&self) -> &BTreeSet<AgentId> {
-        &self.pending
+        &self.state.pending
     }
 
     /// Usage summed over every agent so far.
     pub fn total_usage(&self) -> TokenUsage {
-        self.usage.values().fold(TokenUsage::default(), |acc, u| acc + *u)
+        self.state.usage.values().fold(TokenUsage::default(), |acc, u| acc + *u)
     }
 
     /// Agents asked to propose (every agent, in seat order) while proposing.
     pub fn proposal_requests(&self) -> Vec<Agent> {
-        match self.phase {
+        match self.state.phase {
             Phase::Proposing => self.pending_agents(),
             _ => Vec::new(),
         }
@@ -377,14 +177,14 @@ impl Deliberation {
 
     /// This round's reviews to ask for, in reviewer seat order.
     pub fn review_assignments(&self) -> Vec<ReviewAssignment> {
-        let Phase::Reviewing { round } = self.phase else {
+        let Phase::Reviewing { round } = self.state.phase else {
             return Vec::new();
         };
         self.pending_agents()
             .into_iter()
             .filter_map(|reviewer| {
-                let target = self.assignments.get(&reviewer.id)?;
-                let proposal = self.under_review.get(target)?.clone();
+                let target = self.state.assignments.get(&reviewer.id)?;
+                let proposal = self.state.under_review.get(target)?.clone();
                 // Revisions happen after reviews, so a target still in the deliberation is at
                 // the version under review.
                 let tests = self.proposal(target).map_or_else(TestOutcome::no_tests, |p| self.shown_tests(p));
@@ -395,7 +195,7 @@ impl Deliberation {
 
     /// This round's revisions to ask for: authors that received at least one review.
     pub fn revision_requests(&self) -> Vec<RevisionRequest> {
-        let Phase::Revising { round } = self.phase else {
+        let Phase::Revising { round } = self.state.phase else {
             return Vec::new();
         };
         self.pending_agents()
@@ -420,9 +220,9 @@ impl Deliberation {
         if content.trim().is_empty() {
             self.drop_agent(agent, "returned an empty proposal".to_owned(), None);
         } else {
-            self.proposals.push(Proposal::new(agent.clone(), content, created_at_ms));
-            let council = &self.council;
-            self.proposals.sort_by_key(|p| council.agent(p.author()).map_or(usize::MAX, |a| a.seat));
+            self.state.proposals.push(Proposal::new(agent.clone(), content, created_at_ms));
+            let council = &self.state.council;
+            self.state.proposals.sort_by_key(|p| council.agent(p.author()).map_or(usize::MAX, |a| a.seat));
         }
         Ok(())
     }
@@ -433,9 +233,9 @@ impl Deliberation {
     /// `WrongPhase` outside reviewing; `NotPending` when the reviewer owes no review;
     /// `Invalid` (field `target`) when the review is not of the assigned proposal.
     pub fn record_review(&mut self, review: Review) -> Result<()> {
-        let round = self.phase.round();
+        let round = self.state.phase.round();
         self.expect_phase("record a review", |p| matches!(p, Phase::Reviewing { .. }))?;
-        if self.assignments.get(&review.reviewer) != Some(&review.target) || review.round != round {
+        if self.state.assignments.get(&review.reviewer) != Some(&review.target) || review.round != round {
             return Err(DomainError::invalid(
                 "target",
                 format!(
@@ -445,7 +245,7 @@ impl Deliberation {
             ));
         }
         self.take_pending(&review.reviewer)?;
-        self.reviews.push(review);
+        self.state.reviews.push(review);
         Ok(())
     }
 
@@ -458,7 +258,7 @@ impl Deliberation {
         self.take_pending(agent)?;
         if content.trim().is_empty() {
             self.drop_agent(agent, "returned an empty revision".to_owned(), None);
-        } else if let Some(proposal) = self.proposals.iter_mut().find(|p| p.author() == agent) {
+        } else if let Some(proposal) = self.state.proposals.iter_mut().find(|p| p.author() == agent) {
             proposal.revise(content);
         }
         Ok(())
@@ -494,15 +294,15 @@ impl Deliberation {
     /// The profiles to fix when every failure so far was a configuration fault; `None` when
     /// there were no failures or any had another cause.
     pub fn misconfigured_profiles(&self) -> Option<BTreeSet<String>> {
-        if self.failures.is_empty() {
+        if self.state.failures.is_empty() {
             return None;
         }
-        self.failures.iter().map(|f| f.misconfigured_profile.clone()).collect()
+        self.state.failures.iter().map(|f| f.misconfigured_profile.clone()).collect()
     }
 
     /// Adds the cost of one backend call to an agent's usage (failed calls cost too).
     pub fn record_usage(&mut self, agent: &AgentId, usage: TokenUsage) {
-        *self.usage.entry(agent.clone()).or_default() += usage;
+        *self.state.usage.entry(agent.clone()).or_default() += usage;
     }
 
     /// Moves to the next phase once every pending reply is recorded, and returns it.
@@ -511,40 +311,43 @@ impl Deliberation {
     /// `NoSurvivors` when every agent has failed; `WrongPhase` while replies are pending or
     /// when already scoring or completed.
     pub fn advance(&mut self) -> Result<Phase> {
-        if !self.pending.is_empty() {
+        if !self.state.pending.is_empty() {
             return Err(DomainError::WrongPhase {
                 action: "advance",
-                actual: format!("{} with {} replies pending", self.phase, self.pending.len()),
+                actual: format!("{} with {} replies pending", self.state.phase, self.state.pending.len()),
             });
         }
-        if let Some(Cascade::FirstAnswer { first }) = self.cascade.clone() {
+        if let Some(Cascade::FirstAnswer { first }) = self.state.cascade.clone() {
             return Ok(self.after_first_answer(first));
         }
-        if self.proposals.is_empty() {
+        if self.state.proposals.is_empty() {
             return Err(DomainError::NoSurvivors);
         }
-        let stop_on_tests = self.early_stop == EarlyStop::Tests && self.some_version_passes();
-        let next = match self.phase {
+        let stop_on_tests = self.state.early_stop == EarlyStop::Tests && self.some_version_passes();
+        let next = match self.state.phase {
             Phase::Proposing if stop_on_tests => {
-                self.calls_saved = self.calls_of_rounds_from(1);
+                self.state.calls_saved = self.calls_of_rounds_from(1);
                 Phase::Scoring
             }
             Phase::Proposing => self.review_round_or_scoring(1),
             Phase::Reviewing { round }
-                if self.early_stop == EarlyStop::TestsAndReviews
+                if self.state.early_stop == EarlyStop::TestsAndReviews
                     && self.agreed_on_a_passing_proposal(round) =>
             {
-                self.calls_saved = self.calls_skipped_from(round);
+                self.state.calls_saved = self.calls_skipped_from(round);
                 Phase::Scoring
             }
             Phase::Reviewing { round } => Phase::Revising { round },
             Phase::Revising { round } if stop_on_tests => {
-                self.calls_saved = self.calls_of_rounds_from(round + 1);
+                self.state.calls_saved = self.calls_of_rounds_from(round + 1);
                 Phase::Scoring
             }
             Phase::Revising { round } => self.review_round_or_scoring(round + 1),
             Phase::Scoring | Phase::Completed => {
-                return Err(DomainError::WrongPhase { action: "advance", actual: self.phase.to_string() });
+                return Err(DomainError::WrongPhase {
+                    action: "advance",
+                    actual: self.state.phase.to_string(),
+                });
             }
         };
         self.enter(next);
@@ -552,7 +355,7 @@ impl Deliberation {
     }
 
     fn review_round_or_scoring(&self, round: u32) -> Phase {
-        if round <= self.rounds && self.proposals.len() >= 2 {
+        if round <= self.state.rounds && self.state.proposals.len() >= 2 {
             Phase::Reviewing { round }
         } else {
             Phase::Scoring
@@ -560,49 +363,53 @@ impl Deliberation {
     }
 
     fn enter(&mut self, phase: Phase) {
-        self.phase = phase;
-        self.assignments.clear();
-        self.under_review.clear();
-        let survivors: Vec<AgentId> = self.proposals.iter().map(|p| p.author().clone()).collect();
-        self.pending = match phase {
+        self.state.phase = phase;
+        self.state.assignments.clear();
+        self.state.under_review.clear();
+        let survivors: Vec<AgentId> = self.state.proposals.iter().map(|p| p.author().clone()).collect();
+        self.state.pending = match phase {
             Phase::Reviewing { round } => {
                 for (reviewer, target) in ring_assignment(survivors.len(), round).into_iter().enumerate() {
-                    self.assignments.insert(survivors[reviewer].clone(), survivors[target].clone());
+                    self.state.assignments.insert(survivors[reviewer].clone(), survivors[target].clone());
                 }
-                self.under_review =
-                    self.proposals.iter().map(|p| (p.author().clone(), p.content().to_owned())).collect();
+                self.state.under_review = self
+                    .state
+                    .proposals
+                    .iter()
+                    .map(|p| (p.author().clone(), p.content().to_owned()))
+                    .collect();
                 survivors.into_iter().collect()
             }
             Phase::Revising { round } => survivors
                 .into_iter()
-                .filter(|author| self.reviews.iter().any(|r| r.round == round && &r.target == author))
+                .filter(|author| self.state.reviews.iter().any(|r| r.round == round && &r.target == author))
                 .collect(),
             _ => BTreeSet::new(),
         };
     }
 
     fn expect_phase(&self, action: &'static str, ok: impl Fn(Phase) -> bool) -> Result<()> {
-        if ok(self.phase) {
+        if ok(self.state.phase) {
             Ok(())
         } else {
-            Err(DomainError::WrongPhase { action, actual: self.phase.to_string() })
+            Err(DomainError::WrongPhase { action, actual: self.state.phase.to_string() })
         }
     }
 
     fn take_pending(&mut self, agent: &AgentId) -> Result<()> {
-        if self.pending.remove(agent) {
+        if self.state.pending.remove(agent) {
             Ok(())
         } else {
-            Err(DomainError::NotPending { agent: agent.to_string(), phase: self.phase.to_string() })
+            Err(DomainError::NotPending { agent: agent.to_string(), phase: self.state.phase.to_string() })
         }
     }
 
     fn drop_agent(&mut self, agent: &AgentId, reason: String, misconfigured_profile: Option<String>) {
-        self.proposals.retain(|p| p.author() != agent);
-        if self.dropped.insert(agent.clone()) {
-            self.failures.push(AgentFailure {
+        self.state.proposals.retain(|p| p.author() != agent);
+        if self.state.dropped.insert(agent.clone()) {
+            self.state.failures.push(AgentFailure {
                 agent: agent.clone(),
-                phase: self.phase,
+                phase: self.state.phase,
                 reason,
                 misconfigured_profile,
             });
@@ -610,15 +417,16 @@ impl Deliberation {
     }
 
     fn pending_agents(&self) -> Vec<Agent> {
-        self.council.agents().iter().filter(|a| self.pending.contains(&a.id)).cloned().collect()
+        self.state.council.agents().iter().filter(|a| self.state.pending.contains(&a.id)).cloned().collect()
     }
 
     fn proposal(&self, author: &AgentId) -> Option<&Proposal> {
-        self.proposals.iter().find(|p| p.author() == author)
+        self.state.proposals.iter().find(|p| p.author() == author)
     }
 
     fn reviews_of(&self, target: &AgentId, round: Option<u32>) -> Vec<Review> {
-        self.reviews
+        self.state
+            .reviews
             .iter()
             .filter(|r| &r.target == target && round.is_none_or(|n| r.round == n))
             .cloned()

@@ -75,16 +75,16 @@ impl Deliberation {
         weights: &ScoringWeights,
     ) -> Result<DeliberationOutcome> {
         self.expect_phase("finish", |p| matches!(p, Phase::Scoring))?;
-        if self.proposals.is_empty() {
+        if self.state.proposals.is_empty() {
             return Err(DomainError::NoSurvivors);
         }
         let results = self.rank_proposals(&mut dry_runs, weights);
-        self.phase = Phase::Completed;
+        self.state.phase = Phase::Completed;
         Ok(DeliberationOutcome {
             results,
-            failures: self.failures.clone(),
+            failures: self.state.failures.clone(),
             usage: self.total_usage(),
-            calls_saved: self.calls_saved,
+            calls_saved: self.state.calls_saved,
             path: self.path(),
         })
     }
@@ -93,15 +93,15 @@ impl Deliberation {
     /// scored (without dry runs) and ranked as they stand, with the failures and usage so far;
     /// `None` before any proposal was finished. The deliberation itself is left as it was.
     pub fn partial_outcome(&self, weights: &ScoringWeights) -> Option<DeliberationOutcome> {
-        if self.proposals.is_empty() {
+        if self.state.proposals.is_empty() {
             return None;
         }
         let results = self.rank_proposals(&mut BTreeMap::new(), weights);
         Some(DeliberationOutcome {
             results,
-            failures: self.failures.clone(),
+            failures: self.state.failures.clone(),
             usage: self.total_usage(),
-            calls_saved: self.calls_saved,
+            calls_saved: self.state.calls_saved,
             path: self.path(),
         })
     }
@@ -112,21 +112,25 @@ impl Deliberation {
         dry_runs: &mut BTreeMap<AgentId, DryRunOutcome>,
         weights: &ScoringWeights,
     ) -> Vec<RankedProposal> {
-        let peer_scores: BTreeMap<AgentId, Option<f64>> =
-            self.proposals.iter().map(|p| (p.author().clone(), self.peer_score_of(p.author()))).collect();
+        let peer_scores: BTreeMap<AgentId, Option<f64>> = self
+            .state
+            .proposals
+            .iter()
+            .map(|p| (p.author().clone(), self.peer_score_of(p.author())))
+            .collect();
         // A proposal nobody graded usably is scored as the worst graded one (at most neutral),
         // never on its checks alone: having no usable review must not pay.
         let prior = missing_peer_prior(peer_scores.values().flatten().copied());
-        let mut scored = Vec::with_capacity(self.proposals.len());
-        for proposal in &self.proposals {
+        let mut scored = Vec::with_capacity(self.state.proposals.len());
+        for proposal in &self.state.proposals {
             let author = proposal.author().clone();
-            let Some(agent) = self.council.agent(&author).cloned() else {
+            let Some(agent) = self.state.council.agent(&author).cloned() else {
                 continue;
             };
             let dry_run = dry_runs
                 .remove(&author)
                 .unwrap_or_else(|| DryRunOutcome::NotRun { reason: "not run".to_owned() });
-            let mut checks = CheckSuite::run(proposal.content(), &self.task, dry_run);
+            let mut checks = CheckSuite::run(proposal.content(), &self.state.task, dry_run);
             if proposal.truncated() {
                 checks.lint.flag_truncated();
             }
@@ -143,7 +147,7 @@ impl Deliberation {
                 created_at_ms: proposal.created_at_ms(),
                 agent: author.clone(),
             };
-            let usage = self.usage.get(&author).copied().unwrap_or_default();
+            let usage = self.state.usage.get(&author).copied().unwrap_or_default();
             scored.push((
                 key,
                 RankedProposal {

@@ -211,39 +211,41 @@ impl Deliberation {
     /// Sets when the review rounds end early ([`EarlyStop::Off`] by default); the calls
     /// skipped are counted in [`calls_saved`](Self::calls_saved).
     pub fn set_early_stop(&mut self, mode: EarlyStop) {
-        self.early_stop = mode;
+        self.state.early_stop = mode;
     }
 
     /// When the review rounds end early.
     pub fn early_stop(&self) -> EarlyStop {
-        self.early_stop
+        self.state.early_stop
     }
 
     /// Makes this a cascade, before anyone proposed: only the first agent is asked to propose
     /// (see [`Strategy::Cascade`]). Returns whether it applies — a cascade needs acceptance
     /// tests to judge the first answer by, and a council of two or more.
     pub fn start_cascade(&mut self) -> bool {
-        let fresh = self.phase == Phase::Proposing && self.proposals.is_empty() && self.dropped.is_empty();
-        let judged = self.task.constraints().acceptance_tests().is_some();
-        let Some(first) = self.council.agents().first().map(|a| a.id.clone()) else { return false };
-        if !fresh || !judged || self.council.len() < 2 || self.cascade.is_some() {
-            return self.cascade.is_some();
+        let fresh = self.state.phase == Phase::Proposing
+            && self.state.proposals.is_empty()
+            && self.state.dropped.is_empty();
+        let judged = self.state.task.constraints().acceptance_tests().is_some();
+        let Some(first) = self.state.council.agents().first().map(|a| a.id.clone()) else { return false };
+        if !fresh || !judged || self.state.council.len() < 2 || self.state.cascade.is_some() {
+            return self.state.cascade.is_some();
         }
-        self.pending = BTreeSet::from([first.clone()]);
-        self.cascade = Some(Cascade::FirstAnswer { first });
+        self.state.pending = BTreeSet::from([first.clone()]);
+        self.state.cascade = Some(Cascade::FirstAnswer { first });
         true
     }
 
     /// Which way the deliberation went (so far).
     pub fn path(&self) -> Path {
-        self.cascade.as_ref().map_or(Path::Council, Cascade::path)
+        self.state.cascade.as_ref().map_or(Path::Council, Cascade::path)
     }
 
     /// What the agents joining an escalated cascade are shown: the first answer and its tests
     /// (`None` outside that proposing stage, or when the first agent gave no answer).
     pub fn escalation(&self) -> Option<Escalation> {
-        let Some(Cascade::Escalated { first }) = &self.cascade else { return None };
-        if self.phase != Phase::Proposing {
+        let Some(Cascade::Escalated { first }) = &self.state.cascade else { return None };
+        if self.state.phase != Phase::Proposing {
             return None;
         }
         let answer = self.proposal(first)?;
@@ -252,15 +254,15 @@ impl Deliberation {
 
     /// Backend calls the early stop spared so far (0 when every round ran).
     pub fn calls_saved(&self) -> u64 {
-        self.calls_saved
+        self.state.calls_saved
     }
 
     /// Whether some proposal passed every acceptance test and every review of it this round
     /// graded it at least [`AGREEMENT_SCORE`] (a review without a grade is no agreement).
     pub(super) fn agreed_on_a_passing_proposal(&self, round: u32) -> bool {
-        self.proposals.iter().any(|p| {
+        self.state.proposals.iter().any(|p| {
             let reviews: Vec<&Review> =
-                self.reviews.iter().filter(|r| r.round == round && &r.target == p.author()).collect();
+                self.state.reviews.iter().filter(|r| r.round == round && &r.target == p.author()).collect();
             self.tests_of(p).and_then(TestOutcome::passed) == Some(true)
                 && !reviews.is_empty()
                 && reviews.iter().all(|r| r.score.is_some_and(|s| s.value() >= AGREEMENT_SCORE))
@@ -271,36 +273,37 @@ impl Deliberation {
     /// otherwise the rest of the council is asked, still proposing.
     pub(super) fn after_first_answer(&mut self, first: AgentId) -> Phase {
         let answer = self.proposal(&first);
-        let good = answer.is_some_and(|a| good_enough(a.content(), &self.task, self.tests_of(a)));
+        let good = answer.is_some_and(|a| good_enough(a.content(), &self.state.task, self.tests_of(a)));
         if good {
             // The council would have made every other proposal and every round's calls.
-            let others = self.council.len().saturating_sub(1) as u64;
-            let council = self.council.len() as u64;
-            let rounds = u64::from(self.rounds);
-            self.calls_saved = others + if council >= 2 { rounds * 2 * council } else { 0 };
+            let others = self.state.council.len().saturating_sub(1) as u64;
+            let council = self.state.council.len() as u64;
+            let rounds = u64::from(self.state.rounds);
+            self.state.calls_saved = others + if council >= 2 { rounds * 2 * council } else { 0 };
             self.enter(Phase::Scoring);
             return Phase::Scoring;
         }
-        self.cascade = Some(Cascade::Escalated { first: first.clone() });
-        self.pending = self
+        self.state.cascade = Some(Cascade::Escalated { first: first.clone() });
+        self.state.pending = self
+            .state
             .council
             .agents()
             .iter()
             .map(|a| a.id.clone())
-            .filter(|id| *id != first && !self.dropped.contains(id))
+            .filter(|id| *id != first && !self.state.dropped.contains(id))
             .collect();
         Phase::Proposing
     }
 
     /// Whether some surviving proposal's current version passed every acceptance test.
     pub(super) fn some_version_passes(&self) -> bool {
-        self.proposals.iter().any(|p| passes(self.tests_of(p)))
+        self.state.proposals.iter().any(|p| passes(self.tests_of(p)))
     }
 
     /// The review and revision calls of rounds `from..=rounds`, had nobody dropped out.
     pub(super) fn calls_of_rounds_from(&self, from: u32) -> u64 {
-        let survivors = self.proposals.len() as u64;
-        let rounds = u64::from((self.rounds + 1).saturating_sub(from));
+        let survivors = self.state.proposals.len() as u64;
+        let rounds = u64::from((self.state.rounds + 1).saturating_sub(from));
         if survivors >= 2 { rounds * 2 * survivors } else { 0 }
     }
 
@@ -308,13 +311,14 @@ impl Deliberation {
     /// had nobody dropped out: this round's revisions (one per reviewed author), then a review
     /// and a revision per survivor in each later round.
     pub(super) fn calls_skipped_from(&self, round: u32) -> u64 {
-        let survivors = self.proposals.len() as u64;
+        let survivors = self.state.proposals.len() as u64;
         let revisions = self
+            .state
             .proposals
             .iter()
-            .filter(|p| self.reviews.iter().any(|r| r.round == round && &r.target == p.author()))
+            .filter(|p| self.state.reviews.iter().any(|r| r.round == round && &r.target == p.author()))
             .count() as u64;
-        let later_rounds = u64::from(self.rounds.saturating_sub(round));
+        let later_rounds = u64::from(self.state.rounds.saturating_sub(round));
         let later = if survivors >= 2 { later_rounds * 2 * survivors } else { 0 };
         revisions + later
     }

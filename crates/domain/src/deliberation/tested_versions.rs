@@ -32,10 +32,11 @@ impl Deliberation {
     /// Proposal versions not yet run against the acceptance tests, in seat order; empty when
     /// the task has no tests.
     pub fn test_requests(&self) -> Vec<TestRequest> {
-        if self.task.constraints().acceptance_tests().is_none() {
+        if self.state.task.constraints().acceptance_tests().is_none() {
             return Vec::new();
         }
-        self.proposals
+        self.state
+            .proposals
             .iter()
             .filter(|p| self.tests_of(p).is_none())
             .map(|p| TestRequest { author: p.author().clone(), content: p.content().to_owned() })
@@ -48,7 +49,7 @@ impl Deliberation {
         let Some(version) = self.proposal(author).map(Proposal::version) else {
             return;
         };
-        let outcomes = self.tests.entry(author.clone()).or_default();
+        let outcomes = self.state.tests.entry(author.clone()).or_default();
         if outcomes.len() <= version {
             outcomes.resize(version + 1, TestOutcome::NotRun { reason: "not run".to_owned() });
         }
@@ -68,11 +69,11 @@ impl Deliberation {
     pub fn keep_best_tested_versions(&mut self) -> Result<Vec<KeptVersion>> {
         self.expect_phase("keep the best-tested versions", |p| matches!(p, Phase::Scoring))?;
         let mut kept = Vec::new();
-        if self.task.constraints().acceptance_tests().is_none() {
+        if self.state.task.constraints().acceptance_tests().is_none() {
             return Ok(kept);
         }
-        for proposal in &mut self.proposals {
-            let Some(outcomes) = self.tests.get_mut(proposal.author()) else {
+        for proposal in &mut self.state.proposals {
+            let Some(outcomes) = self.state.tests.get_mut(proposal.author()) else {
                 continue;
             };
             let version = proposal.version();
@@ -104,12 +105,12 @@ impl Deliberation {
 
     /// The recorded test outcome of a proposal's current version.
     pub(super) fn tests_of(&self, proposal: &Proposal) -> Option<&TestOutcome> {
-        self.tests.get(proposal.author()).and_then(|outcomes| outcomes.get(proposal.version()))
+        self.state.tests.get(proposal.author()).and_then(|outcomes| outcomes.get(proposal.version()))
     }
 
     /// What a prompt shows about a proposal's tests.
     pub(super) fn shown_tests(&self, proposal: &Proposal) -> TestOutcome {
-        if self.task.constraints().acceptance_tests().is_none() {
+        if self.state.task.constraints().acceptance_tests().is_none() {
             return TestOutcome::no_tests();
         }
         self.tests_of(proposal)
@@ -119,10 +120,10 @@ impl Deliberation {
 
     /// The test outcome of a proposal's final version and of each earlier one, oldest first.
     pub(super) fn test_history(&self, proposal: &Proposal) -> (TestOutcome, Vec<TestOutcome>) {
-        if self.task.constraints().acceptance_tests().is_none() {
+        if self.state.task.constraints().acceptance_tests().is_none() {
             return (TestOutcome::no_tests(), vec![TestOutcome::no_tests(); proposal.version()]);
         }
-        let recorded = self.tests.get(proposal.author()).map_or(&[][..], Vec::as_slice);
+        let recorded = self.state.tests.get(proposal.author()).map_or(&[][..], Vec::as_slice);
         let at = |version: usize| {
             recorded
                 .get(version)

@@ -779,3 +779,20 @@ fn a_failure_is_stored_as_action_and_round_and_reads_back() {
     let unknown = serde_json::json!({"agent": "dev-2", "phase": "dance", "round": 0, "reason": "x"});
     assert!(serde_json::from_value::<AgentFailure>(unknown).is_err());
 }
+
+#[test]
+fn a_deliberation_is_written_as_its_parts_and_read_back_only_through_restore() {
+    let mut d = deliberation(2, 1);
+    propose_all(&mut d);
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json, serde_json::to_value(d.to_parts()).unwrap(), "one format for every store");
+
+    let mut stranger = json.clone();
+    stranger["pending"] = serde_json::json!(["dev-9"]);
+    let refused = serde_json::from_value::<Deliberation>(stranger).unwrap_err().to_string();
+    assert!(refused.contains("dev-9 is not in the council"), "{refused}");
+
+    let mut beyond = json;
+    beyond["rounds"] = serde_json::json!(6);
+    assert!(serde_json::from_value::<Deliberation>(beyond).is_err(), "rounds above the maximum are refused");
+}
