@@ -11,7 +11,9 @@ use orchestrator_domain::{
 };
 
 use super::*;
+use crate::ports::AgentError;
 use crate::ports::{Completion, MockClock, MockIdGenerator, NoProgress, ReviewReply, Selection};
+use orchestrator_domain::{Agent, Review, TestOutcome};
 
 const BUGGY: &str = "Adds two numbers.\n```python\ndef add(a, b):\n    return abs(a) + abs(b)\n```";
 const CORRECT: &str = "Adds two numbers.\n```python\ndef add(a, b):\n    return a + b\n```";

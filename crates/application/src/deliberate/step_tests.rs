@@ -1,12 +1,15 @@
 //! Each agent's step is reported as its call lands, before its phase ends.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use orchestrator_domain::{AgentId, PeerScore, TaskConstraints};
 
 use super::*;
+use crate::ports::{AgentError, AgentStep, StepKind};
 use crate::ports::{Completion, MockClock, MockIdGenerator, ReviewReply, Selection};
+use orchestrator_domain::{Agent, Phase, Review, TestOutcome, TokenUsage};
 
 /// How long one call waits: seat 0 is the slowest, so calls land in the reverse of seat order.
 const UNIT: Duration = Duration::from_millis(100);

@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use orchestrator_domain::{PeerScore, TaskConstraints};
 
 use super::*;
+use crate::ports::AgentError;
 use crate::ports::{Completion, MockAgentBackend, MockClock, MockIdGenerator, NoProgress, ReviewReply};
 use crate::testing::{SleepingBackend, scripted_backend};
+use orchestrator_domain::{Agent, Phase, TokenUsage};
 
 const SLEEP: Duration = Duration::from_secs(2);
 
