@@ -21,6 +21,7 @@
 
 pub mod answer_schema;
 pub mod backend;
+mod chat_wire;
 pub mod client;
 pub mod delimiters;
 pub mod error;
