@@ -1,0 +1,206 @@
+//! The statements every write of the port shares: an event beside its state change, an
+//! outcome's rows, and why a fenced write matched nothing.
+
+use orchestrator_application::ports::{Fence, StoreError};
+use orchestrator_domain::DeliberationStatus;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use crate::error::from_sqlx;
+use crate::outbox::StoredEvent;
+use crate::rows::{FAILURE_COLUMNS, OutcomeRows, PROPOSAL_COLUMNS, REVIEW_COLUMNS};
+use crate::statement::Statement;
+use crate::text::storable;
+
+use super::*;
+
+/// Who holds a row now, read when a fenced write matched nothing.
+#[derive(Debug, sqlx::FromRow)]
+struct HolderRow {
+    status: String,
+    owner: String,
+    lease_epoch: i64,
+}
+
+// A second impl block with the bounds its helpers need (see the note above the trait impl).
+impl<DB> SqlStore<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> Option<f64>: Encode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'n> &'n str: ColumnIndex<DB::Row>,
+{
+    /// Why a write under `fence` matched no row: `Err(LeaseLost)` when the row is unfinished
+    /// and held by another claim; `Ok(false)` when the lifecycle refused it (or no row).
+    pub(super) async fn refusal(&self, task_id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
+        let Some(fence) = fence else { return Ok(false) };
+        let holder: Option<HolderRow> = sqlx::query_as(
+            "SELECT status, COALESCE(owner, '') AS owner, lease_epoch FROM deliberations WHERE task_id = $1",
+        )
+        .bind(task_id.to_owned())
+        .fetch_optional(
+            &mut *self
+                .writer
+                .acquire()
+                .await
+                .map_err(|e| from_sqlx("checking the lease of", Some(task_id), e))?,
+        )
+        .await
+        .map_err(|e| from_sqlx("checking the lease of", Some(task_id), e))?;
+        let Some(holder) = holder else { return Ok(false) };
+        let unfinished = DeliberationStatus::parse(&holder.status).is_ok_and(|s| !s.is_terminal());
+        if unfinished && (holder.owner != storable(&fence.owner) || holder.lease_epoch != fence.epoch) {
+            tracing::warn!(task_id, owner = %holder.owner, epoch = holder.lease_epoch, "write refused: another claim holds the deliberation");
+            return Err(StoreError::LeaseLost { task_id: task_id.to_owned() });
+        }
+        Ok(false)
+    }
+
+    /// The `columns` of every row of `table` that belongs to `task_id`, ordered by `order`.
+    pub(super) async fn rows_of<R>(
+        &self,
+        columns: &str,
+        table: &str,
+        order: &str,
+        task_id: &str,
+    ) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        sqlx::query_as(&format!("SELECT {columns} FROM {table} WHERE task_id = $1 ORDER BY {order}"))
+            .bind(task_id.to_owned())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| from_sqlx("reading", Some(task_id), e))
+    }
+
+    /// Stores `event` as the deliberation's event number `seq` in the outbox, in `tx`.
+    pub(super) async fn insert_event(
+        tx: &mut DB::Connection,
+        task_id: &str,
+        seq: i64,
+        event: &StoredEvent,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO outbox (task_id, seq, event, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(task_id.to_owned())
+        .bind(seq)
+        .bind(event.name.to_owned())
+        .bind(event.payload.clone())
+        .bind(event.at_ms)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs the status change `update` — an `UPDATE … RETURNING event_seq` that adds `bump` to
+    /// `event_seq` — and, when it matched, stores `event` under the returned number, in one
+    /// transaction; without an event, the change alone. Whether it matched. `durability` says
+    /// what the commit must survive (see [`Durability`]).
+    pub(super) async fn change_with_event<'q>(
+        &self,
+        update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        task_id: &str,
+        event: Option<&StoredEvent>,
+        durability: Durability,
+    ) -> Result<bool, sqlx::Error> {
+        let mut connection = self.writer_at(durability).await?;
+        Self::change_on(&mut connection, update, task_id, event).await
+    }
+
+    pub(super) async fn change_on<'q>(
+        connection: &mut DB::Connection,
+        update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        task_id: &str,
+        event: Option<&StoredEvent>,
+    ) -> Result<bool, sqlx::Error> {
+        let Some(event) = event else {
+            return Ok(update.fetch_optional(&mut *connection).await?.is_some());
+        };
+        let mut tx = sqlx::Connection::begin(connection).await?;
+        let Some(row) = update.fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let seq: i64 = row.try_get("event_seq")?;
+        Self::insert_event(&mut tx, task_id, seq, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Inserts the rows of an outcome (ranked proposals, their reviews, failures) in `tx`.
+    pub(super) async fn insert_outcome(
+        tx: &mut DB::Connection,
+        task_id: &str,
+        rows: &OutcomeRows,
+    ) -> Result<(), sqlx::Error> {
+        for chunk in rows.proposals.chunks(INSERT_CHUNK) {
+            let mut insert =
+                Statement::new(format!("INSERT INTO proposals (task_id, {PROPOSAL_COLUMNS}) VALUES "));
+            insert.push_values(chunk, |values, p| {
+                values
+                    .push_bind(task_id.to_owned())
+                    .push_bind(p.ordinal)
+                    .push_bind(p.rank)
+                    .push_bind(p.agent_id.clone())
+                    .push_bind(p.agent_role.clone())
+                    .push_bind(p.profile.clone())
+                    .push_bind(p.seat)
+                    .push_bind(p.author.clone())
+                    .push_bind(p.content.clone())
+                    .push_bind(p.revisions.clone())
+                    .push_bind(p.created_at_ms)
+                    .push_bind(p.checks.clone())
+                    .push_bind(p.check_score)
+                    .push_bind(p.peer_score)
+                    .push_bind(p.score)
+                    .push_bind(p.usage.prompt_tokens)
+                    .push_bind(p.usage.completion_tokens)
+                    .push_bind(p.usage.calls)
+                    .push_bind(p.usage.latency_ms);
+            });
+            let (sql, arguments) = insert.into_parts()?;
+            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+        }
+        for chunk in rows.reviews.chunks(INSERT_CHUNK) {
+            let mut insert =
+                Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
+            insert.push_values(chunk, |values, r| {
+                values
+                    .push_bind(task_id.to_owned())
+                    .push_bind(r.proposal_agent_id.clone())
+                    .push_bind(r.ordinal)
+                    .push_bind(r.reviewer.clone())
+                    .push_bind(r.target.clone())
+                    .push_bind(r.round)
+                    .push_bind(r.score)
+                    .push_bind(r.critique.clone())
+                    .push_bind(r.issues.clone());
+            });
+            let (sql, arguments) = insert.into_parts()?;
+            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+        }
+        for chunk in rows.failures.chunks(INSERT_CHUNK) {
+            let mut insert =
+                Statement::new(format!("INSERT INTO agent_failures (task_id, {FAILURE_COLUMNS}) VALUES "));
+            insert.push_values(chunk, |values, f| {
+                values
+                    .push_bind(task_id.to_owned())
+                    .push_bind(f.ordinal)
+                    .push_bind(f.agent_id.clone())
+                    .push_bind(f.phase.clone())
+                    .push_bind(f.round)
+                    .push_bind(f.reason.clone());
+            });
+            let (sql, arguments) = insert.into_parts()?;
+            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
