@@ -71,13 +71,6 @@ struct Held {
     until_ms: i64,
 }
 
-#[derive(Debug)]
-struct Problem {
-    /// [`EventsError::kind`]: a change of kind is logged, a repeat is not.
-    kind: &'static str,
-    text: String,
-}
-
 /// What a pass did.
 #[derive(Debug, PartialEq, Eq)]
 enum Pass {
@@ -373,66 +366,6 @@ impl JetStreamRelay {
         deadline
     }
 
-    /// Records a failed attempt: the status shows it, the log says it once per kind, the next
-    /// publish waits a backoff. Returns that wait.
-    fn failed(&mut self, error: EventsError) -> Duration {
-        let kind = error.kind();
-        let text = error.described();
-        // Waiting for a connection is not an attempt: the client retries by itself.
-        if !matches!(error, EventsError::Disconnected) {
-            observability::publish_failed(kind);
-        }
-        let wait = self.backoff.failed();
-        self.retry_at = Instant::now() + wait;
-        if self.problem.as_ref().is_none_or(|problem| problem.kind != kind) {
-            warn!(
-                problem = text,
-                kind,
-                depth = self.depth,
-                "events cannot be published now: they wait in the outbox"
-            );
-        } else {
-            debug!(problem = text, retry_in = ?wait, "events still cannot be published");
-        }
-        self.problem = Some(Problem { kind, text });
-        self.publish_status();
-        wait
-    }
-
-    /// Records an attempt that worked: the problem, if any, is over.
-    fn recovered(&mut self) {
-        self.backoff.reset();
-        if let Some(problem) = self.problem.take() {
-            info!(after = problem.kind, depth = self.depth, "events relay working again");
-            self.publish_status();
-        }
-    }
-
-    fn set_depth(&mut self, depth: u64) {
-        self.depth = depth;
-        observability::outbox_depth(depth);
-        self.publish_status();
-    }
-
-    /// Shows the relay's state to its watchers (only when it changed).
-    fn publish_status(&self) {
-        let broker_failing = self.problem.as_ref().is_some_and(|problem| problem.kind != "outbox");
-        let problem = match &self.problem {
-            Some(problem) => Some(problem.text.clone()),
-            None if !self.connected => Some(EventsError::Disconnected.to_string()),
-            None => None,
-        };
-        let status =
-            RelayStatus { connected: self.connected && !broker_failing, outbox_depth: self.depth, problem };
-        self.status.send_if_modified(|current| {
-            let changed = *current != status;
-            if changed {
-                *current = status;
-            }
-            changed
-        });
-    }
-
     /// Stopping: a last flush while NATS answers (bounded), then the lease given up so another
     /// server relays at once. Nothing here waits for NATS beyond [`FINAL_FLUSH`].
     async fn finish(mut self, client: &Client, js: &Context) {
@@ -470,6 +403,10 @@ impl fmt::Debug for JetStreamRelay {
 fn outbox(source: orchestrator_application::ports::StoreError) -> EventsError {
     EventsError::Outbox { source }
 }
+
+mod health;
+
+use health::Problem;
 
 #[cfg(test)]
 mod tests {
