@@ -21,6 +21,7 @@
 // Everything printed goes through `terminal_text`, which drops what a terminal would act on.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod agents;
 mod args;
 mod config_check;
 mod councils;
@@ -28,6 +29,7 @@ mod deliberate;
 mod health;
 mod list;
 mod progress;
+mod registry_views;
 mod render;
 mod seating;
 mod target;
@@ -107,9 +109,9 @@ pub(crate) enum Command {
     Council(councils::CouncilCommand),
     /// Registered agents: register, unregister, drain, activate.
     #[command(subcommand)]
-    Agent(councils::AgentCommand),
+    Agent(agents::AgentCommand),
     /// Print every registered agent's record (deliberations, wins, mean score, failures).
-    Agents(councils::AgentsArgs),
+    Agents(agents::AgentsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,8 +263,8 @@ async fn run(command: Command, context: Context) -> anyhow::Result<ExitCode> {
             Ok(config_check::check(&file, !no_probe, &context).await)
         }
         Command::Council(command) => councils::council(command, &context).await.map(done),
-        Command::Agent(command) => councils::agent(command, &context).await.map(done),
-        Command::Agents(args) => councils::agents(args, &context).await.map(done),
+        Command::Agent(command) => agents::agent(command, &context).await.map(done),
+        Command::Agents(args) => agents::agents(args, &context).await.map(done),
     }
 }
 
