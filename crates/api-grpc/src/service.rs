@@ -1,25 +1,28 @@
 //! The tonic service: thin handlers that convert, call a use case and convert back.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use orchestrator_application::ports::{Clock, ProgressObserver};
 use orchestrator_application::{
     Caller, Councils, CreateCouncilCommand, DeliberateCommand, GetStatus, Jobs, Orchestrate,
     OrchestrateCommand, RegisterAgentCommand,
 };
-use orchestrator_domain::{Deliberation, Phase};
+use orchestrator_domain::Phase;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, Span, debug, field, instrument};
+use tracing::{Instrument, Span, field, instrument};
 
 use crate::convert;
 use crate::convert::councils as council_convert;
 use crate::error_mapping::to_status;
 use crate::pb;
 use crate::pb::orchestrator_service_server::OrchestratorService;
+
+mod streaming;
+
+use streaming::{StreamObserver, UpdateStream};
 
 /// The use cases the API serves, wired by the server binary.
 #[derive(Clone)]
@@ -92,30 +95,6 @@ fn record_task_id(task_id: Option<&str>) {
     }
 }
 
-/// Streams one update per completed phase of a deliberation.
-struct StreamObserver {
-    tx: mpsc::Sender<Result<pb::DeliberationUpdate, Status>>,
-    /// Opened once the stream's first update (the proposing phase) is sent, so no phase of a
-    /// fast deliberation overtakes it.
-    opened: tokio::sync::watch::Receiver<bool>,
-}
-
-#[tonic::async_trait]
-impl ProgressObserver for StreamObserver {
-    async fn phase_completed(&self, _task_id: &str, d: &Deliberation) {
-        let mut opened = self.opened.clone();
-        if opened.wait_for(|open| *open).await.is_err() {
-            return;
-        }
-        if d.phase() != Phase::Completed {
-            // A client that went away is handled by the driver; a failed send changes nothing here.
-            let _ = self.tx.send(Ok(convert::watch::phase_update(d.phase(), d.rounds()))).await;
-        }
-    }
-}
-
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::DeliberationUpdate, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl OrchestratorService for OrchestratorApi {
     #[instrument(skip_all, fields(task_id = field::Empty))]
@@ -154,53 +133,14 @@ impl OrchestratorService for OrchestratorApi {
         record_task_id(command.task_id.as_deref());
         let (tx, rx) = mpsc::channel(32);
         let (open, opened) = tokio::sync::watch::channel(false);
-        let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver { tx: tx.clone(), opened });
+        let observer: Arc<dyn ProgressObserver> = Arc::new(StreamObserver::new(tx.clone(), opened));
         // Refuse bad or unserviceable requests with a status, before the stream opens; the
         // deliberation is prepared and stored once, here.
         let begun = self.jobs.begin(&caller, command, Some(observer)).await.map_err(to_status)?;
         let _ = tx.send(Ok(convert::watch::phase_update(Phase::Proposing, begun.rounds()))).await;
         let _ = open.send(true);
         let span = Span::current();
-        let streamed = async move {
-            // A client that disconnects drops the receiver: the deliberation is cancelled.
-            let result = tokio::select! {
-                result = begun.outcome(&caller) => result,
-                () = tx.closed() => {
-                    debug!("stream client went away; deliberation cancelled");
-                    return;
-                }
-            };
-            match result {
-                Ok(report) => {
-                    let results = &report.outcome.results;
-                    for (i, ranked) in results.iter().enumerate() {
-                        let last = i + 1 == results.len();
-                        let update = pb::DeliberationUpdate {
-                            status: if last { Phase::Completed } else { Phase::Scoring }
-                                .status_word()
-                                .to_owned(),
-                            progress_percent: if last { 100 } else { 99 },
-                            current_step: format!(
-                                "rank {} of {} ({})",
-                                ranked.rank,
-                                results.len(),
-                                report.task_id
-                            ),
-                            current_agent: ranked.agent.id.to_string(),
-                            partial_result: Some(convert::result(ranked)),
-                            state: None,
-                            agent_step: None,
-                        };
-                        if tx.send(Ok(update)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(error) => {
-                    let _ = tx.send(Err(to_status(error))).await;
-                }
-            }
-        };
+        let streamed = streaming::stream_outcome(begun, caller, tx);
         // The stream outlives the handler; its span keeps the RPC's context (and task id).
         tokio::spawn(streamed.instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
