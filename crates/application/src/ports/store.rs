@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::ports::DeliberationEvent;
 
 mod cursor;
+mod error;
+mod lease;
 
 pub use cursor::PageCursor;
+pub use error::{StoreCause, StoreError};
+pub use lease::{Claim, ClaimScope, Fence, Lease};
 
 /// What a client asked for, stored before anything runs so a deliberation is never lost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,33 +146,6 @@ pub struct UnsuccessfulEnd<'a> {
     pub partial: Option<&'a DeliberationOutcome>,
 }
 
-/// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
-/// `until_ms` unless renewed. Another server takes over only what it finds unclaimed or
-/// expired, so servers sharing a database never run the same deliberation twice while their
-/// leases hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub owner: String,
-    pub until_ms: i64,
-}
-
-/// The right to write one deliberation: the node that holds its lease and the epoch of that
-/// claim. Every claim increments the epoch, so a node that lost a deliberation (its lease ran
-/// out during a pause and another node claimed it) holds a stale fence, and the store refuses
-/// its writes with [`StoreError::LeaseLost`] instead of letting two nodes store results.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Fence {
-    pub owner: String,
-    pub epoch: i64,
-}
-
-impl Fence {
-    /// The fence of a deliberation `owner` created (never claimed yet: epoch 0).
-    pub fn created_by(owner: impl Into<String>) -> Self {
-        Self { owner: owner.into(), epoch: 0 }
-    }
-}
-
 /// Filters and paging for [`DeliberationStore::list`]; newest first, ordered by
 /// `(created_at_ms, task_id)` descending.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -205,92 +182,6 @@ pub struct Page {
     pub items: Vec<DeliberationRecord>,
     /// Present when more records match.
     pub next_cursor: Option<String>,
-}
-
-/// The underlying failure a [`StoreError`] carries for the logs: a driver error, an I/O
-/// error, a decoding error — whatever the adapter met.
-pub type StoreCause = Box<dyn std::error::Error + Send + Sync>;
-
-/// Why storage failed. The variants say what a caller can do about it; the cause, for the
-/// logs, is the [`std::error::Error::source`] of the error, never part of its message.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database could not be reached, timed out or refused the operation: the call may
-    /// succeed later.
-    #[error("database unavailable while {operation}")]
-    Unavailable {
-        /// What the store was doing, e.g. `reading deliberation t-1`.
-        operation: String,
-        #[source]
-        source: StoreCause,
-    },
-    /// A stored row could not be decoded: retrying does not help.
-    #[error("stored deliberation {task_id} is unreadable")]
-    Corrupt {
-        task_id: String,
-        #[source]
-        source: StoreCause,
-    },
-    /// A list cursor that this store did not issue.
-    #[error("page_token: invalid page token")]
-    InvalidCursor,
-    /// A stored row of the agent registry could not be decoded: retrying does not help.
-    #[error("stored registry entry {entry} is unreadable")]
-    CorruptRegistry {
-        /// The council or agent the row holds.
-        entry: String,
-        #[source]
-        source: StoreCause,
-    },
-    /// The operation names a deliberation that does not exist.
-    #[error("no deliberation with task_id \"{task_id}\"")]
-    NotFound { task_id: String },
-    /// The write came with a fence that no longer holds: another node claimed the deliberation
-    /// (this node's lease ran out). Nothing was written; this node must stop running it.
-    #[error("deliberation {task_id} is now held by another node; the write was refused")]
-    LeaseLost { task_id: String },
-}
-
-impl StoreError {
-    /// A [`StoreError::Unavailable`] while doing `operation`.
-    pub fn unavailable(operation: impl Into<String>, source: impl Into<StoreCause>) -> Self {
-        Self::Unavailable { operation: operation.into(), source: source.into() }
-    }
-
-    /// A [`StoreError::Corrupt`] row of deliberation `task_id`.
-    pub fn corrupt(task_id: impl Into<String>, source: impl Into<StoreCause>) -> Self {
-        Self::Corrupt { task_id: task_id.into(), source: source.into() }
-    }
-}
-
-/// What [`DeliberationStore::claim_unfinished`] may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claim<'a> {
-    pub scope: ClaimScope,
-    /// Task ids never claimed (what the claiming node runs already).
-    pub running: &'a [String],
-    /// Only this deliberation, when set (work announced on the bus).
-    pub only: Option<&'a str>,
-    /// At most this many, the oldest first: a node takes what it can start, and leaves the
-    /// rest to the others.
-    pub limit: usize,
-}
-
-impl<'a> Claim<'a> {
-    /// Everything `scope` allows but `running`, without a limit.
-    pub fn all(scope: ClaimScope, running: &'a [String]) -> Self {
-        Self { scope, running, only: None, limit: usize::MAX }
-    }
-}
-
-/// Which unfinished deliberations [`DeliberationStore::claim_unfinished`] may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimScope {
-    /// Those nobody holds or whose lease ran out: work a live process holds is never taken.
-    Expired,
-    /// Every unfinished one, whoever held it: only for a store this process holds exclusively
-    /// ([`DeliberationStore::held_exclusively`]), where no holder can be alive.
-    All,
 }
 
 /// Durable storage of deliberations. Status changes obey the lifecycle of
