@@ -129,17 +129,8 @@ where
              WHERE task_id = $2 AND status IN ({sources}) AND owner = $3 AND lease_epoch = $4 RETURNING event_seq",
             target = target.as_str(),
         );
-        let update = sqlx::query(&sql)
-            .bind(at_ms)
-            .bind(task_id.clone())
-            .bind(storable(&fence.owner))
-            .bind(fence.epoch)
-            .bind(i64::from(event.is_some()));
-        let updated = self
-            .change_with_event(update, &task_id, event.as_ref(), Durability::ProcessCrash)
-            .await
-            .map_err(|e| from_sqlx("starting", Some(&task_id), e))?;
-        if updated { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
+        let update = sqlx::query(&sql).bind(at_ms);
+        self.fenced_change(update, &task_id, fence, event.as_ref(), "starting").await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, phase = %progress.phase()), err)]
@@ -157,17 +148,8 @@ where
              AND status = '{in_progress}' AND owner = $3 AND lease_epoch = $4 RETURNING event_seq",
             in_progress = DeliberationStatus::InProgress.as_str(),
         );
-        let update = sqlx::query(&sql)
-            .bind(to_json(&task_id, "progress", &snapshot(progress))?)
-            .bind(task_id.clone())
-            .bind(storable(&fence.owner))
-            .bind(fence.epoch)
-            .bind(i64::from(event.is_some()));
-        let updated = self
-            .change_with_event(update, &task_id, event.as_ref(), Durability::ProcessCrash)
-            .await
-            .map_err(|e| from_sqlx("saving progress of", Some(&task_id), e))?;
-        if updated { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
+        let update = sqlx::query(&sql).bind(to_json(&task_id, "progress", &snapshot(progress))?);
+        self.fenced_change(update, &task_id, fence, event.as_ref(), "saving progress of").await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]

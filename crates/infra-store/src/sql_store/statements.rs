@@ -114,6 +114,29 @@ where
         Self::change_on(&mut connection, update, task_id, event).await
     }
 
+    /// Runs a fenced change of one row at `durability`: binds `$2` to `$5` of `update` (task id,
+    /// the fence's owner and epoch, whether `event` comes with it) — `$1` is the caller's —
+    /// stores the event beside it, and says why it matched nothing (see [`Self::refusal`]).
+    pub(super) async fn fenced_change<'q>(
+        &self,
+        update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        task_id: &str,
+        fence: &Fence,
+        event: Option<&StoredEvent>,
+        operation: &'static str,
+    ) -> Result<bool, StoreError> {
+        let update = update
+            .bind(task_id.to_owned())
+            .bind(storable(&fence.owner))
+            .bind(fence.epoch)
+            .bind(i64::from(event.is_some()));
+        let updated = self
+            .change_with_event(update, task_id, event, Durability::ProcessCrash)
+            .await
+            .map_err(|e| from_sqlx(operation, Some(task_id), e))?;
+        if updated { Ok(true) } else { self.refusal(task_id, Some(fence)).await }
+    }
+
     pub(super) async fn change_on<'q>(
         connection: &mut DB::Connection,
         update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
