@@ -55,14 +55,8 @@ pub type Result<T, E = IntakeError> = std::result::Result<T, E>;
 /// `error` and its causes, joined by `": "`, for one log field: the useful part of a NATS
 /// failure (timed out, no responders, the server's JetStream error) is a level or two down.
 pub(crate) fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let causes = std::iter::successors(Some(error), |&cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 #[cfg(test)]

@@ -55,14 +55,9 @@ pub type Result<T, E = EventsError> = std::result::Result<T, E>;
 impl EventsError {
     /// The error with its causes, `: `-separated, for the status and the logs.
     pub(crate) fn described(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        let causes =
+            std::iter::successors(Some(self as &(dyn std::error::Error + 'static)), |&cause| cause.source());
+        causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
     }
 
     /// The kind of failure, to log a change of state once rather than every attempt, and to

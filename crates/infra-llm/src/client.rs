@@ -18,7 +18,6 @@
 //! and the URL too. HTTP 401 and 403 are [`AgentError::Unauthorized`], whose body is not even
 //! logged: auth failures are where servers echo the key most.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use orchestrator_application::ports::AgentError;
@@ -290,14 +289,9 @@ async fn read_capped(
 
 /// An error with its causes, since reqwest's own message hides the interesting part.
 fn error_chain(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    let causes =
+        std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |&cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 #[cfg(test)]

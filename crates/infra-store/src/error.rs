@@ -127,14 +127,8 @@ pub(crate) fn connect_failed(url: &str, err: impl Into<StoreCause>) -> StoreErro
 
 /// An error and its sources, joined by `": "`.
 fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let causes = std::iter::successors(Some(err), |&cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 /// The URL with any password (in the user info or a `password=` query parameter) replaced by

@@ -41,13 +41,9 @@ async fn complete_one(
 
 /// An error and its sources, joined by `": "`: what a log line shows.
 fn chain(err: &StoreError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
+    let causes =
+        std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |&cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 async fn migrations_applied(path: &std::path::Path) -> i64 {

@@ -49,14 +49,8 @@ pub fn current_test() -> String {
 /// An error with its sources, joined by `": "`: the cause of a skip is often a few levels down
 /// (a store that cannot open because a migration failed, say).
 pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let causes = std::iter::successors(Some(error), |&cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 /// The line [`skip`] prints (without the newline).
