@@ -295,7 +295,10 @@ mod tests {
             (ApplicationError::BackendNotConfigured, "nak", "not_ready"),
             (ApplicationError::Internal("bug".into()), "nak", "error"),
             (
-                ApplicationError::AlreadyExists { task_id: "t".into(), detail: "is taken".into() },
+                ApplicationError::AlreadyExists {
+                    task_id: orchestrator_domain::TaskId::new("t").unwrap(),
+                    detail: "is taken".into(),
+                },
                 "ack",
                 "conflict",
             ),

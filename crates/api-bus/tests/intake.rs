@@ -44,8 +44,10 @@ async fn twenty_plans_of_two_roles_make_forty_deliberations_and_the_same_plans_a
     for i in 0..20 {
         for role in [Role::Dev, Role::Qa] {
             let task_id = format!("plan-p-{i}-{role}");
-            let record =
-                stored.iter().find(|r| r.request.task_id == task_id).expect("each role's deliberation");
+            let record = stored
+                .iter()
+                .find(|r| r.request.task_id.as_str() == task_id)
+                .expect("each role's deliberation");
             assert_eq!(record.request.role, role);
             assert_eq!(record.request.story_id.as_deref(), Some(format!("story-{i}").as_str()));
             assert_eq!(record.request.principal, "fleet");

@@ -51,7 +51,11 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "role: bad");
         assert_eq!(to_status(ApplicationError::BackendNotConfigured).code(), Code::FailedPrecondition);
-        assert_eq!(to_status(ApplicationError::NotFound { task_id: "x".into() }).code(), Code::NotFound);
+        assert_eq!(
+            to_status(ApplicationError::NotFound { task_id: orchestrator_domain::TaskId::new("x").unwrap() })
+                .code(),
+            Code::NotFound
+        );
         let deadline = ApplicationError::DeadlineExceeded {
             timeout: Duration::from_secs(1),
             phase: orchestrator_domain::Phase::Proposing,

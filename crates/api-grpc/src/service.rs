@@ -338,7 +338,7 @@ impl OrchestratorService for OrchestratorApi {
         record_task_id(Some(&task_id));
         let status = self.jobs.cancel(&caller, &task_id).await.map_err(to_status)?;
         Ok(Response::new(pb::CancelDeliberationResponse {
-            task_id,
+            task_id: task_id.into_string(),
             status: convert::wire_status(status).into(),
         }))
     }

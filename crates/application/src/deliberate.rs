@@ -71,7 +71,7 @@ pub struct DeliberateCommand {
 /// A completed deliberation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliberationReport {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub role: Role,
     pub task: Task,
     /// Review rounds actually run (after the `max_iterations` cap).
@@ -189,10 +189,10 @@ impl Deliberate {
     /// # Errors
     /// `BackendNotConfigured`; `InvalidArgument` on `agent_profiles` or `num_agents`;
     /// `FailedPrecondition` when a standing council's profile is gone; `Store`.
-    pub async fn prepare(&self, command: DeliberateCommand) -> Result<(String, Deliberation)> {
+    pub async fn prepare(&self, command: DeliberateCommand) -> Result<(TaskId, Deliberation)> {
         let backend = self.backend()?;
         if let Some((council, rounds)) = standing_seats(self.councils.as_deref(), backend, &command).await? {
-            let task_id = command.task_id.map_or_else(|| self.ids.new_id(), TaskId::into_string);
+            let task_id = self.task_id_for(command.task_id)?;
             return Ok((task_id, self.configured(Deliberation::new(council, command.task, rounds))));
         }
         if let Some(unknown) = command.profiles.iter().find(|p| !backend.has_profile(p)) {
@@ -208,8 +208,17 @@ impl Deliberate {
             });
         }
         let council = Council::assemble(command.role, command.num_agents, &command.profiles)?;
-        let task_id = command.task_id.map_or_else(|| self.ids.new_id(), TaskId::into_string);
+        let task_id = self.task_id_for(command.task_id)?;
         Ok((task_id, self.configured(Deliberation::new(council, command.task, command.rounds))))
+    }
+
+    /// The id a client chose, or a new one from the id generator (held to the same rule: an id
+    /// generator that broke it would be a bug, refused here rather than stored).
+    fn task_id_for(&self, chosen: Option<TaskId>) -> Result<TaskId> {
+        match chosen {
+            Some(task_id) => Ok(task_id),
+            None => Ok(TaskId::new(self.ids.new_id())?),
+        }
     }
 
     /// A new deliberation with the early stop and strategy its task asks for, or the
@@ -253,7 +262,7 @@ impl Deliberate {
     /// `AllAgentsFailed` when no proposal survives, `DeadlineExceeded` at the deadline.
     pub async fn run(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         principal: &str,
         mut deliberation: Deliberation,
         timeout: Duration,
@@ -265,8 +274,7 @@ impl Deliberate {
         let rounds = deliberation.rounds();
         let started_at_ms = self.clock.now_ms();
         let started = Instant::now();
-        let span =
-            info_span!("deliberation", task_id, role = %role, agents = deliberation.council().len(), rounds);
+        let span = info_span!("deliberation", task_id = %task_id, role = %role, agents = deliberation.council().len(), rounds);
 
         let driven =
             tokio::time::timeout_at(deadline, self.drive(backend, task_id, &mut deliberation, observer))
@@ -295,7 +303,7 @@ impl Deliberate {
         }
         match &result {
             Ok(outcome) => info!(
-                task_id,
+                task_id = %task_id,
                 path = %outcome.path,
                 winner = %outcome.winner().agent.id,
                 duration_ms = elapsed.as_millis() as u64,
@@ -303,7 +311,7 @@ impl Deliberate {
                 calls_saved = outcome.calls_saved,
                 "deliberation completed"
             ),
-            Err(error) => warn!(task_id, %error, "deliberation failed"),
+            Err(error) => warn!(task_id = %task_id, %error, "deliberation failed"),
         }
         let outcome = result?;
         Ok(DeliberationReport {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orchestrator_domain::{AgentFailure, DeliberationOutcome, DomainError, Phase};
+use orchestrator_domain::{AgentFailure, DeliberationOutcome, DomainError, Phase, TaskId};
 
 use crate::ports::StoreError;
 
@@ -37,14 +37,14 @@ pub enum ApplicationError {
     DeadlineExceeded { timeout: Duration, phase: Phase, partial: Option<Box<DeliberationOutcome>> },
     /// The deliberation was cancelled by a client.
     #[error("deliberation {task_id} was cancelled")]
-    Cancelled { task_id: String },
+    Cancelled { task_id: TaskId },
     /// No deliberation has this id.
     #[error("no deliberation with task_id \"{task_id}\"")]
-    NotFound { task_id: String },
+    NotFound { task_id: TaskId },
     /// The task id was used before; the stored deliberation is not replaced. `detail` says
     /// what a caller may know: the status of its own deliberation, or only that the id is taken.
     #[error("task_id \"{task_id}\" {detail}")]
-    AlreadyExists { task_id: String, detail: String },
+    AlreadyExists { task_id: TaskId, detail: String },
     /// The agent registry holds this already (a council for the role, an agent id); the
     /// message names the field.
     #[error("{field}: {reason}")]
@@ -70,10 +70,10 @@ pub enum ApplicationError {
     #[error(
         "the result of deliberation {task_id} could not be stored yet; it is kept and stored when storage returns (poll GetDeliberationResult)"
     )]
-    ResultNotStored { task_id: String },
+    ResultNotStored { task_id: TaskId },
     /// Another node took the deliberation over (this node's lease ran out); it runs there.
     #[error("deliberation {task_id} is now run by another server (poll GetDeliberationResult)")]
-    LeaseLost { task_id: String },
+    LeaseLost { task_id: TaskId },
     /// Persistence failed; the cause (for the logs) is the source, not the message.
     #[error("storage failed")]
     Store {

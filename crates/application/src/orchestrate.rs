@@ -100,7 +100,7 @@ impl Orchestrate {
             .count();
         let candidates = if passing > 0 { passing } else { top };
         if let Some(stored) = self.jobs.get(caller, &report.task_id).await?.selection {
-            info!(task_id = report.task_id, method = stored.method, "answering the stored selection");
+            info!(task_id = %report.task_id, method = stored.method, "answering the stored selection");
             return Ok(stored_report(report, candidates, &stored));
         }
         let timeout = report.task.constraints().timeout().unwrap_or(deliberate.settings().default_timeout);
@@ -128,9 +128,9 @@ impl Orchestrate {
             }
         }
         deliberate.counters().record_orchestration(caller.principal(), started.elapsed());
-        info!(task_id = report.task_id, method = method.as_str(), winner, "orchestration completed");
+        info!(task_id = %report.task_id, method = method.as_str(), winner, "orchestration completed");
         Ok(OrchestrationReport {
-            execution_id: report.task_id.clone(),
+            execution_id: report.task_id.to_string(),
             deliberation: report,
             candidates,
             winner,
@@ -168,7 +168,7 @@ impl Orchestrate {
                     TokenUsage { calls: 1, ..selection.usage },
                 )),
                 other => {
-                    warn!(task_id = report.task_id, choice = ?other, "architect answer unusable");
+                    warn!(task_id = %report.task_id, choice = ?other, "architect answer unusable");
                     Err(format!(
                         "highest final score: the architect's answer named no valid candidate ({})",
                         excerpt(&selection.rationale, 200)
@@ -176,7 +176,7 @@ impl Orchestrate {
                 }
             },
             Ok(Err(error)) => {
-                warn!(task_id = report.task_id, %error, "architect selection failed");
+                warn!(task_id = %report.task_id, %error, "architect selection failed");
                 Err(format!("highest final score: architect selection failed ({error})"))
             }
             Err(_) => Err("highest final score: architect selection ran out of time".to_owned()),
@@ -206,7 +206,7 @@ fn stored_report(
     let winner =
         report.outcome.results.iter().position(|r| r.agent.id.as_str() == stored.winner_id).unwrap_or(0);
     OrchestrationReport {
-        execution_id: report.task_id.clone(),
+        execution_id: report.task_id.to_string(),
         deliberation: report,
         candidates: candidates.max(winner + 1),
         winner,

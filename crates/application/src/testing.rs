@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, DomainError, Registry};
+use orchestrator_domain::{
+    Deliberation, DeliberationOutcome, DeliberationStatus, DomainError, Registry, TaskId,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,7 +27,7 @@ use crate::ports::{
 /// the fake accepts is one the databases accept.
 #[derive(Debug, Default)]
 pub struct InMemoryStore {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<TaskId, Entry>>,
     registry: Mutex<Registry>,
     /// How many times saving progress was asked for, applied or not.
     pub saves: AtomicUsize,
@@ -55,18 +57,26 @@ struct Entry {
 
 impl Entry {
     /// Refuses a write under a fence that no longer holds an unfinished row.
-    fn check_fence(&self, task_id: &str, fence: Option<&Fence>) -> Result<(), StoreError> {
+    fn check_fence(&self, task_id: &TaskId, fence: Option<&Fence>) -> Result<(), StoreError> {
         match fence {
             Some(fence)
                 if !self.record.status.is_terminal()
                     && (storable_text(&fence.owner) != self.lease.owner
                         || fence.epoch != self.record.lease_epoch) =>
             {
-                Err(StoreError::LeaseLost { task_id: task_id.to_owned() })
+                Err(StoreError::LeaseLost { task_id: task_id.clone() })
             }
             _ => Ok(()),
         }
     }
+}
+
+/// `raw` as a [`TaskId`], for tests that name their deliberations with literals.
+///
+/// # Panics
+/// When `raw` breaks the task-id rule: a test's own mistake.
+pub fn tid(raw: &str) -> TaskId {
+    TaskId::new(raw).unwrap_or_else(|error| panic!("test task id {raw:?}: {error}"))
 }
 
 /// The text a store keeps for `text`: U+0000 replaced by U+FFFD, as the port promises.
@@ -93,7 +103,7 @@ fn storable<T: Serialize + DeserializeOwned>(task_id: &str, value: &T) -> Result
 }
 
 impl InMemoryStore {
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn entries(&self) -> MutexGuard<'_, HashMap<TaskId, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -139,14 +149,14 @@ impl InMemoryStore {
     /// holds the row, then lets `f` fill in the rest.
     fn transition(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: Option<&Fence>,
         next: DeliberationStatus,
         f: impl FnOnce(&mut DeliberationRecord),
     ) -> Result<bool, StoreError> {
         self.check_up()?;
         let mut entries = self.entries();
-        let Some(entry) = entries.get_mut(&storable_text(task_id)) else { return Ok(false) };
+        let Some(entry) = entries.get_mut(task_id) else { return Ok(false) };
         entry.check_fence(task_id, fence)?;
         if !entry.record.status.can_become(next) {
             return Ok(false);

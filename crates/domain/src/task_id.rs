@@ -7,7 +7,11 @@ use crate::error::{DomainError, Result};
 
 /// A task id: 1 to [`TaskId::MAX_LEN`] bytes of `[A-Za-z0-9._:-]` — safe in a log line, a
 /// NATS message id (`<task_id>:<event>:<seq>`) and a URL path without escaping.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// It serialises as its text and deserialises through [`TaskId::new`], so a stored or sent
+/// id that breaks the rule is refused where it is read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct TaskId(String);
 
 impl TaskId {
@@ -55,6 +59,32 @@ impl TaskId {
     }
 }
 
+impl TryFrom<String> for TaskId {
+    type Error = DomainError;
+
+    fn try_from(raw: String) -> Result<Self> {
+        Self::new(raw)
+    }
+}
+
+impl From<TaskId> for String {
+    fn from(id: TaskId) -> Self {
+        id.0
+    }
+}
+
+impl PartialEq<str> for TaskId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TaskId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -67,6 +97,14 @@ impl std::ops::Deref for TaskId {
     type Target = str;
 
     fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lets maps and sets keyed by task id be looked up with a `&str` (equality and hashing are
+/// the text's).
+impl std::borrow::Borrow<str> for TaskId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -95,5 +133,14 @@ mod tests {
         );
         assert_eq!(TaskId::new("").unwrap_err().to_string(), "task_id: is required");
         assert!(!TaskId::allows('/') && TaskId::allows(':'));
+    }
+
+    #[test]
+    fn it_is_written_as_its_text_and_read_back_only_under_the_rule() {
+        let id = TaskId::new("plan-7:dev").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"plan-7:dev\"");
+        assert_eq!(serde_json::from_str::<TaskId>("\"plan-7:dev\"").unwrap(), id);
+        let refused = serde_json::from_str::<TaskId>("\"a/b\"").unwrap_err().to_string();
+        assert!(refused.contains("invalid character '/'"), "{refused}");
     }
 }

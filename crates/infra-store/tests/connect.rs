@@ -6,6 +6,7 @@
 
 mod support;
 
+use orchestrator_application::testing::tid;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,9 @@ async fn complete_one(
 ) -> orchestrator_domain::DeliberationOutcome {
     let finished = finished_deliberation(Role::Dev);
     assert!(store.create(&request(task_id, Role::Dev, 1), &lease(), None).await.unwrap());
-    assert!(store.mark_started(task_id, &fence(), 2, None).await.unwrap());
-    assert!(store.save_progress(task_id, &fence(), &finished.last, None).await.unwrap());
-    assert!(store.complete(task_id, &fence(), &finished.outcome, 3, 1, None).await.unwrap());
+    assert!(store.mark_started(&tid(task_id), &fence(), 2, None).await.unwrap());
+    assert!(store.save_progress(&tid(task_id), &fence(), &finished.last, None).await.unwrap());
+    assert!(store.complete(&tid(task_id), &fence(), &finished.outcome, 3, 1, None).await.unwrap());
     finished.outcome
 }
 
@@ -63,21 +64,24 @@ async fn reopening_the_sqlite_file_keeps_every_deliberation_and_migrates_once() 
     let store = SqliteStore::open(&location, &StoreOptions::default()).await.unwrap();
     let outcome = complete_one(&store, "kept").await;
     assert!(store.create(&request("left-pending", Role::Qa, 5), &lease(), None).await.unwrap());
-    let before = store.get("kept").await.unwrap().unwrap();
+    let before = store.get(&tid("kept")).await.unwrap().unwrap();
     store.close().await;
     drop(store);
 
     let reopened = SqliteStore::open(&location, &StoreOptions::default()).await.unwrap();
-    let after = reopened.get("kept").await.unwrap().unwrap();
+    let after = reopened.get(&tid("kept")).await.unwrap().unwrap();
     assert_eq!(after, before);
     assert_eq!(after.outcome.as_ref(), Some(&outcome));
-    assert_eq!(reopened.get("left-pending").await.unwrap().unwrap().status, DeliberationStatus::Pending);
+    assert_eq!(
+        reopened.get(&tid("left-pending")).await.unwrap().unwrap().status,
+        DeliberationStatus::Pending
+    );
     assert_eq!(reopened.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.unwrap().items.len(), 2);
     reopened.close().await;
     drop(reopened);
 
     let again = SqliteStore::open(&format!("sqlite://{location}"), &StoreOptions::default()).await.unwrap();
-    assert_eq!(again.get("kept").await.unwrap().unwrap(), before);
+    assert_eq!(again.get(&tid("kept")).await.unwrap().unwrap(), before);
     again.close().await;
     assert_eq!(
         migrations_applied(&path).await,
@@ -141,7 +145,7 @@ async fn connect_opens_sqlite_for_paths_and_sqlite_urls() {
     ] {
         let store: Arc<dyn DeliberationStore> = connect(&location, &StoreOptions::default()).await.unwrap();
         complete_one(store.as_ref(), "via-connect").await;
-        let record = store.get("via-connect").await.unwrap().unwrap();
+        let record = store.get(&tid("via-connect")).await.unwrap().unwrap();
         assert_eq!(record.status, DeliberationStatus::Completed, "{location}");
         assert!(record.outcome.is_some(), "{location}");
     }
@@ -172,7 +176,7 @@ async fn postgres_reconnecting_to_a_schema_keeps_data_and_migrates_once() {
     let Some(db) = PostgresDb::new().await else { return };
     let outcome = complete_one(db.store.as_ref(), "kept").await;
     let again = PostgresStore::connect(&db.url, Some(&db.schema), &StoreOptions::default()).await.unwrap();
-    let record = again.get("kept").await.unwrap().unwrap();
+    let record = again.get(&tid("kept")).await.unwrap().unwrap();
     assert_eq!(record.outcome.as_ref(), Some(&outcome));
     let (count,): (i64,) =
         sqlx::query_as(&format!("SELECT count(*) FROM \"{}\"._sqlx_migrations", db.schema))
@@ -199,12 +203,12 @@ async fn closing_through_the_port_checkpoints_sqlite_and_refuses_later_calls() {
         std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
         "closing checkpoints the log into the database file"
     );
-    let err = store.get("kept").await.unwrap_err();
+    let err = store.get(&tid("kept")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
     assert!(matches!(store.ping().await, Err(StoreError::Unavailable { .. })));
 
     let reopened = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
-    assert_eq!(reopened.get("kept").await.unwrap().unwrap().outcome.as_ref(), Some(&outcome));
+    assert_eq!(reopened.get(&tid("kept")).await.unwrap().unwrap().outcome.as_ref(), Some(&outcome));
     reopened.close().await;
 }
 
@@ -260,7 +264,7 @@ async fn postgres_calls_fail_within_the_acquire_timeout_once_the_server_is_gone(
     for call in ["get", "list", "create", "ping"] {
         let started = Instant::now();
         let result = match call {
-            "get" => store.get("before").await.map(drop),
+            "get" => store.get(&tid("before")).await.map(drop),
             "list" => store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.map(drop),
             "create" => store.create(&request("after", Role::Dev, 2), &lease(), None).await.map(drop),
             _ => store.ping().await,

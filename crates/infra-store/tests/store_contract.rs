@@ -110,6 +110,7 @@ mod outbox {
     use std::sync::Arc;
 
     use orchestrator_application::ports::{DeliberationEvent, DeliberationStore, EventKind, Outbox};
+    use orchestrator_application::testing::tid;
     use orchestrator_domain::{DeliberationStatus, Phase, Role};
 
     use crate::support::{end, fence, finished_deliberation, lease, request};
@@ -133,18 +134,24 @@ mod outbox {
         assert!(!store.create(&request("a", Role::Dev, 1), &lease(), Some(&submitted)).await.unwrap());
         // A change without an event stores none, and takes no number.
         assert!(store.create(&request("quiet", Role::Dev, 2), &lease(), None).await.unwrap());
-        assert!(store.mark_started("a", &fence(), 2, Some(&event("a", EventKind::Started))).await.unwrap());
-        assert!(store.save_progress("a", &fence(), &finished.mid, None).await.unwrap());
+        assert!(
+            store.mark_started(&tid("a"), &fence(), 2, Some(&event("a", EventKind::Started))).await.unwrap()
+        );
+        assert!(store.save_progress(&tid("a"), &fence(), &finished.mid, None).await.unwrap());
         let phase = event("a", EventKind::PhaseCompleted { phase: Phase::Scoring });
-        assert!(store.save_progress("a", &fence(), &finished.mid, Some(&phase)).await.unwrap());
+        assert!(store.save_progress(&tid("a"), &fence(), &finished.mid, Some(&phase)).await.unwrap());
         let completed = event("a", EventKind::completed(&finished.outcome, 5));
-        assert!(store.complete("a", &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap());
+        assert!(
+            store.complete(&tid("a"), &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap()
+        );
         // Refused changes store no event.
-        assert!(!store.complete("a", &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap());
+        assert!(
+            !store.complete(&tid("a"), &fence(), &finished.outcome, 3, 5, Some(&completed)).await.unwrap()
+        );
         let cancelled = event("a", EventKind::Ended { status: "CANCELLED".into(), error: "x".into() });
         let too_late = end(DeliberationStatus::Cancelled, "x", 4);
-        assert!(!store.finish_unsuccessfully("a", None, &too_late, Some(&cancelled)).await.unwrap());
-        assert!(store.finish_unsuccessfully("quiet", None, &too_late, Some(&cancelled)).await.unwrap());
+        assert!(!store.finish_unsuccessfully(&tid("a"), None, &too_late, Some(&cancelled)).await.unwrap());
+        assert!(store.finish_unsuccessfully(&tid("quiet"), None, &too_late, Some(&cancelled)).await.unwrap());
 
         assert_eq!(
             unsent(outbox.as_ref()).await,
@@ -311,6 +318,7 @@ mod councils {
     use orchestrator_application::ports::{
         Clock, CouncilStore, DeliberationStore, IdGenerator, MockAgentBackend, MockClock, MockIdGenerator,
     };
+    use orchestrator_application::testing::tid;
     use orchestrator_application::{
         ApplicationError, CouncilSelector, Councils, CreateCouncilCommand, DeclaredCouncil,
         RegisterAgentCommand,
@@ -599,20 +607,25 @@ mod councils {
         // Two completed, one failed, one running; and an ad-hoc one whose agents share the ids.
         for (task_id, at) in [("s-1", 100), ("s-2", 200)] {
             ended(task_id, at).await;
-            assert!(store.complete(task_id, &fence(), outcome, at + 50, 49, None).await.unwrap());
+            assert!(store.complete(&tid(task_id), &fence(), outcome, at + 50, 49, None).await.unwrap());
         }
         ended("s-failed", 300).await;
         assert!(
             store
-                .finish_unsuccessfully("s-failed", None, &end(DeliberationStatus::Failed, "x", 301), None)
+                .finish_unsuccessfully(
+                    &tid("s-failed"),
+                    None,
+                    &end(DeliberationStatus::Failed, "x", 301),
+                    None
+                )
                 .await
                 .unwrap()
         );
         ended("s-running", 400).await;
         assert!(store.create(&request("ad-hoc", Role::Dev, 500), &lease(), None).await.unwrap());
-        assert!(store.mark_started("ad-hoc", &fence(), 501, None).await.unwrap());
+        assert!(store.mark_started(&tid("ad-hoc"), &fence(), 501, None).await.unwrap());
         let ad_hoc = crate::support::finished_deliberation(Role::Dev).outcome;
-        assert!(store.complete("ad-hoc", &fence(), &ad_hoc, 502, 1, None).await.unwrap());
+        assert!(store.complete(&tid("ad-hoc"), &fence(), &ad_hoc, 502, 1, None).await.unwrap());
 
         let records = councils.records(None).await.unwrap();
         assert_eq!(records.agents.len(), 4);
@@ -653,6 +666,7 @@ mod contract {
         Claim, ClaimScope, DeliberationStore, Fence, Lease, ListQuery, StoreError, StoredSelection,
         UnsuccessfulEnd,
     };
+    use orchestrator_application::testing::tid;
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
     use crate::support::{
@@ -667,20 +681,23 @@ mod contract {
         match status {
             DeliberationStatus::Pending => {}
             DeliberationStatus::InProgress => {
-                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1, None).await.unwrap());
+                assert!(store.mark_started(&tid(task_id), &fence(), created_at_ms + 1, None).await.unwrap());
             }
             DeliberationStatus::Completed => {
-                assert!(store.mark_started(task_id, &fence(), created_at_ms + 1, None).await.unwrap());
+                assert!(store.mark_started(&tid(task_id), &fence(), created_at_ms + 1, None).await.unwrap());
                 let outcome = finished_deliberation(role).outcome;
                 assert!(
-                    store.complete(task_id, &fence(), &outcome, created_at_ms + 100, 99, None).await.unwrap()
+                    store
+                        .complete(&tid(task_id), &fence(), &outcome, created_at_ms + 100, 99, None)
+                        .await
+                        .unwrap()
                 );
             }
             failed => {
                 assert!(
                     store
                         .finish_unsuccessfully(
-                            task_id,
+                            &tid(task_id),
                             None,
                             &end(failed, "stopped", created_at_ms + 5),
                             None
@@ -722,13 +739,16 @@ mod contract {
 
         let new = request("round-trip", Role::Dev, 1_700_000_000_000);
         assert!(store.create(&new, &lease(), None).await.unwrap());
-        assert!(store.mark_started("round-trip", &fence(), 1_700_000_000_010, None).await.unwrap());
-        assert!(store.save_progress("round-trip", &fence(), &finished.last, None).await.unwrap());
+        assert!(store.mark_started(&tid("round-trip"), &fence(), 1_700_000_000_010, None).await.unwrap());
+        assert!(store.save_progress(&tid("round-trip"), &fence(), &finished.last, None).await.unwrap());
         assert!(
-            store.complete("round-trip", &fence(), outcome, 1_700_000_009_000, 8_990, None).await.unwrap()
+            store
+                .complete(&tid("round-trip"), &fence(), outcome, 1_700_000_009_000, 8_990, None)
+                .await
+                .unwrap()
         );
 
-        let record = store.get("round-trip").await.unwrap().unwrap();
+        let record = store.get(&tid("round-trip")).await.unwrap().unwrap();
         assert_eq!(record.request, new);
         assert_eq!(record.status, DeliberationStatus::Completed);
         assert_eq!(record.started_at_ms, Some(1_700_000_000_010));
@@ -744,31 +764,37 @@ mod contract {
         let finished = finished_deliberation(Role::Qa);
         assert!(store.create(&request("progress", Role::Qa, 10), &lease(), None).await.unwrap());
         assert!(
-            !store.save_progress("progress", &fence(), &finished.mid, None).await.unwrap(),
+            !store.save_progress(&tid("progress"), &fence(), &finished.mid, None).await.unwrap(),
             "saved while PENDING"
         );
-        assert_eq!(store.get("progress").await.unwrap().unwrap().progress, None);
+        assert_eq!(store.get(&tid("progress")).await.unwrap().unwrap().progress, None);
 
-        assert!(store.mark_started("progress", &fence(), 11, None).await.unwrap());
-        assert!(store.save_progress("progress", &fence(), &finished.mid, None).await.unwrap());
-        let record = store.get("progress").await.unwrap().unwrap();
+        assert!(store.mark_started(&tid("progress"), &fence(), 11, None).await.unwrap());
+        assert!(store.save_progress(&tid("progress"), &fence(), &finished.mid, None).await.unwrap());
+        let record = store.get(&tid("progress")).await.unwrap().unwrap();
         assert_eq!(record.progress.as_ref(), Some(&finished.mid));
         assert_eq!(record.status, DeliberationStatus::InProgress);
         assert_eq!(record.outcome, None);
 
         assert!(
-            store.save_progress("progress", &fence(), &finished.last, None).await.unwrap(),
+            store.save_progress(&tid("progress"), &fence(), &finished.last, None).await.unwrap(),
             "a later phase overwrites"
         );
-        assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
+        assert_eq!(
+            store.get(&tid("progress")).await.unwrap().unwrap().progress.as_ref(),
+            Some(&finished.last)
+        );
 
-        assert!(store.complete("progress", &fence(), &finished.outcome, 20, 9, None).await.unwrap());
+        assert!(store.complete(&tid("progress"), &fence(), &finished.outcome, 20, 9, None).await.unwrap());
         assert!(
-            !store.save_progress("progress", &fence(), &finished.mid, None).await.unwrap(),
+            !store.save_progress(&tid("progress"), &fence(), &finished.mid, None).await.unwrap(),
             "saved after completion"
         );
-        assert_eq!(store.get("progress").await.unwrap().unwrap().progress.as_ref(), Some(&finished.last));
-        assert!(!store.save_progress("missing", &fence(), &finished.mid, None).await.unwrap());
+        assert_eq!(
+            store.get(&tid("progress")).await.unwrap().unwrap().progress.as_ref(),
+            Some(&finished.last)
+        );
+        assert!(!store.save_progress(&tid("missing"), &fence(), &finished.mid, None).await.unwrap());
     }
 
     pub(crate) async fn status_changes_follow_the_lifecycle(store: Store) {
@@ -776,23 +802,29 @@ mod contract {
         let outcome = finished_deliberation(Role::Dev).outcome;
 
         // Nothing applies to an unknown deliberation.
-        assert!(!store.mark_started("nope", &fence(), 1, None).await.unwrap());
-        assert!(!store.complete("nope", &fence(), &outcome, 2, 1, None).await.unwrap());
-        assert!(!store.finish_unsuccessfully("nope", None, &end(Failed, "x", 2), None).await.unwrap());
+        assert!(!store.mark_started(&tid("nope"), &fence(), 1, None).await.unwrap());
+        assert!(!store.complete(&tid("nope"), &fence(), &outcome, 2, 1, None).await.unwrap());
+        assert!(!store.finish_unsuccessfully(&tid("nope"), None, &end(Failed, "x", 2), None).await.unwrap());
 
         // PENDING → IN_PROGRESS → COMPLETED, then nothing.
         store.create(&request("happy", Role::Dev, 1), &lease(), None).await.unwrap();
-        assert!(store.mark_started("happy", &fence(), 2, None).await.unwrap());
-        assert!(!store.mark_started("happy", &fence(), 3, None).await.unwrap(), "started twice");
-        assert!(store.complete("happy", &fence(), &outcome, 4, 2, None).await.unwrap());
-        assert!(!store.complete("happy", &fence(), &outcome, 5, 3, None).await.unwrap(), "completed twice");
+        assert!(store.mark_started(&tid("happy"), &fence(), 2, None).await.unwrap());
+        assert!(!store.mark_started(&tid("happy"), &fence(), 3, None).await.unwrap(), "started twice");
+        assert!(store.complete(&tid("happy"), &fence(), &outcome, 4, 2, None).await.unwrap());
+        assert!(
+            !store.complete(&tid("happy"), &fence(), &outcome, 5, 3, None).await.unwrap(),
+            "completed twice"
+        );
         for status in [Failed, Timeout, Cancelled, Interrupted] {
             assert!(
-                !store.finish_unsuccessfully("happy", None, &end(status, "late", 6), None).await.unwrap(),
+                !store
+                    .finish_unsuccessfully(&tid("happy"), None, &end(status, "late", 6), None)
+                    .await
+                    .unwrap(),
                 "{status}"
             );
         }
-        let record = store.get("happy").await.unwrap().unwrap();
+        let record = store.get(&tid("happy")).await.unwrap().unwrap();
         assert_eq!(
             (record.status, record.started_at_ms, record.finished_at_ms),
             (Completed, Some(2), Some(4))
@@ -803,45 +835,52 @@ mod contract {
         store.create(&request("cancelled", Role::Dev, 1), &lease(), None).await.unwrap();
         assert!(
             store
-                .finish_unsuccessfully("cancelled", None, &end(Cancelled, "client cancelled", 7), None)
+                .finish_unsuccessfully(&tid("cancelled"), None, &end(Cancelled, "client cancelled", 7), None)
                 .await
                 .unwrap()
         );
-        assert!(!store.mark_started("cancelled", &fence(), 8, None).await.unwrap());
-        assert!(!store.complete("cancelled", &fence(), &outcome, 9, 1, None).await.unwrap());
-        let record = store.get("cancelled").await.unwrap().unwrap();
+        assert!(!store.mark_started(&tid("cancelled"), &fence(), 8, None).await.unwrap());
+        assert!(!store.complete(&tid("cancelled"), &fence(), &outcome, 9, 1, None).await.unwrap());
+        let record = store.get(&tid("cancelled")).await.unwrap().unwrap();
         assert_eq!(record.status, Cancelled);
         assert_eq!(record.error.as_deref(), Some("client cancelled"));
         assert_eq!((record.finished_at_ms, record.winner_id, record.outcome), (Some(7), None, None));
 
         // IN_PROGRESS → TIMEOUT, and a terminal status stays.
         store.create(&request("slow", Role::Dev, 1), &lease(), None).await.unwrap();
-        store.mark_started("slow", &fence(), 2, None).await.unwrap();
+        store.mark_started(&tid("slow"), &fence(), 2, None).await.unwrap();
         assert!(
             store
-                .finish_unsuccessfully("slow", None, &end(Timeout, "deadline of 600s exceeded", 3), None)
+                .finish_unsuccessfully(
+                    &tid("slow"),
+                    None,
+                    &end(Timeout, "deadline of 600s exceeded", 3),
+                    None
+                )
                 .await
                 .unwrap()
         );
-        assert!(!store.finish_unsuccessfully("slow", None, &end(Failed, "again", 4), None).await.unwrap());
-        let record = store.get("slow").await.unwrap().unwrap();
+        assert!(
+            !store.finish_unsuccessfully(&tid("slow"), None, &end(Failed, "again", 4), None).await.unwrap()
+        );
+        let record = store.get(&tid("slow")).await.unwrap().unwrap();
         assert_eq!((record.status, record.error.as_deref()), (Timeout, Some("deadline of 600s exceeded")));
 
         // finish_unsuccessfully only takes failure statuses.
         store.create(&request("odd", Role::Dev, 1), &lease(), None).await.unwrap();
         for status in [Pending, InProgress, Completed] {
             assert!(
-                !store.finish_unsuccessfully("odd", None, &end(status, "x", 2), None).await.unwrap(),
+                !store.finish_unsuccessfully(&tid("odd"), None, &end(status, "x", 2), None).await.unwrap(),
                 "{status}"
             );
         }
-        assert_eq!(store.get("odd").await.unwrap().unwrap().status, Pending);
+        assert_eq!(store.get(&tid("odd")).await.unwrap().unwrap().status, Pending);
     }
 
     pub(crate) async fn racing_cancel_and_complete_apply_exactly_one(store: Store) {
         let outcome = finished_deliberation(Role::Dev).outcome;
         for i in 0..20 {
-            let task_id = format!("race-{i}");
+            let task_id = tid(&format!("race-{i}"));
             store.create(&request(&task_id, Role::Dev, i), &lease(), None).await.unwrap();
             store.mark_started(&task_id, &fence(), i, None).await.unwrap();
             let (fence, cancel) = (fence(), end(DeliberationStatus::Cancelled, "cancelled", 100));
@@ -869,16 +908,16 @@ mod contract {
         second.num_agents = 7;
         assert!(!store.create(&second, &lease(), None).await.unwrap());
         assert!(!store.create(&first, &lease(), None).await.unwrap());
-        let record = store.get("same-id").await.unwrap().unwrap();
+        let record = store.get(&tid("same-id")).await.unwrap().unwrap();
         assert_eq!(record.request, first);
         assert_eq!(record.status, DeliberationStatus::Pending);
         assert_eq!(store.list(&query(10)).await.unwrap().items.len(), 1);
     }
 
     pub(crate) async fn get_of_unknown_id_is_none(store: Store) {
-        assert_eq!(store.get("never-stored").await.unwrap(), None);
+        assert_eq!(store.get(&tid("never-stored")).await.unwrap(), None);
         store.create(&request("stored", Role::Dev, 1), &lease(), None).await.unwrap();
-        assert_eq!(store.get("Stored").await.unwrap(), None, "ids are case-sensitive");
+        assert_eq!(store.get(&tid("Stored")).await.unwrap(), None, "ids are case-sensitive");
     }
 
     pub(crate) async fn principals_are_stored_and_listing_filters_by_them(store: Store) {
@@ -889,7 +928,7 @@ mod contract {
             };
             assert!(store.create(&new, &lease(), None).await.unwrap());
         }
-        assert_eq!(store.get("b-1").await.unwrap().unwrap().request.principal, "bob");
+        assert_eq!(store.get(&tid("b-1")).await.unwrap().unwrap().request.principal, "bob");
         let alices = ListQuery { principal: Some("alice".into()), limit: 10, ..ListQuery::default() };
         let page = store.list(&alices).await.unwrap();
         let ids: Vec<_> = page.items.iter().map(|r| r.request.task_id.as_str()).collect();
@@ -976,7 +1015,7 @@ mod contract {
                 .await
                 .unwrap();
             page_sizes.push(page.items.len());
-            seen.extend(page.items.iter().map(|r| r.request.task_id.clone()));
+            seen.extend(page.items.iter().map(|r| r.request.task_id.to_string()));
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
@@ -993,7 +1032,7 @@ mod contract {
             let q =
                 ListQuery { role: Some(Role::Qa), limit: 5, cursor: cursor.take(), ..ListQuery::default() };
             let page = store.list(&q).await.unwrap();
-            qa.extend(page.items.iter().map(|r| r.request.task_id.clone()));
+            qa.extend(page.items.iter().map(|r| r.request.task_id.to_string()));
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
@@ -1041,8 +1080,8 @@ mod contract {
         store.create(&request("live", Role::Devops, 2), &at("other", 9_000), None).await.unwrap();
         store.create(&request("dead", Role::Devops, 3), &at("gone", 500), None).await.unwrap();
         let gone = Fence::created_by("gone");
-        assert!(store.mark_started("dead", &gone, 4, None).await.unwrap());
-        assert!(store.save_progress("dead", &gone, &finished.mid, None).await.unwrap());
+        assert!(store.mark_started(&tid("dead"), &gone, 4, None).await.unwrap());
+        assert!(store.save_progress(&tid("dead"), &gone, &finished.mid, None).await.unwrap());
         seed(&store, "done", Role::Devops, 4, Completed).await;
         seed(&store, "cancelled", Role::Devops, 5, Cancelled).await;
 
@@ -1072,7 +1111,7 @@ mod contract {
         );
 
         // Renewal keeps a claim alive; a lapse lets another node take it.
-        let only_dead = ["dead".to_owned()];
+        let only_dead = [tid("dead")];
         assert_eq!(store.renew_leases(&at("me", 1_800), Some(&only_dead)).await.unwrap(), ["dead"]);
         assert!(store.renew_leases(&at("me", 1_800), Some(&[])).await.unwrap().is_empty());
         assert_eq!(store.renew_leases(&at("me", 10_000), None).await.unwrap().len(), 3);
@@ -1095,21 +1134,23 @@ mod contract {
         // twice), "third" now holds epoch 3. The old holder's writes are refused, the new one's land.
         assert_eq!(taken[2].lease_epoch, 3);
         let stale = Fence { owner: "me".into(), epoch: 2 };
-        let refused = store.save_progress("dead", &stale, &finished.mid, None).await.unwrap_err();
+        let refused = store.save_progress(&tid("dead"), &stale, &finished.mid, None).await.unwrap_err();
         assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
-        let refused = store.complete("dead", &stale, &finished.outcome, 11_000, 5, None).await.unwrap_err();
+        let refused =
+            store.complete(&tid("dead"), &stale, &finished.outcome, 11_000, 5, None).await.unwrap_err();
         assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
         let stale_end = end(Failed, "lost", 11_000);
-        let refused = store.finish_unsuccessfully("dead", Some(&stale), &stale_end, None).await.unwrap_err();
+        let refused =
+            store.finish_unsuccessfully(&tid("dead"), Some(&stale), &stale_end, None).await.unwrap_err();
         assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused:?}");
         let holder = Fence { owner: "third".into(), epoch: 3 };
-        assert!(store.complete("dead", &holder, &finished.outcome, 11_000, 5, None).await.unwrap());
-        assert_eq!(store.get("dead").await.unwrap().unwrap().status, Completed);
+        assert!(store.complete(&tid("dead"), &holder, &finished.outcome, 11_000, 5, None).await.unwrap());
+        assert_eq!(store.get(&tid("dead")).await.unwrap().unwrap().status, Completed);
         // A write the lifecycle refuses is not a lost lease.
-        assert!(!store.complete("dead", &holder, &finished.outcome, 11_000, 5, None).await.unwrap());
+        assert!(!store.complete(&tid("dead"), &holder, &finished.outcome, 11_000, 5, None).await.unwrap());
 
         // A node never claims what it runs already.
-        let running = ["mine".to_owned(), "live".to_owned()];
+        let running = [tid("mine"), tid("live")];
         let claimed = store
             .claim_unfinished(&at("third", 40_000), 39_000, &Claim::all(ClaimScope::All, &running))
             .await
@@ -1126,10 +1167,10 @@ mod contract {
         let taken = store.claim_unfinished(&at("a", 9_000), 100, &two).await.unwrap();
         let ids: Vec<_> = taken.iter().map(|r| r.request.task_id.as_str()).collect();
         assert_eq!(ids, ["w0", "w1"], "the two oldest");
-        let named = Claim { only: Some("w3"), limit: 1, ..Claim::all(ClaimScope::Expired, &[]) };
+        let named = Claim { only: Some(&tid("w3")), limit: 1, ..Claim::all(ClaimScope::Expired, &[]) };
         let taken = store.claim_unfinished(&at("b", 9_000), 100, &named).await.unwrap();
         assert_eq!(taken.iter().map(|r| r.request.task_id.as_str()).collect::<Vec<_>>(), ["w3"]);
-        let held = Claim { only: Some("w0"), limit: 1, ..Claim::all(ClaimScope::Expired, &[]) };
+        let held = Claim { only: Some(&tid("w0")), limit: 1, ..Claim::all(ClaimScope::Expired, &[]) };
         assert!(store.claim_unfinished(&at("b", 9_000), 100, &held).await.unwrap().is_empty(), "a holds it");
         let rest = store
             .claim_unfinished(&at("c", 9_000), 100, &Claim::all(ClaimScope::Expired, &[]))
@@ -1147,10 +1188,14 @@ mod contract {
             tokio::spawn(async move {
                 let task_id = format!("load-{i:03}");
                 assert!(store.create(&request(&task_id, Role::Devops, 10_000 + i), &lease(), None).await?);
-                assert!(store.mark_started(&task_id, &fence(), 10_001 + i, None).await?);
-                assert!(store.save_progress(&task_id, &fence(), &finished.mid, None).await?);
-                assert!(store.save_progress(&task_id, &fence(), &finished.last, None).await?);
-                assert!(store.complete(&task_id, &fence(), &finished.outcome, 10_500 + i, 499, None).await?);
+                assert!(store.mark_started(&tid(&task_id), &fence(), 10_001 + i, None).await?);
+                assert!(store.save_progress(&tid(&task_id), &fence(), &finished.mid, None).await?);
+                assert!(store.save_progress(&tid(&task_id), &fence(), &finished.last, None).await?);
+                assert!(
+                    store
+                        .complete(&tid(&task_id), &fence(), &finished.outcome, 10_500 + i, 499, None)
+                        .await?
+                );
                 Ok::<_, StoreError>(())
             })
         });
@@ -1179,7 +1224,7 @@ mod contract {
             }
         }
         assert_eq!(listed.len(), 200);
-        let record = store.get("load-123").await.unwrap().unwrap();
+        let record = store.get(&tid("load-123")).await.unwrap().unwrap();
         assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
     }
 
@@ -1212,22 +1257,17 @@ mod contract {
             );
         }
 
-        let new = noted_request("nul-\0-id", Role::Dev, 1_000, NOTE);
+        // A task id cannot hold U+0000 at all (`TaskId`'s rule); every text around it can.
+        let new = noted_request("nul-text", Role::Dev, 1_000, NOTE);
         assert!(store.create(&new, &lease(), None).await.unwrap());
-        assert!(store.mark_started("nul-\0-id", &fence(), 1_001, None).await.unwrap());
-        assert!(store.save_progress("nul-\0-id", &fence(), &written.last, None).await.unwrap());
-        assert!(store.complete("nul-\0-id", &fence(), &written.outcome, 1_002, 1, None).await.unwrap());
-        let record = store.get("nul-\0-id").await.unwrap().unwrap();
+        assert!(store.mark_started(&tid("nul-text"), &fence(), 1_001, None).await.unwrap());
+        assert!(store.save_progress(&tid("nul-text"), &fence(), &written.last, None).await.unwrap());
+        assert!(store.complete(&tid("nul-text"), &fence(), &written.outcome, 1_002, 1, None).await.unwrap());
+        let record = store.get(&tid("nul-text")).await.unwrap().unwrap();
         assert_eq!(record.request, replaced(&new));
-        assert_eq!(record.request.task_id, "nul-\u{FFFD}-id");
         assert!(record.request.task.description().ends_with(" [model wrote \u{FFFD} here]"));
         assert_eq!(record.progress.as_ref(), Some(&expected.0));
         assert_eq!(record.outcome.as_ref(), Some(&expected.1));
-        assert_eq!(
-            store.get("nul-\u{FFFD}-id").await.unwrap().as_ref(),
-            Some(&record),
-            "one id, either spelling"
-        );
         assert!(!store.create(&new, &lease(), None).await.unwrap(), "the same id again");
 
         let failed = noted_request("nul-failed", Role::Dev, 2_000, NOTE);
@@ -1236,7 +1276,7 @@ mod contract {
         assert!(
             store
                 .finish_unsuccessfully(
-                    "nul-failed",
+                    &tid("nul-failed"),
                     None,
                     &end(DeliberationStatus::Failed, error, 2_001),
                     None
@@ -1244,25 +1284,25 @@ mod contract {
                 .await
                 .unwrap()
         );
-        let record = store.get("nul-failed").await.unwrap().unwrap();
+        let record = store.get(&tid("nul-failed")).await.unwrap().unwrap();
         assert_eq!(record.error.as_deref(), Some("model output ended in \u{FFFD}\u{FFFD}"));
 
         let listed = store.list(&query(10)).await.unwrap();
-        assert_eq!(ids(&listed), ["nul-failed", "nul-\u{FFFD}-id"]);
+        assert_eq!(ids(&listed), ["nul-failed", "nul-text"]);
         assert_eq!(listed.items[0].request, replaced(&failed));
 
         // A TIMEOUT's partial results and Orchestrate's rationale are model text too.
         assert!(
             store.create(&noted_request("nul-late", Role::Dev, 3_000, NOTE), &lease(), None).await.unwrap()
         );
-        assert!(store.mark_started("nul-late", &fence(), 3_001, None).await.unwrap());
+        assert!(store.mark_started(&tid("nul-late"), &fence(), 3_001, None).await.unwrap());
         let late = UnsuccessfulEnd {
             partial: Some(&written.outcome),
             duration_ms: Some(5),
             ..end(DeliberationStatus::Timeout, "deadline \0", 3_006)
         };
-        assert!(store.finish_unsuccessfully("nul-late", Some(&fence()), &late, None).await.unwrap());
-        let record = store.get("nul-late").await.unwrap().unwrap();
+        assert!(store.finish_unsuccessfully(&tid("nul-late"), Some(&fence()), &late, None).await.unwrap());
+        let record = store.get(&tid("nul-late")).await.unwrap().unwrap();
         assert_eq!(record.outcome.as_ref(), Some(&expected.1));
         assert_eq!(record.error.as_deref(), Some("deadline \u{FFFD}"));
         let selection = StoredSelection {
@@ -1270,15 +1310,15 @@ mod contract {
             winner_id: expected.1.results[0].agent.id.to_string(),
             rationale: "clearest \0 one".into(),
         };
-        assert!(store.save_selection("nul-\0-id", &selection).await.unwrap());
-        let stored = store.get("nul-\0-id").await.unwrap().unwrap().selection.unwrap();
+        assert!(store.save_selection(&tid("nul-text"), &selection).await.unwrap());
+        let stored = store.get(&tid("nul-text")).await.unwrap().unwrap().selection.unwrap();
         assert_eq!(stored.rationale, "clearest \u{FFFD} one");
     }
 
     pub(crate) async fn a_timeout_keeps_its_partial_results_and_a_selection_is_stored_once(store: Store) {
         let finished = finished_deliberation(Role::Qa);
         assert!(store.create(&request("late", Role::Qa, 1), &lease(), None).await.unwrap());
-        assert!(store.mark_started("late", &fence(), 2, None).await.unwrap());
+        assert!(store.mark_started(&tid("late"), &fence(), 2, None).await.unwrap());
         let late = UnsuccessfulEnd {
             partial: Some(&finished.outcome),
             duration_ms: Some(2_000),
@@ -1288,19 +1328,19 @@ mod contract {
                 2_002,
             )
         };
-        assert!(store.finish_unsuccessfully("late", Some(&fence()), &late, None).await.unwrap());
-        let record = store.get("late").await.unwrap().unwrap();
+        assert!(store.finish_unsuccessfully(&tid("late"), Some(&fence()), &late, None).await.unwrap());
+        let record = store.get(&tid("late")).await.unwrap().unwrap();
         assert_eq!(record.status, DeliberationStatus::Timeout);
         assert_eq!(record.duration_ms, Some(2_000));
         assert_eq!(record.outcome.as_ref(), Some(&finished.outcome));
         assert_eq!(record.winner_id.as_deref(), Some(finished.outcome.results[0].agent.id.as_str()));
         // Without partial results a TIMEOUT has no outcome.
         assert!(store.create(&request("empty", Role::Qa, 3), &lease(), None).await.unwrap());
-        assert!(store.mark_started("empty", &fence(), 4, None).await.unwrap());
+        assert!(store.mark_started(&tid("empty"), &fence(), 4, None).await.unwrap());
         assert!(
             store
                 .finish_unsuccessfully(
-                    "empty",
+                    &tid("empty"),
                     Some(&fence()),
                     &end(DeliberationStatus::Timeout, "late", 5),
                     None
@@ -1308,7 +1348,7 @@ mod contract {
                 .await
                 .unwrap()
         );
-        assert_eq!(store.get("empty").await.unwrap().unwrap().outcome, None);
+        assert_eq!(store.get(&tid("empty")).await.unwrap().unwrap().outcome, None);
 
         seed(&store, "chosen", Role::Qa, 10, DeliberationStatus::Completed).await;
         let second = finished_deliberation(Role::Qa).outcome.results[1].agent.id.to_string();
@@ -1317,11 +1357,11 @@ mod contract {
             winner_id: second.clone(),
             rationale: "simplest".into(),
         };
-        assert!(!store.save_selection("late", &choice).await.unwrap(), "only a COMPLETED deliberation");
-        assert!(store.save_selection("chosen", &choice).await.unwrap());
+        assert!(!store.save_selection(&tid("late"), &choice).await.unwrap(), "only a COMPLETED deliberation");
+        assert!(store.save_selection(&tid("chosen"), &choice).await.unwrap());
         let other = StoredSelection { winner_id: "qa-1".into(), ..choice.clone() };
-        assert!(!store.save_selection("chosen", &other).await.unwrap(), "the first choice stays");
-        let record = store.get("chosen").await.unwrap().unwrap();
+        assert!(!store.save_selection(&tid("chosen"), &other).await.unwrap(), "the first choice stays");
+        let record = store.get(&tid("chosen")).await.unwrap().unwrap();
         assert_eq!(record.selection, Some(choice));
         assert_eq!(record.winner_id, Some(second), "the winner is the selected proposal");
     }

@@ -6,6 +6,7 @@
 
 mod support;
 
+use orchestrator_application::testing::tid;
 use std::path::Path;
 
 use orchestrator_application::ports::{DeliberationStore, Fence, Lease};
@@ -41,7 +42,7 @@ fn insert_running(task_id: &str) -> String {
 }
 
 async fn assert_upgraded(store: &dyn DeliberationStore) {
-    let record = store.get("old").await.unwrap().unwrap();
+    let record = store.get(&tid("old")).await.unwrap().unwrap();
     assert_eq!(record.status, DeliberationStatus::InProgress);
     assert_eq!(record.lease_epoch, 0, "existing rows start at epoch 0");
     assert_eq!(record.selection, None);
@@ -67,16 +68,16 @@ async fn assert_upgraded(store: &dyn DeliberationStore) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_epoch, 1);
     assert_eq!(claimed[0].progress.as_ref(), Some(&progress));
-    let stale = store.save_progress("old", &Fence::created_by("old-node"), &progress, None).await;
+    let stale = store.save_progress(&tid("old"), &Fence::created_by("old-node"), &progress, None).await;
     assert!(stale.is_err(), "{stale:?}");
     assert!(
         store
-            .save_progress("old", &Fence { owner: "new-node".into(), epoch: 1 }, &progress, None)
+            .save_progress(&tid("old"), &Fence { owner: "new-node".into(), epoch: 1 }, &progress, None)
             .await
             .unwrap()
     );
     // Saved again, it is a version 1 snapshot that reads back the same.
-    assert_eq!(store.get("old").await.unwrap().unwrap().progress.as_ref(), Some(&progress));
+    assert_eq!(store.get(&tid("old")).await.unwrap().unwrap().progress.as_ref(), Some(&progress));
 }
 
 #[tokio::test]

@@ -91,7 +91,7 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
         tags.insert("phase".to_owned(), phase.to_string());
     }
     pb::GetDeliberationResultResponse {
-        task_id: record.request.task_id.clone(),
+        task_id: record.request.task_id.to_string(),
         status: wire_status(record.status).into(),
         results,
         winner_id: record.winner_id.clone().unwrap_or_default(),
@@ -100,7 +100,7 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
         metadata: Some(pb::OrchestratorMetadata {
             orchestrator_version: env!("CARGO_PKG_VERSION").to_owned(),
             timestamp_ms: now_ms,
-            execution_id: record.request.task_id.clone(),
+            execution_id: record.request.task_id.to_string(),
             tags,
         }),
         failures: failures.iter().map(failure).collect(),
@@ -119,7 +119,7 @@ pub fn record_response(record: &DeliberationRecord, now_ms: i64) -> pb::GetDelib
 /// One line of ListDeliberations.
 pub fn summary(record: &DeliberationRecord) -> pb::DeliberationSummary {
     pb::DeliberationSummary {
-        task_id: record.request.task_id.clone(),
+        task_id: record.request.task_id.to_string(),
         role: record.request.role.to_string(),
         status: wire_status(record.status).into(),
         created_at_ms: record.request.created_at_ms,
@@ -133,7 +133,7 @@ pub fn summary(record: &DeliberationRecord) -> pb::DeliberationSummary {
 /// A submission as a SubmitDeliberation response.
 pub fn submission(s: &Submission) -> pb::SubmitDeliberationResponse {
     pb::SubmitDeliberationResponse {
-        task_id: s.task_id.clone(),
+        task_id: s.task_id.to_string(),
         status: wire_status(s.status).into(),
         created: s.created,
     }

@@ -26,8 +26,8 @@ pub fn task_id(raw: &str) -> Result<Option<TaskId>, ApplicationError> {
 ///
 /// # Errors
 /// Field `task_id` when empty or malformed.
-pub fn required_task_id(raw: &str) -> Result<String, ApplicationError> {
-    Ok(TaskId::new(raw)?.into_string())
+pub fn required_task_id(raw: &str) -> Result<TaskId, ApplicationError> {
+    Ok(TaskId::new(raw)?)
 }
 
 /// An optional named choice of the constraints: empty means "the server's default"; an

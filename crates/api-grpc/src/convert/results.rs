@@ -176,7 +176,7 @@ pub fn metadata(report: &DeliberationReport, now_ms: i64) -> pb::OrchestratorMet
     pb::OrchestratorMetadata {
         orchestrator_version: env!("CARGO_PKG_VERSION").to_owned(),
         timestamp_ms: now_ms,
-        execution_id: report.task_id.clone(),
+        execution_id: report.task_id.to_string(),
         tags,
     }
 }
@@ -194,7 +194,7 @@ pub fn deliberate_response(report: &DeliberationReport, now_ms: i64) -> pb::Deli
         duration_ms: wide(report.duration_ms),
         metadata: Some(metadata(report, now_ms)),
         failures: report.outcome.failures.iter().map(failure).collect(),
-        task_id: report.task_id.clone(),
+        task_id: report.task_id.to_string(),
         usage: Some(total_usage(&report.outcome.usage, report.outcome.calls_saved)),
         path: report.outcome.path.as_str().to_owned(),
         reviews: narrow(report.outcome.review_counts().0),

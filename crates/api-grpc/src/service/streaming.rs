@@ -7,7 +7,7 @@ use futures::Stream;
 use orchestrator_application::Caller;
 use orchestrator_application::jobs::Begun;
 use orchestrator_application::ports::ProgressObserver;
-use orchestrator_domain::{Deliberation, Phase};
+use orchestrator_domain::{Deliberation, Phase, TaskId};
 use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::debug;
@@ -35,7 +35,7 @@ impl StreamObserver {
 
 #[tonic::async_trait]
 impl ProgressObserver for StreamObserver {
-    async fn phase_completed(&self, _task_id: &str, d: &Deliberation) {
+    async fn phase_completed(&self, _task_id: &TaskId, d: &Deliberation) {
         let mut opened = self.opened.clone();
         if opened.wait_for(|open| *open).await.is_err() {
             return;

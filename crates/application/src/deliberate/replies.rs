@@ -3,7 +3,7 @@
 //! dropping its agent with the reason.
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use orchestrator_domain::{Agent, Deliberation, Phase, TokenUsage};
+use orchestrator_domain::{Agent, Deliberation, Phase, TaskId, TokenUsage};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::ports::{AgentError, AgentStep, ProgressObserver, StepKind};
 
 /// Where a round reports each agent's step: the task id and the observer.
-pub(super) type Report<'a> = (&'a str, &'a dyn ProgressObserver);
+pub(super) type Report<'a> = (&'a TaskId, &'a dyn ProgressObserver);
 
 /// One agent's call of a phase: the agent, its reply or error, and what it cost.
 pub(super) type Reply<T> = (Agent, std::result::Result<T, AgentError>, TokenUsage);

@@ -7,7 +7,7 @@ use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use orchestrator_domain::{
     Deliberation, DeliberationOutcome, DomainError, DryRunOutcome, Phase, Review, ReviewAssignment,
-    RevisionRequest, Task, TestOutcome,
+    RevisionRequest, Task, TaskId, TestOutcome,
 };
 use tokio::time::Instant;
 use tracing::{debug, info};
@@ -24,7 +24,7 @@ impl Deliberate {
     pub(super) async fn drive(
         &self,
         backend: &dyn AgentBackend,
-        task_id: &str,
+        task_id: &TaskId,
         d: &mut Deliberation,
         observer: &dyn ProgressObserver,
     ) -> Result<DeliberationOutcome> {
@@ -62,7 +62,7 @@ impl Deliberate {
         self.test_round(task, d, (task_id, observer)).await;
         for kept in d.keep_best_tested_versions()? {
             info!(
-                task_id,
+                task_id = %task_id,
                 agent = %kept.author,
                 kept_version = kept.kept,
                 kept_passed = kept.kept_passed,

@@ -96,12 +96,12 @@ struct Recording {
 
 #[async_trait]
 impl ProgressObserver for Recording {
-    async fn phase_completed(&self, _task_id: &str, d: &Deliberation) {
+    async fn phase_completed(&self, _task_id: &orchestrator_domain::TaskId, d: &Deliberation) {
         let at = self.started.elapsed();
         self.seen.lock().unwrap().push(Seen::Phase { at, phase: d.phase().to_string() });
     }
 
-    async fn agent_step(&self, task_id: &str, step: &AgentStep) {
+    async fn agent_step(&self, task_id: &orchestrator_domain::TaskId, step: &AgentStep) {
         assert_eq!(task_id, "t-1");
         let at = self.started.elapsed();
         self.seen.lock().unwrap().push(Seen::Step { at, step: step.clone() });

@@ -277,7 +277,7 @@ async fn progress_is_reported_after_every_phase() {
     struct Phases(std::sync::Mutex<Vec<String>>);
     #[async_trait]
     impl ProgressObserver for Phases {
-        async fn phase_completed(&self, task_id: &str, d: &Deliberation) {
+        async fn phase_completed(&self, task_id: &orchestrator_domain::TaskId, d: &Deliberation) {
             self.0.lock().unwrap().push(format!("{task_id}:{}", d.phase()));
         }
     }

@@ -11,7 +11,7 @@
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role};
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role, TaskId};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -68,7 +68,7 @@ pub(super) enum NotWritten {
 impl Jobs {
     /// One attempt at `pending`, its event stored with it; `Ok(false)` when the lifecycle
     /// refused it (another end came first), and then its event is not stored either.
-    async fn apply(&self, task_id: &str, pending: &PendingWrite) -> Result<bool, StoreError> {
+    async fn apply(&self, task_id: &TaskId, pending: &PendingWrite) -> Result<bool, StoreError> {
         let applied = self.apply_write(task_id, pending).await?;
         if applied {
             self.announced(pending.event.as_ref());
@@ -76,7 +76,7 @@ impl Jobs {
         Ok(applied)
     }
 
-    async fn apply_write(&self, task_id: &str, pending: &PendingWrite) -> Result<bool, StoreError> {
+    async fn apply_write(&self, task_id: &TaskId, pending: &PendingWrite) -> Result<bool, StoreError> {
         let fence = pending.fence.as_ref();
         let event = pending.event.as_ref();
         match &pending.write {
@@ -116,7 +116,7 @@ impl Jobs {
     /// `write_retry`; then kept for repair.
     pub(super) async fn write_durably(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         pending: PendingWrite,
     ) -> Result<bool, NotWritten> {
         let give_up_at = Instant::now() + self.settings.write_retry;
@@ -127,7 +127,7 @@ impl Jobs {
             match self.apply(task_id, &pending).await {
                 Ok(applied) => {
                     if attempts > 1 {
-                        info!(task_id, attempts, "stored after retrying");
+                        info!(task_id = %task_id, attempts, "stored after retrying");
                     }
                     return Ok(applied);
                 }
@@ -135,7 +135,7 @@ impl Jobs {
                     let now = Instant::now();
                     if now >= give_up_at || (self.shutdown.is_cancelled() && attempts > 1) {
                         warn!(
-                            task_id,
+                            task_id = %task_id,
                             attempts,
                             error = &error as &dyn std::error::Error,
                             "could not store; kept to store when storage returns"
@@ -143,12 +143,12 @@ impl Jobs {
                         self.keep_for_repair(task_id, pending);
                         return Err(NotWritten::KeptForRepair(error));
                     }
-                    warn!(task_id, attempts, retry_in_ms = backoff.as_millis() as u64, %error, "store unavailable; retrying");
+                    warn!(task_id = %task_id, attempts, retry_in_ms = backoff.as_millis() as u64, %error, "store unavailable; retrying");
                     tokio::time::sleep(backoff.min(give_up_at - now)).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(error) => {
-                    warn!(task_id, error = &error as &dyn std::error::Error, "write refused");
+                    warn!(task_id = %task_id, error = &error as &dyn std::error::Error, "write refused");
                     return Err(NotWritten::Refused(error));
                 }
             }
@@ -156,7 +156,7 @@ impl Jobs {
     }
 
     /// Keeps `pending` for the next repair; an end replaces a saved phase, never the reverse.
-    fn keep_for_repair(&self, task_id: &str, pending: PendingWrite) {
+    fn keep_for_repair(&self, task_id: &TaskId, pending: PendingWrite) {
         let mut repairs = self.repairs.lock().unwrap_or_else(PoisonError::into_inner);
         let keep = repairs.get(task_id).is_none_or(|kept| pending.write.is_final() || !kept.write.is_final());
         if keep {
@@ -165,25 +165,27 @@ impl Jobs {
     }
 
     /// The task ids with a write kept for repair.
-    pub(super) fn repair_ids(&self) -> Vec<String> {
+    pub(super) fn repair_ids(&self) -> Vec<TaskId> {
         self.repairs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
     }
 
     /// Tries every write kept for repair once; returns how many are still pending.
     pub(super) async fn repair(&self) -> usize {
-        let pending: Vec<(String, PendingWrite)> =
+        let pending: Vec<(TaskId, PendingWrite)> =
             self.repairs.lock().unwrap_or_else(PoisonError::into_inner).drain().collect();
         let mut left = 0;
         for (task_id, write) in pending {
             match self.apply(&task_id, &write).await {
-                Ok(applied) => info!(task_id, applied, "repaired: the kept write reached the store"),
+                Ok(applied) => {
+                    info!(task_id = %task_id, applied, "repaired: the kept write reached the store")
+                }
                 Err(error @ StoreError::Unavailable { .. }) => {
-                    warn!(task_id, %error, "repair failed; kept for the next attempt");
+                    warn!(task_id = %task_id, %error, "repair failed; kept for the next attempt");
                     self.keep_for_repair(&task_id, write);
                     left += 1;
                 }
                 Err(error) => {
-                    warn!(task_id, error = &error as &dyn std::error::Error, "repair refused; dropped")
+                    warn!(task_id = %task_id, error = &error as &dyn std::error::Error, "repair refused; dropped")
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role};
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role, TaskId};
 use tokio::sync::oneshot;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -20,7 +20,7 @@ use crate::ports::{EventKind, Fence, NewDeliberation, ProgressObserver, StoreErr
 
 /// Where a job stands when it ends: its identity, its claim, and when it started (if it did).
 struct Job<'a> {
-    task_id: &'a str,
+    task_id: &'a TaskId,
     story_id: Option<&'a str>,
     role: Role,
     fence: &'a Fence,
@@ -39,7 +39,7 @@ pub(super) fn end_duration_ms(created_at_ms: i64, started_at_ms: Option<i64>, fi
 impl Jobs {
     /// Registers `task_id` as run by this node before its row is created or claimed, so that
     /// neither a lease renewal nor a takeover of this node's own work races its start.
-    pub(super) fn register(&self, task_id: &str, story_id: Option<String>) -> Arc<RunHandle> {
+    pub(super) fn register(&self, task_id: &TaskId, story_id: Option<String>) -> Arc<RunHandle> {
         let handle = Arc::new(RunHandle::new(story_id));
         self.runs
             .lock()
@@ -48,13 +48,13 @@ impl Jobs {
         handle
     }
 
-    pub(super) fn unregister(&self, task_id: &str) {
+    pub(super) fn unregister(&self, task_id: &TaskId) {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner).remove(task_id);
     }
 
     /// The task ids this node runs, or holds a write for: never claimed again while here.
-    pub(super) fn held_locally(&self) -> Vec<String> {
-        let mut ids: Vec<String> =
+    pub(super) fn held_locally(&self) -> Vec<TaskId> {
+        let mut ids: Vec<TaskId> =
             self.runs.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
         ids.extend(self.repair_ids());
         ids
@@ -66,7 +66,7 @@ impl Jobs {
     pub(super) fn spawn(
         self: &Arc<Self>,
         admission: Admission,
-        task_id: String,
+        task_id: TaskId,
         handle: Arc<RunHandle>,
         fence: Fence,
         deliberation: Deliberation,
@@ -108,7 +108,7 @@ impl Jobs {
     #[allow(clippy::too_many_arguments, reason = "the parts of one admitted run, each distinct")]
     async fn execute(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         principal: &str,
         deliberation: Deliberation,
         handle: &RunHandle,
@@ -187,7 +187,7 @@ impl Jobs {
                 match self.write_durably(task_id, pending).await {
                     Ok(true) => Ok(report),
                     Ok(false) => {
-                        warn!(task_id, "deliberation finished after it was cancelled; result not stored");
+                        warn!(task_id = %task_id, "deliberation finished after it was cancelled; result not stored");
                         Err(ApplicationError::Cancelled { task_id: task_id.to_owned() })
                     }
                     Err(not_written) => Err(self.not_stored(task_id, not_written)),
@@ -204,15 +204,15 @@ impl Jobs {
         ApplicationError::ShuttingDown { resumable: self.settings.resume_unfinished }
     }
 
-    fn lease_lost(&self, task_id: &str) -> ApplicationError {
-        warn!(task_id, "lease lost: another node holds this deliberation; stopped the local run");
+    fn lease_lost(&self, task_id: &TaskId) -> ApplicationError {
+        warn!(task_id = %task_id, "lease lost: another node holds this deliberation; stopped the local run");
         ApplicationError::LeaseLost { task_id: task_id.to_owned() }
     }
 
     /// PENDING → IN_PROGRESS under `fence`, with its `started` event.
     async fn mark_started(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         story_id: Option<&str>,
         role: Role,
         fence: &Fence,
@@ -227,7 +227,7 @@ impl Jobs {
     }
 
     /// What the caller hears when a write did not land.
-    fn not_stored(&self, task_id: &str, not_written: NotWritten) -> ApplicationError {
+    fn not_stored(&self, task_id: &TaskId, not_written: NotWritten) -> ApplicationError {
         match not_written {
             NotWritten::KeptForRepair(_) => ApplicationError::ResultNotStored { task_id: task_id.to_owned() },
             NotWritten::Refused(StoreError::LeaseLost { .. }) => self.lease_lost(task_id),
@@ -239,7 +239,7 @@ impl Jobs {
     /// INTERRUPTED when resuming is off.
     async fn end_at_shutdown(&self, job: &Job<'_>) -> JobResult {
         if self.settings.resume_unfinished {
-            info!(task_id = job.task_id, "deliberation left to resume after restart");
+            info!(task_id = %job.task_id, "deliberation left to resume after restart");
             self.shutdown_counts.left_resumable();
             Err(self.stopping())
         } else {
@@ -250,7 +250,7 @@ impl Jobs {
     }
 
     async fn end_cancelled(&self, job: &Job<'_>) -> JobResult {
-        let cancelled = ApplicationError::Cancelled { task_id: job.task_id.to_owned() };
+        let cancelled = ApplicationError::Cancelled { task_id: job.task_id.clone() };
         self.end(job, DeliberationStatus::Cancelled, cancelled).await
     }
 
@@ -292,7 +292,7 @@ impl Jobs {
         status: DeliberationStatus,
         message: &str,
     ) -> std::result::Result<bool, StoreError> {
-        let (task_id, role) = (request.task_id.as_str(), request.role);
+        let (task_id, role) = (&request.task_id, request.role);
         let ended = EventKind::Ended { status: status.to_string(), error: message.to_owned() };
         let event = self.event(task_id, request.story_id.as_deref(), role, ended);
         let finished_at_ms = self.clock.now_ms();

@@ -3,6 +3,7 @@
 //! claimed it, or the renewals failed until the lease ran out); and the takeover of work whose
 //! owner stopped renewing — never of work this node runs already.
 
+use orchestrator_domain::TaskId;
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
@@ -58,7 +59,7 @@ impl Jobs {
         let held = self.held_locally();
         match self.store.renew_leases(&self.lease(self.clock.now_ms()), Some(&held)).await {
             Ok(renewed) => {
-                let renewed: HashSet<String> = renewed.into_iter().collect();
+                let renewed: HashSet<TaskId> = renewed.into_iter().collect();
                 self.stop_runs(|task_id, held_since| !renewed.contains(task_id) && held_since < began);
                 began + self.settings.lease
             }
@@ -75,12 +76,12 @@ impl Jobs {
     }
 
     /// Stops, as lost, the local runs `lost(task_id, held_since)` selects.
-    fn stop_runs(&self, lost: impl Fn(&str, Instant) -> bool) {
+    fn stop_runs(&self, lost: impl Fn(&TaskId, Instant) -> bool) {
         let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
         for (task_id, run) in runs.iter() {
             let Some(&held_since) = run.held_since.get() else { continue };
             if !run.lease_lost.is_cancelled() && lost(task_id, held_since) {
-                warn!(task_id, "lease not renewed; stopping the local run");
+                warn!(task_id = %task_id, "lease not renewed; stopping the local run");
                 run.lease_lost.cancel();
             }
         }

@@ -39,7 +39,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestrator_domain::Role;
+use orchestrator_domain::{Role, TaskId};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,10 +114,10 @@ pub struct Jobs {
     /// per principal.
     admitted: Arc<admission::Admitted>,
     /// The deliberations this node runs (or is about to), by task id.
-    runs: Mutex<HashMap<String, Arc<RunHandle>>>,
+    runs: Mutex<HashMap<TaskId, Arc<RunHandle>>>,
     /// Writes that could not land within `write_retry`, by task id: retried by the store probe
     /// until they do (see [`durable_writes`]).
-    repairs: Mutex<HashMap<String, durable_writes::PendingWrite>>,
+    repairs: Mutex<HashMap<TaskId, durable_writes::PendingWrite>>,
     /// What the store probe last saw.
     store_state: tokio::sync::watch::Sender<StoreState>,
     /// Set when shutdown begins: new submissions are refused.
@@ -187,7 +187,7 @@ impl Jobs {
     /// The event announcing `kind`, when this server announces events.
     fn event(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         story_id: Option<&str>,
         role: Role,
         kind: EventKind,

@@ -1,7 +1,7 @@
 //! Saving every phase as it completes, so a crash loses at most the phase in flight.
 
 use async_trait::async_trait;
-use orchestrator_domain::{Deliberation, Phase};
+use orchestrator_domain::{Deliberation, Phase, TaskId};
 use tokio_util::sync::CancellationToken;
 
 use super::Jobs;
@@ -24,7 +24,7 @@ pub(super) struct Persisting<'a> {
 
 #[async_trait]
 impl ProgressObserver for Persisting<'_> {
-    async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation) {
+    async fn phase_completed(&self, task_id: &TaskId, deliberation: &Deliberation) {
         if deliberation.phase() == Phase::Completed {
             // The completion that follows stores the outcome (and announces it) in one write:
             // saving the finished aggregate first would cost a commit and tell nobody anything.
@@ -54,7 +54,7 @@ impl ProgressObserver for Persisting<'_> {
         }
     }
 
-    async fn agent_step(&self, task_id: &str, step: &AgentStep) {
+    async fn agent_step(&self, task_id: &TaskId, step: &AgentStep) {
         self.live.step(step);
         if let Some(next) = self.next {
             next.agent_step(task_id, step).await;

@@ -2,7 +2,7 @@
 
 use std::sync::PoisonError;
 
-use orchestrator_domain::DeliberationStatus;
+use orchestrator_domain::{DeliberationStatus, TaskId};
 use tracing::info;
 
 use super::{Jobs, store_error};
@@ -16,7 +16,7 @@ impl Jobs {
     /// # Errors
     /// `NotFound` for an unknown id and for another principal's — the same answer, so ids
     /// cannot be probed; `Store` on database failures.
-    pub async fn get(&self, caller: &Caller, task_id: &str) -> Result<DeliberationRecord> {
+    pub async fn get(&self, caller: &Caller, task_id: &TaskId) -> Result<DeliberationRecord> {
         self.store
             .get(task_id)
             .await
@@ -42,7 +42,7 @@ impl Jobs {
     /// # Errors
     /// `NotFound` for an unknown id or another principal's; `FailedPrecondition` when it
     /// already ended.
-    pub async fn cancel(&self, caller: &Caller, task_id: &str) -> Result<DeliberationStatus> {
+    pub async fn cancel(&self, caller: &Caller, task_id: &TaskId) -> Result<DeliberationStatus> {
         let record = self.get(caller, task_id).await?;
         if record.status.is_terminal() {
             return Err(ApplicationError::FailedPrecondition(format!(
@@ -64,7 +64,7 @@ impl Jobs {
             run.cancel.cancel();
         }
         if changed {
-            info!(task_id, "deliberation cancelled");
+            info!(task_id = %task_id, "deliberation cancelled");
             Ok(DeliberationStatus::Cancelled)
         } else {
             Ok(self.get(caller, task_id).await?.status)
@@ -76,7 +76,7 @@ impl Jobs {
     ///
     /// # Errors
     /// `Store` on database failures.
-    pub async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool> {
+    pub async fn save_selection(&self, task_id: &TaskId, selection: &StoredSelection) -> Result<bool> {
         self.store.save_selection(task_id, selection).await.map_err(store_error)
     }
 }

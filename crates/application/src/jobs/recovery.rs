@@ -51,7 +51,7 @@ impl Jobs {
     ///
     /// # Errors
     /// `Store` when the database fails.
-    pub async fn take(self: &Arc<Self>, task_id: &str) -> Result<bool> {
+    pub async fn take(self: &Arc<Self>, task_id: &TaskId) -> Result<bool> {
         let taken = self.take_over(ClaimScope::Expired, Some(task_id), self.free_slots().min(1)).await?;
         Ok(taken.resumed + taken.interrupted > 0)
     }
@@ -79,7 +79,7 @@ impl Jobs {
     pub(super) async fn take_over(
         self: &Arc<Self>,
         scope: ClaimScope,
-        only: Option<&str>,
+        only: Option<&TaskId>,
         limit: usize,
     ) -> Result<Recovery> {
         if limit == 0 {
@@ -114,7 +114,7 @@ impl Jobs {
                         DeliberationStatus::InProgress => record.started_at_ms.or(Some(now)),
                         _ => None,
                     };
-                    info!(task_id, phase = %deliberation.phase(), epoch = fence.epoch, "resuming deliberation");
+                    info!(task_id = %task_id, phase = %deliberation.phase(), epoch = fence.epoch, "resuming deliberation");
                     let handle = self.register(&task_id, record.request.story_id.clone());
                     let created_at_ms = record.request.created_at_ms;
                     let (_result, guard) = self.spawn(
@@ -134,7 +134,7 @@ impl Jobs {
                     let message = match reason {
                         None => STOPPED.to_owned(),
                         Some(reason) => {
-                            warn!(task_id, %reason, "cannot resume deliberation");
+                            warn!(task_id = %task_id, %reason, "cannot resume deliberation");
                             format!("{STOPPED}; not resumed: {reason}")
                         }
                     };

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use orchestrator_domain::DeliberationStatus;
+use orchestrator_domain::{DeliberationStatus, TaskId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -18,7 +18,7 @@ use crate::ports::{EventKind, Fence, Lease, NewDeliberation, ProgressObserver};
 /// What a submission did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submission {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub status: DeliberationStatus,
     /// `false` when the task id existed and nothing new was started.
     pub created: bool,
@@ -224,7 +224,7 @@ impl Jobs {
             new.created_at_ms,
             None,
         );
-        info!(task_id, "deliberation submitted");
+        info!(task_id = %task_id, "deliberation submitted");
         let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
         Ok((Started::New { submission, result, guard }, rounds))
     }
@@ -261,7 +261,7 @@ impl Jobs {
             return existing_submission(caller, &new, existing.request, existing.status);
         }
         self.announced(event.as_ref());
-        info!(task_id, "deliberation submitted for any server to take (no free slot here)");
+        info!(task_id = %task_id, "deliberation submitted for any server to take (no free slot here)");
         Ok(Started::Shared(Submission { task_id, status: DeliberationStatus::Pending, created: true }))
     }
 }

@@ -13,6 +13,7 @@ use crate::error::ApplicationError;
 use crate::jobs::Recovery;
 use crate::ports::{Clock, NewDeliberation};
 use crate::ports::{MockClock, MockIdGenerator};
+use crate::testing::tid;
 use crate::testing::{InMemoryStore, SleepingBackend};
 
 fn anon() -> crate::caller::Caller {
@@ -74,13 +75,13 @@ async fn submitted_job_runs_in_the_background_and_is_saved_phase_by_phase() {
     let submission = jobs.submit(&anon(), command("job-1", 0)).await.unwrap();
     assert_eq!(
         submission,
-        Submission { task_id: "job-1".into(), status: DeliberationStatus::Pending, created: true }
+        Submission { task_id: tid("job-1"), status: DeliberationStatus::Pending, created: true }
     );
 
     until("job-1 starts", || store.status("job-1") == DeliberationStatus::InProgress).await;
     jobs.until_idle().await;
 
-    let record = jobs.get(&anon(), "job-1").await.unwrap();
+    let record = jobs.get(&anon(), &tid("job-1")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Completed);
     assert_eq!(record.outcome.as_ref().unwrap().results.len(), 2);
     assert!(record.winner_id.is_some());
@@ -101,10 +102,10 @@ async fn the_same_task_id_never_starts_a_second_deliberation() {
     assert_eq!(backend.started.load(Ordering::SeqCst), 6, "one deliberation of 2 agents × 3 phases");
     let replay = jobs.run(&anon(), command("same", 0), None).await.unwrap();
     assert_eq!(replay.task_id, "same");
-    assert_eq!(replay.outcome, jobs.get(&anon(), "same").await.unwrap().outcome.unwrap());
+    assert_eq!(replay.outcome, jobs.get(&anon(), &tid("same")).await.unwrap().outcome.unwrap());
     assert_eq!(backend.started.load(Ordering::SeqCst), 6, "a retry is answered from storage");
     jobs.submit(&anon(), command("pending", 0)).await.unwrap();
-    jobs.cancel(&anon(), "pending").await.unwrap();
+    jobs.cancel(&anon(), &tid("pending")).await.unwrap();
     let err = jobs.run(&anon(), command("pending", 0), None).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -124,7 +125,7 @@ async fn beyond_running_and_queued_capacity_submissions_are_refused_and_not_stor
     jobs.submit(&anon(), command("b", 0)).await.unwrap();
     let err = jobs.submit(&anon(), command("c", 0)).await.unwrap_err();
     assert!(matches!(err, ApplicationError::ResourceExhausted(_)), "{err:?}");
-    assert!(store.get("c").await.unwrap().is_none());
+    assert!(store.get(&tid("c")).await.unwrap().is_none());
     until("a starts", || store.status("a") == DeliberationStatus::InProgress).await;
     assert_eq!(store.status("b"), DeliberationStatus::Pending, "waits for the only slot");
     jobs.until_idle().await;
@@ -150,7 +151,7 @@ async fn no_principal_holds_more_than_its_share_of_the_queue() {
         "alice already has 2 deliberations running or queued, its share of the queue \
          (queue_share 0.5 of 4 places); retry once some have ended"
     );
-    assert!(store.get("alice-3").await.unwrap().is_none(), "nothing stored");
+    assert!(store.get(&tid("alice-3")).await.unwrap().is_none(), "nothing stored");
     // Another principal still gets the rest of the queue.
     jobs.submit(&bob, command("bob-1", 0)).await.unwrap();
     jobs.submit(&bob, command("bob-2", 0)).await.unwrap();
@@ -188,20 +189,23 @@ async fn cancel_stops_queued_and_running_deliberations() {
     jobs.submit(&anon(), command("queued", 0)).await.unwrap();
     until("running starts", || store.status("running") == DeliberationStatus::InProgress).await;
 
-    assert_eq!(jobs.cancel(&anon(), "queued").await.unwrap(), DeliberationStatus::Cancelled);
-    assert_eq!(jobs.cancel(&anon(), "running").await.unwrap(), DeliberationStatus::Cancelled);
+    assert_eq!(jobs.cancel(&anon(), &tid("queued")).await.unwrap(), DeliberationStatus::Cancelled);
+    assert_eq!(jobs.cancel(&anon(), &tid("running")).await.unwrap(), DeliberationStatus::Cancelled);
     jobs.until_idle().await;
 
     assert_eq!(store.status("queued"), DeliberationStatus::Cancelled);
     assert_eq!(store.status("running"), DeliberationStatus::Cancelled);
     for task_id in ["queued", "running"] {
-        let record = jobs.get(&anon(), task_id).await.unwrap();
+        let record = jobs.get(&anon(), &tid(task_id)).await.unwrap();
         assert!(record.duration_ms.is_some_and(|ms| ms > 0), "{task_id}: {:?}", record.duration_ms);
     }
     assert_eq!(backend.started.load(Ordering::SeqCst), 2, "only the first proposals were ever started");
-    let err = jobs.cancel(&anon(), "running").await.unwrap_err();
+    let err = jobs.cancel(&anon(), &tid("running")).await.unwrap_err();
     assert_eq!(err.to_string(), "deliberation running already ended as CANCELLED");
-    assert!(matches!(jobs.cancel(&anon(), "nope").await.unwrap_err(), ApplicationError::NotFound { .. }));
+    assert!(matches!(
+        jobs.cancel(&anon(), &tid("nope")).await.unwrap_err(),
+        ApplicationError::NotFound { .. }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -211,14 +215,14 @@ async fn deadline_and_failures_end_in_timeout_and_failed() {
         jobs_with(Arc::new(SleepingBackend::new(10 * STEP)), Arc::clone(&store), JobSettings::default());
     let err = jobs.run(&anon(), command("slow", 5), None).await.unwrap_err();
     assert!(matches!(err, ApplicationError::DeadlineExceeded { .. }));
-    let record = jobs.get(&anon(), "slow").await.unwrap();
+    let record = jobs.get(&anon(), &tid("slow")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Timeout);
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 5s deadline while proposing"));
 
     let failing = Arc::new(SleepingBackend::new(STEP).failing());
     let jobs = jobs_with(failing, Arc::clone(&store), JobSettings::default());
     assert!(jobs.run(&anon(), command("broken", 0), None).await.is_err());
-    let record = jobs.get(&anon(), "broken").await.unwrap();
+    let record = jobs.get(&anon(), &tid("broken")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Failed);
     assert!(record.error.unwrap().starts_with("every agent failed"));
 }
@@ -258,11 +262,11 @@ async fn shutdown_waits_for_the_grace_period_then_interrupts_when_not_resuming()
     jobs.shutdown(STEP).await;
     assert_eq!(store.status("quick"), DeliberationStatus::Interrupted);
     for task_id in ["quick", "long"] {
-        let record = jobs.get(&anon(), task_id).await.unwrap();
+        let record = jobs.get(&anon(), &tid(task_id)).await.unwrap();
         assert!(record.duration_ms.is_some_and(|ms| ms > 0), "{task_id}: {:?}", record.duration_ms);
     }
     assert_eq!(
-        jobs.get(&anon(), "long").await.unwrap().error.as_deref(),
+        jobs.get(&anon(), &tid("long")).await.unwrap().error.as_deref(),
         Some("the server is shutting down")
     );
 
@@ -289,14 +293,17 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
     let err = waiting.await.unwrap().unwrap_err();
     assert!(matches!(err, ApplicationError::ShuttingDown { resumable: true }), "{err:?}");
     assert_eq!(store.status("waiting"), DeliberationStatus::InProgress, "left as saved");
-    assert_eq!(store.get("waiting").await.unwrap().unwrap().progress.unwrap().phase().action(), "review");
+    assert_eq!(
+        store.get(&tid("waiting")).await.unwrap().unwrap().progress.unwrap().phase().action(),
+        "review"
+    );
 
     let second = Arc::new(SleepingBackend::new(STEP));
     let jobs = jobs_with(Arc::clone(&second), Arc::clone(&store), JobSettings::default());
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 2, interrupted: 0 });
     jobs.until_idle().await;
     for task_id in ["queued", "waiting"] {
-        let record = jobs.get(&anon(), task_id).await.unwrap();
+        let record = jobs.get(&anon(), &tid(task_id)).await.unwrap();
         assert_eq!(record.status, DeliberationStatus::Completed, "{task_id}");
         let outcome = record.outcome.unwrap();
         assert!(outcome.results.iter().all(|r| r.proposal.revisions().len() == 1));
@@ -309,7 +316,7 @@ async fn shutdown_leaves_running_work_to_resume_and_the_next_start_finishes_it()
 
 fn orphan(task_id: &str) -> NewDeliberation {
     NewDeliberation {
-        task_id: task_id.into(),
+        task_id: tid(task_id),
         role: Role::Qa,
         task: Task::new("x", TaskConstraints::default()).unwrap(),
         rounds: 1,
@@ -327,9 +334,9 @@ async fn recover_interrupts_what_a_dead_process_left_when_not_resuming() {
     let store = Arc::new(InMemoryStore::default());
     let jobs = jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), no_resume());
     store.create(&orphan("orphan"), &dead_lease(), None).await.unwrap();
-    store.mark_started("orphan", &previous_fence(), 2, None).await.unwrap();
+    store.mark_started(&tid("orphan"), &previous_fence(), 2, None).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
-    let record = jobs.get(&anon(), "orphan").await.unwrap();
+    let record = jobs.get(&anon(), &tid("orphan")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
     assert_eq!(record.error.as_deref(), Some("the server stopped before this deliberation finished"));
     assert_eq!(record.duration_ms, Some(5_000 - 2), "finished (the clock's 5000) − started (2)");
@@ -378,12 +385,12 @@ async fn recover_restarts_unsaved_work_and_refuses_what_it_cannot_run() {
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
     store.create(&orphan("orphan"), &dead_lease(), None).await.unwrap();
-    store.mark_started("orphan", &previous_fence(), 2, None).await.unwrap();
+    store.mark_started(&tid("orphan"), &previous_fence(), 2, None).await.unwrap();
     store.create(&NewDeliberation { rounds: 9, ..orphan("corrupt") }, &dead_lease(), None).await.unwrap();
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 1, interrupted: 1 });
     jobs.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.status("orphan"), DeliberationStatus::Completed);
-    let corrupt = jobs.get(&anon(), "corrupt").await.unwrap();
+    let corrupt = jobs.get(&anon(), &tid("corrupt")).await.unwrap();
     assert_eq!(corrupt.status, DeliberationStatus::Interrupted);
     assert!(corrupt.error.unwrap().ends_with("not resumed: rounds: must be within 0..=5, got 9"));
 }
@@ -394,10 +401,10 @@ async fn progress_that_cannot_be_restored_ends_interrupted_with_the_reason_not_a
     let jobs =
         jobs_with(Arc::new(SleepingBackend::new(Duration::ZERO)), Arc::clone(&store), JobSettings::default());
     store.create(&orphan("future"), &dead_lease(), None).await.unwrap();
-    store.mark_started("future", &previous_fence(), 2, None).await.unwrap();
+    store.mark_started(&tid("future"), &previous_fence(), 2, None).await.unwrap();
     store.spoil_progress("future", "saved progress has unknown snapshot version 7");
     assert_eq!(jobs.recover().await.unwrap(), Recovery { resumed: 0, interrupted: 1 });
-    let record = jobs.get(&anon(), "future").await.unwrap();
+    let record = jobs.get(&anon(), &tid("future")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Interrupted);
     assert_eq!(
         record.error.as_deref(),
@@ -417,10 +424,10 @@ async fn a_resumed_deliberation_keeps_its_original_deadline() {
         .create(&NewDeliberation { task: command("late", 3).task, ..orphan("late") }, &dead_lease(), None)
         .await
         .unwrap();
-    store.mark_started("late", &previous_fence(), 0, None).await.unwrap();
+    store.mark_started(&tid("late"), &previous_fence(), 0, None).await.unwrap();
     jobs.recover().await.unwrap();
     jobs.shutdown(Duration::from_secs(60)).await;
-    let record = jobs.get(&anon(), "late").await.unwrap();
+    let record = jobs.get(&anon(), &tid("late")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Timeout);
     assert_eq!(record.error.as_deref(), Some("deliberation exceeded its 3s deadline while proposing"));
 }
@@ -480,7 +487,7 @@ async fn every_step_of_a_deliberation_is_stored_in_the_outbox_once_with_its_chan
 
     jobs.submit(&anon(), command("dropped", 0)).await.unwrap();
     until("dropped starts", || store.status("dropped") == DeliberationStatus::InProgress).await;
-    jobs.cancel(&anon(), "dropped").await.unwrap();
+    jobs.cancel(&anon(), &tid("dropped")).await.unwrap();
     jobs.until_idle().await;
     assert_eq!(
         announced(&store, "dropped"),
@@ -567,10 +574,10 @@ async fn a_submission_without_a_free_slot_here_is_stored_for_any_server_to_take(
     assert_eq!(shared, ["first", "second", "third"], "every submission is announced");
 
     // b has a slot: it takes the work announced for it; a server without one takes nothing.
-    assert!(b.take("second").await.unwrap());
-    assert!(!a.take("first").await.unwrap(), "a runs it already (it had a free slot)");
-    assert!(!b.take("third").await.unwrap(), "b has no free slot now");
-    assert!(!a.take("second").await.unwrap(), "b holds it");
+    assert!(b.take(&tid("second")).await.unwrap());
+    assert!(!a.take(&tid("first")).await.unwrap(), "a runs it already (it had a free slot)");
+    assert!(!b.take(&tid("third")).await.unwrap(), "b has no free slot now");
+    assert!(!a.take(&tid("second")).await.unwrap(), "b holds it");
     // Once "first" ends, a's free slot takes the oldest shared work by itself: "third".
     a.until_idle().await;
     assert_eq!(store.status("first"), DeliberationStatus::Completed);
@@ -657,7 +664,7 @@ async fn a_result_the_store_cannot_take_is_never_answered_ok_and_is_stored_once_
     store.down.store(false, Ordering::SeqCst);
     assert_eq!(jobs.probe_store_once().await, StoreState::Serving);
     assert!(jobs.store_state().borrow().is_serving());
-    let record = jobs.get(&anon(), "unstored").await.unwrap();
+    let record = jobs.get(&anon(), &tid("unstored")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Completed);
     assert!(record.duration_ms.is_some_and(|ms| ms > 0));
     assert!(jobs.repair_ids().is_empty());
@@ -687,7 +694,7 @@ async fn a_node_that_lost_its_lease_stops_and_only_the_new_holder_stores_a_resul
     let err = running_on_a.await.unwrap().unwrap_err();
     assert!(matches!(&err, ApplicationError::LeaseLost { task_id } if task_id == "contested"), "{err:?}");
     node_b.until_idle().await;
-    let record = node_b.get(&anon(), "contested").await.unwrap();
+    let record = node_b.get(&anon(), &tid("contested")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Completed, "exactly one result: node-b's");
     assert_eq!(backend_b.started.load(Ordering::SeqCst), 6, "node-b ran it from the start");
 
@@ -696,7 +703,11 @@ async fn a_node_that_lost_its_lease_stops_and_only_the_new_holder_stores_a_resul
     clock.0.store(100_000, Ordering::SeqCst);
     node_b.maintain_once(tokio::time::Instant::now()).await;
     node_b.until_idle().await;
-    assert_eq!(store.get("own").await.unwrap().unwrap().lease_epoch, 0, "never re-claimed while running");
+    assert_eq!(
+        store.get(&tid("own")).await.unwrap().unwrap().lease_epoch,
+        0,
+        "never re-claimed while running"
+    );
     assert_eq!(store.status("own"), DeliberationStatus::Completed);
 }
 
@@ -709,7 +720,7 @@ async fn a_deliberation_out_of_time_keeps_its_finished_proposals_ranked_as_parti
     let err = jobs.run(&anon(), command("late", 2), None).await.unwrap_err();
     let ApplicationError::DeadlineExceeded { partial: Some(partial), .. } = &err else { panic!("{err:?}") };
     assert_eq!(partial.results.len(), 2);
-    let record = jobs.get(&anon(), "late").await.unwrap();
+    let record = jobs.get(&anon(), &tid("late")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Timeout);
     let kept = record.outcome.expect("partial results are stored");
     assert_eq!(kept.results.len(), 2);
@@ -807,7 +818,7 @@ async fn a_store_outage_longer_than_the_lease_stops_the_run_and_the_node_resumes
     clock.0.store(60_000, Ordering::SeqCst);
     jobs.maintain_once(held).await;
     jobs.until_idle().await;
-    let record = jobs.get(&anon(), "blip").await.unwrap();
+    let record = jobs.get(&anon(), &tid("blip")).await.unwrap();
     assert_eq!(record.status, DeliberationStatus::Completed);
     assert_eq!(record.lease_epoch, 1, "taken back under a new epoch");
 }
@@ -823,15 +834,15 @@ async fn a_deliberation_not_run_here_is_watched_from_the_store_until_it_ends() {
         other => panic!("expected a state, got {other:?}"),
     };
 
-    let mut updates = jobs.watch(&anon(), "elsewhere").await.unwrap();
+    let mut updates = jobs.watch(&anon(), &tid("elsewhere")).await.unwrap();
     assert_eq!(status(updates.next().await), DeliberationStatus::Pending, "the stored state first");
-    store.mark_started("elsewhere", &previous_fence(), 2, None).await.unwrap();
+    store.mark_started(&tid("elsewhere"), &previous_fence(), 2, None).await.unwrap();
     assert_eq!(status(updates.next().await), DeliberationStatus::InProgress, "read back from the store");
-    jobs.cancel(&anon(), "elsewhere").await.unwrap();
+    jobs.cancel(&anon(), &tid("elsewhere")).await.unwrap();
     assert_eq!(status(updates.next().await), DeliberationStatus::Cancelled, "its end last");
     assert!(updates.next().await.is_none());
 
-    let mut ended = jobs.watch(&anon(), "elsewhere").await.unwrap();
+    let mut ended = jobs.watch(&anon(), &tid("elsewhere")).await.unwrap();
     assert_eq!(status(ended.next().await), DeliberationStatus::Cancelled);
     assert!(ended.next().await.is_none(), "an ended deliberation: one update");
 }
@@ -843,12 +854,12 @@ async fn a_deliberation_run_here_is_watched_step_by_step_and_a_watcher_going_awa
     let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
     jobs.submit(&anon(), command("here", 0)).await.unwrap();
 
-    let mut dropped_early = jobs.watch(&anon(), "here").await.unwrap();
+    let mut dropped_early = jobs.watch(&anon(), &tid("here")).await.unwrap();
     assert!(matches!(dropped_early.next().await, Some(Ok(WatchUpdate::State(_)))));
     drop(dropped_early);
 
     let updates: Vec<WatchUpdate> =
-        jobs.watch(&anon(), "here").await.unwrap().map(Result::unwrap).collect().await;
+        jobs.watch(&anon(), &tid("here")).await.unwrap().map(Result::unwrap).collect().await;
     let steps: Vec<String> = updates
         .iter()
         .filter_map(|u| match u {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
-use orchestrator_domain::DeliberationStatus;
+use orchestrator_domain::{DeliberationStatus, TaskId};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Jobs, store_error};
@@ -88,7 +88,7 @@ enum Stage {
 
 struct Watching {
     jobs: Arc<Jobs>,
-    task_id: String,
+    task_id: TaskId,
     stage: Stage,
 }
 
@@ -102,7 +102,7 @@ impl Jobs {
     ///
     /// # Errors
     /// `NotFound` for an unknown id and for another principal's (as [`Jobs::get`]); `Store`.
-    pub async fn watch(self: &Arc<Self>, caller: &Caller, task_id: &str) -> Result<WatchUpdates> {
+    pub async fn watch(self: &Arc<Self>, caller: &Caller, task_id: &TaskId) -> Result<WatchUpdates> {
         // Subscribed before the first read, so nothing between the two is missed; the steps
         // of the phase in flight are replayed after the first state.
         let run = self.runs.lock().unwrap_or_else(PoisonError::into_inner).get(task_id).cloned();

@@ -8,6 +8,7 @@ use crate::counters::Counters;
 use crate::deliberate::{Deliberate, DeliberationSettings};
 use crate::jobs::JobSettings;
 use crate::ports::{AgentError, MockAgentBackend, MockClock, MockIdGenerator, ReviewReply, Selection};
+use crate::testing::tid;
 use crate::testing::{InMemoryStore, scripted_backend};
 
 fn orchestrate(backend: MockAgentBackend) -> Orchestrate {
@@ -195,7 +196,7 @@ async fn a_retry_answers_the_stored_choice_without_asking_the_architect_again() 
         first.deliberation.outcome.results[first.winner]
     );
     // GetDeliberationResult names the chosen proposal, not the rank-1 one.
-    let record = orchestrate.jobs.get(&caller, "orchestrated").await.unwrap();
+    let record = orchestrate.jobs.get(&caller, &tid("orchestrated")).await.unwrap();
     let chosen = first.deliberation.outcome.results[1].agent.id.to_string();
     assert_eq!(record.winner_id.as_deref(), Some(chosen.as_str()));
     let stored = record.selection.unwrap();

@@ -1,7 +1,7 @@
 //! The port through which a running deliberation reports its progress.
 
 use async_trait::async_trait;
-use orchestrator_domain::{AgentId, Deliberation, Phase};
+use orchestrator_domain::{AgentId, Deliberation, Phase, TaskId};
 
 /// Told after each phase of a deliberation completes (proposals in, a review round in, a
 /// revision round in), and as each agent's call of a phase lands. Used to persist phases as
@@ -9,11 +9,11 @@ use orchestrator_domain::{AgentId, Deliberation, Phase};
 /// waits for them.
 #[async_trait]
 pub trait ProgressObserver: Send + Sync {
-    async fn phase_completed(&self, task_id: &str, deliberation: &Deliberation);
+    async fn phase_completed(&self, task_id: &TaskId, deliberation: &Deliberation);
 
     /// One agent's call landed (or its tests ran). Told as it happens, before the phase
     /// ends; ignored unless an observer cares to show it.
-    async fn agent_step(&self, _task_id: &str, _step: &AgentStep) {}
+    async fn agent_step(&self, _task_id: &TaskId, _step: &AgentStep) {}
 }
 
 /// What one agent's call did, as it landed.
@@ -55,5 +55,5 @@ pub struct NoProgress;
 
 #[async_trait]
 impl ProgressObserver for NoProgress {
-    async fn phase_completed(&self, _task_id: &str, _deliberation: &Deliberation) {}
+    async fn phase_completed(&self, _task_id: &TaskId, _deliberation: &Deliberation) {}
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use orchestrator_domain::{
     Council, CouncilId, Deliberation, DeliberationOutcome, DeliberationStatus, ProfileName, Role, Rounds,
-    Task,
+    Task, TaskId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ pub use lease::{Claim, ClaimScope, Fence, Lease};
 /// What a client asked for, stored before anything runs so a deliberation is never lost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDeliberation {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub role: Role,
     pub task: Task,
     /// Review rounds requested (before the `max_iterations` cap).
@@ -212,7 +212,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Reads one deliberation with its progress and outcome.
-    async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError>;
+    async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError>;
 
     /// PENDING → IN_PROGRESS, under `fence`.
     ///
@@ -220,7 +220,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// another claim took fails with [`StoreError::LeaseLost`].
     async fn mark_started(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         at_ms: i64,
         event: Option<&DeliberationEvent>,
@@ -229,7 +229,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// Saves the deliberation as it stands after a phase; only while IN_PROGRESS, under `fence`.
     async fn save_progress(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         progress: &Deliberation,
         event: Option<&DeliberationEvent>,
@@ -238,7 +238,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// IN_PROGRESS → COMPLETED with the ranked outcome, under `fence`.
     async fn complete(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
@@ -252,7 +252,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// stood; it is stored with the end and read back as the record's outcome.
     async fn finish_unsuccessfully(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: Option<&Fence>,
         end: &UnsuccessfulEnd<'_>,
         event: Option<&DeliberationEvent>,
@@ -260,7 +260,8 @@ pub trait DeliberationStore: Send + Sync + 'static {
 
     /// Stores how Orchestrate chose the winner of a COMPLETED deliberation; the first choice
     /// stored stays (returns `false` when one was stored already).
-    async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError>;
+    async fn save_selection(&self, task_id: &TaskId, selection: &StoredSelection)
+    -> Result<bool, StoreError>;
 
     /// Pages through deliberations, newest first, serving [`ListQuery::page_size`] records.
     ///
@@ -272,7 +273,7 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// `only` when given (what the owner actually runs: the rest is left to run out, so
     /// whoever claims it next runs it) — and returns the task ids actually renewed, so the
     /// owner can stop what it no longer holds.
-    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError>;
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[TaskId]>) -> Result<Vec<TaskId>, StoreError>;
 
     /// Claims, under `lease`, the PENDING or IN_PROGRESS deliberations `claim` allows — those
     /// nobody holds or whose lease ended before `now_ms`, or with [`ClaimScope::All`] every one

@@ -35,14 +35,14 @@ impl DeliberationStore for InMemoryStore {
         self.announce(&new.task_id, true, event)
     }
 
-    async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
+    async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError> {
         self.check_up()?;
-        Ok(self.entries().get(&storable_text(task_id)).map(|entry| entry.record.clone()))
+        Ok(self.entries().get(task_id).map(|entry| entry.record.clone()))
     }
 
     async fn mark_started(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         at_ms: i64,
         event: Option<&DeliberationEvent>,
@@ -55,7 +55,7 @@ impl DeliberationStore for InMemoryStore {
 
     async fn save_progress(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         progress: &Deliberation,
         event: Option<&DeliberationEvent>,
@@ -65,7 +65,7 @@ impl DeliberationStore for InMemoryStore {
         let progress = storable(task_id, progress)?;
         let applied = {
             let mut entries = self.entries();
-            match entries.get_mut(&storable_text(task_id)) {
+            match entries.get_mut(task_id) {
                 Some(entry) if entry.record.status == DeliberationStatus::InProgress => {
                     entry.check_fence(task_id, Some(fence))?;
                     entry.record.progress = Some(progress);
@@ -79,7 +79,7 @@ impl DeliberationStore for InMemoryStore {
 
     async fn complete(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
@@ -103,7 +103,7 @@ impl DeliberationStore for InMemoryStore {
 
     async fn finish_unsuccessfully(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: Option<&Fence>,
         end: &UnsuccessfulEnd<'_>,
         event: Option<&DeliberationEvent>,
@@ -134,11 +134,15 @@ impl DeliberationStore for InMemoryStore {
         self.announce(task_id, applied, event)
     }
 
-    async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError> {
+    async fn save_selection(
+        &self,
+        task_id: &TaskId,
+        selection: &StoredSelection,
+    ) -> Result<bool, StoreError> {
         self.check_up()?;
         let selection = storable(task_id, selection)?;
         let mut entries = self.entries();
-        match entries.get_mut(&storable_text(task_id)) {
+        match entries.get_mut(task_id) {
             Some(entry)
                 if entry.record.status == DeliberationStatus::Completed
                     && entry.record.selection.is_none() =>
@@ -178,10 +182,9 @@ impl DeliberationStore for InMemoryStore {
         Ok(Page { items: matching, next_cursor })
     }
 
-    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError> {
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[TaskId]>) -> Result<Vec<TaskId>, StoreError> {
         self.check_up()?;
         let owner = storable_text(&lease.owner);
-        let only: Option<Vec<String>> = only.map(|ids| ids.iter().map(|id| storable_text(id)).collect());
         let mut renewed = Vec::new();
         for entry in self.entries().values_mut() {
             let listed = only.as_ref().is_none_or(|ids| ids.contains(&entry.record.request.task_id));
@@ -201,8 +204,6 @@ impl DeliberationStore for InMemoryStore {
     ) -> Result<Vec<DeliberationRecord>, StoreError> {
         self.check_up()?;
         let owner = storable_text(&lease.owner);
-        let running: Vec<String> = claim.running.iter().map(|id| storable_text(id)).collect();
-        let only = claim.only.map(storable_text);
         let mut entries = self.entries();
         let mut candidates: Vec<&mut Entry> = entries
             .values_mut()
@@ -211,8 +212,8 @@ impl DeliberationStore for InMemoryStore {
                 let id = &entry.record.request.task_id;
                 !entry.record.status.is_terminal()
                     && free
-                    && !running.contains(id)
-                    && only.as_ref().is_none_or(|only| only == id)
+                    && !claim.running.contains(id)
+                    && claim.only.is_none_or(|only| only == id)
             })
             .collect();
         candidates.sort_by(|a, b| {

@@ -106,10 +106,11 @@ impl TestRelay {
 /// Runs a deliberation through the store: created, started, cancelled — its three events
 /// (`submitted`, `started`, `ended`, numbered 1 to 3) stored in the outbox with the changes.
 pub(crate) async fn deliberation(store: &InMemoryStore, task_id: &str) {
+    let id = orchestrator_application::testing::tid(task_id);
     let at_ms = WallClock.now_ms();
     let event = |kind| DeliberationEvent::new(task_id, Some("story-1"), Role::Dev, WallClock.now_ms(), kind);
     let new = NewDeliberation {
-        task_id: task_id.to_owned(),
+        task_id: id.clone(),
         role: Role::Dev,
         task: Task::new("Relay the events", TaskConstraints::default()).unwrap(),
         rounds: 1,
@@ -123,7 +124,7 @@ pub(crate) async fn deliberation(store: &InMemoryStore, task_id: &str) {
     let lease = Lease { owner: WRITER.to_owned(), until_ms: i64::MAX / 2 };
     assert!(store.create(&new, &lease, Some(&event(EventKind::Submitted))).await.unwrap());
     let fence = Fence::created_by(WRITER);
-    assert!(store.mark_started(task_id, &fence, at_ms, Some(&event(EventKind::Started))).await.unwrap());
+    assert!(store.mark_started(&id, &fence, at_ms, Some(&event(EventKind::Started))).await.unwrap());
     let end = UnsuccessfulEnd {
         status: DeliberationStatus::Cancelled,
         error: "cancelled by the test",
@@ -132,7 +133,7 @@ pub(crate) async fn deliberation(store: &InMemoryStore, task_id: &str) {
         partial: None,
     };
     let ended = event(EventKind::Ended { status: "CANCELLED".into(), error: "cancelled by the test".into() });
-    assert!(store.finish_unsuccessfully(task_id, Some(&fence), &end, Some(&ended)).await.unwrap());
+    assert!(store.finish_unsuccessfully(&id, Some(&fence), &end, Some(&ended)).await.unwrap());
 }
 
 /// One message of the stream, as a subscriber sees it.

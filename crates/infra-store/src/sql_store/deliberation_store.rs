@@ -5,7 +5,7 @@ use orchestrator_application::ports::{
     Claim, DeliberationEvent, DeliberationRecord, DeliberationStore, Fence, Lease, ListQuery,
     NewDeliberation, Page, PageCursor, StoreError, StoredSelection, UnsuccessfulEnd,
 };
-use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus};
+use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, TaskId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use crate::error::{Fault, from_sqlx};
@@ -58,7 +58,7 @@ where
             pending = DeliberationStatus::Pending.as_str(),
         );
         let insert = sqlx::query(&sql)
-            .bind(task_id.clone())
+            .bind(task_id.to_string())
             .bind(new.role.as_str().to_owned())
             .bind(storable(new.task.description()))
             .bind(to_json(&task_id, "request", new)?)
@@ -74,13 +74,12 @@ where
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
-    async fn get(&self, task_id: &str) -> Result<Option<DeliberationRecord>, StoreError> {
-        let task_id = storable(task_id);
-        let fail = |e| from_sqlx("reading", Some(&task_id), e);
+    async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError> {
+        let fail = |e| from_sqlx("reading", Some(task_id), e);
         let row: Option<DeliberationRow> = sqlx::query_as(&format!(
             "SELECT {DELIBERATION_COLUMNS}, progress FROM deliberations WHERE task_id = $1"
         ))
-        .bind(task_id.clone())
+        .bind(task_id.to_string())
         .fetch_optional(&self.reader)
         .await
         .map_err(fail)?;
@@ -94,9 +93,9 @@ where
         // as the status, so once that status is visible they are too. Read concurrently: three
         // round trips to PostgreSQL cost one.
         let (proposals, reviews, failures) = tokio::try_join!(
-            self.rows_of::<ProposalRow>(PROPOSAL_COLUMNS, "proposals", "ordinal", &task_id),
-            self.rows_of::<ReviewRow>(REVIEW_COLUMNS, "reviews", "proposal_agent_id, ordinal", &task_id),
-            self.rows_of::<FailureRow>(FAILURE_COLUMNS, "agent_failures", "ordinal", &task_id),
+            self.rows_of::<ProposalRow>(PROPOSAL_COLUMNS, "proposals", "ordinal", task_id),
+            self.rows_of::<ReviewRow>(REVIEW_COLUMNS, "reviews", "proposal_agent_id, ordinal", task_id),
+            self.rows_of::<FailureRow>(FAILURE_COLUMNS, "agent_failures", "ordinal", task_id),
         )?;
         let outcome = OutcomeRows {
             winner_id: None,
@@ -113,7 +112,7 @@ where
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
     async fn mark_started(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         at_ms: i64,
         event: Option<&DeliberationEvent>,
@@ -122,40 +121,38 @@ where
         let Some(sources) = sources_of(target) else {
             return Ok(false);
         };
-        let task_id = storable(task_id);
-        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
         let sql = format!(
             "UPDATE deliberations SET status = '{target}', started_at_ms = $1, event_seq = event_seq + $5 \
              WHERE task_id = $2 AND status IN ({sources}) AND owner = $3 AND lease_epoch = $4 RETURNING event_seq",
             target = target.as_str(),
         );
         let update = sqlx::query(&sql).bind(at_ms);
-        self.fenced_change(update, &task_id, fence, event.as_ref(), "starting").await
+        self.fenced_change(update, task_id, fence, event.as_ref(), "starting").await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, phase = %progress.phase()), err)]
     async fn save_progress(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         progress: &Deliberation,
         event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
-        let task_id = storable(task_id);
-        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
         let sql = format!(
             "UPDATE deliberations SET progress = $1, event_seq = event_seq + $5 WHERE task_id = $2 \
              AND status = '{in_progress}' AND owner = $3 AND lease_epoch = $4 RETURNING event_seq",
             in_progress = DeliberationStatus::InProgress.as_str(),
         );
-        let update = sqlx::query(&sql).bind(to_json(&task_id, "progress", &snapshot(progress))?);
-        self.fenced_change(update, &task_id, fence, event.as_ref(), "saving progress of").await
+        let update = sqlx::query(&sql).bind(to_json(task_id, "progress", &snapshot(progress))?);
+        self.fenced_change(update, task_id, fence, event.as_ref(), "saving progress of").await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
     async fn complete(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         outcome: &DeliberationOutcome,
         finished_at_ms: i64,
@@ -165,9 +162,8 @@ where
         let Some(sources) = sources_of(DeliberationStatus::Completed) else {
             return Ok(false);
         };
-        let task_id = storable(task_id);
-        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
-        let rows = OutcomeRows::from_outcome(&task_id, outcome)?;
+        let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
+        let rows = OutcomeRows::from_outcome(task_id, outcome)?;
         // The status change and the outcome rows commit together or not at all.
         let transaction = async {
             let mut writer = self.writer_at(Durability::PowerLoss).await?;
@@ -186,7 +182,7 @@ where
             .bind(rows.usage.completion_tokens)
             .bind(rows.usage.calls)
             .bind(rows.usage.latency_ms)
-            .bind(task_id.clone())
+            .bind(task_id.to_string())
             .bind(storable(&fence.owner))
             .bind(fence.epoch)
             .bind(rows.calls_saved)
@@ -198,21 +194,21 @@ where
                 tx.rollback().await?;
                 return Ok(false);
             };
-            Self::insert_outcome(&mut tx, &task_id, &rows).await?;
+            Self::insert_outcome(&mut tx, task_id, &rows).await?;
             if let Some(event) = &event {
-                Self::insert_event(&mut tx, &task_id, updated.try_get("event_seq")?, event).await?;
+                Self::insert_event(&mut tx, task_id, updated.try_get("event_seq")?, event).await?;
             }
             tx.commit().await?;
             Ok(true)
         };
-        let applied = transaction.await.map_err(|e| from_sqlx("completing", Some(&task_id), e))?;
-        if applied { Ok(true) } else { self.refusal(&task_id, Some(fence)).await }
+        let applied = transaction.await.map_err(|e| from_sqlx("completing", Some(task_id), e))?;
+        if applied { Ok(true) } else { self.refusal(task_id, Some(fence)).await }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id, status = %end.status), err)]
     async fn finish_unsuccessfully(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         fence: Option<&Fence>,
         end: &UnsuccessfulEnd<'_>,
         event: Option<&DeliberationEvent>,
@@ -226,10 +222,9 @@ where
         let Some(sources) = sources_of(status) else {
             return Ok(false);
         };
-        let task_id = storable(task_id);
-        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
         let rows = match end.partial {
-            Some(partial) if status == Timeout => Some(OutcomeRows::from_outcome(&task_id, partial)?),
+            Some(partial) if status == Timeout => Some(OutcomeRows::from_outcome(task_id, partial)?),
             _ => None,
         };
         let usage = rows.as_ref().map(|rows| rows.usage);
@@ -255,7 +250,7 @@ where
                 .bind(usage.map(|u| u.completion_tokens))
                 .bind(usage.map(|u| u.calls))
                 .bind(usage.map(|u| u.latency_ms))
-                .bind(task_id.clone())
+                .bind(task_id.to_string())
                 .bind(i64::from(event.is_some()))
                 .bind(rows.as_ref().map(|rows| rows.path.clone()));
             if let Some(fence) = fence {
@@ -266,37 +261,40 @@ where
                 return Ok(false);
             };
             if let Some(rows) = &rows {
-                Self::insert_outcome(&mut tx, &task_id, rows).await?;
+                Self::insert_outcome(&mut tx, task_id, rows).await?;
             }
             if let Some(event) = &event {
-                Self::insert_event(&mut tx, &task_id, updated.try_get("event_seq")?, event).await?;
+                Self::insert_event(&mut tx, task_id, updated.try_get("event_seq")?, event).await?;
             }
             tx.commit().await?;
             Ok(true)
         };
-        let applied = transaction.await.map_err(|e| from_sqlx("finishing", Some(&task_id), e))?;
-        if applied { Ok(true) } else { self.refusal(&task_id, fence).await }
+        let applied = transaction.await.map_err(|e| from_sqlx("finishing", Some(task_id), e))?;
+        if applied { Ok(true) } else { self.refusal(task_id, fence).await }
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]
-    async fn save_selection(&self, task_id: &str, selection: &StoredSelection) -> Result<bool, StoreError> {
-        let task_id = storable(task_id);
+    async fn save_selection(
+        &self,
+        task_id: &TaskId,
+        selection: &StoredSelection,
+    ) -> Result<bool, StoreError> {
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET selection = $1, winner_id = $2 \
              WHERE task_id = $3 AND status = '{completed}' AND selection IS NULL RETURNING task_id",
             completed = DeliberationStatus::Completed.as_str(),
         ))
-        .bind(to_json(&task_id, "selection", selection)?)
+        .bind(to_json(task_id, "selection", selection)?)
         .bind(storable(&selection.winner_id))
-        .bind(task_id.clone())
+        .bind(task_id.to_string())
         .fetch_optional(
             &mut *self
                 .writer_at(Durability::PowerLoss)
                 .await
-                .map_err(|e| from_sqlx("saving the selection of", Some(&task_id), e))?,
+                .map_err(|e| from_sqlx("saving the selection of", Some(task_id), e))?,
         )
         .await
-        .map_err(|e| from_sqlx("saving the selection of", Some(&task_id), e))?;
+        .map_err(|e| from_sqlx("saving the selection of", Some(task_id), e))?;
         Ok(updated.is_some())
     }
 
@@ -346,7 +344,7 @@ where
         Ok(Page { items, next_cursor })
     }
 
-    async fn renew_leases(&self, lease: &Lease, only: Option<&[String]>) -> Result<Vec<String>, StoreError> {
+    async fn renew_leases(&self, lease: &Lease, only: Option<&[TaskId]>) -> Result<Vec<TaskId>, StoreError> {
         self.renew(lease, only).await
     }
 

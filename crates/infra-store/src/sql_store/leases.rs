@@ -3,6 +3,7 @@
 //! both take a row.
 
 use orchestrator_application::ports::{Claim, ClaimScope, DeliberationRecord, Lease, StoreError};
+use orchestrator_domain::TaskId;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use crate::error::from_sqlx;
@@ -30,9 +31,9 @@ where
     pub(super) async fn renew(
         &self,
         lease: &Lease,
-        only: Option<&[String]>,
-    ) -> Result<Vec<String>, StoreError> {
-        if only.is_some_and(<[String]>::is_empty) {
+        only: Option<&[TaskId]>,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        if only.is_some_and(<[TaskId]>::is_empty) {
             return Ok(Vec::new());
         }
         let mut renew = Statement::new("UPDATE deliberations SET lease_until_ms = ");
@@ -44,7 +45,7 @@ where
         if let Some(task_ids) = only {
             renew.push(" AND task_id IN (");
             for (i, task_id) in task_ids.iter().enumerate() {
-                renew.push(if i == 0 { "" } else { ", " }).push_bind(storable(task_id));
+                renew.push(if i == 0 { "" } else { ", " }).push_bind(task_id.to_string());
             }
             renew.push(")");
         }
@@ -53,7 +54,13 @@ where
         let (sql, arguments) = renew.into_parts().map_err(fail)?;
         let mut writer = self.writer_at(Durability::PowerLoss).await.map_err(fail)?;
         let renewed = sqlx::query_with(&sql, arguments).fetch_all(&mut *writer).await.map_err(fail)?;
-        renewed.iter().map(|row| row.try_get::<String, _>("task_id").map_err(fail)).collect()
+        renewed
+            .iter()
+            .map(|row| {
+                let task_id = row.try_get::<String, _>("task_id").map_err(fail)?;
+                TaskId::new(task_id.clone()).map_err(|error| StoreError::corrupt(task_id, error))
+            })
+            .collect()
     }
 
     /// Takes unfinished rows `claim` allows, moving each to a new lease epoch.
@@ -75,7 +82,7 @@ where
                     .push(")");
             }
             for task_id in claim.running {
-                statement.push(" AND task_id <> ").push_bind(storable(task_id));
+                statement.push(" AND task_id <> ").push_bind(task_id.to_string());
             }
             if let Some(only) = claim.only {
                 statement.push(" AND task_id = ").push_bind(storable(only));

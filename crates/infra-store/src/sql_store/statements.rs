@@ -2,7 +2,7 @@
 //! outcome's rows, and why a fenced write matched nothing.
 
 use orchestrator_application::ports::{Fence, StoreError};
-use orchestrator_domain::DeliberationStatus;
+use orchestrator_domain::{DeliberationStatus, TaskId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
 use crate::error::from_sqlx;
@@ -37,12 +37,12 @@ where
 {
     /// Why a write under `fence` matched no row: `Err(LeaseLost)` when the row is unfinished
     /// and held by another claim; `Ok(false)` when the lifecycle refused it (or no row).
-    pub(super) async fn refusal(&self, task_id: &str, fence: Option<&Fence>) -> Result<bool, StoreError> {
+    pub(super) async fn refusal(&self, task_id: &TaskId, fence: Option<&Fence>) -> Result<bool, StoreError> {
         let Some(fence) = fence else { return Ok(false) };
         let holder: Option<HolderRow> = sqlx::query_as(
             "SELECT status, COALESCE(owner, '') AS owner, lease_epoch FROM deliberations WHERE task_id = $1",
         )
-        .bind(task_id.to_owned())
+        .bind(task_id.to_string())
         .fetch_optional(
             &mut *self
                 .writer
@@ -55,8 +55,8 @@ where
         let Some(holder) = holder else { return Ok(false) };
         let unfinished = DeliberationStatus::parse(&holder.status).is_ok_and(|s| !s.is_terminal());
         if unfinished && (holder.owner != storable(&fence.owner) || holder.lease_epoch != fence.epoch) {
-            tracing::warn!(task_id, owner = %holder.owner, epoch = holder.lease_epoch, "write refused: another claim holds the deliberation");
-            return Err(StoreError::LeaseLost { task_id: task_id.to_owned() });
+            tracing::warn!(task_id = %task_id, owner = %holder.owner, epoch = holder.lease_epoch, "write refused: another claim holds the deliberation");
+            return Err(StoreError::LeaseLost { task_id: task_id.clone() });
         }
         Ok(false)
     }
@@ -73,7 +73,7 @@ where
         R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
     {
         sqlx::query_as(&format!("SELECT {columns} FROM {table} WHERE task_id = $1 ORDER BY {order}"))
-            .bind(task_id.to_owned())
+            .bind(task_id.to_string())
             .fetch_all(&self.reader)
             .await
             .map_err(|e| from_sqlx("reading", Some(task_id), e))
@@ -89,7 +89,7 @@ where
         sqlx::query(
             "INSERT INTO outbox (task_id, seq, event, payload, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(task_id.to_owned())
+        .bind(task_id.to_string())
         .bind(seq)
         .bind(event.name.to_owned())
         .bind(event.payload.clone())
@@ -120,13 +120,13 @@ where
     pub(super) async fn fenced_change<'q>(
         &self,
         update: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
-        task_id: &str,
+        task_id: &TaskId,
         fence: &Fence,
         event: Option<&StoredEvent>,
         operation: &'static str,
     ) -> Result<bool, StoreError> {
         let update = update
-            .bind(task_id.to_owned())
+            .bind(task_id.to_string())
             .bind(storable(&fence.owner))
             .bind(fence.epoch)
             .bind(i64::from(event.is_some()));

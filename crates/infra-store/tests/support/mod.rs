@@ -148,7 +148,7 @@ pub(crate) fn request(task_id: &str, role: Role, created_at_ms: i64) -> NewDelib
 /// [`request`] with `note` appended to the task description.
 pub(crate) fn noted_request(task_id: &str, role: Role, created_at_ms: i64, note: &str) -> NewDeliberation {
     NewDeliberation {
-        task_id: task_id.to_owned(),
+        task_id: orchestrator_application::testing::tid(task_id),
         role,
         task: task(note),
         rounds: 2,

@@ -18,7 +18,7 @@ impl PageCursor {
     /// The cursor of a page whose last record is `last`.
     #[must_use]
     pub fn after(last: &DeliberationRecord) -> Self {
-        Self { created_at_ms: last.request.created_at_ms, task_id: last.request.task_id.clone() }
+        Self { created_at_ms: last.request.created_at_ms, task_id: last.request.task_id.to_string() }
     }
 
     /// The token handed to clients as [`super::Page::next_cursor`].

@@ -1,5 +1,7 @@
 //! Why storage failed, as the callers of the store ports can act on it.
 
+use orchestrator_domain::TaskId;
+
 /// The underlying failure a [`StoreError`] carries for the logs: a driver error, an I/O
 /// error, a decoding error — whatever the adapter met.
 pub type StoreCause = Box<dyn std::error::Error + Send + Sync>;
@@ -37,11 +39,11 @@ pub enum StoreError {
     },
     /// The operation names a deliberation that does not exist.
     #[error("no deliberation with task_id \"{task_id}\"")]
-    NotFound { task_id: String },
+    NotFound { task_id: TaskId },
     /// The write came with a fence that no longer holds: another node claimed the deliberation
     /// (this node's lease ran out). Nothing was written; this node must stop running it.
     #[error("deliberation {task_id} is now held by another node; the write was refused")]
-    LeaseLost { task_id: String },
+    LeaseLost { task_id: TaskId },
 }
 
 impl StoreError {

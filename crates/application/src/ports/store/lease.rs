@@ -1,6 +1,8 @@
 //! Who may run and write an unfinished deliberation: leases held by a node, the fence of
 //! each claim, and what a claim may take.
 
+use orchestrator_domain::TaskId;
+
 /// A server's claim on the unfinished deliberations it runs: held by `owner` (a node id) until
 /// `until_ms` unless renewed. Another server takes over only what it finds unclaimed or
 /// expired, so servers sharing a database never run the same deliberation twice while their
@@ -33,9 +35,9 @@ impl Fence {
 pub struct Claim<'a> {
     pub scope: ClaimScope,
     /// Task ids never claimed (what the claiming node runs already).
-    pub running: &'a [String],
+    pub running: &'a [TaskId],
     /// Only this deliberation, when set (work announced on the bus).
-    pub only: Option<&'a str>,
+    pub only: Option<&'a TaskId>,
     /// At most this many, the oldest first: a node takes what it can start, and leaves the
     /// rest to the others.
     pub limit: usize,
@@ -43,7 +45,7 @@ pub struct Claim<'a> {
 
 impl<'a> Claim<'a> {
     /// Everything `scope` allows but `running`, without a limit.
-    pub fn all(scope: ClaimScope, running: &'a [String]) -> Self {
+    pub fn all(scope: ClaimScope, running: &'a [TaskId]) -> Self {
         Self { scope, running, only: None, limit: usize::MAX }
     }
 }
