@@ -432,7 +432,7 @@ async fn an_unknown_profile_is_refused_without_a_request() {
 #[tokio::test]
 async fn the_api_key_appears_in_no_log_debug_output_or_error() {
     const KEY: &str = "sk-never-print-this-4711";
-    let (_guard, captured) = support::capture_logs();
+    let (_guard, captured) = orchestrator_test_support::logs::capture_logs();
 
     let (server, base_url) = server().await;
     Mock::given(method("POST"))

@@ -10,9 +10,10 @@ use std::time::Duration;
 use orchestrator_application::ports::BackendProber;
 use orchestrator_domain::ProfileName;
 use orchestrator_infra_llm::{OpenAiBackend, ProfileProbe};
+use orchestrator_test_support::logs::capture_logs;
 use secrecy::SecretString;
 use serde_json::json;
-use support::{backend, capture_logs, profile, refused_base_url};
+use support::{backend, profile, refused_base_url};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -12,9 +12,10 @@ use orchestrator_domain::TestOutcome;
 use orchestrator_infra_llm::StructuredOutput;
 use orchestrator_infra_llm::prompts::REVIEW_JSON_TEMPLATE;
 use orchestrator_infra_llm::review_parse::TEMPLATE_ECHO_CRITIQUE;
+use orchestrator_test_support::logs::capture_logs;
 use secrecy::SecretString;
 use serde_json::json;
-use support::{agent, backend, capture_logs, completion, profile, refused_base_url, task};
+use support::{agent, backend, completion, profile, refused_base_url, task};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 

@@ -283,37 +283,15 @@ async fn postgres_calls_fail_within_the_acquire_timeout_once_the_server_is_gone(
     db.drop_schema().await;
 }
 
-/// Keeps every log line written on this thread.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn a_bad_page_token_is_noted_at_info_not_logged_as_an_error() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_guard, captured) = orchestrator_test_support::logs::capture_logs();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.db");
     let store = SqliteStore::open(path.to_str().unwrap(), &StoreOptions::default()).await.unwrap();
     let query = ListQuery { cursor: Some("not-a-cursor".into()), limit: 5, ..ListQuery::default() };
     assert!(matches!(store.list(&query).await, Err(StoreError::InvalidCursor)));
-    let logged = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logged = captured.text();
     assert!(logged.contains(" INFO ") && logged.contains("page token"), "{logged}");
     assert!(!logged.contains("ERROR"), "{logged}");
 }

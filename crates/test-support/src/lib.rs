@@ -22,6 +22,7 @@
 //! [`services`] the one place the services' URLs are read from the environment.
 #![forbid(unsafe_code)]
 
+pub mod logs;
 pub mod nats;
 pub mod nats_server;
 pub mod pki;

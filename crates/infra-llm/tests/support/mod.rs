@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use orchestrator_domain::{Agent, AgentId, ProfileName, Role, Task, TaskConstraints};
@@ -69,49 +68,6 @@ pub(crate) fn completion(text: &str, usage: Option<(u64, u64)>) -> Value {
         body["usage"] = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
     }
     body
-}
-
-/// A `MakeWriter` that keeps everything logged.
-#[derive(Clone, Default)]
-pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Everything logged so far.
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer lock is never poisoned")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer lock is never poisoned").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A second dispatcher, alive for the whole test process. While only one dispatcher is
-/// registered, tracing-core works out a new callsite's interest from the default of whichever
-/// thread hits it first: a test without a subscriber, running in parallel, could then silence
-/// that callsite for the test capturing logs. With two, every live dispatcher is asked.
-static SHARED_INTEREST: LazyLock<tracing::Dispatch> =
-    LazyLock::new(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
-
-/// Captures every event at TRACE level on this thread until the guard is dropped (tests run
-/// on a current-thread runtime, so the backend's events land here).
-pub(crate) fn capture_logs() -> (tracing::subscriber::DefaultGuard, Captured) {
-    LazyLock::force(&SHARED_INTEREST);
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    (tracing::subscriber::set_default(subscriber), captured)
 }
 
 /// A base URL on which connections are refused, while the socket returned lives: its port is
