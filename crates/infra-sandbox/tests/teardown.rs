@@ -3,25 +3,17 @@
 //! except in CI (`CI=true`), where they fail.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orchestrator_infra_sandbox::{RunSpec, Sandbox, SandboxLimits, SandboxUnavailable};
+use orchestrator_infra_sandbox::{RunSpec, Sandbox, SandboxLimits};
 
-/// The sandbox, or `None` (after saying why) where this machine has none.
+/// The sandbox with the default limits, or `None` (after saying why).
 fn sandbox() -> Option<Sandbox> {
-    match Sandbox::detect(SandboxLimits::default()) {
-        Ok(sandbox) => Some(sandbox),
-        Err(why) => {
-            let how = match why {
-                SandboxUnavailable::BwrapMissing => "apt-get install bubblewrap",
-                _ => "allow unprivileged user namespaces",
-            };
-            orchestrator_test_support::skip("the bubblewrap sandbox", how, why);
-            None
-        }
-    }
+    support::sandbox_with(SandboxLimits::default())
 }
 
 /// A name no other run on the machine uses.

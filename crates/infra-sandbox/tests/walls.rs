@@ -2,30 +2,16 @@
 //! Without bubblewrap these tests say SKIPPED and pass, except in CI (`CI=true`), where they fail.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::ErrorKind;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use orchestrator_infra_sandbox::{
-    RunOutput, RunSpec, Sandbox, SandboxError, SandboxLimits, SandboxUnavailable, Termination,
-};
+use orchestrator_infra_sandbox::{RunOutput, RunSpec, Sandbox, SandboxError, SandboxLimits, Termination};
+use support::sandbox_with;
 use tokio::net::TcpListener;
-
-/// The sandbox with `limits`, or `None` (after saying why) where this machine has none.
-fn sandbox_with(limits: SandboxLimits) -> Option<Sandbox> {
-    match Sandbox::detect(limits) {
-        Ok(sandbox) => Some(sandbox),
-        Err(why) => {
-            let how = match why {
-                SandboxUnavailable::BwrapMissing => "apt-get install bubblewrap",
-                _ => "allow unprivileged user namespaces",
-            };
-            orchestrator_test_support::skip("the bubblewrap sandbox", how, why);
-            None
-        }
-    }
-}
 
 fn sandbox() -> Option<Sandbox> {
     sandbox_with(SandboxLimits::default())
