@@ -210,4 +210,4 @@ mod outbox;
 #[cfg(test)]
 mod backends;
 #[cfg(test)]
-pub(crate) use backends::{SleepingBackend, scripted_backend};
+pub(crate) use backends::{SleepingBackend, revising_by_appending, scripted_backend};

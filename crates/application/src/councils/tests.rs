@@ -13,7 +13,7 @@ use crate::ports::{
     NoProgress, ReviewReply,
 };
 use crate::seating::Overrides;
-use crate::testing::InMemoryStore;
+use crate::testing::{InMemoryStore, revising_by_appending};
 
 /// A backend with the profiles `default`, `fast` and `big` whose agents propose
 /// "plan of <agent id>" and grade every proposal 7; it logs who was called on which profile
@@ -38,13 +38,7 @@ fn backend(calls: Arc<Mutex<Vec<String>>>) -> MockAgentBackend {
             ..Default::default()
         })
     });
-    backend.expect_revise().returning(|_, _, current, _, _| {
-        Ok(Completion {
-            text: format!("{current} (revised)"),
-            usage: TokenUsage::default(),
-            truncated: false,
-        })
-    });
+    revising_by_appending(&mut backend);
     backend
 }
 

@@ -15,6 +15,15 @@ pub(crate) fn scripted_backend() -> crate::ports::MockAgentBackend {
             truncated: false,
         })
     });
+    revising_by_appending(&mut backend);
+    backend
+}
+
+/// Makes `backend`'s agents revise by appending "(revised)" to what they proposed.
+pub(crate) fn revising_by_appending(backend: &mut crate::ports::MockAgentBackend) {
+    use crate::ports::Completion;
+    use orchestrator_domain::TokenUsage;
+
     backend.expect_revise().returning(|_, _, current, _, _| {
         Ok(Completion {
             text: format!("{current} (revised)"),
@@ -22,7 +31,6 @@ pub(crate) fn scripted_backend() -> crate::ports::MockAgentBackend {
             truncated: false,
         })
     });
-    backend
 }
 
 pub(crate) use sleeping::SleepingBackend;
