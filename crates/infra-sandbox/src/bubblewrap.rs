@@ -86,7 +86,7 @@ use tracing::{debug, info};
 use crate::error::{SandboxError, SandboxUnavailable};
 use crate::limits::SandboxLimits;
 use crate::spec::{RunOutput, RunSpec};
-use crate::supervision::{StatusConvention, Teardown, supervise};
+use crate::supervision::{StatusConvention, Teardown, captured, supervise};
 use crate::work_dir::RunDir;
 
 /// Where the work dir is, inside the sandbox; also the program's working directory and `HOME`.
@@ -196,15 +196,8 @@ impl Sandbox {
         let run_dir = RunDir::prepare(self.host_uid, std::mem::take(&mut spec.files)).await?;
         let argv = self.command_line(&run_dir, &spec);
         let mut command = Command::new(&argv[0]);
-        command
-            .args(&argv[1..])
-            .env_clear()
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = match command.spawn() {
+        command.args(&argv[1..]).env_clear().current_dir("/");
+        let child = match captured(&mut command).spawn() {
             Ok(child) => child,
             Err(source) => {
                 run_dir.remove().await;

@@ -98,6 +98,16 @@ enum Ended {
     Abandoned,
 }
 
+/// Sets `command` up the way every run is started: no input, both outputs captured for
+/// [`supervise`], and killed should its handle be dropped before it ends.
+pub(crate) fn captured(command: &mut tokio::process::Command) -> &mut tokio::process::Command {
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+}
+
 /// Reads `child`'s output until it closes (keeping at most `max_output_bytes` of each stream)
 /// and waits for it, all within the wall timeout; then ends the run. When the output passes its
 /// cap or the time is up, the process tree is killed as `teardown` says. On return nothing of

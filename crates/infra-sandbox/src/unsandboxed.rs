@@ -1,7 +1,6 @@
 //! The operator's explicit opt-out: running model-written code without the sandbox.
 
 use std::io;
-use std::process::Stdio;
 use std::time::Instant;
 
 use tokio::process::Command;
@@ -10,7 +9,7 @@ use tracing::warn;
 use crate::error::{InvalidLimit, SandboxError};
 use crate::limits::SandboxLimits;
 use crate::spec::{RunOutput, RunSpec};
-use crate::supervision::{StatusConvention, Teardown, supervise};
+use crate::supervision::{StatusConvention, Teardown, captured, supervise};
 use crate::work_dir::RunDir;
 
 /// Runs programs directly, as the orchestrator's own user, with its files and its network.
@@ -71,12 +70,8 @@ impl Unsandboxed {
             .env("HOME", &work)
             .env("LANG", "C.UTF-8")
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = match command.spawn() {
+            .current_dir(&work);
+        let child = match captured(&mut command).spawn() {
             Ok(child) => child,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 run_dir.remove().await;
