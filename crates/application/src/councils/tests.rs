@@ -49,13 +49,25 @@ struct Fixture {
     calls: Arc<Mutex<Vec<String>>>,
 }
 
+/// A clock stopped at `now_ms`.
+fn clock_at(now_ms: i64) -> Arc<MockClock> {
+    let mut clock = MockClock::new();
+    clock.expect_now_ms().return_const(now_ms);
+    Arc::new(clock)
+}
+
+/// An id generator that always answers `id`.
+fn ids_always(id: &str) -> Arc<MockIdGenerator> {
+    let mut ids = MockIdGenerator::new();
+    ids.expect_new_id().return_const(id.to_owned());
+    Arc::new(ids)
+}
+
 fn fixture() -> Fixture {
     let store = Arc::new(InMemoryStore::default());
     let calls = Arc::new(Mutex::new(Vec::new()));
     let backend: Arc<dyn AgentBackend> = Arc::new(backend(Arc::clone(&calls)));
-    let mut clock = MockClock::new();
-    clock.expect_now_ms().return_const(5_000_i64);
-    let clock: Arc<dyn Clock> = Arc::new(clock);
+    let clock: Arc<dyn Clock> = clock_at(5_000);
     let mut ids = MockIdGenerator::new();
     let counter = AtomicUsize::new(0);
     ids.expect_new_id().returning(move || format!("id-{}", counter.fetch_add(1, Ordering::SeqCst)));
@@ -156,20 +168,7 @@ async fn register_creates_the_role_council_then_joins_it_and_refuses_bad_input()
     assert_eq!(err.to_string(), "capabilities.model_profile: unknown model profile \"gpu\"");
     assert!(f.councils.list(Some(Role::Qa)).await.unwrap().is_empty());
 
-    let unconfigured = Councils::new(
-        f.store.clone(),
-        None,
-        Arc::new({
-            let mut c = MockClock::new();
-            c.expect_now_ms().return_const(0_i64);
-            c
-        }),
-        Arc::new({
-            let mut i = MockIdGenerator::new();
-            i.expect_new_id().return_const("x".to_owned());
-            i
-        }),
-    );
+    let unconfigured = Councils::new(f.store.clone(), None, clock_at(0), ids_always("x"));
     let err = unconfigured.register(register("dave", Role::Dev, None)).await.unwrap_err();
     assert!(matches!(err, ApplicationError::BackendNotConfigured), "{err:?}");
 }
@@ -305,16 +304,8 @@ async fn a_standing_council_on_a_profile_no_longer_configured_is_refused() {
     let deliberate = Deliberate::new(
         Some(Arc::new(narrow)),
         None,
-        Arc::new({
-            let mut c = MockClock::new();
-            c.expect_now_ms().return_const(0_i64);
-            c
-        }),
-        Arc::new({
-            let mut i = MockIdGenerator::new();
-            i.expect_new_id().return_const("t".to_owned());
-            i
-        }),
+        clock_at(0),
+        ids_always("t"),
         Arc::new(Counters::new(0)),
         DeliberationSettings::default(),
     )
@@ -328,9 +319,7 @@ async fn a_standing_council_on_a_profile_no_longer_configured_is_refused() {
 
 /// Jobs over the fixture's deliberate use case and store.
 fn jobs(f: &Fixture) -> Arc<Jobs> {
-    let mut clock = MockClock::new();
-    clock.expect_now_ms().return_const(5_000_i64);
-    Arc::new(Jobs::new(Arc::clone(&f.deliberate), f.store.clone(), Arc::new(clock), JobSettings::default()))
+    Arc::new(Jobs::new(Arc::clone(&f.deliberate), f.store.clone(), clock_at(5_000), JobSettings::default()))
 }
 
 #[tokio::test]
