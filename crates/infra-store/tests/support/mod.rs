@@ -54,35 +54,23 @@ pub(crate) struct PostgresDb {
     pub(crate) store: Arc<PostgresStore>,
 }
 
-const DEFAULT_PG_URLS: [&str; 2] =
-    ["postgres://postgres@127.0.0.1:5432/test", "postgres://root@127.0.0.1:5432/test"];
-
 impl PostgresDb {
     /// The test database, or `None` (after a note on stderr) when PostgreSQL is unreachable.
     ///
     /// # Panics
     /// When PostgreSQL is unreachable and `CI=true`: in CI a missing database is a failure.
     pub(crate) async fn new() -> Option<Self> {
-        let urls = match std::env::var("ORCHESTRATOR_TEST_PG_URL") {
-            Ok(url) => vec![url],
-            Err(_) => DEFAULT_PG_URLS.iter().map(|u| (*u).to_owned()).collect(),
-        };
-        let mut reachable = None;
-        let mut last_error = String::new();
-        for url in urls {
-            match PgConnection::connect(&url).await {
-                Ok(conn) => {
-                    let _ = conn.close().await;
-                    reachable = Some(url);
-                    break;
-                }
-                Err(e) => last_error = format!("{}: {e}", orchestrator_infra_store::redact_url(&url)),
+        let url = orchestrator_test_support::services::pg_url();
+        match PgConnection::connect(&url).await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+            }
+            Err(error) => {
+                let why = format!("{}: {error}", orchestrator_infra_store::redact_url(&url));
+                orchestrator_test_support::skip("PostgreSQL", "set ORCHESTRATOR_TEST_PG_URL", why);
+                return None;
             }
         }
-        let Some(url) = reachable else {
-            orchestrator_test_support::skip("PostgreSQL", "set ORCHESTRATOR_TEST_PG_URL", last_error);
-            return None;
-        };
         let schema = format!("store_test_{}", uuid::Uuid::new_v4().simple());
         let store = Arc::new(PostgresStore::connect(&url, Some(&schema), &contract_options()).await.unwrap());
         Some(Self { url, schema, store })
