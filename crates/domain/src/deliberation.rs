@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::agent::{Agent, AgentId};
 use crate::checks::TestOutcome;
@@ -85,8 +85,8 @@ pub struct RevisionRequest {
 /// only the aggregate's rules change it. It serialises as those parts and deserialises
 /// through [`Deliberation::restore`], so every store — the databases' versioned snapshot and
 /// the in-memory fake alike — writes the same format and reads it back under the same checks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "DeliberationParts", try_from = "DeliberationParts")]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "DeliberationParts")]
 pub struct Deliberation {
     state: DeliberationParts,
 }

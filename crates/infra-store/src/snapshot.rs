@@ -21,13 +21,14 @@ pub(crate) const CURRENT_VERSION: u32 = 1;
 
 /// Version 1 of the saved progress: the version tag beside the aggregate's parts (their
 /// one field list is the domain's [`DeliberationParts`]; fields it added later default).
+/// Written with the parts borrowed (`P = &DeliberationParts`), read into owned ones.
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotV1 {
+struct SnapshotV1<P> {
     /// Absent in snapshots written before versioning; they have this shape.
     #[serde(default)]
     v: Option<u32>,
     #[serde(flatten)]
-    parts: DeliberationParts,
+    parts: P,
 }
 
 /// What a stored snapshot gives back.
@@ -39,8 +40,8 @@ pub(crate) enum Restored {
 }
 
 /// The snapshot of `deliberation`, ready to be written as JSON.
-pub(crate) fn snapshot(deliberation: &Deliberation) -> impl Serialize + use<> {
-    SnapshotV1 { v: Some(CURRENT_VERSION), parts: deliberation.to_parts() }
+pub(crate) fn snapshot(deliberation: &Deliberation) -> impl Serialize + use<'_> {
+    SnapshotV1 { v: Some(CURRENT_VERSION), parts: deliberation.parts() }
 }
 
 /// Reads a stored snapshot of any known version.
@@ -58,7 +59,7 @@ pub(crate) fn restore(json: &str) -> Restored {
         },
         Err(error) => return Restored::Unreadable(format!("saved progress is not valid JSON: {error}")),
     };
-    let v1 = match serde_json::from_str::<SnapshotV1>(json) {
+    let v1 = match serde_json::from_str::<SnapshotV1<DeliberationParts>>(json) {
         Ok(v1) => v1,
         Err(error) => {
             return Restored::Unreadable(format!(

@@ -87,15 +87,21 @@ impl Deliberation {
         Ok(Self { state: parts })
     }
 
-    /// Every field, for a store to save (see [`DeliberationParts`]).
+    /// Every field, for a store to save (see [`DeliberationParts`]), without copying them.
+    pub fn parts(&self) -> &DeliberationParts {
+        &self.state
+    }
+
+    /// Every field, as an owned copy (see [`Deliberation::parts`]).
     pub fn to_parts(&self) -> DeliberationParts {
         self.state.clone()
     }
 }
 
-impl From<Deliberation> for DeliberationParts {
-    fn from(deliberation: Deliberation) -> Self {
-        deliberation.state
+/// Written as its parts, borrowed: saving progress after every phase copies nothing.
+impl Serialize for Deliberation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.state.serialize(serializer)
     }
 }
 
