@@ -11,7 +11,8 @@
 //! being derived from [`DeliberationStatus::can_become`]. Two racing changes (cancel and
 //! complete) therefore cannot both apply: the second finds no matching row and reports `false`.
 //!
-//! Every text bound to a statement goes through [`storable`] (see `text.rs`).
+//! Every text bound to a statement goes through [`storable`] (see `text.rs`), task ids aside:
+//! their rule admits nothing it would change.
 
 use std::sync::Arc;
 use std::time::Duration;

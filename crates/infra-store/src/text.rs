@@ -4,8 +4,8 @@
 //! fail — while SQLite stores it. So that both databases accept every deliberation and read
 //! back the same text, every string the store writes, including the strings inside the JSON
 //! documents it keeps, has U+0000 replaced by U+FFFD (the replacement character). Nothing
-//! else is escaped or altered; lookups by task id are mapped the same way, so an id finds the
-//! deliberation it created.
+//! else is escaped or altered. Task ids are bound as they are: their rule (`TaskId`) admits no
+//! U+0000, so there is nothing to map.
 
 use serde::Serialize;
 

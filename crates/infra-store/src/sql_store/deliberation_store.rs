@@ -47,8 +47,8 @@ where
         lease: &Lease,
         event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
-        let task_id = storable(&new.task_id);
-        let event = event.map(|event| StoredEvent::of(&task_id, event)).transpose()?;
+        let task_id = &new.task_id;
+        let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
         let sql = format!(
             "INSERT INTO deliberations \
              (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
@@ -61,16 +61,16 @@ where
             .bind(task_id.to_string())
             .bind(new.role.as_str().to_owned())
             .bind(storable(new.task.description()))
-            .bind(to_json(&task_id, "request", new)?)
+            .bind(to_json(task_id, "request", new)?)
             .bind(new.created_at_ms)
             .bind(storable(&lease.owner))
             .bind(lease.until_ms)
             .bind(storable(&new.principal))
             .bind(new.council_id().map(|id| storable(id.as_str())))
             .bind(i64::from(event.is_some()));
-        self.change_with_event(insert, &task_id, event.as_ref(), Durability::PowerLoss)
+        self.change_with_event(insert, task_id, event.as_ref(), Durability::PowerLoss)
             .await
-            .map_err(|e| from_sqlx("creating", Some(&task_id), e))
+            .map_err(|e| from_sqlx("creating", Some(task_id), e))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]

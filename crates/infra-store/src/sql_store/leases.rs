@@ -85,7 +85,7 @@ where
                 statement.push(" AND task_id <> ").push_bind(task_id.to_string());
             }
             if let Some(only) = claim.only {
-                statement.push(" AND task_id = ").push_bind(storable(only));
+                statement.push(" AND task_id = ").push_bind(only.to_string());
             }
         };
         // One statement: two servers claiming at once cannot both take a row (the outer
