@@ -12,6 +12,8 @@ mod support;
 macro_rules! contract_tests {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
+            use crate::support::TestDb as _;
+
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
@@ -22,6 +24,8 @@ macro_rules! contract_tests {
         }
 
         mod postgres {
+            use crate::support::TestDb as _;
+
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
@@ -68,6 +72,8 @@ contract_tests!(
 macro_rules! outbox_contract_tests {
     ($($test:ident),* $(,)?) => {
         mod sqlite_outbox {
+            use crate::support::TestDb as _;
+
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
@@ -78,6 +84,9 @@ macro_rules! outbox_contract_tests {
         }
 
         mod postgres_outbox {
+
+            use crate::support::TestDb as _;
+
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
@@ -223,6 +232,8 @@ mod outbox {
 macro_rules! council_contract_tests {
     ($($test:ident),* $(,)?) => {
         mod sqlite_councils {
+            use crate::support::TestDb as _;
+
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
@@ -233,6 +244,9 @@ macro_rules! council_contract_tests {
         }
 
         mod postgres_councils {
+
+            use crate::support::TestDb as _;
+
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
@@ -266,6 +280,8 @@ council_contract_tests!(
 
 mod restart {
     use std::sync::Arc;
+
+    use crate::support::TestDb as _;
 
     use orchestrator_application::ports::{CouncilStore, DeliberationStore};
 

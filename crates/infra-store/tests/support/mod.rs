@@ -19,6 +19,41 @@ pub(crate) fn contract_options() -> StoreOptions {
     StoreOptions { acquire_timeout: std::time::Duration::from_secs(60), ..StoreOptions::default() }
 }
 
+/// The three ports a test database serves, each as the `Arc<dyn …>` the code under test takes.
+pub(crate) trait TestDb {
+    type Store: DeliberationStore + CouncilStore + Outbox + 'static;
+
+    fn shared(&self) -> &Arc<Self::Store>;
+
+    fn store(&self) -> Arc<dyn DeliberationStore> {
+        self.shared().clone()
+    }
+
+    fn councils(&self) -> Arc<dyn CouncilStore> {
+        self.shared().clone()
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        self.shared().clone()
+    }
+}
+
+impl TestDb for SqliteDb {
+    type Store = SqliteStore;
+
+    fn shared(&self) -> &Arc<SqliteStore> {
+        &self.store
+    }
+}
+
+impl TestDb for PostgresDb {
+    type Store = PostgresStore;
+
+    fn shared(&self) -> &Arc<PostgresStore> {
+        &self.store
+    }
+}
+
 /// A SQLite store on a file in a temp dir that lives as long as this value.
 pub(crate) struct SqliteDb {
     pub(crate) dir: tempfile::TempDir,
@@ -32,18 +67,6 @@ impl SqliteDb {
         let path = dir.path().join("orchestrator.db");
         let store = Arc::new(SqliteStore::open(path.to_str().unwrap(), &contract_options()).await.unwrap());
         Self { dir, path, store }
-    }
-
-    pub(crate) fn store(&self) -> Arc<dyn DeliberationStore> {
-        self.store.clone()
-    }
-
-    pub(crate) fn councils(&self) -> Arc<dyn CouncilStore> {
-        self.store.clone()
-    }
-
-    pub(crate) fn outbox(&self) -> Arc<dyn Outbox> {
-        self.store.clone()
     }
 }
 
@@ -74,18 +97,6 @@ impl PostgresDb {
         let schema = format!("store_test_{}", uuid::Uuid::new_v4().simple());
         let store = Arc::new(PostgresStore::connect(&url, Some(&schema), &contract_options()).await.unwrap());
         Some(Self { url, schema, store })
-    }
-
-    pub(crate) fn store(&self) -> Arc<dyn DeliberationStore> {
-        self.store.clone()
-    }
-
-    pub(crate) fn councils(&self) -> Arc<dyn CouncilStore> {
-        self.store.clone()
-    }
-
-    pub(crate) fn outbox(&self) -> Arc<dyn Outbox> {
-        self.store.clone()
     }
 
     /// A second store on the same schema, as a restarted server opens it.
