@@ -18,6 +18,14 @@ use crate::error::{ApplicationError, Result};
 use crate::observability;
 use crate::ports::{AgentBackend, AgentStep, ProgressObserver, StepKind};
 
+/// What every phase of one running deliberation calls and reports to.
+#[derive(Clone, Copy)]
+struct Turn<'a> {
+    backend: &'a dyn AgentBackend,
+    task: &'a Task,
+    report: Report<'a>,
+}
+
 impl Deliberate {
     /// Drives the deliberation from whatever phase it is in (a new one proposes first; one
     /// restored from storage continues where its last saved phase left it).
@@ -29,25 +37,25 @@ impl Deliberate {
         observer: &dyn ProgressObserver,
     ) -> Result<DeliberationOutcome> {
         let task = d.task().clone();
-        let task = &task;
+        let turn = Turn { backend, task: &task, report: (task_id, observer) };
         let role = d.council().role();
         loop {
             let started = Instant::now();
             let phase = d.phase();
             match phase {
                 Phase::Proposing => {
-                    self.proposal_round(backend, task, d, (task_id, observer)).await?;
+                    self.proposal_round(turn, d).await?;
                     // The early stop and a cascade decide on the proposals' test results.
-                    self.test_round(task, d, (task_id, observer)).await;
+                    self.test_round(turn, d).await;
                 }
                 Phase::Reviewing { .. } => {
                     // Reviewers see each proposal's test report, and the early stop needs it.
-                    self.test_round(task, d, (task_id, observer)).await;
-                    self.review_round(backend, task, d, (task_id, observer)).await?;
+                    self.test_round(turn, d).await;
+                    self.review_round(turn, d).await?;
                 }
                 Phase::Revising { .. } => {
-                    self.revision_round(backend, task, d, (task_id, observer)).await?;
-                    self.test_round(task, d, (task_id, observer)).await;
+                    self.revision_round(turn, d).await?;
+                    self.test_round(turn, d).await;
                 }
                 Phase::Scoring => break,
                 Phase::Completed => {
@@ -59,7 +67,7 @@ impl Deliberate {
             observer.phase_completed(task_id, d).await;
         }
         let started = Instant::now();
-        self.test_round(task, d, (task_id, observer)).await;
+        self.test_round(turn, d).await;
         for kept in d.keep_best_tested_versions()? {
             info!(
                 task_id = %task_id,
@@ -71,20 +79,15 @@ impl Deliberate {
                 "a revision lost acceptance tests: its author's earlier version is kept"
             );
         }
-        let dry_runs = self.dry_runs(task, d).await;
+        let dry_runs = self.dry_runs(&task, d).await;
         let outcome = d.finish(dry_runs, &self.settings.weights)?;
         observability::phase_ran(role, Phase::Scoring, started.elapsed());
         observer.phase_completed(task_id, d).await;
         Ok(outcome)
     }
 
-    async fn proposal_round(
-        &self,
-        backend: &dyn AgentBackend,
-        task: &Task,
-        d: &mut Deliberation,
-        report: Report<'_>,
-    ) -> Result<()> {
+    async fn proposal_round(&self, turn: Turn<'_>, d: &mut Deliberation) -> Result<()> {
+        let Turn { backend, task, report } = turn;
         let escalation = d.escalation();
         let escalation = escalation.as_ref();
         let calls = d.proposal_requests().into_iter().map(|agent| async move {
@@ -107,13 +110,8 @@ impl Deliberate {
         })
     }
 
-    async fn review_round(
-        &self,
-        backend: &dyn AgentBackend,
-        task: &Task,
-        d: &mut Deliberation,
-        report: Report<'_>,
-    ) -> Result<()> {
+    async fn review_round(&self, turn: Turn<'_>, d: &mut Deliberation) -> Result<()> {
+        let Turn { backend, task, report } = turn;
         let calls = d.review_assignments().into_iter().map(|assignment| async move {
             let ReviewAssignment { reviewer, target, proposal, round, tests } = assignment;
             let (result, usage) =
@@ -136,13 +134,8 @@ impl Deliberate {
         record_replies(d, replies, |d, _reviewer, review| d.record_review(review))
     }
 
-    async fn revision_round(
-        &self,
-        backend: &dyn AgentBackend,
-        task: &Task,
-        d: &mut Deliberation,
-        report: Report<'_>,
-    ) -> Result<()> {
+    async fn revision_round(&self, turn: Turn<'_>, d: &mut Deliberation) -> Result<()> {
+        let Turn { backend, task, report } = turn;
         let calls = d.revision_requests().into_iter().map(|request| async move {
             let RevisionRequest { author, current, reviews, tests, .. } = request;
             let (result, usage) =
@@ -161,7 +154,8 @@ impl Deliberate {
 
     /// Runs every proposal version not yet tested against the task's acceptance tests, at
     /// most [`DeliberationSettings::test_concurrency`] at once, and records the outcomes.
-    async fn test_round(&self, task: &Task, d: &mut Deliberation, (task_id, observer): Report<'_>) {
+    async fn test_round(&self, turn: Turn<'_>, d: &mut Deliberation) {
+        let Turn { task, report: (task_id, observer), .. } = turn;
         let requests = d.test_requests();
         let Some(tests) = task.constraints().acceptance_tests() else {
             return;
