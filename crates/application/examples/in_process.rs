@@ -127,7 +127,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let deliberate = Deliberate::new(
         Some(Arc::new(RuleAgents)),
-        None,
         Arc::clone(&clock),
         Arc::new(Counter::default()),
         Arc::new(Counters::new(clock.now_ms())),

@@ -136,13 +136,20 @@ impl Deliberate {
     /// [`ApplicationError::BackendNotConfigured`] rather than answered with invented text.
     pub fn new(
         backend: Option<Arc<dyn AgentBackend>>,
-        dry_runner: Option<Arc<dyn DryRunner>>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
         counters: Arc<Counters>,
         settings: DeliberationSettings,
     ) -> Self {
-        Self { backend, dry_runner, clock, ids, counters, settings, councils: None, test_runner: None }
+        Self { backend, clock, ids, counters, settings, dry_runner: None, councils: None, test_runner: None }
+    }
+
+    /// Dry-runs every proposal with this runner when scoring. Without one, each proposal's
+    /// dry run is reported as not configured.
+    #[must_use]
+    pub fn with_dry_runner(mut self, runner: Arc<dyn DryRunner>) -> Self {
+        self.dry_runner = Some(runner);
+        self
     }
 
     /// Runs every proposal version against the task's acceptance tests with this runner.

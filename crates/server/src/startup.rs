@@ -124,14 +124,11 @@ impl Application {
         if let Some(councils_use_case) = &councils_use_case {
             adapters::declare_councils(&config, councils_use_case).await?;
         }
-        let mut deliberate = Deliberate::new(
-            deps.backend,
-            deps.dry_runner,
-            Arc::clone(&deps.clock),
-            deps.ids,
-            Arc::clone(&counters),
-            settings,
-        );
+        let mut deliberate =
+            Deliberate::new(deps.backend, Arc::clone(&deps.clock), deps.ids, Arc::clone(&counters), settings);
+        if let Some(dry_runner) = deps.dry_runner {
+            deliberate = deliberate.with_dry_runner(dry_runner);
+        }
         if let Some(council_store) = council_store {
             deliberate = deliberate.with_councils(council_store);
         }

@@ -96,7 +96,6 @@ pub fn jobs(store: &Arc<InMemoryStore>) -> Arc<Jobs> {
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
     let deliberate = Arc::new(Deliberate::new(
         Some(Arc::new(Silent)),
-        None,
         Arc::clone(&clock),
         Arc::new(Counter::default()),
         Arc::new(Counters::new(0)),

@@ -74,7 +74,6 @@ fn fixture() -> Fixture {
     let ids: Arc<dyn IdGenerator> = Arc::new(ids);
     let deliberate = Deliberate::new(
         Some(Arc::clone(&backend)),
-        None,
         Arc::clone(&clock),
         Arc::clone(&ids),
         Arc::new(Counters::new(0)),
@@ -303,7 +302,6 @@ async fn a_standing_council_on_a_profile_no_longer_configured_is_refused() {
     narrow.expect_has_profile().returning(|p| p.as_str() == "default");
     let deliberate = Deliberate::new(
         Some(Arc::new(narrow)),
-        None,
         clock_at(0),
         ids_always("t"),
         Arc::new(Counters::new(0)),

@@ -186,14 +186,8 @@ fn deliberate_with(
     clock.expect_now_ms().return_const(1_000_i64);
     let mut ids = MockIdGenerator::new();
     ids.expect_new_id().return_const("generated-id".to_owned());
-    let use_case = Deliberate::new(
-        Some(backend),
-        None,
-        Arc::new(clock),
-        Arc::new(ids),
-        Arc::new(Counters::new(0)),
-        settings,
-    );
+    let use_case =
+        Deliberate::new(Some(backend), Arc::new(clock), Arc::new(ids), Arc::new(Counters::new(0)), settings);
     match runner {
         Some(runner) => use_case.with_test_runner(runner),
         None => use_case,
@@ -328,7 +322,6 @@ async fn an_answer_cut_at_the_token_limit_is_flagged_in_lint() {
     ids.expect_new_id().return_const("generated-id".to_owned());
     let use_case = Deliberate::new(
         Some(Arc::new(backend)),
-        None,
         Arc::new(clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),

@@ -115,7 +115,6 @@ fn use_case(agents: usize) -> Deliberate {
     ids.expect_new_id().return_const("generated-id".to_owned());
     Deliberate::new(
         Some(Arc::new(Staggered { agents })),
-        None,
         Arc::new(clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),

@@ -45,7 +45,6 @@ fn use_case(backend: Option<Arc<dyn AgentBackend>>) -> Deliberate {
     ids.expect_new_id().return_const("generated-id".to_owned());
     Deliberate::new(
         backend,
-        None,
         Arc::new(clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),

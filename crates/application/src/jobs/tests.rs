@@ -31,7 +31,6 @@ fn jobs_with(backend: Arc<SleepingBackend>, store: Arc<InMemoryStore>, settings:
     ids.expect_new_id().returning(move || format!("gen-{}", counter.fetch_add(1, Ordering::SeqCst)));
     let deliberate = Arc::new(Deliberate::new(
         Some(backend),
-        None,
         Arc::clone(&clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),
@@ -539,7 +538,6 @@ fn node_with(
     let backend = Arc::new(SleepingBackend::new(delay));
     let deliberate = Arc::new(Deliberate::new(
         Some(backend.clone()),
-        None,
         clock.clone(),
         Arc::new(ids),
         Arc::new(Counters::new(0)),

@@ -26,7 +26,6 @@ fn orchestrate_testing(
     ids.expect_new_id().return_const("generated-id".to_owned());
     let deliberate = Deliberate::new(
         Some(Arc::new(backend)),
-        None,
         Arc::clone(&clock),
         Arc::new(ids),
         Arc::new(Counters::new(0)),
@@ -226,7 +225,6 @@ async fn the_architect_uses_the_configured_selection_profile_else_the_first_seat
         };
         let deliberate = Arc::new(Deliberate::new(
             Some(Arc::new(backend)),
-            None,
             Arc::clone(&clock),
             Arc::new(ids),
             Arc::new(Counters::new(0)),
