@@ -164,15 +164,8 @@ pub(crate) async fn probe_profile(
             read_answer(&mut probe, profile, status, &body, &base);
         }
     }
-    debug!(
-        profile = %probe.profile,
-        url = %probe.url,
-        reachable = probe.reachable,
-        busy = probe.busy,
-        status = probe.status,
-        model_listed = probe.model_listed,
-        "model server probed"
-    );
+    // The whole probe: the URL has no credentials (see `ProfileProbe`).
+    debug!(?probe, "model server probed");
     probe
 }
 

@@ -31,19 +31,12 @@ fn serve_help_lists_the_settings_with_defaults_not_the_client_flags() {
     let output = cli(&["serve", "--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = text(&output.stdout);
+    // The full list of settings is checked against the reference in config/reference.rs;
+    // here, that the binary prints it.
     for line in [
         "Usage: orchestrator serve",
         "ORCHESTRATOR_LISTEN (listen)  default: 127.0.0.1:50055",
-        "ORCHESTRATOR_DATABASE_URL (database_url)  default: sqlite:data/orchestrator.db",
-        "ORCHESTRATOR_LLM_BASE_URL (profiles.default.base_url)  default: none",
-        "ORCHESTRATOR_LLM_MODEL (profiles.default.model)",
-        "ORCHESTRATOR_AUTH_TOKENS_FILE (auth_tokens_file)",
         "ORCHESTRATOR_TLS_CERT (tls_cert)",
-        "ORCHESTRATOR_NATS_URL (nats_url)",
-        "ORCHESTRATOR_INTAKE__ENABLED (intake.enabled)  default: false",
-        "ORCHESTRATOR_METRICS_LISTEN (metrics_listen)",
-        "ORCHESTRATOR_MAX_RUNNING (max_running)  default: 8",
-        "ORCHESTRATOR_EARLY_STOP (early_stop)  default: tests_and_reviews",
         "ORCHESTRATOR_STRATEGY (strategy)  default: council",
     ] {
         assert!(help.contains(line), "{line:?} missing:\n{help}");
