@@ -101,9 +101,9 @@ impl From<DomainError> for ApplicationError {
             DomainError::Conflict { field, reason } => Self::Conflict { field, reason },
             DomainError::NotFound { field, reason } => Self::Missing { field, reason },
             DomainError::Refused { field, reason } => Self::FailedPrecondition(format!("{field}: {reason}")),
-            other @ (DomainError::WrongPhase { .. } | DomainError::NotPending { .. }) => {
-                Self::Internal(other.to_string())
-            }
+            other @ (DomainError::WrongPhase { .. }
+            | DomainError::RepliesPending { .. }
+            | DomainError::NotPending { .. }) => Self::Internal(other.to_string()),
         }
     }
 }

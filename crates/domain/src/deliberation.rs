@@ -312,9 +312,9 @@ impl Deliberation {
     /// when already scoring or completed.
     pub fn advance(&mut self) -> Result<Phase> {
         if !self.state.pending.is_empty() {
-            return Err(DomainError::WrongPhase {
-                action: "advance",
-                actual: format!("{} with {} replies pending", self.state.phase, self.state.pending.len()),
+            return Err(DomainError::RepliesPending {
+                phase: self.state.phase,
+                pending: self.state.pending.len(),
             });
         }
         if let Some(Cascade::FirstAnswer { first }) = self.state.cascade.clone() {
@@ -344,10 +344,7 @@ impl Deliberation {
             }
             Phase::Revising { round } => self.review_round_or_scoring(round + 1),
             Phase::Scoring | Phase::Completed => {
-                return Err(DomainError::WrongPhase {
-                    action: "advance",
-                    actual: self.state.phase.to_string(),
-                });
+                return Err(DomainError::WrongPhase { action: "advance", actual: self.state.phase });
             }
         };
         self.enter(next);
@@ -392,7 +389,7 @@ impl Deliberation {
         if ok(self.state.phase) {
             Ok(())
         } else {
-            Err(DomainError::WrongPhase { action, actual: self.state.phase.to_string() })
+            Err(DomainError::WrongPhase { action, actual: self.state.phase })
         }
     }
 
@@ -400,7 +397,7 @@ impl Deliberation {
         if self.state.pending.remove(agent) {
             Ok(())
         } else {
-            Err(DomainError::NotPending { agent: agent.to_string(), phase: self.state.phase.to_string() })
+            Err(DomainError::NotPending { agent: agent.to_string(), phase: self.state.phase })
         }
     }
 

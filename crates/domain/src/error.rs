@@ -11,10 +11,13 @@ pub enum DomainError {
     Invalid { field: String, reason: String },
     /// A command arrived in a phase where it makes no sense (a driver bug, not user input).
     #[error("deliberation is {actual}, cannot {action}")]
-    WrongPhase { action: &'static str, actual: String },
+    WrongPhase { action: &'static str, actual: crate::Phase },
+    /// The driver moved on while agents still owed replies (a driver bug).
+    #[error("deliberation is {phase} with {pending} replies pending, cannot advance")]
+    RepliesPending { phase: crate::Phase, pending: usize },
     /// A reply came from an agent that owes none in this phase (a driver bug).
     #[error("agent {agent} has nothing pending in phase {phase}")]
-    NotPending { agent: String, phase: String },
+    NotPending { agent: String, phase: crate::Phase },
     /// Every agent failed, so no proposal is left to rank.
     #[error("no proposal survived: every agent failed")]
     NoSurvivors,
@@ -58,7 +61,10 @@ impl DomainError {
             | Self::Conflict { field, .. }
             | Self::NotFound { field, .. }
             | Self::Refused { field, .. } => Some(field),
-            Self::WrongPhase { .. } | Self::NotPending { .. } | Self::NoSurvivors => None,
+            Self::WrongPhase { .. }
+            | Self::RepliesPending { .. }
+            | Self::NotPending { .. }
+            | Self::NoSurvivors => None,
         }
     }
 }

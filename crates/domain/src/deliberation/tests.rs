@@ -81,7 +81,7 @@ fn cannot_advance_while_replies_are_pending() {
     let mut d = deliberation(2, 1);
     d.record_proposal(&id("dev-1"), TEXT.into(), 0).unwrap();
     let err = d.advance().unwrap_err();
-    assert!(matches!(err, DomainError::WrongPhase { .. }), "{err}");
+    assert_eq!(err, DomainError::RepliesPending { phase: Phase::Proposing, pending: 1 }, "{err}");
 }
 
 #[test]
