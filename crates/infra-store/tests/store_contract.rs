@@ -84,7 +84,6 @@ macro_rules! outbox_contract_tests {
         }
 
         mod postgres_outbox {
-
             use crate::support::TestDb as _;
 
             $(
@@ -244,7 +243,6 @@ macro_rules! council_contract_tests {
         }
 
         mod postgres_councils {
-
             use crate::support::TestDb as _;
 
             $(

@@ -31,15 +31,11 @@ fn serve_help_lists_the_settings_with_defaults_not_the_client_flags() {
     let output = cli(&["serve", "--help"]);
     assert_eq!(output.status.code(), Some(0));
     let help = text(&output.stdout);
-    // The full list of settings is checked against the reference in config/reference.rs;
-    // here, that the binary prints it.
-    for line in [
-        "Usage: orchestrator serve",
-        "ORCHESTRATOR_LISTEN (listen)  default: 127.0.0.1:50055",
-        "ORCHESTRATOR_TLS_CERT (tls_cert)",
-        "ORCHESTRATOR_STRATEGY (strategy)  default: council",
-    ] {
-        assert!(help.contains(line), "{line:?} missing:\n{help}");
+    // Which settings the reference lists, with which defaults, is checked in
+    // config/reference.rs; here, that the binary prints every line of it.
+    assert!(help.contains("Usage: orchestrator serve"), "{help}");
+    for line in orchestrator_server::config::serve_help().lines().filter(|line| !line.trim().is_empty()) {
+        assert!(help.contains(line.trim_end()), "{line:?} missing:\n{help}");
     }
     for flag in ["--addr", "--token", "--ca ", "--cert", "--key", "--json"] {
         assert!(!help.contains(flag), "{flag} listed:\n{help}");
