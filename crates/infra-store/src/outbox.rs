@@ -91,6 +91,7 @@ where
         .fetch_optional(&mut *writer)
         .await
         .map_err(fail)?;
+        writer.finished();
         Ok(taken.map(|row| RelayLease { owner: owner.to_owned(), epoch: row.epoch }))
     }
 
@@ -104,6 +105,7 @@ where
             .execute(&mut *writer)
             .await
             .map_err(fail)?;
+        writer.finished();
         Ok(())
     }
 
@@ -144,6 +146,7 @@ where
                 .map_err(fail)?;
         if holds.is_none() {
             tx.rollback().await.map_err(fail)?;
+            writer.finished();
             return Ok(false);
         }
         for chunk in ids.chunks(500) {
@@ -155,6 +158,7 @@ where
             delete.execute(&mut *tx).await.map_err(fail)?;
         }
         tx.commit().await.map_err(fail)?;
+        writer.finished();
         Ok(true)
     }
 
@@ -181,6 +185,7 @@ where
         .fetch_all(&mut *writer)
         .await
         .map_err(fail)?;
+        writer.finished();
         Ok(dropped.len() as u64)
     }
 }

@@ -1,6 +1,7 @@
 //! The server option: PostgreSQL by URL, optionally confined to one schema.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use orchestrator_application::ports::StoreError;
 use sqlx::migrate::Migrator;
@@ -10,7 +11,7 @@ use sqlx::{Connection, Executor, PgConnection, Postgres};
 use crate::error::{Fault, connect_failed, redact_url};
 use crate::options::StoreOptions;
 use crate::sql_store::{Hold, SqlStore};
-use crate::writer::Writer;
+use crate::writer::{ConnectionSet, Writer};
 
 /// The store on PostgreSQL; open it with [`PostgresStore::connect`].
 pub type PostgresStore = SqlStore<Postgres>;
@@ -18,9 +19,13 @@ pub type PostgresStore = SqlStore<Postgres>;
 /// The PostgreSQL schema, embedded in the binary and applied on connect.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Pool size: enough for many concurrent deliberations (each write is one short statement or
-/// transaction) while leaving most of a default server's 100 connections to others.
-const MAX_CONNECTIONS: u32 = 10;
+/// Connections for writes: enough for many concurrent deliberations (each write is one short
+/// statement or transaction) while leaving most of a default server's 100 connections to
+/// others.
+const WRITERS: u32 = 8;
+
+/// Pool size for reads (results, listings, the relay's reads) and the migrations.
+const READERS: u32 = 4;
 
 /// Longest schema name PostgreSQL keeps without truncating it.
 const MAX_SCHEMA_LEN: usize = 63;
@@ -52,7 +57,7 @@ impl SqlStore<Postgres> {
         // (a server restart) fails its next statement, which the jobs' durable writes retry.
         // The ping on taking cost a round trip to the server before every statement.
         let mut pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(READERS)
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout);
         let quoted = schema
@@ -77,7 +82,9 @@ impl SqlStore<Postgres> {
                 .execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str())
                 .await
                 .map_err(|e| connect_failed(url, e))?;
-            let set_path = format!("SET search_path TO {schema}");
+        }
+        let set_path = quoted.map(|schema| format!("SET search_path TO {schema}"));
+        if let Some(set_path) = set_path.clone() {
             pool = pool.after_connect(move |conn, _meta| {
                 let set_path = set_path.clone();
                 Box::pin(async move {
@@ -87,10 +94,12 @@ impl SqlStore<Postgres> {
             });
         }
         probe.close().await.map_err(|e| connect_failed(url, e))?;
-        let pool = pool.connect_with(connection).await.map_err(|e| connect_failed(url, e))?;
+        let pool = pool.connect_with(connection.clone()).await.map_err(|e| connect_failed(url, e))?;
         MIGRATOR.run(&pool).await.map_err(|e| connect_failed(url, e))?;
+        // Writes go through connections of their own, not the pool (see `writer.rs`).
+        let writer = ConnectionSet::new(connection, set_path, WRITERS, options.acquire_timeout);
         tracing::info!(url = %redact_url(url), schema = schema.unwrap_or("(default)"), "connected PostgreSQL deliberation store");
-        Ok(Self::from_pools(Writer::Pool(pool.clone()), pool, options.acquire_timeout, Hold::Shared))
+        Ok(Self::from_pools(Writer::Set(Arc::new(writer)), pool, options.acquire_timeout, Hold::Shared))
     }
 }
 

@@ -238,6 +238,13 @@ impl Proxy {
         Self { addr, accepting, forwarders }
     }
 
+    /// Cuts the open connections but takes new ones, as a restarted server would.
+    async fn cut(&self) {
+        let mut forwarders = std::mem::take(&mut *self.forwarders.lock().unwrap());
+        forwarders.abort_all();
+        while forwarders.join_next().await.is_some() {}
+    }
+
     /// Refuses new connections and cuts the open ones, as a stopped server would.
     async fn stop(self) {
         self.accepting.abort();
@@ -280,6 +287,41 @@ async fn postgres_calls_fail_within_the_acquire_timeout_once_the_server_is_gone(
         assert!(waited < Duration::from_secs(10), "{call} waited {waited:?}");
     }
     store.close().await;
+    db.drop_schema().await;
+}
+
+/// Writes hand their connections on without sqlx's ping on return; one broken under a write
+/// must still be replaced, not handed on for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writes_recover_on_new_connections_after_the_server_cut_the_old_ones() {
+    let Some(db) = PostgresDb::new().await else { return };
+    let authority = db.url.split_once('@').unwrap().1.split('/').next().unwrap().to_owned();
+    let proxy = Proxy::start(authority.clone()).await;
+    let url = db.url.replacen(&authority, &proxy.addr, 1);
+    let store = PostgresStore::connect(&url, Some(&db.schema), &StoreOptions::default()).await.unwrap();
+    assert!(store.create(&request("before", Role::Dev, 1), &lease(), None).await.unwrap());
+
+    proxy.cut().await;
+    // The write that finds its connection cut fails (the durable writes above the store retry
+    // it); the next one gets a working connection.
+    let first = store.create(&request("after", Role::Dev, 2), &lease(), None).await;
+    if let Err(err) = &first {
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        assert!(store.create(&request("after", Role::Dev, 2), &lease(), None).await.unwrap());
+    }
+    for n in 0..5 {
+        let task_id = format!("later-{n}");
+        assert!(store.create(&request(&task_id, Role::Dev, 3), &lease(), None).await.unwrap());
+        assert!(store.mark_started(&tid(&task_id), &fence(), 4, None).await.unwrap());
+    }
+    // Reads go through sqlx's pool, which drops a broken connection once a read failed on it.
+    let read = match store.get(&tid("after")).await {
+        Ok(read) => read,
+        Err(_) => store.get(&tid("after")).await.unwrap(),
+    };
+    assert!(read.is_some());
+    store.close().await;
+    proxy.stop().await;
     db.drop_schema().await;
 }
 

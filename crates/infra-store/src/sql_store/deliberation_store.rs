@@ -192,6 +192,7 @@ where
             .await?;
             let Some(updated) = updated else {
                 tx.rollback().await?;
+                writer.finished();
                 return Ok(false);
             };
             Self::insert_outcome(&mut tx, task_id, &rows).await?;
@@ -199,6 +200,7 @@ where
                 Self::insert_event(&mut tx, task_id, updated.try_get("event_seq")?, event).await?;
             }
             tx.commit().await?;
+            writer.finished();
             Ok(true)
         };
         let applied = transaction.await.map_err(|e| from_sqlx("completing", Some(task_id), e))?;
@@ -258,6 +260,7 @@ where
             }
             let Some(updated) = update.fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
+                writer.finished();
                 return Ok(false);
             };
             if let Some(rows) = &rows {
@@ -267,6 +270,7 @@ where
                 Self::insert_event(&mut tx, task_id, updated.try_get("event_seq")?, event).await?;
             }
             tx.commit().await?;
+            writer.finished();
             Ok(true)
         };
         let applied = transaction.await.map_err(|e| from_sqlx("finishing", Some(task_id), e))?;
@@ -279,6 +283,8 @@ where
         task_id: &TaskId,
         selection: &StoredSelection,
     ) -> Result<bool, StoreError> {
+        let fail = |e| from_sqlx("saving the selection of", Some(task_id), e);
+        let mut writer = self.writer_at(Durability::PowerLoss).await.map_err(fail)?;
         let updated = sqlx::query(&format!(
             "UPDATE deliberations SET selection = $1, winner_id = $2 \
              WHERE task_id = $3 AND status = '{completed}' AND selection IS NULL RETURNING task_id",
@@ -287,14 +293,10 @@ where
         .bind(to_json(task_id, "selection", selection)?)
         .bind(storable(&selection.winner_id))
         .bind(task_id.to_string())
-        .fetch_optional(
-            &mut *self
-                .writer_at(Durability::PowerLoss)
-                .await
-                .map_err(|e| from_sqlx("saving the selection of", Some(task_id), e))?,
-        )
+        .fetch_optional(&mut *writer)
         .await
-        .map_err(|e| from_sqlx("saving the selection of", Some(task_id), e))?;
+        .map_err(fail)?;
+        writer.finished();
         Ok(updated.is_some())
     }
 

@@ -54,6 +54,7 @@ where
         let (sql, arguments) = renew.into_parts().map_err(fail)?;
         let mut writer = self.writer_at(Durability::PowerLoss).await.map_err(fail)?;
         let renewed = sqlx::query_with(&sql, arguments).fetch_all(&mut *writer).await.map_err(fail)?;
+        writer.finished();
         renewed
             .iter()
             .map(|row| {

@@ -111,7 +111,9 @@ where
         durability: Durability,
     ) -> Result<bool, sqlx::Error> {
         let mut connection = self.writer_at(durability).await?;
-        Self::change_on(&mut connection, update, task_id, event).await
+        let changed = Self::change_on(&mut connection, update, task_id, event).await?;
+        connection.finished();
+        Ok(changed)
     }
 
     /// Runs a fenced change of one row at `durability`: binds `$2` to `$5` of `update` (task id,
