@@ -159,6 +159,7 @@ fn sources_of(target: DeliberationStatus) -> Option<String> {
 
 mod deliberation_store;
 mod leases;
+mod one_statement;
 mod statements;
 
 #[cfg(test)]

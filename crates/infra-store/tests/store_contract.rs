@@ -50,6 +50,7 @@ macro_rules! contract_tests {
 
 contract_tests!(
     completed_deliberation_round_trips_every_field,
+    a_sixteen_agent_outcome_commits_whole_once_and_only_under_its_fence,
     progress_is_saved_only_while_in_progress,
     status_changes_follow_the_lifecycle,
     racing_cancel_and_complete_apply_exactly_one,
@@ -684,7 +685,8 @@ mod contract {
     use orchestrator_domain::{DeliberationStatus, DryRunOutcome, Role};
 
     use crate::support::{
-        end, fence, finished_deliberation, lease, noted_deliberation, noted_request, request,
+        end, fence, finished_deliberation, large_deliberation, lease, noted_deliberation, noted_request,
+        request,
     };
 
     type Store = Arc<dyn DeliberationStore>;
@@ -771,6 +773,33 @@ mod contract {
         assert_eq!(record.winner_id.as_deref(), Some(outcome.winner().agent.id.as_str()));
         assert_eq!(record.error, None);
         assert_eq!(record.progress.as_ref(), Some(&finished.last));
+        assert_eq!(record.outcome.as_ref(), Some(outcome));
+    }
+
+    pub(crate) async fn a_sixteen_agent_outcome_commits_whole_once_and_only_under_its_fence(store: Store) {
+        let finished = large_deliberation(Role::Architect);
+        let outcome = &finished.outcome;
+        let reviews: usize = outcome.results.iter().map(|r| r.reviews.len()).sum();
+        assert!(
+            outcome.results.len() >= 15 && reviews >= 30,
+            "{} proposals, {reviews} reviews",
+            outcome.results.len()
+        );
+
+        assert!(store.create(&request("large", Role::Architect, 5), &lease(), None).await.unwrap());
+        assert!(store.mark_started(&tid("large"), &fence(), 6, None).await.unwrap());
+        let stale = Fence { owner: "someone-else".to_owned(), epoch: fence().epoch };
+        assert!(
+            store.complete(&tid("large"), &stale, outcome, 7, 1, None).await.is_err(),
+            "a completion under another holder's fence is refused"
+        );
+        assert_eq!(store.get(&tid("large")).await.unwrap().unwrap().outcome, None, "and inserts nothing");
+        assert!(store.complete(&tid("large"), &fence(), outcome, 8, 2, None).await.unwrap());
+        assert!(!store.complete(&tid("large"), &fence(), outcome, 9, 3, None).await.unwrap(), "only once");
+
+        let record = store.get(&tid("large")).await.unwrap().unwrap();
+        assert_eq!(record.status, DeliberationStatus::Completed);
+        assert_eq!(record.finished_at_ms, Some(8));
         assert_eq!(record.outcome.as_ref(), Some(outcome));
     }
 

@@ -18,6 +18,7 @@ use crate::snapshot::snapshot;
 use crate::statement::Statement;
 use crate::text::{storable, to_json};
 
+use super::one_statement::writes_in_one_statement;
 use super::*;
 
 // The bounds below say "DB runs this file's SQL with i64, f64 and text values". They are
@@ -164,6 +165,21 @@ where
         };
         let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
         let rows = OutcomeRows::from_outcome(task_id, outcome)?;
+        if writes_in_one_statement::<DB>() {
+            let applied = self
+                .complete_in_one_statement(
+                    task_id,
+                    fence,
+                    &sources,
+                    finished_at_ms,
+                    duration_ms,
+                    &rows,
+                    event.as_ref(),
+                )
+                .await
+                .map_err(|e| from_sqlx("completing", Some(task_id), e))?;
+            return if applied { Ok(true) } else { self.refusal(task_id, Some(fence)).await };
+        }
         // The status change and the outcome rows commit together or not at all.
         let transaction = async {
             let mut writer = self.writer_at(Durability::PowerLoss).await?;

@@ -7,7 +7,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, 
 
 use crate::error::from_sqlx;
 use crate::outbox::StoredEvent;
-use crate::rows::{FAILURE_COLUMNS, OutcomeRows, PROPOSAL_COLUMNS, REVIEW_COLUMNS};
+use crate::rows::{
+    FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS, ProposalRow, REVIEW_COLUMNS, ReviewRow,
+};
 use crate::statement::Statement;
 use crate::text::storable;
 
@@ -165,67 +167,98 @@ where
         task_id: &str,
         rows: &OutcomeRows,
     ) -> Result<(), sqlx::Error> {
-        for chunk in rows.proposals.chunks(INSERT_CHUNK) {
-            let mut insert =
-                Statement::new(format!("INSERT INTO proposals (task_id, {PROPOSAL_COLUMNS}) VALUES "));
-            insert.push_values(chunk, |values, p| {
-                values
-                    .push_bind(task_id.to_owned())
-                    .push_bind(p.ordinal)
-                    .push_bind(p.rank)
-                    .push_bind(p.agent_id.clone())
-                    .push_bind(p.agent_role.clone())
-                    .push_bind(p.profile.clone())
-                    .push_bind(p.seat)
-                    .push_bind(p.author.clone())
-                    .push_bind(p.content.clone())
-                    .push_bind(p.revisions.clone())
-                    .push_bind(p.created_at_ms)
-                    .push_bind(p.checks.clone())
-                    .push_bind(p.check_score)
-                    .push_bind(p.peer_score)
-                    .push_bind(p.score)
-                    .push_bind(p.usage.prompt_tokens)
-                    .push_bind(p.usage.completion_tokens)
-                    .push_bind(p.usage.calls)
-                    .push_bind(p.usage.latency_ms);
-            });
-            let (sql, arguments) = insert.into_parts()?;
-            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
-        }
-        for chunk in rows.reviews.chunks(INSERT_CHUNK) {
-            let mut insert =
-                Statement::new(format!("INSERT INTO reviews (task_id, {REVIEW_COLUMNS}) VALUES "));
-            insert.push_values(chunk, |values, r| {
-                values
-                    .push_bind(task_id.to_owned())
-                    .push_bind(r.proposal_agent_id.clone())
-                    .push_bind(r.ordinal)
-                    .push_bind(r.reviewer.clone())
-                    .push_bind(r.target.clone())
-                    .push_bind(r.round)
-                    .push_bind(r.score)
-                    .push_bind(r.critique.clone())
-                    .push_bind(r.issues.clone());
-            });
-            let (sql, arguments) = insert.into_parts()?;
-            sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
-        }
-        for chunk in rows.failures.chunks(INSERT_CHUNK) {
-            let mut insert =
-                Statement::new(format!("INSERT INTO agent_failures (task_id, {FAILURE_COLUMNS}) VALUES "));
-            insert.push_values(chunk, |values, f| {
-                values
-                    .push_bind(task_id.to_owned())
-                    .push_bind(f.ordinal)
-                    .push_bind(f.agent_id.clone())
-                    .push_bind(f.phase.clone())
-                    .push_bind(f.round)
-                    .push_bind(f.reason.clone());
-            });
+        for chunk in OutcomeChunk::all(rows) {
+            let mut insert = Statement::new(format!("INSERT INTO {} VALUES ", chunk.table()));
+            push_outcome_values(&mut insert, task_id, chunk);
             let (sql, arguments) = insert.into_parts()?;
             sqlx::query_with(&sql, arguments).execute(&mut *tx).await?;
         }
         Ok(())
+    }
+}
+
+/// Rows of one outcome table.
+pub(super) enum OutcomeChunk<'r> {
+    Proposals(&'r [ProposalRow]),
+    Reviews(&'r [ReviewRow]),
+    Failures(&'r [FailureRow]),
+}
+
+impl<'r> OutcomeChunk<'r> {
+    /// The rows of `rows`, at most [`INSERT_CHUNK`] to a chunk, in the order they may be
+    /// inserted (a review after the proposal it is about).
+    pub(super) fn all(rows: &'r OutcomeRows) -> Vec<Self> {
+        let proposals = rows.proposals.chunks(INSERT_CHUNK).map(Self::Proposals);
+        let reviews = rows.reviews.chunks(INSERT_CHUNK).map(Self::Reviews);
+        let failures = rows.failures.chunks(INSERT_CHUNK).map(Self::Failures);
+        proposals.chain(reviews).chain(failures).collect()
+    }
+
+    /// The table and its columns (`task_id` first), as SQL.
+    pub(super) fn table(&self) -> String {
+        match self {
+            Self::Proposals(_) => format!("proposals (task_id, {PROPOSAL_COLUMNS})"),
+            Self::Reviews(_) => format!("reviews (task_id, {REVIEW_COLUMNS})"),
+            Self::Failures(_) => format!("agent_failures (task_id, {FAILURE_COLUMNS})"),
+        }
+    }
+}
+
+/// Appends `(…), (…)`: one tuple of values per row of `chunk`, `task_id` first.
+pub(super) fn push_outcome_values<'q, DB>(
+    statement: &mut Statement<'q, DB>,
+    task_id: &str,
+    chunk: OutcomeChunk<'_>,
+) where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<f64>: Encode<'q, DB>,
+{
+    match chunk {
+        OutcomeChunk::Proposals(chunk) => statement.push_values(chunk, |values, p| {
+            values
+                .push_bind(task_id.to_owned())
+                .push_bind(p.ordinal)
+                .push_bind(p.rank)
+                .push_bind(p.agent_id.clone())
+                .push_bind(p.agent_role.clone())
+                .push_bind(p.profile.clone())
+                .push_bind(p.seat)
+                .push_bind(p.author.clone())
+                .push_bind(p.content.clone())
+                .push_bind(p.revisions.clone())
+                .push_bind(p.created_at_ms)
+                .push_bind(p.checks.clone())
+                .push_bind(p.check_score)
+                .push_bind(p.peer_score)
+                .push_bind(p.score)
+                .push_bind(p.usage.prompt_tokens)
+                .push_bind(p.usage.completion_tokens)
+                .push_bind(p.usage.calls)
+                .push_bind(p.usage.latency_ms);
+        }),
+        OutcomeChunk::Reviews(chunk) => statement.push_values(chunk, |values, r| {
+            values
+                .push_bind(task_id.to_owned())
+                .push_bind(r.proposal_agent_id.clone())
+                .push_bind(r.ordinal)
+                .push_bind(r.reviewer.clone())
+                .push_bind(r.target.clone())
+                .push_bind(r.round)
+                .push_bind(r.score)
+                .push_bind(r.critique.clone())
+                .push_bind(r.issues.clone());
+        }),
+        OutcomeChunk::Failures(chunk) => statement.push_values(chunk, |values, f| {
+            values
+                .push_bind(task_id.to_owned())
+                .push_bind(f.ordinal)
+                .push_bind(f.agent_id.clone())
+                .push_bind(f.phase.clone())
+                .push_bind(f.round)
+                .push_bind(f.reason.clone());
+        }),
     }
 }

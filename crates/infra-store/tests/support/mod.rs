@@ -215,9 +215,19 @@ pub(crate) fn standing_request(
     request(task_id, role, created_at_ms).with_seats(&finished.last)
 }
 
+/// [`finished_deliberation`] at the largest council: 16 agents, 3 rounds.
+pub(crate) fn large_deliberation(role: Role) -> Finished {
+    let profiles = [ProfileName::new("fast").unwrap(), ProfileName::new("slow").unwrap()];
+    run_rounds(Council::assemble(role, 16, &profiles).unwrap(), 3, "")
+}
+
 fn run(council: Council, note: &str) -> Finished {
+    run_rounds(council, 2, note)
+}
+
+fn run_rounds(council: Council, rounds: i64, note: &str) -> Finished {
     let ids: Vec<_> = council.agents().iter().map(|a| a.id.clone()).collect();
-    let mut d = Deliberation::new(council, task(note), Rounds::new(2).unwrap());
+    let mut d = Deliberation::new(council, task(note), Rounds::new(rounds).unwrap());
     let usage = |n: u64| TokenUsage {
         prompt_tokens: 100 * n,
         completion_tokens: 40 * n,
@@ -246,7 +256,10 @@ fn run(council: Council, note: &str) -> Finished {
                     let score = if round == 1 && a.reviewer.seat == 0 {
                         None
                     } else {
-                        Some(PeerScore::new(5.5 + a.reviewer.seat as f64 + 0.1 * f64::from(round)).unwrap())
+                        Some(
+                            PeerScore::new(5.5 + (a.reviewer.seat % 4) as f64 + 0.1 * f64::from(round))
+                                .unwrap(),
+                        )
                     };
                     d.record_usage(&a.reviewer.id, usage(1));
                     d.record_review(Review {
