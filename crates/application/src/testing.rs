@@ -31,6 +31,8 @@ pub struct InMemoryStore {
     registry: Mutex<Registry>,
     /// How many times saving progress was asked for, applied or not.
     pub saves: AtomicUsize,
+    /// How many deliberations were stored through [`DeliberationStore::create_awaited`].
+    pub awaited_creates: AtomicUsize,
     /// While set, every call fails with `StoreError::Unavailable` (a database that is down).
     pub down: std::sync::atomic::AtomicBool,
     /// What [`DeliberationStore::held_exclusively`] answers: unset, the store behaves as a

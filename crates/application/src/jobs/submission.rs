@@ -89,6 +89,16 @@ fn existing_submission(
     Ok(Started::Existing(Submission { task_id: stored.task_id, status, created: false }))
 }
 
+/// Who learns of a submission, and when.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Its caller is told it is stored ([`Jobs::submit`]); with `may_share`, a server without
+    /// a free slot stores it for any server to take.
+    Submitted { may_share: bool },
+    /// Its caller waits for the result ([`Jobs::begin`]) and hears of nothing before it.
+    Awaited,
+}
+
 impl Jobs {
     /// Starts a deliberation in the background and answers at once.
     ///
@@ -98,7 +108,8 @@ impl Jobs {
     /// Validation and configuration errors of [`crate::Deliberate::prepare`],
     /// `ResourceExhausted` when the queue is full, `Store` on database failures.
     pub async fn submit(self: &Arc<Self>, caller: &Caller, command: DeliberateCommand) -> Result<Submission> {
-        match self.start(caller, command, None, self.settings.share_submissions).await?.0 {
+        let mode = Mode::Submitted { may_share: self.settings.share_submissions };
+        match self.start(caller, command, None, mode).await?.0 {
             Started::New { submission, guard, .. } => {
                 guard.disarm();
                 Ok(submission)
@@ -135,19 +146,20 @@ impl Jobs {
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
     ) -> Result<Begun> {
-        let (started, rounds) = self.start(caller, command, observer, false).await?;
+        let (started, rounds) = self.start(caller, command, observer, Mode::Awaited).await?;
         Ok(Begun { jobs: Arc::clone(self), started, rounds })
     }
 
-    /// Stores `command` and runs it here — or, when `may_share` and this server has no free
+    /// Stores `command` and runs it here — or, when `mode` may share and this server has no free
     /// slot, stores it for any server to take. Also answers the review rounds it runs.
     async fn start(
         self: &Arc<Self>,
         caller: &Caller,
         command: DeliberateCommand,
         observer: Option<Arc<dyn ProgressObserver>>,
-        may_share: bool,
+        mode: Mode,
     ) -> Result<(Started, u32)> {
+        let may_share = matches!(mode, Mode::Submitted { may_share: true });
         let requested_rounds = command.rounds.get();
         let num_agents = u32::try_from(command.num_agents).unwrap_or(u32::MAX);
         let profiles = command.profiles.clone();
@@ -194,7 +206,12 @@ impl Jobs {
         }
         let handle = self.register(&task_id, new.story_id.clone());
         let event = self.event(&task_id, new.story_id.as_deref(), new.role, EventKind::Submitted);
-        let created = match self.store.create(&new, &self.lease(new.created_at_ms), event.as_ref()).await {
+        let lease = self.lease(new.created_at_ms);
+        let created = match (mode, &event) {
+            (Mode::Awaited, None) => self.store.create_awaited(&new, &lease).await,
+            _ => self.store.create(&new, &lease, event.as_ref()).await,
+        };
+        let created = match created {
             Ok(created) => created,
             Err(error) => {
                 self.unregister(&task_id);

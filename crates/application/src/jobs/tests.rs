@@ -495,6 +495,31 @@ async fn every_step_of_a_deliberation_is_stored_in_the_outbox_once_with_its_chan
     );
 }
 
+/// Only a deliberation nobody has been told of — its caller waits, no event announces it —
+/// may be stored less durably (see `DeliberationStore::create_awaited`).
+#[tokio::test(start_paused = true)]
+async fn only_an_awaited_unannounced_deliberation_is_stored_as_awaited() {
+    let store = Arc::new(InMemoryStore::default());
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let awaited = || store.awaited_creates.load(Ordering::SeqCst);
+
+    jobs.submit(&anon(), command("told", 0)).await.unwrap();
+    jobs.until_idle().await;
+    assert_eq!(awaited(), 0, "a submission's caller is told it is stored");
+
+    jobs.run(&anon(), command("waited", 0), None).await.unwrap();
+    assert_eq!(awaited(), 1, "a waiting caller hears of nothing before the result");
+    assert_eq!(store.status("waited"), DeliberationStatus::Completed);
+
+    let relay = Arc::new(tokio::sync::Notify::new());
+    let announcing =
+        jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), JobSettings::default());
+    let announcing = Arc::new(Arc::into_inner(announcing).unwrap().with_events(relay));
+    announcing.run(&anon(), command("announced", 0), None).await.unwrap();
+    assert_eq!(awaited(), 1, "an event announces the submission");
+    assert_eq!(announced(&store, "announced").first().map(String::as_str), Some("submitted"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_events_nothing_is_stored_in_the_outbox() {
     let store = Arc::new(InMemoryStore::default());

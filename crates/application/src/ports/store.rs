@@ -211,6 +211,18 @@ pub trait DeliberationStore: Send + Sync + 'static {
         event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError>;
 
+    /// [`Self::create`] for a deliberation nobody has been told is stored: its caller waits
+    /// for the result, and no event announces it. The store may commit it less durably than
+    /// [`Self::create`] — enough to survive this process dying (the run resumes), not
+    /// necessarily a power cut — because nobody outside relies on it yet, and the durable
+    /// commit of its result covers it as soon as there is one. A power cut may lose it along
+    /// with the run, whose caller then hears of a failure, never of a result that is gone.
+    ///
+    /// By default it is [`Self::create`].
+    async fn create_awaited(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+        self.create(new, lease, None).await
+    }
+
     /// Reads one deliberation with its progress and outcome.
     async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError>;
 

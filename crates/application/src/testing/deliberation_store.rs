@@ -35,6 +35,11 @@ impl DeliberationStore for InMemoryStore {
         self.announce(&new.task_id, true, event)
     }
 
+    async fn create_awaited(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+        self.awaited_creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.create(new, lease, None).await
+    }
+
     async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError> {
         self.check_up()?;
         Ok(self.entries().get(task_id).map(|entry| entry.record.clone()))

@@ -48,30 +48,15 @@ where
         lease: &Lease,
         event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
-        let task_id = &new.task_id;
-        let event = event.map(|event| StoredEvent::of(task_id, event)).transpose()?;
-        let sql = format!(
-            "INSERT INTO deliberations \
-             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
-              council_id, event_seq) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (task_id) DO NOTHING \
-             RETURNING event_seq",
-            pending = DeliberationStatus::Pending.as_str(),
-        );
-        let insert = sqlx::query(&sql)
-            .bind(task_id.to_string())
-            .bind(new.role.as_str().to_owned())
-            .bind(storable(new.task.description()))
-            .bind(to_json(task_id, "request", new)?)
-            .bind(new.created_at_ms)
-            .bind(storable(&lease.owner))
-            .bind(lease.until_ms)
-            .bind(storable(&new.principal))
-            .bind(new.council_id().map(|id| storable(id.as_str())))
-            .bind(i64::from(event.is_some()));
-        self.change_with_event(insert, task_id, event.as_ref(), Durability::PowerLoss)
-            .await
-            .map_err(|e| from_sqlx("creating", Some(task_id), e))
+        let event = event.map(|event| StoredEvent::of(&new.task_id, event)).transpose()?;
+        self.insert_new(new, lease, event.as_ref(), Durability::PowerLoss).await
+    }
+
+    /// Committed to survive this process dying: on SQLite no fsync of its own (the result's
+    /// commit syncs the log, this row with it); PostgreSQL commits every write durably.
+    #[tracing::instrument(level = "debug", skip_all, fields(task_id = %new.task_id), err)]
+    async fn create_awaited(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+        self.insert_new(new, lease, None, Durability::ProcessCrash).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]

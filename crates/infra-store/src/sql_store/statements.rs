@@ -1,7 +1,7 @@
 //! The statements every write of the port shares: an event beside its state change, an
 //! outcome's rows, and why a fenced write matched nothing.
 
-use orchestrator_application::ports::{Fence, StoreError};
+use orchestrator_application::ports::{Fence, Lease, NewDeliberation, StoreError};
 use orchestrator_domain::{DeliberationStatus, TaskId};
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
@@ -11,7 +11,7 @@ use crate::rows::{
     FAILURE_COLUMNS, FailureRow, OutcomeRows, PROPOSAL_COLUMNS, ProposalRow, REVIEW_COLUMNS, ReviewRow,
 };
 use crate::statement::Statement;
-use crate::text::storable;
+use crate::text::{storable, to_json};
 
 use super::*;
 
@@ -159,6 +159,40 @@ where
         Self::insert_event(&mut tx, task_id, seq, event).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Stores `new` as PENDING under `lease`, with `event` when given, committed at
+    /// `durability`; `false` when its task id is stored already.
+    pub(super) async fn insert_new(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        event: Option<&StoredEvent>,
+        durability: Durability,
+    ) -> Result<bool, StoreError> {
+        let task_id = &new.task_id;
+        let sql = format!(
+            "INSERT INTO deliberations \
+             (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
+              council_id, event_seq) \
+             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (task_id) DO NOTHING \
+             RETURNING event_seq",
+            pending = DeliberationStatus::Pending.as_str(),
+        );
+        let insert = sqlx::query(&sql)
+            .bind(task_id.to_string())
+            .bind(new.role.as_str().to_owned())
+            .bind(storable(new.task.description()))
+            .bind(to_json(task_id, "request", new)?)
+            .bind(new.created_at_ms)
+            .bind(storable(&lease.owner))
+            .bind(lease.until_ms)
+            .bind(storable(&new.principal))
+            .bind(new.council_id().map(|id| storable(id.as_str())))
+            .bind(i64::from(event.is_some()));
+        self.change_with_event(insert, task_id, event, durability)
+            .await
+            .map_err(|e| from_sqlx("creating", Some(task_id), e))
     }
 
     /// Inserts the rows of an outcome (ranked proposals, their reviews, failures) in `tx`.
