@@ -111,6 +111,7 @@ macro_rules! outbox_contract_tests {
 
 outbox_contract_tests!(
     events_are_stored_with_the_change_they_report_numbered_per_deliberation,
+    concurrent_saves_each_apply_under_their_own_fence_with_their_own_event,
     one_relay_holds_the_lease_and_a_stale_one_cannot_mark_anything_sent,
     the_outbox_is_bounded_by_dropping_the_oldest,
 );
@@ -118,7 +119,9 @@ outbox_contract_tests!(
 mod outbox {
     use std::sync::Arc;
 
-    use orchestrator_application::ports::{DeliberationEvent, DeliberationStore, EventKind, Outbox};
+    use orchestrator_application::ports::{
+        DeliberationEvent, DeliberationStore, EventKind, Fence, Outbox, StoreError,
+    };
     use orchestrator_application::testing::tid;
     use orchestrator_domain::{DeliberationStatus, Phase, Role};
 
@@ -131,6 +134,60 @@ mod outbox {
     /// `(task_id, seq, event)` of every unsent event, in outbox order.
     async fn unsent(outbox: &dyn Outbox) -> Vec<(String, i64, String)> {
         outbox.unsent(100).await.unwrap().into_iter().map(|m| (m.task_id, m.seq, m.event)).collect()
+    }
+
+    /// Saved phases of many deliberations at once, on connections handed from write to write:
+    /// each applies, and stores its event, only under its own fence; a stale one is told so.
+    pub(crate) async fn concurrent_saves_each_apply_under_their_own_fence_with_their_own_event(
+        store: Arc<dyn DeliberationStore>,
+        outbox: Arc<dyn Outbox>,
+    ) {
+        let finished = finished_deliberation(Role::Dev);
+        let ids: Vec<String> = (0..40).map(|n| format!("many-{n:02}")).collect();
+        for id in &ids {
+            assert!(store.create(&request(id, Role::Dev, 1), &lease(), None).await.unwrap());
+            assert!(store.mark_started(&tid(id), &fence(), 2, None).await.unwrap());
+        }
+        let stale = Fence { epoch: fence().epoch + 7, ..fence() };
+        let saves = ids.iter().enumerate().map(|(n, id)| {
+            let store = Arc::clone(&store);
+            let progress = finished.mid.clone();
+            let fence = if n % 5 == 0 { stale.clone() } else { fence() };
+            let phase = event(id, EventKind::PhaseCompleted { phase: Phase::Scoring });
+            let id = id.clone();
+            tokio::spawn(async move {
+                // Twice in a row: the second numbered after the first.
+                let first = store.save_progress(&tid(&id), &fence, &progress, Some(&phase)).await;
+                let second = store.save_progress(&tid(&id), &fence, &progress, Some(&phase)).await;
+                (id, first, second)
+            })
+        });
+        let mut applied = 0;
+        for joined in futures::future::join_all(saves).await {
+            let (id, first, second) = joined.unwrap();
+            let stale_one = id.ends_with('0') || id.ends_with('5');
+            if stale_one {
+                assert!(matches!(first, Err(StoreError::LeaseLost { .. })), "{id}: {first:?}");
+                assert!(matches!(second, Err(StoreError::LeaseLost { .. })), "{id}: {second:?}");
+                assert_eq!(store.get(&tid(&id)).await.unwrap().unwrap().progress, None, "{id}");
+            } else {
+                assert!(first.unwrap() && second.unwrap(), "{id}");
+                assert_eq!(
+                    store.get(&tid(&id)).await.unwrap().unwrap().progress.as_ref(),
+                    Some(&finished.mid)
+                );
+                applied += 1;
+            }
+        }
+        assert_eq!(applied, 32);
+        let mut events = unsent(outbox.as_ref()).await;
+        events.sort();
+        let expected: Vec<(String, i64, String)> = ids
+            .iter()
+            .filter(|id| !(id.ends_with('0') || id.ends_with('5')))
+            .flat_map(|id| [1, 2].map(|seq| (id.clone(), seq, "phase_completed".to_owned())))
+            .collect();
+        assert_eq!(events, expected);
     }
 
     pub(crate) async fn events_are_stored_with_the_change_they_report_numbered_per_deliberation(
