@@ -97,9 +97,26 @@ impl SqlStore<Postgres> {
         let pool = pool.connect_with(connection.clone()).await.map_err(|e| connect_failed(url, e))?;
         MIGRATOR.run(&pool).await.map_err(|e| connect_failed(url, e))?;
         // Writes go through connections of their own, not the pool (see `writer.rs`).
-        let writer = ConnectionSet::new(connection, set_path, WRITERS, options.acquire_timeout);
+        // Writes that need only survive this process (saved phases; see `Durability`) commit
+        // without waiting for the server's log to reach disk: the server still holds them if
+        // this process dies, and the next durable commit flushes them with it.
+        let relaxed = connection.clone().options([("synchronous_commit", "off")]);
+        let writer = Writer::Set {
+            durable: Arc::new(ConnectionSet::new(
+                connection,
+                set_path.clone(),
+                WRITERS / 2,
+                options.acquire_timeout,
+            )),
+            relaxed: Some(Arc::new(ConnectionSet::new(
+                relaxed,
+                set_path,
+                WRITERS / 2,
+                options.acquire_timeout,
+            ))),
+        };
         tracing::info!(url = %redact_url(url), schema = schema.unwrap_or("(default)"), "connected PostgreSQL deliberation store");
-        Ok(Self::from_pools(Writer::Set(Arc::new(writer)), pool, options.acquire_timeout, Hold::Shared))
+        Ok(Self::from_pools(writer, pool, options.acquire_timeout, Hold::Shared))
     }
 }
 
@@ -115,6 +132,34 @@ fn quoted_schema(schema: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql_store::Durability;
+    use orchestrator_application::ports::DeliberationStore as _;
+
+    /// Saved phases (and deliberations nobody was told of) commit without waiting for the
+    /// server's log flush; submissions and results wait for it.
+    #[tokio::test]
+    async fn only_writes_that_need_to_survive_a_power_cut_wait_for_the_log_flush() {
+        let url = orchestrator_test_support::services::pg_url();
+        if let Err(error) = PgConnection::connect(&url).await {
+            orchestrator_test_support::skip("PostgreSQL", "set ORCHESTRATOR_TEST_PG_URL", error.to_string());
+            return;
+        }
+        let schema = format!("commit_levels_{}", std::process::id());
+        let store = PostgresStore::connect(&url, Some(&schema), &StoreOptions::default()).await.unwrap();
+        for (durability, expected) in [(Durability::ProcessCrash, "off"), (Durability::PowerLoss, "on")] {
+            let mut writer = store.writer_at(durability).await.unwrap();
+            let (level,): (String,) =
+                sqlx::query_as("SHOW synchronous_commit").fetch_one(&mut *writer).await.unwrap();
+            assert_eq!(level, expected, "{durability:?}");
+            let (path,): (String,) =
+                sqlx::query_as("SHOW search_path").fetch_one(&mut *writer).await.unwrap();
+            assert!(path.contains(&schema), "{durability:?}: {path}");
+            writer.finished();
+        }
+        store.close().await;
+        let mut connection = PgConnection::connect(&url).await.unwrap();
+        connection.execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str()).await.unwrap();
+    }
 
     #[test]
     fn only_plain_schema_names_are_accepted() {

@@ -133,7 +133,7 @@ where
     /// The writer connection, set to commit at `durability` (see [`Durability`]). Every write
     /// goes through it: the pool's single SQLite connection keeps the last level set.
     pub(crate) async fn writer_at(&self, durability: Durability) -> Result<WriterGuard<DB>, sqlx::Error> {
-        let mut connection = self.writer.acquire().await?;
+        let mut connection = self.writer.acquire_at(durability).await?;
         if let Some(levels) = self.commit_levels {
             let wanted = durability as u8;
             if self.commit_level.load(std::sync::atomic::Ordering::SeqCst) != wanted {

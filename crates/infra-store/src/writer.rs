@@ -24,6 +24,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{ConnectOptions, Connection, Database, Executor, Pool};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+use crate::sql_store::Durability;
+
 /// Where writes go.
 pub(crate) enum Writer<DB: Database> {
     /// A connection from the pool for each write: an in-memory SQLite database's one
@@ -31,8 +33,10 @@ pub(crate) enum Writer<DB: Database> {
     Pool(Pool<DB>),
     /// The one connection, taken in turn; `None` once the store is closed.
     Held { connection: Arc<Mutex<Option<DB::Connection>>>, wait: Duration },
-    /// Up to a fixed number of connections, opened when first needed.
-    Set(Arc<ConnectionSet<DB>>),
+    /// Up to a fixed number of connections, opened when first needed; `relaxed`, when
+    /// given, serves the writes that need only survive this process (see
+    /// [`Durability::ProcessCrash`]).
+    Set { durable: Arc<ConnectionSet<DB>>, relaxed: Option<Arc<ConnectionSet<DB>>> },
 }
 
 /// Connections this store opens itself, each used by one write at a time.
@@ -148,6 +152,14 @@ where
     /// `PoolTimedOut` after the wait, `PoolClosed` once the store is closed, or the pool's
     /// error.
     pub(crate) async fn acquire(&self) -> Result<WriterGuard<DB>, sqlx::Error> {
+        self.acquire_at(Durability::PowerLoss).await
+    }
+
+    /// A writer connection for a write that must survive `durability`.
+    ///
+    /// # Errors
+    /// As [`Self::acquire`].
+    pub(crate) async fn acquire_at(&self, durability: Durability) -> Result<WriterGuard<DB>, sqlx::Error> {
         match self {
             Self::Pool(pool) => Ok(WriterGuard::Pooled(pool.acquire().await?)),
             Self::Held { connection, wait } => {
@@ -158,7 +170,10 @@ where
                     OwnedMutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
                 Ok(WriterGuard::Held(open))
             }
-            Self::Set(set) => set.acquire().await,
+            Self::Set { durable, relaxed } => match (durability, relaxed) {
+                (Durability::ProcessCrash, Some(relaxed)) => relaxed.acquire().await,
+                _ => durable.acquire().await,
+            },
         }
     }
 
@@ -174,7 +189,12 @@ where
                     tracing::warn!(%error, "closing the writer connection failed");
                 }
             }
-            Self::Set(set) => set.close().await,
+            Self::Set { durable, relaxed } => {
+                durable.close().await;
+                if let Some(relaxed) = relaxed {
+                    relaxed.close().await;
+                }
+            }
         }
     }
 }
@@ -184,7 +204,9 @@ impl<DB: Database> Clone for Writer<DB> {
         match self {
             Self::Pool(pool) => Self::Pool(pool.clone()),
             Self::Held { connection, wait } => Self::Held { connection: Arc::clone(connection), wait: *wait },
-            Self::Set(set) => Self::Set(Arc::clone(set)),
+            Self::Set { durable, relaxed } => {
+                Self::Set { durable: Arc::clone(durable), relaxed: relaxed.clone() }
+            }
         }
     }
 }
@@ -194,10 +216,11 @@ impl<DB: Database> std::fmt::Debug for Writer<DB> {
         match self {
             Self::Pool(pool) => f.debug_tuple("Pool").field(pool).finish(),
             Self::Held { wait, .. } => f.debug_struct("Held").field("wait", wait).finish_non_exhaustive(),
-            Self::Set(set) => f
+            Self::Set { durable, relaxed } => f
                 .debug_struct("Set")
-                .field("idle", &set.idle.lock().unwrap_or_else(PoisonError::into_inner).len())
-                .field("wait", &set.wait)
+                .field("idle", &durable.idle.lock().unwrap_or_else(PoisonError::into_inner).len())
+                .field("relaxed", &relaxed.is_some())
+                .field("wait", &durable.wait)
                 .finish_non_exhaustive(),
         }
     }
