@@ -45,8 +45,9 @@ pub struct SqlStore<DB: Database> {
     ping_timeout: Duration,
     /// Whether other processes may reach the database (see [`Hold`]).
     hold: Hold,
-    /// How a write commits at each [`Durability`]; `None`: every commit is as durable as the
-    /// database makes it (PostgreSQL: its server, not this process, holds the data).
+    /// How the single writer connection is set to commit at each [`Durability`] (SQLite);
+    /// `None`: the writer picks a connection opened at the level asked for (PostgreSQL: see
+    /// `writer.rs`), or there is one level only (an in-memory database).
     commit_levels: Option<CommitLevels>,
     /// The level the (single) writer connection is set to now, so it is set only on a change:
     /// a setting is a round trip to SQLite's connection thread. A connection the pool replaced
@@ -61,7 +62,7 @@ pub struct SqlStore<DB: Database> {
 pub(crate) enum Durability {
     /// The end of this process (`kill -9`): a saved phase — on a crash at most the phase in
     /// flight is lost anyway, so a power cut that also loses the last saved ones costs a few
-    /// agent calls again, never a result.
+    /// agent calls again, never a result — and a deliberation nobody was told of yet.
     ProcessCrash,
     /// A power cut too: what a client is told is stored (a submission, a result, an end).
     PowerLoss,
