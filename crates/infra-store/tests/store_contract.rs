@@ -50,6 +50,7 @@ macro_rules! contract_tests {
 
 contract_tests!(
     completed_deliberation_round_trips_every_field,
+    an_awaited_deliberation_is_stored_pending_or_already_started,
     a_sixteen_agent_outcome_commits_whole_once_and_only_under_its_fence,
     progress_is_saved_only_while_in_progress,
     status_changes_follow_the_lifecycle,
@@ -858,6 +859,27 @@ mod contract {
         assert_eq!(record.status, DeliberationStatus::Completed);
         assert_eq!(record.finished_at_ms, Some(8));
         assert_eq!(record.outcome.as_ref(), Some(outcome));
+    }
+
+    pub(crate) async fn an_awaited_deliberation_is_stored_pending_or_already_started(store: Store) {
+        let finished = finished_deliberation(Role::Dev);
+        assert!(store.create_awaited(&request("queued", Role::Dev, 10), &lease(), None).await.unwrap());
+        let queued = store.get(&tid("queued")).await.unwrap().unwrap();
+        assert_eq!((queued.status, queued.started_at_ms), (DeliberationStatus::Pending, None));
+        assert!(store.mark_started(&tid("queued"), &fence(), 12, None).await.unwrap());
+
+        assert!(store.create_awaited(&request("running", Role::Dev, 20), &lease(), Some(21)).await.unwrap());
+        assert!(
+            !store.create_awaited(&request("running", Role::Dev, 20), &lease(), Some(22)).await.unwrap(),
+            "an id is stored once"
+        );
+        let running = store.get(&tid("running")).await.unwrap().unwrap();
+        assert_eq!((running.status, running.started_at_ms), (DeliberationStatus::InProgress, Some(21)));
+        assert!(!store.mark_started(&tid("running"), &fence(), 23, None).await.unwrap(), "started already");
+        // The creator's fence holds it, as after a start.
+        assert!(store.save_progress(&tid("running"), &fence(), &finished.mid, None).await.unwrap());
+        assert!(store.complete(&tid("running"), &fence(), &finished.outcome, 30, 9, None).await.unwrap());
+        assert_eq!(store.get(&tid("running")).await.unwrap().unwrap().status, DeliberationStatus::Completed);
     }
 
     pub(crate) async fn progress_is_saved_only_while_in_progress(store: Store) {

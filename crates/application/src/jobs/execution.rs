@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use orchestrator_domain::{Deliberation, DeliberationOutcome, DeliberationStatus, Role, TaskId};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::admission::Admission;
@@ -36,6 +36,18 @@ pub(super) fn end_duration_ms(created_at_ms: i64, started_at_ms: Option<i64>, fi
     (finished_at_ms - started_at_ms.unwrap_or(created_at_ms)).max(1)
 }
 
+/// The state a run starts from, as stored.
+#[derive(Debug)]
+pub(super) enum StartFrom {
+    /// PENDING: the run waits for a slot, then marks itself started.
+    Pending,
+    /// IN_PROGRESS since `started_at_ms` (resumed after a restart or a takeover): the run waits
+    /// for a slot.
+    Resumed { started_at_ms: i64 },
+    /// Stored IN_PROGRESS at `started_at_ms` with `slot` already taken: it runs at once.
+    Started { started_at_ms: i64, slot: OwnedSemaphorePermit },
+}
+
 impl Jobs {
     /// Registers `task_id` as run by this node before its row is created or claimed, so that
     /// neither a lease renewal nor a takeover of this node's own work races its start.
@@ -61,7 +73,7 @@ impl Jobs {
     }
 
     /// Runs an admitted deliberation, submitted at `created_at_ms`, as a background task under
-    /// `fence`. `started_at_ms` is set when it resumes one that was already IN_PROGRESS.
+    /// `fence`, from the state `start` says it is stored in.
     #[allow(clippy::too_many_arguments, reason = "one call site per entry point, each field distinct")]
     pub(super) fn spawn(
         self: &Arc<Self>,
@@ -72,7 +84,7 @@ impl Jobs {
         deliberation: Deliberation,
         observer: Option<Arc<dyn ProgressObserver>>,
         created_at_ms: i64,
-        started_at_ms: Option<i64>,
+        start: StartFrom,
     ) -> (oneshot::Receiver<JobResult>, CancelOnDrop) {
         handle.held_now();
         let (tx, rx) = oneshot::channel();
@@ -92,7 +104,7 @@ impl Jobs {
                         &fence,
                         observer.as_deref(),
                         created_at_ms,
-                        started_at_ms,
+                        start,
                     )
                     .await;
                 jobs.unregister(&task_id);
@@ -115,16 +127,24 @@ impl Jobs {
         fence: &Fence,
         observer: Option<&dyn ProgressObserver>,
         created_at_ms: i64,
-        resumed_from_ms: Option<i64>,
+        start: StartFrom,
     ) -> JobResult {
         let role = deliberation.council().role();
         let story_id = handle.story_id.as_deref();
+        let (slot, resumed_from_ms) = match start {
+            StartFrom::Pending => (None, None),
+            StartFrom::Resumed { started_at_ms } => (None, Some(started_at_ms)),
+            StartFrom::Started { started_at_ms, slot } => (Some(slot), Some(started_at_ms)),
+        };
         let mut job = Job { task_id, story_id, role, fence, created_at_ms, started_at_ms: resumed_from_ms };
-        let _slot = tokio::select! {
-            slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
-            () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,
-            () = self.shutdown.cancelled() => return self.end_at_shutdown(&job).await,
-            () = handle.lease_lost.cancelled() => return Err(self.lease_lost(task_id)),
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => tokio::select! {
+                slot = Arc::clone(&self.slots).acquire_owned() => slot.map_err(|_| self.stopping())?,
+                () = handle.cancel.cancelled() => return self.end_cancelled(&job).await,
+                () = self.shutdown.cancelled() => return self.end_at_shutdown(&job).await,
+                () = handle.lease_lost.cancelled() => return Err(self.lease_lost(task_id)),
+            },
         };
         let now = self.clock.now_ms();
         let started_at_ms = match resumed_from_ms {

@@ -6,6 +6,7 @@ use orchestrator_domain::{Deliberation, DeliberationStatus, Phase, Rounds, TaskI
 use tracing::{info, warn};
 
 use super::admission::Share;
+use super::execution::StartFrom;
 use super::{Jobs, store_error};
 use crate::caller::Caller;
 use crate::deliberate::DeliberateCommand;
@@ -110,9 +111,11 @@ impl Jobs {
             });
             match admitted {
                 Ok((deliberation, admission)) => {
-                    let started_at_ms = match record.status {
-                        DeliberationStatus::InProgress => record.started_at_ms.or(Some(now)),
-                        _ => None,
+                    let start = match record.status {
+                        DeliberationStatus::InProgress => {
+                            StartFrom::Resumed { started_at_ms: record.started_at_ms.unwrap_or(now) }
+                        }
+                        _ => StartFrom::Pending,
                     };
                     info!(task_id = %task_id, phase = %deliberation.phase(), epoch = fence.epoch, "resuming deliberation");
                     let handle = self.register(&task_id, record.request.story_id.clone());
@@ -125,7 +128,7 @@ impl Jobs {
                         deliberation,
                         None,
                         created_at_ms,
-                        started_at_ms,
+                        start,
                     );
                     guard.disarm();
                     recovery.resumed += 1;

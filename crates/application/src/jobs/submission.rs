@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::admission::Share;
+use super::execution::StartFrom;
 use super::{Jobs, store_error};
 use crate::caller::Caller;
 use crate::deliberate::{DeliberateCommand, DeliberationReport};
@@ -207,9 +208,17 @@ impl Jobs {
         let handle = self.register(&task_id, new.story_id.clone());
         let event = self.event(&task_id, new.story_id.as_deref(), new.role, EventKind::Submitted);
         let lease = self.lease(new.created_at_ms);
-        let created = match (mode, &event) {
-            (Mode::Awaited, None) => self.store.create_awaited(&new, &lease).await,
-            _ => self.store.create(&new, &lease, event.as_ref()).await,
+        let unannounced = matches!((mode, &event), (Mode::Awaited, None));
+        // With a slot free now, a deliberation nobody has been told of is stored as started:
+        // one write instead of a submission and a start.
+        let started = unannounced
+            .then(|| Arc::clone(&self.slots).try_acquire_owned().ok())
+            .flatten()
+            .map(|slot| (self.clock.now_ms(), slot));
+        let created = if unannounced {
+            self.store.create_awaited(&new, &lease, started.as_ref().map(|(at_ms, _)| *at_ms)).await
+        } else {
+            self.store.create(&new, &lease, event.as_ref()).await
         };
         let created = match created {
             Ok(created) => created,
@@ -230,6 +239,12 @@ impl Jobs {
         }
 
         self.announced(event.as_ref());
+        let (start, status) = match started {
+            Some((started_at_ms, slot)) => {
+                (StartFrom::Started { started_at_ms, slot }, DeliberationStatus::InProgress)
+            }
+            None => (StartFrom::Pending, DeliberationStatus::Pending),
+        };
         let fence = Fence::created_by(self.settings.node_id.clone());
         let (result, guard) = self.spawn(
             admission,
@@ -239,10 +254,10 @@ impl Jobs {
             deliberation,
             observer,
             new.created_at_ms,
-            None,
+            start,
         );
         info!(task_id = %task_id, "deliberation submitted");
-        let submission = Submission { task_id, status: DeliberationStatus::Pending, created: true };
+        let submission = Submission { task_id, status, created: true };
         Ok((Started::New { submission, result, guard }, rounds))
     }
 

@@ -520,6 +520,30 @@ async fn only_an_awaited_unannounced_deliberation_is_stored_as_awaited() {
     assert_eq!(announced(&store, "announced").first().map(String::as_str), Some("submitted"));
 }
 
+/// A waited-for deliberation with a slot free is stored as started, in one write; without
+/// one it is stored PENDING and waits, as any other.
+#[tokio::test(start_paused = true)]
+async fn an_awaited_deliberation_with_a_free_slot_is_stored_started() {
+    let store = Arc::new(InMemoryStore::default());
+    let settings = JobSettings { max_running: 1, queue_capacity: 2, ..JobSettings::default() };
+    let jobs = jobs_with(Arc::new(SleepingBackend::new(STEP)), Arc::clone(&store), settings);
+
+    let first = jobs.begin(&anon(), command("first", 0), None).await.unwrap();
+    assert_eq!(store.status("first"), DeliberationStatus::InProgress, "stored started: the slot was free");
+    let second = jobs.begin(&anon(), command("second", 0), None).await.unwrap();
+    assert_eq!(store.status("second"), DeliberationStatus::Pending, "the one slot is taken");
+
+    let caller = anon();
+    let (first, second) = tokio::join!(first.outcome(&caller), second.outcome(&caller));
+    assert_eq!(first.unwrap().task_id, "first");
+    assert_eq!(second.unwrap().task_id, "second");
+    for task_id in ["first", "second"] {
+        let record = jobs.get(&anon(), &tid(task_id)).await.unwrap();
+        assert_eq!(record.status, DeliberationStatus::Completed, "{task_id}");
+        assert!(record.started_at_ms.is_some(), "{task_id}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_events_nothing_is_stored_in_the_outbox() {
     let store = Arc::new(InMemoryStore::default());

@@ -218,9 +218,23 @@ pub trait DeliberationStore: Send + Sync + 'static {
     /// commit of its result covers it as soon as there is one. A power cut may lose it along
     /// with the run, whose caller then hears of a failure, never of a result that is gone.
     ///
-    /// By default it is [`Self::create`].
-    async fn create_awaited(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
-        self.create(new, lease, None).await
+    /// With `started_at_ms` it is stored IN_PROGRESS from then (it runs at once): what
+    /// [`Self::mark_started`] under the creator's fence would make of it, in one write.
+    ///
+    /// By default it is [`Self::create`], then [`Self::mark_started`].
+    async fn create_awaited(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        started_at_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let created = self.create(new, lease, None).await?;
+        match started_at_ms {
+            Some(at_ms) if created => {
+                self.mark_started(&new.task_id, &Fence::created_by(lease.owner.clone()), at_ms, None).await
+            }
+            _ => Ok(created),
+        }
     }
 
     /// Reads one deliberation with its progress and outcome.

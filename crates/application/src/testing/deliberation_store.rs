@@ -35,9 +35,24 @@ impl DeliberationStore for InMemoryStore {
         self.announce(&new.task_id, true, event)
     }
 
-    async fn create_awaited(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
+    async fn create_awaited(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        started_at_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
         self.awaited_creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.create(new, lease, None).await
+        if !self.create(new, lease, None).await? {
+            return Ok(false);
+        }
+        if let Some(at_ms) = started_at_ms {
+            let mut entries = self.entries();
+            if let Some(entry) = entries.get_mut(&new.task_id) {
+                entry.record.status = DeliberationStatus::InProgress;
+                entry.record.started_at_ms = Some(at_ms);
+            }
+        }
+        Ok(true)
     }
 
     async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError> {

@@ -49,14 +49,19 @@ where
         event: Option<&DeliberationEvent>,
     ) -> Result<bool, StoreError> {
         let event = event.map(|event| StoredEvent::of(&new.task_id, event)).transpose()?;
-        self.insert_new(new, lease, event.as_ref(), Durability::PowerLoss).await
+        self.insert_new(new, lease, None, event.as_ref(), Durability::PowerLoss).await
     }
 
     /// Committed to survive this process dying: on SQLite no fsync of its own (the result's
     /// commit syncs the log, this row with it); PostgreSQL commits every write durably.
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %new.task_id), err)]
-    async fn create_awaited(&self, new: &NewDeliberation, lease: &Lease) -> Result<bool, StoreError> {
-        self.insert_new(new, lease, None, Durability::ProcessCrash).await
+    async fn create_awaited(
+        &self,
+        new: &NewDeliberation,
+        lease: &Lease,
+        started_at_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.insert_new(new, lease, started_at_ms, None, Durability::ProcessCrash).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(task_id = %task_id), err)]

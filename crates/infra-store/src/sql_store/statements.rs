@@ -161,23 +161,29 @@ where
         Ok(true)
     }
 
-    /// Stores `new` as PENDING under `lease`, with `event` when given, committed at
-    /// `durability`; `false` when its task id is stored already.
+    /// Stores `new` under `lease` — PENDING, or IN_PROGRESS from `started_at_ms` — with
+    /// `event` when given, committed at `durability`; `false` when its task id is stored
+    /// already.
     pub(super) async fn insert_new(
         &self,
         new: &NewDeliberation,
         lease: &Lease,
+        started_at_ms: Option<i64>,
         event: Option<&StoredEvent>,
         durability: Durability,
     ) -> Result<bool, StoreError> {
         let task_id = &new.task_id;
+        let status = match started_at_ms {
+            Some(_) => DeliberationStatus::InProgress,
+            None => DeliberationStatus::Pending,
+        };
         let sql = format!(
             "INSERT INTO deliberations \
              (task_id, role, status, task_description, request, created_at_ms, owner, lease_until_ms, principal, \
-              council_id, event_seq) \
-             VALUES ($1, $2, '{pending}', $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (task_id) DO NOTHING \
+              council_id, event_seq, started_at_ms) \
+             VALUES ($1, $2, '{status}', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (task_id) DO NOTHING \
              RETURNING event_seq",
-            pending = DeliberationStatus::Pending.as_str(),
+            status = status.as_str(),
         );
         let insert = sqlx::query(&sql)
             .bind(task_id.to_string())
@@ -189,7 +195,8 @@ where
             .bind(lease.until_ms)
             .bind(storable(&new.principal))
             .bind(new.council_id().map(|id| storable(id.as_str())))
-            .bind(i64::from(event.is_some()));
+            .bind(i64::from(event.is_some()))
+            .bind(started_at_ms);
         self.change_with_event(insert, task_id, event, durability)
             .await
             .map_err(|e| from_sqlx("creating", Some(task_id), e))
