@@ -13,8 +13,9 @@
 //!
 //! What the ping was for is kept where it matters: a connection whose write did not say it
 //! ended cleanly ([`WriterGuard::finished`]: an error, a cancelled future) is pinged before
-//! its next use, and replaced when that fails — so a connection broken by a server restart is
-//! dropped at its next turn, not reused forever.
+//! its next use, and replaced when that fails. A connection a server restart broke while idle
+//! fails the one write that next takes it — retried like any write that meets an outage —
+//! and is replaced then, not reused forever.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, PoisonError};
