@@ -12,8 +12,19 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::Fault;
+
+/// How long a held lock is waited for before the database is reported in use. The lock may
+/// be on its way out: a server that just stopped released it, but a process it (or another
+/// part of the same process) spawned a moment before may not have replaced itself with its
+/// program yet, and until it does it shares the lock's open file — milliseconds, longer on a
+/// loaded machine.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Pause between two tries within [`LOCK_WAIT`].
+const LOCK_RETRY: Duration = Duration::from_millis(20);
 
 /// The lock on `<database>.lock`; released when dropped (or when the process ends).
 #[derive(Debug)]
@@ -24,8 +35,9 @@ pub(crate) struct ExclusiveFile {
 }
 
 impl ExclusiveFile {
-    /// Takes the lock for `database`, creating the lock file (mode 0600) when absent, and
-    /// writes this process's pid into it for the message a second server gets.
+    /// Takes the lock for `database` (waiting up to [`LOCK_WAIT`] for it), creating the lock
+    /// file (mode 0600) when absent, and writes this process's pid into it for the message a
+    /// second server gets. Blocking: call it off the async runtime's workers.
     ///
     /// # Errors
     /// [`Fault::InUse`] when another process holds it; [`Fault::Lock`] when the lock file
@@ -43,17 +55,23 @@ impl ExclusiveFile {
             .mode(0o600)
             .open(&path)
             .map_err(lock_error)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                return Err(Fault::InUse {
-                    database: database.to_owned(),
-                    holder: holder.trim().parse().ok(),
-                });
+        let give_up = Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if Instant::now() < give_up => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    return Err(Fault::InUse {
+                        database: database.to_owned(),
+                        holder: holder.trim().parse().ok(),
+                    });
+                }
+                Err(TryLockError::Error(source)) => return Err(lock_error(source)),
             }
-            Err(TryLockError::Error(source)) => return Err(lock_error(source)),
         }
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
@@ -87,5 +105,24 @@ mod tests {
         drop(first);
         let second = ExclusiveFile::take(&database).unwrap();
         assert_eq!(second.path(), dir.path().join("orchestrator.db.lock"));
+    }
+
+    #[test]
+    fn a_lock_released_while_it_is_being_taken_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("orchestrator.db");
+        let first = ExclusiveFile::take(&database).unwrap();
+        let taking = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let releaser = {
+            let taking = std::sync::Arc::clone(&taking);
+            std::thread::spawn(move || {
+                taking.wait();
+                drop(first);
+            })
+        };
+        taking.wait();
+        let second = ExclusiveFile::take(&database);
+        releaser.join().unwrap();
+        assert!(second.is_ok(), "{second:?}");
     }
 }
