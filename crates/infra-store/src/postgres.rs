@@ -108,12 +108,7 @@ impl SqlStore<Postgres> {
                 WRITERS / 2,
                 options.acquire_timeout,
             )),
-            relaxed: Some(Arc::new(ConnectionSet::new(
-                relaxed,
-                set_path,
-                WRITERS / 2,
-                options.acquire_timeout,
-            ))),
+            relaxed: Arc::new(ConnectionSet::new(relaxed, set_path, WRITERS / 2, options.acquire_timeout)),
         };
         tracing::info!(url = %redact_url(url), schema = schema.unwrap_or("(default)"), "connected PostgreSQL deliberation store");
         Ok(Self::from_pools(writer, pool, options.acquire_timeout, Hold::Shared))

@@ -160,7 +160,6 @@ fn sources_of(target: DeliberationStatus) -> Option<String> {
 
 mod deliberation_store;
 mod leases;
-mod one_statement;
 mod statements;
 
 #[cfg(test)]
@@ -173,5 +172,12 @@ mod tests {
         assert_eq!(sources_of(InProgress).as_deref(), Some("'PENDING'"));
         assert_eq!(sources_of(Cancelled).as_deref(), Some("'PENDING', 'IN_PROGRESS'"));
         assert_eq!(sources_of(Pending), None);
+    }
+
+    #[test]
+    fn completions_are_one_statement_on_postgresql_only() {
+        // A renamed dialect would quietly fall back to the transaction; this says so.
+        assert!(statements::writes_in_one_statement::<sqlx::Postgres>());
+        assert!(!statements::writes_in_one_statement::<sqlx::Sqlite>());
     }
 }

@@ -34,10 +34,10 @@ pub(crate) enum Writer<DB: Database> {
     Pool(Pool<DB>),
     /// The one connection, taken in turn; `None` once the store is closed.
     Held { connection: Arc<Mutex<Option<DB::Connection>>>, wait: Duration },
-    /// Up to a fixed number of connections, opened when first needed; `relaxed`, when
-    /// given, serves the writes that need only survive this process (see
-    /// [`Durability::ProcessCrash`]).
-    Set { durable: Arc<ConnectionSet<DB>>, relaxed: Option<Arc<ConnectionSet<DB>>> },
+    /// Up to a fixed number of connections each, opened when first needed: `relaxed` serves
+    /// the writes that need only survive this process (see [`Durability::ProcessCrash`]),
+    /// `durable` every other.
+    Set { durable: Arc<ConnectionSet<DB>>, relaxed: Arc<ConnectionSet<DB>> },
 }
 
 /// Connections this store opens itself, each used by one write at a time.
@@ -171,9 +171,9 @@ where
                     OwnedMutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
                 Ok(WriterGuard::Held(open))
             }
-            Self::Set { durable, relaxed } => match (durability, relaxed) {
-                (Durability::ProcessCrash, Some(relaxed)) => relaxed.acquire().await,
-                _ => durable.acquire().await,
+            Self::Set { durable, relaxed } => match durability {
+                Durability::ProcessCrash => relaxed.acquire().await,
+                Durability::PowerLoss => durable.acquire().await,
             },
         }
     }
@@ -192,9 +192,7 @@ where
             }
             Self::Set { durable, relaxed } => {
                 durable.close().await;
-                if let Some(relaxed) = relaxed {
-                    relaxed.close().await;
-                }
+                relaxed.close().await;
             }
         }
     }
@@ -206,7 +204,7 @@ impl<DB: Database> Clone for Writer<DB> {
             Self::Pool(pool) => Self::Pool(pool.clone()),
             Self::Held { connection, wait } => Self::Held { connection: Arc::clone(connection), wait: *wait },
             Self::Set { durable, relaxed } => {
-                Self::Set { durable: Arc::clone(durable), relaxed: relaxed.clone() }
+                Self::Set { durable: Arc::clone(durable), relaxed: Arc::clone(relaxed) }
             }
         }
     }
@@ -220,7 +218,7 @@ impl<DB: Database> std::fmt::Debug for Writer<DB> {
             Self::Set { durable, relaxed } => f
                 .debug_struct("Set")
                 .field("idle", &durable.idle.lock().unwrap_or_else(PoisonError::into_inner).len())
-                .field("relaxed", &relaxed.is_some())
+                .field("relaxed_idle", &relaxed.idle.lock().unwrap_or_else(PoisonError::into_inner).len())
                 .field("wait", &durable.wait)
                 .finish_non_exhaustive(),
         }

@@ -42,17 +42,14 @@ impl DeliberationStore for InMemoryStore {
         started_at_ms: Option<i64>,
     ) -> Result<bool, StoreError> {
         self.awaited_creates.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if !self.create(new, lease, None).await? {
-            return Ok(false);
-        }
-        if let Some(at_ms) = started_at_ms {
-            let mut entries = self.entries();
-            if let Some(entry) = entries.get_mut(&new.task_id) {
-                entry.record.status = DeliberationStatus::InProgress;
-                entry.record.started_at_ms = Some(at_ms);
+        let created = self.create(new, lease, None).await?;
+        match started_at_ms {
+            // As the port's default: stored, then started under its creator's fence.
+            Some(at_ms) if created => {
+                self.mark_started(&new.task_id, &Fence::created_by(lease.owner.clone()), at_ms, None).await
             }
+            _ => Ok(created),
         }
-        Ok(true)
     }
 
     async fn get(&self, task_id: &TaskId) -> Result<Option<DeliberationRecord>, StoreError> {

@@ -18,7 +18,7 @@ use crate::snapshot::snapshot;
 use crate::statement::Statement;
 use crate::text::{storable, to_json};
 
-use super::one_statement::writes_in_one_statement;
+use super::statements::{Completion, push_completion, writes_in_one_statement};
 use super::*;
 
 // The bounds below say "DB runs this file's SQL with i64, f64 and text values". They are
@@ -173,29 +173,13 @@ where
         // The status change and the outcome rows commit together or not at all.
         let transaction = async {
             let mut writer = self.writer_at(Durability::PowerLoss).await?;
+            let mut update = Statement::new("");
+            let completion =
+                Completion { task_id, fence, sources: &sources, finished_at_ms, duration_ms, rows: &rows };
+            push_completion(&mut update, &completion, event.is_some());
+            let (sql, arguments) = update.into_parts()?;
             let mut tx = sqlx::Connection::begin(&mut *writer).await?;
-            let updated = sqlx::query(&format!(
-                "UPDATE deliberations SET status = '{completed}', finished_at_ms = $1, duration_ms = $2, \
-                 winner_id = $3, error = NULL, prompt_tokens = $4, completion_tokens = $5, calls = $6, \
-                 latency_ms = $7, calls_saved = $11, event_seq = event_seq + $12, path = $13 WHERE task_id = $8 \
-                 AND status IN ({sources}) AND owner = $9 AND lease_epoch = $10 RETURNING event_seq",
-                completed = DeliberationStatus::Completed.as_str(),
-            ))
-            .bind(finished_at_ms)
-            .bind(duration_ms)
-            .bind(rows.winner_id.clone())
-            .bind(rows.usage.prompt_tokens)
-            .bind(rows.usage.completion_tokens)
-            .bind(rows.usage.calls)
-            .bind(rows.usage.latency_ms)
-            .bind(task_id.to_string())
-            .bind(storable(&fence.owner))
-            .bind(fence.epoch)
-            .bind(rows.calls_saved)
-            .bind(i64::from(event.is_some()))
-            .bind(rows.path.clone())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let updated = sqlx::query_with(&sql, arguments).fetch_optional(&mut *tx).await?;
             let Some(updated) = updated else {
                 tx.rollback().await?;
                 writer.finished();

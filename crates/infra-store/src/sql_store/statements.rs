@@ -216,6 +216,118 @@ where
         }
         Ok(())
     }
+
+    /// A status in `sources` → COMPLETED under `fence`, with the outcome's `rows` and `event`,
+    /// as one statement of data-modifying `WITH` queries (only where [`writes_in_one_statement`]).
+    /// Whether the row matched: without a match nothing is inserted either.
+    ///
+    /// A transaction is a round trip to the server for `BEGIN`, for each statement and for
+    /// `COMMIT`, and on the server a wake-up of its backend for each; at zero model latency
+    /// those were most of a deliberation's database time. One statement is its own
+    /// transaction: all of it commits or none, as the transaction did.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one completion, each distinct")]
+    pub(super) async fn complete_in_one_statement(
+        &self,
+        task_id: &str,
+        fence: &Fence,
+        sources: &str,
+        finished_at_ms: i64,
+        duration_ms: i64,
+        rows: &OutcomeRows,
+        event: Option<&StoredEvent>,
+    ) -> Result<bool, sqlx::Error> {
+        let mut statement = Statement::<DB>::new("WITH updated AS (");
+        let completion = Completion { task_id, fence, sources, finished_at_ms, duration_ms, rows };
+        push_completion(&mut statement, &completion, event.is_some());
+        statement.push(")");
+        // Each insert takes its rows only when the update matched.
+        for (i, chunk) in OutcomeChunk::all(rows).into_iter().enumerate() {
+            statement.push(&format!(", rows_{i} AS (INSERT INTO {} SELECT * FROM (VALUES ", chunk.table()));
+            push_outcome_values(&mut statement, task_id, chunk);
+            statement.push(") AS v WHERE EXISTS (SELECT 1 FROM updated))");
+        }
+        if let Some(event) = event {
+            statement
+                .push(", event AS (INSERT INTO outbox (task_id, seq, event, payload, created_at_ms) SELECT ")
+                .push_bind(task_id.to_owned())
+                .push(", event_seq, ")
+                .push_bind(event.name.to_owned())
+                .push(", ")
+                .push_bind(event.payload.clone())
+                .push(", ")
+                .push_bind(event.at_ms)
+                .push(" FROM updated)");
+        }
+        statement.push(" SELECT event_seq FROM updated");
+        let (sql, arguments) = statement.into_parts()?;
+        let mut writer = self.writer_at(Durability::PowerLoss).await?;
+        let updated = sqlx::query_with(&sql, arguments).fetch_optional(&mut *writer).await?;
+        writer.finished();
+        Ok(updated.is_some())
+    }
+}
+
+/// Whether `DB` runs data-modifying `WITH` queries (PostgreSQL does, SQLite does not, and
+/// keeps its round trips inside this process anyway), so a completion can be one statement.
+pub(super) fn writes_in_one_statement<DB: Database>() -> bool {
+    DB::NAME == "PostgreSQL"
+}
+
+/// What a completion writes to the deliberation's own row.
+pub(super) struct Completion<'a> {
+    pub(super) task_id: &'a str,
+    pub(super) fence: &'a Fence,
+    /// The statuses it may complete from, as an SQL list.
+    pub(super) sources: &'a str,
+    pub(super) finished_at_ms: i64,
+    pub(super) duration_ms: i64,
+    pub(super) rows: &'a OutcomeRows,
+}
+
+/// Appends `UPDATE deliberations … RETURNING event_seq`: the row of `completion` becomes
+/// COMPLETED with its totals, under its fence, its event number raised when `with_event`.
+pub(super) fn push_completion<'q, DB>(
+    statement: &mut Statement<'q, DB>,
+    completion: &Completion<'_>,
+    with_event: bool,
+) where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB>,
+{
+    let Completion { task_id, fence, sources, finished_at_ms, duration_ms, rows } = completion;
+    statement
+        .push(&format!(
+            "UPDATE deliberations SET status = '{completed}', error = NULL, finished_at_ms = ",
+            completed = DeliberationStatus::Completed.as_str(),
+        ))
+        .push_bind(*finished_at_ms)
+        .push(", duration_ms = ")
+        .push_bind(*duration_ms)
+        .push(", winner_id = ")
+        .push_bind(rows.winner_id.clone())
+        .push(", prompt_tokens = ")
+        .push_bind(rows.usage.prompt_tokens)
+        .push(", completion_tokens = ")
+        .push_bind(rows.usage.completion_tokens)
+        .push(", calls = ")
+        .push_bind(rows.usage.calls)
+        .push(", latency_ms = ")
+        .push_bind(rows.usage.latency_ms)
+        .push(", calls_saved = ")
+        .push_bind(rows.calls_saved)
+        .push(", path = ")
+        .push_bind(rows.path.clone())
+        .push(", event_seq = event_seq + ")
+        .push_bind(i64::from(with_event))
+        .push(" WHERE task_id = ")
+        .push_bind((*task_id).to_owned())
+        .push(&format!(" AND status IN ({sources}) AND owner = "))
+        .push_bind(storable(&fence.owner))
+        .push(" AND lease_epoch = ")
+        .push_bind(fence.epoch)
+        .push(" RETURNING event_seq");
 }
 
 /// Rows of one outcome table.
